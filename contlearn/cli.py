@@ -1,0 +1,377 @@
+"""The ``contlearn`` command line: parse, call one Workspace method, print a table or JSON.
+
+Nothing here imports torch; the commands that train or evaluate import it through the library.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import ContlearnError
+
+WORKSPACE_HELP = "Workspace folder (default: $CONTLEARN_WORKSPACE or the current folder)."
+
+
+def _fail_cleanly(func: Callable) -> Callable:
+    """Turn library errors into one-line click errors (exit 1)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ContlearnError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+def workspace_options(func: Callable) -> Callable:
+    """``--workspace/-w`` and ``--db`` on every command that opens a workspace."""
+    func = click.option("--db", "db", default=None, help="Ledger URL (overrides tasks.toml).")(func)
+    func = click.option(
+        "--workspace",
+        "-w",
+        "workspace",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="CONTLEARN_WORKSPACE",
+        default=Path("."),
+        show_default=False,
+        help=WORKSPACE_HELP,
+    )(func)
+    return _fail_cleanly(func)
+
+
+def _open(workspace: Path, db: str | None) -> Any:
+    from .workspace import Workspace
+
+    return Workspace.open(workspace, db=db)
+
+
+def _emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """A plain aligned text table."""
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="contlearn")
+def main() -> None:
+    """contlearn: learn NLP tasks one after another without forgetting.
+
+    Each task gets its own bottleneck adapter on one frozen backbone; the ledger proves that
+    training a new task leaves every earlier task's predictions bit-identical.
+
+    \b
+    Example:
+        contlearn init
+        contlearn add-task rte --data ./RTE
+        contlearn train-next --all
+        contlearn audit
+    """
+
+
+@main.command()
+@click.option(
+    "--backbone", default=None, help="Model folder or hub name (default: packaged MiniLM)."
+)
+@workspace_options
+def init(workspace: Path, db: str | None, backbone: str | None) -> None:
+    """Create a workspace: tasks.toml, the ledger and artifacts/.
+
+    Loads the backbone once and records its identity and weight fingerprint.
+
+    \b
+    Example:
+        contlearn init -w ./ws
+        contlearn init -w ./ws --backbone ./my-bert --db postgresql://u@localhost/cl
+    """
+    from .workspace import Workspace
+
+    ws = Workspace.create(workspace, backbone=backbone, db=db)
+    bb = ws.ledger.backbone()
+    click.echo(f"created workspace {ws.root}")
+    click.echo(f"backbone {bb.identity} ({bb.model_type}, {bb.num_parameters:,} parameters)")
+    click.echo(f"fingerprint {bb.fingerprint}")
+    click.echo(f"ledger {ws.db_url}")
+
+
+def _split_fields(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@main.command("add-task")
+@click.argument("name", required=False)
+@click.option("--data", type=click.Path(path_type=Path), help="Task data folder.")
+@click.option("--text-fields", help="Comma-separated text column(s), e.g. sentence1,sentence2.")
+@click.option("--label-field", help="Label column.")
+@click.option(
+    "--metric",
+    type=click.Choice(["accuracy", "f1", "matthews", "pearson", "spearman"]),
+    help="Primary metric (default: GLUE's for GLUE tasks, else accuracy / pearson).",
+)
+@click.option("--max-length", type=click.IntRange(8, 4096), help="Max tokens for this task.")
+@click.option("--bottleneck", type=click.IntRange(1), help="Adapter size m for this task.")
+@click.option("--position", type=click.IntRange(1), help="Insert before this position.")
+@click.option("--from-config", is_flag=True, help="Register the tasks listed in tasks.toml.")
+@click.option("--json", "as_json", is_flag=True, help="Print the registered task(s) as JSON.")
+@workspace_options
+def add_task(
+    workspace: Path, db: str | None, name: str | None, data: Path | None, as_json: bool, **kw: Any
+) -> None:
+    """Register a task from a data folder (GLUE layout, csv/tsv/jsonl/parquet, datasets).
+
+    \b
+    Example:
+        contlearn add-task rte --data ../glue/RTE
+        contlearn add-task reviews --data ./reviews --text-fields text --label-field stars
+        contlearn add-task --from-config
+    """
+    ws = _open(workspace, db)
+    if kw.pop("from_config"):
+        if name or data:
+            raise click.UsageError("--from-config takes no NAME or --data")
+        names = ws.sync()
+    else:
+        if not name or data is None:
+            raise click.UsageError("give a task NAME and --data PATH (or --from-config)")
+        kw["text_fields"] = _split_fields(kw["text_fields"])
+        names = [ws.add_task(name, data, **kw).name]
+    rows = [r for r in ws.status() if r["name"] in names]
+    if as_json:
+        _emit_json({"added": rows})
+        return
+    if not rows:
+        click.echo("nothing to add: every task in tasks.toml is registered")
+    for r in rows:
+        labels = "regression" if r["labels"] is None else f"{len(r['labels'])} labels"
+        click.echo(
+            f"added {r['name']} at position {r['position']}: {r['train_rows']} train / "
+            f"{r['dev_rows']} dev rows, {labels}, metric {r['metric']}"
+        )
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help='Print {"tasks": [...]} as JSON.')
+@workspace_options
+def status(workspace: Path, db: str | None, as_json: bool) -> None:
+    """Show the task sequence: position, name, status, rows, labels, metric, score.
+
+    \b
+    Example:
+        contlearn status
+        contlearn status --json | jq '.tasks[].name'
+    """
+    rows = _open(workspace, db).status()
+    if as_json:
+        _emit_json({"tasks": rows})
+        return
+    if not rows:
+        click.echo("no tasks yet: `contlearn add-task NAME --data PATH` registers one")
+        return
+    for r in rows:
+        r["labels"] = "regression" if r["labels"] is None else len(r["labels"])
+        r["rows"] = f"{r['train_rows']}/{r['dev_rows']}"
+    cols = ["position", "name", "status", "rows", "labels", "metric", "score"]
+    click.echo(format_table(rows, cols))
+
+
+@main.command("train-next")
+@click.option("--all", "all_tasks", is_flag=True, help="Drain the queue: train every pending task.")
+@click.option("--epochs", type=click.IntRange(1), help="Epochs (default from tasks.toml).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate.")
+@click.option("--batch-size", type=click.IntRange(1), help="Training batch size.")
+@click.option("--max-length", type=click.IntRange(8, 4096), help="Max tokens per example.")
+@click.option("--bottleneck", type=click.IntRange(1), help="Adapter size m.")
+@click.option("--seed", type=int, help="Random seed.")
+@click.option(
+    "--max-train-examples",
+    type=click.IntRange(0),
+    help="Deterministic training subsample (0: all).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run results as JSON.")
+@workspace_options
+def train_next(
+    workspace: Path, db: str | None, all_tasks: bool, quiet: bool, as_json: bool, **overrides: Any
+) -> None:
+    """Train the next pending task's adapter, then verify every earlier task is unchanged.
+
+    \b
+    Example:
+        contlearn train-next
+        contlearn train-next --all --epochs 3 --max-train-examples 4000
+    """
+    ws = _open(workspace, db)
+    results = ws.train_next(all_tasks=all_tasks, progress=not quiet and not as_json, **overrides)
+    if as_json:
+        _emit_json({"runs": results})
+        return
+    for result in results:
+        _print_training(result)
+
+
+def _print_training(result: dict[str, Any]) -> None:
+    scores = _scores(result["metrics"])
+    click.echo(
+        f"trained {result['task']}: {scores} (best epoch {result['best_epoch']}); "
+        f"{result['trainable_params']:,} trainable parameters "
+        f"({result['trainable_pct']:.2f}% of the backbone); "
+        f"{result['seconds']:.1f} s, {result['examples_per_second']:.1f} examples/s"
+    )
+    rows = [
+        {
+            "task": v["task"],
+            "recorded": _scores(v["recorded"]),
+            "now": _scores(v["now"]),
+            "logits": v["logits_sha256"][:16],
+            "identical": v["identical"],
+        }
+        for v in result["verifications"]
+    ]
+    if rows:
+        click.echo("verification of earlier tasks:")
+        click.echo(format_table(rows, ["task", "recorded", "now", "logits", "identical"]))
+
+
+def _scores(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+
+@main.command()
+@click.option("--task", "task", default=None, help="Audit only this task.")
+@click.option("--history", "show_history", is_flag=True, help="List past audits and verdicts.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the per-task results as JSON.")
+@workspace_options
+def audit(
+    workspace: Path,
+    db: str | None,
+    task: str | None,
+    show_history: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Re-evaluate every trained task and check it is exactly as when it was trained.
+
+    Checks artifact checksums, the backbone and data fingerprints, then compares the dev
+    logits digest and metrics with the recorded ones. Exit code 0: every task identical and
+    intact; 1: something drifted or was tampered with; 2: usage error.
+
+    \b
+    Example:
+        contlearn audit
+        contlearn audit --task rte --json
+        contlearn audit --history
+    """
+    ws = _open(workspace, db)
+    if show_history:
+        from .auditing import history
+
+        rows = history(ws)
+        if as_json:
+            _emit_json({"audits": rows})
+        else:
+            click.echo(format_table(rows, ["run_id", "started_at", "verdict", "tasks", "seconds"]))
+        return
+    result = ws.audit(task=task, progress=not quiet and not as_json)
+    if as_json:
+        _emit_json(result)
+    else:
+        _print_audit(result)
+    if result["verdict"] != "clean":
+        sys.exit(1)
+
+
+def _print_audit(result: dict[str, Any]) -> None:
+    cols = ["position", "task", "metric", "recorded", "now", "delta"]
+    cols += ["logits_identical", "artifact_ok", "data_ok"]
+    click.echo(format_table(result["tasks"], cols))
+    for row in result["tasks"]:
+        for finding in row["findings"]:
+            click.echo(f"! {finding}")
+    click.echo(
+        f"verdict: {result['verdict']} ({len(result['tasks'])} tasks, {result['examples']} dev "
+        f"examples in {result['seconds']:.1f} s, {result['examples_per_second']:.1f} examples/s)"
+    )
+
+
+@main.group()
+def db() -> None:
+    """Ledger schema commands.
+
+    \b
+    Example:
+        contlearn db current
+        contlearn db upgrade
+    """
+
+
+@db.command("upgrade")
+@workspace_options
+def db_upgrade(workspace: Path, db: str | None) -> None:
+    """Apply pending schema migrations to the ledger.
+
+    \b
+    Example:
+        contlearn db upgrade -w ./ws
+    """
+    from . import config as cfg
+    from .db import make_engine, upgrade
+
+    url = _ledger_url(workspace, db, cfg)
+    before, after = upgrade(make_engine(url))
+    click.echo(f"ledger at {after}" + ("" if before == after else f" (was {before})"))
+
+
+@db.command("current")
+@workspace_options
+def db_current(workspace: Path, db: str | None) -> None:
+    """Print the ledger's schema revision and this code's head revision.
+
+    \b
+    Example:
+        contlearn db current
+    """
+    from . import config as cfg
+    from .db import current_revision, head_revision, make_engine
+
+    url = _ledger_url(workspace, db, cfg)
+    click.echo(f"current {current_revision(make_engine(url))} (head {head_revision()})")
+
+
+def _ledger_url(workspace: Path, db: str | None, cfg: Any) -> str:
+    from .errors import WorkspaceNotFound
+
+    if not (workspace / cfg.CONFIG_FILE).is_file():
+        raise WorkspaceNotFound(f"no contlearn workspace at {workspace.resolve()}")
+    return cfg.database_url(workspace.resolve(), cfg.load_config(workspace.resolve()).db, db)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Named exceptions raised by contlearn's library code.
+
+Every error a user can cause derives from :class:`ContlearnError`; its message is one line
+that names the problem and the fix. The CLI turns these into ``click.ClickException``.
+"""
+
+
+class ContlearnError(Exception):
+    """Base class: a problem the user can fix; the message says how."""
+
+
+class WorkspaceExists(ContlearnError):
+    """``init`` on a folder that already holds a workspace."""
+
+
+class WorkspaceNotFound(ContlearnError):
+    """A command ran outside any workspace."""
+
+
+class ConfigError(ContlearnError):
+    """``tasks.toml`` or an option holds an invalid value."""
+
+
+class SchemaError(ContlearnError):
+    """The ledger's schema is newer than this code, or cannot be read."""
+
+
+class LedgerError(ContlearnError):
+    """The database refused an operation (locked, unreachable, constraint)."""
+
+
+class InvalidTaskName(ContlearnError):
+    """A task name outside ``[a-z0-9][a-z0-9_-]{0,63}``."""
+
+
+class TaskExists(ContlearnError):
+    """A task name that is already registered."""
+
+
+class TaskNotFound(ContlearnError):
+    """A task name that is not registered."""
+
+
+class TaskNotTrained(ContlearnError):
+    """An operation that needs a trained task met one that is not."""
+
+
+class NoPendingTask(ContlearnError):
+    """``train-next`` found nothing left to train."""
+
+
+class BadData(ContlearnError):
+    """A task's data folder or files cannot be used as they are."""
+
+
+class BackboneError(ContlearnError):
+    """The backbone cannot be found or loaded."""
+
+
+class BackboneMismatch(ContlearnError):
+    """The backbone on disk differs from the one the ledger records."""
+
+
+class UnsupportedArchitecture(ContlearnError):
+    """A model whose layers the adapter injection cannot wrap."""
+
+
+class ArtifactError(ContlearnError):
+    """An artifact is missing, modified or unreadable."""
+
+
+class VerificationFailed(ContlearnError):
+    """An earlier task's results changed after a new task was trained."""

@@ -1,0 +1,319 @@
+"""What the rest of contlearn asks of the ledger.
+
+Each public method is one transaction and returns plain frozen dataclasses, never ORM rows, so
+nothing outside this module holds a session. Database errors become :class:`LedgerError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from .db import ArtifactRow, BackboneRow, EvaluationRow, RunRow, TaskRow, utcnow
+from .errors import LedgerError, TaskExists, TaskNotFound
+
+
+@dataclass(frozen=True)
+class BackboneRecord:
+    identity: str
+    model_type: str
+    fingerprint: str
+    hidden_size: int
+    num_layers: int
+    num_parameters: int
+    versions: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    id: int
+    name: str
+    position: int
+    data_source: str
+    data_format: str
+    glue_task: str | None
+    data_files: list[str]
+    data_fingerprint: str
+    train_rows: int
+    dev_rows: int
+    text_fields: list[str]
+    label_field: str
+    problem_type: str
+    labels: list[str] | None
+    metric: str
+    metrics: list[str]
+    settings: dict[str, Any]
+    status: str
+    created_at: datetime
+    trained_at: datetime | None
+
+    @property
+    def num_outputs(self) -> int:
+        return 1 if self.labels is None else len(self.labels)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    purpose: str
+    method: str | None
+    task_id: int | None
+    comparison_id: int | None
+    config: dict[str, Any]
+    status: str
+    verdict: str | None
+    error: str | None
+    host: str | None
+    pid: int | None
+    started_at: datetime
+    finished_at: datetime | None
+    seconds: float | None
+    examples: int | None
+    examples_per_second: float | None
+    result: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    run_id: int
+    task_id: int
+    role: str
+    path: str
+    sha256: str
+    bytes: int
+    trainable_params: int | None = None
+    backbone_params: int | None = None
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    task_id: int
+    kind: str
+    metrics: dict[str, float]
+    primary_value: float | None
+    example_count: int
+    logits_sha256: str | None
+    predictions_sha256: str | None = None
+    after_task_id: int | None = None
+    identical: bool | None = None
+    max_abs_diff: float | None = None
+    findings: list[str] | None = None
+    threads: int | None = None
+    seconds: float | None = None
+    split: str = "dev"
+    run_id: int | None = None
+    created_at: datetime | None = None
+
+
+def _record(cls: type, row: Any) -> Any:
+    return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
+
+
+class Ledger:
+    """The task ledger over one SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: commit on success, roll back on any error."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except SQLAlchemyError as exc:
+            session.rollback()
+            raise LedgerError(f"ledger error: {exc.__class__.__name__}: {exc.args[0]}") from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    # -- backbone -----------------------------------------------------------------------------
+    def backbone(self) -> BackboneRecord | None:
+        with self.session() as s:
+            row = s.scalars(select(BackboneRow).order_by(BackboneRow.id)).first()
+            return None if row is None else _record(BackboneRecord, row)
+
+    def set_backbone(self, record: BackboneRecord) -> None:
+        with self.session() as s:
+            s.add(BackboneRow(**{f.name: getattr(record, f.name) for f in fields(record)}))
+
+    # -- tasks --------------------------------------------------------------------------------
+    def tasks(self) -> list[TaskRecord]:
+        with self.session() as s:
+            rows = s.scalars(select(TaskRow).order_by(TaskRow.position))
+            return [_record(TaskRecord, r) for r in rows]
+
+    def task(self, name: str) -> TaskRecord:
+        with self.session() as s:
+            return _record(TaskRecord, self._task_row(s, name))
+
+    def task_by_id(self, task_id: int) -> TaskRecord:
+        with self.session() as s:
+            return _record(TaskRecord, s.get(TaskRow, task_id))
+
+    @staticmethod
+    def _task_row(s: Session, name: str) -> TaskRow:
+        row = s.scalars(select(TaskRow).where(TaskRow.name == name)).first()
+        if row is None:
+            raise TaskNotFound(f"no task named {name!r}: `contlearn status` lists the tasks")
+        return row
+
+    def add_tasks(self, specs: Sequence[dict[str, Any]], position: int | None = None) -> None:
+        """Register tasks in one transaction, appended or inserted before ``position`` (1-based)."""
+        with self.session() as s:
+            for offset, spec in enumerate(specs):
+                at = None if position is None else position + offset
+                self._insert_task(s, spec, at)
+
+    def _insert_task(self, s: Session, spec: dict[str, Any], position: int | None) -> None:
+        if s.scalars(select(TaskRow.id).where(TaskRow.name == spec["name"])).first():
+            raise TaskExists(
+                f"task {spec['name']!r} is already registered: choose another name "
+                "(`contlearn status` lists the tasks)"
+            )
+        count = s.scalar(select(func.count()).select_from(TaskRow)) or 0
+        if position is None or position > count:
+            position = count + 1
+        # Shift in two steps so the unique index on position never sees a duplicate.
+        s.execute(
+            update(TaskRow)
+            .where(TaskRow.position >= position)
+            .values(position=-TaskRow.position - 1)
+        )
+        s.execute(update(TaskRow).where(TaskRow.position < 0).values(position=-TaskRow.position))
+        s.add(TaskRow(position=position, status="pending", **spec))
+        s.flush()
+
+    # -- runs ---------------------------------------------------------------------------------
+    def start_run(self, **values: Any) -> int:
+        with self.session() as s:
+            row = RunRow(status="running", **values)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def claim_next_pending(self, run_values: dict[str, Any]) -> tuple[TaskRecord, int] | None:
+        """Mark the first pending task training and open its run, in one transaction."""
+        with self.session() as s:
+            row = s.scalars(
+                select(TaskRow)
+                .where(TaskRow.status == "pending")
+                .order_by(TaskRow.position)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return None
+            row.status = "training"
+            run = RunRow(status="running", purpose="train", task_id=row.id, **run_values)
+            s.add(run)
+            s.flush()
+            return _record(TaskRecord, row), run.id
+
+    def update_run(self, run_id: int, **values: Any) -> None:
+        with self.session() as s:
+            run = s.get(RunRow, run_id)
+            for key, value in values.items():
+                setattr(run, key, value)
+
+    def run(self, run_id: int) -> RunRecord:
+        with self.session() as s:
+            return _record(RunRecord, s.get(RunRow, run_id))
+
+    def runs(self, purpose: str | None = None, task_id: int | None = None) -> list[RunRecord]:
+        with self.session() as s:
+            query = select(RunRow).order_by(RunRow.id)
+            if purpose is not None:
+                query = query.where(RunRow.purpose == purpose)
+            if task_id is not None:
+                query = query.where(RunRow.task_id == task_id)
+            return [_record(RunRecord, r) for r in s.scalars(query)]
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        task_status: str | None = None,
+        artifacts: Sequence[ArtifactRecord] = (),
+        evaluations: Sequence[EvaluationRecord] = (),
+        **values: Any,
+    ) -> None:
+        """Close a run with its artifacts, evaluations and task status, in one transaction."""
+        with self.session() as s:
+            run = s.get(RunRow, run_id)
+            for key, value in {"status": status, "finished_at": utcnow(), **values}.items():
+                setattr(run, key, value)
+            s.add_all(ArtifactRow(**_values(a)) for a in artifacts)
+            s.add_all(EvaluationRow(**_values(e, run_id=run_id)) for e in evaluations)
+            if task_status is not None and run.task_id is not None:
+                task = s.get(TaskRow, run.task_id)
+                task.status = task_status
+                if task_status == "trained":
+                    task.trained_at = utcnow()
+
+    # -- artifacts and evaluations ------------------------------------------------------------
+    def artifacts(self, run_id: int) -> list[ArtifactRecord]:
+        with self.session() as s:
+            rows = s.scalars(select(ArtifactRow).where(ArtifactRow.run_id == run_id))
+            return [_record(ArtifactRecord, r) for r in rows]
+
+    def trained_run(self, task_id: int) -> RunRecord | None:
+        """The adapter run that trained the task (the latest successful one)."""
+        with self.session() as s:
+            row = s.scalars(
+                select(RunRow)
+                .where(RunRow.task_id == task_id, RunRow.purpose == "train")
+                .where(RunRow.method == "adapter", RunRow.status == "succeeded")
+                .order_by(RunRow.id.desc())
+            ).first()
+            return None if row is None else _record(RunRecord, row)
+
+    def post_train_scores(self) -> dict[int, float | None]:
+        """Each task's primary dev score from its latest successful adapter training run."""
+        with self.session() as s:
+            rows = s.execute(
+                select(EvaluationRow.task_id, EvaluationRow.primary_value)
+                .join(RunRow, RunRow.id == EvaluationRow.run_id)
+                .where(EvaluationRow.kind == "post-train", RunRow.status == "succeeded")
+                .where(RunRow.method == "adapter")
+                .order_by(EvaluationRow.id)
+            )
+            return {task_id: value for task_id, value in rows}
+
+    def evaluations(
+        self,
+        *,
+        run_id: int | None = None,
+        task_id: int | None = None,
+        kind: str | None = None,
+    ) -> list[EvaluationRecord]:
+        with self.session() as s:
+            query = select(EvaluationRow).order_by(EvaluationRow.id)
+            for column, value in (
+                (EvaluationRow.run_id, run_id),
+                (EvaluationRow.task_id, task_id),
+                (EvaluationRow.kind, kind),
+            ):
+                if value is not None:
+                    query = query.where(column == value)
+            return [_record(EvaluationRecord, r) for r in s.scalars(query)]
+
+
+def _values(record: Any, **extra: Any) -> dict[str, Any]:
+    values = {f.name: getattr(record, f.name) for f in fields(record)}
+    values.update(extra)
+    return {k: v for k, v in values.items() if not (k == "created_at" and v is None)}

@@ -1,0 +1,146 @@
+"""The training loop: one plain function, no database, returns a small result.
+
+AdamW over the given parameters only, linear warm-up then linear decay, gradient clipping,
+length-grouped batches, and the dev metric after each epoch; the best epoch's weights are kept.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .batching import Encoded, collate, real_token_share, training_batches
+from .config import TrainConfig
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    best_epoch: int
+    best_score: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    examples: int = 0
+    real_token_share: float = 1.0
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.examples / self.seconds if self.seconds > 0 else 0.0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def linear_schedule(total_steps: int, warmup_ratio: float) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up over the first ``warmup_ratio`` of steps, then to zero."""
+    warmup = max(1, math.ceil(total_steps * warmup_ratio)) if warmup_ratio > 0 else 0
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return factor
+
+
+def loss_fn(logits: torch.Tensor, targets: torch.Tensor, problem_type: str) -> torch.Tensor:
+    if problem_type == "regression":
+        return F.mse_loss(logits[:, 0], targets.float())
+    return F.cross_entropy(logits, targets)
+
+
+def train(
+    model: torch.nn.Module,
+    params: Sequence[torch.nn.Parameter],
+    encoded: Encoded,
+    targets: Sequence,
+    config: TrainConfig,
+    *,
+    problem_type: str,
+    evaluate: Callable[[], float],
+    progress: bool = False,
+    desc: str = "training",
+) -> TrainResult:
+    """Train ``params`` of ``model`` on ``encoded``; after each epoch score with ``evaluate``.
+
+    The weights of the best-scoring epoch are restored into ``params`` before returning.
+    """
+    seed_everything(config.seed)
+    params = list(params)
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    batches_per_epoch = math.ceil(len(encoded) / config.batch_size)
+    factor = linear_schedule(batches_per_epoch * config.epochs, config.warmup_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    dtype = torch.float32 if problem_type == "regression" else torch.long
+    target_tensor = torch.tensor(list(targets), dtype=dtype)
+    best: tuple[float, int, list[torch.Tensor]] | None = None
+    history, shares, start = [], [], time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        batches = training_batches(encoded.lengths, config.batch_size, config.seed + epoch)
+        shares.append(real_token_share(encoded.lengths, batches))
+        model.train()
+        loss = _epoch(
+            model,
+            params,
+            optimizer,
+            scheduler,
+            encoded,
+            target_tensor,
+            batches,
+            config,
+            problem_type,
+            progress,
+            f"{desc} epoch {epoch}/{config.epochs}",
+        )
+        score = evaluate()
+        history.append({"epoch": epoch, "loss": loss, "dev": score})
+        if best is None or score > best[0]:
+            best = (score, epoch, [p.detach().clone() for p in params])
+    with torch.no_grad():
+        for p, saved in zip(params, best[2], strict=True):
+            p.copy_(saved)
+    seconds = time.perf_counter() - start
+    return TrainResult(
+        best_epoch=best[1],
+        best_score=best[0],
+        history=history,
+        seconds=seconds,
+        examples=len(encoded) * config.epochs,
+        real_token_share=sum(shares) / len(shares),
+    )
+
+
+def _epoch(
+    model,
+    params,
+    optimizer,
+    scheduler,
+    encoded,
+    targets,
+    batches,
+    config,
+    problem_type,
+    progress,
+    desc,
+) -> float:
+    """One pass over ``batches``; returns the mean training loss."""
+    total, bar = 0.0, tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False)
+    for step, idx in enumerate(bar, start=1):
+        logits = model(**collate(encoded, idx))
+        loss = loss_fn(logits, targets[torch.tensor(idx)], problem_type)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        total += loss.item()
+        bar.set_postfix(loss=f"{total / step:.4f}")
+    return total / max(1, len(batches))

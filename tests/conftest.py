@@ -1,0 +1,152 @@
+"""Shared fixtures: tiny random backbones saved as real model folders, and workspaces on them."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import pytest
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = [
+    "good",
+    "bad",
+    "great",
+    "awful",
+    "movie",
+    "film",
+    "the",
+    "a",
+    "is",
+    "was",
+    "not",
+    "very",
+    "yes",
+    "no",
+    "cat",
+    "dog",
+    "sport",
+    "news",
+    "tech",
+    "money",
+    "same",
+    "other",
+    "true",
+    "false",
+    "and",
+    "it",
+    "this",
+    "that",
+]
+
+
+def tiny_vocab() -> list[str]:
+    letters = list(string.ascii_lowercase + string.digits)
+    return SPECIAL + WORDS + letters + [f"##{c}" for c in letters] + list(".,!?'\"-")
+
+
+def save_tiny_backbone(folder: Path, kind: str = "bert", seed: int = 0) -> Path:
+    """A randomly initialised tiny encoder plus a WordPiece tokenizer, saved like a hub model."""
+    import torch
+    from transformers import (
+        AutoModel,
+        BertConfig,
+        BertTokenizerFast,
+        DistilBertConfig,
+        ElectraConfig,
+        RobertaConfig,
+    )
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = tiny_vocab()
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    common = dict(vocab_size=len(vocab), max_position_embeddings=160)
+    configs = {
+        "bert": lambda: BertConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            **common,
+        ),
+        "roberta": lambda: RobertaConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            pad_token_id=0,
+            **common,
+        ),
+        "electra": lambda: ElectraConfig(
+            hidden_size=32,
+            embedding_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            **common,
+        ),
+        "distilbert": lambda: DistilBertConfig(
+            dim=32, n_layers=2, n_heads=2, hidden_dim=64, **common
+        ),
+    }
+    torch.manual_seed(seed)
+    AutoModel.from_config(configs[kind]()).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_backbone(tmp_path_factory.mktemp("backbone") / "tiny-bert")
+
+
+@pytest.fixture()
+def workspace(tmp_path: Path, tiny_backbone: Path):
+    """An initialised workspace on the tiny backbone, with fast training defaults."""
+    from contlearn.workspace import Workspace
+
+    root = tmp_path / "ws"
+    Workspace.create(root, backbone=str(tiny_backbone))
+    text = (root / "tasks.toml").read_text()
+    text = text.replace("epochs = 3", "epochs = 2").replace("max_length = 128", "max_length = 32")
+    (root / "tasks.toml").write_text(text.replace("lr = 0.001", "lr = 0.005"))
+    return Workspace.open(root)
+
+
+def write_keyword_task(
+    folder: Path,
+    *,
+    n_train: int = 96,
+    n_dev: int = 32,
+    seed: int = 0,
+    keywords: dict[str, str] | None = None,
+) -> Path:
+    """A csv task folder whose label is decided by a keyword in the text (learnable)."""
+    import csv
+    import random
+
+    keywords = keywords or {"pos": "good", "neg": "bad"}
+    rng = random.Random(seed)
+    fillers = ["the", "movie", "film", "was", "very", "cat", "dog", "this", "it", "is"]
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, count in (("train", n_train), ("dev", n_dev)):
+        with open(folder / f"{split}.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            for _ in range(count):
+                label = rng.choice(sorted(keywords))
+                words = rng.sample(fillers, 4) + [keywords[label]]
+                rng.shuffle(words)
+                writer.writerow([" ".join(words), label])
+    return folder
+
+
+@pytest.fixture()
+def two_tasks(workspace, tmp_path: Path):
+    """The workspace with two keyword tasks registered, a then b."""
+    a = write_keyword_task(tmp_path / "a", seed=1)
+    b = write_keyword_task(tmp_path / "b", seed=2, keywords={"x": "cat", "y": "dog", "z": "news"})
+    workspace.add_task("a", a)
+    workspace.add_task("b", b)
+    return workspace

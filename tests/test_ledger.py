@@ -1,0 +1,98 @@
+"""The ledger's schema: migrations, autogenerate parity, newer-schema refusal, transactions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
+from sqlalchemy import inspect, text
+
+from contlearn.cli import main
+from contlearn.db import Base, current_revision, head_revision, make_engine, upgrade
+from contlearn.errors import LedgerError, SchemaError, TaskExists
+from contlearn.ledger import Ledger
+
+
+def test_empty_database_upgrades_to_head_without_drift(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'l.db'}")
+    assert current_revision(engine) is None
+    assert upgrade(engine) == (None, head_revision())
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+    assert {"tasks", "runs", "artifacts", "evaluations", "backbones"} <= set(
+        inspect(engine).get_table_names()
+    )
+
+
+def test_sqlite_pragmas(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'l.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'l.db'}")
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
+    with pytest.raises(SchemaError, match="newer than this contlearn"):
+        upgrade(engine)
+
+
+def test_db_commands(workspace) -> None:
+    runner = CliRunner()
+    out = runner.invoke(main, ["db", "current", "-w", str(workspace.root)]).output
+    assert f"current {head_revision()}" in out
+    out = runner.invoke(main, ["db", "upgrade", "-w", str(workspace.root)]).output
+    assert f"ledger at {head_revision()}" in out
+
+
+def _spec(name: str) -> dict:
+    return {
+        "name": name,
+        "data_source": "/d",
+        "data_format": "csv",
+        "glue_task": None,
+        "data_files": ["train.csv"],
+        "data_fingerprint": "0" * 64,
+        "train_rows": 1,
+        "dev_rows": 1,
+        "text_fields": ["text"],
+        "label_field": "label",
+        "problem_type": "classification",
+        "labels": ["a", "b"],
+        "metric": "accuracy",
+        "metrics": ["accuracy"],
+        "settings": {},
+    }
+
+
+def test_a_failed_transaction_leaves_no_trace(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'l.db'}")
+    upgrade(engine)
+    ledger = Ledger(engine)
+    ledger.add_tasks([_spec("a"), _spec("b")])
+    with pytest.raises(TaskExists):
+        ledger.add_tasks([_spec("c"), _spec("a")], position=1)  # c inserted, then a clashes
+    assert [(t.name, t.position) for t in ledger.tasks()] == [("a", 1), ("b", 2)]
+    with pytest.raises(LedgerError):
+        ledger.add_tasks([{**_spec("d"), "train_rows": None}])  # NOT NULL violated mid-insert
+    assert [t.name for t in ledger.tasks()] == ["a", "b"]
+
+
+def test_claim_marks_training_and_opens_a_run(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'l.db'}")
+    upgrade(engine)
+    ledger = Ledger(engine)
+    ledger.add_tasks([_spec("a"), _spec("b")])
+    task, run_id = ledger.claim_next_pending({"method": "adapter", "config": {}, "versions": {}})
+    assert task.name == "a" and ledger.task("a").status == "training"
+    ledger.finish_run(run_id, status="failed", task_status="pending", error="boom")
+    assert ledger.task("a").status == "pending" and ledger.run(run_id).error == "boom"

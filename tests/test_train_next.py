@@ -1,0 +1,185 @@
+"""train-next: adapters trained in isolation, artifacts, verification, failures, the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from sqlalchemy import text
+
+from contlearn import artifacts as art
+from contlearn.cli import main
+from contlearn.errors import NoPendingTask, UnsupportedArchitecture, VerificationFailed
+from contlearn.workspace import Workspace
+from tests.conftest import save_tiny_backbone, write_keyword_task
+
+
+def test_train_all_verifies_earlier_tasks_identical(two_tasks: Workspace) -> None:
+    ws = two_tasks
+    first, second = ws.train_next(all_tasks=True)
+    assert first["task"] == "a" and first["verifications"] == []
+    (check,) = second["verifications"]
+    assert check["task"] == "a" and check["identical"] is True
+    assert check["now"] == first["metrics"] == check["recorded"]
+    assert check["logits_sha256"] == first["logits_sha256"]
+    assert [t.status for t in ws.tasks()] == ["trained", "trained"]
+    with pytest.raises(NoPendingTask):
+        ws.train_next()
+
+
+def test_artifacts_match_the_ledger_and_hold_the_task_state(two_tasks: Workspace) -> None:
+    ws = two_tasks
+    (result,) = ws.train_next()
+    task = ws.ledger.task("a")
+    run = ws.ledger.trained_run(task.id)
+    files = {a.role: a for a in ws.ledger.artifacts(run.id)}
+    assert set(files) == {"weights", "config", "logits"}
+    for record in files.values():
+        path = ws.root / record.path
+        assert art.sha256_file(path) == record.sha256 and path.stat().st_size == record.bytes
+    weights = files["weights"]
+    assert weights.trainable_params == result["trainable_params"]
+    d, m, layers = 32, 64, 2
+    adapters = 2 * layers * (2 * m * d + d + m)
+    layer_norms = 2 * layers * 2 * d
+    head = d * d + d + d * 2 + 2
+    assert weights.trainable_params == adapters + layer_norms + head
+    meta = json.loads((ws.root / files["config"].path).read_text())
+    assert meta["labels"] == ["neg", "pos"] and meta["backbone"]["fingerprint"]
+    assert not list(ws.task_dir("a").glob("*.tmp"))
+
+
+def test_optimizer_holds_exactly_the_task_parameters(two_tasks, monkeypatch) -> None:
+    seen: list[set[int]] = []
+    real = torch.optim.AdamW
+
+    def spy(params, **kw):
+        params = list(params)
+        seen.append({id(p) for p in params})
+        return real(params, **kw)
+
+    monkeypatch.setattr(torch.optim, "AdamW", spy)
+    from contlearn.models import open_context
+    from contlearn.runner import train_one
+
+    ctx = open_context(two_tasks)
+    claimed = two_tasks.ledger.claim_next_pending(
+        {"method": "adapter", "config": {}, "versions": {}}
+    )
+    train_one(ctx, *claimed, overrides={}, progress=False)
+    expected = {id(p) for p in ctx.model.tasks["a"].parameters()}
+    assert seen == [expected]
+    assert not any(id(p) in expected for p in ctx.model.backbone.parameters())
+
+
+def _digest_in_fresh_process(root: Path, task: str) -> str:
+    code = (
+        "import sys\n"
+        "from contlearn.workspace import Workspace\n"
+        "from contlearn.models import open_context, read_task_data\n"
+        "from contlearn.runner import evaluate_task, recorded_post_train\n"
+        f"ws = Workspace.open({str(root)!r})\n"
+        f"t = ws.ledger.task({task!r})\n"
+        "ctx = open_context(ws); meta = ctx.load_task(t)\n"
+        "dev = ctx.encode(t, read_task_data(t).dev, meta['train']['max_length'])\n"
+        "r = evaluate_task(ctx, t, dev, threads=recorded_post_train(ctx, t).threads)\n"
+        "print(r.logits_sha256)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_artifact_round_trip_in_a_fresh_process(two_tasks: Workspace) -> None:
+    (result,) = two_tasks.train_next()
+    assert _digest_in_fresh_process(two_tasks.root, "a") == result["logits_sha256"]
+
+
+def test_a_failure_mid_training_leaves_the_task_pending(two_tasks, monkeypatch) -> None:
+    import contlearn.training as training
+
+    calls = {"n": 0}
+    real = training.loss_fn
+
+    def failing(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated crash mid-epoch")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(training, "loss_fn", failing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        two_tasks.train_next()
+    task = two_tasks.ledger.task("a")
+    assert task.status == "pending"
+    (run,) = two_tasks.ledger.runs(purpose="train")
+    assert run.status == "failed" and "simulated crash" in run.error
+    assert two_tasks.ledger.artifacts(run.id) == []
+    assert not any(two_tasks.task_dir("a").glob("*")) if two_tasks.task_dir("a").exists() else True
+    monkeypatch.setattr(training, "loss_fn", real)
+    (result,) = two_tasks.train_next()  # a retry completes it
+    assert result["task"] == "a" and two_tasks.ledger.task("a").status == "trained"
+
+
+def test_a_changed_earlier_task_fails_the_run_loudly(two_tasks: Workspace) -> None:
+    ws = two_tasks
+    ws.train_next()
+    with ws.ledger.engine.begin() as conn:  # pretend a's recorded logits were different
+        conn.execute(text("UPDATE evaluations SET logits_sha256 = 'x' WHERE kind = 'post-train'"))
+    with pytest.raises(VerificationFailed, match="'a'"):
+        ws.train_next()
+    assert ws.ledger.task("b").status == "pending"
+    failed = ws.ledger.runs(purpose="train")[-1]
+    assert failed.status == "failed" and ws.ledger.artifacts(failed.id) == []
+    assert not (ws.task_dir("b") / art.WEIGHTS).exists()
+    (verification,) = ws.ledger.evaluations(run_id=failed.id, kind="verification")
+    assert verification.identical is False
+
+
+def test_changed_data_is_refused_before_training(two_tasks: Workspace) -> None:
+    source = Path(two_tasks.ledger.task("a").data_source) / "train.csv"
+    source.write_text(source.read_text() + "good good,pos\n")
+    with pytest.raises(Exception, match="changed since registration"):
+        two_tasks.train_next()
+    assert two_tasks.ledger.task("a").status == "pending"
+
+
+@pytest.mark.parametrize("kind", ["roberta", "distilbert", "electra"])
+def test_other_encoder_families_train_end_to_end(tmp_path: Path, kind: str) -> None:
+    backbone = save_tiny_backbone(tmp_path / kind, kind)
+    ws = Workspace.create(tmp_path / "ws", backbone=str(backbone))
+    ws.add_task("a", write_keyword_task(tmp_path / "a", n_train=32, n_dev=16))
+    ws.add_task("b", write_keyword_task(tmp_path / "b", n_train=32, n_dev=16, seed=3))
+    _, second = ws.train_next(all_tasks=True, epochs=1, max_length=24)
+    assert second["verifications"][0]["identical"] is True
+
+
+def test_unsupported_architecture_is_refused_at_init(tmp_path: Path) -> None:
+    from transformers import GPT2Config, GPT2Model
+
+    folder = tmp_path / "gpt2"
+    GPT2Model(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=50)).save_pretrained(folder)
+    save_tiny_backbone(tmp_path / "tok").joinpath("vocab.txt")
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
+        (folder / name).write_bytes((tmp_path / "tok" / name).read_bytes())
+    with pytest.raises(UnsupportedArchitecture, match="gpt2"):
+        Workspace.create(tmp_path / "ws", backbone=str(folder))
+    assert not (tmp_path / "ws" / "tasks.toml").exists()
+
+
+def test_cli_train_next_json_and_table(two_tasks: Workspace) -> None:
+    runner = CliRunner()
+    out = runner.invoke(main, ["train-next", "-w", str(two_tasks.root), "--json"])
+    assert out.exit_code == 0, out.output
+    (run,) = json.loads(out.output)["runs"]
+    assert run["task"] == "a" and run["examples_per_second"] > 0 and len(run["logits_sha256"]) == 64
+    out = runner.invoke(main, ["train-next", "-w", str(two_tasks.root), "-q", "--epochs", "1"])
+    assert out.exit_code == 0, out.output
+    assert "trained b:" in out.output and "verification of earlier tasks" in out.output
+    assert out.output.strip().splitlines()[-1].split()[-1] == "yes"
+    out = runner.invoke(main, ["train-next", "-w", str(two_tasks.root)])
+    assert out.exit_code == 1 and "no pending task" in out.output
