@@ -321,6 +321,205 @@ def _print_audit(result: dict[str, Any]) -> None:
     )
 
 
+@main.command()
+@click.option(
+    "--methods",
+    default="adapter,full-finetune",
+    show_default=True,
+    help="Comma-separated: adapter, full-finetune.",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@workspace_options
+def compare(
+    workspace: Path, db: str | None, methods: str, out: Path | None, quiet: bool, as_json: bool
+) -> None:
+    """Compare adapters with sequential full fine-tuning on the same task sequence.
+
+    Adapters reuse the runs of train-next (every task must be trained: run
+    `contlearn train-next --all` first). Full fine-tuning trains one backbone copy on each
+    task in turn and evaluates every earlier task after each; an interrupted comparison
+    resumes from the last finished task. Writes report.md/html/json, CSVs and PNGs.
+
+    \b
+    Example:
+        contlearn compare
+        contlearn compare --methods adapter --out ./report
+    """
+    from .comparison import compare as run_comparison
+    from .comparison import write_comparison_report
+
+    ws = _open(workspace, db)
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    results = run_comparison(ws, methods=chosen, progress=not quiet and not as_json)
+    files = write_comparison_report(ws, results, out)
+    _print_results(results, files, as_json)
+
+
+@main.command()
+@click.option("--comparison", "comparison_id", type=int, help="Comparison id (default: latest).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@workspace_options
+def report(
+    workspace: Path, db: str | None, comparison_id: int | None, out: Path | None, as_json: bool
+) -> None:
+    """Rebuild a comparison's report from the ledger alone (trains nothing).
+
+    \b
+    Example:
+        contlearn report --out ./report
+    """
+    from .comparison import rebuild_report
+
+    results, files = rebuild_report(_open(workspace, db), comparison_id, out)
+    _print_results(results, files, as_json)
+
+
+def _print_results(results: dict[str, Any], files: dict[str, Path], as_json: bool) -> None:
+    if as_json:
+        _emit_json({**results, "report": {k: str(v) for k, v in files.items()}})
+        return
+    rows = []
+    for name, method in results["methods"].items():
+        row = {"method": name, **method["summary"]}
+        same = method.get("identical")
+        row["identical"] = f"{same['identical']}/{same['total']}" if same else None
+        rows.append(row)
+    click.echo(format_table(rows, ["method", "acc", "bwt", "forgetting", "identical"]))
+    click.echo(f"report: {files['html']}")
+
+
+@main.command()
+@click.argument("task", required=False)
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    help="Rows to label: .csv, .tsv, .jsonl, .json or .parquet, or - for jsonl on stdin.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the predictions here (default: standard output).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+)
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--task-field", help="Field in which each row names its task (instead of TASK).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="With --output: print a summary as JSON.")
+@workspace_options
+def predict(
+    workspace: Path,
+    db: str | None,
+    task: str | None,
+    input_path: str,
+    output: Path | None,
+    fmt: str,
+    batch_size: int,
+    task_field: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Label new rows with trained tasks; one result per row, in input order.
+
+    Each row holds the task's text fields; TASK labels every row, or --task-field names the
+    field in which each row names its own task.
+
+    \b
+    Example:
+        contlearn predict sst2 --input reviews.csv --output labels.csv --format csv
+        contlearn predict --task-field task --input mixed.jsonl > labels.jsonl
+        echo '{"text": "good movie"}' | contlearn predict sst2 --input -
+    """
+    import time
+
+    from .prediction import read_rows, write_rows
+
+    if (task is None) == (task_field is None):
+        raise click.ClickException("give a TASK or --task-field FIELD: one of them, not both")
+    ws = _open(workspace, db)
+    start = time.perf_counter()
+    results = ws.predict(
+        task,
+        read_rows(input_path),
+        task_field=task_field,
+        batch_size=batch_size,
+        progress=not quiet,
+    )
+    seconds = time.perf_counter() - start
+    write_rows(results, output, fmt)
+    if output is None:
+        return
+    rate = len(results) / seconds if seconds > 0 else 0.0
+    if as_json:
+        summary = {"task": task, "rows": len(results), "output": str(output)}
+        _emit_json({**summary, "seconds": seconds, "examples_per_second": rate})
+    else:
+        click.echo(f"wrote {len(results)} predictions to {output} ({rate:.1f} examples/s)")
+
+
+@main.group("datasets")
+def datasets_group() -> None:
+    """Build demo task folders from labelled text shipped in installed packages.
+
+    \b
+    Example:
+        contlearn datasets prepare rt-sentiment --out ./data/rt
+        contlearn add-task rt --data ./data/rt
+    """
+
+
+@datasets_group.command("prepare")
+@click.argument("name")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="New folder for train.csv, dev.csv and prepare.json.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
+@click.option(
+    "--dev-fraction",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Share of each class held out for dev, in (0, 0.5].",
+)
+@click.option("--max-per-class", type=int, help="Keep at most N rows per class (N >= 2).")
+@click.option("--json", "as_json", is_flag=True, help="Print the provenance as JSON.")
+@_fail_cleanly
+def datasets_prepare(name: str, out: Path, as_json: bool, **options: Any) -> None:
+    """Write dataset NAME as a task folder: train.csv and dev.csv (text,label), prepare.json.
+
+    NAME is bbc-topic (BBC News, 5 topics), imdb-sentiment or rt-sentiment (movie reviews,
+    negative / positive). The split is stratified and seeded: the same options give the same
+    bytes, and rerunning into the same folder changes nothing.
+
+    \b
+    Example:
+        contlearn datasets prepare bbc-topic --out ./bbc --max-per-class 200
+        contlearn datasets prepare imdb-sentiment --out ./imdb --seed 1 --json
+        contlearn add-task bbc --data ./bbc
+    """
+    from .prepare import prepare_dataset
+
+    result = prepare_dataset(name, out, **options)
+    if as_json:
+        _emit_json(result)
+        return
+    for split in ("train", "dev"):
+        counts = ", ".join(f"{k} {v}" for k, v in result["classes"][split].items())
+        classes = len(result["classes"][split])
+        click.echo(f"{split}: {result['rows'][split]} rows, {classes} classes ({counts})")
+    source = result["source"]
+    done = "unchanged" if result["unchanged"] else "wrote"
+    click.echo(f"{done} {result['out']} ({source['package']} {source['version']})")
+
+
 @main.group()
 def db() -> None:
     """Ledger schema commands.

@@ -61,7 +61,7 @@ _LABEL_NAMES = (
     "category",
     "sentiment",
 )
-_INT = re.compile(r"[+-]?\d+", re.ASCII)
+_INT = re.compile(r"[+-]?\d{1,18}", re.ASCII)  # longer runs of digits sort as strings
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 
 
@@ -446,9 +446,11 @@ def _json_value(text: str, where: str) -> Any:
             f"{where}{line}: invalid JSON ({exc.msg}, column {exc.colno}); fix or remove it"
         ) from exc
     except _DuplicateKey as exc:
-        raise BadData(f"{where}: duplicated key {exc.args[0]!r} in one object; remove one") from exc
-    except RecursionError as exc:
-        raise BadData(f"{where}: JSON nested too deeply; write flat objects") from exc
+        raise BadData(
+            f"{where}: duplicated key {_show(exc.args[0])} in one object; remove one"
+        ) from exc
+    except (RecursionError, ValueError) as exc:  # too deep, or an int of over 4300 digits
+        raise BadData(f"{where}: JSON that Python cannot hold ({_one_line(exc)})") from exc
 
 
 class _DuplicateKey(ValueError):
@@ -612,7 +614,7 @@ def _given_fields(text_fields: Sequence[str] | str | None) -> tuple[str, ...] | 
         text_fields = text_fields.split(",")
     fields = tuple(f.strip() for f in text_fields)
     if not fields or not all(fields):
-        raise BadData(f"text fields {fields!r} name an empty column; pass --text-fields a,b")
+        raise BadData(f"text fields {fields!r} must name columns; pass --text-fields a,b")
     return fields
 
 
@@ -660,15 +662,15 @@ def _require_columns(table: _Table, fields: Sequence[str]) -> None:
     missing = [f for f in fields if f not in table.columns]
     if missing:
         raise BadData(
-            f"{table.file} has no column {missing[0]!r}; columns are {_listing(table.columns)}: "
-            "pass existing ones with --text-fields a,b / --label-field L"
+            f"{table.file} has no column {_show(missing[0])}; columns are "
+            f"{_listing(table.columns)}: pass --text-fields a,b / --label-field L that exist"
         )
 
 
 def _require_unique(name: str, columns: Sequence[str]) -> None:
     twice = [c for c, n in Counter(columns).items() if n > 1]
     if twice:
-        raise BadData(f"{name} has the column {twice[0]!r} twice; rename one of them")
+        raise BadData(f"{name} has the column {_show(twice[0])} twice; rename one of them")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -754,7 +756,7 @@ def _float_labels(table: _Table, values: Sequence[Any]) -> tuple[float, ...]:
         number = _number(value)
         if number is None:
             raise BadData(
-                f"{table.where(i)}: label {value!r} is not a number, and this task is "
+                f"{table.where(i)}: label {_show(value)} is not a number, and this task is "
                 "regression; fix the label"
             )
         labels.append(number)
@@ -784,13 +786,14 @@ def _dev_classes(table: _Table, values: Sequence[Any], vocab: tuple[str, ...]) -
     for i, label in enumerate(labels):
         if label not in known:
             raise BadData(
-                f"{table.where(i)}: label {label!r} never appears in the training split "
+                f"{table.where(i)}: label {_show(label)} never appears in the training split "
                 f"(labels: {_listing(vocab)}); fix it or add training rows with it"
             )
     return labels
 
 
 def _metrics(glue: _Glue | None, regression: bool, metric: str | None) -> tuple[str, ...]:
+    """GLUE's metrics for its task, else the usual ones; an explicit ``metric`` goes first."""
     defaults = REGRESSION_METRICS if regression else ("accuracy",)
     if glue and (glue.metrics[0] in REGRESSION_METRICS) == regression:
         defaults = glue.metrics
@@ -799,14 +802,8 @@ def _metrics(glue: _Glue | None, regression: bool, metric: str | None) -> tuple[
     if metric not in METRICS:
         raise BadData(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
     if (metric in REGRESSION_METRICS) != regression:
-        kind, fits = (
-            ("classes", CLASSIFICATION_METRICS)
-            if not regression
-            else (
-                "numbers (regression)",
-                REGRESSION_METRICS,
-            )
-        )
+        kind = "numbers (regression)" if regression else "classes"
+        fits = REGRESSION_METRICS if regression else CLASSIFICATION_METRICS
         raise BadData(
             f"metric {metric!r} does not fit this task, whose labels are {kind}; "
             f"use one of {', '.join(fits)}"
@@ -818,8 +815,14 @@ def _metrics(glue: _Glue | None, regression: bool, metric: str | None) -> tuple[
 # Messages
 
 
+def _show(value: Any) -> str:
+    """``repr(value)``, cut short: a message quotes values from the file, not whole fields."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _listing(names: Sequence[str]) -> str:
-    shown = ", ".join(repr(n) for n in names[:_SHOWN_NAMES])
+    shown = ", ".join(_show(n) for n in names[:_SHOWN_NAMES])
     return shown + (f" and {len(names) - _SHOWN_NAMES} more" if len(names) > _SHOWN_NAMES else "")
 
 

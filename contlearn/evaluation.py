@@ -58,13 +58,19 @@ def torch_threads(count: int | None) -> Iterator[int]:
 
 @torch.no_grad()
 def predict_logits(
-    model: Any, encoded: Encoded, *, progress: bool = False, desc: str = "evaluating"
+    model: Any,
+    encoded: Encoded,
+    *,
+    batch_size: int = CANONICAL_BATCH_SIZE,
+    progress: bool = False,
+    desc: str = "evaluating",
 ) -> torch.Tensor:
-    """Logits [N, C] for every example, in original order, by the canonical recipe."""
+    """Logits [N, C] for every example, in original order, by the canonical recipe (a batch size
+    other than the canonical one changes the padding, so the bytes may differ in the last bit)."""
     was_training = model.training
     model.eval()
     out: torch.Tensor | None = None
-    batches = canonical_batches(encoded.lengths, CANONICAL_BATCH_SIZE)
+    batches = canonical_batches(encoded.lengths, batch_size)
     for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
         logits = model(**collate(encoded, idx)).float()
         if out is None:

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .db import ArtifactRow, BackboneRow, EvaluationRow, RunRow, TaskRow, utcnow
+from .db import ArtifactRow, BackboneRow, ComparisonRow, EvaluationRow, RunRow, TaskRow, utcnow
 from .errors import LedgerError, TaskExists, TaskNotFound
 
 
@@ -265,6 +265,38 @@ class Ledger:
                 if task_status == "trained":
                     task.trained_at = utcnow()
 
+    # -- comparisons --------------------------------------------------------------------------
+    def start_comparison(self, **values: Any) -> int:
+        with self.session() as s:
+            row = ComparisonRow(status="running", **values)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def comparisons(self, status: str | None = None) -> list[dict[str, Any]]:
+        with self.session() as s:
+            query = select(ComparisonRow).order_by(ComparisonRow.id)
+            if status is not None:
+                query = query.where(ComparisonRow.status == status)
+            return [_comparison(r) for r in s.scalars(query)]
+
+    def comparison(self, comparison_id: int) -> dict[str, Any]:
+        with self.session() as s:
+            return _comparison(s.get(ComparisonRow, comparison_id))
+
+    def finish_comparison(
+        self, comparison_id: int, results: dict[str, Any], report_path: str | None = None
+    ) -> None:
+        with self.session() as s:
+            row = s.get(ComparisonRow, comparison_id)
+            row.status, row.results, row.finished_at = "done", results, utcnow()
+            if report_path is not None:
+                row.report_path = report_path
+
+    def set_report_path(self, comparison_id: int, report_path: str) -> None:
+        with self.session() as s:
+            s.get(ComparisonRow, comparison_id).report_path = report_path
+
     # -- artifacts and evaluations ------------------------------------------------------------
     def artifacts(self, run_id: int) -> list[ArtifactRecord]:
         with self.session() as s:
@@ -317,3 +349,17 @@ def _values(record: Any, **extra: Any) -> dict[str, Any]:
     values = {f.name: getattr(record, f.name) for f in fields(record)}
     values.update(extra)
     return {k: v for k, v in values.items() if not (k == "created_at" and v is None)}
+
+
+def _comparison(row: ComparisonRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "status": row.status,
+        "methods": row.methods,
+        "task_names": row.task_names,
+        "config": row.config,
+        "results": row.results,
+        "report_path": row.report_path,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+    }

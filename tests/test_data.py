@@ -548,6 +548,24 @@ def test_bom_is_not_part_of_the_first_column_name(tmp_path):
     assert load_task_data(path).text_fields == ("text",)
 
 
+def test_json_lines_keep_line_separators_inside_text(tmp_path):
+    rows = [{"text": "one\u2028two\x85three", "label": "a"}]
+    d = load_task_data(write_table_task(tmp_path, "jsonl", rows, rows))
+    assert d.train.texts == (("one\u2028two\x85three",),)
+
+
+def test_json_values_python_cannot_hold_are_bad_data(tmp_path):
+    path = folder(tmp_path, {"train.jsonl": '{"text": "a", "label": ' + "1" * 5000 + "}\n"})
+    bad(path, "train.jsonl line 1", "4300 digits")
+
+
+def test_long_values_are_cut_short_in_messages(tmp_path):
+    rows = [{"text": "a", "label": "x"}]
+    dev = [{"text": "a", "label": "y" * 500}]
+    message = bad(write_table_task(tmp_path, "csv", rows, dev), "never appears", "...")
+    assert len(message) < 300
+
+
 @pytest.mark.parametrize(
     ("files", "where"),
     [
@@ -685,44 +703,28 @@ def test_any_text_without_tabs_or_newlines_round_trips_through_tsv(texts):
     assert d.train.texts == tuple((t,) for t in texts)
 
 
+_PIECES = [b"text", b"label", b"sentence", b",", b"\t", b"\n", b"\r", b'"', b"{", b"}", b"[", b"]"]
+_PIECES += [b":", b"\xff", b"\xc3", b"\xef\xbb\xbf", b"null", b"NaN", b"1.5", b"0", b"a", b" "]
 _BYTES = st.one_of(
-    st.binary(max_size=200),
-    st.lists(
-        st.sampled_from(
-            [
-                b"text",
-                b"label",
-                b",",
-                b"\t",
-                b"\n",
-                b'"',
-                b"{",
-                b"}",
-                b"[",
-                b"]",
-                b":",
-                b"\xff",
-                b"\xc3",
-                b"null",
-                b"1.5",
-                b"a",
-            ]
-        ),
-        max_size=40,
-    ).map(b"".join),
+    st.binary(max_size=200), st.lists(st.sampled_from(_PIECES), max_size=40).map(b"".join)
 )
 
 
 @_SETTINGS
-@given(raw=_BYTES, fmt=st.sampled_from(FORMATS))
-def test_random_bytes_raise_nothing_but_bad_data(raw, fmt):
+@given(raw=_BYTES, where=st.sampled_from([*FORMATS, "CoLA", "MRPC"]), split=st.booleans())
+def test_random_bytes_raise_nothing_but_bad_data(raw, where, split):
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_table_task(Path(tmp), fmt)
-        (path / f"train.{fmt}").write_bytes(raw)
+        if where in FORMATS:
+            path = write_table_task(Path(tmp), where)
+            name = f"{'train' if split else 'validation'}.{where}"
+        else:
+            path = write_glue_task(Path(tmp), where.lower(), n_train=6, n_dev=4)
+            name = "train.tsv" if split else "dev.tsv"
+        (path / name).write_bytes(raw)
         try:
             load_task_data(path)
         except BadData as exc:
-            assert "\n" not in str(exc)
+            assert "\n" not in str(exc) and len(str(exc)) < 1000
 
 
 @settings(max_examples=15, deadline=None)

@@ -1,0 +1,211 @@
+"""``compare``: the same ordered tasks trained two ways, side by side.
+
+Adapters: the matrix comes from what ``train-next`` recorded (each task's post-train evaluation on
+the diagonal, the verifications of earlier tasks below it). Sequential full fine-tuning: one copy
+of the backbone is fine-tuned on task 1 with task 1's head, then task 2 with task 2's head, and so
+on; after each task every task so far is evaluated with its own head on the current backbone.
+Each finished task leaves a temporary checkpoint, so an interrupted comparison resumes from the
+last finished task; the checkpoints are removed when the comparison completes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import forgetting
+from .errors import ContlearnError
+from .finetune import full_finetune_config, run_sequence
+from .ledger import TaskRecord
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
+
+ADAPTER, FULL = "adapter", "full-finetune"
+METHODS = (ADAPTER, FULL)
+LABELS = {ADAPTER: "Adapters (Houlsby, frozen backbone)", FULL: "Sequential full fine-tuning"}
+
+
+def trained_sequence(ws: Workspace) -> list[TaskRecord]:
+    """Every task, all trained with adapters (the comparison reuses those runs)."""
+    tasks = ws.ledger.tasks()
+    pending = [t.name for t in tasks if t.status != "trained"]
+    if not tasks or pending:
+        what = ", ".join(pending) if pending else "no tasks"
+        raise ContlearnError(
+            f"compare needs every task trained with adapters first ({what} not trained): "
+            "run `contlearn train-next --all`"
+        )
+    return tasks
+
+
+def compare(
+    ws: Workspace, *, methods: tuple[str, ...] = METHODS, progress: bool = False
+) -> dict[str, Any]:
+    """Run (or resume) the comparison; returns the results the report is built from."""
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown or not methods:
+        raise ContlearnError(f"unknown method(s) {unknown}: choose from {', '.join(METHODS)}")
+    tasks = trained_sequence(ws)
+    comparison_id = _open_comparison(ws, tasks, methods)
+    if FULL in methods:
+        run_sequence(ws, comparison_id, tasks, progress=progress)
+    results = build_results(ws, comparison_id)
+    ws.ledger.finish_comparison(comparison_id, results)
+    return results
+
+
+def _open_comparison(ws: Workspace, tasks: list[TaskRecord], methods: tuple[str, ...]) -> int:
+    config = {
+        "full_finetune": {t.name: full_finetune_config(ws, t).__dict__ for t in tasks},
+        "adapter_runs": {t.name: ws.ledger.trained_run(t.id).id for t in tasks},
+    }
+    names = [t.name for t in tasks]
+    for row in ws.ledger.comparisons(status="running"):
+        if (
+            row["task_names"] == names
+            and row["config"] == config
+            and row["methods"] == list(methods)
+        ):
+            return row["id"]  # resume the interrupted one
+    return ws.ledger.start_comparison(methods=list(methods), task_names=names, config=config)
+
+
+def build_results(ws: Workspace, comparison_id: int) -> dict[str, Any]:
+    """Everything the report shows, from the ledger alone."""
+    meta = ws.ledger.comparison(comparison_id)
+    tasks = [ws.ledger.task(n) for n in meta["task_names"]]
+    bb = ws.ledger.backbone()
+    methods = {}
+    if ADAPTER in meta["methods"]:
+        methods[ADAPTER] = _adapter_method(ws, tasks)
+    if FULL in meta["methods"]:
+        methods[FULL] = _full_method(ws, tasks, comparison_id, bb.num_parameters)
+    first = full_finetune_config(ws, tasks[0])
+    return {
+        "comparison_id": comparison_id,
+        "created_at": str(meta["started_at"]),
+        "backbone": {
+            "identity": bb.identity,
+            "fingerprint": bb.fingerprint,
+            "num_parameters": bb.num_parameters,
+        },
+        "tasks": [{"name": t.name, "position": t.position, "metric": t.metric} for t in tasks],
+        "methods": methods,
+        "config": {
+            "epochs": first.epochs,
+            "batch_size": first.batch_size,
+            "max_length": first.max_length,
+            "seed": first.seed,
+            "max_train_examples": first.max_train_examples,
+            "lr": {
+                ADAPTER: ws.ledger.trained_run(tasks[0].id).config["train"]["lr"],
+                FULL: first.lr,
+            },
+        },
+    }
+
+
+def _matrix(tasks: list[TaskRecord], cells: dict[tuple[int, int], float]) -> list[list]:
+    index = {t.id: i for i, t in enumerate(tasks)}
+    size = len(tasks)
+    matrix: list[list[float | None]] = [[None] * size for _ in range(size)]
+    for (after, task), value in cells.items():
+        if after in index and task in index and index[task] <= index[after]:
+            matrix[index[after]][index[task]] = value
+    return matrix
+
+
+def _method(label, tasks, cells, identical, runs, bytes_per_task, total_bytes, params):
+    matrix = _matrix(tasks, cells)
+    forgetting.validate_matrix(matrix)
+    return {
+        "label": label,
+        "matrix": matrix,
+        "summary": forgetting.summarize(matrix),
+        "identical": identical,
+        "cost": {
+            "trainable_params": params,
+            "bytes": bytes_per_task,
+            "total_bytes": total_bytes,
+            "train_seconds": [r.seconds for r in runs],
+            "examples_per_second": [r.examples_per_second for r in runs],
+        },
+    }
+
+
+def _adapter_method(ws: Workspace, tasks: list[TaskRecord]) -> dict[str, Any]:
+    runs = [ws.ledger.trained_run(t.id) for t in tasks]
+    cells: dict[tuple[int, int], float] = {}
+    same = total = 0
+    for task, run in zip(tasks, runs, strict=True):
+        for e in ws.ledger.evaluations(run_id=run.id):
+            if e.kind == "post-train" and e.task_id == task.id:
+                cells[(task.id, task.id)] = e.primary_value
+            elif e.kind == "verification":
+                cells[(task.id, e.task_id)] = e.primary_value
+                same, total = same + bool(e.identical), total + 1
+    files = [ws.ledger.artifacts(r.id) for r in runs]
+    sizes = [sum(a.bytes for a in f if a.role in ("weights", "config")) for f in files]
+    params = [next(a.trainable_params for a in f if a.role == "weights") for f in files]
+    backbone_bytes = ws.ledger.backbone().num_parameters * 4
+    return _method(
+        LABELS[ADAPTER],
+        tasks,
+        cells,
+        {"identical": same, "total": total},
+        runs,
+        sizes,
+        backbone_bytes + sum(sizes),
+        params,
+    )
+
+
+def _full_method(ws, tasks, comparison_id, backbone_params) -> dict[str, Any]:
+    runs = {
+        r.task_id: r
+        for r in ws.ledger.runs(purpose="compare")
+        if r.comparison_id == comparison_id and r.status == "succeeded"
+    }
+    cells = {}
+    for run in runs.values():
+        for e in ws.ledger.evaluations(run_id=run.id, kind="comparison"):
+            cells[(e.after_task_id, e.task_id)] = e.primary_value
+    ordered = [runs[t.id] for t in tasks if t.id in runs]
+    if len(ordered) != len(tasks):
+        raise ContlearnError(
+            "the full fine-tuning sequence is not finished: run `contlearn compare`"
+        )
+    params = [r.result["trainable_params"] for r in ordered]
+    sizes = [r.result["bytes_if_kept"] for r in ordered]
+    return _method(LABELS[FULL], tasks, cells, None, ordered, sizes, sum(sizes), params)
+
+
+def default_report_dir(ws: Workspace) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return ws.root / "reports" / stamp
+
+
+def write_comparison_report(
+    ws: Workspace, results: dict[str, Any], out: Path | None = None
+) -> dict[str, Path]:
+    """Render the report files for ``results`` and record where they are."""
+    from .report import write_report
+
+    files = write_report(results, Path(out) if out else default_report_dir(ws))
+    ws.ledger.set_report_path(results["comparison_id"], str(files["html"].parent))
+    return files
+
+
+def rebuild_report(
+    ws: Workspace, comparison_id: int | None = None, out: Path | None = None
+) -> tuple[dict[str, Any], dict[str, Path]]:
+    """The report of a finished comparison (the latest by default), from the ledger alone."""
+    done = ws.ledger.comparisons(status="done")
+    if comparison_id is not None:
+        done = [c for c in done if c["id"] == comparison_id]
+    if not done:
+        raise ContlearnError("no finished comparison in the ledger: run `contlearn compare` first")
+    results = build_results(ws, done[-1]["id"])
+    return results, write_comparison_report(ws, results, out)

@@ -1,0 +1,256 @@
+"""predict: equal to the evaluation path, mixed-task input, files and stdin through the CLI,
+one-line errors that write nothing, and the Python API from a fresh process."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from contlearn.batching import encode, uses_token_types
+from contlearn.cli import main
+from contlearn.errors import BadData, ConfigError, TaskNotFound, TaskNotTrained
+from contlearn.evaluation import predict_logits
+from contlearn.models import open_context, read_task_data
+from contlearn.prediction import predict, read_rows, write_rows
+from contlearn.runner import evaluate_task
+from contlearn.workspace import Workspace
+from tests.conftest import write_keyword_task
+from tests.fixtures_data import write_glue_task, write_table_file
+
+MAX_LENGTH = 24
+TEXTS = ["good movie", "bad film", "the cat", "very good", "dog news", "awful", "it is bad"]
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> Workspace:
+    """Trained: "a" (neg/pos), "b" (x/y/z), "stsb" (text pairs, regression). Pending: "c"."""
+    tmp = tmp_path_factory.mktemp("predict")
+    ws = Workspace.create(tmp / "ws", backbone=str(tiny_backbone))
+    ws.add_task("a", write_keyword_task(tmp / "a", n_train=48, n_dev=24, seed=1))
+    b_keywords = {"x": "cat", "y": "dog", "z": "news"}
+    ws.add_task(
+        "b", write_keyword_task(tmp / "b", n_train=48, n_dev=24, seed=2, keywords=b_keywords)
+    )
+    ws.add_task("stsb", write_glue_task(tmp, "stsb", n_train=24, n_dev=12))
+    ws.train_next(all_tasks=True, epochs=1, max_length=MAX_LENGTH)
+    ws.add_task("c", write_keyword_task(tmp / "c", n_train=8, n_dev=4, seed=3))
+    return ws
+
+
+def cli(ws: Workspace, *args: str, stdin: str | None = None):
+    return CliRunner().invoke(main, ["predict", "-w", str(ws.root), "-q", *args], input=stdin)
+
+
+def parse_jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def mixed_rows() -> list[dict]:
+    return [{"id": i, "task": "ab"[i % 3 % 2], "text": t} for i, t in enumerate(TEXTS)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The library
+
+
+@pytest.mark.parametrize("name", ["a", "b", "stsb"])
+def test_predictions_equal_the_evaluation_of_the_dev_split(ws: Workspace, name: str) -> None:
+    ctx = open_context(ws)
+    task = ws.ledger.task(name)
+    meta = ctx.load_task(task)
+    assert meta["train"]["max_length"] == MAX_LENGTH
+    data = read_task_data(task)
+    logits = evaluate_task(ctx, task, ctx.encode(task, data.dev, MAX_LENGTH)).logits
+    rows = [dict(zip(task.text_fields, texts, strict=True)) for texts in data.dev.texts]
+    got = predict(ws, name, rows)  # its own backbone, loaded afresh
+    assert predict(ws, name, rows, context=ctx) == got
+    assert [r["task"] for r in got] == [name] * len(rows)
+    if task.labels is None:
+        assert [r["label"] for r in got] == logits[:, 0].tolist()
+        assert all(r["probabilities"] is None for r in got)
+        return
+    assert [r["label"] for r in got] == [task.labels[i] for i in logits.argmax(-1).tolist()]
+    probs = torch.tensor([[r["probabilities"][label] for label in task.labels] for r in got])
+    torch.testing.assert_close(probs, torch.softmax(logits, -1), atol=1e-6, rtol=0)
+
+
+def test_long_text_is_truncated_at_the_trained_max_length(ws: Workspace) -> None:
+    ctx = open_context(ws)
+    ctx.load_task(ws.ledger.task("a"))
+    text = " ".join(["good movie"] * 60)  # 120 words: far over MAX_LENGTH tokens
+    types = uses_token_types(ctx.backbone.model)
+    encoded = encode(ctx.backbone.tokenizer, [(text,)], MAX_LENGTH, token_types=types)
+    assert encoded.lengths == [MAX_LENGTH]
+    ctx.model.activate("a")
+    expected = torch.softmax(predict_logits(ctx.model, encoded), -1)[0]
+    got = predict(ws, "a", [{"text": text}], context=ctx)[0]["probabilities"]
+    torch.testing.assert_close(torch.tensor([got["neg"], got["pos"]]), expected, atol=1e-6, rtol=0)
+
+
+def test_mixed_tasks_equal_each_task_alone_in_input_order(ws: Workspace) -> None:
+    rows = mixed_rows()
+    got = predict(ws, None, rows, task_field="task")
+    assert [r["id"] for r in got] == list(range(len(rows)))
+    assert [r["task"] for r in got] == [r["task"] for r in rows]
+    for name in ("a", "b"):
+        alone = predict(ws, name, [r for r in rows if r["task"] == name])
+        assert [r for r in got if r["task"] == name] == alone
+    assert set(got[1]["probabilities"]) == {"x", "y", "z"}
+    assert sum(got[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("task", "rows", "kwargs", "error", "message"),
+    [
+        ("a", [{"text": "good"}, {"txt": "bad"}], {}, BadData, "row 2: no text in field 'text'"),
+        ("a", [{"text": "good"}, {"text": "  "}], {}, BadData, "row 2: no text in field 'text'"),
+        ("a", [{"text": 3}], {}, BadData, "row 1: field 'text' holds a int, not text"),
+        ("a", ["good"], {}, BadData, "row 1 is a str, not an object"),
+        ("zz", [{"text": "good"}], {}, TaskNotFound, "no task named 'zz'"),
+        ("c", [{"text": "good"}], {}, TaskNotTrained, "`contlearn train-next`"),
+        (None, [{"text": "good"}], {"task_field": "task"}, BadData, "row 1: no task name in"),
+        (None, [{"task": "zz", "text": "a"}], {"task_field": "task"}, TaskNotFound, "row 1: "),
+        ("a", [{"text": "good"}], {"task_field": "task"}, ConfigError, "not both"),
+        (None, [{"text": "good"}], {}, ConfigError, "not both"),
+    ],
+)
+def test_bad_input_is_a_named_one_line_error(
+    ws: Workspace, task, rows, kwargs, error, message
+) -> None:
+    with pytest.raises(error) as caught:
+        predict(ws, task, rows, **kwargs)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "json", "parquet"])
+def test_read_rows_reads_every_format(tmp_path: Path, fmt: str) -> None:
+    rows = [{"id": "1", "text": "good movie"}, {"id": "2", "text": 'a, "quoted" film'}]
+    if fmt == "tsv":
+        rows[1]["text"] = 'a "quoted" film'
+    path = write_table_file(tmp_path / f"in.{fmt}", fmt, rows)
+    assert list(read_rows(str(path))) == rows
+
+
+def test_write_rows_csv_has_one_column_per_label(tmp_path: Path) -> None:
+    results = [
+        {"id": 7, "task": "a", "label": "pos", "probabilities": {"neg": 0.25, "pos": 0.75}},
+        {"id": 8, "task": "s", "label": 2.5, "probabilities": None},
+    ]
+    write_rows(results, tmp_path / "out.csv", "csv")
+    lines = list(csv.DictReader((tmp_path / "out.csv").open()))
+    assert lines == [
+        {"id": "7", "task": "a", "label": "pos", "p_neg": "0.25", "p_pos": "0.75"},
+        {"id": "8", "task": "s", "label": "2.5", "p_neg": "", "p_pos": ""},
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]  # no temporary left behind
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+
+
+def test_cli_csv_and_jsonl_files_and_stdin_agree_with_the_library(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    rows = [{"id": str(i), "text": t} for i, t in enumerate(TEXTS)]
+    expected = predict(ws, "a", rows)
+    for fmt in ("csv", "jsonl"):
+        path = write_table_file(tmp_path / f"in.{fmt}", fmt, rows)
+        result = cli(ws, "a", "--input", str(path))
+        assert result.exit_code == 0, result.output
+        assert parse_jsonl(result.stdout) == expected
+    stdin = "".join(json.dumps(r) + "\n" for r in rows)
+    result = cli(ws, "a", "--input", "-", stdin=stdin)
+    assert result.exit_code == 0, result.output
+    assert parse_jsonl(result.stdout) == expected
+
+
+def test_cli_writes_csv_output_and_a_json_summary(ws: Workspace, tmp_path: Path) -> None:
+    rows = [{"text": t} for t in TEXTS]
+    path = write_table_file(tmp_path / "in.jsonl", "jsonl", rows)
+    out = tmp_path / "out.csv"
+    result = cli(ws, "a", "--input", str(path), "--output", str(out), "--format", "csv", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["task"] == "a" and summary["rows"] == len(rows)
+    assert summary["output"] == str(out) and summary["examples_per_second"] > 0
+    expected = predict(ws, "a", rows)
+    written = list(csv.DictReader(out.open()))
+    assert [r["label"] for r in written] == [r["label"] for r in expected]
+    for line, want in zip(written, expected, strict=True):
+        assert float(line["p_pos"]) == want["probabilities"]["pos"]
+
+
+def test_cli_mixed_task_file(ws: Workspace, tmp_path: Path) -> None:
+    rows = mixed_rows()
+    path = write_table_file(tmp_path / "mixed.jsonl", "jsonl", rows)
+    result = cli(ws, "--task-field", "task", "--input", str(path), "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    got = parse_jsonl(result.stdout)
+    assert [r["id"] for r in got] == [r["id"] for r in rows]
+    expected = predict(ws, None, rows, task_field="task", batch_size=2)
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "rows", "message"),
+    [
+        (["a"], [{"text": "good"}, {"sentence": "bad"}], "row 2: no text in field 'text'"),
+        (["zz"], [{"text": "good"}], "no task named 'zz'"),
+        (["c"], [{"text": "good"}], "task 'c' is pending, not trained"),
+        (["a", "--task-field", "task"], [{"task": "a", "text": "good"}], "not both"),
+        ([], [{"text": "good"}], "give a TASK or --task-field"),
+        (["a", "--input", "missing.csv"], None, "does not exist"),
+    ],
+)
+def test_cli_errors_are_one_line_and_write_nothing(
+    ws: Workspace, tmp_path: Path, args: list[str], rows, message: str
+) -> None:
+    if rows is not None:
+        args = [*args, "--input", str(write_table_file(tmp_path / "in.jsonl", "jsonl", rows))]
+    out = tmp_path / "out.jsonl"
+    result = cli(ws, *args, "--output", str(out))
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1
+    assert message in result.output
+    assert not out.exists() and result.stdout == ""
+
+
+def test_predict_has_help() -> None:
+    result = CliRunner().invoke(main, ["predict", "--help"])
+    assert result.exit_code == 0 and "Example:" in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# The Python API
+
+
+def test_api_in_a_fresh_process_equals_the_in_process_result(ws: Workspace) -> None:
+    code = (
+        "import json, sys, contlearn\n"
+        "ws = contlearn.Workspace.open(sys.argv[1])\n"
+        "print(json.dumps(ws.predict('a', [{'text': 'good movie'}])))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(ws.root)], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == ws.predict("a", [{"text": "good movie"}])
+
+
+def test_import_contlearn_does_not_import_torch() -> None:
+    code = (
+        "import sys, contlearn\n"
+        "assert 'torch' not in sys.modules\n"
+        "contlearn.Workspace\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
