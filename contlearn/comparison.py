@@ -62,13 +62,10 @@ def _open_comparison(ws: Workspace, tasks: list[TaskRecord], methods: tuple[str,
         "adapter_runs": {t.name: ws.ledger.trained_run(t.id).id for t in tasks},
     }
     names = [t.name for t in tasks]
-    for row in ws.ledger.comparisons(status="running"):
-        if (
-            row["task_names"] == names
-            and row["config"] == config
-            and row["methods"] == list(methods)
-        ):
-            return row["id"]  # resume the interrupted one
+    for row in reversed(ws.ledger.comparisons()):
+        same = row["task_names"] == names and row["config"] == config
+        if same and row["methods"] == list(methods):
+            return row["id"]  # resume an interrupted one, or reuse a finished one
     return ws.ledger.start_comparison(methods=list(methods), task_names=names, config=config)
 
 

@@ -289,7 +289,7 @@ def _one_file(source: Path, names: list[str], stems: tuple[str, ...], split: str
             f"{len(found)} {split} files in {source}: {' and '.join(found)}; keep only one of them"
         )
     if not found:
-        example = " or ".join(f"{stem}.csv/.tsv/.jsonl/.json/.parquet" for stem in stems)
+        example = " or ".join(f"{stem}.<{'|'.join(FILE_FORMATS)}>" for stem in stems)
         raise BadData(
             f"no {split} split in {source}: found {_listing(names) or 'no files'}; "
             f"add {example} (or point at a datasets save_to_disk folder)"

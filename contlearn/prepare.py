@@ -87,9 +87,10 @@ def prepare_dataset(
 ) -> dict[str, Any]:
     """Write corpus ``name`` into the new folder ``out`` and return its provenance.
 
-    ``out`` must not exist, be empty, or already hold exactly the files this call would write
-    (then nothing is written and ``unchanged`` is true). Raises :class:`ConfigError` for a bad
-    option or folder, :class:`BadData` when the corpus's package is missing or unreadable.
+    ``out`` must be absent, an empty folder, or a folder that already holds exactly the files
+    this call would write (then nothing is written and ``unchanged`` is true). Raises
+    :class:`ConfigError` for a bad option or folder, :class:`BadData` when the corpus's package
+    is missing or unreadable.
     """
     _check_options(name, dev_fraction, max_per_class)
     out = Path(out).expanduser().absolute()

@@ -83,8 +83,11 @@ def write_report(results: dict, out_dir: Path) -> dict[str, Path]:
     """
     _check(results)
     out_dir = Path(out_dir)
-    pngs = {"heatmaps": _heatmaps_png(results), "curves": _curves_png(results)}
-    pngs["costs"] = _costs_png(results)
+    pngs = {
+        "heatmaps": _heatmaps_png(results),
+        "curves": _curves_png(results),
+        "costs": _costs_png(results),
+    }
     files = {name: f"{name}.png" for name in FIGURES}
     images_b64 = {name: base64.b64encode(data).decode("ascii") for name, data in pngs.items()}
     outputs: dict[str, tuple[str, bytes]] = {name: (files[name], pngs[name]) for name in FIGURES}
@@ -287,7 +290,7 @@ def _comparison(results: dict, first: str, second: str) -> list[str]:
     if bytes_a and bytes_b:
         sentences.append(
             f"Total storage: {_bytes(bytes_a)} for {label_a} vs {_bytes(bytes_b)} for {label_b} "
-            f"({bytes_b / bytes_a:.1f}x)."
+            f"({label_b} stores {bytes_b / bytes_a:.1f}x as much)."
         )
     return sentences
 
@@ -328,7 +331,8 @@ def _identical(identical: dict | None) -> str:
 
 def _md(text: str) -> str:
     """Text from the results, safe in Markdown prose and tables (backslash escapes, one line)."""
-    return re.sub(r"([\\`*_\[\]<>|#!])", r"\\\1", " ".join(str(text).split()))
+    escaped = re.sub(r"([\\`\[\]<>|])", r"\\\1", " ".join(str(text).split()))
+    return "\\" + escaped if escaped.startswith("#") else escaped
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -429,7 +433,7 @@ def _pyplot():
 
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.15)
     _pyplot().close(fig)
     return buffer.getvalue()
 
@@ -443,7 +447,7 @@ def _heatmaps_png(results: dict) -> bytes:
     size = len(results["tasks"])
     grids = {key: _grid(method["matrix"]) for key, method in methods.items()}
     vmin, vmax = _colour_range(grids.values())
-    side = max(3.6, 0.75 * size + 2.2)
+    side = min(8.5, max(3.6, 0.6 * size + 2.2))
     width = side * len(methods) + 1.2
     fig, axes = plt.subplots(
         1, len(methods), figsize=(width, side), squeeze=False, layout="constrained"
@@ -496,8 +500,9 @@ def _task_axes(ax, results: dict) -> None:
     names = [_plain(name) for name in _names(results)]
     ticks = range(len(names))
     ax.set_xticks(ticks, names, rotation=35, ha="right", rotation_mode="anchor")
-    ax.set_yticks(ticks, [f"after {name}" for name in names])
+    ax.set_yticks(ticks, names)
     ax.set_xlabel("task evaluated")
+    ax.set_ylabel("after training")
 
 
 def _curves_png(results: dict) -> bytes:
@@ -550,7 +555,11 @@ def _costs_png(results: dict) -> bytes:
     plt = _pyplot()
     size = len(results["tasks"])
     fig, axes = plt.subplots(
-        1, 2, figsize=(max(9.0, 2.2 * size + 5), 4.2), squeeze=False, layout="constrained"
+        1,
+        2,
+        figsize=(min(16.0, max(9.0, 1.6 * size + 5)), 4.2),
+        squeeze=False,
+        layout="constrained",
     )
     specs = (
         ("trainable_params", "trainable parameters per task", _short_count),
@@ -571,25 +580,40 @@ def _bar_panel(ax, results: dict, field: str, fmt) -> list:
     names = _names(results)
     count = len(results["methods"])
     width = 0.8 / count
-    containers = []
+    rotation = 90 if len(names) * count > 8 else 0
+    containers, drawn = [], []
     for n, method in enumerate(results["methods"].values()):
         raw = _per_task(results, (method.get("cost") or {}).get(field))
-        heights = np.array([np.nan if v is None else float(v) for v in raw])
+        # Non-positive or missing costs have no bar on a log scale.
+        heights = [float(v) if v is not None and v > 0 else math.nan for v in raw]
         x = np.arange(len(names)) + (n - (count - 1) / 2) * width
         bars = ax.bar(x, heights, width, color=f"C{n}")
-        ax.bar_label(bars, [fmt(v) if v is not None else "" for v in raw], fontsize=7, padding=2)
+        texts = ["" if math.isnan(h) else fmt(h) for h in heights]
+        ax.bar_label(bars, texts, fontsize=7, padding=2, rotation=rotation)
         containers.append(bars)
-    ax.set_yscale("log")
-    ax.margins(y=0.2)
+        drawn += [h for h in heights if not math.isnan(h)]
     ax.set_xticks(range(len(names)), [_plain(name) for name in names], rotation=20, ha="right")
+    _log_axis(ax, drawn, fmt)
     return containers
+
+
+def _log_axis(ax, values: list[float], fmt) -> None:
+    """Log y axis from a power of ten well below the smallest bar, ticks labelled with ``fmt``."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.set_yscale("log")
+    if values:
+        ax.set_ylim(10 ** math.floor(math.log10(min(values) / 2)), max(values) * 6)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: fmt(value)))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.grid(axis="y", alpha=0.3)
 
 
 def _short_count(value: Any) -> str:
     value = float(value)
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if value >= scale:
-            return f"{value / scale:.1f}{suffix}"
+            return f"{value / scale:.3g}{suffix}"
     return f"{value:.0f}"
 
 

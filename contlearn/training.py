@@ -102,6 +102,8 @@ def train(
         )
         score = evaluate()
         history.append({"epoch": epoch, "loss": loss, "dev": score})
+        if progress:
+            tqdm.write(f"{desc} epoch {epoch}/{config.epochs}: loss {loss:.4f}, dev {score:.4f}")
         if best is None or score > best[0]:
             best = (score, epoch, [p.detach().clone() for p in params])
     with torch.no_grad():

@@ -454,7 +454,7 @@ def test_file_instead_of_folder(tmp_path):
 
 def test_no_validation_split(tmp_path):
     path = folder(tmp_path, {"train.csv": "text,label\na,b\n", "notes.txt": "x"})
-    bad(path, "no validation split", "'notes.txt'", "'train.csv'", "validation.csv")
+    bad(path, "no validation split", "'notes.txt'", "'train.csv'", "validation.<csv|")
 
 
 def test_two_candidates_for_one_split_are_both_named(tmp_path):
@@ -555,7 +555,8 @@ def test_json_lines_keep_line_separators_inside_text(tmp_path):
 
 
 def test_json_values_python_cannot_hold_are_bad_data(tmp_path):
-    path = folder(tmp_path, {"train.jsonl": '{"text": "a", "label": ' + "1" * 5000 + "}\n"})
+    train = '{"text": "a", "label": ' + "1" * 5000 + "}\n"
+    path = folder(tmp_path, {"train.jsonl": train, "dev.jsonl": '{"text": "a", "label": 1}'})
     bad(path, "train.jsonl line 1", "4300 digits")
 
 

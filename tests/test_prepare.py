@@ -11,12 +11,14 @@ import io
 import json
 import random
 from collections import Counter
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from contlearn import prepare
+from contlearn.artifacts import sha256_file
 from contlearn.cli import main
 from contlearn.data import load_task_data
 from contlearn.errors import BadData, ConfigError
@@ -46,7 +48,7 @@ def folder_bytes(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
-def run(*args: str) -> object:
+def run(*args: str) -> Result:
     return CliRunner().invoke(main, ["datasets", "prepare", *args])
 
 
@@ -71,8 +73,6 @@ def test_each_dataset_registers_through_load_task_data(tmp_path: Path, name: str
 
 @needs_corpora
 def test_provenance_records_source_options_counts_and_hashes(tmp_path: Path) -> None:
-    from importlib.metadata import version
-
     result = prepare_dataset("rt-sentiment", tmp_path / "rt", seed=3, max_per_class=6)
     saved = json.loads((tmp_path / "rt" / "prepare.json").read_text(encoding="utf-8"))
     assert saved == {k: v for k, v in result.items() if k not in ("out", "unchanged")}
@@ -81,8 +81,6 @@ def test_provenance_records_source_options_counts_and_hashes(tmp_path: Path) -> 
     assert saved["options"] == {"seed": 3, "dev_fraction": 0.2, "max_per_class": 6}
     assert saved["rows"] == {"train": 10, "dev": 2}
     assert saved["classes"]["train"] == {"negative": 5, "positive": 5}
-    from contlearn.artifacts import sha256_file
-
     assert saved["files"] == {f: sha256_file(tmp_path / "rt" / f) for f in ("dev.csv", "train.csv")}
 
 

@@ -223,7 +223,7 @@ def test_what_this_shows_follows_the_numbers(written):
     ) in md
     assert "Sequential full fine-tuning: ACC 0.7300, BWT -0.0800, forgetting 0.0800" in md
     assert "it forgot: earlier tasks ended 0.0800 below" in md
-    assert "Total storage: 99.9 MB for Adapters" in md and "(2.7x)" in md
+    assert "Total storage: 99.9 MB for Adapters" in md and "stores 2.7x as much" in md
 
     worse = three_tasks(full_r=[[0.63, None, None], [0.40, 0.82, None], [0.30, 0.70, 0.90]])
     worse["methods"]["adapter"]["identical"] = {"identical": 2, "total": 3}
