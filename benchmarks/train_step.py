@@ -1,0 +1,153 @@
+"""One training-step measurement of contlearn, in a fresh process per configuration.
+
+Adapter training: an AdaptedModel with an adapter task, AdamW over ``trainable_parameters``.
+Full fine-tuning: the same AdaptedModel with a head-only task and the backbone made trainable,
+AdamW over backbone + head, exactly as ``contlearn.finetune`` sets it up. Each timed step is a
+call of the product's own step loop (``contlearn.training._epoch`` over one batch: collate,
+forward, loss, zero_grad, backward, gradient clipping, AdamW, LR schedule, ``loss.item()``).
+
+Example:
+    python benchmarks/train_step.py --backbone minilm --method adapter --length 64 --out x.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from common import (
+    BERT_BASE,
+    grad_check,
+    Shape,
+    measured_memory,
+    median,
+    memory_kib,
+    reset_peak,
+    set_threads,
+    synthetic_ids,
+    synthetic_targets,
+    time_calls,
+    train_flops,
+    write_json,
+)
+
+from contlearn import training
+from contlearn.adapters import AdaptedModel, count_parameters
+from contlearn.batching import Encoded
+from contlearn.config import AdapterConfig, CompareConfig, TrainConfig
+
+CLASSES = 2
+
+
+def load_backbone(name: str):
+    """The packaged MiniLM through contlearn's own loader, or a random BERT-base."""
+    if name == "minilm":
+        from contlearn import backbone as bb
+        from contlearn.config import DEFAULT_BACKBONE
+
+        return bb.load(DEFAULT_BACKBONE).model
+    from transformers import AutoModel, BertConfig
+
+    torch.manual_seed(0)
+    return AutoModel.from_config(BertConfig(**BERT_BASE))
+
+
+def prepare(model: AdaptedModel, method: str, bottleneck: int) -> list[torch.nn.Parameter]:
+    """Add and activate the task; return the parameters the optimizer updates."""
+    adapter = AdapterConfig(bottleneck=bottleneck) if method == "adapter" else None
+    model.add_task("bench", num_outputs=CLASSES, adapter=adapter)
+    model.activate("bench")
+    if method == "adapter":
+        return model.trainable_parameters("bench")
+    model.backbone.requires_grad_(True)  # as contlearn.finetune does
+    return list(model.backbone.parameters()) + model.trainable_parameters("bench")
+
+
+def parameter_counts(model: AdaptedModel, params: list) -> dict[str, int]:
+    task = model.tasks["bench"]
+    return {
+        "trainable": sum(p.numel() for p in params),
+        "adapters": count_parameters(task.adapters) if task.adapters is not None else 0,
+        "layer_norm_copies": count_parameters(task.layer_norms) if task.layer_norms else 0,
+        "head": count_parameters(task.head),
+        "backbone": count_parameters(model.backbone),
+    }
+
+
+def step_runner(model, params, args, steps: int):
+    """A function that runs training step ``i`` through the product's step loop."""
+    config = TrainConfig(batch_size=args.batch, max_length=max(8, args.length))
+    lr = config.lr if args.method == "adapter" else CompareConfig().full_finetune_lr
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+    factor = training.linear_schedule(steps, config.warmup_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    count = args.batch * steps
+    ids = synthetic_ids(count, args.length, model.backbone.config.vocab_size, seed=0)
+    encoded = Encoded(ids, [[0] * args.length for _ in ids], pad_id=0)
+    targets = torch.tensor(synthetic_targets(count, CLASSES, seed=0))
+
+    def step(i: int) -> None:
+        batch = [list(range(i * args.batch, (i + 1) * args.batch))]
+        training._epoch(
+            model, params, optimizer, scheduler, encoded, targets, batch, config,
+            "classification", False, "bench",
+        )  # fmt: skip
+
+    return step
+
+
+def measure(args: argparse.Namespace) -> dict:
+    threads = set_threads(args.threads)
+    backbone = load_backbone(args.backbone)
+    model = AdaptedModel(backbone)
+    params = prepare(model, args.method, args.bottleneck)
+    model.train()
+    step = step_runner(model, params, args, args.warmup + args.steps)
+    baseline = memory_kib()
+    reset = reset_peak()
+    times = time_calls(step, args.warmup, args.steps)
+    memory = measured_memory(baseline, memory_kib(), reset)
+    shape = Shape.of(backbone.config)
+    flops = train_flops(shape, args.batch, args.length, args.method, args.bottleneck)
+    step_s = median(times)
+    return {
+        "library": "contlearn",
+        "backbone": args.backbone,
+        "method": args.method,
+        "length": args.length,
+        "batch": args.batch,
+        "threads": threads,
+        "bottleneck": args.bottleneck,
+        "shape": shape,
+        "attn_implementation": backbone.config._attn_implementation,
+        "warmup": args.warmup,
+        "step_seconds": times,
+        "median_step_seconds": step_s,
+        "examples_per_second": args.batch / step_s,
+        "flops": flops,
+        "gflops_per_second": flops["total"] / step_s / 1e9,
+        "params": parameter_counts(model, params),
+        "memory": memory,
+        "grads": grad_check(params),
+    }
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", choices=["minilm", "bert-base"], default="minilm")
+    parser.add_argument("--method", choices=["adapter", "full"], default="adapter")
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--bottleneck", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--out", type=Path, required=True)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    arguments = parse()
+    write_json(arguments.out, measure(arguments))
