@@ -269,8 +269,8 @@ def _read_file_folder(source: Path) -> _Folder:
         dev = _one_file(source, names, _DEV_STEMS, "validation")
     _check_file(source, dev)
     fmt = "glue" if glue_task else _extension(train)
-    train_table = _read_table(source, train, glue_task)
-    dev_table = _read_table(source, dev, glue_task)
+    train_table = read_table(source, train, glue_task)
+    dev_table = read_table(source, dev, glue_task)
     return _Folder(fmt, glue_task, tuple(sorted({train, dev})), train_table, dev_table)
 
 
@@ -363,7 +363,7 @@ def _is_cola_row(row: list[str]) -> bool:
 # Reading one file
 
 
-def _read_table(source: Path, name: str, glue_task: str | None) -> _Table:
+def read_table(source: Path, name: str, glue_task: str | None) -> _Table:
     path, fmt = source / name, _extension(name)
     if fmt in ("csv", "tsv"):
         headerless = glue_task == "cola" and _is_cola_row(_first_tsv_row(path))
@@ -423,21 +423,19 @@ def _read_json(path: Path, name: str) -> _Table:
     except OSError as exc:
         raise _unreadable(name, exc) from exc
     if text.lstrip().startswith("["):
-        rows = _json_value(text, name)
+        rows = json_value(text, name)
         if not isinstance(rows, list):  # trailing text is a JSONDecodeError, so this is rare
             raise BadData(f"{name} is not a JSON array of objects; write one object per row")
-        return _object_table(
-            name, [_json_row(v, f"{name} row {i + 1}") for i, v in enumerate(rows)]
-        )
+        return _object_table(name, [json_row(v, f"{name} row {i + 1}") for i, v in enumerate(rows)])
     # Split on "\n" only: str.splitlines would also split inside text at U+2028 and friends.
     numbered = [(i + 1, line) for i, line in enumerate(text.split("\n")) if line.strip()]
     rows = [
-        _json_row(_json_value(line, f"{name} line {i}"), f"{name} line {i}") for i, line in numbered
+        json_row(json_value(line, f"{name} line {i}"), f"{name} line {i}") for i, line in numbered
     ]
     return _object_table(name, rows, [i for i, _ in numbered])
 
 
-def _json_value(text: str, where: str) -> Any:
+def json_value(text: str, where: str) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
@@ -464,7 +462,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _json_row(value: Any, where: str) -> dict[str, Any]:
+def json_row(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadData(f"{where}: expected a JSON object (one row), got {type(value).__name__}")
     return value

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 def create_workspace(root: Path, backbone: str, db: str | None) -> None:
     """Load and fingerprint the backbone, create the ledger, then write ``tasks.toml``."""
     from . import backbone as bb
-
     from .adapters import AdaptedModel
 
     loaded = bb.load(backbone)

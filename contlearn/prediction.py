@@ -22,7 +22,7 @@ import torch
 
 from . import artifacts as art
 from .batching import encode, uses_token_types
-from .data import FILE_FORMATS, _json_row, _json_value, _read_table
+from .data import FILE_FORMATS, json_row, json_value, read_table
 from .errors import BadData, ConfigError, TaskNotFound
 from .evaluation import predict_logits, predictions
 from .ledger import TaskRecord
@@ -195,7 +195,7 @@ def read_rows(path: str) -> Iterator[dict[str, Any]]:
         )
     if not file.is_file():
         raise BadData(f"input file {file} does not exist; pass an existing file with --input")
-    table = _read_table(file.parent, file.name, None)
+    table = read_table(file.parent, file.name, None)
     columns = [table.column(c) for c in table.columns]
     return (dict(zip(table.columns, values, strict=True)) for values in zip(*columns, strict=True))
 
@@ -204,7 +204,7 @@ def _stdin_rows() -> Iterator[dict[str, Any]]:
     for number, line in enumerate(sys.stdin, start=1):
         if line.strip():
             where = f"standard input line {number}"
-            yield _json_row(_json_value(line, where), where)
+            yield json_row(json_value(line, where), where)
 
 
 def write_rows(rows: Sequence[dict[str, Any]], path: str | Path | None, fmt: str = "jsonl") -> None:
