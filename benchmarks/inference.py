@@ -145,7 +145,7 @@ def throughput(models: dict, encoded: Encoded, rounds: int) -> dict:
     passes = {"canonical": canonical_pass, "grouped": grouped_pass}
     warm = Encoded(encoded.input_ids[:64], encoded.token_type_ids[:64], encoded.pad_id)
     times = {(r, m): [] for r in passes for m in models}
-    for recipe, run in passes.items():
+    for run in passes.values():
         for ready in models.values():
             run(ready(), warm)
     for _ in range(rounds):

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 from common import (
     BERT_BASE,
-    grad_check,
     Shape,
+    grad_check,
     measured_memory,
     median,
     memory_kib,

@@ -19,8 +19,8 @@ import torch
 
 from common import (
     BERT_BASE,
-    grad_check,
     Shape,
+    grad_check,
     measured_memory,
     median,
     memory_kib,
@@ -32,7 +32,6 @@ from common import (
     train_flops,
     write_json,
 )
-
 from contlearn import training
 from contlearn.adapters import AdaptedModel, count_parameters
 from contlearn.batching import Encoded
@@ -91,9 +90,18 @@ def step_runner(model, params, args, steps: int):
     def step(i: int) -> None:
         batch = [list(range(i * args.batch, (i + 1) * args.batch))]
         training._epoch(
-            model, params, optimizer, scheduler, encoded, targets, batch, config,
-            "classification", False, "bench",
-        )  # fmt: skip
+            model,
+            params,
+            optimizer,
+            scheduler,
+            encoded,
+            targets,
+            batch,
+            config,
+            "classification",
+            False,
+            "bench",
+        )
 
     return step
 

@@ -114,7 +114,9 @@ class RunRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     purpose: Mapped[str] = mapped_column(String(16))  # train | audit | compare
     method: Mapped[str | None] = mapped_column(String(16))  # adapter | full-finetune
-    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    task_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), index=True
+    )
     comparison_id: Mapped[int | None] = mapped_column(ForeignKey("comparisons.id"))
     config: Mapped[dict[str, Any]]
     seed: Mapped[int | None]
@@ -138,7 +140,7 @@ class ArtifactRow(Base):
 
     __tablename__ = "artifacts"
     id: Mapped[int] = mapped_column(primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(16))  # weights | config | logits
     path: Mapped[str] = mapped_column(String(4096))  # relative to the workspace
@@ -154,8 +156,8 @@ class EvaluationRow(Base):
 
     __tablename__ = "evaluations"
     id: Mapped[int] = mapped_column(primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
-    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
     after_task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
     kind: Mapped[str] = mapped_column(String(16))
     split: Mapped[str] = mapped_column(String(16), default="dev")

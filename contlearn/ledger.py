@@ -6,7 +6,7 @@ nothing outside this module holds a session. Database errors become :class:`Ledg
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -73,6 +73,7 @@ class RunRecord:
     error: str | None
     host: str | None
     pid: int | None
+    heartbeat_at: datetime | None
     started_at: datetime
     finished_at: datetime | None
     seconds: float | None
@@ -205,9 +206,19 @@ class Ledger:
             s.flush()
             return row.id
 
-    def claim_next_pending(self, run_values: dict[str, Any]) -> tuple[TaskRecord, int] | None:
-        """Mark the first pending task training and open its run, in one transaction."""
+    def claim_next_pending(
+        self,
+        run_values: dict[str, Any],
+        is_abandoned: Callable[[RunRecord], bool] = lambda run: False,
+    ) -> tuple[TaskRecord, int] | None:
+        """Mark the first pending task training and open its run, in one transaction.
+
+        Tasks left training by a run that ``is_abandoned`` (its process died) go back to
+        pending first, with that run marked failed. PostgreSQL skips rows other workers hold
+        (``FOR UPDATE SKIP LOCKED``); SQLite transactions already hold the write lock.
+        """
         with self.session() as s:
+            self._release_abandoned(s, is_abandoned)
             row = s.scalars(
                 select(TaskRow)
                 .where(TaskRow.status == "pending")
@@ -219,9 +230,30 @@ class Ledger:
                 return None
             row.status = "training"
             run = RunRow(status="running", purpose="train", task_id=row.id, **run_values)
+            run.heartbeat_at = utcnow()
             s.add(run)
             s.flush()
             return _record(TaskRecord, row), run.id
+
+    @staticmethod
+    def _release_abandoned(s: Session, is_abandoned: Callable[[RunRecord], bool]) -> None:
+        rows = s.execute(
+            select(TaskRow, RunRow)
+            .join(RunRow, RunRow.task_id == TaskRow.id)
+            .where(TaskRow.status == "training", RunRow.status == "running")
+            .where(RunRow.purpose == "train")
+            .with_for_update(skip_locked=True)
+        ).all()
+        for task, run in rows:
+            if is_abandoned(_record(RunRecord, run)):
+                run.status, run.finished_at = "failed", utcnow()
+                run.error = f"abandoned: process {run.pid} on {run.host} stopped without finishing"
+                task.status = "pending"
+        s.flush()
+
+    def heartbeat(self, run_id: int) -> None:
+        with self.session() as s:
+            s.get(RunRow, run_id).heartbeat_at = utcnow()
 
     def update_run(self, run_id: int, **values: Any) -> None:
         with self.session() as s:

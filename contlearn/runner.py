@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import artifacts as art
@@ -18,7 +21,7 @@ from .batching import subsample
 from .config import AdapterConfig, TrainConfig, with_overrides
 from .errors import NoPendingTask, VerificationFailed
 from .evaluation import CANONICAL_BATCH_SIZE, EvalResult, evaluate
-from .ledger import ArtifactRecord, EvaluationRecord, TaskRecord
+from .ledger import ArtifactRecord, EvaluationRecord, RunRecord, TaskRecord
 from .models import (
     ModelContext,
     artifact_config,
@@ -29,6 +32,43 @@ from .models import (
 
 if TYPE_CHECKING:
     from .workspace import Workspace
+
+HOST = socket.gethostname()
+LEASE = timedelta(seconds=float(os.environ.get("CONTLEARN_LEASE_SECONDS", "900")))
+HEARTBEAT_SECONDS = 30.0
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_abandoned(run: RunRecord) -> bool:
+    """A run whose process is gone (same host), or whose heartbeat is older than the lease."""
+    if run.host == HOST and run.pid is not None and run.pid != os.getpid():
+        return not process_alive(run.pid)
+    beat = run.heartbeat_at or run.started_at
+    if beat.tzinfo is None:
+        beat = beat.replace(tzinfo=UTC)
+    return datetime.now(UTC) - beat > LEASE
+
+
+def heartbeat(ws: Workspace, run_id: int) -> Callable[[], None]:
+    """A training-step callback that refreshes the run's heartbeat every 30 s at most."""
+    last = [time.monotonic()]
+
+    def beat() -> None:
+        if time.monotonic() - last[0] >= HEARTBEAT_SECONDS:
+            ws.ledger.heartbeat(run_id)
+            last[0] = time.monotonic()
+
+    return beat
+
 
 TRAIN_KEYS = ("epochs", "lr", "batch_size", "max_length", "seed", "max_train_examples")
 
@@ -41,13 +81,8 @@ def train_pending(
     results: list[dict[str, Any]] = []
     while True:
         claimed = ws.ledger.claim_next_pending(
-            {
-                "method": "adapter",
-                "config": {},
-                "versions": {},
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-            }
+            {"method": "adapter", "config": {}, "versions": {}, "host": HOST, "pid": os.getpid()},
+            is_abandoned,
         )
         if claimed is None:
             break
@@ -92,7 +127,7 @@ def train_one(
         train_cfg, adapter_cfg = task_configs(ws, task, overrides)
         ws.ledger.update_run(run_id, **_run_config(ctx, train_cfg, adapter_cfg))
         ctx.check_backbone()
-        outcome = _train(ctx, task, train_cfg, adapter_cfg, progress)
+        outcome = _train(ctx, task, run_id, train_cfg, adapter_cfg, progress)
         records = _write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written)
         verifications = verify_earlier(ctx, task, progress=progress)
         require_identical(ctx, task, verifications)
@@ -134,6 +169,7 @@ def _run_config(ctx: ModelContext, train: TrainConfig, adapter: AdapterConfig) -
 def _train(
     ctx: ModelContext,
     task: TaskRecord,
+    run_id: int,
     train_cfg: TrainConfig,
     adapter_cfg: AdapterConfig,
     progress: bool,
@@ -158,6 +194,7 @@ def _train(
         evaluate=lambda: evaluate_task(ctx, task, dev).primary_value,
         progress=progress,
         desc=task.name,
+        on_step=heartbeat(ctx.ws, run_id),
     )
     final = evaluate_task(ctx, task, dev, progress=progress)
     return {"train": result, "eval": final}
@@ -201,6 +238,8 @@ def evaluate_task(
 def _write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written):
     """Write weights, config and dev logits atomically; return their ledger records."""
     paths = artifact_paths(ctx.ws, task.name)
+    for stale in ctx.ws.task_dir(task.name).glob(".*.tmp"):  # left by a killed writer
+        stale.unlink(missing_ok=True)
     meta = artifact_config(task, adapter_cfg, train_cfg, ctx)
     meta["eval_threads"] = outcome["eval"].threads
     blobs = {

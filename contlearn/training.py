@@ -68,6 +68,7 @@ def train(
     evaluate: Callable[[], float],
     progress: bool = False,
     desc: str = "training",
+    on_step: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train ``params`` of ``model`` on ``encoded``; after each epoch score with ``evaluate``.
 
@@ -75,35 +76,19 @@ def train(
     """
     seed_everything(config.seed)
     params = list(params)
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    batches_per_epoch = math.ceil(len(encoded) / config.batch_size)
-    factor = linear_schedule(batches_per_epoch * config.epochs, config.warmup_ratio)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    dtype = torch.float32 if problem_type == "regression" else torch.long
-    target_tensor = torch.tensor(list(targets), dtype=dtype)
+    step = _optimizer_step(model, params, encoded, targets, config, problem_type)
     best: tuple[float, int, list[torch.Tensor]] | None = None
     history, shares, start = [], [], time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         batches = training_batches(encoded.lengths, config.batch_size, config.seed + epoch)
         shares.append(real_token_share(encoded.lengths, batches))
         model.train()
-        loss = _epoch(
-            model,
-            params,
-            optimizer,
-            scheduler,
-            encoded,
-            target_tensor,
-            batches,
-            config,
-            problem_type,
-            progress,
-            f"{desc} epoch {epoch}/{config.epochs}",
-        )
+        label = f"{desc} epoch {epoch}/{config.epochs}"
+        loss = _epoch(batches, step, on_step=on_step, progress=progress, desc=label)
         score = evaluate()
         history.append({"epoch": epoch, "loss": loss, "dev": score})
         if progress:
-            tqdm.write(f"{desc} epoch {epoch}/{config.epochs}: loss {loss:.4f}, dev {score:.4f}")
+            tqdm.write(f"{label}: loss {loss:.4f}, dev {score:.4f}")
         if best is None or score > best[0]:
             best = (score, epoch, [p.detach().clone() for p in params])
     with torch.no_grad():
@@ -120,29 +105,41 @@ def train(
     )
 
 
-def _epoch(
-    model,
-    params,
-    optimizer,
-    scheduler,
-    encoded,
-    targets,
-    batches,
-    config,
-    problem_type,
-    progress,
-    desc,
-) -> float:
-    """One pass over ``batches``; returns the mean training loss."""
-    total, bar = 0.0, tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False)
-    for step, idx in enumerate(bar, start=1):
+def _optimizer_step(model, params, encoded, targets, config, problem_type):
+    """A closure doing one AdamW step on a batch of example indices; returns its loss."""
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    batches_per_epoch = math.ceil(len(encoded) / config.batch_size)
+    factor = linear_schedule(batches_per_epoch * config.epochs, config.warmup_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    dtype = torch.float32 if problem_type == "regression" else torch.long
+    target_tensor = torch.tensor(list(targets), dtype=dtype)
+
+    def step(idx: list[int]) -> float:
         logits = model(**collate(encoded, idx))
-        loss = loss_fn(logits, targets[torch.tensor(idx)], problem_type)
+        loss = loss_fn(logits, target_tensor[torch.tensor(idx)], problem_type)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
         scheduler.step()
-        total += loss.item()
-        bar.set_postfix(loss=f"{total / step:.4f}")
+        return loss.item()
+
+    return step
+
+
+def _epoch(
+    batches: Sequence[list[int]],
+    step: Callable[[list[int]], float],
+    *,
+    on_step: Callable[[], None] | None,
+    progress: bool,
+    desc: str,
+) -> float:
+    """One pass over ``batches``; returns the mean training loss."""
+    total, bar = 0.0, tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False)
+    for count, idx in enumerate(bar, start=1):
+        total += step(idx)
+        if on_step is not None:
+            on_step()
+        bar.set_postfix(loss=f"{total / count:.4f}")
     return total / max(1, len(batches))

@@ -150,3 +150,22 @@ def two_tasks(workspace, tmp_path: Path):
     workspace.add_task("a", a)
     workspace.add_task("b", b)
     return workspace
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    from tests.pg import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path: Path) -> str:
+    """A fresh, empty ledger database: an SQLite file, or a database on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    from tests.pg import create_database
+
+    server = request.getfixturevalue("pg_server")
+    return create_database(server, f"t_{abs(hash(request.node.nodeid)) % 10**10}")

@@ -16,8 +16,8 @@ from contlearn.errors import LedgerError, SchemaError, TaskExists
 from contlearn.ledger import Ledger
 
 
-def test_empty_database_upgrades_to_head_without_drift(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'l.db'}")
+def test_empty_database_upgrades_to_head_without_drift(db_url: str) -> None:
+    engine = make_engine(db_url)
     assert current_revision(engine) is None
     assert upgrade(engine) == (None, head_revision())
     assert current_revision(engine) == head_revision()
@@ -37,8 +37,8 @@ def test_sqlite_pragmas(tmp_path: Path) -> None:
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
 
 
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'l.db'}")
+def test_newer_schema_is_refused(db_url: str) -> None:
+    engine = make_engine(db_url)
     upgrade(engine)
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
@@ -74,8 +74,8 @@ def _spec(name: str) -> dict:
     }
 
 
-def test_a_failed_transaction_leaves_no_trace(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'l.db'}")
+def test_a_failed_transaction_leaves_no_trace(db_url: str) -> None:
+    engine = make_engine(db_url)
     upgrade(engine)
     ledger = Ledger(engine)
     ledger.add_tasks([_spec("a"), _spec("b")])
@@ -87,8 +87,8 @@ def test_a_failed_transaction_leaves_no_trace(tmp_path: Path) -> None:
     assert [t.name for t in ledger.tasks()] == ["a", "b"]
 
 
-def test_claim_marks_training_and_opens_a_run(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'l.db'}")
+def test_claim_marks_training_and_opens_a_run(db_url: str) -> None:
+    engine = make_engine(db_url)
     upgrade(engine)
     ledger = Ledger(engine)
     ledger.add_tasks([_spec("a"), _spec("b")])
@@ -96,3 +96,52 @@ def test_claim_marks_training_and_opens_a_run(tmp_path: Path) -> None:
     assert task.name == "a" and ledger.task("a").status == "training"
     ledger.finish_run(run_id, status="failed", task_status="pending", error="boom")
     assert ledger.task("a").status == "pending" and ledger.run(run_id).error == "boom"
+
+
+def test_a_run_whose_process_died_is_taken_over(db_url: str) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine)
+    ledger = Ledger(engine)
+    ledger.add_tasks([_spec("a"), _spec("b")])
+    values = {"method": "adapter", "config": {}, "versions": {}, "host": "h", "pid": 1}
+    task, dead_run = ledger.claim_next_pending(values)
+    again, run_id = ledger.claim_next_pending(values, lambda run: run.id == dead_run)
+    assert again.name == "a" and run_id != dead_run  # a, not b: a's worker is gone
+    abandoned = ledger.run(dead_run)
+    assert abandoned.status == "failed" and "abandoned" in abandoned.error
+    other, _ = ledger.claim_next_pending(values, lambda run: False)
+    assert other.name == "b" and ledger.task("a").status == "training"
+
+
+def test_ordering_and_insertion_on_both_databases(db_url: str) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine)
+    ledger = Ledger(engine)
+    ledger.add_tasks([_spec("a"), _spec("b")])
+    ledger.add_tasks([_spec("x"), _spec("y")], position=2)
+    assert [(t.name, t.position) for t in ledger.tasks()] == [
+        ("a", 1),
+        ("x", 2),
+        ("y", 3),
+        ("b", 4),
+    ]
+
+
+def test_a_revision_1_ledger_is_upgraded_in_place_with_its_data(two_tasks) -> None:
+    from alembic import command
+
+    from contlearn.db import _alembic_config
+    from contlearn.workspace import Workspace
+
+    two_tasks.train_next(all_tasks=True, epochs=1)
+    before = two_tasks.status()
+    engine = two_tasks.ledger.engine
+    with engine.begin() as conn:
+        command.downgrade(_alembic_config(conn), "0001")
+    assert current_revision(engine) == "0001"
+    assert "ix_runs_task_id" not in {i["name"] for i in inspect(engine).get_indexes("runs")}
+    reopened = Workspace.open(two_tasks.root)  # opening applies the pending migration
+    assert current_revision(reopened.ledger.engine) == head_revision() != "0001"
+    assert "ix_runs_task_id" in {i["name"] for i in inspect(engine).get_indexes("runs")}
+    assert reopened.status() == before
+    assert reopened.audit()["verdict"] == "clean"

@@ -1,0 +1,637 @@
+"""BENCHMARKS.md from the JSON files of one benchmark run (benchmarks/out/).
+
+Formatting only: it reads the results, decides which targets were met, and writes Markdown.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common import FLOP_FORMULA
+
+NAMES = {"minilm": "MiniLM-L6 (packaged)", "bert-base": "BERT-base shape (random)"}
+METHODS = {"adapter": "adapters", "full": "full fine-tuning"}
+NO_GPU = "not run: no GPU was available to this run"
+
+
+@dataclass
+class Results:
+    """Everything one run wrote; a missing file is ``None`` or an empty list."""
+
+    run: dict | None = None
+    machine: dict | None = None
+    peer_setup: dict | None = None
+    inference: dict | None = None
+    growth: dict | None = None
+    train: list[dict] = field(default_factory=list)
+    peer: list[dict] = field(default_factory=list)
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def load(out: Path) -> Results:
+    results = Results(
+        run=_read(out / "run.json"),
+        machine=_read(out / "machine.json"),
+        peer_setup=_read(out / "peer-setup.json"),
+        inference=_read(out / "inference.json"),
+        growth=_read(out / "growth.json"),
+    )
+    results.train = [_read(p) for p in sorted(out.glob("train-*.json"))]
+    results.peer = [
+        _read(p) for p in sorted(out.glob("peer-*.json")) if p.name != "peer-setup.json"
+    ]
+    return results
+
+
+def find(rows: list[dict], **match: object) -> dict | None:
+    for row in rows:
+        if all(row.get(k) == v for k, v in match.items()):
+            return row
+    return None
+
+
+def configs(rows: list[dict]) -> list[tuple[str, int]]:
+    """(backbone, length) pairs present, MiniLM first, shorter first."""
+    order = list(NAMES)
+    pairs = {(r["backbone"], r["length"]) for r in rows}
+    return sorted(pairs, key=lambda p: (order.index(p[0]), p[1]))
+
+
+# -- formatting ------------------------------------------------------------------------------
+def num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows] + [""]
+
+
+def met(value: float | None, limit: float, at_least: bool) -> str:
+    if value is None:
+        return "not measured"
+    ok = value >= limit if at_least else value <= limit
+    return "yes" if ok else "**no**"
+
+
+# -- targets ---------------------------------------------------------------------------------
+def peak(r: Results) -> float | None:
+    return r.machine["matmul_peak_gflops"] if r.machine else None
+
+
+def longest(rows: list[dict]) -> int | None:
+    return max((row["length"] for row in rows), default=None)
+
+
+def training_targets(r: Results) -> list[list[str]]:
+    rows, length = [], longest(r.train)
+    for backbone, _ in [c for c in configs(r.train) if c[1] == length]:
+        a = find(r.train, backbone=backbone, method="adapter", length=length)
+        f = find(r.train, backbone=backbone, method="full", length=length)
+        where = f"{NAMES[backbone]}, length {length}"
+        speed = ratio(_rate(a), _rate(f))
+        memory = ratio(_delta(a), _delta(f))
+        share = ratio(a["gflops_per_second"], peak(r)) if a else None
+        rows += [
+            [
+                f"Adapter training throughput / full fine-tuning ({where}) >= 1.45x",
+                times(speed),
+                met(speed, 1.45, True),
+            ],
+            [
+                f"Adapter peak memory (delta) / full fine-tuning ({where}) <= 0.80x",
+                times(memory),
+                met(memory, 0.80, False),
+            ],
+            [
+                f"Adapter training GFLOP/s / fp32 matmul peak ({where}) >= 65%",
+                pct(share),
+                met(share, 0.65, True),
+            ],
+        ]
+    return rows
+
+
+def peer_targets(r: Results) -> list[list[str]]:
+    rows = []
+    for backbone, length in configs(r.peer):
+        ours = find(r.train, backbone=backbone, method="adapter", length=length)
+        theirs = find(r.peer, backbone=backbone, length=length)
+        value = ratio(_rate(ours), _rate(theirs))
+        where = f"{NAMES[backbone]}, length {length}"
+        rows.append(
+            [
+                f"contlearn / AdapterHub training throughput ({where}) >= 1.10x",
+                times(value),
+                met(value, 1.10, True),
+            ]
+        )
+    for backbone in dict.fromkeys(b for b, _ in configs(r.peer)):
+        ours = find(r.train, backbone=backbone, method="adapter")
+        theirs = find(r.peer, backbone=backbone)
+        same = ours and theirs and ours["params"]["adapters"] == theirs["params"]["adapters"]
+        rows.append(
+            [
+                f"Adapter parameter count equals AdapterHub's ({NAMES[backbone]})",
+                f"{ours['params']['adapters']:,} vs {theirs['params']['adapters']:,}"
+                if ours
+                else "-",
+                "yes" if same else "**no**",
+            ]
+        )
+    return rows
+
+
+def inference_targets(r: Results) -> list[list[str]]:
+    if not r.inference:
+        return []
+    rows = []
+    for recipe, speeds in r.inference["throughput"].items():
+        value = ratio(
+            speeds["adapter"]["examples_per_second"], speeds["plain"]["examples_per_second"]
+        )
+        rows.append(
+            [
+                f"Adapted / plain backbone inference ({recipe} batches) >= 0.95x",
+                times(value),
+                met(value, 0.95, True),
+            ]
+        )
+    for rule in ("grouped", "canonical"):
+        shares = r.inference["token_share"]
+        value = min((s[rule] for s in shares), default=None)
+        rows.append(
+            [
+                f"Real-token share, {rule} batches, worst GLUE dev split >= 0.85",
+                num(value, 3),
+                met(value, 0.85, True),
+            ]
+        )
+    return rows
+
+
+def growth_targets(r: Results) -> list[list[str]]:
+    if not r.growth:
+        return []
+    cli = r.growth["cli"]
+    help_s, status_s = cli["median_help_seconds"], cli["median_status_json_seconds"]
+    return [
+        ["`contlearn --help` wall time <= 0.5 s", f"{help_s:.2f} s", met(help_s, 0.5, False)],
+        [
+            f"`contlearn status --json` with {cli['registered_tasks']:,} tasks <= 1 s",
+            f"{status_s:.2f} s",
+            met(status_s, 1.0, False),
+        ],
+    ]
+
+
+def target_rows(r: Results) -> list[list[str]]:
+    return training_targets(r) + peer_targets(r) + inference_targets(r) + growth_targets(r)
+
+
+def targets_summary(out: Path) -> list[dict]:
+    return [{"target": t, "measured": m, "met": ok} for t, m, ok in target_rows(load(out))]
+
+
+def _rate(row: dict | None) -> float | None:
+    return row["examples_per_second"] if row else None
+
+
+def _delta(row: dict | None) -> float | None:
+    return row["memory"]["peak_delta_mib"] if row else None
+
+
+# -- sections --------------------------------------------------------------------------------
+def header(r: Results) -> list[str]:
+    run = r.run or {}
+    plan = run.get("plan", {})
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python benchmarks/run.py`); every configuration ran in a fresh",
+        "process, side by side in one run. Every figure is a ratio or a median of repeated runs.",
+        "",
+        f"- run: {plan.get('mode', '?')}, started {run.get('started', '?')}, "
+        f"took {num(run.get('seconds', 0) / 60)} min",
+    ]
+    load = run.get("load_average")
+    if load:
+        lines.append(
+            f"- 1-minute load average before / after: {load['before']:.1f} / {load['after']:.1f} "
+            "(above the core count means other processes competed for the CPU)"
+        )
+    failed = [j["name"] for j in run.get("jobs", []) if not j["ok"]]
+    if failed:
+        lines.append(f"- **failed jobs** (see benchmarks/out/logs/): {', '.join(failed)}")
+    return lines + [""]
+
+
+def machine_section(r: Results) -> list[str]:
+    m = r.machine
+    if not m:
+        return ["## Machine", "", "not measured: the machine job failed", ""]
+    v = m["versions"]
+    mm = ", ".join(f"{x['size']}x{x['size']}: {num(x['gflops_per_second'])}" for x in m["matmul"])
+    peer = (r.peer or [{}])[0].get("versions")
+    rows = [
+        ["CPU", f"{m['cpu']['model']} ({', '.join(m['cpu']['vector_extensions'])})"],
+        ["cores (logical / usable)", f"{m['logical_cpus']} / {m['usable_cpus']}"],
+        ["torch threads", str(m["torch_threads"])],
+        ["memory", f"{m['memory_gib']:.1f} GiB"],
+        ["fp32 matmul peak, GFLOP/s (median `torch.mm`)", mm],
+        ["precision", "fp32 (bf16 is several times slower on this CPU)"],
+        ["python / torch / transformers", f"{v['python']} / {v['torch']} / {v['transformers']}"],
+        ["contlearn", v["contlearn"]],
+    ]
+    if peer:
+        rows.append(
+            [
+                "peer venv: adapters / transformers / torch",
+                f"{peer['adapters']} / {peer['transformers']} / {peer['torch']}",
+            ]
+        )
+    return ["## Machine", "", *table(["", ""], rows)]
+
+
+def targets_section(r: Results) -> list[str]:
+    lines = ["## Targets", ""]
+    if r.run and r.run.get("plan", {}).get("mode") == "quick":
+        lines += [
+            "Quick run: MiniLM and length 64 only; targets set for length 128 are checked at",
+            "the longest length measured.",
+            "",
+        ]
+    return lines + table(["target", "measured", "met?"], target_rows(r))
+
+
+def training_rows(r: Results) -> list[list[str]]:
+    rows = []
+    for backbone, length in configs(r.train):
+        for method in ("adapter", "full"):
+            x = find(r.train, backbone=backbone, method=method, length=length)
+            if x is None:
+                rows.append([NAMES[backbone], str(length), METHODS[method]] + ["failed"] * 8)
+                continue
+            mem = x["memory"]
+            rows.append(
+                [
+                    NAMES[backbone],
+                    str(length),
+                    METHODS[method],
+                    num(x["examples_per_second"], 2),
+                    str(len(x["step_seconds"])),
+                    num(x["flops"]["total"] / 1e9, 0),
+                    num(x["gflops_per_second"]),
+                    pct(ratio(x["gflops_per_second"], peak(r))),
+                    num(mem["baseline_rss_mib"], 0),
+                    num(mem["peak_rss_mib"], 0),
+                    num(mem["peak_delta_mib"], 0),
+                    f"{x['params']['trainable']:,}",
+                ]
+            )
+    return rows
+
+
+def ratio_rows(r: Results) -> list[list[str]]:
+    rows = []
+    for backbone, length in configs(r.train):
+        a = find(r.train, backbone=backbone, method="adapter", length=length)
+        f = find(r.train, backbone=backbone, method="full", length=length)
+        raw = [x["memory"]["peak_rss_mib"] if x else None for x in (a, f)]
+        rows.append(
+            [
+                NAMES[backbone],
+                str(length),
+                times(ratio(_rate(a), _rate(f))),
+                times(ratio(_delta(a), _delta(f))),
+                times(ratio(*raw)),
+            ]
+        )
+    return rows
+
+
+def training_section(r: Results) -> list[str]:
+    header_ = [
+        "backbone",
+        "length",
+        "method",
+        "examples/s",
+        "timed steps",
+        "GFLOP/step",
+        "GFLOP/s",
+        "of matmul peak",
+        "baseline RSS MiB",
+        "peak RSS MiB",
+        "peak delta MiB",
+        "trainable params",
+    ]
+    return [
+        "## 1. Training: adapters vs full fine-tuning (contlearn)",
+        "",
+        "Batch 32 of synthetic full-length sequences, fp32, contlearn's own step",
+        "(`contlearn.training._epoch` over one batch: collate, forward, cross-entropy, backward,",
+        "gradient clipping, AdamW, LR schedule). Adapters: AdaptedModel + adapter task (m = 64),",
+        "AdamW over `trainable_parameters`. Full fine-tuning: the same AdaptedModel with a",
+        "head-only task and `backbone.requires_grad_(True)`, AdamW over backbone + head (as",
+        "`contlearn.finetune`). examples/s = 32 / median step time after warm-up. Memory: peak",
+        "RSS (VmHWM, reset after model load) during warm-up and timed steps; delta = peak minus",
+        "the RSS after model load.",
+        "",
+        *table(header_, training_rows(r)),
+        *table(
+            [
+                "backbone",
+                "length",
+                "throughput adapters / full",
+                "peak delta adapters / full",
+                "raw peak adapters / full",
+            ],
+            ratio_rows(r),
+        ),
+        "FLOPs per step are counted analytically:",
+        "",
+        "```",
+        FLOP_FORMULA,
+        "```",
+        "",
+    ]
+
+
+def peer_rows(r: Results) -> list[list[str]]:
+    rows = []
+    for backbone, length in configs(r.peer):
+        ours = find(r.train, backbone=backbone, method="adapter", length=length)
+        theirs = find(r.peer, backbone=backbone, length=length)
+        rows.append(
+            [
+                NAMES[backbone],
+                str(length),
+                num(_rate(ours), 2),
+                num(_rate(theirs), 2),
+                times(ratio(_rate(ours), _rate(theirs))),
+                num(_delta(ours), 0),
+                num(_delta(theirs), 0),
+                times(ratio(_delta(ours), _delta(theirs))),
+            ]
+        )
+    return rows
+
+
+def param_rows(r: Results) -> list[list[str]]:
+    rows = []
+    for backbone in dict.fromkeys(b for b, _ in configs(r.peer)):
+        ours, theirs = (
+            find(r.train, backbone=backbone, method="adapter"),
+            find(r.peer, backbone=backbone),
+        )
+        if not ours:
+            continue
+        s = ours["shape"]
+        d, m = s["hidden"], ours["bottleneck"]
+        formula = 2 * s["layers"] * (2 * d * m + d + m)
+        for kind in ("adapters", "layer_norm_copies", "head", "trainable"):
+            rows.append(
+                [
+                    NAMES[backbone],
+                    kind,
+                    f"{ours['params'][kind]:,}",
+                    f"{theirs['params'][kind]:,}",
+                    f"{formula:,}" if kind == "adapters" else "",
+                ]
+            )
+    return rows
+
+
+def peer_section(r: Results) -> list[str]:
+    lines = ["## 2. Peer: AdapterHub `adapters` 1.3.0", ""]
+    if not r.peer:
+        why = "its virtual environment is not installed (quick run)"
+        if r.peer_setup and not r.peer_setup["ok"]:
+            why = "its virtual environment failed to install (benchmarks/out/logs/peer-setup.log)"
+        return lines + [f"not run: {why}", ""]
+    setup = r.peer_setup
+    lines += [
+        '`DoubleSeqBnConfig(reduction_factor=hidden/64, non_linearity="gelu")` (the Houlsby',
+        "preset, bottleneck 64 like contlearn), `add_classification_head`, `train_adapter`; the",
+        "same batches, threads, loss, AdamW settings, clipping and schedule, in its own venv",
+        "(benchmarks/peer/.venv, transformers 4.57)"
+        + (f"; installed in {setup['seconds']:.0f} s by this run." if setup else "."),
+        "",
+        *table(
+            [
+                "backbone",
+                "length",
+                "contlearn ex/s",
+                "AdapterHub ex/s",
+                "contlearn / AdapterHub",
+                "contlearn peak delta MiB",
+                "AdapterHub peak delta MiB",
+                "memory contlearn / AdapterHub",
+            ],
+            peer_rows(r),
+        ),
+        "Trainable parameters for the same configuration:",
+        "",
+        *table(
+            ["backbone", "kind", "contlearn", "AdapterHub", "2 L (2 d m + d + m)"], param_rows(r)
+        ),
+        "The adapters themselves agree exactly (two d -> m -> d adapters with biases per layer).",
+        "The totals differ by contlearn's per-task LayerNorm copies: Houlsby et al. train the",
+        "LayerNorms, so contlearn gives each task its own copy of the two LayerNorms that follow",
+        "its adapters (2 x 2d per layer), while AdapterHub's preset leaves the backbone's",
+        "LayerNorms frozen and shared. Both heads are Linear(d, d) + tanh + Linear(d, classes).",
+        "",
+    ]
+    return lines
+
+
+def inference_section(r: Results) -> list[str]:
+    x = r.inference
+    lines = ["## 3. Inference", ""]
+    if not x:
+        return lines + ["not measured: the inference job failed", ""]
+    rows = []
+    for recipe, s in x["throughput"].items():
+        plain = s["plain"]["examples_per_second"]
+        rows.append(
+            [
+                recipe,
+                str(x["batch_sizes"][recipe]),
+                num(plain),
+                num(s["adapter"]["examples_per_second"]),
+                times(ratio(s["adapter"]["examples_per_second"], plain)),
+                num(s["head_only"]["examples_per_second"]),
+                times(ratio(s["head_only"]["examples_per_second"], plain)),
+            ]
+        )
+    source = "GLUE dev" if x["inputs"] == "glue-dev" else "synthetic (GLUE folder absent)"
+    lines += [
+        f"MiniLM, {x['examples']} {source} examples (mean {x['mean_length']:.0f} tokens), eval",
+        f"mode, no autograd; medians of {x['rounds']} interleaved rounds. Plain: an untouched copy",
+        "of the backbone with the same head. Head-only: the AdaptedModel with a task that has no",
+        "adapters (the cost of the wrappers alone). Canonical: `predict_logits` (sorted by length,",
+        "batch 64); grouped: contlearn's length-grouped training batches (batch 32).",
+        "",
+        *table(
+            [
+                "recipe",
+                "batch",
+                "plain ex/s",
+                "adapted ex/s",
+                "adapted / plain",
+                "head-only ex/s",
+                "head-only / plain",
+            ],
+            rows,
+        ),
+    ]
+    return lines + token_share_lines(x)
+
+
+def token_share_lines(x: dict) -> list[str]:
+    if not x["token_share"]:
+        return ["Real-token share: not measured: no GLUE folder (/work/shared/data/glue).", ""]
+    rows = [
+        [
+            s["task"],
+            str(s["examples"]),
+            num(s["mean_length"]),
+            num(s["naive"], 3),
+            num(s["grouped"], 3),
+            num(s["canonical"], 3),
+        ]
+        for s in x["token_share"]
+    ]
+    return [
+        "Real tokens / computed tokens on the full GLUE dev splits (MiniLM tokenizer, max 128):",
+        "naive = file order, batch 32, padded per batch; grouped = `training_batches` (batch 32);",
+        "canonical = `canonical_batches` (batch 64).",
+        "",
+        *table(["split", "examples", "mean tokens", "naive", "grouped", "canonical"], rows),
+    ]
+
+
+def audit_rows(audits: list[dict]) -> list[list[str]]:
+    rows, prev = [], None
+    for a in audits:
+        marginal = None
+        if prev:
+            added = a["dev_examples"] - prev["dev_examples"]
+            marginal = 1000 * (a["median_in_process_seconds"] - prev["median_in_process_seconds"])
+            marginal /= added
+        rows.append(
+            [
+                str(a["tasks"]),
+                str(a["dev_examples"]),
+                num(a["median_wall_seconds"], 2),
+                num(a["wall_ms_per_example"], 2),
+                num(a["median_in_process_seconds"], 2),
+                num(1000 * a["median_in_process_seconds"] / a["dev_examples"], 2),
+                num(marginal, 2),
+            ]
+        )
+        prev = a
+    return rows
+
+
+def growth_section(r: Results) -> list[str]:
+    g = r.growth
+    lines = ["## 4. Growth", ""]
+    if not g:
+        return lines + ["not measured: the growth job failed", ""]
+    cli = g["cli"]
+    runs = len(g["audit"][0]["wall_seconds"])
+    return lines + [
+        f"`contlearn audit -q --json` on a {g['backbone']} with {g['dev_rows_per_task']} dev",
+        f"rows per task, each task trained for one step; median of {runs} runs. Wall time includes",
+        "process start-up, imports and loading the backbone; in-process is the audit's own",
+        "`seconds`.",
+        "The marginal cost per added dev example stays flat when growth is linear.",
+        "",
+        *table(
+            [
+                "trained tasks",
+                "dev examples",
+                "wall s",
+                "wall ms / example",
+                "in-process s",
+                "in-process ms / example",
+                "marginal ms / added example",
+            ],
+            audit_rows(g["audit"]),
+        ),
+        f"CLI start-up with {cli['registered_tasks']:,} registered tasks (inserted through",
+        f"`Ledger.add_tasks`), median of {len(cli['help_seconds'])} runs each:",
+        "",
+        *table(
+            ["command", "median wall s", "target"],
+            [
+                ["`contlearn --help`", num(cli["median_help_seconds"], 3), "<= 0.5 s"],
+                ["`contlearn status --json`", num(cli["median_status_json_seconds"], 3), "<= 1 s"],
+            ],
+        ),
+    ]
+
+
+def gpu_section(r: Results) -> list[str]:
+    gpu = (r.machine or {}).get("gpu", {})
+    if not gpu.get("available"):
+        text = NO_GPU
+    else:
+        text = (
+            f"not run: a GPU ({gpu['name']}) was visible, but contlearn's training step"
+            " moves no batch to a device, so it trains on the CPU only"
+        )
+    return ["## 5. GPU", "", text, ""]
+
+
+def reproduce_section() -> list[str]:
+    return [
+        "## Reproduce",
+        "",
+        "```",
+        "make bench                           # full run, writes BENCHMARKS.md",
+        "python benchmarks/run.py --quick     # a few minutes; writes benchmarks/out/BENCHMARKS.md",
+        "bash benchmarks/peer/setup.sh        # the peer's venv alone (idempotent)",
+        "```",
+        "",
+        "Raw results: benchmarks/out/*.json; each job's log: benchmarks/out/logs/.",
+        "",
+    ]
+
+
+def render(r: Results) -> str:
+    parts = [
+        header(r),
+        machine_section(r),
+        targets_section(r),
+        training_section(r),
+        peer_section(r),
+        inference_section(r),
+        growth_section(r),
+        gpu_section(r),
+        reproduce_section(),
+    ]
+    return "\n".join(line for part in parts for line in part).rstrip() + "\n"
+
+
+def write(out: Path, md: Path) -> None:
+    md.parent.mkdir(parents=True, exist_ok=True)
+    md.write_text(render(load(out)), encoding="utf-8")

@@ -1,0 +1,195 @@
+"""Run contlearn's benchmark suite and write BENCHMARKS.md (``make bench``).
+
+Every configuration runs in a fresh subprocess that writes one JSON file to benchmarks/out/;
+``report.py`` then turns those files into BENCHMARKS.md. Sections: the machine and its fp32
+matmul peak, training (adapters vs full fine-tuning), the peer (AdapterHub ``adapters`` in its own
+virtual environment), inference and real-token share, growth (audit, CLI), GPU.
+
+Example:
+    python benchmarks/run.py                 # full run, about 25 minutes on 2 cores
+    python benchmarks/run.py --quick         # MiniLM, length 64, few steps: a few minutes
+    python benchmarks/run.py --report-only   # rebuild the Markdown from benchmarks/out/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+import report
+from common import write_json
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+OUT = HERE / "out"
+PEER_DIR = HERE / "peer"
+PEER_PYTHON = PEER_DIR / ".venv" / "bin" / "python"
+PEER_READY = PEER_DIR / ".venv" / ".installed"
+GLUE = Path(os.environ.get("CONTLEARN_GLUE", str(ROOT.parent / "shared" / "data" / "glue")))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run measures, and how many repetitions it affords."""
+
+    mode: str
+    backbones: tuple[str, ...] = ("minilm", "bert-base")
+    lengths: tuple[int, ...] = (64, 128)
+    steps: dict[str, tuple[int, int]] = field(  # backbone -> (warm-up steps, timed steps)
+        default_factory=lambda: {"minilm": (2, 8), "bert-base": (1, 4)}
+    )
+    install_peer: bool = True
+    matmul_sizes: tuple[int, ...] = (2048, 4096)
+    matmul_repeats: int = 7
+    inference_per_task: int = 160
+    inference_rounds: int = 3
+    dev_rows: int = 256
+    audit_repeats: int = 3
+    cli_repeats: int = 5
+
+
+FULL = Plan("full")
+QUICK = Plan(
+    "quick",
+    backbones=("minilm",),
+    lengths=(64,),
+    steps={"minilm": (1, 3)},
+    install_peer=False,
+    matmul_sizes=(2048,),
+    matmul_repeats=5,
+    inference_per_task=32,
+    inference_rounds=1,
+    dev_rows=64,
+    audit_repeats=1,
+    cli_repeats=3,
+)
+
+
+def child_env() -> dict[str, str]:
+    """Offline, quiet tokenizers; the thread count is set inside each child."""
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.pop("CONTLEARN_WORKSPACE", None)
+    return env
+
+
+def run_job(name: str, command: list[str], log: list[dict], **env: str) -> bool:
+    """Run one benchmark process; its output goes to out/logs/NAME.log. True on success."""
+    (OUT / "logs").mkdir(parents=True, exist_ok=True)
+    print(f"[bench] {name} ...", flush=True)
+    start = time.perf_counter()
+    with open(OUT / "logs" / f"{name}.log", "w", encoding="utf-8") as err:
+        done = subprocess.run(command, cwd=ROOT, env={**child_env(), **env}, stdout=err, stderr=err)
+    seconds = time.perf_counter() - start
+    ok = done.returncode == 0
+    log.append({"name": name, "seconds": seconds, "ok": ok, "returncode": done.returncode})
+    print(f"[bench] {name}: {'ok' if ok else 'FAILED'} in {seconds:.0f} s", flush=True)
+    return ok
+
+
+def script(name: str, *args: object, python: Path | str = sys.executable) -> list[str]:
+    return [str(python), str(HERE / name), *(str(a) for a in args)]
+
+
+def machine(plan: Plan, threads: int, log: list[dict]) -> None:
+    sizes = [str(s) for s in plan.matmul_sizes]
+    args = ["--threads", threads, "--repeats", plan.matmul_repeats, "--sizes", *sizes]
+    run_job("machine", script("machine.py", *args, "--out", OUT / "machine.json"), log)
+
+
+def peer_ready(plan: Plan, log: list[dict]) -> bool:
+    """Install the peer's virtual environment (full runs) or use it if present (quick runs)."""
+    if PEER_READY.exists() or not plan.install_peer:
+        return PEER_READY.exists()
+    base = getattr(sys, "_base_executable", sys.executable)  # same Python as this venv's
+    start = time.perf_counter()
+    ok = run_job("peer-setup", ["bash", str(PEER_DIR / "setup.sh")], log, PYTHON=base)
+    write_json(OUT / "peer-setup.json", {"ok": ok, "seconds": time.perf_counter() - start})
+    return ok and PEER_READY.exists()
+
+
+def training(plan: Plan, threads: int, peer: bool, log: list[dict]) -> None:
+    """Adapters, full fine-tuning and the peer, side by side per backbone and length."""
+    for backbone in plan.backbones:
+        warmup, steps = plan.steps[backbone]
+        for length in plan.lengths:
+            common = ["--backbone", backbone, "--length", length, "--threads", threads]
+            common += ["--warmup", warmup, "--steps", steps]
+            for method in ("adapter", "full"):
+                name = f"train-{backbone}-{method}-{length}"
+                args = [*common, "--method", method, "--out", OUT / f"{name}.json"]
+                run_job(name, script("train_step.py", *args), log)
+            if peer:
+                name = f"peer-{backbone}-{length}"
+                args = [*common, "--out", OUT / f"{name}.json"]
+                run_job(name, script("peer_step.py", *args, python=PEER_PYTHON), log)
+
+
+def inference(plan: Plan, threads: int, log: list[dict]) -> None:
+    args = ["--threads", threads, "--per-task", plan.inference_per_task]
+    args += ["--rounds", plan.inference_rounds, "--out", OUT / "inference.json"]
+    if GLUE.is_dir():
+        args += ["--glue", GLUE]
+    run_job("inference", script("inference.py", *args), log)
+
+
+def growth(plan: Plan, log: list[dict]) -> None:
+    args = ["--dev-rows", plan.dev_rows, "--audit-repeats", plan.audit_repeats]
+    args += ["--cli-repeats", plan.cli_repeats, "--out", OUT / "growth.json"]
+    run_job("growth", script("growth.py", *args), log)
+
+
+def clear_results() -> None:
+    """Remove the previous run's JSON so that a report never mixes two runs."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    for path in OUT.glob("*.json"):
+        path.unlink()
+
+
+def run(plan: Plan, threads: int) -> None:
+    clear_results()
+    log: list[dict] = []
+    started, start = time.strftime("%Y-%m-%d %H:%M:%S %Z"), time.perf_counter()
+    load_before = os.getloadavg()[0]
+    machine(plan, threads, log)
+    peer = peer_ready(plan, log)
+    training(plan, threads, peer, log)
+    inference(plan, threads, log)
+    growth(plan, log)
+    meta = {"plan": asdict(plan), "threads": threads, "peer_installed": peer, "jobs": log}
+    meta.update(started=started, seconds=time.perf_counter() - start)
+    meta["load_average"] = {"before": load_before, "after": os.getloadavg()[0]}
+    write_json(OUT / "run.json", meta)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="Reduced run for development.")
+    parser.add_argument("--report-only", action="store_true", help="Only rebuild the Markdown.")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--md", type=Path, help="Markdown output (default: see --quick).")
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse()
+    plan = QUICK if args.quick else FULL
+    # a quick run never overwrites the repository's BENCHMARKS.md
+    md = args.md or (OUT / "BENCHMARKS.md" if args.quick else ROOT / "BENCHMARKS.md")
+    if not args.report_only:
+        run(plan, args.threads)
+    report.write(OUT, md)
+    print(f"[bench] wrote {md}")
+    print(json.dumps(report.targets_summary(OUT), indent=2))
+
+
+if __name__ == "__main__":
+    main()
