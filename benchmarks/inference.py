@@ -9,7 +9,7 @@ Real-token share: real tokens over computed (padded) tokens on each GLUE dev spl
 fixed-order batches, contlearn's length-grouped training batches and its canonical batches.
 
 Example:
-    python benchmarks/inference.py --glue /work/shared/data/glue --out inference.json
+    python benchmarks/inference.py --backbone minilm --glue ../shared/data/glue --out inf.json
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common import median, set_threads, write_json
+from common import BERT_BASE, median, set_threads, write_json
 from contlearn import backbone as bb
 from contlearn.adapters import AdaptedModel, TaskHead
 from contlearn.batching import (
@@ -58,18 +58,35 @@ class PlainClassifier(nn.Module):
         return self.head(hidden)
 
 
-def glue_dev(glue: Path | None, loaded: bb.LoadedBackbone) -> dict[str, Encoded]:
-    """Each GLUE dev split present, tokenized as contlearn does (max length 128)."""
+def backbones(name: str) -> tuple[nn.Module, nn.Module]:
+    """Two independent copies of the backbone: one to adapt, one to keep plain."""
+    if name == "minilm":
+        return bb.load(DEFAULT_BACKBONE).model, bb.load(DEFAULT_BACKBONE).model
+    from transformers import AutoModel, BertConfig
+
+    copies = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        copies.append(AutoModel.from_config(BertConfig(**BERT_BASE)).eval())
+    return copies[0], copies[1]
+
+
+def glue_dev(glue: Path | None, model: nn.Module) -> dict[str, Encoded]:
+    """Each GLUE dev split present, tokenized as contlearn does (MiniLM's uncased vocabulary,
+    which BERT-base shares; max length 128)."""
+    from transformers import AutoTokenizer
+
     from contlearn.data import load_task_data
 
     if glue is None or not glue.is_dir():
         return {}
-    types = uses_token_types(loaded.model)
+    tokenizer = AutoTokenizer.from_pretrained(bb.resolve(DEFAULT_BACKBONE), local_files_only=True)
+    types = uses_token_types(model)
     splits = {}
     for name in GLUE_TASKS:
         if (glue / name / "dev.tsv").is_file():
             dev = load_task_data(glue / name).dev
-            splits[name] = encode(loaded.tokenizer, dev.texts, MAX_LENGTH, token_types=types)
+            splits[name] = encode(tokenizer, dev.texts, MAX_LENGTH, token_types=types)
     return splits
 
 
@@ -124,9 +141,9 @@ def canonical_pass(model: nn.Module, encoded: Encoded) -> None:
     predict_logits(model, encoded)
 
 
-def variants(loaded: bb.LoadedBackbone, plain: nn.Module):
+def variants(backbone: nn.Module, plain: nn.Module):
     """name -> a callable that prepares that model and returns it."""
-    adapted = AdaptedModel(loaded.model)
+    adapted = AdaptedModel(backbone)
     adapted.add_task("adapter", num_outputs=2, adapter=AdapterConfig())
     adapted.add_task("head", num_outputs=2, adapter=None)
 
@@ -171,17 +188,17 @@ def _timed(run, model, encoded) -> float:
 
 def measure(args: argparse.Namespace) -> dict:
     threads = set_threads(args.threads)
-    loaded = bb.load(DEFAULT_BACKBONE)
-    plain = PlainClassifier(bb.load(DEFAULT_BACKBONE).model).eval()
-    splits = glue_dev(args.glue, loaded)
+    backbone, plain_backbone = backbones(args.backbone)
+    plain = PlainClassifier(plain_backbone).eval()
+    splits = glue_dev(args.glue, backbone)
     if splits:
         encoded = mixed_subset(splits, args.per_task)
     else:
-        encoded = synthetic_dev(args.per_task * 3, loaded.model.config.vocab_size)
-    models = variants(loaded, plain)
+        encoded = synthetic_dev(args.per_task * 3, backbone.config.vocab_size)
+    models = variants(backbone, plain)
     return {
         "threads": threads,
-        "backbone": "minilm",
+        "backbone": args.backbone,
         "inputs": "glue-dev" if splits else "synthetic",
         "glue_folder": str(args.glue) if args.glue else None,
         "examples": len(encoded),
@@ -195,6 +212,7 @@ def measure(args: argparse.Namespace) -> dict:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", choices=["minilm", "bert-base"], default="minilm")
     parser.add_argument("--glue", type=Path, default=None)
     parser.add_argument("--per-task", type=int, default=160)
     parser.add_argument("--rounds", type=int, default=3)

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import FLOP_FORMULA
+from common import FLOP_FORMULA, median
 
 NAMES = {"minilm": "MiniLM-L6 (packaged)", "bert-base": "BERT-base shape (random)"}
 METHODS = {"adapter": "adapters", "full": "full fine-tuning"}
@@ -23,8 +23,8 @@ class Results:
     run: dict | None = None
     machine: dict | None = None
     peer_setup: dict | None = None
-    inference: dict | None = None
     growth: dict | None = None
+    inference: list[dict] = field(default_factory=list)
     train: list[dict] = field(default_factory=list)
     peer: list[dict] = field(default_factory=list)
 
@@ -38,10 +38,11 @@ def load(out: Path) -> Results:
         run=_read(out / "run.json"),
         machine=_read(out / "machine.json"),
         peer_setup=_read(out / "peer-setup.json"),
-        inference=_read(out / "inference.json"),
         growth=_read(out / "growth.json"),
     )
     results.train = [_read(p) for p in sorted(out.glob("train-*.json"))]
+    inference = [_read(p) for p in out.glob("inference-*.json")]
+    results.inference = sorted(inference, key=lambda x: list(NAMES).index(x["backbone"]))
     results.peer = [
         _read(p) for p in sorted(out.glob("peer-*.json")) if p.name != "peer-setup.json"
     ]
@@ -160,23 +161,21 @@ def peer_targets(r: Results) -> list[list[str]]:
 
 
 def inference_targets(r: Results) -> list[list[str]]:
-    if not r.inference:
-        return []
     rows = []
-    for recipe, speeds in r.inference["throughput"].items():
-        value = ratio(
-            speeds["adapter"]["examples_per_second"], speeds["plain"]["examples_per_second"]
-        )
-        rows.append(
-            [
-                f"Adapted / plain backbone inference ({recipe} batches) >= 0.95x",
-                times(value),
-                met(value, 0.95, True),
-            ]
-        )
-    for rule in ("grouped", "canonical"):
-        shares = r.inference["token_share"]
-        value = min((s[rule] for s in shares), default=None)
+    for x in r.inference:
+        for recipe, speeds in x["throughput"].items():
+            value = ratio(_rate(speeds["adapter"]), _rate(speeds["plain"]))
+            rows.append(
+                [
+                    f"Adapted / plain backbone inference ({NAMES[x['backbone']]}, {recipe} "
+                    "batches) >= 0.95x",
+                    times(value),
+                    met(value, 0.95, True),
+                ]
+            )
+    shares = token_shares(r)
+    for rule in ("grouped", "canonical") if shares else ():
+        value = min(s[rule] for s in shares)
         rows.append(
             [
                 f"Real-token share, {rule} batches, worst GLUE dev split >= 0.85",
@@ -185,6 +184,10 @@ def inference_targets(r: Results) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def token_shares(r: Results) -> list[dict]:
+    return next((x["token_share"] for x in r.inference if x["token_share"]), [])
 
 
 def growth_targets(r: Results) -> list[list[str]]:
@@ -231,11 +234,13 @@ def header(r: Results) -> list[str]:
         f"- run: {plan.get('mode', '?')}, started {run.get('started', '?')}, "
         f"took {num(run.get('seconds', 0) / 60)} min",
     ]
-    load = run.get("load_average")
-    if load:
+    loads = [x for job in run.get("jobs", []) for x in job.get("load_average", [])]
+    cores = (r.machine or {}).get("usable_cpus", "?")
+    if loads:
         lines.append(
-            f"- 1-minute load average before / after: {load['before']:.1f} / {load['after']:.1f} "
-            "(above the core count means other processes competed for the CPU)"
+            f"- 1-minute load average at job starts and ends: median {median(loads):.1f}, max "
+            f"{max(loads):.1f} on {cores} cores (above the core count, other processes competed "
+            "for the CPU and every figure is less reliable)"
         )
     failed = [j["name"] for j in run.get("jobs", []) if not j["ok"]]
     if failed:
@@ -287,7 +292,7 @@ def training_rows(r: Results) -> list[list[str]]:
         for method in ("adapter", "full"):
             x = find(r.train, backbone=backbone, method=method, length=length)
             if x is None:
-                rows.append([NAMES[backbone], str(length), METHODS[method]] + ["failed"] * 8)
+                rows.append([NAMES[backbone], str(length), METHODS[method]] + ["failed"] * 9)
                 continue
             mem = x["memory"]
             rows.append(
@@ -315,11 +320,13 @@ def ratio_rows(r: Results) -> list[list[str]]:
         a = find(r.train, backbone=backbone, method="adapter", length=length)
         f = find(r.train, backbone=backbone, method="full", length=length)
         raw = [x["memory"]["peak_rss_mib"] if x else None for x in (a, f)]
+        flops = [x["flops"]["total"] if x else None for x in (f, a)]
         rows.append(
             [
                 NAMES[backbone],
                 str(length),
                 times(ratio(_rate(a), _rate(f))),
+                times(ratio(*flops)),
                 times(ratio(_delta(a), _delta(f))),
                 times(ratio(*raw)),
             ]
@@ -346,7 +353,7 @@ def training_section(r: Results) -> list[str]:
         "## 1. Training: adapters vs full fine-tuning (contlearn)",
         "",
         "Batch 32 of synthetic full-length sequences, fp32, contlearn's own step",
-        "(`contlearn.training._epoch` over one batch: collate, forward, cross-entropy, backward,",
+        "(`contlearn.training._optimizer_step`: collate, forward, cross-entropy, backward,",
         "gradient clipping, AdamW, LR schedule). Adapters: AdaptedModel + adapter task (m = 64),",
         "AdamW over `trainable_parameters`. Full fine-tuning: the same AdaptedModel with a",
         "head-only task and `backbone.requires_grad_(True)`, AdamW over backbone + head (as",
@@ -360,11 +367,17 @@ def training_section(r: Results) -> list[str]:
                 "backbone",
                 "length",
                 "throughput adapters / full",
+                "FLOPs full / adapters",
                 "peak delta adapters / full",
                 "raw peak adapters / full",
             ],
             ratio_rows(r),
         ),
+        "FLOPs full / adapters is the throughput ratio both would reach at equal GFLOP/s: adapter",
+        "training still back-propagates through the whole frozen backbone (input gradients), so",
+        "it skips only the weight gradients (about 30% of the FLOPs) and the backbone's optimizer",
+        "update; a ratio above this one means full fine-tuning ran at lower GFLOP/s.",
+        "",
         "FLOPs per step are counted analytically:",
         "",
         "```",
@@ -426,13 +439,11 @@ def peer_section(r: Results) -> list[str]:
         if r.peer_setup and not r.peer_setup["ok"]:
             why = "its virtual environment failed to install (benchmarks/out/logs/peer-setup.log)"
         return lines + [f"not run: {why}", ""]
-    setup = r.peer_setup
     lines += [
         '`DoubleSeqBnConfig(reduction_factor=hidden/64, non_linearity="gelu")` (the Houlsby',
         "preset, bottleneck 64 like contlearn), `add_classification_head`, `train_adapter`; the",
         "same batches, threads, loss, AdamW settings, clipping and schedule, in its own venv",
-        "(benchmarks/peer/.venv, transformers 4.57)"
-        + (f"; installed in {setup['seconds']:.0f} s by this run." if setup else "."),
+        f"(benchmarks/peer/.venv, transformers 4.57){install_note(r.peer_setup)}.",
         "",
         *table(
             [
@@ -462,51 +473,66 @@ def peer_section(r: Results) -> list[str]:
     return lines
 
 
-def inference_section(r: Results) -> list[str]:
-    x = r.inference
-    lines = ["## 3. Inference", ""]
-    if not x:
-        return lines + ["not measured: the inference job failed", ""]
+def install_note(setup: dict | None) -> str:
+    if not setup or setup.get("seconds") is None:
+        return ""
+    when = "by this run" if setup.get("this_run") else "by an earlier run"
+    return f", installed in {setup['seconds']:.0f} s {when} (`benchmarks/peer/setup.sh`)"
+
+
+def inference_rows(r: Results) -> list[list[str]]:
     rows = []
-    for recipe, s in x["throughput"].items():
-        plain = s["plain"]["examples_per_second"]
-        rows.append(
-            [
-                recipe,
-                str(x["batch_sizes"][recipe]),
-                num(plain),
-                num(s["adapter"]["examples_per_second"]),
-                times(ratio(s["adapter"]["examples_per_second"], plain)),
-                num(s["head_only"]["examples_per_second"]),
-                times(ratio(s["head_only"]["examples_per_second"], plain)),
-            ]
-        )
+    for x in r.inference:
+        for recipe, speeds in x["throughput"].items():
+            plain = _rate(speeds["plain"])
+            rows.append(
+                [
+                    NAMES[x["backbone"]],
+                    f"{x['examples']} ({x['mean_length']:.0f} tokens)",
+                    recipe,
+                    str(x["batch_sizes"][recipe]),
+                    num(plain),
+                    num(_rate(speeds["adapter"])),
+                    times(ratio(_rate(speeds["adapter"]), plain)),
+                    num(_rate(speeds["head_only"])),
+                    times(ratio(_rate(speeds["head_only"]), plain)),
+                ]
+            )
+    return rows
+
+
+def inference_section(r: Results) -> list[str]:
+    lines = ["## 3. Inference", ""]
+    if not r.inference:
+        return lines + ["not measured: the inference jobs failed", ""]
+    x = r.inference[0]
     source = "GLUE dev" if x["inputs"] == "glue-dev" else "synthetic (GLUE folder absent)"
-    lines += [
-        f"MiniLM, {x['examples']} {source} examples (mean {x['mean_length']:.0f} tokens), eval",
-        f"mode, no autograd; medians of {x['rounds']} interleaved rounds. Plain: an untouched copy",
-        "of the backbone with the same head. Head-only: the AdaptedModel with a task that has no",
-        "adapters (the cost of the wrappers alone). Canonical: `predict_logits` (sorted by length,",
-        "batch 64); grouped: contlearn's length-grouped training batches (batch 32).",
-        "",
-        *table(
-            [
-                "recipe",
-                "batch",
-                "plain ex/s",
-                "adapted ex/s",
-                "adapted / plain",
-                "head-only ex/s",
-                "head-only / plain",
-            ],
-            rows,
-        ),
+    header_ = [
+        "backbone",
+        "examples (mean)",
+        "recipe",
+        "batch",
+        "plain ex/s",
+        "adapted ex/s",
+        "adapted / plain",
+        "head-only ex/s",
+        "head-only / plain",
     ]
-    return lines + token_share_lines(x)
+    lines += [
+        f"The same {source} examples (a fixed sample of each split) for every model, eval mode,",
+        f"no autograd; medians of {x['rounds']} interleaved rounds. Plain: an untouched copy of",
+        "the backbone with the same head. Adapted: the AdaptedModel with an adapter task (m = 64).",
+        "Head-only: the AdaptedModel with a task that has no adapters (the wrappers alone).",
+        "Canonical: `predict_logits` (sorted by length, batch 64); grouped: contlearn's",
+        "length-grouped training batches (batch 32).",
+        "",
+        *table(header_, inference_rows(r)),
+    ]
+    return lines + token_share_lines(token_shares(r))
 
 
-def token_share_lines(x: dict) -> list[str]:
-    if not x["token_share"]:
+def token_share_lines(shares: list[dict]) -> list[str]:
+    if not shares:
         return ["Real-token share: not measured: no GLUE folder (/work/shared/data/glue).", ""]
     rows = [
         [
@@ -517,7 +543,7 @@ def token_share_lines(x: dict) -> list[str]:
             num(s["grouped"], 3),
             num(s["canonical"], 3),
         ]
-        for s in x["token_share"]
+        for s in shares
     ]
     return [
         "Real tokens / computed tokens on the full GLUE dev splits (MiniLM tokenizer, max 128):",

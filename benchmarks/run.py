@@ -6,7 +6,7 @@ matmul peak, training (adapters vs full fine-tuning), the peer (AdapterHub ``ada
 virtual environment), inference and real-token share, growth (audit, CLI), GPU.
 
 Example:
-    python benchmarks/run.py                 # full run, about 25 minutes on 2 cores
+    python benchmarks/run.py                 # full run: about 15 min on 2 idle cores
     python benchmarks/run.py --quick         # MiniLM, length 64, few steps: a few minutes
     python benchmarks/run.py --report-only   # rebuild the Markdown from benchmarks/out/
 """
@@ -44,13 +44,15 @@ class Plan:
     backbones: tuple[str, ...] = ("minilm", "bert-base")
     lengths: tuple[int, ...] = (64, 128)
     steps: dict[str, tuple[int, int]] = field(  # backbone -> (warm-up steps, timed steps)
-        default_factory=lambda: {"minilm": (2, 8), "bert-base": (1, 4)}
+        default_factory=lambda: {"minilm": (2, 10), "bert-base": (1, 5)}
     )
     install_peer: bool = True
     matmul_sizes: tuple[int, ...] = (2048, 4096)
     matmul_repeats: int = 7
-    inference_per_task: int = 160
-    inference_rounds: int = 3
+    inference_per_task: dict[str, int] = field(  # backbone -> GLUE dev examples per task
+        default_factory=lambda: {"minilm": 160, "bert-base": 48}
+    )
+    inference_rounds: int = 5
     dev_rows: int = 256
     audit_repeats: int = 3
     cli_repeats: int = 5
@@ -65,10 +67,10 @@ QUICK = Plan(
     install_peer=False,
     matmul_sizes=(2048,),
     matmul_repeats=5,
-    inference_per_task=32,
-    inference_rounds=1,
+    inference_per_task={"minilm": 32},
+    inference_rounds=2,
     dev_rows=64,
-    audit_repeats=1,
+    audit_repeats=2,
     cli_repeats=3,
 )
 
@@ -85,12 +87,20 @@ def run_job(name: str, command: list[str], log: list[dict], **env: str) -> bool:
     """Run one benchmark process; its output goes to out/logs/NAME.log. True on success."""
     (OUT / "logs").mkdir(parents=True, exist_ok=True)
     print(f"[bench] {name} ...", flush=True)
-    start = time.perf_counter()
+    load, start = os.getloadavg()[0], time.perf_counter()
     with open(OUT / "logs" / f"{name}.log", "w", encoding="utf-8") as err:
         done = subprocess.run(command, cwd=ROOT, env={**child_env(), **env}, stdout=err, stderr=err)
     seconds = time.perf_counter() - start
     ok = done.returncode == 0
-    log.append({"name": name, "seconds": seconds, "ok": ok, "returncode": done.returncode})
+    log.append(
+        {
+            "name": name,
+            "seconds": seconds,
+            "ok": ok,
+            "returncode": done.returncode,
+            "load_average": [load, os.getloadavg()[0]],  # 1-minute, at start and end
+        }
+    )
     print(f"[bench] {name}: {'ok' if ok else 'FAILED'} in {seconds:.0f} s", flush=True)
     return ok
 
@@ -107,12 +117,18 @@ def machine(plan: Plan, threads: int, log: list[dict]) -> None:
 
 def peer_ready(plan: Plan, log: list[dict]) -> bool:
     """Install the peer's virtual environment (full runs) or use it if present (quick runs)."""
-    if PEER_READY.exists() or not plan.install_peer:
-        return PEER_READY.exists()
+    if PEER_READY.exists():
+        recorded = PEER_DIR / ".venv" / ".install_seconds"
+        seconds = float(recorded.read_text()) if recorded.exists() else None
+        write_json(OUT / "peer-setup.json", {"ok": True, "seconds": seconds, "this_run": False})
+        return True
+    if not plan.install_peer:
+        return False
     base = getattr(sys, "_base_executable", sys.executable)  # same Python as this venv's
     start = time.perf_counter()
     ok = run_job("peer-setup", ["bash", str(PEER_DIR / "setup.sh")], log, PYTHON=base)
-    write_json(OUT / "peer-setup.json", {"ok": ok, "seconds": time.perf_counter() - start})
+    seconds = time.perf_counter() - start
+    write_json(OUT / "peer-setup.json", {"ok": ok, "seconds": seconds, "this_run": True})
     return ok and PEER_READY.exists()
 
 
@@ -134,11 +150,14 @@ def training(plan: Plan, threads: int, peer: bool, log: list[dict]) -> None:
 
 
 def inference(plan: Plan, threads: int, log: list[dict]) -> None:
-    args = ["--threads", threads, "--per-task", plan.inference_per_task]
-    args += ["--rounds", plan.inference_rounds, "--out", OUT / "inference.json"]
-    if GLUE.is_dir():
-        args += ["--glue", GLUE]
-    run_job("inference", script("inference.py", *args), log)
+    """Adapted vs plain backbone, per backbone; the real-token share comes with each."""
+    for backbone, per_task in plan.inference_per_task.items():
+        name = f"inference-{backbone}"
+        args = ["--backbone", backbone, "--threads", threads, "--per-task", per_task]
+        args += ["--rounds", plan.inference_rounds, "--out", OUT / f"{name}.json"]
+        if GLUE.is_dir():
+            args += ["--glue", GLUE]
+        run_job(name, script("inference.py", *args), log)
 
 
 def growth(plan: Plan, log: list[dict]) -> None:
@@ -148,17 +167,17 @@ def growth(plan: Plan, log: list[dict]) -> None:
 
 
 def clear_results() -> None:
-    """Remove the previous run's JSON so that a report never mixes two runs."""
+    """Remove the previous run's results and logs so that a report never mixes two runs."""
     OUT.mkdir(parents=True, exist_ok=True)
-    for path in OUT.glob("*.json"):
+    for path in [*OUT.glob("*.json"), *OUT.glob("logs/*.log")]:
         path.unlink()
 
 
-def run(plan: Plan, threads: int) -> None:
+def run(plan: Plan, threads: int) -> bool:
+    """Every job of ``plan``; False if any of them failed."""
     clear_results()
     log: list[dict] = []
     started, start = time.strftime("%Y-%m-%d %H:%M:%S %Z"), time.perf_counter()
-    load_before = os.getloadavg()[0]
     machine(plan, threads, log)
     peer = peer_ready(plan, log)
     training(plan, threads, peer, log)
@@ -166,8 +185,8 @@ def run(plan: Plan, threads: int) -> None:
     growth(plan, log)
     meta = {"plan": asdict(plan), "threads": threads, "peer_installed": peer, "jobs": log}
     meta.update(started=started, seconds=time.perf_counter() - start)
-    meta["load_average"] = {"before": load_before, "after": os.getloadavg()[0]}
     write_json(OUT / "run.json", meta)
+    return all(job["ok"] for job in log)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -184,11 +203,12 @@ def main() -> None:
     plan = QUICK if args.quick else FULL
     # a quick run never overwrites the repository's BENCHMARKS.md
     md = args.md or (OUT / "BENCHMARKS.md" if args.quick else ROOT / "BENCHMARKS.md")
-    if not args.report_only:
-        run(plan, args.threads)
+    ok = args.report_only or run(plan, args.threads)
     report.write(OUT, md)
     print(f"[bench] wrote {md}")
     print(json.dumps(report.targets_summary(OUT), indent=2))
+    if not ok:
+        sys.exit("[bench] some jobs failed: see benchmarks/out/logs/")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 Adapter training: an AdaptedModel with an adapter task, AdamW over ``trainable_parameters``.
 Full fine-tuning: the same AdaptedModel with a head-only task and the backbone made trainable,
-AdamW over backbone + head, exactly as ``contlearn.finetune`` sets it up. Each timed step is a
-call of the product's own step loop (``contlearn.training._epoch`` over one batch: collate,
+AdamW over backbone + head, exactly as ``contlearn.finetune`` sets it up. Each timed step is one
+call of the product's own optimizer step (``contlearn.training._optimizer_step``: collate,
 forward, loss, zero_grad, backward, gradient clipping, AdamW, LR schedule, ``loss.item()``).
 
 Example:
@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -76,34 +77,16 @@ def parameter_counts(model: AdaptedModel, params: list) -> dict[str, int]:
 
 
 def step_runner(model, params, args, steps: int):
-    """A function that runs training step ``i`` through the product's step loop."""
-    config = TrainConfig(batch_size=args.batch, max_length=max(8, args.length))
-    lr = config.lr if args.method == "adapter" else CompareConfig().full_finetune_lr
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
-    factor = training.linear_schedule(steps, config.warmup_ratio)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    """A function that runs training step ``i`` with the product's own optimizer step."""
+    config = TrainConfig(batch_size=args.batch, max_length=max(8, args.length), epochs=1)
+    if args.method == "full":
+        config = replace(config, lr=CompareConfig().full_finetune_lr)
     count = args.batch * steps
     ids = synthetic_ids(count, args.length, model.backbone.config.vocab_size, seed=0)
     encoded = Encoded(ids, [[0] * args.length for _ in ids], pad_id=0)
-    targets = torch.tensor(synthetic_targets(count, CLASSES, seed=0))
-
-    def step(i: int) -> None:
-        batch = [list(range(i * args.batch, (i + 1) * args.batch))]
-        training._epoch(
-            model,
-            params,
-            optimizer,
-            scheduler,
-            encoded,
-            targets,
-            batch,
-            config,
-            "classification",
-            False,
-            "bench",
-        )
-
-    return step
+    targets = synthetic_targets(count, CLASSES, seed=0)
+    step = training._optimizer_step(model, params, encoded, targets, config, "classification")
+    return lambda i: step(list(range(i * args.batch, (i + 1) * args.batch)))
 
 
 def measure(args: argparse.Namespace) -> dict:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from . import artifacts as art
 from .backbone import library_versions
 from .data import data_fingerprint
-from .errors import BackboneMismatch, ContlearnError, TaskNotTrained
+from .errors import ArtifactError, BackboneMismatch, ContlearnError, TaskNotTrained
 from .ledger import EvaluationRecord, TaskRecord
 from .models import ModelContext, open_context, read_task_data
 from .runner import evaluate_task, recorded_post_train
@@ -102,7 +102,11 @@ def _audit_task(ctx: ModelContext, task: TaskRecord, progress: bool):
     }
     _check_files(ctx, task, row)
     if row["artifact_ok"] and row["data_ok"]:
-        _reevaluate(ctx, task, recorded, row, progress)
+        try:
+            _reevaluate(ctx, task, recorded, row, progress)
+        except ArtifactError as exc:  # checksum matched but the file does not load
+            row["artifact_ok"] = False
+            row["findings"].append(str(exc))
     row["ok"] = not row["findings"]
     evaluation = EvaluationRecord(
         task_id=task.id,

@@ -66,12 +66,14 @@ def load(identity: str) -> LoadedBackbone:
     source = resolve(identity)
     local = Path(source).is_dir()
     try:
-        model = AutoModel.from_pretrained(source, local_files_only=local)
+        # safetensors only: a backbone shipped as a pickle (pytorch_model.bin) is refused.
+        model = AutoModel.from_pretrained(source, local_files_only=local, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
     except (OSError, ValueError) as exc:
         raise BackboneError(
             f"cannot load backbone {identity!r}: {str(exc).splitlines()[0]} "
-            "(give a local model folder, or a hub name reachable from this machine)"
+            "(give a local model folder with model.safetensors, or a hub name reachable from "
+            "this machine)"
         ) from exc
     model.eval()
     model.requires_grad_(False)

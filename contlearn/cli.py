@@ -28,8 +28,29 @@ def _fail_cleanly(func: Callable) -> Callable:
             return func(*args, **kwargs)
         except ContlearnError as exc:
             raise click.ClickException(str(exc)) from exc
+        except Exception as exc:
+            message = _database_error(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from exc
 
     return wrapper
+
+
+def _database_error(exc: Exception) -> str | None:
+    """One line for a database error that reached the CLI unnamed, else None. Opening a ledger
+    (engine, migrations) can fail before any session scope could name it: a --db that is not a
+    database, a directory, an unknown dialect."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if not isinstance(exc, SQLAlchemyError):
+        return None
+    cause = getattr(exc, "orig", None) or exc  # the driver's error, without SQL and links
+    detail = " ".join(str(cause).split())[:200]
+    return (
+        f"cannot use the ledger database ({type(cause).__name__}: {detail}); "
+        "check --db, $CONTLEARN_DB or db in tasks.toml"
+    )
 
 
 def workspace_options(func: Callable) -> Callable:
@@ -122,7 +143,14 @@ def init(workspace: Path, db: str | None, backbone: str | None) -> None:
 
 
 def _split_fields(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+    """Split "a, b" into ["a", "b"]. Given but naming no column is a usage error: passed on
+    empty, it would silently mean "infer the columns"."""
+    if value is None:
+        return None
+    fields = [v.strip() for v in value.split(",") if v.strip()]
+    if not fields:
+        raise click.BadParameter(f"{value!r} names no column", param_hint="'--text-fields'")
+    return fields
 
 
 @main.command("add-task")
@@ -161,6 +189,9 @@ def add_task(
         if not name or data is None:
             raise click.UsageError("give a task NAME and --data PATH (or --from-config)")
         kw["text_fields"] = _split_fields(kw["text_fields"])
+        label = kw["label_field"]
+        if label is not None and not label.strip():
+            raise click.BadParameter(f"{label!r} names no column", param_hint="'--label-field'")
         names = [ws.add_task(name, data, **kw).name]
     rows = [r for r in ws.status() if r["name"] in names]
     if as_json:
@@ -228,12 +259,14 @@ def train_next(
         contlearn train-next --all --epochs 3 --max-train-examples 4000
     """
     ws = _open(workspace, db)
-    results = ws.train_next(all_tasks=all_tasks, progress=not quiet and not as_json, **overrides)
+    results = ws.train_next(
+        all_tasks=all_tasks,
+        progress=not quiet and not as_json,
+        on_result=None if as_json else _print_training,
+        **overrides,
+    )
     if as_json:
         _emit_json({"runs": results})
-        return
-    for result in results:
-        _print_training(result)
 
 
 def _print_training(result: dict[str, Any]) -> None:

@@ -36,6 +36,23 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _check_types(obj: Any) -> None:
+    """Every field holds its declared type (ints are not bools; floats accept ints)."""
+    for f in fields(obj):
+        value, kind = getattr(obj, f.name), str(f.type)
+        if kind == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif kind == "float":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif kind == "str":
+            ok = isinstance(value, str)
+        else:
+            continue
+        _check(
+            ok, f"{f.name} must be {'an integer' if kind == 'int' else 'a ' + kind}, got {value!r}"
+        )
+
+
 @dataclass(frozen=True)
 class AdapterConfig:
     """The Houlsby preset: a bottleneck adapter after the attention output projection and after
@@ -51,6 +68,7 @@ class AdapterConfig:
     init_std: float = 1e-2
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check(
             isinstance(self.bottleneck, int) and self.bottleneck >= 1,
             f"adapter bottleneck must be a positive integer, got {self.bottleneck!r}",
@@ -79,6 +97,7 @@ class TrainConfig:
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         _check(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
@@ -96,6 +115,7 @@ class CompareConfig:
     full_finetune_lr: float = 2e-5
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check(self.full_finetune_lr > 0, "full_finetune_lr must be > 0")
 
 
@@ -113,6 +133,16 @@ class TaskEntry:
 
     def __post_init__(self) -> None:
         check_task_name(self.name)
+        _check(isinstance(self.data, str), f"task {self.name!r}: data must be a path string")
+        fields_ok = self.text_fields is None or (
+            isinstance(self.text_fields, tuple)
+            and all(isinstance(t, str) for t in self.text_fields)
+        )
+        _check(fields_ok, f"task {self.name!r}: text_fields must be column names")
+        for key in ("max_length", "bottleneck"):
+            value = getattr(self, key)
+            ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
+            _check(ok, f"task {self.name!r}: {key} must be an integer")
         _check(bool(self.data), f"task {self.name!r} needs a data path")
         _check(
             self.metric is None or self.metric in METRICS,
@@ -147,7 +177,7 @@ def _section(cls: type, raw: Any, where: str) -> Any:
     _check(not unknown, f"{CONFIG_FILE}: unknown key(s) in [{where}]: {', '.join(unknown)}")
     try:
         return cls(**raw)
-    except TypeError as exc:
+    except (TypeError, ConfigError) as exc:
         raise ConfigError(f"{CONFIG_FILE}: [{where}] {exc}") from exc
 
 
@@ -156,7 +186,7 @@ def _task_entry(raw: Any) -> TaskEntry:
     raw = dict(raw)
     if isinstance(raw.get("text_fields"), str):
         raw["text_fields"] = tuple(s.strip() for s in raw["text_fields"].split(","))
-    elif raw.get("text_fields") is not None:
+    elif isinstance(raw.get("text_fields"), list):
         raw["text_fields"] = tuple(raw["text_fields"])
     return _section(TaskEntry, raw, "task")
 
@@ -167,6 +197,8 @@ def parse_config(text: str, root: Path) -> WorkspaceConfig:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{CONFIG_FILE} is not valid TOML: {exc}") from exc
+    unknown = sorted(set(raw) - {"workspace", "adapter", "train", "compare", "task"})
+    _check(not unknown, f"{CONFIG_FILE}: unknown table(s): {', '.join(unknown)}")
     ws = raw.get("workspace", {})
     _check(isinstance(ws, dict), f"{CONFIG_FILE}: [workspace] must be a table")
     unknown = sorted(set(ws) - {"backbone", "db"})
@@ -193,6 +225,10 @@ def load_config(root: Path) -> WorkspaceConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start}): re-save it as UTF-8"
+        ) from exc
     return parse_config(text, root)
 
 

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from .errors import BadData
 log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 2 * 1024**3
+# Rows per split: 2 GiB of "a,b" lines would be ~500M rows, tens of GiB once held as lists.
+MAX_ROWS = 5_000_000
 FILE_FORMATS = ("csv", "tsv", "jsonl", "json", "parquet")
 REGRESSION_METRICS = ("pearson", "spearman")
 CLASSIFICATION_METRICS = tuple(m for m in METRICS if m not in REGRESSION_METRICS)
@@ -63,6 +66,8 @@ _LABEL_NAMES = (
 )
 _INT = re.compile(r"[+-]?\d{1,18}", re.ASCII)  # longer runs of digits sort as strings
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+_NAN = re.compile(r"[+-]?nan", re.ASCII | re.IGNORECASE)  # how str() and numpy write a hole
+_INF = re.compile(r"[+-]?inf(inity)?", re.ASCII | re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -254,6 +259,8 @@ def _read_folder(source: Path) -> _Folder:
     for table in (folder.train, folder.dev):
         if table.rows == 0:
             raise BadData(f"{table.file} in {source} has no data rows; add rows to it")
+        if table.rows > MAX_ROWS:  # the readers of text files stop earlier, as they read
+            raise _too_many_rows(table.file)
     return folder
 
 
@@ -276,7 +283,11 @@ def _read_file_folder(source: Path) -> _Folder:
 
 def _folder_files(source: Path) -> list[str]:
     try:
-        return sorted(p.name for p in source.iterdir() if not p.is_dir())
+        # A folder named like a data file stays listed, so that _check_file can name it.
+        entries = source.iterdir()
+        return sorted(
+            p.name for p in entries if not p.is_dir() or _extension(p.name) in FILE_FORMATS
+        )
     except OSError as exc:
         raise _unreadable(str(source), exc) from exc
 
@@ -303,12 +314,17 @@ def _extension(name: str) -> str:
 
 def _check_file(source: Path, name: str) -> None:
     """Refuse a file that leads outside the folder (the fingerprint would not cover what is read
-    there, nor could another copy of the folder reproduce it) or that is too large to hold."""
+    there, nor could another copy of the folder reproduce it), that is not a regular file (a
+    named pipe would block the read forever) or that is too large to hold."""
     _check_inside(source, name)
     try:
-        size = (source / name).stat().st_size
+        info = (source / name).stat()
     except OSError as exc:
         raise _unreadable(name, exc) from exc
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a pipe, socket or device"
+        raise BadData(f"{name} in {source} is {kind}; replace it with a regular file of data")
+    size = info.st_size
     if size > MAX_FILE_BYTES:
         raise BadData(
             f"{name} is {size} bytes, over the {MAX_FILE_BYTES}-byte limit (MAX_FILE_BYTES); "
@@ -379,6 +395,8 @@ def _read_delimited(path: Path, name: str, tsv: bool, columns: tuple[str, ...] |
     if columns is None:
         columns = tuple(c.strip() for c in rows[0]) if rows else ()
         rows, lines = rows[1:], lines[1:]
+    if len(rows) > MAX_ROWS:
+        raise _too_many_rows(name)
     _require_unique(name, columns)
     for row, line in zip(rows, lines, strict=True):
         if len(row) != len(columns):
@@ -399,9 +417,12 @@ def _parse_delimited(path: Path, name: str, tsv: bool) -> tuple[list[list[str]],
             reader = csv.reader(f, delimiter="\t" if tsv else ",", quoting=quoting, strict=True)
             end = 0  # the last line of the previous row: rows may span lines
             for row in reader:
-                if row:  # csv gives [] for a blank line, typically the last one
+                # csv gives [] for a blank line, typically the last one; [" "] for one of spaces
+                if row and (len(row) > 1 or row[0].strip()):
                     rows.append(row)
                     lines.append(end + 1)
+                    if len(rows) > MAX_ROWS + 1:  # + 1: the header; stop before memory runs out
+                        raise _too_many_rows(name)
                 end = reader.line_num
     except UnicodeDecodeError as exc:
         raise _not_utf8(path, name) from exc
@@ -426,13 +447,30 @@ def _read_json(path: Path, name: str) -> _Table:
         rows = json_value(text, name)
         if not isinstance(rows, list):  # trailing text is a JSONDecodeError, so this is rare
             raise BadData(f"{name} is not a JSON array of objects; write one object per row")
+        if len(rows) > MAX_ROWS:
+            raise _too_many_rows(name)
         return _object_table(name, [json_row(v, f"{name} row {i + 1}") for i, v in enumerate(rows)])
     # Split on "\n" only: str.splitlines would also split inside text at U+2028 and friends.
     numbered = [(i + 1, line) for i, line in enumerate(text.split("\n")) if line.strip()]
+    if len(numbered) > MAX_ROWS:
+        raise _too_many_rows(name)
+    if len(numbered) > 1 and _one_object(text):
+        raise BadData(
+            f"{name} holds one JSON object over several lines, not rows; write a JSON array "
+            "of objects ([{...}, ...]) or JSON lines (one object per line)"
+        )
     rows = [
         json_row(json_value(line, f"{name} line {i}"), f"{name} line {i}") for i, line in numbered
     ]
     return _object_table(name, rows, [i for i, _ in numbered])
+
+
+def _one_object(text: str) -> bool:
+    """Whether ``text`` is a single JSON object (JSON lines stop parsing at the second line)."""
+    try:
+        return isinstance(json.loads(text), dict)
+    except (RecursionError, ValueError):
+        return False
 
 
 def json_value(text: str, where: str) -> Any:
@@ -482,6 +520,8 @@ def _read_parquet(path: Path, name: str) -> _Table:
         with pq.ParquetFile(path) as parquet:
             columns = tuple(parquet.schema_arrow.names)
             _require_unique(name, columns)  # before reading: pyarrow may trip on them first
+            if parquet.metadata.num_rows > MAX_ROWS:
+                raise _too_many_rows(name)
             table = parquet.read()
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise BadData(
@@ -536,7 +576,7 @@ def _all_files(source: Path) -> tuple[str, ...]:
 def _load_dataset_dict(source: Path) -> Any:
     import datasets  # slow to import: only for folders that need it
 
-    _refuse_empty_saved_splits(source)
+    _check_saved_splits(source)
     try:
         splits = datasets.load_from_disk(str(source))
     except Exception as exc:  # noqa: BLE001
@@ -551,12 +591,48 @@ def _load_dataset_dict(source: Path) -> Any:
     return splits
 
 
-def _refuse_empty_saved_splits(source: Path) -> None:
-    """save_to_disk writes no arrow file for an empty split, and datasets cannot load that."""
-    for split in ("train", *_DEV_STEMS):
-        folder = source / split
-        if folder.is_dir() and not any(folder.glob("*.arrow")):
+def _check_saved_splits(source: Path) -> None:
+    """Refuse what datasets would trip on or follow out of the folder: each split named in
+    dataset_dict.json is a folder here, and each data file its state.json lists is in that
+    folder. An empty split lists none (save_to_disk writes no arrow file for it), and datasets
+    cannot load that."""
+    for split in _saved_list(source, "dataset_dict.json", "splits"):
+        if not _plain_name(split) or not (source / split).is_dir():
+            raise _bad_saved(
+                source, f"dataset_dict.json names split {_show(split)}, no folder here"
+            )
+        files = _saved_list(source, f"{split}/state.json", "_data_files")
+        names = [f.get("filename") if isinstance(f, dict) else None for f in files]
+        if not names and split in ("train", *_DEV_STEMS):
             raise BadData(f"split {split!r} in {source} has no data rows; add rows to it")
+        for name in names:
+            if not _plain_name(name) or not (source / split / name).is_file():
+                raise _bad_saved(source, f"split {split!r} lacks its data file {_show(name)}")
+
+
+def _saved_list(source: Path, name: str, key: str) -> list[Any]:
+    """The list under ``key`` in ``name``, a JSON file of a saved dataset."""
+    try:
+        raw = json.loads((source / name).read_bytes())
+    except (OSError, RecursionError, ValueError) as exc:  # ValueError: bad JSON or encoding
+        problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else _one_line(exc)
+        raise _bad_saved(source, f"{name}: {problem}") from exc
+    value = raw.get(key) if isinstance(raw, dict) else None
+    if not isinstance(value, list):
+        raise _bad_saved(source, f"{name} holds no {key!r} list")
+    return value
+
+
+def _plain_name(name: Any) -> bool:
+    """A file or folder name that stays in its folder."""
+    return isinstance(name, str) and name not in ("", ".", "..") and not set(name) & set("/\\")
+
+
+def _bad_saved(source: Path, problem: str) -> BadData:
+    return BadData(
+        f"cannot load the saved dataset in {source} ({problem}); "
+        "re-save it with DatasetDict.save_to_disk"
+    )
 
 
 def _dataset_table(ds: Any, split: str) -> _Table:
@@ -706,7 +782,7 @@ def _missing(value: Any) -> bool:
 def _raw_labels(table: _Table, field: str) -> list[Any]:
     values = table.column(field)
     for i, value in enumerate(values):
-        if _missing(value):
+        if _missing(value) or (isinstance(value, str) and _NAN.fullmatch(value.strip())):
             raise BadData(
                 f"{table.where(i)}: missing label in column {field!r}; fill it in or drop the row"
             )
@@ -743,9 +819,19 @@ def _number(value: Any) -> float | None:
 
 
 def _continuous(values: Sequence[Any]) -> bool:
-    """Regression labels: all numbers, and not all whole (0/1 or 1-5 labels are classes)."""
+    """Regression labels: all numbers, and not all whole (0/1 or 1-5 labels are classes). An
+    infinity counts as a number here, so that _float_labels refuses it instead of it becoming a
+    class of its own."""
     numbers = [_number(v) for v in values]
-    return all(n is not None for n in numbers) and any(not n.is_integer() for n in numbers)
+    if not all(n is not None or _infinite(v) for n, v in zip(numbers, values, strict=True)):
+        return False
+    return any(n is not None and not n.is_integer() for n in numbers)
+
+
+def _infinite(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(_INF.fullmatch(value.strip()))
+    return isinstance(value, float) and math.isinf(value)
 
 
 def _float_labels(table: _Table, values: Sequence[Any]) -> tuple[float, ...]:
@@ -754,7 +840,7 @@ def _float_labels(table: _Table, values: Sequence[Any]) -> tuple[float, ...]:
         number = _number(value)
         if number is None:
             raise BadData(
-                f"{table.where(i)}: label {_show(value)} is not a number, and this task is "
+                f"{table.where(i)}: label {_show(value)} is not a finite number, and this task is "
                 "regression; fix the label"
             )
         labels.append(number)
@@ -829,12 +915,25 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
 
 
+def _too_many_rows(name: str) -> BadData:
+    return BadData(
+        f"{name} has over {MAX_ROWS} rows, the limit per split (MAX_ROWS); "
+        "sample it into a smaller file"
+    )
+
+
 def _unreadable(name: str, exc: OSError) -> BadData:
     return BadData(f"cannot read {name}: {exc.strerror or _one_line(exc)}; check that it exists")
 
 
 def _not_utf8(path: Path, name: str) -> BadData:
     offset, byte = _first_bad_byte(path)
+    with path.open("rb") as f:
+        if f.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            return BadData(
+                f"{name} is UTF-16 (it starts with a UTF-16 byte-order mark), not UTF-8; "
+                "re-save the file as UTF-8"
+            )
     return BadData(
         f"{name} is not UTF-8: byte 0x{byte:02x} at offset {offset} cannot be decoded; "
         "re-save the file as UTF-8"

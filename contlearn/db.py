@@ -242,6 +242,17 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
             f"the ledger's schema revision {before!r} is newer than this contlearn knows "
             f"(head {head_revision()!r}): upgrade contlearn to open it"
         )
+    if before is None:
+        from sqlalchemy import inspect
+
+        from .errors import SchemaError
+
+        foreign = set(inspect(engine).get_table_names())
+        if foreign:
+            raise SchemaError(
+                f"the database holds other tables ({', '.join(sorted(foreign)[:5])}) and no "
+                "contlearn schema: point --db at a contlearn ledger or an empty database"
+            )
     head = head_revision()
     if before != head:
         with engine.begin() as conn:

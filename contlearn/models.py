@@ -16,7 +16,7 @@ from .adapters import AdaptedModel
 from .batching import Encoded, encode, uses_token_types
 from .config import AdapterConfig, TrainConfig
 from .data import TaskData, load_task_data
-from .errors import BackboneError, BadData, TaskNotTrained
+from .errors import ArtifactError, BackboneError, BadData, ContlearnError, TaskNotTrained
 from .ledger import ArtifactRecord, TaskRecord
 
 if TYPE_CHECKING:
@@ -48,15 +48,20 @@ class ModelContext:
         art.verify(self.ws.root / config.path, config.sha256, task.name)
         art.verify(self.ws.root / weights.path, weights.sha256, task.name)
         meta = art.load_json(self.ws.root / config.path)
+        if not isinstance(meta, dict) or not {"adapter", "train"} <= set(meta):
+            raise ArtifactError(
+                f"task {task.name!r}: {config.path} is not an adapter config: restore the original"
+            )
         state = art.load_tensors(self.ws.root / weights.path)
         if task.name in self.model.tasks:
             self.model.remove_task(task.name)
+        try:
+            adapter = AdapterConfig(**meta["adapter"])
+            dropout = float(meta["train"]["dropout"])
+        except (TypeError, KeyError, ValueError, ContlearnError) as exc:
+            raise ArtifactError(f"task {task.name!r}: {config.path} is malformed: {exc}") from exc
         self.model.load_task(
-            task.name,
-            state,
-            num_outputs=task.num_outputs,
-            adapter=AdapterConfig(**meta["adapter"]),
-            dropout=meta["train"]["dropout"],
+            task.name, state, num_outputs=task.num_outputs, adapter=adapter, dropout=dropout
         )
         self.loaded[task.name] = weights.sha256
         return meta

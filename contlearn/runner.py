@@ -74,7 +74,12 @@ TRAIN_KEYS = ("epochs", "lr", "batch_size", "max_length", "seed", "max_train_exa
 
 
 def train_pending(
-    ws: Workspace, *, all_tasks: bool = False, progress: bool = False, **overrides: Any
+    ws: Workspace,
+    *,
+    all_tasks: bool = False,
+    progress: bool = False,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+    **overrides: Any,
 ) -> list[dict[str, Any]]:
     """Train the first pending task (or every pending task, in order)."""
     ctx: ModelContext | None = None
@@ -92,6 +97,8 @@ def train_pending(
             _record_failure(ws, claimed[1], exc)
             raise
         results.append(train_one(ctx, *claimed, overrides=overrides, progress=progress))
+        if on_result is not None:
+            on_result(results[-1])
         if not all_tasks:
             break
     if not results:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import config as cfg
 from .db import make_engine, upgrade
-from .errors import WorkspaceExists, WorkspaceNotFound
+from .errors import SchemaError, WorkspaceExists, WorkspaceNotFound
 from .ledger import Ledger, TaskRecord
 
 ARTIFACTS_DIR = "artifacts"
@@ -22,6 +23,40 @@ ARTIFACTS_DIR = "artifacts"
 
 def default_root() -> Path:
     return Path(os.environ.get("CONTLEARN_WORKSPACE") or ".")
+
+
+def _require_sqlite_file(url: str) -> None:
+    """Opening never creates a ledger: a missing SQLite file is a wrong path, not a new ledger."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return
+    path = Path(url[len(prefix) :])
+    if path.is_file():
+        _refuse_foreign_sqlite(path)
+        return
+    problem = "is a folder, not a database file" if path.is_dir() else "does not exist"
+    raise WorkspaceNotFound(
+        f"ledger {path} {problem}: check --db, $CONTLEARN_DB or db in "
+        f"{cfg.CONFIG_FILE} (`contlearn init` creates a workspace with its ledger)"
+    )
+
+
+def _refuse_foreign_sqlite(path: Path) -> None:
+    """Look (read-only, changing nothing) for another program's tables in an SQLite file."""
+    import sqlite3
+
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+    except sqlite3.DatabaseError as exc:
+        raise SchemaError(f"{path} is not an SQLite database ({exc}): check --db") from exc
+    if tables and "alembic_version" not in tables:
+        raise SchemaError(
+            f"{path} holds other tables ({', '.join(sorted(tables)[:5])}) and no contlearn "
+            "schema: point --db at a contlearn ledger"
+        )
 
 
 @dataclass
@@ -44,6 +79,7 @@ class Workspace:
             )
         config = cfg.load_config(root.resolve())
         url = cfg.database_url(root, config.db, db)
+        _require_sqlite_file(url)
         engine = make_engine(url)
         upgrade(engine)
         return cls(root.resolve(), config, Ledger(engine), url)
@@ -131,6 +167,14 @@ class Workspace:
         from .auditing import audit
 
         return audit(self, task=task, progress=progress)
+
+    def compare(
+        self, *, methods: Sequence[str] = ("adapter", "full-finetune"), progress: bool = False
+    ) -> dict[str, Any]:
+        """Adapters vs sequential full fine-tuning on the task sequence (resumable)."""
+        from .comparison import compare
+
+        return compare(self, methods=tuple(methods), progress=progress)
 
     def predict(self, task: str, rows: Iterable[dict[str, Any]], **kwargs: Any) -> list[dict]:
         from .prediction import predict

@@ -23,8 +23,11 @@ GLUE_TASKS = (("rte", "RTE"), ("mrpc", "MRPC"), ("sst2", "SST-2"))
 GLUE_SETTINGS = {"epochs": "3", "max_train_examples": "2000"}
 
 
-def sh(*args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
-    print(f"\n$ contlearn {' '.join(args)}", flush=True)
+def sh(
+    *args: str, check: bool = True, capture: bool = False, echo: bool = True
+) -> subprocess.CompletedProcess:
+    if echo:
+        print(f"\n$ contlearn {' '.join(args)}", flush=True)
     return subprocess.run(
         [*CONTLEARN, *args], check=check, text=True, capture_output=capture, cwd=ROOT
     )
@@ -81,7 +84,7 @@ def main() -> int:
         prepare(ws)
     sh("add-task", "--from-config", *w)
     sh("status", *w)
-    pending = json.loads(sh("status", "--json", *w, capture=True).stdout)["tasks"]
+    pending = json.loads(sh("status", "--json", *w, capture=True, echo=False).stdout)["tasks"]
     if any(t["status"] != "trained" for t in pending):
         sh("train-next", "--all", *w)
     audit = sh("audit", "-q", *w, check=False, capture=True)
