@@ -22,6 +22,7 @@ class Results:
 
     run: dict | None = None
     machine: dict | None = None
+    machine_end: dict | None = None
     peer_setup: dict | None = None
     growth: dict | None = None
     inference: list[dict] = field(default_factory=list)
@@ -37,6 +38,7 @@ def load(out: Path) -> Results:
     results = Results(
         run=_read(out / "run.json"),
         machine=_read(out / "machine.json"),
+        machine_end=_read(out / "machine-end.json"),
         peer_setup=_read(out / "peer-setup.json"),
         growth=_read(out / "growth.json"),
     )
@@ -94,7 +96,9 @@ def met(value: float | None, limit: float, at_least: bool) -> str:
 
 # -- targets ---------------------------------------------------------------------------------
 def peak(r: Results) -> float | None:
-    return r.machine["matmul_peak_gflops"] if r.machine else None
+    """The higher of the matmul peaks measured at the start and at the end of the run."""
+    peaks = [m["matmul_peak_gflops"] for m in (r.machine, r.machine_end) if m]
+    return max(peaks, default=None)
 
 
 def longest(rows: list[dict]) -> int | None:
@@ -253,14 +257,19 @@ def machine_section(r: Results) -> list[str]:
     if not m:
         return ["## Machine", "", "not measured: the machine job failed", ""]
     v = m["versions"]
-    mm = ", ".join(f"{x['size']}x{x['size']}: {num(x['gflops_per_second'])}" for x in m["matmul"])
+    mm = "; ".join(
+        f"{when}: " + ", ".join(f"{x['size']}: {num(x['gflops_per_second'])}" for x in n["matmul"])
+        for when, n in (("start", m), ("end", r.machine_end))
+        if n
+    )
     peer = (r.peer or [{}])[0].get("versions")
     rows = [
         ["CPU", f"{m['cpu']['model']} ({', '.join(m['cpu']['vector_extensions'])})"],
         ["cores (logical / usable)", f"{m['logical_cpus']} / {m['usable_cpus']}"],
         ["torch threads", str(m["torch_threads"])],
         ["memory", f"{m['memory_gib']:.1f} GiB"],
-        ["fp32 matmul peak, GFLOP/s (median `torch.mm`)", mm],
+        ["fp32 matmul GFLOP/s (median `torch.mm` of n x n)", mm],
+        ["peak used for shares (the higher)", num(peak(r))],
         ["precision", "fp32 (bf16 is several times slower on this CPU)"],
         ["python / torch / transformers", f"{v['python']} / {v['torch']} / {v['transformers']}"],
         ["contlearn", v["contlearn"]],

@@ -7,7 +7,7 @@ import os
 import socket
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -16,9 +16,9 @@ from . import backbone as bb
 from .adapters import AdaptedModel, count_parameters
 from .backbone import library_versions
 from .config import TrainConfig
-from .ledger import EvaluationRecord, TaskRecord
+from .ledger import TaskRecord
 from .models import ModelContext, read_task_data
-from .runner import evaluate_task, subsampled
+from .runner import evaluate_task, evaluation_record, subsampled
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -134,7 +134,7 @@ def _evaluate_earlier(ctx, task: TaskRecord, after: TaskRecord, progress: bool):
     dev = ctx.encode(task, read_task_data(task).dev, config.max_length)
     with torch.no_grad():
         result = evaluate_task(ctx, task, dev, progress=progress)
-    return evaluation_record(task, after, result)
+    return evaluation_record(task, result, "comparison", after_task_id=after.id)
 
 
 def full_finetune_config(ws: Workspace, task: TaskRecord) -> TrainConfig:
@@ -159,21 +159,6 @@ def comparison_run_values(comparison_id: int, task: TaskRecord, config: TrainCon
 
 def checkpoint_path(ws: Workspace, comparison_id: int) -> Path:
     return ws.artifacts_dir / f".compare-{comparison_id}" / "state.safetensors"
-
-
-def evaluation_record(task: TaskRecord, after: TaskRecord, result: Any) -> EvaluationRecord:
-    return EvaluationRecord(
-        task_id=task.id,
-        kind="comparison",
-        after_task_id=after.id,
-        metrics=result.metrics,
-        primary_value=result.primary_value,
-        example_count=result.example_count,
-        logits_sha256=result.logits_sha256,
-        predictions_sha256=result.predictions_sha256,
-        threads=result.threads,
-        seconds=result.seconds,
-    )
 
 
 def remove_checkpoint(ws: Workspace, comparison_id: int) -> None:

@@ -142,7 +142,7 @@ def train_one(
     except BaseException as exc:
         _fail(ctx, task, run_id, exc, written, verifications)
         raise
-    post = _evaluation_record(task, outcome["eval"], "post-train")
+    post = evaluation_record(task, outcome["eval"], "post-train")
     result = _result(ctx, task, run_id, outcome, records, verifications)
     ws.ledger.finish_run(
         run_id,
@@ -311,7 +311,7 @@ def _verify_one(ctx, task, current, progress) -> EvaluationRecord:
     now = evaluate_task(ctx, task, dev, threads=recorded.threads, progress=progress)
     identical = now.logits_sha256 == recorded.logits_sha256 and now.metrics == recorded.metrics
     findings = [] if identical else [f"recorded {recorded.logits_sha256}, now {now.logits_sha256}"]
-    return _evaluation_record(
+    return evaluation_record(
         task, now, "verification", after_task_id=current.id, identical=identical, findings=findings
     )
 
@@ -321,7 +321,10 @@ def _max_length_of(ctx: ModelContext, task: TaskRecord) -> int:
     return run.config["train"]["max_length"]
 
 
-def _evaluation_record(task: TaskRecord, result: EvalResult, kind: str, **extra: Any):
+def evaluation_record(
+    task: TaskRecord, result: EvalResult, kind: str, **extra: Any
+) -> EvaluationRecord:
+    """The ledger record of one canonical evaluation."""
     return EvaluationRecord(
         task_id=task.id,
         kind=kind,
