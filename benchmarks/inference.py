@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common import BERT_BASE, median, set_threads, write_json
+from common import BERT_BASE, Shape, median, set_threads, write_json
 from contlearn import backbone as bb
 from contlearn.adapters import AdaptedModel, TaskHead
 from contlearn.batching import (
@@ -199,6 +199,8 @@ def measure(args: argparse.Namespace) -> dict:
     return {
         "threads": threads,
         "backbone": args.backbone,
+        "shape": Shape.of(backbone.config),
+        "bottleneck": AdapterConfig().bottleneck,
         "inputs": "glue-dev" if splits else "synthetic",
         "glue_folder": str(args.glue) if args.glue else None,
         "examples": len(encoded),

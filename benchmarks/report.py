@@ -503,11 +503,22 @@ def inference_rows(r: Results) -> list[list[str]]:
                     num(plain),
                     num(_rate(speeds["adapter"])),
                     times(ratio(_rate(speeds["adapter"]), plain)),
+                    times(flop_bound(x)),
                     num(_rate(speeds["head_only"])),
                     times(ratio(_rate(speeds["head_only"]), plain)),
                 ]
             )
     return rows
+
+
+def flop_bound(x: dict) -> float | None:
+    """Plain / adapted forward FLOPs at the mean length: the ratio at equal efficiency."""
+    shape = x.get("shape")
+    if not shape:
+        return None
+    d, t = shape["hidden"], x["mean_length"]
+    plain = 4 * d * d + 2 * d * shape["intermediate"] + 2 * t * d
+    return plain / (plain + 4 * d * x["bottleneck"])
 
 
 def inference_section(r: Results) -> list[str]:
@@ -524,6 +535,7 @@ def inference_section(r: Results) -> list[str]:
         "plain ex/s",
         "adapted ex/s",
         "adapted / plain",
+        "FLOP-bound",
         "head-only ex/s",
         "head-only / plain",
     ]
@@ -533,7 +545,8 @@ def inference_section(r: Results) -> list[str]:
         "the backbone with the same head. Adapted: the AdaptedModel with an adapter task (m = 64).",
         "Head-only: the AdaptedModel with a task that has no adapters (the wrappers alone).",
         "Canonical: `predict_logits` (sorted by length, batch 64); grouped: contlearn's",
-        "length-grouped training batches (batch 32).",
+        "length-grouped training batches (batch 32). FLOP-bound: plain / adapted forward FLOPs",
+        "at the mean length, the ratio both would reach at equal GFLOP/s.",
         "",
         *table(header_, inference_rows(r)),
     ]

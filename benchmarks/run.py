@@ -176,6 +176,13 @@ def clear_results() -> None:
 
 def run(plan: Plan, threads: int) -> bool:
     """Every job of ``plan``; False if any of them failed."""
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(
+            f"[bench] warning: load average {load:.1f}: other processes are using the CPU, "
+            "so every figure will be less reliable",
+            flush=True,
+        )
     clear_results()
     log: list[dict] = []
     started, start = time.strftime("%Y-%m-%d %H:%M:%S %Z"), time.perf_counter()

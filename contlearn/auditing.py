@@ -19,8 +19,8 @@ from .backbone import library_versions
 from .data import data_fingerprint
 from .errors import ArtifactError, BackboneMismatch, ContlearnError, TaskNotTrained
 from .ledger import EvaluationRecord, TaskRecord
-from .models import ModelContext, open_context, read_task_data
-from .runner import evaluate_task, recorded_post_train
+from .models import ModelContext, open_context
+from .runner import recorded_post_train, reproduce
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -145,9 +145,7 @@ def _check_files(ctx: ModelContext, task: TaskRecord, row: dict[str, Any]) -> No
 
 
 def _reevaluate(ctx, task, recorded: EvaluationRecord, row, progress) -> None:
-    meta = ctx.load_task(task)
-    dev = ctx.encode(task, read_task_data(task).dev, meta["train"]["max_length"])
-    now = evaluate_task(ctx, task, dev, threads=recorded.threads, progress=progress)
+    recorded, now = reproduce(ctx, task, progress=progress)
     row.update(
         now=now.primary_value,
         delta=now.primary_value - recorded.primary_value,

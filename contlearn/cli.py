@@ -440,7 +440,7 @@ def _print_results(results: dict[str, Any], files: dict[str, Path], as_json: boo
 @click.option(
     "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
 )
-@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--task-field", help="Field in which each row names its task (instead of TASK).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="With --output: print a summary as JSON.")

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .batching import Encoded, canonical_batches, collate
 from .metrics import compute_metrics
 
-CANONICAL_BATCH_SIZE = 64
+CANONICAL_BATCH_SIZE = 32  # recorded per run; audits replay the recorded size
 
 
 @dataclass(frozen=True)
@@ -108,13 +108,14 @@ def evaluate(
     problem_type: str,
     num_classes: int | None,
     threads: int | None = None,
+    batch_size: int = CANONICAL_BATCH_SIZE,
     progress: bool = False,
     desc: str = "evaluating",
 ) -> EvalResult:
     """Run the canonical recipe on one split and score it."""
     start = time.perf_counter()
     with torch_threads(threads) as used:
-        logits = predict_logits(model, encoded, progress=progress, desc=desc)
+        logits = predict_logits(model, encoded, batch_size=batch_size, progress=progress, desc=desc)
     preds = predictions(logits, problem_type)
     values = compute_metrics(metrics, y_true=list(targets), y_pred=preds, num_classes=num_classes)
     return EvalResult(

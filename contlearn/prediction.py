@@ -24,7 +24,7 @@ from . import artifacts as art
 from .batching import encode, uses_token_types
 from .data import FILE_FORMATS, json_row, json_value, read_table
 from .errors import BadData, ConfigError, TaskNotFound
-from .evaluation import predict_logits, predictions
+from .evaluation import CANONICAL_BATCH_SIZE, predict_logits, predictions
 from .ledger import TaskRecord
 from .models import ModelContext, open_context, trained_artifacts
 
@@ -42,7 +42,7 @@ def predict(
     rows: Iterable[dict[str, Any]],
     *,
     task_field: str | None = None,
-    batch_size: int = 64,
+    batch_size: int = CANONICAL_BATCH_SIZE,
     progress: bool = False,
     context: ModelContext | None = None,
 ) -> list[dict[str, Any]]:

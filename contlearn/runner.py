@@ -225,6 +225,7 @@ def evaluate_task(
     split: Any,
     *,
     threads: int | None = None,
+    batch_size: int = CANONICAL_BATCH_SIZE,
     progress: bool = False,
 ) -> EvalResult:
     """The canonical evaluation of ``task`` with its own adapter and head."""
@@ -237,6 +238,7 @@ def evaluate_task(
         problem_type=task.problem_type,
         num_classes=None if task.labels is None else len(task.labels),
         threads=threads,
+        batch_size=batch_size,
         progress=progress,
         desc=f"evaluating {task.name}",
     )
@@ -304,11 +306,7 @@ def recorded_post_train(ctx: ModelContext, task: TaskRecord) -> EvaluationRecord
 
 
 def _verify_one(ctx, task, current, progress) -> EvaluationRecord:
-    recorded = recorded_post_train(ctx, task)
-    ctx.load_task(task)
-    meta_max_length = _max_length_of(ctx, task)
-    dev = ctx.encode(task, read_task_data(task).dev, meta_max_length)
-    now = evaluate_task(ctx, task, dev, threads=recorded.threads, progress=progress)
+    recorded, now = reproduce(ctx, task, progress=progress)
     identical = now.logits_sha256 == recorded.logits_sha256 and now.metrics == recorded.metrics
     findings = [] if identical else [f"recorded {recorded.logits_sha256}, now {now.logits_sha256}"]
     return evaluation_record(
@@ -316,9 +314,24 @@ def _verify_one(ctx, task, current, progress) -> EvaluationRecord:
     )
 
 
-def _max_length_of(ctx: ModelContext, task: TaskRecord) -> int:
-    run = ctx.ws.ledger.trained_run(task.id)
-    return run.config["train"]["max_length"]
+def reproduce(
+    ctx: ModelContext, task: TaskRecord, *, progress: bool = False
+) -> tuple[EvaluationRecord, EvalResult]:
+    """Reload a trained task from its files and re-run its post-train evaluation exactly as it
+    was recorded (max length, batch size and thread count); returns (recorded, now)."""
+    recorded = recorded_post_train(ctx, task)
+    meta = ctx.load_task(task)
+    recipe = ctx.ws.ledger.trained_run(task.id).config.get("canonical_eval", {})
+    dev = ctx.encode(task, read_task_data(task).dev, meta["train"]["max_length"])
+    now = evaluate_task(
+        ctx,
+        task,
+        dev,
+        threads=recorded.threads,
+        batch_size=recipe.get("batch_size", 64),
+        progress=progress,
+    )
+    return recorded, now
 
 
 def evaluation_record(

@@ -20,7 +20,7 @@ CONTLEARN = [sys.executable, "-m", "contlearn.cli"]
 DEMO_TASKS = ("bbc-topic", "imdb-sentiment", "rt-sentiment")
 MAX_PER_CLASS = 500
 GLUE_TASKS = (("rte", "RTE"), ("mrpc", "MRPC"), ("sst2", "SST-2"))
-GLUE_SETTINGS = {"epochs": "3", "max_train_examples": "2000"}
+GLUE_SETTINGS = {"epochs": "3", "max_train_examples": "2000", "max_length": "128"}
 
 
 def sh(
