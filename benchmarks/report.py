@@ -362,7 +362,7 @@ def training_section(r: Results) -> list[str]:
         "## 1. Training: adapters vs full fine-tuning (contlearn)",
         "",
         "Batch 32 of synthetic full-length sequences, fp32, contlearn's own step",
-        "(`contlearn.training._optimizer_step`: collate, forward, cross-entropy, backward,",
+        "(`contlearn.training.optimizer_step`: collate, forward, cross-entropy, backward,",
         "gradient clipping, AdamW, LR schedule). Adapters: AdaptedModel + adapter task (m = 64),",
         "AdamW over `trainable_parameters`. Full fine-tuning: the same AdaptedModel with a",
         "head-only task and `backbone.requires_grad_(True)`, AdamW over backbone + head (as",

@@ -3,7 +3,7 @@
 Adapter training: an AdaptedModel with an adapter task, AdamW over ``trainable_parameters``.
 Full fine-tuning: the same AdaptedModel with a head-only task and the backbone made trainable,
 AdamW over backbone + head, exactly as ``contlearn.finetune`` sets it up. Each timed step is one
-call of the product's own optimizer step (``contlearn.training._optimizer_step``: collate,
+call of the product's own optimizer step (``contlearn.training.optimizer_step``: collate,
 forward, loss, zero_grad, backward, gradient clipping, AdamW, LR schedule, ``loss.item()``).
 
 Example:
@@ -85,7 +85,7 @@ def step_runner(model, params, args, steps: int):
     ids = synthetic_ids(count, args.length, model.backbone.config.vocab_size, seed=0)
     encoded = Encoded(ids, [[0] * args.length for _ in ids], pad_id=0)
     targets = synthetic_targets(count, CLASSES, seed=0)
-    step = training._optimizer_step(model, params, encoded, targets, config, "classification")
+    step = training.optimizer_step(model, params, encoded, targets, config, "classification")
     return lambda i: step(list(range(i * args.batch, (i + 1) * args.batch)))
 
 

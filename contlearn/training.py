@@ -76,7 +76,7 @@ def train(
     """
     seed_everything(config.seed)
     params = list(params)
-    step = _optimizer_step(model, params, encoded, targets, config, problem_type)
+    step = optimizer_step(model, params, encoded, targets, config, problem_type)
     best: tuple[float, int, list[torch.Tensor]] | None = None
     history, shares, start = [], [], time.perf_counter()
     for epoch in range(1, config.epochs + 1):
@@ -105,7 +105,7 @@ def train(
     )
 
 
-def _optimizer_step(model, params, encoded, targets, config, problem_type):
+def optimizer_step(model, params, encoded, targets, config, problem_type):
     """A closure doing one AdamW step on a batch of example indices; returns its loss."""
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     batches_per_epoch = math.ceil(len(encoded) / config.batch_size)
