@@ -79,7 +79,6 @@ def build_results(ws: Workspace, comparison_id: int) -> dict[str, Any]:
         methods[ADAPTER] = _adapter_method(ws, tasks)
     if FULL in meta["methods"]:
         methods[FULL] = _full_method(ws, tasks, comparison_id, bb.num_parameters)
-    first = full_finetune_config(ws, tasks[0])
     return {
         "comparison_id": comparison_id,
         "created_at": str(meta["started_at"]),
@@ -90,18 +89,28 @@ def build_results(ws: Workspace, comparison_id: int) -> dict[str, Any]:
         },
         "tasks": [{"name": t.name, "position": t.position, "metric": t.metric} for t in tasks],
         "methods": methods,
-        "config": {
-            "epochs": first.epochs,
-            "batch_size": first.batch_size,
-            "max_length": first.max_length,
-            "seed": first.seed,
-            "max_train_examples": first.max_train_examples,
-            "lr": {
-                ADAPTER: ws.ledger.trained_run(tasks[0].id).config["train"]["lr"],
-                FULL: first.lr,
-            },
-        },
+        "config": _shared_config(ws, tasks, meta["config"]),
     }
+
+
+def _shared_config(
+    ws: Workspace, tasks: list[TaskRecord], recorded: dict[str, Any]
+) -> dict[str, Any]:
+    """Each training setting once, or per task (``rte 5 / mrpc 3``) where the tasks differ."""
+    runs = [ws.ledger.trained_run(t.id).config["train"] for t in tasks]
+    config: dict[str, Any] = {}
+    for key in ("epochs", "batch_size", "max_length", "seed", "max_train_examples"):
+        config[key] = _per_task(tasks, [run[key] for run in runs])
+    adapter_lr = _per_task(tasks, [run["lr"] for run in runs])
+    full_lr = _per_task(tasks, [recorded["full_finetune"][t.name]["lr"] for t in tasks])
+    config["lr"] = {ADAPTER: adapter_lr, FULL: full_lr}
+    return config
+
+
+def _per_task(tasks: list[TaskRecord], values: list[Any]) -> Any:
+    if len(set(values)) == 1:
+        return values[0]
+    return " / ".join(f"{t.name} {v}" for t, v in zip(tasks, values, strict=True))
 
 
 def _matrix(tasks: list[TaskRecord], cells: dict[tuple[int, int], float]) -> list[list]:
