@@ -544,7 +544,7 @@ def inference_section(r: Results) -> list[str]:
         f"no autograd; medians of {x['rounds']} interleaved rounds. Plain: an untouched copy of",
         "the backbone with the same head. Adapted: the AdaptedModel with an adapter task (m = 64).",
         "Head-only: the AdaptedModel with a task that has no adapters (the wrappers alone).",
-        "Canonical: `predict_logits` (sorted by length, batch 64); grouped: contlearn's",
+        "Canonical: `predict_logits` (sorted by length, canonical batch); grouped: contlearn's",
         "length-grouped training batches (batch 32). FLOP-bound: plain / adapted forward FLOPs",
         "at the mean length, the ratio both would reach at equal GFLOP/s.",
         "",
@@ -570,7 +570,7 @@ def token_share_lines(shares: list[dict]) -> list[str]:
     return [
         "Real tokens / computed tokens on the full GLUE dev splits (MiniLM tokenizer, max 128):",
         "naive = file order, batch 32, padded per batch; grouped = `training_batches` (batch 32);",
-        "canonical = `canonical_batches` (batch 64).",
+        "canonical = `canonical_batches` (the canonical batch size, 32).",
         "",
         *table(["split", "examples", "mean tokens", "naive", "grouped", "canonical"], rows),
     ]
