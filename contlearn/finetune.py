@@ -84,7 +84,7 @@ def _save_checkpoint(ctx: ModelContext, ws: Workspace, comparison_id: int) -> No
 
 
 def _train_and_evaluate(ctx, comparison_id, task, so_far, progress) -> None:
-    from .training import train
+    from .training import seed_everything, train
 
     ws, config = ctx.ws, full_finetune_config(ctx.ws, task)
     run_id = ws.ledger.start_run(**comparison_run_values(comparison_id, task, config))
@@ -92,6 +92,7 @@ def _train_and_evaluate(ctx, comparison_id, task, so_far, progress) -> None:
         data = read_task_data(task)
         split = ctx.encode(task, subsampled(data.train, config), config.max_length)
         dev = ctx.encode(task, data.dev, config.max_length)
+        seed_everything(config.seed)
         _add_head(ctx, task)
         ctx.model.activate(task.name)
         ctx.model.backbone.requires_grad_(True)

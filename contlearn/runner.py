@@ -181,12 +181,13 @@ def _train(
     adapter_cfg: AdapterConfig,
     progress: bool,
 ) -> dict[str, Any]:
-    from .training import train
+    from .training import seed_everything, train
 
     data = read_task_data(task)
     train_split = ctx.encode(task, subsampled(data.train, train_cfg), train_cfg.max_length)
     dev = ctx.encode(task, data.dev, train_cfg.max_length)
     model = ctx.model
+    seed_everything(train_cfg.seed)  # the adapter and head initialisation follow the run's seed
     model.add_task(
         task.name, num_outputs=task.num_outputs, adapter=adapter_cfg, dropout=train_cfg.dropout
     )

@@ -183,3 +183,15 @@ def test_cli_train_next_json_and_table(two_tasks: Workspace) -> None:
     assert out.output.strip().splitlines()[-1].split()[-1] == "yes"
     out = runner.invoke(main, ["train-next", "-w", str(two_tasks.root)])
     assert out.exit_code == 1 and "no pending task" in out.output
+
+
+def test_a_run_is_determined_by_its_seed_not_by_what_ran_before(
+    two_tasks: Workspace, tiny_backbone: Path, tmp_path: Path
+) -> None:
+    _, with_a = two_tasks.train_next(all_tasks=True)
+    alone = Workspace.create(tmp_path / "alone", backbone=str(tiny_backbone))
+    alone.config = two_tasks.config  # the same training settings
+    alone.add_task("b", two_tasks.ledger.task("b").data_source)
+    (only_b,) = alone.train_next()
+    assert only_b["logits_sha256"] == with_a["logits_sha256"]
+    assert only_b["history"] == with_a["history"]
