@@ -7,6 +7,7 @@ environment, which has neither contlearn nor its dependencies.
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import resource
@@ -182,3 +183,54 @@ def _plain(obj: object) -> object:
     if hasattr(obj, "__dataclass_fields__"):
         return asdict(obj)
     return str(obj)
+
+
+def step_parser(description: str, *, with_method: bool) -> argparse.ArgumentParser:
+    """The options every training-step benchmark takes."""
+    import torch
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--backbone", choices=["minilm", "bert-base"], default="minilm")
+    if with_method:
+        parser.add_argument("--method", choices=["adapter", "full"], default="adapter")
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--bottleneck", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def step_record(
+    args: argparse.Namespace,
+    step: Callable[[int], object],
+    config: object,
+    method: str,
+    **fields: object,
+) -> dict:
+    """Time ``step`` (after warm-up) with its memory peak, and the record both benchmarks write."""
+    baseline = memory_kib()
+    reset = reset_peak()
+    times = time_calls(step, args.warmup, args.steps)
+    memory = measured_memory(baseline, memory_kib(), reset)
+    flops = train_flops(Shape.of(config), args.batch, args.length, method, args.bottleneck)
+    step_s = median(times)
+    return {
+        **fields,
+        "backbone": args.backbone,
+        "method": method,
+        "length": args.length,
+        "batch": args.batch,
+        "bottleneck": args.bottleneck,
+        "shape": asdict(Shape.of(config)),
+        "attn_implementation": config._attn_implementation,
+        "warmup": args.warmup,
+        "step_seconds": times,
+        "median_step_seconds": step_s,
+        "examples_per_second": args.batch / step_s,
+        "flops": flops,
+        "gflops_per_second": flops["total"] / step_s / 1e9,
+        "memory": memory,
+    }

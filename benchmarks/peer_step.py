@@ -14,24 +14,18 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from common import (
     BERT_BASE,
-    Shape,
     grad_check,
-    measured_memory,
-    median,
-    memory_kib,
-    reset_peak,
     set_threads,
+    step_parser,
+    step_record,
     synthetic_ids,
     synthetic_targets,
-    time_calls,
-    train_flops,
     write_json,
 )
 
@@ -133,47 +127,20 @@ def measure(args: argparse.Namespace) -> dict:
     params = prepare(model, args.bottleneck)
     model.train()
     step = step_runner(model, params, args, args.warmup + args.steps)
-    baseline = memory_kib()
-    reset = reset_peak()
-    times = time_calls(step, args.warmup, args.steps)
-    memory = measured_memory(baseline, memory_kib(), reset)
-    shape = Shape.of(model.config)
-    flops = train_flops(shape, args.batch, args.length, "adapter", args.bottleneck)
-    step_s = median(times)
-    return {
-        "library": "adapters",
-        "versions": versions(),
-        "backbone": args.backbone,
-        "method": "adapter",
-        "length": args.length,
-        "batch": args.batch,
-        "threads": threads,
-        "bottleneck": args.bottleneck,
-        "shape": shape,
-        "attn_implementation": model.config._attn_implementation,
-        "warmup": args.warmup,
-        "step_seconds": times,
-        "median_step_seconds": step_s,
-        "examples_per_second": args.batch / step_s,
-        "flops": flops,
-        "gflops_per_second": flops["total"] / step_s / 1e9,
-        "params": parameter_counts(model, params),
-        "memory": memory,
-        "grads": grad_check(params),
-    }
+    record = step_record(
+        args,
+        step,
+        model.config,
+        "adapter",
+        library="adapters",
+        versions=versions(),
+        threads=threads,
+    )
+    return {**record, "params": parameter_counts(model, params), "grads": grad_check(params)}
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", choices=["minilm", "bert-base"], default="minilm")
-    parser.add_argument("--length", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--bottleneck", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--out", type=Path, required=True)
-    return parser.parse_args(argv)
+    return step_parser(__doc__.splitlines()[0], with_method=False).parse_args(argv)
 
 
 if __name__ == "__main__":
