@@ -230,10 +230,43 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def _table_names(engine: Engine) -> set[str]:
+    """The database's tables; an SQLite file is read read-only, so nothing in it changes."""
+    import sqlite3
+    from contextlib import closing
+
+    from .errors import SchemaError
+
+    path = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    if not path or path == ":memory:" or not Path(path).is_file():
+        from sqlalchemy import inspect
+
+        return set(inspect(engine).get_table_names())
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            return {r[0] for r in rows}
+    except sqlite3.DatabaseError as exc:
+        raise SchemaError(f"{path} is not an SQLite database ({exc}): check --db") from exc
+
+
+def refuse_foreign(engine: Engine) -> None:
+    """Refuse a database that holds another program's tables and no contlearn schema."""
+    from .errors import SchemaError
+
+    tables = _table_names(engine)
+    if tables and "alembic_version" not in tables:
+        raise SchemaError(
+            f"the database holds other tables ({', '.join(sorted(tables)[:5])}) and no "
+            "contlearn schema: point --db at a contlearn ledger or an empty database"
+        )
+
+
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Bring the schema to head; refuse a database newer than this code. Returns (from, to)."""
     from alembic import command
 
+    refuse_foreign(engine)  # before anything connects: connecting sets WAL on an SQLite file
     before = current_revision(engine)
     if before is not None and before not in known_revisions():
         from .errors import SchemaError
@@ -242,17 +275,6 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
             f"the ledger's schema revision {before!r} is newer than this contlearn knows "
             f"(head {head_revision()!r}): upgrade contlearn to open it"
         )
-    if before is None:
-        from sqlalchemy import inspect
-
-        from .errors import SchemaError
-
-        foreign = set(inspect(engine).get_table_names())
-        if foreign:
-            raise SchemaError(
-                f"the database holds other tables ({', '.join(sorted(foreign)[:5])}) and no "
-                "contlearn schema: point --db at a contlearn ledger or an empty database"
-            )
     head = head_revision()
     if before != head:
         with engine.begin() as conn:

@@ -200,8 +200,10 @@ class Ledger:
 
     # -- runs ---------------------------------------------------------------------------------
     def start_run(self, **values: Any) -> int:
+        return self._insert(RunRow(status="running", **values))
+
+    def _insert(self, row: Any) -> int:
         with self.session() as s:
-            row = RunRow(status="running", **values)
             s.add(row)
             s.flush()
             return row.id
@@ -299,11 +301,7 @@ class Ledger:
 
     # -- comparisons --------------------------------------------------------------------------
     def start_comparison(self, **values: Any) -> int:
-        with self.session() as s:
-            row = ComparisonRow(status="running", **values)
-            s.add(row)
-            s.flush()
-            return row.id
+        return self._insert(ComparisonRow(status="running", **values))
 
     def comparisons(self, status: str | None = None) -> list[dict[str, Any]]:
         with self.session() as s:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import config as cfg
 from .db import make_engine, upgrade
-from .errors import SchemaError, WorkspaceExists, WorkspaceNotFound
+from .errors import WorkspaceExists, WorkspaceNotFound
 from .ledger import Ledger, TaskRecord
 
 ARTIFACTS_DIR = "artifacts"
@@ -32,31 +31,12 @@ def _require_sqlite_file(url: str) -> None:
         return
     path = Path(url[len(prefix) :])
     if path.is_file():
-        _refuse_foreign_sqlite(path)
         return
     problem = "is a folder, not a database file" if path.is_dir() else "does not exist"
     raise WorkspaceNotFound(
         f"ledger {path} {problem}: check --db, $CONTLEARN_DB or db in "
         f"{cfg.CONFIG_FILE} (`contlearn init` creates a workspace with its ledger)"
     )
-
-
-def _refuse_foreign_sqlite(path: Path) -> None:
-    """Look (read-only, changing nothing) for another program's tables in an SQLite file."""
-    import sqlite3
-
-    try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
-            tables = {
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
-    except sqlite3.DatabaseError as exc:
-        raise SchemaError(f"{path} is not an SQLite database ({exc}): check --db") from exc
-    if tables and "alembic_version" not in tables:
-        raise SchemaError(
-            f"{path} holds other tables ({', '.join(sorted(tables)[:5])}) and no contlearn "
-            "schema: point --db at a contlearn ledger"
-        )
 
 
 @dataclass

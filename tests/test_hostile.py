@@ -249,18 +249,7 @@ def corrupt_weights(payload: Callable[[], bytes]) -> Build:
     updated to match: the checksum passes, the file must still be refused."""
 
     def build(ctx: Ctx) -> dict[str, Any]:
-        ws = ctx.trained_ws()
-        run = ws.ledger.trained_run(ws.ledger.task("a").id)
-        weights = next(a for a in ws.ledger.artifacts(run.id) if a.role == "weights")
-        raw = payload()
-        (ws.root / weights.path).write_bytes(raw)
-        with ws.ledger.engine.begin() as conn:
-            conn.execute(
-                text("UPDATE artifacts SET sha256 = :sha WHERE run_id = :run AND role = 'weights'"),
-                {"sha": hashlib.sha256(raw).hexdigest(), "run": run.id},
-            )
-        ctx.stdin = '{"text": "good movie"}\n'
-        return {}
+        return _replace_artifact(ctx, "weights", payload())
 
     return build
 
@@ -570,7 +559,7 @@ CASES: list[tuple[str, Build, tuple[str, ...], Fails | Refused | Works]] = [
         "db-upgrade-not-a-database",
         db_file(b"\x00" * 4096),
         ("db", "upgrade", "--db", "{db}"),
-        fails("cannot use the ledger database"),
+        fails("is not an SQLite database"),
     ),
     (
         "toml-invalid",
@@ -726,14 +715,20 @@ KNOWN: list[tuple[str, Build, tuple[str, ...], Fails | Refused | Works]] = [
 
 
 def _corrupt_config(ctx: Ctx, raw: bytes) -> dict[str, Any]:
+    return _replace_artifact(ctx, "config", raw)
+
+
+def _replace_artifact(ctx: Ctx, role: str, raw: bytes) -> dict[str, Any]:
+    """Overwrite task a's artifact file of ``role`` and make the ledger's sha256 match it, so the
+    checksum passes and only parsing can catch the damage."""
     ws = ctx.trained_ws()
     run = ws.ledger.trained_run(ws.ledger.task("a").id)
-    config = next(a for a in ws.ledger.artifacts(run.id) if a.role == "config")
-    (ws.root / config.path).write_bytes(raw)
+    record = next(a for a in ws.ledger.artifacts(run.id) if a.role == role)
+    (ws.root / record.path).write_bytes(raw)
     with ws.ledger.engine.begin() as conn:
         conn.execute(
-            text("UPDATE artifacts SET sha256 = :sha WHERE run_id = :run AND role = 'config'"),
-            {"sha": hashlib.sha256(raw).hexdigest(), "run": run.id},
+            text("UPDATE artifacts SET sha256 = :sha WHERE run_id = :run AND role = :role"),
+            {"sha": hashlib.sha256(raw).hexdigest(), "run": run.id, "role": role},
         )
     ctx.stdin = '{"text": "good movie"}\n'
     return {}
