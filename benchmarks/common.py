@@ -192,7 +192,9 @@ def step_parser(description: str, *, with_method: bool) -> argparse.ArgumentPars
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--backbone", choices=["minilm", "bert-base"], default="minilm")
     if with_method:
-        parser.add_argument("--method", choices=["adapter", "full"], default="adapter")
+        parser.add_argument(
+            "--method", choices=["adapter", "adapter-kept", "full"], default="adapter"
+        )
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--bottleneck", type=int, default=64)
@@ -215,7 +217,8 @@ def step_record(
     reset = reset_peak()
     times = time_calls(step, args.warmup, args.steps)
     memory = measured_memory(baseline, memory_kib(), reset)
-    flops = train_flops(Shape.of(config), args.batch, args.length, method, args.bottleneck)
+    kind = "full" if method == "full" else "adapter"
+    flops = train_flops(Shape.of(config), args.batch, args.length, kind, args.bottleneck)
     step_s = median(times)
     return {
         **fields,

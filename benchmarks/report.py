@@ -12,7 +12,11 @@ from pathlib import Path
 from common import FLOP_FORMULA, median
 
 NAMES = {"minilm": "MiniLM-L6 (packaged)", "bert-base": "BERT-base shape (random)"}
-METHODS = {"adapter": "adapters", "full": "full fine-tuning"}
+METHODS = {
+    "adapter": "adapters",
+    "adapter-kept": "adapters, attention dropout kept",
+    "full": "full fine-tuning",
+}
 NO_GPU = "not run: no GPU was available to this run"
 
 
@@ -298,7 +302,7 @@ def targets_section(r: Results) -> list[str]:
 def training_rows(r: Results) -> list[list[str]]:
     rows = []
     for backbone, length in configs(r.train):
-        for method in ("adapter", "full"):
+        for method in METHODS:
             x = find(r.train, backbone=backbone, method=method, length=length)
             if x is None:
                 rows.append([NAMES[backbone], str(length), METHODS[method]] + ["failed"] * 9)
@@ -327,6 +331,7 @@ def ratio_rows(r: Results) -> list[list[str]]:
     rows = []
     for backbone, length in configs(r.train):
         a = find(r.train, backbone=backbone, method="adapter", length=length)
+        kept = find(r.train, backbone=backbone, method="adapter-kept", length=length)
         f = find(r.train, backbone=backbone, method="full", length=length)
         raw = [x["memory"]["peak_rss_mib"] if x else None for x in (a, f)]
         flops = [x["flops"]["total"] if x else None for x in (f, a)]
@@ -335,6 +340,7 @@ def ratio_rows(r: Results) -> list[list[str]]:
                 NAMES[backbone],
                 str(length),
                 times(ratio(_rate(a), _rate(f))),
+                times(ratio(_rate(kept), _rate(f))),
                 times(ratio(*flops)),
                 times(ratio(_delta(a), _delta(f))),
                 times(ratio(*raw)),
@@ -366,7 +372,10 @@ def training_section(r: Results) -> list[str]:
         "gradient clipping, AdamW, LR schedule). Adapters: AdaptedModel + adapter task (m = 64),",
         "AdamW over `trainable_parameters`. Full fine-tuning: the same AdaptedModel with a",
         "head-only task and `backbone.requires_grad_(True)`, AdamW over backbone + head (as",
-        "`contlearn.finetune`). examples/s = 32 / median step time after warm-up. Memory: peak",
+        "`contlearn.finetune`). Adapters train as `train-next` does by default: the frozen",
+        "backbone's attention-probability dropout is off, so PyTorch takes its fused attention",
+        'kernel; "attention dropout kept" is `--backbone-attention-dropout` (full fine-tuning',
+        "always keeps it). examples/s = 32 / median step time after warm-up. Memory: peak",
         "RSS (VmHWM, reset after model load) during warm-up and timed steps; delta = peak minus",
         "the RSS after model load.",
         "",
@@ -376,6 +385,7 @@ def training_section(r: Results) -> list[str]:
                 "backbone",
                 "length",
                 "throughput adapters / full",
+                "same, attention dropout kept",
                 "FLOPs full / adapters",
                 "peak delta adapters / full",
                 "raw peak adapters / full",
@@ -400,6 +410,7 @@ def peer_rows(r: Results) -> list[list[str]]:
     rows = []
     for backbone, length in configs(r.peer):
         ours = find(r.train, backbone=backbone, method="adapter", length=length)
+        kept = find(r.train, backbone=backbone, method="adapter-kept", length=length)
         theirs = find(r.peer, backbone=backbone, length=length)
         rows.append(
             [
@@ -408,6 +419,7 @@ def peer_rows(r: Results) -> list[list[str]]:
                 num(_rate(ours), 2),
                 num(_rate(theirs), 2),
                 times(ratio(_rate(ours), _rate(theirs))),
+                times(ratio(_rate(kept), _rate(theirs))),
                 num(_delta(ours), 0),
                 num(_delta(theirs), 0),
                 times(ratio(_delta(ours), _delta(theirs))),
@@ -453,6 +465,8 @@ def peer_section(r: Results) -> list[str]:
         "preset, bottleneck 64 like contlearn), `add_classification_head`, `train_adapter`; the",
         "same batches, threads, loss, AdamW settings, clipping and schedule, in its own venv",
         f"(benchmarks/peer/.venv, transformers 4.57){install_note(r.peer_setup)}.",
+        'AdapterHub keeps the backbone\'s attention dropout; "attention dropout kept" is the',
+        "like-for-like ratio.",
         "",
         *table(
             [
@@ -461,6 +475,7 @@ def peer_section(r: Results) -> list[str]:
                 "contlearn ex/s",
                 "AdapterHub ex/s",
                 "contlearn / AdapterHub",
+                "same, attention dropout kept",
                 "contlearn peak delta MiB",
                 "AdapterHub peak delta MiB",
                 "memory contlearn / AdapterHub",

@@ -1,6 +1,8 @@
 """One training-step measurement of contlearn, in a fresh process per configuration.
 
 Adapter training: an AdaptedModel with an adapter task, AdamW over ``trainable_parameters``.
+"adapter" trains as ``train-next`` does by default (the frozen backbone's attention dropout off);
+"adapter-kept" keeps that dropout (``--backbone-attention-dropout``), like AdapterHub does.
 Full fine-tuning: the same AdaptedModel with a head-only task and the backbone made trainable,
 AdamW over backbone + head, exactly as ``contlearn.finetune`` sets it up. Each timed step is one
 call of the product's own optimizer step (``contlearn.training.optimizer_step``: collate,
@@ -50,10 +52,10 @@ def load_backbone(name: str):
 
 def prepare(model: AdaptedModel, method: str, bottleneck: int) -> list[torch.nn.Parameter]:
     """Add and activate the task; return the parameters the optimizer updates."""
-    adapter = AdapterConfig(bottleneck=bottleneck) if method == "adapter" else None
+    adapter = None if method == "full" else AdapterConfig(bottleneck=bottleneck)
     model.add_task("bench", num_outputs=CLASSES, adapter=adapter)
     model.activate("bench")
-    if method == "adapter":
+    if adapter is not None:
         return model.trainable_parameters("bench")
     model.backbone.requires_grad_(True)  # as contlearn.finetune does
     return list(model.backbone.parameters()) + model.trainable_parameters("bench")
@@ -90,9 +92,11 @@ def measure(args: argparse.Namespace) -> dict:
     params = prepare(model, args.method, args.bottleneck)
     model.train()
     step = step_runner(model, params, args, args.warmup + args.steps)
-    record = step_record(
-        args, step, backbone.config, args.method, library="contlearn", threads=threads
-    )
+    keep = {"adapter": TrainConfig().backbone_attention_dropout}.get(args.method, True)
+    with model.backbone_attention_dropout(keep=keep):
+        record = step_record(
+            args, step, backbone.config, args.method, library="contlearn", threads=threads
+        )
     return {**record, "params": parameter_counts(model, params), "grads": grad_check(params)}
 
 

@@ -11,6 +11,8 @@ never edited, and with no task active (or a head-only task) its forward is exact
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -28,10 +30,13 @@ class Layout:
     """Where a family of encoders keeps its layers and, per layer, the two adapter sites.
 
     sites: (projection path, LayerNorm path) for the attention sub-layer, then the FFN one.
+    attention_dropout: the dropout on the attention probabilities, whose ``p`` the attention
+    passes to ``scaled_dot_product_attention``.
     """
 
     layers: str
     sites: tuple[tuple[str, str], tuple[str, str]]
+    attention_dropout: str
 
 
 LAYOUTS = (
@@ -42,11 +47,13 @@ LAYOUTS = (
             ("attention.output.dense", "attention.output.LayerNorm"),
             ("output.dense", "output.LayerNorm"),
         ),
+        "attention.self.dropout",
     ),
     # DistilBERT
     Layout(
         "transformer.layer",
         (("attention.out_lin", "sa_layer_norm"), ("ffn.lin2", "output_layer_norm")),
+        "attention.dropout",
     ),
 )
 
@@ -210,6 +217,15 @@ def _find_layers(backbone: PreTrainedModel) -> tuple[nn.ModuleList, Layout]:
     )
 
 
+def _attention_dropouts(layers: nn.ModuleList, layout: Layout) -> list[nn.Dropout]:
+    """Each layer's attention-probability dropout, where the layer has one at the usual place."""
+    found = []
+    for layer in layers:
+        if _check_site(layer, layout.attention_dropout, nn.Dropout) is None:
+            found.append(layer.get_submodule(layout.attention_dropout))
+    return found
+
+
 def _replace(layer: nn.Module, path: str, new: nn.Module) -> None:
     parent, _, leaf = path.rpartition(".")
     setattr(layer.get_submodule(parent) if parent else layer, leaf, new)
@@ -235,6 +251,7 @@ class AdaptedModel(nn.Module):
                 wrapper = TaskLayerNorm(layer.get_submodule(norm), slot, self.router)
                 _replace(layer, norm, wrapper)
                 self.norms.append(wrapper)
+        self.attention_dropouts = _attention_dropouts(layers, layout)
         self.num_layers = len(layers)
         self.hidden_size = layers[0].get_submodule(layout.sites[0][0]).base.out_features
 
@@ -268,6 +285,20 @@ class AdaptedModel(nn.Module):
     def deactivate(self) -> None:
         """No task active: the backbone runs exactly as the original model."""
         self.router.name = self.router.task = None
+
+    @contextmanager
+    def backbone_attention_dropout(self, keep: bool) -> Iterator[None]:
+        """Within the block, the backbone's attention-probability dropout is kept or switched off
+        (p = 0, which lets PyTorch use its fused attention kernel); restored afterwards."""
+        saved = [d.p for d in self.attention_dropouts]
+        if not keep:
+            for d in self.attention_dropouts:
+                d.p = 0.0
+        try:
+            yield
+        finally:
+            for d, p in zip(self.attention_dropouts, saved, strict=True):
+                d.p = p
 
     def forward(
         self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None

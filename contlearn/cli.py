@@ -245,6 +245,12 @@ def status(workspace: Path, db: str | None, as_json: bool) -> None:
     type=click.IntRange(0),
     help="Deterministic training subsample (0: all).",
 )
+@click.option(
+    "--backbone-attention-dropout/--no-backbone-attention-dropout",
+    default=None,
+    help="Keep the frozen backbone's attention dropout while training "
+    "(default from tasks.toml: off, faster).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run results as JSON.")
 @workspace_options

@@ -10,11 +10,13 @@ last finished task; the checkpoints are removed when the comparison completes.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import forgetting
+from .config import recorded_train_config
 from .errors import ContlearnError
 from .finetune import full_finetune_config, run_sequence
 from .ledger import TaskRecord
@@ -97,13 +99,17 @@ def _shared_config(
     ws: Workspace, tasks: list[TaskRecord], recorded: dict[str, Any]
 ) -> dict[str, Any]:
     """Each training setting once, or per task (``rte 5 / mrpc 3``) where the tasks differ."""
-    runs = [ws.ledger.trained_run(t.id).config["train"] for t in tasks]
+    runs = [
+        asdict(recorded_train_config(ws.ledger.trained_run(t.id).config["train"])) for t in tasks
+    ]
     config: dict[str, Any] = {}
     for key in ("epochs", "batch_size", "max_length", "seed", "max_train_examples"):
         config[key] = _per_task(tasks, [run[key] for run in runs])
     adapter_lr = _per_task(tasks, [run["lr"] for run in runs])
     full_lr = _per_task(tasks, [recorded["full_finetune"][t.name]["lr"] for t in tasks])
     config["lr"] = {ADAPTER: adapter_lr, FULL: full_lr}
+    kept = _per_task(tasks, [run["backbone_attention_dropout"] for run in runs])
+    config["backbone_attention_dropout"] = {ADAPTER: kept, FULL: True}
     return config
 
 

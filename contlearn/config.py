@@ -36,6 +36,9 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+TYPE_WORDS = {"int": "an integer", "float": "a float", "str": "a str", "bool": "true or false"}
+
+
 def _check_types(obj: Any) -> None:
     """Every field holds its declared type (ints are not bools; floats accept ints)."""
     for f in fields(obj):
@@ -46,11 +49,11 @@ def _check_types(obj: Any) -> None:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         elif kind == "str":
             ok = isinstance(value, str)
+        elif kind == "bool":
+            ok = isinstance(value, bool)
         else:
             continue
-        _check(
-            ok, f"{f.name} must be {'an integer' if kind == 'int' else 'a ' + kind}, got {value!r}"
-        )
+        _check(ok, f"{f.name} must be {TYPE_WORDS[kind]}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,13 @@ class AdapterConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Settings of one training run. ``max_train_examples`` 0 means the whole training split."""
+    """Settings of one training run. ``max_train_examples`` 0 means the whole training split.
+
+    backbone_attention_dropout: keep the frozen backbone's attention-probability dropout while
+    adapters train. Off (the default) lets PyTorch use its fused attention kernel, about 15%
+    faster per step at 128 tokens; evaluation never uses dropout, so predictions are unaffected.
+    Runs recorded before this setting existed trained with it on.
+    """
 
     epochs: int = 3
     lr: float = 1e-3
@@ -95,6 +104,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     dropout: float = 0.1
+    backbone_attention_dropout: bool = False
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -106,6 +116,11 @@ class TrainConfig:
         _check(0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)")
         _check(self.grad_clip > 0, "grad_clip must be > 0")
         _check(0 <= self.dropout < 1, "dropout must be in [0, 1)")
+
+
+def recorded_train_config(recorded: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig a run recorded; settings added since it ran take the value it used."""
+    return TrainConfig(**{"backbone_attention_dropout": True, **recorded})
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from . import artifacts as art
 from . import backbone as bb
 from .adapters import AdaptedModel, count_parameters
 from .backbone import library_versions
-from .config import TrainConfig
+from .config import TrainConfig, recorded_train_config
 from .ledger import TaskRecord
 from .models import ModelContext, read_task_data
 from .runner import evaluate_task, evaluation_record, subsampled
@@ -139,9 +139,11 @@ def _evaluate_earlier(ctx, task: TaskRecord, after: TaskRecord, progress: bool):
 
 
 def full_finetune_config(ws: Workspace, task: TaskRecord) -> TrainConfig:
-    """The adapter run's settings for this task, with the full fine-tuning learning rate."""
-    run = ws.ledger.trained_run(task.id)
-    return replace(TrainConfig(**run.config["train"]), lr=ws.config.compare.full_finetune_lr)
+    """The adapter run's settings for this task, with the full fine-tuning learning rate; the
+    backbone trains here, so it keeps its own attention dropout as in standard fine-tuning."""
+    adapter_run = recorded_train_config(ws.ledger.trained_run(task.id).config["train"])
+    lr = ws.config.compare.full_finetune_lr
+    return replace(adapter_run, lr=lr, backbone_attention_dropout=True)
 
 
 def comparison_run_values(comparison_id: int, task: TaskRecord, config: TrainConfig) -> dict:

@@ -70,7 +70,15 @@ def heartbeat(ws: Workspace, run_id: int) -> Callable[[], None]:
     return beat
 
 
-TRAIN_KEYS = ("epochs", "lr", "batch_size", "max_length", "seed", "max_train_examples")
+TRAIN_KEYS = (
+    "epochs",
+    "lr",
+    "batch_size",
+    "max_length",
+    "seed",
+    "max_train_examples",
+    "backbone_attention_dropout",
+)
 
 
 def train_pending(
@@ -192,18 +200,19 @@ def _train(
         task.name, num_outputs=task.num_outputs, adapter=adapter_cfg, dropout=train_cfg.dropout
     )
     model.activate(task.name)
-    result = train(
-        model,
-        model.trainable_parameters(task.name),
-        train_split.encoded,
-        train_split.targets,
-        train_cfg,
-        problem_type=task.problem_type,
-        evaluate=lambda: evaluate_task(ctx, task, dev).primary_value,
-        progress=progress,
-        desc=task.name,
-        on_step=heartbeat(ctx.ws, run_id),
-    )
+    with model.backbone_attention_dropout(keep=train_cfg.backbone_attention_dropout):
+        result = train(
+            model,
+            model.trainable_parameters(task.name),
+            train_split.encoded,
+            train_split.targets,
+            train_cfg,
+            problem_type=task.problem_type,
+            evaluate=lambda: evaluate_task(ctx, task, dev).primary_value,
+            progress=progress,
+            desc=task.name,
+            on_step=heartbeat(ctx.ws, run_id),
+        )
     final = evaluate_task(ctx, task, dev, progress=progress)
     return {"train": result, "eval": final}
 

@@ -301,3 +301,46 @@ def test_bert_with_a_deleted_site_is_refused() -> None:
     model = backbone("bert")
     del model.encoder.layer[1].attention.output.LayerNorm
     assert_refused(model, "'bert'", "layer 1", "attention.output.LayerNorm is missing")
+
+
+# ---- the frozen backbone's attention dropout -------------------------------------------------
+
+
+def dropout_only_in_attention(kind: str) -> AdaptedModel:
+    """A model whose only dropout is the backbone's attention-probability dropout (p = 0.5)."""
+    config = CONFIGS[kind]()
+    if kind == "distilbert":
+        config.dropout, config.attention_dropout = 0.0, 0.5
+    else:
+        config.hidden_dropout_prob, config.attention_probs_dropout_prob = 0.0, 0.5
+    torch.manual_seed(0)
+    model = AdaptedModel(AutoModel.from_config(config))
+    model.add_task("a", num_outputs=2, adapter=ADAPTER, dropout=0.0)
+    model.activate("a")
+    return model
+
+
+@pytest.mark.parametrize("kind", CONFIGS)
+def test_attention_dropout_is_off_inside_the_block_and_restored_after(kind: str) -> None:
+    model = dropout_only_in_attention(kind)
+    assert [d.p for d in model.attention_dropouts] == [0.5] * L
+    inputs = batch(3)
+    expected = logits(model, "a", inputs)  # eval mode: no dropout anywhere
+    model.train()
+    with torch.no_grad():
+        with model.backbone_attention_dropout(keep=False):
+            assert [d.p for d in model.attention_dropouts] == [0.0] * L
+            off = [model(**inputs) for _ in range(2)]
+        with model.backbone_attention_dropout(keep=True):
+            kept = [model(**inputs) for _ in range(2)]
+    torch.testing.assert_close(off[0], expected)
+    assert torch.equal(off[0], off[1])  # nothing random left in the forward
+    assert not torch.equal(kept[0], kept[1])  # the attention dropout is really applied
+    assert [d.p for d in model.attention_dropouts] == [0.5] * L
+
+
+def test_attention_dropout_is_restored_when_the_block_raises() -> None:
+    model = dropout_only_in_attention("bert")
+    with pytest.raises(RuntimeError, match="boom"), model.backbone_attention_dropout(keep=False):
+        raise RuntimeError("boom")
+    assert [d.p for d in model.attention_dropouts] == [0.5] * L

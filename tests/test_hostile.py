@@ -581,6 +581,12 @@ CASES: list[tuple[str, Build, tuple[str, ...], Fails | Refused | Works]] = [
         fails("tasks.toml", "[train]"),
     ),
     (
+        "toml-flag-not-a-bool",
+        in_toml(lambda t: t.replace("attention_dropout = false", 'attention_dropout = "no"')),
+        ("status",),
+        fails("tasks.toml", "backbone_attention_dropout must be true or false, got 'no'"),
+    ),
+    (
         "toml-task-named-sql",
         in_toml(lambda t: t + f'\n[[task]]\nname = "{SQL}"\ndata = "x"\n'),
         ("add-task", "--from-config"),
