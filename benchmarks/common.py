@@ -193,7 +193,7 @@ def step_parser(description: str, *, with_method: bool) -> argparse.ArgumentPars
     parser.add_argument("--backbone", choices=["minilm", "bert-base"], default="minilm")
     if with_method:
         parser.add_argument(
-            "--method", choices=["adapter", "adapter-kept", "full"], default="adapter"
+            "--method", choices=["adapter", "adapter-nodrop", "full"], default="adapter"
         )
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--batch", type=int, default=32)

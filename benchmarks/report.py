@@ -14,7 +14,7 @@ from common import FLOP_FORMULA, median
 NAMES = {"minilm": "MiniLM-L6 (packaged)", "bert-base": "BERT-base shape (random)"}
 METHODS = {
     "adapter": "adapters",
-    "adapter-kept": "adapters, attention dropout kept",
+    "adapter-nodrop": "adapters, attention dropout off",
     "full": "full fine-tuning",
 }
 NO_GPU = "not run: no GPU was available to this run"
@@ -331,7 +331,7 @@ def ratio_rows(r: Results) -> list[list[str]]:
     rows = []
     for backbone, length in configs(r.train):
         a = find(r.train, backbone=backbone, method="adapter", length=length)
-        kept = find(r.train, backbone=backbone, method="adapter-kept", length=length)
+        nodrop = find(r.train, backbone=backbone, method="adapter-nodrop", length=length)
         f = find(r.train, backbone=backbone, method="full", length=length)
         raw = [x["memory"]["peak_rss_mib"] if x else None for x in (a, f)]
         flops = [x["flops"]["total"] if x else None for x in (f, a)]
@@ -340,7 +340,7 @@ def ratio_rows(r: Results) -> list[list[str]]:
                 NAMES[backbone],
                 str(length),
                 times(ratio(_rate(a), _rate(f))),
-                times(ratio(_rate(kept), _rate(f))),
+                times(ratio(_rate(nodrop), _rate(f))),
                 times(ratio(*flops)),
                 times(ratio(_delta(a), _delta(f))),
                 times(ratio(*raw)),
@@ -372,10 +372,11 @@ def training_section(r: Results) -> list[str]:
         "gradient clipping, AdamW, LR schedule). Adapters: AdaptedModel + adapter task (m = 64),",
         "AdamW over `trainable_parameters`. Full fine-tuning: the same AdaptedModel with a",
         "head-only task and `backbone.requires_grad_(True)`, AdamW over backbone + head (as",
-        "`contlearn.finetune`). Adapters train as `train-next` does by default: the frozen",
-        "backbone's attention-probability dropout is off, so PyTorch takes its fused attention",
-        'kernel; "attention dropout kept" is `--backbone-attention-dropout` (full fine-tuning',
-        "always keeps it). examples/s = 32 / median step time after warm-up. Memory: peak",
+        "`contlearn.finetune`). Adapters train as `train-next` does by default, the frozen",
+        'backbone keeping its attention-probability dropout; "attention dropout off" is',
+        "`--no-backbone-attention-dropout`, which lets PyTorch take its fused attention kernel",
+        "(full fine-tuning always keeps the dropout). examples/s = 32 / median step time after",
+        "warm-up. Memory: peak",
         "RSS (VmHWM, reset after model load) during warm-up and timed steps; delta = peak minus",
         "the RSS after model load.",
         "",
@@ -385,7 +386,7 @@ def training_section(r: Results) -> list[str]:
                 "backbone",
                 "length",
                 "throughput adapters / full",
-                "same, attention dropout kept",
+                "same, attention dropout off",
                 "FLOPs full / adapters",
                 "peak delta adapters / full",
                 "raw peak adapters / full",
@@ -410,7 +411,7 @@ def peer_rows(r: Results) -> list[list[str]]:
     rows = []
     for backbone, length in configs(r.peer):
         ours = find(r.train, backbone=backbone, method="adapter", length=length)
-        kept = find(r.train, backbone=backbone, method="adapter-kept", length=length)
+        nodrop = find(r.train, backbone=backbone, method="adapter-nodrop", length=length)
         theirs = find(r.peer, backbone=backbone, length=length)
         rows.append(
             [
@@ -419,7 +420,7 @@ def peer_rows(r: Results) -> list[list[str]]:
                 num(_rate(ours), 2),
                 num(_rate(theirs), 2),
                 times(ratio(_rate(ours), _rate(theirs))),
-                times(ratio(_rate(kept), _rate(theirs))),
+                times(ratio(_rate(nodrop), _rate(theirs))),
                 num(_delta(ours), 0),
                 num(_delta(theirs), 0),
                 times(ratio(_delta(ours), _delta(theirs))),
@@ -465,8 +466,8 @@ def peer_section(r: Results) -> list[str]:
         "preset, bottleneck 64 like contlearn), `add_classification_head`, `train_adapter`; the",
         "same batches, threads, loss, AdamW settings, clipping and schedule, in its own venv",
         f"(benchmarks/peer/.venv, transformers 4.57){install_note(r.peer_setup)}.",
-        'AdapterHub keeps the backbone\'s attention dropout; "attention dropout kept" is the',
-        "like-for-like ratio.",
+        'Both keep the backbone\'s attention dropout by default; "attention dropout off" is',
+        "contlearn's `--no-backbone-attention-dropout`.",
         "",
         *table(
             [
@@ -475,7 +476,7 @@ def peer_section(r: Results) -> list[str]:
                 "contlearn ex/s",
                 "AdapterHub ex/s",
                 "contlearn / AdapterHub",
-                "same, attention dropout kept",
+                "same, attention dropout off",
                 "contlearn peak delta MiB",
                 "AdapterHub peak delta MiB",
                 "memory contlearn / AdapterHub",

@@ -140,7 +140,7 @@ def training(plan: Plan, threads: int, peer: bool, log: list[dict]) -> None:
         for length in plan.lengths:
             common = ["--backbone", backbone, "--length", length, "--threads", threads]
             common += ["--warmup", warmup, "--steps", steps]
-            for method in ("adapter", "adapter-kept", "full"):
+            for method in ("adapter", "adapter-nodrop", "full"):
                 name = f"train-{backbone}-{method}-{length}"
                 args = [*common, "--method", method, "--out", OUT / f"{name}.json"]
                 run_job(name, script("train_step.py", *args), log)

@@ -1,8 +1,9 @@
 """One training-step measurement of contlearn, in a fresh process per configuration.
 
 Adapter training: an AdaptedModel with an adapter task, AdamW over ``trainable_parameters``.
-"adapter" trains as ``train-next`` does by default (the frozen backbone's attention dropout off);
-"adapter-kept" keeps that dropout (``--backbone-attention-dropout``), like AdapterHub does.
+"adapter" trains as ``train-next`` does by default (the frozen backbone keeps its attention
+dropout, as AdapterHub does); "adapter-nodrop" switches it off
+(``--no-backbone-attention-dropout``), which lets PyTorch use its fused attention kernel.
 Full fine-tuning: the same AdaptedModel with a head-only task and the backbone made trainable,
 AdamW over backbone + head, exactly as ``contlearn.finetune`` sets it up. Each timed step is one
 call of the product's own optimizer step (``contlearn.training.optimizer_step``: collate,
@@ -92,7 +93,8 @@ def measure(args: argparse.Namespace) -> dict:
     params = prepare(model, args.method, args.bottleneck)
     model.train()
     step = step_runner(model, params, args, args.warmup + args.steps)
-    keep = {"adapter": TrainConfig().backbone_attention_dropout}.get(args.method, True)
+    keep = {"adapter": TrainConfig().backbone_attention_dropout, "adapter-nodrop": False}
+    keep = keep.get(args.method, True)
     with model.backbone_attention_dropout(keep=keep):
         record = step_record(
             args, step, backbone.config, args.method, library="contlearn", threads=threads

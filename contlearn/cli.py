@@ -248,8 +248,8 @@ def status(workspace: Path, db: str | None, as_json: bool) -> None:
 @click.option(
     "--backbone-attention-dropout/--no-backbone-attention-dropout",
     default=None,
-    help="Keep the frozen backbone's attention dropout while training "
-    "(default from tasks.toml: off, faster).",
+    help="Keep the frozen backbone's attention dropout while training (default from "
+    "tasks.toml: kept); --no-... trains faster with PyTorch's fused attention.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run results as JSON.")

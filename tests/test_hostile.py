@@ -582,7 +582,7 @@ CASES: list[tuple[str, Build, tuple[str, ...], Fails | Refused | Works]] = [
     ),
     (
         "toml-flag-not-a-bool",
-        in_toml(lambda t: t.replace("attention_dropout = false", 'attention_dropout = "no"')),
+        in_toml(lambda t: t.replace("attention_dropout = true", 'attention_dropout = "no"')),
         ("status",),
         fails("tasks.toml", "backbone_attention_dropout must be true or false, got 'no'"),
     ),

@@ -201,7 +201,7 @@ def _train_config(ws: Workspace, task: str) -> dict:
     return ws.ledger.trained_run(ws.ledger.task(task).id).config["train"]
 
 
-def test_backbone_attention_dropout_is_recorded_and_changes_training(
+def test_backbone_attention_dropout_switch_is_recorded_and_changes_training(
     two_tasks: Workspace, tiny_backbone: Path, tmp_path: Path
 ) -> None:
     from contlearn.models import open_context
@@ -212,31 +212,36 @@ def test_backbone_attention_dropout_is_recorded_and_changes_training(
     claimed = two_tasks.ledger.claim_next_pending(
         {"method": "adapter", "config": {}, "versions": {}}
     )
-    off = train_one(ctx, *claimed, overrides={}, progress=False)
-    assert [d.p for d in ctx.model.attention_dropouts] == before == [0.1, 0.1]
-    assert _train_config(two_tasks, "a")["backbone_attention_dropout"] is False
+    kept = train_one(ctx, *claimed, overrides={}, progress=False)
+    assert _train_config(two_tasks, "a")["backbone_attention_dropout"] is True  # the default
 
-    kept_ws = Workspace.create(tmp_path / "kept", backbone=str(tiny_backbone))
-    kept_ws.config = two_tasks.config
-    kept_ws.add_task("a", two_tasks.ledger.task("a").data_source)
-    out = CliRunner().invoke(
-        main, ["train-next", "-w", str(kept_ws.root), "--json", "--backbone-attention-dropout"]
-    )
+    off_ws = Workspace.create(tmp_path / "off", backbone=str(tiny_backbone))
+    off_ws.config = two_tasks.config
+    off_ws.add_task("a", two_tasks.ledger.task("a").data_source)
+    args = ["train-next", "-w", str(off_ws.root), "--json", "--no-backbone-attention-dropout"]
+    out = CliRunner().invoke(main, args)
     assert out.exit_code == 0, out.output
-    (kept,) = json.loads(out.output)["runs"]
-    assert _train_config(kept_ws, "a")["backbone_attention_dropout"] is True
-    assert kept["history"][0]["loss"] != off["history"][0]["loss"]  # the dropout really ran
+    (off,) = json.loads(out.output)["runs"]
+    assert _train_config(off_ws, "a")["backbone_attention_dropout"] is False
+    assert off["history"][0]["loss"] != kept["history"][0]["loss"]  # the switch reached training
+
+    claimed = two_tasks.ledger.claim_next_pending(
+        {"method": "adapter", "config": {}, "versions": {}}
+    )
+    train_one(ctx, *claimed, overrides={"backbone_attention_dropout": False}, progress=False)
+    assert _train_config(two_tasks, "b")["backbone_attention_dropout"] is False
+    assert [d.p for d in ctx.model.attention_dropouts] == before == [0.1, 0.1]
 
 
 def test_runs_recorded_before_the_setting_existed_kept_the_dropout(two_tasks: Workspace) -> None:
     from contlearn.config import recorded_train_config
     from contlearn.finetune import full_finetune_config
 
-    two_tasks.train_next()
+    two_tasks.train_next(backbone_attention_dropout=False)
     recorded = _train_config(two_tasks, "a")
+    assert recorded_train_config(recorded).backbone_attention_dropout is False
     older = {k: v for k, v in recorded.items() if k != "backbone_attention_dropout"}
     assert recorded_train_config(older).backbone_attention_dropout is True
-    assert recorded_train_config(recorded).backbone_attention_dropout is False
     full = full_finetune_config(two_tasks, two_tasks.ledger.task("a"))
     assert full.backbone_attention_dropout is True  # the baseline trains the backbone as usual
     assert full.lr == two_tasks.config.compare.full_finetune_lr
