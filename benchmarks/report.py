@@ -245,10 +245,16 @@ def header(r: Results) -> list[str]:
     loads = [x for job in run.get("jobs", []) for x in job.get("load_average", [])]
     cores = (r.machine or {}).get("usable_cpus", "?")
     if loads:
+        busy = isinstance(cores, int) and max(loads) > cores + 0.5  # beyond the job's own threads
+        why = (
+            "above the core count: other processes competed for the CPU and every figure is "
+            "less reliable"
+            if busy
+            else "the benchmark's own threads; no other load"
+        )
         lines.append(
             f"- 1-minute load average at job starts and ends: median {median(loads):.1f}, max "
-            f"{max(loads):.1f} on {cores} cores (above the core count, other processes competed "
-            "for the CPU and every figure is less reliable)"
+            f"{max(loads):.1f} on {cores} cores ({why})"
         )
     failed = [j["name"] for j in run.get("jobs", []) if not j["ok"]]
     if failed:
