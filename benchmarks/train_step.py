@@ -36,6 +36,11 @@ from contlearn.batching import Encoded
 from contlearn.config import AdapterConfig, CompareConfig, TrainConfig
 
 CLASSES = 2
+KEEP_ATTENTION_DROPOUT = {  # per method: does the backbone keep its attention dropout?
+    "adapter": TrainConfig().backbone_attention_dropout,  # train-next's default
+    "adapter-nodrop": False,
+    "full": True,
+}
 
 
 def load_backbone(name: str):
@@ -93,9 +98,7 @@ def measure(args: argparse.Namespace) -> dict:
     params = prepare(model, args.method, args.bottleneck)
     model.train()
     step = step_runner(model, params, args, args.warmup + args.steps)
-    keep = {"adapter": TrainConfig().backbone_attention_dropout, "adapter-nodrop": False}
-    keep = keep.get(args.method, True)
-    with model.backbone_attention_dropout(keep=keep):
+    with model.backbone_attention_dropout(keep=KEEP_ATTENTION_DROPOUT[args.method]):
         record = step_record(
             args, step, backbone.config, args.method, library="contlearn", threads=threads
         )
