@@ -26,7 +26,7 @@ from common import median, write_json
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.conftest builds the tiny backbone and keyword tasks
 
-from contlearn.workspace import Workspace  # noqa: E402
+from contlearn.api import Workspace  # noqa: E402
 from tests.conftest import save_tiny_backbone, write_keyword_task  # noqa: E402
 
 TASK_COUNTS = (1, 4, 16)

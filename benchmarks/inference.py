@@ -23,9 +23,15 @@ import torch
 from torch import nn
 
 from common import BERT_BASE, Shape, median, set_threads, write_json
-from contlearn import backbone as bb
-from contlearn.adapters import AdaptedModel, TaskHead
-from contlearn.batching import (
+from contlearn.config import TrainConfig
+from contlearn.eval.recipe import CANONICAL_BATCH_SIZE, predict_logits
+from contlearn.model import backbone as bb
+from contlearn.model.adapted import AdaptedModel
+from contlearn.model.backbone import DEFAULT_BACKBONE
+from contlearn.model.families import uses_token_types
+from contlearn.model.heads import TaskHead
+from contlearn.model.methods.houlsby import HoulsbyConfig
+from contlearn.train.batching import (
     Encoded,
     canonical_batches,
     collate,
@@ -33,10 +39,7 @@ from contlearn.batching import (
     real_token_share,
     subsample,
     training_batches,
-    uses_token_types,
 )
-from contlearn.config import DEFAULT_BACKBONE, AdapterConfig, TrainConfig
-from contlearn.evaluation import CANONICAL_BATCH_SIZE, predict_logits
 
 GLUE_TASKS = ("RTE", "MRPC", "SST-2")
 TRAIN_BATCH = TrainConfig().batch_size
@@ -76,7 +79,7 @@ def glue_dev(glue: Path | None, model: nn.Module) -> dict[str, Encoded]:
     which BERT-base shares; max length 128)."""
     from transformers import AutoTokenizer
 
-    from contlearn.data import load_task_data
+    from contlearn.data.task import load_task_data
 
     if glue is None or not glue.is_dir():
         return {}
@@ -144,7 +147,7 @@ def canonical_pass(model: nn.Module, encoded: Encoded) -> None:
 def variants(backbone: nn.Module, plain: nn.Module):
     """name -> a callable that prepares that model and returns it."""
     adapted = AdaptedModel(backbone)
-    adapted.add_task("adapter", num_outputs=2, adapter=AdapterConfig())
+    adapted.add_task("adapter", num_outputs=2, adapter=HoulsbyConfig())
     adapted.add_task("head", num_outputs=2, adapter=None)
 
     def using(task: str):
@@ -200,7 +203,7 @@ def measure(args: argparse.Namespace) -> dict:
         "threads": threads,
         "backbone": args.backbone,
         "shape": Shape.of(backbone.config),
-        "bottleneck": AdapterConfig().bottleneck,
+        "bottleneck": HoulsbyConfig().bottleneck,
         "inputs": "glue-dev" if splits else "synthetic",
         "glue_folder": str(args.glue) if args.glue else None,
         "examples": len(encoded),

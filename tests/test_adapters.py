@@ -13,16 +13,11 @@ from transformers import (
     RobertaConfig,
 )
 
-from contlearn.adapters import (
-    AdaptedModel,
-    AdaptedProjection,
-    BottleneckAdapter,
-    TaskLayerNorm,
-    adapter_param_count,
-    count_parameters,
-)
-from contlearn.config import AdapterConfig
 from contlearn.errors import ArtifactError, UnsupportedArchitecture
+from contlearn.model.adapted import AdaptedModel, count_parameters
+from contlearn.model.layers import BottleneckAdapter
+from contlearn.model.methods.houlsby import HoulsbyConfig, adapter_param_count
+from contlearn.model.routing import SiteWrapper
 
 D, L, M, VOCAB = 32, 2, 8, 100
 SMALL = dict(vocab_size=VOCAB, hidden_size=D, num_hidden_layers=L, num_attention_heads=2)
@@ -34,7 +29,7 @@ CONFIGS = {
         vocab_size=VOCAB, dim=D, n_layers=L, n_heads=2, hidden_dim=37
     ),
 }
-ADAPTER = AdapterConfig(bottleneck=M)
+ADAPTER = HoulsbyConfig(bottleneck=M)
 
 
 def backbone(kind: str, seed: int = 0):
@@ -79,7 +74,7 @@ def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def wrappers(module: nn.Module) -> list[nn.Module]:
-    return [m for m in module.modules() if isinstance(m, (AdaptedProjection, TaskLayerNorm))]
+    return [m for m in module.modules() if isinstance(m, SiteWrapper)]
 
 
 # ---- counts -------------------------------------------------------------------------------
@@ -107,7 +102,7 @@ def test_parameter_counts(kind: str) -> None:
 
 def test_adapter_init_is_truncated_normal_with_zero_bias() -> None:
     torch.manual_seed(0)
-    config = AdapterConfig(bottleneck=64, init_std=0.05)
+    config = HoulsbyConfig(bottleneck=64, init_std=0.05)
     adapter = BottleneckAdapter(128, config)
     for linear in (adapter.down, adapter.up):
         assert linear.weight.abs().max() <= 2 * config.init_std
@@ -119,8 +114,10 @@ def test_adapter_init_is_truncated_normal_with_zero_bias() -> None:
 def test_layer_norm_copies_equal_but_not_shared(kind: str) -> None:
     model = adapted(kind)
     task = model.add_task("a", num_outputs=2, adapter=ADAPTER)
-    for copy_, wrapper in zip(task.layer_norms, model.norms, strict=True):
-        for mine, base in zip(copy_.parameters(), wrapper.base.parameters(), strict=True):
+    attention, ffn = model.base_modules("attention_norm"), model.base_modules("ffn_norm")
+    norms = [norm for pair in zip(attention, ffn, strict=True) for norm in pair]
+    for copy_, base_norm in zip(task.layer_norms, norms, strict=True):
+        for mine, base in zip(copy_.parameters(), base_norm.parameters(), strict=True):
             assert torch.equal(mine, base)
             assert mine.data_ptr() != base.data_ptr()
             assert mine.requires_grad and not base.requires_grad
@@ -132,7 +129,7 @@ def test_fresh_adapters_are_near_identity(kind: str) -> None:
     diffs = []
     for std in (1e-2, 1e-4):
         model = adapted(kind)
-        model.add_task("ad", num_outputs=2, adapter=AdapterConfig(bottleneck=M, init_std=std))
+        model.add_task("ad", num_outputs=2, adapter=HoulsbyConfig(bottleneck=M, init_std=std))
         model.add_task("plain", num_outputs=2, adapter=None)
         model.tasks["plain"].head.load_state_dict(model.tasks["ad"].head.state_dict())
         with_adapters, without = logits(model, "ad", inputs), logits(model, "plain", inputs)
@@ -160,7 +157,7 @@ def test_trainable_parameters_are_the_task_modules(kind: str) -> None:
 def test_head_only_task() -> None:
     model = adapted("bert")
     task = model.add_task("full", num_outputs=3, adapter=None)
-    assert task.adapters is None and task.layer_norms is None
+    assert [name for name, _ in task.named_children()] == ["head"] and task.hooks == {}
     assert {id(p) for p in model.trainable_parameters("full")} == {
         id(p) for p in task.head.parameters()
     }
@@ -220,7 +217,7 @@ def test_load_task_rejects_wrong_keys_and_shapes() -> None:
             "a", {**state, "extra.weight": torch.zeros(1)}, num_outputs=2, adapter=ADAPTER
         )
     with pytest.raises(ArtifactError, match="shape"):
-        fresh.load_task("a", state, num_outputs=2, adapter=AdapterConfig(bottleneck=M + 1))
+        fresh.load_task("a", state, num_outputs=2, adapter=HoulsbyConfig(bottleneck=M + 1))
     with pytest.raises(ArtifactError, match="unexpected"):
         fresh.load_task("a", state, num_outputs=2, adapter=None)
     assert "a" not in fresh.tasks  # nothing half-built left behind

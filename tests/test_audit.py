@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from contlearn.api import Workspace
 from contlearn.cli import main
-from contlearn.workspace import Workspace
 from tests.conftest import save_tiny_backbone, write_keyword_task
 
 

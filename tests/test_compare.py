@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from contlearn.api import Workspace
 from contlearn.cli import main
-from contlearn.comparison import compare, rebuild_report
 from contlearn.errors import ContlearnError
-from contlearn.finetune import checkpoint_path
-from contlearn.workspace import Workspace
+from contlearn.ops.full_finetune import checkpoint_path
 from tests.conftest import write_keyword_task
 
 
@@ -25,12 +24,12 @@ def three(workspace: Workspace, tmp_path: Path) -> Workspace:
 
 def test_compare_refuses_untrained_tasks(three: Workspace) -> None:
     with pytest.raises(ContlearnError, match="train-next --all"):
-        compare(three)
+        three.compare()
 
 
 def test_adapter_matrix_comes_from_recorded_runs(three: Workspace) -> None:
     runs = three.train_next(all_tasks=True, epochs=1)
-    results = compare(three, methods=("adapter",))
+    results = three.compare(methods=("adapter",))
     method = results["methods"]["adapter"]
     matrix = method["matrix"]
     assert [matrix[i][i] for i in range(3)] == [r["metrics"][r["metric"]] for r in runs]
@@ -46,7 +45,7 @@ def test_adapter_matrix_comes_from_recorded_runs(three: Workspace) -> None:
 
 def test_full_finetune_sequence_records_every_evaluation(three: Workspace) -> None:
     three.train_next(all_tasks=True, epochs=1)
-    results = compare(three)
+    results = three.compare()
     full = results["methods"]["full-finetune"]
     cid = results["comparison_id"]
     runs = [r for r in three.ledger.runs(purpose="compare") if r.comparison_id == cid]
@@ -58,7 +57,7 @@ def test_full_finetune_sequence_records_every_evaluation(three: Workspace) -> No
     assert full["identical"] is None
     backbone = three.ledger.backbone().num_parameters
     assert all(p > backbone for p in full["cost"]["trainable_params"])
-    assert not checkpoint_path(three, cid).parent.exists()  # temporary files removed
+    assert not checkpoint_path(three.store, cid).parent.exists()  # temporary files removed
     assert three.ledger.comparison(cid)["status"] == "done"
     audit = three.audit()
     assert audit["verdict"] == "clean"  # the baseline never touched the adapters' backbone
@@ -67,30 +66,30 @@ def test_full_finetune_sequence_records_every_evaluation(three: Workspace) -> No
 def test_an_interrupted_comparison_resumes_from_the_last_finished_task(
     three: Workspace, monkeypatch
 ) -> None:
-    import contlearn.finetune as finetune
+    import contlearn.ops.full_finetune as finetune
 
     three.train_next(all_tasks=True, epochs=1)
     real = finetune._train_and_evaluate
     calls = {"n": 0}
 
-    def crash_on_second(ctx, cid, task, so_far, progress):
+    def crash_on_second(ctx, settings, cid, task, so_far, progress):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt  # as if the user pressed Ctrl-C during task b
-        return real(ctx, cid, task, so_far, progress)
+        return real(ctx, settings, cid, task, so_far, progress)
 
     monkeypatch.setattr(finetune, "_train_and_evaluate", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
-        compare(three)
+        three.compare()
     (running,) = three.ledger.comparisons(status="running")
-    assert checkpoint_path(three, running["id"]).is_file()
+    assert checkpoint_path(three.store, running["id"]).is_file()
     monkeypatch.setattr(finetune, "_train_and_evaluate", real)
-    results = compare(three)
+    results = three.compare()
     assert results["comparison_id"] == running["id"]
     runs = [r for r in three.ledger.runs(purpose="compare") if r.comparison_id == running["id"]]
     by_task = [(three.ledger.task_by_id(r.task_id).name, r.status) for r in runs]
     assert by_task == [("a", "succeeded"), ("b", "succeeded"), ("c", "succeeded")]  # a not redone
-    assert not checkpoint_path(three, running["id"]).parent.exists()
+    assert not checkpoint_path(three.store, running["id"]).parent.exists()
 
 
 def test_cli_compare_writes_the_report_and_report_rebuilds_it(
@@ -106,7 +105,7 @@ def test_cli_compare_writes_the_report_and_report_rebuilds_it(
     for name in ("report.md", "report.html", "report.json", "heatmaps.png", "curves.png"):
         assert (out / name).is_file(), name
     saved = json.loads((out / "report.json").read_text())
-    again, files = rebuild_report(three, out=tmp_path / "again")
+    again, files = three.rebuild_report(out=tmp_path / "again")
     assert json.loads(json.dumps(again, default=str)) == saved
     assert files["html"].is_file()
     result = runner.invoke(main, ["report", "-w", str(three.root), "--json", "--out", str(out)])

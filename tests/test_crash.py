@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from contlearn import artifacts as art
-from contlearn.workspace import Workspace
+from contlearn.api import Workspace
+from contlearn.files import sha256_file
 from tests.conftest import write_keyword_task
 
 CLI = [sys.executable, "-m", "contlearn.cli"]
@@ -49,7 +49,7 @@ def _check_consistent(ws: Workspace) -> None:
             assert records == []  # nothing registered by a run that did not finish
         for record in records:
             path = ws.root / record.path
-            assert path.is_file() and art.sha256_file(path) == record.sha256
+            assert path.is_file() and sha256_file(path) == record.sha256
     for folder in ws.artifacts_dir.glob("*"):
         assert not [
             p for p in folder.iterdir() if p.suffix == ".tmp" and not p.name.startswith(".")

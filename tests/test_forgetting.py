@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from contlearn.forgetting import (
+from contlearn.eval.forgetting import (
     average_incremental_accuracy,
     backward_transfer,
     final_average,

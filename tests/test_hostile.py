@@ -33,9 +33,9 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 import contlearn
-from contlearn import data
+from contlearn.api import Workspace
 from contlearn.cli import main
-from contlearn.workspace import Workspace
+from contlearn.data import rules
 from tests.conftest import write_keyword_task
 from tests.fixtures_data import text_rows, write_datasets_task, write_table_task
 from tests.test_workspace import dump
@@ -182,7 +182,7 @@ def many_rows(fmt: str) -> Build:
     """A "zip bomb" of one row repeated, over a MAX_ROWS lowered to 50 (the default is 5M)."""
 
     def build(ctx: Ctx) -> dict[str, Any]:
-        ctx.monkeypatch.setattr(data, "MAX_ROWS", 50)
+        ctx.monkeypatch.setattr(rules, "MAX_ROWS", 50)
         rows = [{"text": "good movie", "label": "a"}] * 51
         return {"data": write_table_task(ctx.tmp, fmt, rows, rows[:2])}
 
@@ -781,8 +781,8 @@ def test_a_missing_ledger_file_is_not_silently_created(workspace: Workspace, tmp
 
 
 def test_row_limit_default_and_boundary(workspace: Workspace, tmp_path: Path, monkeypatch) -> None:
-    assert data.MAX_ROWS == 5_000_000
-    monkeypatch.setattr(data, "MAX_ROWS", 12)
+    assert rules.MAX_ROWS == 5_000_000
+    monkeypatch.setattr(rules, "MAX_ROWS", 12)
     folder = write_table_task(tmp_path, "csv", text_rows(12), text_rows(12))  # exactly the limit
     invoke(["add-task", "t", "--data", str(folder), "-w", str(workspace.root)])
     assert workspace.ledger.task("t").train_rows == 12

@@ -11,9 +11,10 @@ from click.testing import CliRunner
 from sqlalchemy import inspect, text
 
 from contlearn.cli import main
-from contlearn.db import Base, current_revision, head_revision, make_engine, upgrade
 from contlearn.errors import LedgerError, SchemaError, TaskExists
-from contlearn.ledger import Ledger
+from contlearn.ledger.engine import current_revision, head_revision, make_engine, upgrade
+from contlearn.ledger.schema import Base
+from contlearn.ledger.store import Ledger
 
 
 def test_empty_database_upgrades_to_head_without_drift(db_url: str) -> None:
@@ -130,14 +131,14 @@ def test_ordering_and_insertion_on_both_databases(db_url: str) -> None:
 def test_a_revision_1_ledger_is_upgraded_in_place_with_its_data(two_tasks) -> None:
     from alembic import command
 
-    from contlearn.db import _alembic_config
-    from contlearn.workspace import Workspace
+    from contlearn.api import Workspace
+    from contlearn.ledger.engine import alembic_config
 
     two_tasks.train_next(all_tasks=True, epochs=1)
     before = two_tasks.status()
     engine = two_tasks.ledger.engine
     with engine.begin() as conn:
-        command.downgrade(_alembic_config(conn), "0001")
+        command.downgrade(alembic_config(conn), "0001")
     assert current_revision(engine) == "0001"
     assert "ix_runs_task_id" not in {i["name"] for i in inspect(engine).get_indexes("runs")}
     reopened = Workspace.open(two_tasks.root)  # opening applies the pending migration

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from contlearn.metrics import (
+from contlearn.eval.metrics import (
     METRIC_FUNCTIONS,
     accuracy,
     compute_metrics,

@@ -13,14 +13,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from contlearn.batching import encode, uses_token_types
+from contlearn.api import Workspace
 from contlearn.cli import main
 from contlearn.errors import BadData, ConfigError, TaskNotFound, TaskNotTrained
-from contlearn.evaluation import predict_logits
-from contlearn.models import open_context, read_task_data
-from contlearn.prediction import predict, read_rows, write_rows
-from contlearn.runner import evaluate_task
-from contlearn.workspace import Workspace
+from contlearn.eval.recipe import predict_logits
+from contlearn.model.families import uses_token_types
+from contlearn.ops.context import open_context, read_task_data
+from contlearn.ops.evaluate import evaluate_task
+from contlearn.ops.predict import predict
+from contlearn.ops.predict_files import read_rows, write_rows
+from contlearn.train.batching import encode
 from tests.conftest import write_keyword_task
 from tests.fixtures_data import write_glue_task, write_table_file
 
@@ -62,15 +64,15 @@ def mixed_rows() -> list[dict]:
 
 @pytest.mark.parametrize("name", ["a", "b", "stsb"])
 def test_predictions_equal_the_evaluation_of_the_dev_split(ws: Workspace, name: str) -> None:
-    ctx = open_context(ws)
+    ctx = open_context(ws.ledger, ws.store)
     task = ws.ledger.task(name)
     meta = ctx.load_task(task)
     assert meta["train"]["max_length"] == MAX_LENGTH
     data = read_task_data(task)
     logits = evaluate_task(ctx, task, ctx.encode(task, data.dev, MAX_LENGTH)).logits
     rows = [dict(zip(task.text_fields, texts, strict=True)) for texts in data.dev.texts]
-    got = predict(ws, name, rows)  # its own backbone, loaded afresh
-    assert predict(ws, name, rows, context=ctx) == got
+    got = predict(ws.ledger, ws.store, name, rows)  # its own backbone, loaded afresh
+    assert predict(ws.ledger, ws.store, name, rows, context=ctx) == got
     assert [r["task"] for r in got] == [name] * len(rows)
     if task.labels is None:
         assert [r["label"] for r in got] == logits[:, 0].tolist()
@@ -82,7 +84,7 @@ def test_predictions_equal_the_evaluation_of_the_dev_split(ws: Workspace, name: 
 
 
 def test_long_text_is_truncated_at_the_trained_max_length(ws: Workspace) -> None:
-    ctx = open_context(ws)
+    ctx = open_context(ws.ledger, ws.store)
     ctx.load_task(ws.ledger.task("a"))
     text = " ".join(["good movie"] * 60)  # 120 words: far over MAX_LENGTH tokens
     types = uses_token_types(ctx.backbone.model)
@@ -90,17 +92,17 @@ def test_long_text_is_truncated_at_the_trained_max_length(ws: Workspace) -> None
     assert encoded.lengths == [MAX_LENGTH]
     ctx.model.activate("a")
     expected = torch.softmax(predict_logits(ctx.model, encoded), -1)[0]
-    got = predict(ws, "a", [{"text": text}], context=ctx)[0]["probabilities"]
+    got = predict(ws.ledger, ws.store, "a", [{"text": text}], context=ctx)[0]["probabilities"]
     torch.testing.assert_close(torch.tensor([got["neg"], got["pos"]]), expected, atol=1e-6, rtol=0)
 
 
 def test_mixed_tasks_equal_each_task_alone_in_input_order(ws: Workspace) -> None:
     rows = mixed_rows()
-    got = predict(ws, None, rows, task_field="task")
+    got = predict(ws.ledger, ws.store, None, rows, task_field="task")
     assert [r["id"] for r in got] == list(range(len(rows)))
     assert [r["task"] for r in got] == [r["task"] for r in rows]
     for name in ("a", "b"):
-        alone = predict(ws, name, [r for r in rows if r["task"] == name])
+        alone = predict(ws.ledger, ws.store, name, [r for r in rows if r["task"] == name])
         assert [r for r in got if r["task"] == name] == alone
     assert set(got[1]["probabilities"]) == {"x", "y", "z"}
     assert sum(got[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
@@ -125,7 +127,7 @@ def test_bad_input_is_a_named_one_line_error(
     ws: Workspace, task, rows, kwargs, error, message
 ) -> None:
     with pytest.raises(error) as caught:
-        predict(ws, task, rows, **kwargs)
+        predict(ws.ledger, ws.store, task, rows, **kwargs)
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
@@ -160,7 +162,7 @@ def test_cli_csv_and_jsonl_files_and_stdin_agree_with_the_library(
     ws: Workspace, tmp_path: Path
 ) -> None:
     rows = [{"id": str(i), "text": t} for i, t in enumerate(TEXTS)]
-    expected = predict(ws, "a", rows)
+    expected = predict(ws.ledger, ws.store, "a", rows)
     for fmt in ("csv", "jsonl"):
         path = write_table_file(tmp_path / f"in.{fmt}", fmt, rows)
         result = cli(ws, "a", "--input", str(path))
@@ -181,7 +183,7 @@ def test_cli_writes_csv_output_and_a_json_summary(ws: Workspace, tmp_path: Path)
     summary = json.loads(result.stdout)
     assert summary["task"] == "a" and summary["rows"] == len(rows)
     assert summary["output"] == str(out) and summary["examples_per_second"] > 0
-    expected = predict(ws, "a", rows)
+    expected = predict(ws.ledger, ws.store, "a", rows)
     written = list(csv.DictReader(out.open()))
     assert [r["label"] for r in written] == [r["label"] for r in expected]
     for line, want in zip(written, expected, strict=True):
@@ -195,7 +197,7 @@ def test_cli_mixed_task_file(ws: Workspace, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     got = parse_jsonl(result.stdout)
     assert [r["id"] for r in got] == [r["id"] for r in rows]
-    expected = predict(ws, None, rows, task_field="task", batch_size=2)
+    expected = predict(ws.ledger, ws.store, None, rows, task_field="task", batch_size=2)
     assert got == expected
 
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from contlearn import prepare
-from contlearn.artifacts import sha256_file
 from contlearn.cli import main
-from contlearn.data import load_task_data
+from contlearn.data import prepare
+from contlearn.data.prepare import Package, clean_text, prepare_dataset, split_rows
+from contlearn.data.task import load_task_data
 from contlearn.errors import BadData, ConfigError
-from contlearn.prepare import Package, clean_text, prepare_dataset, split_rows
+from contlearn.files import sha256_file
 
 LABELS = {
     "bbc-topic": ("business", "entertainment", "politics", "sports", "tech"),

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from contlearn.forgetting import summarize
-from contlearn.report import render_html, render_markdown, write_report
+from contlearn.eval.forgetting import summarize
+from contlearn.report.text import render_html, render_markdown
+from contlearn.report.write import write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HOSTILE = '<script>alert(1)</script> a&b "q" | x'

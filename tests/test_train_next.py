@@ -13,9 +13,10 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from contlearn import artifacts as art
+from contlearn.api import Workspace
 from contlearn.cli import main
 from contlearn.errors import NoPendingTask, UnsupportedArchitecture, VerificationFailed
-from contlearn.workspace import Workspace
+from contlearn.files import sha256_file
 from tests.conftest import save_tiny_backbone, write_keyword_task
 
 
@@ -41,7 +42,7 @@ def test_artifacts_match_the_ledger_and_hold_the_task_state(two_tasks: Workspace
     assert set(files) == {"weights", "config", "logits"}
     for record in files.values():
         path = ws.root / record.path
-        assert art.sha256_file(path) == record.sha256 and path.stat().st_size == record.bytes
+        assert sha256_file(path) == record.sha256 and path.stat().st_size == record.bytes
     weights = files["weights"]
     assert weights.trainable_params == result["trainable_params"]
     d, m, layers = 32, 64, 2
@@ -60,18 +61,19 @@ def test_optimizer_holds_exactly_the_task_parameters(two_tasks, monkeypatch) -> 
 
     def spy(params, **kw):
         params = list(params)
-        seen.append({id(p) for p in params})
+        groups = [g["params"] if isinstance(g, dict) else [g] for g in params]
+        seen.append({id(p) for group in groups for p in group})
         return real(params, **kw)
 
     monkeypatch.setattr(torch.optim, "AdamW", spy)
-    from contlearn.models import open_context
-    from contlearn.runner import train_one
+    from contlearn.ops.context import open_context
+    from contlearn.ops.train_next import train_one
 
-    ctx = open_context(two_tasks)
+    ctx = open_context(two_tasks.ledger, two_tasks.store)
     claimed = two_tasks.ledger.claim_next_pending(
         {"method": "adapter", "config": {}, "versions": {}}
     )
-    train_one(ctx, *claimed, overrides={}, progress=False)
+    train_one(ctx, two_tasks.config, *claimed, overrides={}, progress=False)
     expected = {id(p) for p in ctx.model.tasks["a"].parameters()}
     assert seen == [expected]
     assert not any(id(p) in expected for p in ctx.model.backbone.parameters())
@@ -80,14 +82,15 @@ def test_optimizer_holds_exactly_the_task_parameters(two_tasks, monkeypatch) -> 
 def _digest_in_fresh_process(root: Path, task: str) -> str:
     code = (
         "import sys\n"
-        "from contlearn.workspace import Workspace\n"
-        "from contlearn.models import open_context, read_task_data\n"
-        "from contlearn.runner import evaluate_task, recorded_post_train\n"
+        "from contlearn.api import Workspace\n"
+        "from contlearn.ops.context import open_context, read_task_data\n"
+        "from contlearn.ops.evaluate import evaluate_task\n"
+        "from contlearn.ops.verify import recorded_post_train\n"
         f"ws = Workspace.open({str(root)!r})\n"
         f"t = ws.ledger.task({task!r})\n"
-        "ctx = open_context(ws); meta = ctx.load_task(t)\n"
+        "ctx = open_context(ws.ledger, ws.store); meta = ctx.load_task(t)\n"
         "dev = ctx.encode(t, read_task_data(t).dev, meta['train']['max_length'])\n"
-        "r = evaluate_task(ctx, t, dev, threads=recorded_post_train(ctx, t).threads)\n"
+        "r = evaluate_task(ctx, t, dev, threads=recorded_post_train(ws.ledger, t).threads)\n"
         "print(r.logits_sha256)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -100,7 +103,7 @@ def test_artifact_round_trip_in_a_fresh_process(two_tasks: Workspace) -> None:
 
 
 def test_a_failure_mid_training_leaves_the_task_pending(two_tasks, monkeypatch) -> None:
-    import contlearn.training as training
+    import contlearn.train.loop as training
 
     calls = {"n": 0}
     real = training.loss_fn
@@ -204,15 +207,15 @@ def _train_config(ws: Workspace, task: str) -> dict:
 def test_backbone_attention_dropout_switch_is_recorded_and_changes_training(
     two_tasks: Workspace, tiny_backbone: Path, tmp_path: Path
 ) -> None:
-    from contlearn.models import open_context
-    from contlearn.runner import train_one
+    from contlearn.ops.context import open_context
+    from contlearn.ops.train_next import train_one
 
-    ctx = open_context(two_tasks)
+    ctx = open_context(two_tasks.ledger, two_tasks.store)
     before = [d.p for d in ctx.model.attention_dropouts]
     claimed = two_tasks.ledger.claim_next_pending(
         {"method": "adapter", "config": {}, "versions": {}}
     )
-    kept = train_one(ctx, *claimed, overrides={}, progress=False)
+    kept = train_one(ctx, two_tasks.config, *claimed, overrides={}, progress=False)
     assert _train_config(two_tasks, "a")["backbone_attention_dropout"] is True  # the default
 
     off_ws = Workspace.create(tmp_path / "off", backbone=str(tiny_backbone))
@@ -228,20 +231,28 @@ def test_backbone_attention_dropout_switch_is_recorded_and_changes_training(
     claimed = two_tasks.ledger.claim_next_pending(
         {"method": "adapter", "config": {}, "versions": {}}
     )
-    train_one(ctx, *claimed, overrides={"backbone_attention_dropout": False}, progress=False)
+    train_one(
+        ctx,
+        two_tasks.config,
+        *claimed,
+        overrides={"backbone_attention_dropout": False},
+        progress=False,
+    )
     assert _train_config(two_tasks, "b")["backbone_attention_dropout"] is False
     assert [d.p for d in ctx.model.attention_dropouts] == before == [0.1, 0.1]
 
 
 def test_runs_recorded_before_the_setting_existed_kept_the_dropout(two_tasks: Workspace) -> None:
     from contlearn.config import recorded_train_config
-    from contlearn.finetune import full_finetune_config
+    from contlearn.ops.full_finetune import full_finetune_config
 
     two_tasks.train_next(backbone_attention_dropout=False)
     recorded = _train_config(two_tasks, "a")
     assert recorded_train_config(recorded).backbone_attention_dropout is False
     older = {k: v for k, v in recorded.items() if k != "backbone_attention_dropout"}
     assert recorded_train_config(older).backbone_attention_dropout is True
-    full = full_finetune_config(two_tasks, two_tasks.ledger.task("a"))
+    full = full_finetune_config(
+        two_tasks.ledger, two_tasks.config.compare, two_tasks.ledger.task("a")
+    )
     assert full.backbone_attention_dropout is True  # the baseline trains the backbone as usual
     assert full.lr == two_tasks.config.compare.full_finetune_lr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from contlearn.workspace import Workspace
+from contlearn.api import Workspace
 from tests.conftest import write_keyword_task
 
 CLI = [sys.executable, "-m", "contlearn.cli"]

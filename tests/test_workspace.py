@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
+from contlearn.api import Workspace
 from contlearn.cli import main
-from contlearn.workspace import Workspace
 from tests.fixtures_data import write_glue_task, write_table_task
 
 

@@ -1,0 +1,201 @@
+"""The Python API: a workspace is a folder with ``tasks.toml``, the ledger and ``artifacts/``.
+
+``Workspace`` is what both the CLI and Python users hold. Its methods are thin: each hands one
+use case (``contlearn.ops``) the parts it uses, the ledger, the artifact store and the
+configuration, importing it lazily so that opening a workspace never imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import config as cfg
+from .artifacts import ArtifactStore
+from .errors import WorkspaceExists, WorkspaceNotFound
+from .ledger.engine import make_engine, sqlite_path, upgrade
+from .ledger.records import TaskRecord
+from .ledger.store import Ledger
+from .model.backbone import DEFAULT_BACKBONE
+from .naming import check_task_name
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("CONTLEARN_WORKSPACE") or ".")
+
+
+def _require_workspace(root: Path) -> None:
+    if not (root / cfg.CONFIG_FILE).is_file():
+        raise WorkspaceNotFound(
+            f"no contlearn workspace at {root.resolve()} (no {cfg.CONFIG_FILE}): "
+            "run `contlearn init` there, or pass --workspace DIR"
+        )
+
+
+def _require_sqlite_file(url: str) -> None:
+    """Opening never creates a ledger: a missing SQLite file is a wrong path, not a new ledger."""
+    path = sqlite_path(url)
+    if path is None or path.is_file():
+        return
+    problem = "is a folder, not a database file" if path.is_dir() else "does not exist"
+    raise WorkspaceNotFound(
+        f"ledger {path} {problem}: check --db, $CONTLEARN_DB or db in "
+        f"{cfg.CONFIG_FILE} (`contlearn init` creates a workspace with its ledger)"
+    )
+
+
+def ledger_url(root: str | Path | None = None, db: str | None = None) -> str:
+    """The ledger URL of the workspace at ``root`` (``db`` overrides its configuration)."""
+    root = Path(root) if root is not None else default_root()
+    _require_workspace(root)
+    return cfg.database_url(root.resolve(), cfg.load_config(root.resolve()).db, db)
+
+
+@dataclass
+class Workspace:
+    """An open workspace. ``Workspace.open(path)`` or ``Workspace.create(path)``."""
+
+    root: Path
+    config: cfg.WorkspaceConfig
+    ledger: Ledger
+    db_url: str
+
+    @classmethod
+    def open(cls, root: str | Path | None = None, *, db: str | None = None) -> Workspace:
+        """Open an existing workspace; migrations are applied if the ledger is behind."""
+        root = Path(root) if root is not None else default_root()
+        _require_workspace(root)
+        config = cfg.load_config(root.resolve())
+        url = cfg.database_url(root, config.db, db)
+        _require_sqlite_file(url)
+        engine = make_engine(url)
+        upgrade(engine)
+        return cls(root.resolve(), config, Ledger(engine), url)
+
+    @classmethod
+    def create(
+        cls,
+        root: str | Path | None = None,
+        *,
+        backbone: str | None = None,
+        db: str | None = None,
+    ) -> Workspace:
+        """Create a workspace, loading the backbone once to fingerprint it."""
+        from .ops.intake import create_workspace
+
+        root = Path(root) if root is not None else default_root()
+        if (root / cfg.CONFIG_FILE).exists():
+            raise WorkspaceExists(
+                f"{root.resolve()} is already a contlearn workspace: nothing changed "
+                "(`contlearn status` shows it)"
+            )
+        create_workspace(root, backbone or DEFAULT_BACKBONE, db)
+        return cls.open(root, db=db)
+
+    # -- files ---------------------------------------------------------------------------------
+    @property
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(self.root)
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.store.folder
+
+    def task_dir(self, name: str) -> Path:
+        return self.store.task_dir(check_task_name(name))
+
+    # -- the task sequence ---------------------------------------------------------------------
+    def tasks(self) -> list[TaskRecord]:
+        return self.ledger.tasks()
+
+    def status(self) -> list[dict[str, Any]]:
+        from .ops.intake import status
+
+        return status(self.ledger)
+
+    def add_task(
+        self,
+        name: str,
+        data: str | Path,
+        *,
+        text_fields: Sequence[str] | None = None,
+        label_field: str | None = None,
+        metric: str | None = None,
+        max_length: int | None = None,
+        bottleneck: int | None = None,
+        position: int | None = None,
+    ) -> TaskRecord:
+        """Register a task from a data folder (appended, or inserted before ``position``)."""
+        from .ops.intake import add_tasks
+
+        entry = cfg.TaskEntry(
+            name=check_task_name(name),
+            data=str(Path(data).expanduser().resolve()),
+            text_fields=tuple(text_fields) if text_fields else None,
+            label_field=label_field,
+            metric=metric,
+            max_length=max_length,
+            bottleneck=bottleneck,
+        )
+        add_tasks(self.ledger, self.config, [entry], position=position)
+        return self.ledger.task(name)
+
+    def sync(self) -> list[str]:
+        """Register the tasks listed in ``tasks.toml`` that the ledger lacks, in order."""
+        from .ops.intake import add_tasks, unregistered
+
+        entries = unregistered(self.ledger, self.config)
+        add_tasks(self.ledger, self.config, entries)
+        return [e.name for e in entries]
+
+    # -- training, checking, comparing ---------------------------------------------------------
+    def train_next(self, *, all_tasks: bool = False, **overrides: Any) -> list[dict[str, Any]]:
+        """Train the next pending task (or all of them) with adapters; returns run results."""
+        from .ops.train_next import train_pending
+
+        return train_pending(self.ledger, self.store, self.config, all_tasks=all_tasks, **overrides)
+
+    def audit(self, *, task: str | None = None, progress: bool = False) -> dict[str, Any]:
+        """Re-evaluate every trained task (or one); ``["verdict"]`` is "clean" when all match."""
+        from .ops.audit import audit
+
+        return audit(self.ledger, self.store, task=task, progress=progress)
+
+    def audit_history(self) -> list[dict[str, Any]]:
+        """Past audits, oldest first."""
+        from .ops.audit import history
+
+        return history(self.ledger)
+
+    def compare(
+        self, *, methods: Sequence[str] = ("adapter", "full-finetune"), progress: bool = False
+    ) -> dict[str, Any]:
+        """Adapters vs sequential full fine-tuning on the task sequence (resumable)."""
+        from .ops.compare import compare
+
+        return compare(
+            self.ledger, self.store, self.config.compare, methods=tuple(methods), progress=progress
+        )
+
+    def write_report(self, results: dict[str, Any], out: Path | None = None) -> dict[str, Path]:
+        """Write a comparison's report files (default: ``reports/<time>/``); returns them."""
+        from .ops.reporting import write_comparison_report
+
+        return write_comparison_report(self.ledger, self.root, results, out)
+
+    def rebuild_report(
+        self, comparison_id: int | None = None, out: Path | None = None
+    ) -> tuple[dict[str, Any], dict[str, Path]]:
+        """A finished comparison's results (the latest by default) and its report files."""
+        from .ops.reporting import rebuild_report
+
+        return rebuild_report(self.ledger, self.root, comparison_id, out)
+
+    def predict(self, task: str, rows: Iterable[dict[str, Any]], **kwargs: Any) -> list[dict]:
+        """One result per row: the predicted label (or value) and the class probabilities."""
+        from .ops.predict import predict
+
+        return predict(self.ledger, self.store, task, rows, **kwargs)

@@ -1,0 +1,22 @@
+"""What the data readers share: the file formats, the split file names and the limits.
+
+The limits are read at call time (``rules.MAX_ROWS``), so a test can lower them.
+"""
+
+from __future__ import annotations
+
+MAX_FILE_BYTES = 2 * 1024**3
+
+
+# Rows per split: 2 GiB of "a,b" lines would be ~500M rows, tens of GiB once held as lists.
+MAX_ROWS = 5_000_000
+
+
+FILE_FORMATS = ("csv", "tsv", "jsonl", "json", "parquet")
+
+
+CHUNK = 1 << 20
+
+
+TRAIN_STEMS = ("train",)
+DEV_STEMS = ("validation", "dev")

@@ -1,0 +1,34 @@
+"""What a reader hands back: one split as a table of columns, and a folder's two splits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Table:
+    """One split as read: its column names and a getter for one column's values."""
+
+    file: str  # how messages name it: a file relative to the folder, or a datasets split
+    columns: tuple[str, ...]
+    rows: int
+    column: Callable[[str], list[Any]]
+    lines: Sequence[int] | None = None  # each row's first line in a text file; None: row numbers
+
+    def where(self, i: int) -> str:
+        if self.lines is None:
+            return f"{self.file} row {i + 1}"
+        return f"{self.file} line {self.lines[i]}"
+
+
+@dataclass(frozen=True)
+class Folder:
+    """What a data folder holds: its layout, the files it read, and the two splits."""
+
+    format: str
+    glue_task: str | None
+    files: tuple[str, ...]
+    train: Table
+    dev: Table

@@ -1,0 +1,117 @@
+"""Task data: a folder on disk -> validated train and dev splits.
+
+This subpackage owns reading a task's data folder, in one of three layouts (``folder``): GLUE's
+original TSV layout (``glue``: ``train.tsv`` + ``dev.tsv``, the task recognised by folder name or
+header row); a folder of ``train.*`` and ``validation.*`` / ``dev.*`` files in csv, tsv, jsonl,
+json or parquet (``readers``); or a ``datasets`` ``save_to_disk`` folder (``saved``). It chooses
+the text and label columns (``columns``), validates every row, decides classification or
+regression and the metrics (``labels``), and fingerprints the bytes it read so that a later run
+can prove it trains on the same data. Every problem a user can fix raises
+:class:`~contlearn.errors.BadData` with a one-line message naming the problem and the fix.
+This module holds the entry points.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from . import rules
+from .columns import choose_fields, require_columns
+from .folder import data_folder, read_folder
+from .glue import GLUE_TASKS
+from .labels import choose_metrics, read_labels, read_texts
+from .messages import unreadable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split's rows: ``texts[i]`` holds row i's text fields in order, ``labels[i]`` its label
+    (a ``str`` class for classification, a ``float`` for regression)."""
+
+    texts: tuple[tuple[str, ...], ...]
+    labels: tuple
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """A task's validated data and everything needed to check later that it is unchanged."""
+
+    source: Path
+    format: str
+    glue_task: str | None
+    files: tuple[str, ...]
+    fingerprint: str
+    text_fields: tuple[str, ...]
+    label_field: str
+    problem_type: str
+    labels: tuple[str, ...] | None
+    metrics: tuple[str, ...]
+    train: Split
+    dev: Split
+
+    @property
+    def metric(self) -> str:
+        """The primary metric: the one that selects and compares models."""
+        return self.metrics[0]
+
+
+def load_task_data(
+    path: str | Path,
+    *,
+    text_fields: Sequence[str] | str | None = None,
+    label_field: str | None = None,
+    metric: str | None = None,
+) -> TaskData:
+    """Read and validate the task data in folder ``path``.
+
+    ``text_fields`` / ``label_field`` name the columns to use (``text_fields`` may also be one
+    comma-separated string); left out, they come from the GLUE task or are inferred from common
+    column names. ``metric`` becomes the primary metric. Raises :class:`BadData`.
+    """
+    source = data_folder(path)
+    folder = read_folder(source)
+    glue = GLUE_TASKS.get(folder.glue_task or "")
+    texts, label = choose_fields(folder.train, glue, text_fields, label_field)
+    for table in (folder.train, folder.dev):
+        require_columns(table, (*texts, label))
+    train_texts, dev_texts = read_texts(folder.train, texts), read_texts(folder.dev, texts)
+    vocab, train_labels, dev_labels = read_labels(folder, label)
+    data = TaskData(
+        source=source,
+        format=folder.format,
+        glue_task=folder.glue_task,
+        files=folder.files,
+        fingerprint=data_fingerprint(source, folder.files),
+        text_fields=texts,
+        label_field=label,
+        problem_type="regression" if vocab is None else "classification",
+        labels=vocab,
+        metrics=choose_metrics(glue, vocab is None, metric),
+        train=Split(train_texts, train_labels),
+        dev=Split(dev_texts, dev_labels),
+    )
+    log.info("read %s: %d train / %d dev rows", data.source, folder.train.rows, folder.dev.rows)
+    return data
+
+
+def data_fingerprint(source: Path, files: Sequence[str]) -> str:
+    """sha256 over each file in sorted order: its relative name, NUL, its size in decimal, NUL,
+    its bytes (streamed). The size keeps one file's bytes from running into the next name."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        path = Path(source) / name
+        try:
+            digest.update(f"{name}\0{path.stat().st_size}\0".encode())
+            with path.open("rb") as f:
+                for chunk in iter(partial(f.read, rules.CHUNK), b""):
+                    digest.update(chunk)
+        except OSError as exc:
+            raise unreadable(name, exc) from exc
+    return digest.hexdigest()

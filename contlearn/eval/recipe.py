@@ -1,0 +1,111 @@
+"""The canonical evaluation recipe, and digests of what it produces.
+
+Canonical: eval mode, fp32, no autograd, batches of ``CANONICAL_BATCH_SIZE`` examples sorted by
+(length, index) and padded to the longest in the batch, a recorded torch thread count. Logits
+come back in the data's original order; their sha256 is taken over the float32 bytes, so a later
+process on the same machine that reproduces them reproduces the digest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..train.batching import Encoded, canonical_batches, collate
+from .digests import logits_digest, predictions, predictions_digest
+from .metrics import compute_metrics
+
+CANONICAL_BATCH_SIZE = 32  # recorded per run; audits replay the recorded size
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    logits: torch.Tensor  # [N, C] float32, original order
+    metrics: dict[str, float]
+    primary: str
+    example_count: int
+    logits_sha256: str
+    predictions_sha256: str
+    threads: int
+    seconds: float
+
+    @property
+    def primary_value(self) -> float:
+        return self.metrics[self.primary]
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.example_count / self.seconds if self.seconds > 0 else 0.0
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[int]:
+    """Run with ``count`` intra-op threads (the current count when ``None``), then restore."""
+    before = torch.get_num_threads()
+    count = count or before
+    torch.set_num_threads(count)
+    try:
+        yield count
+    finally:
+        torch.set_num_threads(before)
+
+
+@torch.no_grad()
+def predict_logits(
+    model: Any,
+    encoded: Encoded,
+    *,
+    batch_size: int = CANONICAL_BATCH_SIZE,
+    progress: bool = False,
+    desc: str = "evaluating",
+) -> torch.Tensor:
+    """Logits [N, C] for every example, in original order, by the canonical recipe (a batch size
+    other than the canonical one changes the padding, so the bytes may differ in the last bit)."""
+    was_training = model.training
+    model.eval()
+    out: torch.Tensor | None = None
+    batches = canonical_batches(encoded.lengths, batch_size)
+    for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
+        logits = model(**collate(encoded, idx)).float()
+        if out is None:
+            out = torch.empty((len(encoded), logits.shape[-1]), dtype=torch.float32)
+        out[torch.tensor(idx)] = logits
+    model.train(was_training)
+    return out if out is not None else torch.empty((0, 0))
+
+
+def evaluate(
+    model: Any,
+    encoded: Encoded,
+    targets: Sequence,
+    *,
+    metrics: Sequence[str],
+    problem_type: str,
+    num_classes: int | None,
+    threads: int | None = None,
+    batch_size: int = CANONICAL_BATCH_SIZE,
+    progress: bool = False,
+    desc: str = "evaluating",
+) -> EvalResult:
+    """Run the canonical recipe on one split and score it."""
+    start = time.perf_counter()
+    with torch_threads(threads) as used:
+        logits = predict_logits(model, encoded, batch_size=batch_size, progress=progress, desc=desc)
+    preds = predictions(logits, problem_type)
+    values = compute_metrics(metrics, y_true=list(targets), y_pred=preds, num_classes=num_classes)
+    return EvalResult(
+        logits=logits,
+        metrics=values,
+        primary=metrics[0],
+        example_count=len(encoded),
+        logits_sha256=logits_digest(logits),
+        predictions_sha256=predictions_digest(preds),
+        threads=used,
+        seconds=time.perf_counter() - start,
+    )

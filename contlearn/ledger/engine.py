@@ -1,0 +1,130 @@
+"""Connecting to a ledger database and keeping its schema current.
+
+This module owns the engine set-up (SQLite: WAL, foreign keys, a busy timeout, every transaction
+``BEGIN IMMEDIATE``), the one place a SQLite URL is turned into a file path, the refusal of a
+database that belongs to another program, and alembic: the migrations ship inside the package
+(``contlearn.ledger:migrations``), so an installed wheel can create and upgrade a ledger.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine
+
+from ..errors import SchemaError
+
+SCRIPT_LOCATION = "contlearn.ledger:migrations"
+SQLITE_PREFIX = "sqlite:///"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file a ``sqlite:///PATH`` URL names; None for other URLs and in-memory ones."""
+    if not url.startswith(SQLITE_PREFIX):
+        return None
+    path = url[len(SQLITE_PREFIX) :].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event emit BEGIN itself (the driver's own handling would not).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _begin_immediate(conn: Any) -> None:
+    # Every ledger transaction takes SQLite's write lock up front, so two workers that read the
+    # same pending task cannot both claim it (and a reader never has to upgrade its lock).
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys, a busy timeout, immediate writes."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _begin_immediate)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def alembic_config(connection: Any = None) -> Any:
+    """An alembic Config on the packaged migrations, using ``connection`` when given."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    config.attributes["connection"] = connection
+    return config
+
+
+def _scripts() -> Any:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    """The newest schema revision this code knows."""
+    return _scripts().get_current_head()
+
+
+def known_revisions() -> set[str]:
+    return {s.revision for s in _scripts().walk_revisions()}
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision the database is at (``None`` for an empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def _table_names(engine: Engine) -> set[str]:
+    """The database's tables; an SQLite file is read read-only, so nothing in it changes."""
+    path = sqlite_path(str(engine.url)) if engine.url.get_backend_name() == "sqlite" else None
+    if path is None or not path.is_file():
+        return set(inspect(engine).get_table_names())
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            return {r[0] for r in rows}
+    except sqlite3.DatabaseError as exc:
+        raise SchemaError(f"{path} is not an SQLite database ({exc}): check --db") from exc
+
+
+def refuse_foreign(engine: Engine) -> None:
+    """Refuse a database that holds another program's tables and no contlearn schema."""
+    tables = _table_names(engine)
+    if tables and "alembic_version" not in tables:
+        raise SchemaError(
+            f"the database holds other tables ({', '.join(sorted(tables)[:5])}) and no "
+            "contlearn schema: point --db at a contlearn ledger or an empty database"
+        )
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Bring the schema to head; refuse a database newer than this code. Returns (from, to)."""
+    from alembic import command
+
+    refuse_foreign(engine)  # before anything connects: connecting sets WAL on an SQLite file
+    before = current_revision(engine)
+    if before is not None and before not in known_revisions():
+        raise SchemaError(
+            f"the ledger's schema revision {before!r} is newer than this contlearn knows "
+            f"(head {head_revision()!r}): upgrade contlearn to open it"
+        )
+    head = head_revision()
+    if before != head:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "head")
+    return before, head

@@ -1,0 +1,168 @@
+"""The ledger's schema: SQLAlchemy 2.x typed ORM classes, one per table.
+
+Alembic revisions under ``migrations/`` create this schema; a test checks that autogenerate
+finds no difference between the two. Only :mod:`contlearn.ledger.store` reads and writes rows.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+TASK_STATUSES = ("pending", "training", "trained", "failed")
+RUN_STATUSES = ("running", "succeeded", "failed")
+EVALUATION_KINDS = ("post-train", "verification", "audit", "comparison")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class BackboneRow(Base):
+    """The shared backbone every task of the workspace is trained on (one row)."""
+
+    __tablename__ = "backbones"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    identity: Mapped[str] = mapped_column(String(512))
+    model_type: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    hidden_size: Mapped[int]
+    num_layers: Mapped[int]
+    num_parameters: Mapped[int]
+    versions: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TaskRow(Base):
+    """A task, its place in the sequence, where its data lives and what it looks like."""
+
+    __tablename__ = "tasks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    position: Mapped[int] = mapped_column(Integer, unique=True)
+    data_source: Mapped[str] = mapped_column(String(4096))
+    data_format: Mapped[str] = mapped_column(String(16))
+    glue_task: Mapped[str | None] = mapped_column(String(16))
+    data_files: Mapped[list[Any]]
+    data_fingerprint: Mapped[str] = mapped_column(String(64))
+    train_rows: Mapped[int]
+    dev_rows: Mapped[int]
+    text_fields: Mapped[list[Any]]
+    label_field: Mapped[str] = mapped_column(String(256))
+    problem_type: Mapped[str] = mapped_column(String(16))
+    labels: Mapped[list[Any] | None] = mapped_column(JSON)
+    metric: Mapped[str] = mapped_column(String(16))
+    metrics: Mapped[list[Any]]
+    settings: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    trained_at: Mapped[datetime | None]
+
+
+class ComparisonRow(Base):
+    """A forgetting comparison: the sequence it covered and, when done, its matrices."""
+
+    __tablename__ = "comparisons"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    methods: Mapped[list[Any]]
+    task_names: Mapped[list[Any]]
+    config: Mapped[dict[str, Any]]
+    results: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    report_path: Mapped[str | None] = mapped_column(String(4096))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class RunRow(Base):
+    """One attempt at something: training a task (adapter or full fine-tuning) or an audit."""
+
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # train | audit | compare
+    method: Mapped[str | None] = mapped_column(String(16))  # adapter | full-finetune
+    task_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), index=True
+    )
+    comparison_id: Mapped[int | None] = mapped_column(ForeignKey("comparisons.id"))
+    config: Mapped[dict[str, Any]]
+    seed: Mapped[int | None]
+    versions: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    verdict: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None]
+    heartbeat_at: Mapped[datetime | None]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    seconds: Mapped[float | None] = mapped_column(Float)
+    examples: Mapped[int | None]
+    examples_per_second: Mapped[float | None] = mapped_column(Float)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class ArtifactRow(Base):
+    """A file a run wrote under ``artifacts/``, with its checksum."""
+
+    __tablename__ = "artifacts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))  # weights | config | logits
+    path: Mapped[str] = mapped_column(String(4096))  # relative to the workspace
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int]
+    trainable_params: Mapped[int | None]
+    backbone_params: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EvaluationRow(Base):
+    """One evaluation of a task's split: metric values and digests of the logits."""
+
+    __tablename__ = "evaluations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    after_task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    split: Mapped[str] = mapped_column(String(16), default="dev")
+    metrics: Mapped[dict[str, Any]]
+    primary_value: Mapped[float | None] = mapped_column(Float)
+    example_count: Mapped[int]
+    logits_sha256: Mapped[str | None] = mapped_column(String(64))
+    predictions_sha256: Mapped[str | None] = mapped_column(String(64))
+    identical: Mapped[bool | None] = mapped_column(Boolean)
+    max_abs_diff: Mapped[float | None] = mapped_column(Float)
+    findings: Mapped[list[Any] | None] = mapped_column(JSON)
+    threads: Mapped[int | None]
+    seconds: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

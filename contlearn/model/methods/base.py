@@ -1,0 +1,63 @@
+"""What a parameter-efficient method is: a frozen config, the task modules it builds on a
+backbone's sites, and how they attach (a hook per site).
+
+A method never edits the backbone. :class:`~contlearn.model.adapted.AdaptedModel` wraps each site
+once; with a task active, a site's wrapper calls that task's hook for it, if the task has one,
+as ``hook(x, base)`` where ``base`` is the original sub-module, else runs ``base(x)`` alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+Hook = Callable[["Tensor", "nn.Module"], "Tensor"]
+
+
+class Sites(Protocol):
+    """The backbone's sites, as a method sees them when it builds a task's modules."""
+
+    hidden_size: int
+    num_layers: int
+
+    def base_modules(self, kind: str) -> Sequence[nn.Module]:
+        """The original sub-module of kind ``kind`` in each layer, in layer order."""
+        ...
+
+
+@dataclass
+class MethodModules:
+    """A task's modules for one method.
+
+    parts: registered on the task in this order; their names prefix the saved state's keys.
+    hooks: (site kind, layer index) -> the hook that site's wrapper calls for this task.
+    """
+
+    parts: dict[str, nn.Module] = field(default_factory=dict)
+    hooks: dict[tuple[str, int], Hook] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method.
+
+    name: how runs and artifacts record it; config_cls: its frozen, validated config dataclass;
+    site_kinds: the sites it attaches to (a backbone family must provide them);
+    build(config, sites): the task's modules; added_parameters(config, sites): how many
+    parameters they add (the head not counted).
+    """
+
+    name: str
+    config_cls: type
+    site_kinds: tuple[str, ...]
+    build: Callable[[Any, Sites], MethodModules]
+    added_parameters: Callable[[Any, Sites], int]
+    summary: str
+
+    def config(self, values: Mapping[str, Any]) -> Any:
+        """The method's config from recorded or configured values (validated)."""
+        return self.config_cls(**values)

@@ -1,0 +1,39 @@
+"""Per-task routing: which task's modules the backbone's wrapped sites use.
+
+One :class:`Router` is shared by every wrapper of a model. A wrapper keeps the original sub-module
+as ``.base``; with no task active, or a task without a hook for its site, it runs ``base(x)``
+alone, so the backbone computes exactly what the original model computes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from .adapted import TaskModules
+
+
+class Router:
+    """The active task. Plain Python (not an nn.Module) so that the wrappers do not register the
+    task modules, or the model holding them, as their own children."""
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self.task: TaskModules | None = None
+
+
+class SiteWrapper(nn.Module):
+    """A backbone sub-module (a projection or a norm) and the active task's hook for it."""
+
+    def __init__(self, base: nn.Module, kind: str, layer: int, router: Router):
+        super().__init__()
+        self.base = base
+        self.site = (kind, layer)
+        self.router = router
+
+    def forward(self, x: Tensor) -> Tensor:
+        task = self.router.task
+        hook = None if task is None else task.hooks.get(self.site)
+        return self.base(x) if hook is None else hook(x, self.base)

@@ -1,0 +1,180 @@
+"""``audit``: re-evaluate every trained task and prove it still behaves as when it was trained.
+
+Per task, in ledger order: the artifact files' checksums (a modified file is never loaded), the
+data files' fingerprint (a change is data drift, not forgetting), then the canonical evaluation
+of the dev split compared with the recorded post-train evaluation. The backbone is checked once,
+before anything is evaluated. Every audit is recorded as a run with one evaluation per task.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ..artifacts import ArtifactStore
+from ..data.task import data_fingerprint
+from ..errors import ArtifactError, BackboneMismatch, ContlearnError, TaskNotTrained
+from ..ledger.records import EvaluationRecord, TaskRecord
+from ..ledger.store import Ledger
+from .context import ModelContext, open_context, trained_artifacts
+from .runs import run_values
+from .verify import recorded_post_train, reproduce
+
+
+def audit(
+    ledger: Ledger, store: ArtifactStore, *, task: str | None = None, progress: bool = False
+) -> dict[str, Any]:
+    """Audit the trained tasks (or one); returns per-task rows and an overall verdict."""
+    tasks = _tasks_to_audit(ledger, task)
+    run_id = ledger.start_run(**run_values("audit", {"task": task}))
+    start = time.perf_counter()
+    try:
+        ctx = open_context(ledger, store)
+    except BackboneMismatch as exc:
+        ledger.finish_run(run_id, status="succeeded", verdict="backbone-mismatch", error=str(exc))
+        raise
+    rows, evaluations = [], []
+    for record in tasks:
+        row, evaluation = _audit_task(ctx, record, progress)
+        rows.append(row)
+        evaluations.append(evaluation)
+    seconds = time.perf_counter() - start
+    examples = sum(r["examples"] for r in rows)
+    verdict = "clean" if all(r["ok"] for r in rows) else "drift"
+    summary = {
+        "verdict": verdict,
+        "tasks": rows,
+        "seconds": seconds,
+        "examples": examples,
+        "examples_per_second": examples / seconds if seconds else 0.0,
+        "run_id": run_id,
+    }
+    ledger.finish_run(
+        run_id,
+        status="succeeded",
+        verdict=verdict,
+        evaluations=evaluations,
+        seconds=seconds,
+        examples=examples,
+        examples_per_second=summary["examples_per_second"],
+        result=summary,
+    )
+    return summary
+
+
+def _tasks_to_audit(ledger: Ledger, name: str | None) -> list[TaskRecord]:
+    if name is not None:
+        record = ledger.task(name)
+        if record.status != "trained":
+            raise TaskNotTrained(f"task {name!r} is {record.status}: nothing to audit yet")
+        return [record]
+    return [t for t in ledger.tasks() if t.status == "trained"]
+
+
+def _audit_task(ctx: ModelContext, task: TaskRecord, progress: bool):
+    recorded = recorded_post_train(ctx.ledger, task)
+    row = {
+        "position": task.position,
+        "task": task.name,
+        "metric": task.metric,
+        "recorded": recorded.primary_value,
+        "now": None,
+        "delta": None,
+        "logits_identical": None,
+        "predictions_identical": None,
+        "max_abs_diff": None,
+        "artifact_ok": True,
+        "data_ok": True,
+        "findings": [],
+        "examples": 0,
+        "examples_per_second": None,
+    }
+    _check_files(ctx, task, row)
+    if row["artifact_ok"] and row["data_ok"]:
+        try:
+            _reevaluate(ctx, task, recorded, row, progress)
+        except ArtifactError as exc:  # checksum matched but the file does not load
+            row["artifact_ok"] = False
+            row["findings"].append(str(exc))
+    row["ok"] = not row["findings"]
+    evaluation = EvaluationRecord(
+        task_id=task.id,
+        kind="audit",
+        metrics=row.pop("_metrics", {}),
+        primary_value=row["now"],
+        example_count=row["examples"],
+        logits_sha256=row.pop("_digest", None),
+        identical=row["logits_identical"],
+        max_abs_diff=row["max_abs_diff"],
+        findings=row["findings"],
+        threads=recorded.threads,
+    )
+    return row, evaluation
+
+
+def _check_files(ctx: ModelContext, task: TaskRecord, row: dict[str, Any]) -> None:
+    for record in trained_artifacts(ctx.ledger, task).values():
+        try:
+            ctx.store.verify(record.path, record.sha256, task.name)
+        except ContlearnError as exc:
+            row["artifact_ok"] = False
+            row["findings"].append(str(exc))
+    try:
+        now = data_fingerprint(Path(task.data_source), task.data_files)
+    except OSError as exc:
+        now = f"unreadable: {exc.strerror}"
+    if now != task.data_fingerprint:
+        row["data_ok"] = False
+        row["findings"].append(
+            f"task {task.name!r}: data drift: the files under {task.data_source} changed since "
+            "registration (not forgetting); restore them, or register the new data as a new task"
+        )
+
+
+def _reevaluate(ctx, task, recorded: EvaluationRecord, row, progress) -> None:
+    recorded, now = reproduce(ctx, task, progress=progress)
+    row.update(
+        now=now.primary_value,
+        delta=now.primary_value - recorded.primary_value,
+        logits_identical=now.logits_sha256 == recorded.logits_sha256,
+        predictions_identical=now.predictions_sha256 == recorded.predictions_sha256,
+        examples=now.example_count,
+        examples_per_second=now.examples_per_second,
+        _metrics=now.metrics,
+        _digest=now.logits_sha256,
+    )
+    if row["logits_identical"]:
+        row["max_abs_diff"] = 0.0
+        return
+    saved = ctx.store.load_tensors(trained_artifacts(ctx.ledger, task)["logits"].path)["logits"]
+    row["max_abs_diff"] = (
+        float((saved - now.logits).abs().max()) if saved.shape == now.logits.shape else None
+    )
+    if row["predictions_identical"]:
+        row["findings"].append(
+            f"task {task.name!r}: logits differ from the recorded ones (max abs diff "
+            f"{row['max_abs_diff']:.3g}) but every prediction is the same, e.g. after a library "
+            "upgrade; versions recorded at training are in its adapter_config.json"
+        )
+    else:
+        row["findings"].append(
+            f"task {task.name!r}: predictions differ from the recorded ones (metric "
+            f"{recorded.primary_value:.4f} -> {now.primary_value:.4f}); check the backbone, "
+            "library versions and the artifact"
+        )
+
+
+def history(ledger: Ledger) -> list[dict[str, Any]]:
+    """Past audits, oldest first."""
+    return [
+        {
+            "run_id": r.id,
+            "started_at": r.started_at,
+            "verdict": r.verdict,
+            "tasks": len((r.result or {}).get("tasks", [])),
+            "seconds": r.seconds,
+            "error": r.error,
+        }
+        for r in ledger.runs(purpose="audit")
+    ]

@@ -1,0 +1,152 @@
+"""The model side of a workspace, for the use cases: the workspace's backbone loaded and checked
+against the ledger, task artifacts loaded onto it, and task data read back and encoded.
+
+One :class:`ModelContext` holds one backbone in memory and serves every task on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..artifacts import ArtifactStore
+from ..config import TrainConfig
+from ..data.task import TaskData, load_task_data
+from ..errors import ArtifactError, BackboneError, BadData, ContlearnError, TaskNotTrained
+from ..ledger.records import ArtifactRecord, TaskRecord
+from ..ledger.store import Ledger
+from ..model import backbone as bb
+from ..model.adapted import AdaptedModel
+from ..model.families import uses_token_types
+from ..model.methods.registry import UNNAMED, method_config
+from ..train.batching import Encoded, encode, subsample
+
+
+@dataclass
+class Split:
+    """A data split as the model takes it: token ids, and targets (class indices or floats)."""
+
+    encoded: Encoded
+    targets: list
+
+
+@dataclass
+class ModelContext:
+    ledger: Ledger
+    store: ArtifactStore
+    backbone: bb.LoadedBackbone
+    model: AdaptedModel
+    loaded: dict[str, str] = field(default_factory=dict)  # task -> weights sha256 in memory
+
+    def check_backbone(self) -> None:
+        """The backbone in memory still matches the ledger (nothing trained it by accident)."""
+        recorded = self.ledger.backbone()
+        bb.check_same(recorded.fingerprint, bb.fingerprint(self.model.backbone), recorded.identity)
+
+    def load_task(self, task: TaskRecord) -> dict[str, Any]:
+        """Load a trained task's artifact (checksums verified first); returns its config."""
+        files = trained_artifacts(self.ledger, task)
+        weights, config = files["weights"], files["config"]
+        self.store.verify(config.path, config.sha256, task.name)
+        self.store.verify(weights.path, weights.sha256, task.name)
+        meta = self.store.load_json(config.path)
+        if not isinstance(meta, dict) or not {"adapter", "train"} <= set(meta):
+            raise ArtifactError(
+                f"task {task.name!r}: {config.path} is not an adapter config: restore the original"
+            )
+        state = self.store.load_tensors(weights.path)
+        if task.name in self.model.tasks:
+            self.model.remove_task(task.name)
+        adapter, dropout = _task_settings(task, config.path, meta)
+        self._check_family(task, meta)
+        self.model.load_task(
+            task.name, state, num_outputs=task.num_outputs, adapter=adapter, dropout=dropout
+        )
+        self.loaded[task.name] = weights.sha256
+        return meta
+
+    def _check_family(self, task: TaskRecord, meta: dict[str, Any]) -> None:
+        recorded = meta.get("family", self.model.family.name)  # release 0.1 recorded none
+        if recorded != self.model.family.name:
+            raise ArtifactError(
+                f"task {task.name!r} was trained on backbone family {recorded!r}, but this "
+                f"backbone is {self.model.family.name!r}: restore the original backbone"
+            )
+
+    def encode(self, task: TaskRecord, rows: Any, max_length: int) -> Split:
+        """Tokenize a data split's rows and map its labels to targets."""
+        token_types = uses_token_types(self.backbone.model)
+        encoded = encode(self.backbone.tokenizer, rows.texts, max_length, token_types=token_types)
+        return Split(encoded, targets(task, rows.labels))
+
+
+def _task_settings(task: TaskRecord, path: str, meta: dict[str, Any]) -> tuple[Any, float]:
+    """The method config and head dropout an artifact config records (release 0.1: houlsby)."""
+    try:
+        adapter = method_config(meta.get("method", UNNAMED), meta["adapter"])
+        dropout = float(meta["train"]["dropout"])
+    except (TypeError, KeyError, ValueError, ContlearnError) as exc:
+        raise ArtifactError(f"task {task.name!r}: {path} is malformed: {exc}") from exc
+    return adapter, dropout
+
+
+def load_recorded_backbone(ledger: Ledger) -> bb.LoadedBackbone:
+    """Load the backbone the ledger records, refused if its fingerprint differs."""
+    recorded = ledger.backbone()
+    if recorded is None:
+        raise BackboneError("the ledger records no backbone: recreate the workspace with init")
+    loaded = bb.load(recorded.identity)
+    bb.check_same(recorded.fingerprint, loaded.fingerprint, recorded.identity)
+    return loaded
+
+
+def open_context(ledger: Ledger, store: ArtifactStore) -> ModelContext:
+    """A fresh copy of the workspace's backbone, checked, with its sites wrapped."""
+    loaded = load_recorded_backbone(ledger)
+    return ModelContext(ledger, store, loaded, AdaptedModel(loaded.model))
+
+
+def trained_artifacts(ledger: Ledger, task: TaskRecord) -> dict[str, ArtifactRecord]:
+    """The files of the run that trained ``task``, by role; refuses an untrained task."""
+    run = ledger.trained_run(task.id)
+    if task.status != "trained" or run is None:
+        raise TaskNotTrained(
+            f"task {task.name!r} is {task.status}, not trained: run `contlearn train-next`"
+        )
+    return {a.role: a for a in ledger.artifacts(run.id)}
+
+
+def read_task_data(task: TaskRecord) -> TaskData:
+    """Re-read a task's data as registered; refuse it if the files changed since."""
+    data = load_task_data(
+        task.data_source,
+        text_fields=task.text_fields,
+        label_field=task.label_field,
+        metric=task.metric,
+    )
+    if data.fingerprint != task.data_fingerprint:
+        raise BadData(
+            f"task {task.name!r}: data files under {task.data_source} changed since registration "
+            "(data drift): restore them, or register the new data as a new task"
+        )
+    return data
+
+
+def targets(task: TaskRecord, labels: Any) -> list:
+    """Labels as class indices (classification) or floats (regression)."""
+    if task.labels is None:
+        return [float(v) for v in labels]
+    index = {name: i for i, name in enumerate(task.labels)}
+    return [index[v] for v in labels]
+
+
+def subsampled(rows: Any, train_cfg: TrainConfig) -> Any:
+    """The deterministic training subset that ``max_train_examples`` asks for."""
+    keep = subsample(len(rows.labels), train_cfg.max_train_examples, train_cfg.seed)
+    if len(keep) == len(rows.labels):
+        return rows
+    return replace(
+        rows,
+        texts=tuple(rows.texts[i] for i in keep),
+        labels=tuple(rows.labels[i] for i in keep),
+    )

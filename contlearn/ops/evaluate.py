@@ -1,0 +1,52 @@
+"""A task's canonical evaluation on a model context, and the ledger record of one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..eval.recipe import CANONICAL_BATCH_SIZE, EvalResult, evaluate
+from ..ledger.records import EvaluationRecord, TaskRecord
+from .context import ModelContext, Split
+
+
+def evaluate_task(
+    ctx: ModelContext,
+    task: TaskRecord,
+    split: Split,
+    *,
+    threads: int | None = None,
+    batch_size: int = CANONICAL_BATCH_SIZE,
+    progress: bool = False,
+) -> EvalResult:
+    """The canonical evaluation of ``task`` with its own modules and head."""
+    ctx.model.activate(task.name)
+    return evaluate(
+        ctx.model,
+        split.encoded,
+        split.targets,
+        metrics=task.metrics,
+        problem_type=task.problem_type,
+        num_classes=None if task.labels is None else len(task.labels),
+        threads=threads,
+        batch_size=batch_size,
+        progress=progress,
+        desc=f"evaluating {task.name}",
+    )
+
+
+def evaluation_record(
+    task: TaskRecord, result: EvalResult, kind: str, **extra: Any
+) -> EvaluationRecord:
+    """The ledger record of one canonical evaluation."""
+    return EvaluationRecord(
+        task_id=task.id,
+        kind=kind,
+        metrics=result.metrics,
+        primary_value=result.primary_value,
+        example_count=result.example_count,
+        logits_sha256=result.logits_sha256,
+        predictions_sha256=result.predictions_sha256,
+        threads=result.threads,
+        seconds=result.seconds,
+        **extra,
+    )

@@ -1,0 +1,169 @@
+"""``predict``: label new rows with trained tasks, one backbone in memory serving them all.
+
+Rows are dicts holding each task's recorded text fields. Every row is checked before the
+backbone is loaded; then each task's rows go through its own adapter by the evaluation path's
+model call (eval mode, no autograd, fp32, length-sorted batches, the task's trained max_length),
+so a row's prediction equals what evaluation computes for the same text. Reading input files and
+writing results is ``predict_files``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from ..artifacts import ArtifactStore
+from ..errors import BadData, ConfigError, TaskNotFound
+from ..eval.digests import predictions
+from ..eval.recipe import CANONICAL_BATCH_SIZE, predict_logits
+from ..ledger.records import TaskRecord
+from ..ledger.store import Ledger
+from ..model.families import uses_token_types
+from ..train.batching import encode
+from .context import ModelContext, open_context, trained_artifacts
+
+PROGRESS_MIN_ROWS = 256  # fewer rows than this finish before a progress bar would help
+
+
+def predict(
+    ledger: Ledger,
+    store: ArtifactStore,
+    task: str | None,
+    rows: Iterable[dict[str, Any]],
+    *,
+    task_field: str | None = None,
+    batch_size: int = CANONICAL_BATCH_SIZE,
+    progress: bool = False,
+    context: ModelContext | None = None,
+) -> list[dict[str, Any]]:
+    """One result per row, in input order: ``{"id"?, "task", "label", "probabilities"}``.
+
+    ``task`` names the task of every row; or ``task_field`` names the field in which each row
+    names its own (exactly one of the two). ``context`` reuses a loaded backbone.
+    """
+    if (task is None) == (task_field is None):
+        raise ConfigError("give either a task name or a task field (one, not both)")
+    if batch_size < 1:
+        raise ConfigError(f"batch size {batch_size} is below 1: pass a positive batch size")
+    rows = list(rows)
+    names = [task] * len(rows) if task is not None else _row_tasks(rows, task_field)
+    records = _trained_records(ledger, [task] if task is not None else names, task_field)
+    texts = [
+        _row_texts(row, i, records[n]) for i, (row, n) in enumerate(zip(rows, names, strict=True))
+    ]
+    if not rows:
+        return []
+    ctx = context or open_context(ledger, store)
+    results: list[dict[str, Any]] = [{} for _ in rows]
+    show = progress and len(rows) >= PROGRESS_MIN_ROWS
+    for name, record in records.items():
+        where = [i for i, n in enumerate(names) if n == name]
+        outputs = _predict_task(ctx, record, [texts[i] for i in where], batch_size, show)
+        for i, output in zip(where, outputs, strict=True):
+            results[i] = _with_id(rows[i], output)
+    return results
+
+
+def _row_tasks(rows: Sequence[dict[str, Any]], field: str) -> list[str]:
+    """Each row's task name, from its ``field``."""
+    names = []
+    for i, row in enumerate(rows):
+        _require_mapping(row, i)
+        name = row.get(field)
+        if not isinstance(name, str) or not name.strip():
+            raise BadData(
+                f"row {i + 1}: no task name in field {field!r}; every row needs one "
+                "when a task field is given"
+            )
+        names.append(name.strip())
+    return names
+
+
+def _trained_records(
+    ledger: Ledger, names: Sequence[str], task_field: str | None
+) -> dict[str, TaskRecord]:
+    """The ledger record of each distinct task, refusing unknown and untrained ones."""
+    records: dict[str, TaskRecord] = {}
+    for i, name in enumerate(names):
+        if name in records:
+            continue
+        try:
+            records[name] = ledger.task(name)
+        except TaskNotFound as exc:
+            if task_field is None:
+                raise
+            raise TaskNotFound(
+                f"row {i + 1}: field {task_field!r} names {name!r}, which is not a registered "
+                "task; `contlearn status` lists the tasks"
+            ) from exc
+        trained_artifacts(ledger, records[name])  # raises TaskNotTrained, naming the fix
+    return records
+
+
+def _row_texts(row: Any, i: int, task: TaskRecord) -> tuple[str, ...]:
+    """The row's text fields, in the task's order; every one a non-empty string."""
+    _require_mapping(row, i)
+    texts = []
+    for field in task.text_fields:
+        value = row.get(field)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise BadData(
+                f"row {i + 1}: no text in field {field!r} (task {task.name!r} reads "
+                f"{', '.join(task.text_fields)}); fill it in or drop the row"
+            )
+        if not isinstance(value, str):
+            raise BadData(
+                f"row {i + 1}: field {field!r} holds a {type(value).__name__}, not text; "
+                "pass the text as a string"
+            )
+        texts.append(value)
+    return tuple(texts)
+
+
+def _require_mapping(row: Any, i: int) -> None:
+    if not isinstance(row, dict):
+        raise BadData(f"row {i + 1} is a {type(row).__name__}, not an object with named fields")
+
+
+def _predict_task(
+    ctx: ModelContext,
+    task: TaskRecord,
+    texts: list[tuple[str, ...]],
+    batch_size: int,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Results for one task's rows, in the order given."""
+    meta = ctx.load_task(task)
+    backbone = ctx.backbone
+    encoded = encode(
+        backbone.tokenizer,
+        texts,
+        meta["train"]["max_length"],
+        token_types=uses_token_types(backbone.model),
+    )
+    ctx.model.activate(task.name)
+    logits = predict_logits(  # [N, C] float32, input order
+        ctx.model, encoded, batch_size=batch_size, progress=progress, desc=f"predicting {task.name}"
+    )
+    return _outputs(task, logits)
+
+
+def _outputs(task: TaskRecord, logits: torch.Tensor) -> list[dict[str, Any]]:
+    values = predictions(logits, task.problem_type)
+    if task.labels is None:
+        return [{"task": task.name, "label": v, "probabilities": None} for v in values]
+    probs = torch.softmax(logits, dim=-1).tolist()
+    return [
+        {
+            "task": task.name,
+            "label": task.labels[v],
+            "probabilities": dict(zip(task.labels, p, strict=True)),
+        }
+        for v, p in zip(values, probs, strict=True)
+    ]
+
+
+def _with_id(row: dict[str, Any], output: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], **output} if "id" in row else output

@@ -1,0 +1,128 @@
+"""The training loop: one plain function, no database, returns a small result.
+
+AdamW over the given parameters only (``optim``: the weight-decay rule, linear warm-up then
+linear decay), gradient clipping, length-grouped batches, and the dev metric after each epoch;
+the best epoch's weights are kept.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..config import TrainConfig
+from .batching import Encoded, collate, real_token_share, training_batches
+from .optim import make_optimizer
+from .seeding import seed_everything
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    best_epoch: int
+    best_score: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    examples: int = 0
+    real_token_share: float = 1.0
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.examples / self.seconds if self.seconds > 0 else 0.0
+
+
+def loss_fn(logits: torch.Tensor, targets: torch.Tensor, problem_type: str) -> torch.Tensor:
+    if problem_type == "regression":
+        return F.mse_loss(logits[:, 0], targets.float())
+    return F.cross_entropy(logits, targets)
+
+
+def train(
+    model: torch.nn.Module,
+    params: Sequence[torch.nn.Parameter],
+    encoded: Encoded,
+    targets: Sequence,
+    config: TrainConfig,
+    *,
+    problem_type: str,
+    evaluate: Callable[[], float],
+    progress: bool = False,
+    desc: str = "training",
+    on_step: Callable[[], None] | None = None,
+) -> TrainResult:
+    """Train ``params`` of ``model`` on ``encoded``; after each epoch score with ``evaluate``.
+
+    The weights of the best-scoring epoch are restored into ``params`` before returning.
+    """
+    seed_everything(config.seed)
+    params = list(params)
+    step = optimizer_step(model, params, encoded, targets, config, problem_type)
+    best: tuple[float, int, list[torch.Tensor]] | None = None
+    history, shares, start = [], [], time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        batches = training_batches(encoded.lengths, config.batch_size, config.seed + epoch)
+        shares.append(real_token_share(encoded.lengths, batches))
+        model.train()
+        label = f"{desc} epoch {epoch}/{config.epochs}"
+        loss = _epoch(batches, step, on_step=on_step, progress=progress, desc=label)
+        score = evaluate()
+        history.append({"epoch": epoch, "loss": loss, "dev": score})
+        if progress:
+            tqdm.write(f"{label}: loss {loss:.4f}, dev {score:.4f}")
+        if best is None or score > best[0]:
+            best = (score, epoch, [p.detach().clone() for p in params])
+    with torch.no_grad():
+        for p, saved in zip(params, best[2], strict=True):
+            p.copy_(saved)
+    seconds = time.perf_counter() - start
+    return TrainResult(
+        best_epoch=best[1],
+        best_score=best[0],
+        history=history,
+        seconds=seconds,
+        examples=len(encoded) * config.epochs,
+        real_token_share=sum(shares) / len(shares),
+    )
+
+
+def optimizer_step(model, params, encoded, targets, config, problem_type):
+    """A closure doing one AdamW step on a batch of example indices; returns its loss."""
+    batches_per_epoch = math.ceil(len(encoded) / config.batch_size)
+    optimizer, scheduler = make_optimizer(params, config, batches_per_epoch * config.epochs)
+    dtype = torch.float32 if problem_type == "regression" else torch.long
+    target_tensor = torch.tensor(list(targets), dtype=dtype)
+
+    def step(idx: list[int]) -> float:
+        logits = model(**collate(encoded, idx))
+        loss = loss_fn(logits, target_tensor[torch.tensor(idx)], problem_type)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        return loss.item()
+
+    return step
+
+
+def _epoch(
+    batches: Sequence[list[int]],
+    step: Callable[[list[int]], float],
+    *,
+    on_step: Callable[[], None] | None,
+    progress: bool,
+    desc: str,
+) -> float:
+    """One pass over ``batches``; returns the mean training loss."""
+    total, bar = 0.0, tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False)
+    for count, idx in enumerate(bar, start=1):
+        total += step(idx)
+        if on_step is not None:
+            on_step()
+        bar.set_postfix(loss=f"{total / count:.4f}")
+    return total / max(1, len(batches))
