@@ -263,6 +263,12 @@ def status(workspace: Path, db: str | None, as_json: bool) -> None:
     help="Keep the frozen backbone's attention dropout while training (default from "
     "tasks.toml: kept); --no-... trains faster with PyTorch's fused attention.",
 )
+@click.option(
+    "--decay-norms-and-biases/--no-decay-norms-and-biases",
+    default=None,
+    help="Apply weight decay to LayerNorm weights and biases too (default from tasks.toml: "
+    "no, only weight matrices decay; runs before this setting decayed everything).",
+)
 @quiet_option
 @json_option("Print the run results as JSON.")
 @workspace_options

@@ -96,6 +96,25 @@ def save_tiny_backbone(folder: Path, kind: str = "bert", seed: int = 0) -> Path:
     return folder
 
 
+def tiny_adapted(num_layers: int = 2, hidden: int = 16):
+    """A random BERT of ``num_layers`` layers, width ``hidden``, with its sites wrapped (no
+    files, no ledger)."""
+    import torch
+    from transformers import AutoModel, BertConfig
+
+    from contlearn.model.adapted import AdaptedModel
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=hidden,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=24,
+    )
+    return AdaptedModel(AutoModel.from_config(config))
+
+
 @pytest.fixture(scope="session")
 def tiny_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_backbone(tmp_path_factory.mktemp("backbone") / "tiny-bert")

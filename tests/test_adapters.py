@@ -103,7 +103,7 @@ def test_parameter_counts(kind: str) -> None:
 def test_adapter_init_is_truncated_normal_with_zero_bias() -> None:
     torch.manual_seed(0)
     config = HoulsbyConfig(bottleneck=64, init_std=0.05)
-    adapter = BottleneckAdapter(128, config)
+    adapter = BottleneckAdapter(128, config.bottleneck, config.nonlinearity, config.init_std)
     for linear in (adapter.down, adapter.up):
         assert linear.weight.abs().max() <= 2 * config.init_std
         assert linear.weight.std() > 0.5 * config.init_std  # not collapsed to zero

@@ -219,7 +219,7 @@ def test_backbone_attention_dropout_switch_is_recorded_and_changes_training(
     assert _train_config(two_tasks, "a")["backbone_attention_dropout"] is True  # the default
 
     off_ws = Workspace.create(tmp_path / "off", backbone=str(tiny_backbone))
-    off_ws.config = two_tasks.config
+    (off_ws.root / "tasks.toml").write_text((two_tasks.root / "tasks.toml").read_text())
     off_ws.add_task("a", two_tasks.ledger.task("a").data_source)
     args = ["train-next", "-w", str(off_ws.root), "--json", "--no-backbone-attention-dropout"]
     out = CliRunner().invoke(main, args)

@@ -1,9 +1,9 @@
-"""The canonical evaluation recipe, and digests of what it produces.
+"""The canonical evaluation recipe.
 
 Canonical: eval mode, fp32, no autograd, batches of ``CANONICAL_BATCH_SIZE`` examples sorted by
 (length, index) and padded to the longest in the batch, a recorded torch thread count. Logits
-come back in the data's original order; their sha256 is taken over the float32 bytes, so a later
-process on the same machine that reproduces them reproduces the digest.
+come back in the data's original order, with their digests (``digests``), so a later process on
+the same machine that reproduces them reproduces the digest.
 """
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ class AdaptedModel(nn.Module):
 
     def activate(self, name: str) -> None:
         """Make the forward use task ``name``'s modules and head."""
-        self.router.task = self._task(name)
+        self.router.task = self._task(name)  # a TaskModules: what the wrappers route to
         self.router.name = name
 
     def deactivate(self) -> None:
@@ -145,7 +145,7 @@ class AdaptedModel(nn.Module):
         if token_type_ids is not None:  # DistilBERT takes no token_type_ids
             inputs["token_type_ids"] = token_type_ids
         hidden = self.backbone(**inputs).last_hidden_state  # [B, T, d]
-        return self.router.task.head(hidden)
+        return self._task(self.router.name).head(hidden)
 
     def trainable_parameters(self, name: str) -> list[nn.Parameter]:
         """Task ``name``'s parameters, found by visiting its TaskModules (never by name)."""

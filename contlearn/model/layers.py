@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import Tensor, nn
-
-if TYPE_CHECKING:
-    from .methods.houlsby import HoulsbyConfig
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "swish": nn.SiLU, "tanh": nn.Tanh}
 
@@ -15,12 +10,12 @@ ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "swish": nn.SiLU, "tanh": nn.Ta
 class BottleneckAdapter(nn.Module):
     """h + up(act(down(h))): d -> m -> d with a residual; starts near the identity."""
 
-    def __init__(self, d: int, config: HoulsbyConfig):
+    def __init__(self, d: int, m: int, nonlinearity: str, init_std: float):
         super().__init__()
-        self.down = nn.Linear(d, config.bottleneck)
-        self.act = ACTIVATIONS[config.nonlinearity]()
-        self.up = nn.Linear(config.bottleneck, d)
-        std = config.init_std
+        self.down = nn.Linear(d, m)
+        self.act = ACTIVATIONS[nonlinearity]()
+        self.up = nn.Linear(m, d)
+        std = init_std
         for linear in (self.down, self.up):
             nn.init.trunc_normal_(linear.weight, std=std, a=-2 * std, b=2 * std)
             nn.init.zeros_(linear.bias)

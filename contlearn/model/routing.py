@@ -7,12 +7,17 @@ alone, so the backbone computes exactly what the original model computes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from .adapted import TaskModules
+from .methods.base import Hook
+
+
+class Routed(Protocol):
+    """What the router needs of a task: its hook for each (site kind, layer) it adapts."""
+
+    hooks: dict[tuple[str, int], Hook]
 
 
 class Router:
@@ -21,7 +26,7 @@ class Router:
 
     def __init__(self) -> None:
         self.name: str | None = None
-        self.task: TaskModules | None = None
+        self.task: Routed | None = None
 
 
 class SiteWrapper(nn.Module):

@@ -34,33 +34,32 @@ def audit(
     except BackboneMismatch as exc:
         ledger.finish_run(run_id, status="succeeded", verdict="backbone-mismatch", error=str(exc))
         raise
-    rows, evaluations = [], []
-    for record in tasks:
-        row, evaluation = _audit_task(ctx, record, progress)
-        rows.append(row)
-        evaluations.append(evaluation)
-    seconds = time.perf_counter() - start
+    audited = [_audit_task(ctx, record, progress) for record in tasks]
+    summary = _summary([row for row, _ in audited], time.perf_counter() - start, run_id)
+    ledger.finish_run(
+        run_id,
+        status="succeeded",
+        verdict=summary["verdict"],
+        evaluations=[evaluation for _, evaluation in audited],
+        seconds=summary["seconds"],
+        examples=summary["examples"],
+        examples_per_second=summary["examples_per_second"],
+        result=summary,
+    )
+    return summary
+
+
+def _summary(rows: list[dict[str, Any]], seconds: float, run_id: int) -> dict[str, Any]:
+    """The audit's result: the verdict, the per-task rows and the speed."""
     examples = sum(r["examples"] for r in rows)
-    verdict = "clean" if all(r["ok"] for r in rows) else "drift"
-    summary = {
-        "verdict": verdict,
+    return {
+        "verdict": "clean" if all(r["ok"] for r in rows) else "drift",
         "tasks": rows,
         "seconds": seconds,
         "examples": examples,
         "examples_per_second": examples / seconds if seconds else 0.0,
         "run_id": run_id,
     }
-    ledger.finish_run(
-        run_id,
-        status="succeeded",
-        verdict=verdict,
-        evaluations=evaluations,
-        seconds=seconds,
-        examples=examples,
-        examples_per_second=summary["examples_per_second"],
-        result=summary,
-    )
-    return summary
 
 
 def _tasks_to_audit(ledger: Ledger, name: str | None) -> list[TaskRecord]:
@@ -73,23 +72,9 @@ def _tasks_to_audit(ledger: Ledger, name: str | None) -> list[TaskRecord]:
 
 
 def _audit_task(ctx: ModelContext, task: TaskRecord, progress: bool):
+    """One task's audit row and the evaluation record of it."""
     recorded = recorded_post_train(ctx.ledger, task)
-    row = {
-        "position": task.position,
-        "task": task.name,
-        "metric": task.metric,
-        "recorded": recorded.primary_value,
-        "now": None,
-        "delta": None,
-        "logits_identical": None,
-        "predictions_identical": None,
-        "max_abs_diff": None,
-        "artifact_ok": True,
-        "data_ok": True,
-        "findings": [],
-        "examples": 0,
-        "examples_per_second": None,
-    }
+    row = _blank_row(task, recorded)
     _check_files(ctx, task, row)
     if row["artifact_ok"] and row["data_ok"]:
         try:
@@ -111,6 +96,26 @@ def _audit_task(ctx: ModelContext, task: TaskRecord, progress: bool):
         threads=recorded.threads,
     )
     return row, evaluation
+
+
+def _blank_row(task: TaskRecord, recorded: EvaluationRecord) -> dict[str, Any]:
+    """A task's audit row before anything is checked: intact, nothing re-evaluated yet."""
+    return {
+        "position": task.position,
+        "task": task.name,
+        "metric": task.metric,
+        "recorded": recorded.primary_value,
+        "now": None,
+        "delta": None,
+        "logits_identical": None,
+        "predictions_identical": None,
+        "max_abs_diff": None,
+        "artifact_ok": True,
+        "data_ok": True,
+        "findings": [],
+        "examples": 0,
+        "examples_per_second": None,
+    }
 
 
 def _check_files(ctx: ModelContext, task: TaskRecord, row: dict[str, Any]) -> None:

@@ -78,7 +78,8 @@ def build(config: HoulsbyConfig, sites: Sites) -> MethodModules:
     norms = [sites.base_modules(kind) for _, kind in SUB_LAYERS]
     base_norms = [norms[j][i] for i in range(sites.num_layers) for j in range(len(SUB_LAYERS))]
     d = sites.hidden_size
-    adapters = nn.ModuleList(BottleneckAdapter(d, config) for _ in base_norms)
+    shape = (d, config.bottleneck, config.nonlinearity, config.init_std)
+    adapters = nn.ModuleList(BottleneckAdapter(*shape) for _ in base_norms)
     layer_norms = nn.ModuleList(copy.deepcopy(ln).requires_grad_(True) for ln in base_norms)
     hooks: dict[tuple[str, int], Hook] = {}
     for i in range(sites.num_layers):
