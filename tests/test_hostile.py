@@ -587,6 +587,18 @@ CASES: list[tuple[str, Build, tuple[str, ...], Fails | Refused | Works]] = [
         fails("tasks.toml", "backbone_attention_dropout must be true or false, got 'no'"),
     ),
     (
+        "toml-decay-rule-not-a-bool",
+        in_toml(lambda t: t.replace("biases = false", "biases = 1")),
+        ("status",),
+        fails("tasks.toml", "decay_norms_and_biases must be true or false, got 1"),
+    ),
+    (
+        "toml-unknown-method",
+        in_toml(lambda t: t.replace('method = "houlsby"', 'method = "prefix"')),
+        ("status",),
+        fails("tasks.toml", "unknown method 'prefix': choose one of houlsby"),
+    ),
+    (
         "toml-task-named-sql",
         in_toml(lambda t: t + f'\n[[task]]\nname = "{SQL}"\ndata = "x"\n'),
         ("add-task", "--from-config"),
