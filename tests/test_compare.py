@@ -50,6 +50,7 @@ def test_full_finetune_sequence_records_every_evaluation(three: Workspace) -> No
     cid = results["comparison_id"]
     runs = [r for r in three.ledger.runs(purpose="compare") if r.comparison_id == cid]
     assert [r.method for r in runs] == ["full-finetune"] * 3
+    assert all(r.config["family"] == "bert" for r in runs)
     assert all(r.status == "succeeded" for r in runs)
     evaluations = [e for r in runs for e in three.ledger.evaluations(run_id=r.id)]
     assert len(evaluations) == 6 and {e.kind for e in evaluations} == {"comparison"}

@@ -76,7 +76,8 @@ def _save_checkpoint(ctx: ModelContext, comparison_id: int) -> None:
 
 def _train_and_evaluate(ctx, settings, comparison_id, task, so_far, progress) -> None:
     config = full_finetune_config(ctx.ledger, settings, task)
-    run_id = ctx.ledger.start_run(**comparison_run_values(comparison_id, task, config))
+    values = comparison_run_values(comparison_id, task, config, ctx.model.family.name)
+    run_id = ctx.ledger.start_run(**values)
     try:
         result = _train(ctx, settings, task, config, progress)
         evaluations = [_evaluate(ctx, settings, earlier, task, progress) for earlier in so_far]
@@ -145,10 +146,13 @@ def full_finetune_config(ledger: Ledger, settings: CompareConfig, task: TaskReco
     return replace(adapter_run, lr=settings.full_finetune_lr, backbone_attention_dropout=True)
 
 
-def comparison_run_values(comparison_id: int, task: TaskRecord, config: TrainConfig) -> dict:
+def comparison_run_values(
+    comparison_id: int, task: TaskRecord, config: TrainConfig, family: str
+) -> dict:
+    """A baseline run: its settings and the backbone family it fine-tuned, by name."""
     return run_values(
         "compare",
-        {"train": asdict(config)},
+        {"family": family, "train": asdict(config)},
         method=METHOD,
         task_id=task.id,
         comparison_id=comparison_id,
