@@ -105,7 +105,15 @@ class Workspace:
         return self.store.folder
 
     def task_dir(self, name: str) -> Path:
+        """The folder that holds every run's artifact of task ``name``."""
         return self.store.task_dir(check_task_name(name))
+
+    def artifact_files(self, name: str) -> dict[str, Path]:
+        """The files of task ``name``'s current run, by role: weights, config, logits."""
+        from .ops.context import trained_artifacts
+
+        records = trained_artifacts(self.ledger, self.ledger.task(name))
+        return {role: self.store.resolve(record.path) for role, record in records.items()}
 
     # -- the task sequence ---------------------------------------------------------------------
     def tasks(self) -> list[TaskRecord]:

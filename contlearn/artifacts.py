@@ -1,10 +1,13 @@
 """The artifact store: the files under a workspace's ``artifacts/`` folder.
 
-A trained task's artifact is ``artifacts/<task>/adapter.safetensors`` (its trainable state),
-``adapter_config.json`` (the method and family it was made with, its configs, labels, backbone
-fingerprint and library versions) and ``dev_logits.safetensors`` (the post-train dev logits an
-audit compares against). The ledger records each file's path relative to the workspace and its
-sha256; the store refuses a missing or modified file before anything reads it.
+A training run's artifact is ``artifacts/<task>/run-<id>/adapter.safetensors`` (the task's
+trainable state), ``adapter_config.json`` (the method and family it was made with, its configs,
+labels, backbone fingerprint and library versions) and ``dev_logits.safetensors`` (the
+post-train dev logits an audit compares against). Each run has its own folder, so a retrained
+or removed task's earlier files stay as they were until ``gc``; release 0.1 wrote the files
+into ``artifacts/<task>/`` itself. The ledger records each file's path relative to the
+workspace and its sha256; the store refuses a missing or modified file before anything reads
+it.
 """
 
 from __future__ import annotations
@@ -35,9 +38,12 @@ class ArtifactStore:
     def task_dir(self, task: str) -> Path:
         return self.folder / task
 
-    def paths(self, task: str) -> dict[str, Path]:
-        """Where each role of ``task``'s artifact lives."""
-        return {role: self.task_dir(task) / name for role, name in ROLES.items()}
+    def run_dir(self, task: str, run_id: int) -> Path:
+        return self.task_dir(task) / f"run-{run_id}"
+
+    def paths(self, task: str, run_id: int) -> dict[str, Path]:
+        """Where each role of the artifact that run ``run_id`` writes for ``task`` lives."""
+        return {role: self.run_dir(task, run_id) / name for role, name in ROLES.items()}
 
     def relative(self, path: Path) -> str:
         """``path`` as the ledger records it: relative to the workspace folder."""
@@ -47,10 +53,13 @@ class ArtifactStore:
         """The file a ledger path names."""
         return self.root / recorded
 
-    def remove_stale(self, task: str) -> None:
-        """Delete temporary files a killed writer left in ``task``'s folder."""
-        for stale in self.task_dir(task).glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+    def remove_empty(self, folder: Path) -> None:
+        """Remove ``folder`` and then its task folder, each only if it is empty."""
+        for path in (folder, folder.parent):
+            try:
+                path.rmdir()
+            except OSError:  # not empty, or already gone
+                return
 
     def write(self, path: Path, data: bytes) -> None:
         files.atomic_write(path, data)

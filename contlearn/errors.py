@@ -41,6 +41,10 @@ class TaskNotFound(ContlearnError):
     """A task name that is not registered."""
 
 
+class TaskBusy(ContlearnError):
+    """A task that a live run is training cannot be removed or trained again meanwhile."""
+
+
 class TaskNotTrained(ContlearnError):
     """An operation that needs a trained task met one that is not."""
 

@@ -63,7 +63,7 @@ def test_a_flipped_byte_is_detected_and_named(trained: Workspace, role: str) -> 
 
 
 def test_a_deleted_artifact_is_named(trained: Workspace) -> None:
-    (trained.task_dir("a") / "adapter.safetensors").unlink()
+    trained.artifact_files("a")["weights"].unlink()
     result = cli(trained)
     assert result.exit_code == 1
     assert "task 'a': artifact" in result.output and "is missing" in result.output
@@ -100,7 +100,7 @@ def test_changed_logits_with_same_predictions_report_the_difference(trained: Wor
 
 def test_history_lists_audits_with_verdicts(trained: Workspace) -> None:
     assert cli(trained).exit_code == 0
-    (trained.task_dir("b") / "adapter.safetensors").unlink()
+    trained.artifact_files("b")["weights"].unlink()
     assert cli(trained).exit_code == 1
     out = json.loads(cli(trained, "--history", "--json").output)["audits"]
     assert [a["verdict"] for a in out] == ["clean", "drift"]

@@ -88,7 +88,7 @@ def test_runs_and_artifacts_record_the_family_and_a_different_one_is_refused(two
     task = ws.ledger.task("a")
     run = ws.ledger.trained_run(task.id)
     assert (run.config["method"], run.config["family"]) == ("houlsby", "bert")
-    path = ws.task_dir("a") / "adapter_config.json"
+    path = ws.artifact_files("a")["config"]
     meta = json.loads(path.read_text())
     assert (meta["method"], meta["family"]) == ("houlsby", "bert")
     path.write_text(json.dumps({**meta, "family": "distilbert"}))

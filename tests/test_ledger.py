@@ -129,16 +129,13 @@ def test_ordering_and_insertion_on_both_databases(db_url: str) -> None:
 
 
 def test_a_revision_1_ledger_is_upgraded_in_place_with_its_data(two_tasks) -> None:
-    from alembic import command
-
     from contlearn.api import Workspace
-    from contlearn.ledger.engine import alembic_config
+    from contlearn.ledger.engine import downgrade
 
     two_tasks.train_next(all_tasks=True, epochs=1)
     before = two_tasks.status()
     engine = two_tasks.ledger.engine
-    with engine.begin() as conn:
-        command.downgrade(alembic_config(conn), "0001")
+    downgrade(engine, "0001")
     assert current_revision(engine) == "0001"
     assert "ix_runs_task_id" not in {i["name"] for i in inspect(engine).get_indexes("runs")}
     reopened = Workspace.open(two_tasks.root)  # opening applies the pending migration

@@ -73,7 +73,7 @@ def test_an_artifact_without_a_method_loads_as_houlsby_and_an_unknown_one_is_ref
     (result,) = ws.train_next()
     task = ws.ledger.task("a")
     run = ws.ledger.trained_run(task.id)
-    path = ws.task_dir("a") / "adapter_config.json"
+    path = ws.artifact_files("a")["config"]
     meta = json.loads(path.read_text())
     unnamed = {k: v for k, v in meta.items() if k not in ("method", "family")}
     path.write_text(json.dumps(unnamed))

@@ -88,7 +88,7 @@ def test_the_rule_is_recorded_and_reaches_training(
         out = CliRunner().invoke(main, ["train-next", "-w", str(ws.root), "--json", flag])
         assert out.exit_code == 0, out.output
         run = ws.ledger.trained_run(ws.ledger.task("a").id)
-        meta = json.loads((ws.task_dir("a") / "adapter_config.json").read_text())
+        meta = json.loads(ws.artifact_files("a")["config"].read_text())
         expected = flag == "--decay-norms-and-biases"
         assert run.config["train"]["decay_norms_and_biases"] is expected
         assert meta["train"]["decay_norms_and_biases"] is expected

@@ -98,7 +98,7 @@ def test_training_goes_on_and_the_old_tasks_stay_identical(ws01: Path) -> None:
         ("a", True),
         ("b", True),
     ]
-    meta = json.loads((ws01 / "ws" / "artifacts" / "c" / "adapter_config.json").read_text())
+    meta = json.loads(Workspace.open(root).artifact_files("c")["config"].read_text())
     assert (meta["method"], meta["family"]) == ("houlsby", "bert")
     assert meta["train"]["decay_norms_and_biases"] is False  # the current default rule
     assert json.loads(cli("audit", "--json", "-q", "-w", root))["verdict"] == "clean"

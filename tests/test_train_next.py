@@ -12,7 +12,6 @@ import torch
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from contlearn import artifacts as art
 from contlearn.api import Workspace
 from contlearn.cli import main
 from contlearn.errors import NoPendingTask, UnsupportedArchitecture, VerificationFailed
@@ -122,7 +121,7 @@ def test_a_failure_mid_training_leaves_the_task_pending(two_tasks, monkeypatch) 
     (run,) = two_tasks.ledger.runs(purpose="train")
     assert run.status == "failed" and "simulated crash" in run.error
     assert two_tasks.ledger.artifacts(run.id) == []
-    assert not any(two_tasks.task_dir("a").glob("*")) if two_tasks.task_dir("a").exists() else True
+    assert not list(two_tasks.task_dir("a").rglob("*"))  # not even an empty run folder
     monkeypatch.setattr(training, "loss_fn", real)
     (result,) = two_tasks.train_next()  # a retry completes it
     assert result["task"] == "a" and two_tasks.ledger.task("a").status == "trained"
@@ -138,7 +137,7 @@ def test_a_changed_earlier_task_fails_the_run_loudly(two_tasks: Workspace) -> No
     assert ws.ledger.task("b").status == "pending"
     failed = ws.ledger.runs(purpose="train")[-1]
     assert failed.status == "failed" and ws.ledger.artifacts(failed.id) == []
-    assert not (ws.task_dir("b") / art.WEIGHTS).exists()
+    assert not list(ws.task_dir("b").rglob("*"))
     (verification,) = ws.ledger.evaluations(run_id=failed.id, kind="verification")
     assert verification.identical is False
 
@@ -251,8 +250,7 @@ def test_runs_recorded_before_the_setting_existed_kept_the_dropout(two_tasks: Wo
     assert recorded_train_config(recorded).backbone_attention_dropout is False
     older = {k: v for k, v in recorded.items() if k != "backbone_attention_dropout"}
     assert recorded_train_config(older).backbone_attention_dropout is True
-    full = full_finetune_config(
-        two_tasks.ledger, two_tasks.config.compare, two_tasks.ledger.task("a")
-    )
+    run = two_tasks.ledger.trained_run(two_tasks.ledger.task("a").id)
+    full = full_finetune_config(run, two_tasks.config.compare)
     assert full.backbone_attention_dropout is True  # the baseline trains the backbone as usual
     assert full.lr == two_tasks.config.compare.full_finetune_lr

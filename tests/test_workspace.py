@@ -82,7 +82,16 @@ def test_ordering_append_and_insert(workspace: Workspace, tmp_path: Path) -> Non
         run("add-task", name, "--data", str(data), "-w", str(workspace.root))
     run("add-task", "x", "--data", str(data), "--position", "2", "-w", str(workspace.root))
     run("add-task", "y", "--data", str(data), "--position", "1", "-w", str(workspace.root))
-    run("add-task", "z", "--data", str(data), "--position", "99", "-w", str(workspace.root))
+    before = dump(workspace)
+    beyond = run(
+        "add-task", "z", "--data", str(data), "--position", "7", "-w", str(workspace.root), ok=False
+    )
+    assert beyond.exit_code == 1 and beyond.output == (
+        "Error: position 7 is beyond the end of the sequence (5 tasks): give 1 to 6, "
+        "or no position to append\n"
+    )
+    assert dump(workspace) == before
+    run("add-task", "z", "--data", str(data), "--position", "6", "-w", str(workspace.root))
     tasks = workspace.tasks()
     assert [t.name for t in tasks] == ["y", "a", "x", "b", "c", "z"]
     assert [t.position for t in tasks] == [1, 2, 3, 4, 5, 6]

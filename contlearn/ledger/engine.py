@@ -9,7 +9,8 @@ database that belongs to another program, and alembic: the migrations ship insid
 from __future__ import annotations
 
 import sqlite3
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,44 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
         )
     head = head_revision()
     if before != head:
-        with engine.begin() as conn:
-            command.upgrade(alembic_config(conn), "head")
+        _migrate(engine, command.upgrade, "head")
     return before, head
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the schema back to ``revision`` (what a ledger of an older release expects)."""
+    from alembic import command
+
+    _migrate(engine, command.downgrade, revision)
+
+
+def _migrate(engine: Engine, step: Any, revision: str) -> None:
+    """Run one alembic command in one transaction, foreign keys off on SQLite."""
+    with engine.connect() as conn, _foreign_keys_off(conn), conn.begin():
+        step(alembic_config(conn), revision)
+        _check_foreign_keys(conn)
+
+
+@contextmanager
+def _foreign_keys_off(conn: Any) -> Iterator[None]:
+    """SQLite enforcement of foreign keys off for the migration, on again after.
+
+    A migration that alters a table on SQLite copies it to a new table and drops the old one,
+    and with foreign keys enforced that drop would cascade into the rows that refer to it (every
+    run and evaluation of every task). The pragma only takes effect outside a transaction, so it
+    is set on the driver connection before the migration's transaction begins."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    driver = conn.connection.driver_connection
+    driver.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys=ON")
+
+
+def _check_foreign_keys(conn: Any) -> None:
+    """Refuse (and so roll back) a migration that left a dangling reference on SQLite."""
+    if conn.dialect.name == "sqlite" and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
+        raise SchemaError("the schema migration left dangling references; the ledger is unchanged")

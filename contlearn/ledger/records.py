@@ -23,7 +23,7 @@ class BackboneRecord:
 class TaskRecord:
     id: int
     name: str
-    position: int
+    position: int | None  # None once removed
     data_source: str
     data_format: str
     glue_task: str | None
@@ -41,6 +41,7 @@ class TaskRecord:
     status: str
     created_at: datetime
     trained_at: datetime | None
+    removed_at: datetime | None = None
 
     @property
     def num_outputs(self) -> int:
@@ -79,6 +80,8 @@ class ArtifactRecord:
     bytes: int
     trainable_params: int | None = None
     backbone_params: int | None = None
+    id: int | None = None
+    deleted_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,12 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -59,13 +61,29 @@ class BackboneRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+ACTIVE = "removed_at IS NULL"
+
+
 class TaskRow(Base):
-    """A task, its place in the sequence, where its data lives and what it looks like."""
+    """A task, its place in the sequence, where its data lives and what it looks like.
+
+    A removed task keeps its row (and its runs, evaluations and artifacts) as history, with
+    ``removed_at`` set and no position; its name is free for a new task.
+    """
 
     __tablename__ = "tasks"
+    __table_args__ = (
+        Index(
+            "ux_tasks_active_name",
+            "name",
+            unique=True,
+            sqlite_where=text(ACTIVE),
+            postgresql_where=text(ACTIVE),
+        ),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    position: Mapped[int] = mapped_column(Integer, unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int | None] = mapped_column(Integer, unique=True)
     data_source: Mapped[str] = mapped_column(String(4096))
     data_format: Mapped[str] = mapped_column(String(16))
     glue_task: Mapped[str | None] = mapped_column(String(16))
@@ -84,6 +102,7 @@ class TaskRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     trained_at: Mapped[datetime | None]
+    removed_at: Mapped[datetime | None]
 
 
 class ComparisonRow(Base):
@@ -143,6 +162,7 @@ class ArtifactRow(Base):
     trainable_params: Mapped[int | None]
     backbone_params: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None]  # set by gc when the file is deleted
 
 
 class EvaluationRow(Base):

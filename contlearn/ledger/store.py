@@ -16,7 +16,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..errors import LedgerError, TaskExists, TaskNotFound
+from ..errors import (
+    ContlearnError,
+    LedgerError,
+    TaskBusy,
+    TaskExists,
+    TaskNotFound,
+    TaskNotTrained,
+)
 from .records import ArtifactRecord, BackboneRecord, EvaluationRecord, RunRecord, TaskRecord
 from .schema import ArtifactRow, BackboneRow, ComparisonRow, EvaluationRow, RunRow, TaskRow, utcnow
 
@@ -59,12 +66,21 @@ class Ledger:
             s.add(BackboneRow(**{f.name: getattr(record, f.name) for f in fields(record)}))
 
     # -- tasks --------------------------------------------------------------------------------
-    def tasks(self) -> list[TaskRecord]:
+    def tasks(self, *, removed: bool = False) -> list[TaskRecord]:
+        """The task sequence in order; with ``removed``, the removed tasks instead (oldest
+        removal first)."""
         with self.session() as s:
-            rows = s.scalars(select(TaskRow).order_by(TaskRow.position))
-            return [_record(TaskRecord, r) for r in rows]
+            query = select(TaskRow).where(TaskRow.removed_at.is_(None)).order_by(TaskRow.position)
+            if removed:
+                query = (
+                    select(TaskRow)
+                    .where(TaskRow.removed_at.is_not(None))
+                    .order_by(TaskRow.removed_at, TaskRow.id)
+                )
+            return [_record(TaskRecord, r) for r in s.scalars(query)]
 
     def task(self, name: str) -> TaskRecord:
+        """The task in the sequence named ``name``."""
         with self.session() as s:
             return _record(TaskRecord, self._task_row(s, name))
 
@@ -74,7 +90,8 @@ class Ledger:
 
     @staticmethod
     def _task_row(s: Session, name: str) -> TaskRow:
-        row = s.scalars(select(TaskRow).where(TaskRow.name == name)).first()
+        active = select(TaskRow).where(TaskRow.name == name, TaskRow.removed_at.is_(None))
+        row = s.scalars(active).first()
         if row is None:
             raise TaskNotFound(f"no task named {name!r}: `contlearn status` lists the tasks")
         return row
@@ -87,23 +104,55 @@ class Ledger:
                 self._insert_task(s, spec, at)
 
     def _insert_task(self, s: Session, spec: dict[str, Any], position: int | None) -> None:
-        if s.scalars(select(TaskRow.id).where(TaskRow.name == spec["name"])).first():
+        named = select(TaskRow.id).where(TaskRow.name == spec["name"])
+        if s.scalars(named.where(TaskRow.removed_at.is_(None))).first():
             raise TaskExists(
                 f"task {spec['name']!r} is already registered: choose another name "
                 "(`contlearn status` lists the tasks)"
             )
-        count = s.scalar(select(func.count()).select_from(TaskRow)) or 0
-        if position is None or position > count:
+        count = self._count(s)
+        if position is None:
             position = count + 1
-        # Shift in two steps so the unique index on position never sees a duplicate.
-        s.execute(
-            update(TaskRow)
-            .where(TaskRow.position >= position)
-            .values(position=-TaskRow.position - 1)
-        )
-        s.execute(update(TaskRow).where(TaskRow.position < 0).values(position=-TaskRow.position))
+        elif position > count + 1:
+            raise ContlearnError(
+                f"position {position} is beyond the end of the sequence ({count} tasks): "
+                f"give 1 to {count + 1}, or no position to append"
+            )
+        _shift(s, TaskRow.position >= position, +1)
         s.add(TaskRow(position=position, status="pending", **spec))
         s.flush()
+
+    @staticmethod
+    def _count(s: Session) -> int:
+        active = select(func.count()).select_from(TaskRow).where(TaskRow.removed_at.is_(None))
+        return s.scalar(active) or 0
+
+    def remove_task(
+        self, name: str, is_abandoned: Callable[[RunRecord], bool] = lambda run: False
+    ) -> TaskRecord:
+        """Take a task out of the sequence in one transaction: it keeps its row, runs,
+        evaluations and artifacts as history; later tasks move up a position. Refused while a
+        live run trains it."""
+        with self.session() as s:
+            self._release_abandoned(s, is_abandoned)
+            row = self._task_row(s, name)
+            if self._live_train_run(s, row.id) is not None or row.status == "training":
+                raise TaskBusy(
+                    f"task {name!r} is being trained right now: wait for the run to finish "
+                    "(`contlearn runs {name}` shows it), then remove it"
+                )
+            position, row.position, row.removed_at = row.position, None, utcnow()
+            s.flush()
+            _shift(s, TaskRow.position > position, -1)
+            return _record(TaskRecord, row)
+
+    @staticmethod
+    def _live_train_run(s: Session, task_id: int) -> RunRow | None:
+        return s.scalars(
+            select(RunRow)
+            .where(RunRow.task_id == task_id, RunRow.purpose == "train")
+            .where(RunRow.status == "running")
+        ).first()
 
     # -- runs ---------------------------------------------------------------------------------
     def start_run(self, **values: Any) -> int:
@@ -130,7 +179,7 @@ class Ledger:
             self._release_abandoned(s, is_abandoned)
             row = s.scalars(
                 select(TaskRow)
-                .where(TaskRow.status == "pending")
+                .where(TaskRow.status == "pending", TaskRow.removed_at.is_(None))
                 .order_by(TaskRow.position)
                 .limit(1)
                 .with_for_update(skip_locked=True)
@@ -144,20 +193,46 @@ class Ledger:
             s.flush()
             return _record(TaskRecord, row), run.id
 
+    def claim_retrain(
+        self,
+        name: str,
+        run_values: dict[str, Any],
+        is_abandoned: Callable[[RunRecord], bool] = lambda run: False,
+    ) -> tuple[TaskRecord, int, int]:
+        """Open a run that trains a trained task again, in one transaction; returns the task,
+        the new run and the run it would supersede. The task stays trained (its current run
+        serves it) until the new run succeeds. Refused while another run trains it."""
+        with self.session() as s:
+            self._release_abandoned(s, is_abandoned)
+            row = self._task_row(s, name)
+            current = self._trained_run_row(s, row.id)
+            if row.status != "trained" or current is None:
+                raise TaskNotTrained(
+                    f"task {name!r} is {row.status}, not trained yet: "
+                    "`contlearn train-next` trains it the first time"
+                )
+            if self._live_train_run(s, row.id) is not None:
+                raise TaskBusy(f"task {name!r} is being trained right now: wait for that run")
+            run = RunRow(status="running", purpose="train", task_id=row.id, **run_values)
+            run.heartbeat_at = utcnow()
+            s.add(run)
+            s.flush()
+            return _record(TaskRecord, row), run.id, current.id
+
     @staticmethod
     def _release_abandoned(s: Session, is_abandoned: Callable[[RunRecord], bool]) -> None:
         rows = s.execute(
             select(TaskRow, RunRow)
             .join(RunRow, RunRow.task_id == TaskRow.id)
-            .where(TaskRow.status == "training", RunRow.status == "running")
-            .where(RunRow.purpose == "train")
+            .where(RunRow.status == "running", RunRow.purpose == "train")
             .with_for_update(skip_locked=True)
         ).all()
         for task, run in rows:
             if is_abandoned(_record(RunRecord, run)):
                 run.status, run.finished_at = "failed", utcnow()
                 run.error = f"abandoned: process {run.pid} on {run.host} stopped without finishing"
-                task.status = "pending"
+                if task.status == "training":  # a retrain leaves its task trained
+                    task.status = "pending"
         s.flush()
 
     def heartbeat(self, run_id: int) -> None:
@@ -252,15 +327,45 @@ class Ledger:
             return [_record(ArtifactRecord, r) for r in rows]
 
     def trained_run(self, task_id: int) -> RunRecord | None:
-        """The adapter run that trained the task (the latest successful one)."""
+        """The task's current run: its latest successful adapter training run (a retrain that
+        fails leaves the one before current)."""
         with self.session() as s:
-            row = s.scalars(
-                select(RunRow)
-                .where(RunRow.task_id == task_id, RunRow.purpose == "train")
-                .where(RunRow.method == "adapter", RunRow.status == "succeeded")
-                .order_by(RunRow.id.desc())
-            ).first()
+            row = self._trained_run_row(s, task_id)
             return None if row is None else _record(RunRecord, row)
+
+    @staticmethod
+    def _trained_run_row(s: Session, task_id: int) -> RunRow | None:
+        return s.scalars(
+            select(RunRow)
+            .where(RunRow.task_id == task_id, RunRow.purpose == "train")
+            .where(RunRow.method == "adapter", RunRow.status == "succeeded")
+            .order_by(RunRow.id.desc())
+        ).first()
+
+    def garbage_artifacts(self) -> list[ArtifactRecord]:
+        """Artifacts whose files are still on disk but that no task uses: those of superseded
+        runs and of removed tasks."""
+        with self.session() as s:
+            current = [
+                self._trained_run_row(s, task_id)
+                for task_id in s.scalars(select(TaskRow.id).where(TaskRow.removed_at.is_(None)))
+            ]
+            keep = [r.id for r in current if r is not None]
+            rows = s.scalars(
+                select(ArtifactRow)
+                .where(ArtifactRow.deleted_at.is_(None), ArtifactRow.run_id.not_in(keep))
+                .order_by(ArtifactRow.id)
+            )
+            return [_record(ArtifactRecord, r) for r in rows]
+
+    def mark_deleted(self, artifact_ids: Sequence[int]) -> None:
+        """Record, in one transaction, that gc deleted these artifacts' files."""
+        with self.session() as s:
+            s.execute(
+                update(ArtifactRow)
+                .where(ArtifactRow.id.in_(list(artifact_ids)))
+                .values(deleted_at=utcnow())
+            )
 
     def post_train_scores(self) -> dict[int, float | None]:
         """Each task's primary dev score from its latest successful adapter training run."""
@@ -293,10 +398,17 @@ class Ledger:
             return [_record(EvaluationRecord, r) for r in s.scalars(query)]
 
 
+def _shift(s: Session, which: Any, by: int) -> None:
+    """Move the positions of the tasks ``which`` selects by ``by``, in two steps so that the
+    unique index on position never sees a duplicate."""
+    s.execute(update(TaskRow).where(which).values(position=-TaskRow.position - by))
+    s.execute(update(TaskRow).where(TaskRow.position < 0).values(position=-TaskRow.position))
+
+
 def _values(record: Any, **extra: Any) -> dict[str, Any]:
     values = {f.name: getattr(record, f.name) for f in fields(record)}
     values.update(extra)
-    return {k: v for k, v in values.items() if not (k == "created_at" and v is None)}
+    return {k: v for k, v in values.items() if not (k in ("created_at", "id") and v is None)}
 
 
 def _comparison(row: ComparisonRow) -> dict[str, Any]:

@@ -11,13 +11,14 @@ last finished task; the checkpoints are removed when the comparison completes.
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 from ..artifacts import ArtifactStore
 from ..config import CompareConfig, recorded_train_config
 from ..errors import ContlearnError
 from ..eval import forgetting
-from ..ledger.records import TaskRecord
+from ..ledger.records import RunRecord, TaskRecord
 from ..ledger.store import Ledger
 from .full_finetune import full_finetune_config, run_sequence
 
@@ -39,40 +40,61 @@ def trained_sequence(ledger: Ledger) -> list[TaskRecord]:
     return tasks
 
 
+def check_methods(methods: tuple[str, ...]) -> None:
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown or not methods:
+        raise ContlearnError(f"unknown method(s) {unknown}: choose from {', '.join(METHODS)}")
+
+
+def plan(
+    ledger: Ledger,
+    settings: CompareConfig,
+    methods: tuple[str, ...] = METHODS,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a comparison will run, before it runs: the tasks in order, the adapter run it
+    reuses for each, and each task's full fine-tuning settings (``overrides`` applied)."""
+    check_methods(methods)
+    tasks = trained_sequence(ledger)
+    runs = {t.name: ledger.trained_run(t.id) for t in tasks}
+    full = {t.name: asdict(full_finetune_config(runs[t.name], settings, overrides)) for t in tasks}
+    return {
+        "methods": list(methods),
+        "task_names": [t.name for t in tasks],
+        "config": {"full_finetune": full, "adapter_runs": {n: r.id for n, r in runs.items()}},
+    }
+
+
 def compare(
     ledger: Ledger,
     store: ArtifactStore,
     settings: CompareConfig,
     *,
     methods: tuple[str, ...] = METHODS,
+    overrides: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) the comparison; returns the results the report is built from."""
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown or not methods:
-        raise ContlearnError(f"unknown method(s) {unknown}: choose from {', '.join(METHODS)}")
-    tasks = trained_sequence(ledger)
-    comparison_id = _open_comparison(ledger, settings, tasks, methods)
+    planned = plan(ledger, settings, methods, overrides)
+    comparison_id = _open_comparison(ledger, planned)
     if FULL in methods:
-        run_sequence(ledger, store, settings, comparison_id, tasks, progress=progress)
+        meta = ledger.comparison(comparison_id)
+        tasks = [ledger.task_by_id(r.task_id) for r in compared_runs(ledger, meta)]
+        full = meta["config"]["full_finetune"]
+        configs = {name: recorded_train_config(values) for name, values in full.items()}
+        run_sequence(ledger, store, comparison_id, tasks, configs, progress=progress)
     results = build_results(ledger, comparison_id)
     ledger.finish_comparison(comparison_id, results)
     return results
 
 
-def _open_comparison(
-    ledger: Ledger, settings: CompareConfig, tasks: list[TaskRecord], methods: tuple[str, ...]
-) -> int:
-    config = {
-        "full_finetune": {t.name: asdict(full_finetune_config(ledger, settings, t)) for t in tasks},
-        "adapter_runs": {t.name: ledger.trained_run(t.id).id for t in tasks},
-    }
-    names = [t.name for t in tasks]
+def _open_comparison(ledger: Ledger, planned: dict[str, Any]) -> int:
+    names, config, methods = planned["task_names"], planned["config"], planned["methods"]
     for row in reversed(ledger.comparisons()):
         same = row["task_names"] == names and _same_config(row["config"], config)
-        if same and row["methods"] == list(methods):
+        if same and row["methods"] == methods:
             return row["id"]  # resume an interrupted one, or reuse a finished one
-    return ledger.start_comparison(methods=list(methods), task_names=names, config=config)
+    return ledger.start_comparison(methods=methods, task_names=names, config=config)
 
 
 def _same_config(recorded: dict[str, Any], config: dict[str, Any]) -> bool:
@@ -85,14 +107,22 @@ def _same_config(recorded: dict[str, Any], config: dict[str, Any]) -> bool:
     return {**recorded, "full_finetune": full} == config
 
 
+def compared_runs(ledger: Ledger, meta: dict[str, Any]) -> list[RunRecord]:
+    """The adapter run of each task the comparison covered, in its order (a task retrained or
+    removed since keeps the run the comparison used)."""
+    recorded = meta["config"]["adapter_runs"]
+    return [ledger.run(recorded[name]) for name in meta["task_names"]]
+
+
 def build_results(ledger: Ledger, comparison_id: int) -> dict[str, Any]:
     """Everything the report shows, from the ledger alone."""
     meta = ledger.comparison(comparison_id)
-    tasks = [ledger.task(n) for n in meta["task_names"]]
+    runs = compared_runs(ledger, meta)
+    tasks = [ledger.task_by_id(r.task_id) for r in runs]
     bb = ledger.backbone()
     methods = {}
     if ADAPTER in meta["methods"]:
-        methods[ADAPTER] = _adapter_method(ledger, tasks)
+        methods[ADAPTER] = _adapter_method(ledger, tasks, runs)
     if FULL in meta["methods"]:
         methods[FULL] = _full_method(ledger, tasks, comparison_id)
     return {
@@ -105,15 +135,15 @@ def build_results(ledger: Ledger, comparison_id: int) -> dict[str, Any]:
         },
         "tasks": [{"name": t.name, "position": t.position, "metric": t.metric} for t in tasks],
         "methods": methods,
-        "config": _shared_config(ledger, tasks, meta["config"]),
+        "config": _shared_config(tasks, runs, meta["config"]),
     }
 
 
 def _shared_config(
-    ledger: Ledger, tasks: list[TaskRecord], recorded: dict[str, Any]
+    tasks: list[TaskRecord], adapter_runs: list[RunRecord], recorded: dict[str, Any]
 ) -> dict[str, Any]:
     """Each training setting once, or per task (``rte 5 / mrpc 3``) where the tasks differ."""
-    runs = [asdict(recorded_train_config(ledger.trained_run(t.id).config["train"])) for t in tasks]
+    runs = [asdict(recorded_train_config(r.config["train"])) for r in adapter_runs]
     config: dict[str, Any] = {}
     for key in ("epochs", "batch_size", "max_length", "seed", "max_train_examples"):
         config[key] = _per_task(tasks, [run[key] for run in runs])
@@ -159,17 +189,26 @@ def _method(label, tasks, cells, identical, runs, bytes_per_task, total_bytes, p
     }
 
 
-def _adapter_method(ledger: Ledger, tasks: list[TaskRecord]) -> dict[str, Any]:
-    runs = [ledger.trained_run(t.id) for t in tasks]
+def _adapter_method(
+    ledger: Ledger, tasks: list[TaskRecord], runs: list[RunRecord]
+) -> dict[str, Any]:
+    """The adapter matrix from the recorded runs: the diagonal from each run's post-train
+    evaluation, the cells below it from the verifications later runs made of that very run. A
+    task retrained after a later task was trained was never verified by it: that cell repeats
+    the task's own score (adapters leave it as trained) and is not counted as a check."""
     cells: dict[tuple[int, int], float] = {}
     same = total = 0
+    trained_at = {t.id: r.finished_at for t, r in zip(tasks, runs, strict=True)}
     for task, run in zip(tasks, runs, strict=True):
         for e in ledger.evaluations(run_id=run.id):
             if e.kind == "post-train" and e.task_id == task.id:
                 cells[(task.id, task.id)] = e.primary_value
-            elif e.kind == "verification":
+            elif e.kind == "verification" and e.task_id in trained_at:
+                if _utc(e.created_at) < _utc(trained_at[e.task_id]):
+                    continue  # it verified an earlier run of that task
                 cells[(task.id, e.task_id)] = e.primary_value
                 same, total = same + bool(e.identical), total + 1
+    _fill_unverified(tasks, cells)
     files = [ledger.artifacts(r.id) for r in runs]
     sizes = [sum(a.bytes for a in f if a.role in ("weights", "config")) for f in files]
     params = [next(a.trainable_params for a in f if a.role == "weights") for f in files]
@@ -184,6 +223,16 @@ def _adapter_method(ledger: Ledger, tasks: list[TaskRecord]) -> dict[str, Any]:
         backbone_bytes + sum(sizes),
         params,
     )
+
+
+def _fill_unverified(tasks: list[TaskRecord], cells: dict[tuple[int, int], float]) -> None:
+    for i, later in enumerate(tasks):
+        for earlier in tasks[:i]:
+            cells.setdefault((later.id, earlier.id), cells[(earlier.id, earlier.id)])
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _full_method(ledger: Ledger, tasks: list[TaskRecord], comparison_id: int) -> dict[str, Any]:

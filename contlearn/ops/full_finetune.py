@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from .. import files
 from ..artifacts import ArtifactStore
-from ..config import CompareConfig, TrainConfig, recorded_train_config
-from ..ledger.records import EvaluationRecord, TaskRecord
+from ..config import CompareConfig, TrainConfig, recorded_train_config, with_overrides
+from ..ledger.records import EvaluationRecord, RunRecord, TaskRecord
 from ..ledger.store import Ledger
 from ..model.adapted import count_parameters
 from .context import ModelContext, open_context, read_task_data, subsampled
@@ -24,13 +25,14 @@ METHOD = "full-finetune"
 def run_sequence(
     ledger: Ledger,
     store: ArtifactStore,
-    settings: CompareConfig,
     comparison_id: int,
     tasks: list[TaskRecord],
+    settings: dict[str, TrainConfig],
     *,
     progress: bool = False,
 ) -> None:
-    """Train the tasks not yet done in this comparison, saving a checkpoint after each."""
+    """Train the tasks not yet done in this comparison, each with its recorded settings,
+    saving a checkpoint after each."""
     done = set(ledger.finished_comparison_runs(comparison_id))
     if len(done) == len(tasks):
         remove_checkpoint(store, comparison_id)
@@ -45,8 +47,8 @@ def run_sequence(
     remove_checkpoint(store, comparison_id)
 
 
-def _add_head(ctx: ModelContext, settings: CompareConfig, task: TaskRecord) -> None:
-    dropout = full_finetune_config(ctx.ledger, settings, task).dropout
+def _add_head(ctx: ModelContext, settings: dict[str, TrainConfig], task: TaskRecord) -> None:
+    dropout = settings[task.name].dropout
     ctx.model.add_task(task.name, num_outputs=task.num_outputs, adapter=None, dropout=dropout)
 
 
@@ -75,7 +77,7 @@ def _save_checkpoint(ctx: ModelContext, comparison_id: int) -> None:
 
 
 def _train_and_evaluate(ctx, settings, comparison_id, task, so_far, progress) -> None:
-    config = full_finetune_config(ctx.ledger, settings, task)
+    config = settings[task.name]
     values = comparison_run_values(comparison_id, task, config, ctx.model.family.name)
     run_id = ctx.ledger.start_run(**values)
     try:
@@ -130,20 +132,23 @@ def _train(ctx, settings, task: TaskRecord, config: TrainConfig, progress: bool)
 
 
 def _evaluate(ctx, settings, task: TaskRecord, after: TaskRecord, progress) -> EvaluationRecord:
-    config = full_finetune_config(ctx.ledger, settings, task)
+    config = settings[task.name]
     dev = ctx.encode(task, read_task_data(task).dev, config.max_length)
     with torch.no_grad():
         result = evaluate_task(ctx, task, dev, progress=progress)
     return evaluation_record(task, result, "comparison", after_task_id=after.id)
 
 
-def full_finetune_config(ledger: Ledger, settings: CompareConfig, task: TaskRecord) -> TrainConfig:
-    """The adapter run's settings for this task, with the full fine-tuning learning rate; the
-    backbone trains here, so it keeps its own attention dropout as in standard fine-tuning.
-    The weight-decay rule is the adapter run's, so a comparison over runs recorded before the
-    rule existed replays as they were trained."""
-    adapter_run = recorded_train_config(ledger.trained_run(task.id).config["train"])
-    return replace(adapter_run, lr=settings.full_finetune_lr, backbone_attention_dropout=True)
+def full_finetune_config(
+    adapter_run: RunRecord, settings: CompareConfig, overrides: dict[str, Any] | None = None
+) -> TrainConfig:
+    """The adapter run's settings for this task, with the full fine-tuning learning rate, then
+    any budget ``overrides``; the backbone trains here, so it keeps its own attention dropout
+    as in standard fine-tuning. The weight-decay rule is the adapter run's, so a comparison
+    over runs recorded before the rule existed replays as they were trained."""
+    recorded = recorded_train_config(adapter_run.config["train"])
+    config = replace(recorded, lr=settings.full_finetune_lr, backbone_attention_dropout=True)
+    return with_overrides(config, **(overrides or {}))
 
 
 def comparison_run_values(

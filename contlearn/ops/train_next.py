@@ -208,8 +208,7 @@ def artifact_config(
 
 def _write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written):
     """Write weights, config and dev logits atomically; return their ledger records."""
-    paths = ctx.store.paths(task.name)
-    ctx.store.remove_stale(task.name)  # left by a killed writer
+    paths = ctx.store.paths(task.name, run_id)  # a folder of its own: nothing else is in it
     meta = artifact_config(ctx, task, adapter_cfg, train_cfg)
     meta["eval_threads"] = outcome["eval"].threads
     blobs = {
@@ -242,6 +241,7 @@ def _fail(ctx, task, run_id, exc, written, verifications) -> None:
     """Undo what the run wrote and record why it failed; the task goes back to pending."""
     for path in written:
         path.unlink(missing_ok=True)
+    ctx.store.remove_empty(ctx.store.run_dir(task.name, run_id))
     if task.name in ctx.model.tasks:
         ctx.model.remove_task(task.name)
     record_failure(ctx.ledger, run_id, exc, verifications)
