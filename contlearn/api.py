@@ -119,10 +119,17 @@ class Workspace:
     def tasks(self) -> list[TaskRecord]:
         return self.ledger.tasks()
 
-    def status(self) -> list[dict[str, Any]]:
+    def status(self, *, verbose: bool = False) -> list[dict[str, Any]]:
+        """The sequence, one dict per task; ``verbose`` adds each task's current run."""
         from .ops.intake import status
 
-        return status(self.ledger)
+        return status(self.ledger, verbose=verbose)
+
+    def trained_after(self, names: Sequence[str]) -> list[str]:
+        """The trained tasks that come after the tasks ``names`` in the sequence."""
+        from .ops.intake import trained_after
+
+        return trained_after(self.ledger, names)
 
     def add_task(
         self,
@@ -160,11 +167,45 @@ class Workspace:
         return [e.name for e in entries]
 
     # -- training, checking, comparing ---------------------------------------------------------
-    def train_next(self, *, all_tasks: bool = False, **overrides: Any) -> list[dict[str, Any]]:
-        """Train the next pending task (or all of them) with adapters; returns run results."""
+    def train_next(self, *, all_tasks: bool = False, **options: Any) -> list[dict[str, Any]]:
+        """Train the next pending task (or all of them) with adapters; returns run results.
+
+        ``options``: training settings (``epochs``, ``lr``, ``max_train_examples`` ...; an
+        unknown one raises ``TypeError``), and ``progress``, ``on_result``, ``on_estimate``."""
         from .ops.train_next import train_pending
 
-        return train_pending(self.ledger, self.store, self.config, all_tasks=all_tasks, **overrides)
+        return train_pending(self.ledger, self.store, self.config, all_tasks=all_tasks, **options)
+
+    def retrain(self, name: str, **options: Any) -> dict[str, Any]:
+        """Train task ``name`` again, a new adapter from scratch; it becomes current only if it
+        succeeds and every other trained task verifies identical (options as ``train_next``)."""
+        from .ops.train_next import retrain
+
+        return retrain(self.ledger, self.store, self.config, name, **options)
+
+    def remove(self, name: str) -> dict[str, Any]:
+        """Take task ``name`` out of the sequence; its runs and files stay as history."""
+        from .ops.lifecycle import remove_task
+
+        return remove_task(self.ledger, name)
+
+    def gc(self, *, dry_run: bool = False) -> dict[str, Any]:
+        """Delete the artifact files no task uses; returns what went and the bytes freed."""
+        from .ops.lifecycle import collect_garbage
+
+        return collect_garbage(self.ledger, self.store, dry_run=dry_run)
+
+    def runs(self, task: str | None = None) -> list[dict[str, Any]]:
+        """Every run (of task ``task``, or all), oldest first."""
+        from .ops.history import run_rows
+
+        return run_rows(self.ledger, task)
+
+    def comparisons(self) -> list[dict[str, Any]]:
+        """Every comparison, oldest first."""
+        from .ops.history import comparison_rows
+
+        return comparison_rows(self.ledger)
 
     def audit(self, *, task: str | None = None, progress: bool = False) -> dict[str, Any]:
         """Re-evaluate every trained task (or one); ``["verdict"]`` is "clean" when all match."""
@@ -178,14 +219,36 @@ class Workspace:
 
         return history(self.ledger)
 
-    def compare(
-        self, *, methods: Sequence[str] = ("adapter", "full-finetune"), progress: bool = False
+    def plan_comparison(
+        self, *, methods: Sequence[str] = ("adapter", "full-finetune"), **budget: Any
     ) -> dict[str, Any]:
-        """Adapters vs sequential full fine-tuning on the task sequence (resumable)."""
+        """What ``compare`` would run: the tasks, the adapter runs it reuses and each task's
+        full fine-tuning settings; nothing is trained or recorded."""
+        from .ops.compare import plan
+
+        return plan(self.ledger, self.config.compare, tuple(methods), budget)
+
+    def compare(
+        self,
+        *,
+        methods: Sequence[str] = ("adapter", "full-finetune"),
+        progress: bool = False,
+        on_estimate: Any = None,
+        **budget: Any,
+    ) -> dict[str, Any]:
+        """Adapters vs sequential full fine-tuning on the task sequence (resumable). ``budget``:
+        ``epochs``, ``max_train_examples``, ``batch_size``, ``max_length``, ``seed`` and
+        ``lr`` (the baseline's) override the settings taken from each task's adapter run."""
         from .ops.compare import compare
 
         return compare(
-            self.ledger, self.store, self.config.compare, methods=tuple(methods), progress=progress
+            self.ledger,
+            self.store,
+            self.config.compare,
+            methods=tuple(methods),
+            overrides=budget,
+            progress=progress,
+            on_estimate=on_estimate,
         )
 
     def write_report(self, results: dict[str, Any], out: Path | None = None) -> dict[str, Path]:

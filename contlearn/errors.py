@@ -21,6 +21,11 @@ class ConfigError(ContlearnError):
     """``tasks.toml`` or an option holds an invalid value."""
 
 
+class UnknownSetting(ContlearnError, TypeError):
+    """A keyword argument that names no setting (a ``TypeError`` too, as Python raises for an
+    unknown keyword)."""
+
+
 class SchemaError(ContlearnError):
     """The ledger's schema is newer than this code, or cannot be read."""
 

@@ -28,11 +28,21 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_mode() -> int:
+    """The permissions a new file gets from the user's umask (``mkstemp`` alone gives 0600,
+    which keeps the rest of a team from reading a shared workspace)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``; the file
+    gets the permissions the umask gives new files."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -67,7 +67,7 @@ def test_a_deleted_artifact_is_named(trained: Workspace) -> None:
     result = cli(trained)
     assert result.exit_code == 1
     assert "task 'a': artifact" in result.output and "is missing" in result.output
-    assert "verdict: drift" in result.output
+    assert "verdict: tampered (2 tasks," in result.output
 
 
 def test_a_different_backbone_is_refused(trained: Workspace, tmp_path: Path) -> None:
@@ -86,6 +86,7 @@ def test_edited_data_is_reported_as_data_drift(trained: Workspace) -> None:
     rows = {r["task"]: r for r in json.loads(result.output)["tasks"]}
     assert not rows["a"]["data_ok"] and rows["a"]["artifact_ok"]
     assert "data drift" in rows["a"]["findings"][0] and rows["b"]["ok"]
+    assert json.loads(result.output)["verdict"] == "drift"  # data, not the artifacts
 
 
 def test_changed_logits_with_same_predictions_report_the_difference(trained: Workspace) -> None:
@@ -103,8 +104,8 @@ def test_history_lists_audits_with_verdicts(trained: Workspace) -> None:
     trained.artifact_files("b")["weights"].unlink()
     assert cli(trained).exit_code == 1
     out = json.loads(cli(trained, "--history", "--json").output)["audits"]
-    assert [a["verdict"] for a in out] == ["clean", "drift"]
+    assert [a["verdict"] for a in out] == ["clean", "tampered"]
     table = cli(trained, "--history").output
-    assert "clean" in table and "drift" in table
+    assert "clean" in table and "tampered" in table
     audits = trained.ledger.runs(purpose="audit")
     assert len(trained.ledger.evaluations(run_id=audits[0].id, kind="audit")) == 2

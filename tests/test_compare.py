@@ -73,11 +73,11 @@ def test_an_interrupted_comparison_resumes_from_the_last_finished_task(
     real = finetune._train_and_evaluate
     calls = {"n": 0}
 
-    def crash_on_second(ctx, settings, cid, task, so_far, progress):
+    def crash_on_second(ctx, settings, cid, task, so_far, progress, **kw):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt  # as if the user pressed Ctrl-C during task b
-        return real(ctx, settings, cid, task, so_far, progress)
+        return real(ctx, settings, cid, task, so_far, progress, **kw)
 
     monkeypatch.setattr(finetune, "_train_and_evaluate", crash_on_second)
     with pytest.raises(KeyboardInterrupt):

@@ -609,7 +609,7 @@ CASES: list[tuple[str, Build, tuple[str, ...], Fails | Refused | Works]] = [
         "predict-wrong-columns",
         predict_input("in.csv", "sentence,label\ngood movie,pos\n"),
         PREDICT,
-        fails("row 1: no text in field 'text'"),
+        fails("row 1 has no column 'text' (task 'a' reads text); the input's columns are"),
     ),
     (
         "predict-invalid-jsonl",

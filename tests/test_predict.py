@@ -101,9 +101,13 @@ def test_mixed_tasks_equal_each_task_alone_in_input_order(ws: Workspace) -> None
     got = predict(ws.ledger, ws.store, None, rows, task_field="task")
     assert [r["id"] for r in got] == list(range(len(rows)))
     assert [r["task"] for r in got] == [r["task"] for r in rows]
+    assert [r["index"] for r in got] == list(range(len(rows)))  # place in the input
     for name in ("a", "b"):
         alone = predict(ws.ledger, ws.store, name, [r for r in rows if r["task"] == name])
-        assert [r for r in got if r["task"] == name] == alone
+        mine = [r for r in got if r["task"] == name]
+        assert [r["id"] for r in mine] == [r["id"] for r in alone]
+        drop = lambda r: {k: v for k, v in r.items() if k != "index"}  # noqa: E731
+        assert [drop(r) for r in mine] == [drop(r) for r in alone]
     assert set(got[1]["probabilities"]) == {"x", "y", "z"}
     assert sum(got[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
 
@@ -111,7 +115,7 @@ def test_mixed_tasks_equal_each_task_alone_in_input_order(ws: Workspace) -> None
 @pytest.mark.parametrize(
     ("task", "rows", "kwargs", "error", "message"),
     [
-        ("a", [{"text": "good"}, {"txt": "bad"}], {}, BadData, "row 2: no text in field 'text'"),
+        ("a", [{"text": "good"}, {"txt": "bad"}], {}, BadData, "row 2 has no column 'text'"),
         ("a", [{"text": "good"}, {"text": "  "}], {}, BadData, "row 2: no text in field 'text'"),
         ("a", [{"text": 3}], {}, BadData, "row 1: field 'text' holds a int, not text"),
         ("a", ["good"], {}, BadData, "row 1 is a str, not an object"),
@@ -137,7 +141,8 @@ def test_read_rows_reads_every_format(tmp_path: Path, fmt: str) -> None:
     if fmt == "tsv":
         rows[1]["text"] = 'a "quoted" film'
     path = write_table_file(tmp_path / f"in.{fmt}", fmt, rows)
-    assert list(read_rows(str(path))) == rows
+    read = read_rows(str(path))
+    assert read.rows == rows and read.blank_lines == () and read.source == str(path)
 
 
 def test_write_rows_csv_has_one_column_per_label(tmp_path: Path) -> None:
@@ -205,6 +210,12 @@ def test_cli_mixed_task_file(ws: Workspace, tmp_path: Path) -> None:
     ("args", "rows", "message"),
     [
         (["a"], [{"text": "good"}, {"sentence": "bad"}], "row 2: no text in field 'text'"),
+        (
+            ["a"],
+            [{"sentence": "good"}],
+            "row 1 has no column 'text' (task 'a' reads text); "
+            "the input's columns are sentence: rename the column to 'text'",
+        ),
         (["zz"], [{"text": "good"}], "no task named 'zz'"),
         (["c"], [{"text": "good"}], "task 'c' is pending, not trained"),
         (["a", "--task-field", "task"], [{"task": "a", "text": "good"}], "not both"),

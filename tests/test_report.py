@@ -153,7 +153,22 @@ def test_writes_every_file(written):
     assert set(paths) == expected | {"csv_adapter", "csv_full-finetune"}
     assert paths["csv_full-finetune"].name == "matrix_full-finetune.csv"
     assert all(path.is_file() and path.parent == out for path in paths.values())
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths.values())
+    names = sorted(p.name for p in paths.values())
+    assert sorted(p.name for p in out.iterdir()) == sorted([*names, ".contlearn-report.json"])
+    assert json.loads((out / ".contlearn-report.json").read_text()) == {"files": names}
+
+
+def test_a_new_report_in_the_same_folder_leaves_no_stale_file(tmp_path):
+    out = tmp_path / "out"
+    results = three_tasks()
+    write_report(results, out)
+    (out / "notes.txt").write_text("mine")  # not contlearn's: never touched
+    adapter_only = {**results, "methods": {"adapter": results["methods"]["adapter"]}}
+    paths = write_report(adapter_only, out)
+    assert not (out / "matrix_full-finetune.csv").exists()  # the earlier report's
+    assert (out / "notes.txt").read_text() == "mine"
+    expected = {p.name for p in paths.values()} | {"notes.txt", ".contlearn-report.json"}
+    assert {p.name for p in out.iterdir()} == expected
 
 
 def test_json_round_trips(written):
@@ -267,11 +282,11 @@ def test_hostile_names_are_escaped(tmp_path):
 
 
 def test_no_temp_files_and_rewrites_in_place(tmp_path):
-    first = write_report(three_tasks(), tmp_path)
+    write_report(three_tasks(), tmp_path)
     second = write_report(one_task(), tmp_path)
     names = {p.name for p in tmp_path.iterdir()}
-    assert not any(name.startswith(".") or name.endswith(".tmp") for name in names)
-    assert names == {p.name for p in first.values()} | {p.name for p in second.values()}
+    assert not any(name.endswith(".tmp") for name in names)
+    assert names == {p.name for p in second.values()} | {".contlearn-report.json"}
     assert "stsb" in second["md"].read_text()
 
 

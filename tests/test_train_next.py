@@ -66,7 +66,7 @@ def test_optimizer_holds_exactly_the_task_parameters(two_tasks, monkeypatch) -> 
 
     monkeypatch.setattr(torch.optim, "AdamW", spy)
     from contlearn.ops.context import open_context
-    from contlearn.ops.train_next import train_one
+    from contlearn.ops.train_task import train_one
 
     ctx = open_context(two_tasks.ledger, two_tasks.store)
     claimed = two_tasks.ledger.claim_next_pending(
@@ -207,7 +207,7 @@ def test_backbone_attention_dropout_switch_is_recorded_and_changes_training(
     two_tasks: Workspace, tiny_backbone: Path, tmp_path: Path
 ) -> None:
     from contlearn.ops.context import open_context
-    from contlearn.ops.train_next import train_one
+    from contlearn.ops.train_task import train_one
 
     ctx = open_context(two_tasks.ledger, two_tasks.store)
     before = [d.p for d in ctx.model.attention_dropouts]
@@ -243,7 +243,7 @@ def test_backbone_attention_dropout_switch_is_recorded_and_changes_training(
 
 def test_runs_recorded_before_the_setting_existed_kept_the_dropout(two_tasks: Workspace) -> None:
     from contlearn.config import recorded_train_config
-    from contlearn.ops.full_finetune import full_finetune_config
+    from contlearn.ops.compare import full_finetune_config
 
     two_tasks.train_next(backbone_attention_dropout=False)
     recorded = _train_config(two_tasks, "a")

@@ -165,8 +165,10 @@ def test_status_table(workspace: Workspace, tmp_path: Path) -> None:
         "labels",
         "metric",
         "score",
+        "fields",
     ]
     assert "regression" in out and "pearson" in out and "20/8" in out
+    assert out.splitlines()[1].split()[-3:] == ["sentence1,sentence2", "->", "score"]
 
 
 def test_every_command_has_help_with_an_example() -> None:

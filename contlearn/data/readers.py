@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ def read_table(source: Path, name: str, glue_task: str | None) -> Table:
 
 def _read_delimited(path: Path, name: str, tsv: bool, columns: tuple[str, ...] | None) -> Table:
     """csv with the usual quoting, or tsv with none (GLUE's text holds bare quotes)."""
-    rows, lines = _parse_delimited(path, name, tsv)
+    rows, lines, blanks = _parse_delimited(path, name, tsv)
     if columns is None:
         columns = tuple(c.strip() for c in rows[0]) if rows else ()
         rows, lines = rows[1:], lines[1:]
@@ -44,12 +45,23 @@ def _read_delimited(path: Path, name: str, tsv: bool, columns: tuple[str, ...] |
                 f"check the delimiter ({'tab' if tsv else 'comma'}) and the quoting"
             )
     index = {c: i for i, c in enumerate(columns)}
-    return Table(name, columns, len(rows), lambda c: [row[index[c]] for row in rows], lines)
+    return Table(
+        name,
+        columns,
+        len(rows),
+        lambda c: [row[index[c]] for row in rows],
+        lines,
+        blank_lines=tuple(blanks),
+    )
 
 
-def _parse_delimited(path: Path, name: str, tsv: bool) -> tuple[list[list[str]], list[int]]:
+def _parse_delimited(
+    path: Path, name: str, tsv: bool
+) -> tuple[list[list[str]], list[int], list[int]]:
+    """The rows, the line each starts on, and the blank lines (skipped)."""
     rows: list[list[str]] = []
     lines: list[int] = []
+    blanks: list[int] = []
     quoting = csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
@@ -62,8 +74,10 @@ def _parse_delimited(path: Path, name: str, tsv: bool) -> tuple[list[list[str]],
                     lines.append(end + 1)
                     if (
                         len(rows) > rules.MAX_ROWS + 1
-                    ):  # + 1: the header; stop before memory runs out
+                    ):  # the header too; stop before memory runs out
                         raise too_many_rows(name)
+                else:
+                    blanks.append(reader.line_num)
                 end = reader.line_num
     except UnicodeDecodeError as exc:
         raise not_utf8(path, name) from exc
@@ -73,7 +87,7 @@ def _parse_delimited(path: Path, name: str, tsv: bool) -> tuple[list[list[str]],
         ) from exc
     except OSError as exc:
         raise unreadable(name, exc) from exc
-    return rows, lines
+    return rows, lines, blanks
 
 
 def _read_json(path: Path, name: str) -> Table:
@@ -92,7 +106,10 @@ def _read_json(path: Path, name: str) -> Table:
             raise too_many_rows(name)
         return _object_table(name, [json_row(v, f"{name} row {i + 1}") for i, v in enumerate(rows)])
     # Split on "\n" only: str.splitlines would also split inside text at U+2028 and friends.
-    numbered = [(i + 1, line) for i, line in enumerate(text.split("\n")) if line.strip()]
+    parts = text.split("\n")
+    parts = parts[:-1] if parts and parts[-1] == "" else parts  # the final newline ends a line
+    numbered = [(i + 1, line) for i, line in enumerate(parts) if line.strip()]
+    blanks = tuple(i + 1 for i, line in enumerate(parts) if not line.strip())
     if len(numbered) > rules.MAX_ROWS:
         raise too_many_rows(name)
     if len(numbered) > 1 and _one_object(text):
@@ -103,7 +120,7 @@ def _read_json(path: Path, name: str) -> Table:
     rows = [
         json_row(json_value(line, f"{name} line {i}"), f"{name} line {i}") for i, line in numbered
     ]
-    return _object_table(name, rows, [i for i, _ in numbered])
+    return replace(_object_table(name, rows, [i for i, _ in numbered]), blank_lines=blanks)
 
 
 def _one_object(text: str) -> bool:

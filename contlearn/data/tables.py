@@ -16,6 +16,7 @@ class Table:
     rows: int
     column: Callable[[str], list[Any]]
     lines: Sequence[int] | None = None  # each row's first line in a text file; None: row numbers
+    blank_lines: tuple[int, ...] = ()  # the blank lines a text file held (skipped)
 
     def where(self, i: int) -> str:
         if self.lines is None:

@@ -107,6 +107,24 @@ def majority_class_score(
     return compute_metrics(names, y_true=y_true, y_pred=y_pred, num_classes=num_classes)
 
 
+COLLAPSED_SHARE = 0.95  # predictions this concentrated on one class ...
+COLLAPSED_MARGIN = 0.10  # ... that the labels are not: the model (nearly) ignores its input
+
+
+def collapsed_class(y_true: Sequence[int], y_pred: Sequence[int]) -> tuple[int, float] | None:
+    """(class, share of predictions) when the predictions are (almost) all one class and the
+    labels are not, else None. A model that nearly always predicts one class scores the
+    majority baseline at best (F1 can still look good on a skewed binary task)."""
+    true, pred = _pair(y_true, y_pred)
+    values, counts = np.unique(pred, return_counts=True)
+    top = int(values[counts.argmax()])
+    share = float(counts.max() / len(pred))
+    true_share = float(np.mean(true == top))
+    if share >= COLLAPSED_SHARE and share - true_share >= COLLAPSED_MARGIN:
+        return top, share
+    return None
+
+
 def _apply(name: str, y_true, y_pred, num_classes: int | None) -> float:
     if name in NEEDS_NUM_CLASSES:
         return METRIC_FUNCTIONS[name](y_true, y_pred, num_classes)

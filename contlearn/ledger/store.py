@@ -139,7 +139,7 @@ class Ledger:
             if self._live_train_run(s, row.id) is not None or row.status == "training":
                 raise TaskBusy(
                     f"task {name!r} is being trained right now: wait for the run to finish "
-                    "(`contlearn runs {name}` shows it), then remove it"
+                    f"(`contlearn runs {name}` shows it), then remove it"
                 )
             position, row.position, row.removed_at = row.position, None, utcnow()
             s.flush()
@@ -356,6 +356,12 @@ class Ledger:
                 .where(ArtifactRow.deleted_at.is_(None), ArtifactRow.run_id.not_in(keep))
                 .order_by(ArtifactRow.id)
             )
+            return [_record(ArtifactRecord, r) for r in rows]
+
+    def artifacts_on_disk(self) -> list[ArtifactRecord]:
+        """Every artifact whose file gc has not deleted."""
+        with self.session() as s:
+            rows = s.scalars(select(ArtifactRow).where(ArtifactRow.deleted_at.is_(None)))
             return [_record(ArtifactRecord, r) for r in rows]
 
     def mark_deleted(self, artifact_ids: Sequence[int]) -> None:

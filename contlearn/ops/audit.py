@@ -10,23 +10,27 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..artifacts import ArtifactStore
 from ..data.task import data_fingerprint
 from ..errors import ArtifactError, BackboneMismatch, ContlearnError, TaskNotTrained
 from ..ledger.records import EvaluationRecord, TaskRecord
 from ..ledger.store import Ledger
-from .context import ModelContext, open_context, trained_artifacts
+from .current import recorded_post_train, trained_artifacts
 from .runs import run_values
-from .verify import recorded_post_train, reproduce
+
+if TYPE_CHECKING:
+    from .context import ModelContext
 
 
 def audit(
     ledger: Ledger, store: ArtifactStore, *, task: str | None = None, progress: bool = False
 ) -> dict[str, Any]:
     """Audit the trained tasks (or one); returns per-task rows and an overall verdict."""
-    tasks = _tasks_to_audit(ledger, task)
+    tasks = _tasks_to_audit(ledger, task)  # before anything loads: an unknown task is quick
+    from .context import open_context
+
     run_id = ledger.start_run(**run_values("audit", {"task": task}))
     start = time.perf_counter()
     try:
@@ -53,13 +57,21 @@ def _summary(rows: list[dict[str, Any]], seconds: float, run_id: int) -> dict[st
     """The audit's result: the verdict, the per-task rows and the speed."""
     examples = sum(r["examples"] for r in rows)
     return {
-        "verdict": "clean" if all(r["ok"] for r in rows) else "drift",
+        "verdict": verdict(rows),
         "tasks": rows,
         "seconds": seconds,
         "examples": examples,
         "examples_per_second": examples / seconds if seconds else 0.0,
         "run_id": run_id,
     }
+
+
+def verdict(rows: list[dict[str, Any]]) -> str:
+    """ "tampered" when an artifact file is missing, modified or unreadable; else "drift" when
+    anything else changed (the data files, or the predictions); else "clean"."""
+    if not all(r["artifact_ok"] for r in rows):
+        return "tampered"
+    return "clean" if all(r["ok"] for r in rows) else "drift"
 
 
 def _tasks_to_audit(ledger: Ledger, name: str | None) -> list[TaskRecord]:
@@ -138,6 +150,8 @@ def _check_files(ctx: ModelContext, task: TaskRecord, row: dict[str, Any]) -> No
 
 
 def _reevaluate(ctx, task, recorded: EvaluationRecord, row, progress) -> None:
+    from .verify import reproduce
+
     recorded, now = reproduce(ctx, task, progress=progress)
     row.update(
         now=now.primary_value,

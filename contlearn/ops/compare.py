@@ -10,17 +10,17 @@ last finished task; the checkpoints are removed when the comparison completes.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from ..artifacts import ArtifactStore
-from ..config import CompareConfig, recorded_train_config
-from ..errors import ContlearnError
+from ..config import CompareConfig, TrainConfig, recorded_train_config, with_overrides
+from ..errors import ContlearnError, UnknownSetting
 from ..eval import forgetting
 from ..ledger.records import RunRecord, TaskRecord
 from ..ledger.store import Ledger
-from .full_finetune import full_finetune_config, run_sequence
+from .pace import Report
 
 ADAPTER, FULL = "adapter", "full-finetune"
 METHODS = (ADAPTER, FULL)
@@ -46,6 +46,9 @@ def check_methods(methods: tuple[str, ...]) -> None:
         raise ContlearnError(f"unknown method(s) {unknown}: choose from {', '.join(METHODS)}")
 
 
+BUDGET_KEYS = ("epochs", "max_train_examples", "batch_size", "max_length", "seed", "lr")
+
+
 def plan(
     ledger: Ledger,
     settings: CompareConfig,
@@ -53,8 +56,14 @@ def plan(
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a comparison will run, before it runs: the tasks in order, the adapter run it
-    reuses for each, and each task's full fine-tuning settings (``overrides`` applied)."""
+    reuses for each, and each task's full fine-tuning settings (``overrides`` applied: the
+    budget, and ``lr`` for the baseline's learning rate)."""
     check_methods(methods)
+    unknown = sorted(set(overrides or {}) - set(BUDGET_KEYS))
+    if unknown:
+        raise UnknownSetting(
+            f"unknown comparison setting {unknown[0]!r}: use one of {', '.join(BUDGET_KEYS)}"
+        )
     tasks = trained_sequence(ledger)
     runs = {t.name: ledger.trained_run(t.id) for t in tasks}
     full = {t.name: asdict(full_finetune_config(runs[t.name], settings, overrides)) for t in tasks}
@@ -73,6 +82,7 @@ def compare(
     methods: tuple[str, ...] = METHODS,
     overrides: dict[str, Any] | None = None,
     progress: bool = False,
+    on_estimate: Report | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the comparison; returns the results the report is built from."""
     planned = plan(ledger, settings, methods, overrides)
@@ -82,7 +92,11 @@ def compare(
         tasks = [ledger.task_by_id(r.task_id) for r in compared_runs(ledger, meta)]
         full = meta["config"]["full_finetune"]
         configs = {name: recorded_train_config(values) for name, values in full.items()}
-        run_sequence(ledger, store, comparison_id, tasks, configs, progress=progress)
+        from .full_finetune import run_sequence  # loads models: only once the plan is sound
+
+        run_sequence(
+            ledger, store, comparison_id, tasks, configs, progress=progress, on_estimate=on_estimate
+        )
     results = build_results(ledger, comparison_id)
     ledger.finish_comparison(comparison_id, results)
     return results
@@ -105,6 +119,18 @@ def _same_config(recorded: dict[str, Any], config: dict[str, Any]) -> bool:
         for name, values in recorded.get("full_finetune", {}).items()
     }
     return {**recorded, "full_finetune": full} == config
+
+
+def full_finetune_config(
+    adapter_run: RunRecord, settings: CompareConfig, overrides: dict[str, Any] | None = None
+) -> TrainConfig:
+    """The baseline's settings for a task: its adapter run's, with the full fine-tuning
+    learning rate, then any budget ``overrides``. The backbone trains here, so it keeps its own
+    attention dropout as in standard fine-tuning; the weight-decay rule is the adapter run's,
+    so a comparison over runs recorded before the rule existed replays as they were trained."""
+    recorded = recorded_train_config(adapter_run.config["train"])
+    config = replace(recorded, lr=settings.full_finetune_lr, backbone_attention_dropout=True)
+    return with_overrides(config, **(overrides or {}))
 
 
 def compared_runs(ledger: Ledger, meta: dict[str, Any]) -> list[RunRecord]:

@@ -12,14 +12,15 @@ from typing import Any
 from ..artifacts import ArtifactStore
 from ..config import TrainConfig
 from ..data.task import TaskData, load_task_data
-from ..errors import ArtifactError, BackboneError, BadData, ContlearnError, TaskNotTrained
-from ..ledger.records import ArtifactRecord, TaskRecord
+from ..errors import ArtifactError, BackboneError, BadData, ContlearnError
+from ..ledger.records import TaskRecord
 from ..ledger.store import Ledger
 from ..model import backbone as bb
 from ..model.adapted import AdaptedModel
 from ..model.families import uses_token_types
 from ..model.methods.registry import UNNAMED, method_config
 from ..train.batching import Encoded, encode, subsample
+from .current import trained_artifacts
 
 
 @dataclass
@@ -104,16 +105,6 @@ def open_context(ledger: Ledger, store: ArtifactStore) -> ModelContext:
     """A fresh copy of the workspace's backbone, checked, with its sites wrapped."""
     loaded = load_recorded_backbone(ledger)
     return ModelContext(ledger, store, loaded, AdaptedModel(loaded.model))
-
-
-def trained_artifacts(ledger: Ledger, task: TaskRecord) -> dict[str, ArtifactRecord]:
-    """The files of the run that trained ``task``, by role; refuses an untrained task."""
-    run = ledger.trained_run(task.id)
-    if task.status != "trained" or run is None:
-        raise TaskNotTrained(
-            f"task {task.name!r} is {task.status}, not trained: run `contlearn train-next`"
-        )
-    return {a.role: a for a in ledger.artifacts(run.id)}
 
 
 def read_task_data(task: TaskRecord) -> TaskData:

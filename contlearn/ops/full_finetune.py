@@ -3,20 +3,20 @@ task, tasks in ledger order on one copy of the backbone, resumable from a checkp
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from .. import files
 from ..artifacts import ArtifactStore
-from ..config import CompareConfig, TrainConfig, recorded_train_config, with_overrides
-from ..ledger.records import EvaluationRecord, RunRecord, TaskRecord
+from ..config import TrainConfig
+from ..ledger.records import EvaluationRecord, TaskRecord
 from ..ledger.store import Ledger
 from ..model.adapted import count_parameters
 from .context import ModelContext, open_context, read_task_data, subsampled
 from .evaluate import evaluate_task, evaluation_record
+from .pace import Report, estimator, training_plan
 from .runs import record_failure, run_values
 
 METHOD = "full-finetune"
@@ -30,6 +30,7 @@ def run_sequence(
     settings: dict[str, TrainConfig],
     *,
     progress: bool = False,
+    on_estimate: Report | None = None,
 ) -> None:
     """Train the tasks not yet done in this comparison, each with its recorded settings,
     saving a checkpoint after each."""
@@ -42,7 +43,9 @@ def run_sequence(
     for i, task in enumerate(tasks):
         if task.id in done:
             continue
-        _train_and_evaluate(ctx, settings, comparison_id, task, tasks[: i + 1], progress)
+        _train_and_evaluate(
+            ctx, settings, comparison_id, task, tasks[: i + 1], progress, on_estimate=on_estimate
+        )
         _save_checkpoint(ctx, comparison_id)
     remove_checkpoint(store, comparison_id)
 
@@ -76,12 +79,14 @@ def _save_checkpoint(ctx: ModelContext, comparison_id: int) -> None:
     files.atomic_write(checkpoint_path(ctx.store, comparison_id), files.tensors_bytes(state))
 
 
-def _train_and_evaluate(ctx, settings, comparison_id, task, so_far, progress) -> None:
+def _train_and_evaluate(
+    ctx, settings, comparison_id, task, so_far, progress, *, on_estimate=None
+) -> None:
     config = settings[task.name]
     values = comparison_run_values(comparison_id, task, config, ctx.model.family.name)
     run_id = ctx.ledger.start_run(**values)
     try:
-        result = _train(ctx, settings, task, config, progress)
+        result = _train(ctx, settings, task, config, progress, on_estimate)
         evaluations = [_evaluate(ctx, settings, earlier, task, progress) for earlier in so_far]
     except BaseException as exc:
         record_failure(ctx.ledger, run_id, exc, task_status=None)
@@ -103,7 +108,7 @@ def _train_and_evaluate(ctx, settings, comparison_id, task, so_far, progress) ->
     )
 
 
-def _train(ctx, settings, task: TaskRecord, config: TrainConfig, progress: bool):
+def _train(ctx, settings, task: TaskRecord, config: TrainConfig, progress: bool, on_estimate):
     """Fine-tune the whole backbone and the task's new head on the task."""
     from ..train.loop import train
     from ..train.seeding import seed_everything
@@ -115,6 +120,7 @@ def _train(ctx, settings, task: TaskRecord, config: TrainConfig, progress: bool)
     _add_head(ctx, settings, task)
     ctx.model.activate(task.name)
     ctx.model.backbone.requires_grad_(True)
+    report = None if on_estimate is None else (lambda e: on_estimate({"task": task.name, **e}))
     params = list(ctx.model.backbone.parameters()) + ctx.model.trainable_parameters(task.name)
     result = train(
         ctx.model,
@@ -126,6 +132,9 @@ def _train(ctx, settings, task: TaskRecord, config: TrainConfig, progress: bool)
         progress=progress,
         evaluate=lambda: evaluate_task(ctx, task, dev).primary_value,
         desc=f"{task.name} (full fine-tuning)",
+        on_step=estimator(
+            training_plan(len(split.encoded), config.epochs, config.batch_size), report
+        ),
     )
     ctx.model.backbone.requires_grad_(False)
     return result
@@ -137,18 +146,6 @@ def _evaluate(ctx, settings, task: TaskRecord, after: TaskRecord, progress) -> E
     with torch.no_grad():
         result = evaluate_task(ctx, task, dev, progress=progress)
     return evaluation_record(task, result, "comparison", after_task_id=after.id)
-
-
-def full_finetune_config(
-    adapter_run: RunRecord, settings: CompareConfig, overrides: dict[str, Any] | None = None
-) -> TrainConfig:
-    """The adapter run's settings for this task, with the full fine-tuning learning rate, then
-    any budget ``overrides``; the backbone trains here, so it keeps its own attention dropout
-    as in standard fine-tuning. The weight-decay rule is the adapter run's, so a comparison
-    over runs recorded before the rule existed replays as they were trained."""
-    recorded = recorded_train_config(adapter_run.config["train"])
-    config = replace(recorded, lr=settings.full_finetune_lr, backbone_attention_dropout=True)
-    return with_overrides(config, **(overrides or {}))
 
 
 def comparison_run_values(

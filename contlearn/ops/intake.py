@@ -16,8 +16,10 @@ from ..data.task import TaskData, load_task_data
 from ..errors import ContlearnError, TaskExists
 from ..files import atomic_write
 from ..ledger.engine import make_engine, sqlite_path, upgrade
-from ..ledger.records import BackboneRecord
+from ..ledger.records import BackboneRecord, TaskRecord
 from ..ledger.store import Ledger
+from ..model.methods.registry import UNNAMED
+from .runs import is_abandoned
 
 
 def create_workspace(root: Path, backbone: str, db: str | None) -> None:
@@ -101,8 +103,22 @@ def add_tasks(
             )
     if position is not None and position < 1:
         raise ContlearnError(f"--position must be >= 1, got {position}")
+    if position is not None and position > len(known) + 1:  # before reading any data
+        raise ContlearnError(
+            f"position {position} is beyond the end of the sequence ({len(known)} tasks): "
+            f"give 1 to {len(known) + 1}, or no position to append"
+        )
     specs = [task_spec(entry, read_entry(config, entry)) for entry in entries]
     ledger.add_tasks(specs, position=position)
+
+
+def trained_after(ledger: Ledger, names: Sequence[str]) -> list[str]:
+    """The trained tasks that come after the newly added ``names`` in the sequence."""
+    tasks = ledger.tasks()
+    first = min((t.position for t in tasks if t.name in names), default=None)
+    if first is None:
+        return []
+    return [t.name for t in tasks if t.position > first and t.status == "trained"]
 
 
 def unregistered(ledger: Ledger, config: cfg.WorkspaceConfig) -> list[cfg.TaskEntry]:
@@ -111,24 +127,56 @@ def unregistered(ledger: Ledger, config: cfg.WorkspaceConfig) -> list[cfg.TaskEn
     return [e for e in config.tasks if e.name not in known]
 
 
-def status(ledger: Ledger) -> list[dict[str, Any]]:
-    """One dict per task, in sequence order, with its best recorded dev score once trained."""
+def status(ledger: Ledger, *, verbose: bool = False) -> list[dict[str, Any]]:
+    """One dict per task, in sequence order, with its current run's dev score once trained;
+    ``verbose`` adds that run (settings, time, warnings)."""
     scores = ledger.post_train_scores()
     rows = []
     for task in ledger.tasks():
-        score = scores.get(task.id) if task.status == "trained" else None
-        rows.append(
-            {
-                "position": task.position,
-                "name": task.name,
-                "status": task.status,
-                "train_rows": task.train_rows,
-                "dev_rows": task.dev_rows,
-                "labels": task.labels,
-                "problem_type": task.problem_type,
-                "metric": task.metric,
-                "score": score,
-                "data": task.data_source,
-            }
-        )
+        row = {
+            "position": task.position,
+            "name": task.name,
+            "status": _task_status(ledger, task),
+            "train_rows": task.train_rows,
+            "dev_rows": task.dev_rows,
+            "labels": task.labels,
+            "problem_type": task.problem_type,
+            "metric": task.metric,
+            "score": scores.get(task.id) if task.status == "trained" else None,
+            "text_fields": task.text_fields,
+            "label_field": task.label_field,
+            "data": task.data_source,
+        }
+        if verbose:
+            row["run"] = _current_run(ledger, task)
+        rows.append(row)
     return rows
+
+
+def _task_status(ledger: Ledger, task: TaskRecord) -> str:
+    """The task's status, or "abandoned (process N gone)" for a training whose process died
+    (the next worker takes it over)."""
+    if task.status != "training":
+        return task.status
+    for run in ledger.runs(purpose="train", task_id=task.id):
+        if run.status == "running" and is_abandoned(run):
+            return f"abandoned (process {run.pid} gone)"
+    return task.status
+
+
+def _current_run(ledger: Ledger, task: TaskRecord) -> dict[str, Any] | None:
+    run = ledger.trained_run(task.id)
+    if run is None:
+        return None
+    train = run.config.get("train", {})
+    result = run.result or {}
+    return {
+        "id": run.id,
+        "finished_at": run.finished_at,
+        "seconds": run.seconds,
+        "method": run.config.get("method", UNNAMED),
+        "settings": {k: train.get(k) for k in ("epochs", "lr", "batch_size", "max_length")},
+        "max_train_examples": train.get("max_train_examples"),
+        "metrics": result.get("metrics"),
+        "warnings": result.get("warnings", []),
+    }

@@ -10,19 +10,18 @@ writing results is ``predict_files``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..artifacts import ArtifactStore
 from ..errors import BadData, ConfigError, TaskNotFound
-from ..eval.digests import predictions
-from ..eval.recipe import CANONICAL_BATCH_SIZE, predict_logits
 from ..ledger.records import TaskRecord
 from ..ledger.store import Ledger
-from ..model.families import uses_token_types
-from ..train.batching import encode
-from .context import ModelContext, open_context, trained_artifacts
+from .current import trained_artifacts
+
+if TYPE_CHECKING:
+    import torch
+
+    from .context import ModelContext
 
 PROGRESS_MIN_ROWS = 256  # fewer rows than this finish before a progress bar would help
 
@@ -34,19 +33,21 @@ def predict(
     rows: Iterable[dict[str, Any]],
     *,
     task_field: str | None = None,
-    batch_size: int = CANONICAL_BATCH_SIZE,
+    keep_columns: Sequence[str] = (),
+    batch_size: int | None = None,
     progress: bool = False,
     context: ModelContext | None = None,
 ) -> list[dict[str, Any]]:
-    """One result per row, in input order: ``{"id"?, "task", "label", "probabilities"}``.
+    """One result per row, in input order: ``{"index", "id"?, kept columns, "task", "label",
+    "probabilities"}``; ``index`` is the row's 0-based place in ``rows``.
 
     ``task`` names the task of every row; or ``task_field`` names the field in which each row
-    names its own (exactly one of the two). ``context`` reuses a loaded backbone.
+    names its own (exactly one of the two). ``keep_columns`` echoes input fields (``"*"``: all
+    of them; one named like an output field comes back as ``input_<name>``). ``batch_size``
+    defaults to the evaluation's; ``context`` reuses a loaded backbone. Every row is checked
+    before the backbone loads.
     """
-    if (task is None) == (task_field is None):
-        raise ConfigError("give either a task name or a task field (one, not both)")
-    if batch_size < 1:
-        raise ConfigError(f"batch size {batch_size} is below 1: pass a positive batch size")
+    _check_request(task, task_field, batch_size)
     rows = list(rows)
     names = [task] * len(rows) if task is not None else _row_tasks(rows, task_field)
     records = _trained_records(ledger, [task] if task is not None else names, task_field)
@@ -55,15 +56,42 @@ def predict(
     ]
     if not rows:
         return []
+    from .context import open_context  # every row checked: only now load the model
+
     ctx = context or open_context(ledger, store)
-    results: list[dict[str, Any]] = [{} for _ in rows]
+    outputs: list[dict[str, Any]] = [{} for _ in rows]
     show = progress and len(rows) >= PROGRESS_MIN_ROWS
     for name, record in records.items():
         where = [i for i, n in enumerate(names) if n == name]
-        outputs = _predict_task(ctx, record, [texts[i] for i in where], batch_size, show)
-        for i, output in zip(where, outputs, strict=True):
-            results[i] = _with_id(rows[i], output)
-    return results
+        found = _predict_task(ctx, record, [texts[i] for i in where], batch_size, show)
+        for i, output in zip(where, found, strict=True):
+            outputs[i] = output
+    pairs = enumerate(zip(rows, outputs, strict=True))
+    return [_result(i, row, output, keep_columns) for i, (row, output) in pairs]
+
+
+OUTPUT_FIELDS = ("index", "id", "task", "label", "probabilities")
+
+
+def _check_request(task: str | None, task_field: str | None, batch_size: int | None) -> None:
+    if (task is None) == (task_field is None):
+        raise ConfigError("give either a task name or a task field (one, not both)")
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"batch size {batch_size} is below 1: pass a positive batch size")
+
+
+def _result(
+    index: int, row: dict[str, Any], output: dict[str, Any], keep: Sequence[str]
+) -> dict[str, Any]:
+    """The row's result: its index, its id when it has one, the kept fields, the output."""
+    result: dict[str, Any] = {"index": index}
+    if "id" in row:
+        result["id"] = row["id"]
+    for column in row if list(keep) == ["*"] else keep:
+        if column != "id":
+            name = f"input_{column}" if column in OUTPUT_FIELDS else column
+            result[name] = row.get(column)
+    return {**result, **output}
 
 
 def _row_tasks(rows: Sequence[dict[str, Any]], field: str) -> list[str]:
@@ -107,6 +135,12 @@ def _row_texts(row: Any, i: int, task: TaskRecord) -> tuple[str, ...]:
     _require_mapping(row, i)
     texts = []
     for field in task.text_fields:
+        if field not in row:
+            raise BadData(
+                f"row {i + 1} has no column {field!r} (task {task.name!r} reads "
+                f"{', '.join(task.text_fields)}); the input's columns are "
+                f"{', '.join(map(str, row)) or 'none'}: rename the column to {field!r}"
+            )
         value = row.get(field)
         if value is None or (isinstance(value, str) and not value.strip()):
             raise BadData(
@@ -131,10 +165,15 @@ def _predict_task(
     ctx: ModelContext,
     task: TaskRecord,
     texts: list[tuple[str, ...]],
-    batch_size: int,
+    batch_size: int | None,
     progress: bool,
 ) -> list[dict[str, Any]]:
     """Results for one task's rows, in the order given."""
+    from ..eval.recipe import CANONICAL_BATCH_SIZE, predict_logits
+    from ..model.families import uses_token_types
+    from ..train.batching import encode
+
+    batch_size = batch_size or CANONICAL_BATCH_SIZE
     meta = ctx.load_task(task)
     backbone = ctx.backbone
     encoded = encode(
@@ -151,6 +190,10 @@ def _predict_task(
 
 
 def _outputs(task: TaskRecord, logits: torch.Tensor) -> list[dict[str, Any]]:
+    import torch
+
+    from ..eval.digests import predictions
+
     values = predictions(logits, task.problem_type)
     if task.labels is None:
         return [{"task": task.name, "label": v, "probabilities": None} for v in values]
@@ -163,7 +206,3 @@ def _outputs(task: TaskRecord, logits: torch.Tensor) -> list[dict[str, Any]]:
         }
         for v, p in zip(values, probs, strict=True)
     ]
-
-
-def _with_id(row: dict[str, Any], output: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], **output} if "id" in row else output

@@ -1,5 +1,5 @@
 """Prediction files: rows in from csv, tsv, jsonl, json or parquet (or jsonl on standard input),
-results out as jsonl or csv, written atomically."""
+blank lines skipped and counted; results out as jsonl or csv, written atomically."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,29 @@ OUTPUT_FORMATS = ("jsonl", "csv")
 STDIN = "-"
 
 
-def read_rows(path: str) -> Iterator[dict[str, Any]]:
+@dataclass(frozen=True)
+class InputRows:
+    """The rows read, in order, and the blank lines skipped on the way (by line number)."""
+
+    rows: list[dict[str, Any]]
+    blank_lines: tuple[int, ...]
+    source: str
+
+
+def read_rows(path: str) -> InputRows:
     """Rows from a csv, tsv, jsonl, json or parquet file (by extension), or jsonl on standard
-    input for ``-``. Raises :class:`BadData` for a missing or unreadable file."""
-    if path == STDIN:
-        return _stdin_rows()
+    input for ``-``. Blank lines are skipped and counted. Raises :class:`BadData` for a missing,
+    unreadable or empty input."""
+    read = _stdin_rows() if path == STDIN else _file_rows(path)
+    if not read.rows:
+        raise BadData(
+            f"{read.source} holds no rows (an empty file, or a header alone): nothing to "
+            "predict; give one row per text to label"
+        )
+    return read
+
+
+def _file_rows(path: str) -> InputRows:
     file = Path(path).expanduser()
     fmt = file.name.rsplit(".", 1)[-1].lower() if "." in file.name else ""
     if fmt not in FILE_FORMATS:
@@ -36,14 +55,19 @@ def read_rows(path: str) -> Iterator[dict[str, Any]]:
         raise BadData(f"input file {file} does not exist; pass an existing file with --input")
     table = read_table(file.parent, file.name, None)
     columns = [table.column(c) for c in table.columns]
-    return (dict(zip(table.columns, values, strict=True)) for values in zip(*columns, strict=True))
+    rows = [dict(zip(table.columns, values, strict=True)) for values in zip(*columns, strict=True)]
+    return InputRows(rows, table.blank_lines, str(file))
 
 
-def _stdin_rows() -> Iterator[dict[str, Any]]:
+def _stdin_rows() -> InputRows:
+    rows, blanks = [], []
     for number, line in enumerate(sys.stdin, start=1):
-        if line.strip():
-            where = f"standard input line {number}"
-            yield json_row(json_value(line, where), where)
+        if not line.strip():
+            blanks.append(number)
+            continue
+        where = f"standard input line {number}"
+        rows.append(json_row(json_value(line, where), where))
+    return InputRows(rows, tuple(blanks), "standard input")
 
 
 def write_rows(rows: Sequence[dict[str, Any]], path: str | Path | None, fmt: str = "jsonl") -> None:
@@ -70,8 +94,8 @@ def _jsonl(rows: Sequence[dict[str, Any]]) -> str:
 
 def _csv(rows: Sequence[dict[str, Any]]) -> str:
     labels = dict.fromkeys(label for row in rows for label in row.get("probabilities") or {})
-    columns = ["id"] if any("id" in row for row in rows) else []
-    columns += ["task", "label", *(f"p_{label}" for label in labels)]
+    leading = dict.fromkeys(k for row in rows for k in row if k not in ("label", "probabilities"))
+    columns = [*leading, "label", *(f"p_{label}" for label in labels)]
     out = io.StringIO()
     writer = csv.DictWriter(out, columns, lineterminator="\n")
     writer.writeheader()

@@ -11,6 +11,7 @@ from ..errors import ContlearnError
 from ..ledger.store import Ledger
 from ..report.write import write_report
 from .compare import build_results
+from .history import require_comparison
 
 REPORTS_DIR = "reports"
 
@@ -24,20 +25,34 @@ def default_report_dir(root: Path) -> Path:
 def write_comparison_report(
     ledger: Ledger, root: Path, results: dict[str, Any], out: Path | None = None
 ) -> dict[str, Path]:
-    """Render the report files for ``results`` and record where they are."""
-    files = write_report(results, Path(out) if out else default_report_dir(root))
-    ledger.set_report_path(results["comparison_id"], str(files["html"].parent))
+    """Render the report files for ``results`` and record where they are: relative to the
+    workspace folder ``root`` when inside it (as artifacts are), else absolute."""
+    folder = (Path(out) if out else default_report_dir(root)).resolve()
+    files = write_report(results, folder)
+    ledger.set_report_path(results["comparison_id"], recorded_path(root, folder))
     return files
+
+
+def recorded_path(root: Path, folder: Path) -> str:
+    """``folder`` as the ledger records a report: relative to ``root`` if inside it."""
+    root = root.resolve()
+    return str(folder.relative_to(root)) if folder.is_relative_to(root) else str(folder)
 
 
 def rebuild_report(
     ledger: Ledger, root: Path, comparison_id: int | None = None, out: Path | None = None
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """The report of a finished comparison (the latest by default), from the ledger alone."""
-    done = ledger.comparisons(status="done")
-    if comparison_id is not None:
-        done = [c for c in done if c["id"] == comparison_id]
-    if not done:
-        raise ContlearnError("no finished comparison in the ledger: run `contlearn compare` first")
-    results = build_results(ledger, done[-1]["id"])
+    if comparison_id is None:
+        done = ledger.comparisons(status="done")
+        if not done:
+            raise ContlearnError(
+                "no finished comparison in the ledger: run `contlearn compare` first"
+            )
+        comparison_id = done[-1]["id"]
+    elif require_comparison(ledger, comparison_id)["status"] != "done":
+        raise ContlearnError(
+            f"comparison {comparison_id} is not finished: `contlearn compare` resumes it"
+        )
+    results = build_results(ledger, comparison_id)
     return results, write_comparison_report(ledger, root, results, out)

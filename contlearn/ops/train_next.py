@@ -1,41 +1,25 @@
-"""``train-next``: claim the next pending task, train its adapter in isolation, write its
-artifact atomically, verify every earlier task is bit-identical, and record it all.
+"""``train-next`` and ``retrain``: the queue. Check the settings, claim the next pending task
+(or a trained task to train again) in one transaction, then hand it to ``train_task``.
 
-Any failure marks the run failed with its error, removes what the run wrote, registers no
-artifact and leaves the task pending for a retry.
+Nothing here needs a model until a task is claimed, so an empty queue, an unknown task or a
+bad setting comes back without loading the backbone (or importing torch).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import files
 from ..artifacts import ArtifactStore
-from ..config import TrainConfig, WorkspaceConfig, with_overrides
+from ..config import WorkspaceConfig
 from ..errors import NoPendingTask
-from ..eval.recipe import CANONICAL_BATCH_SIZE
-from ..ledger.records import ArtifactRecord, EvaluationRecord, TaskRecord
 from ..ledger.store import Ledger
-from ..model.adapted import count_parameters
-from ..version import library_versions
-from .context import ModelContext, open_context, read_task_data, subsampled
-from .evaluate import evaluate_task, evaluation_record
-from .runs import heartbeat, is_abandoned, record_failure, stamp
-from .verify import recorded_post_train, require_identical, verify_earlier
+from .pace import Report
+from .runs import is_abandoned, record_failure, stamp
+from .settings import check_overrides
 
-TRAIN_KEYS = (
-    "epochs",
-    "lr",
-    "batch_size",
-    "max_length",
-    "seed",
-    "max_train_examples",
-    "backbone_attention_dropout",
-    "decay_norms_and_biases",
-)
+if TYPE_CHECKING:
+    from .context import ModelContext
 
 
 def train_pending(
@@ -46,14 +30,17 @@ def train_pending(
     all_tasks: bool = False,
     progress: bool = False,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_estimate: Report | None = None,
     **overrides: Any,
 ) -> list[dict[str, Any]]:
-    """Train the first pending task (or every pending task, in order)."""
+    """Train the first pending task (or every pending task, in order). ``on_result`` gets each
+    run's result as it finishes, ``on_estimate`` each training's size and estimated time once
+    its first steps are timed."""
+    check_overrides(defaults, overrides)
     ctx: ModelContext | None = None
     results: list[dict[str, Any]] = []
     while True:
-        claim = {"method": "adapter", "config": {}, "versions": {}} | stamp()
-        claimed = ledger.claim_next_pending(claim, is_abandoned)
+        claimed = ledger.claim_next_pending(_claim(), is_abandoned)
         if claimed is None:
             break
         try:
@@ -61,7 +48,18 @@ def train_pending(
         except BaseException as exc:
             record_failure(ledger, claimed[1], exc)
             raise
-        results.append(train_one(ctx, defaults, *claimed, overrides=overrides, progress=progress))
+        from .train_task import train_one
+
+        results.append(
+            train_one(
+                ctx,
+                defaults,
+                *claimed,
+                overrides=overrides,
+                progress=progress,
+                on_estimate=on_estimate,
+            )
+        )
         if on_result is not None:
             on_result(results[-1])
         if not all_tasks:
@@ -71,208 +69,52 @@ def train_pending(
     return results
 
 
+def retrain(
+    ledger: Ledger,
+    store: ArtifactStore,
+    defaults: WorkspaceConfig,
+    name: str,
+    *,
+    progress: bool = False,
+    on_estimate: Report | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Train task ``name`` again, a new adapter from scratch. The new run becomes the task's
+    current one only if it succeeds, its verification of every other trained task included;
+    until then, and if it fails, the run before it serves the task."""
+    check_overrides(defaults, overrides)
+    task, run_id, current = ledger.claim_retrain(name, _claim(), is_abandoned)
+    try:
+        ctx = _open_and_load(ledger, store)
+    except BaseException as exc:
+        record_failure(ledger, run_id, exc, task_status=None)
+        raise
+    ctx.model.remove_task(task.name)  # the current version; the new run builds its own
+    from .train_task import train_one
+
+    return train_one(
+        ctx,
+        defaults,
+        task,
+        run_id,
+        overrides=overrides,
+        progress=progress,
+        supersedes=current,
+        on_estimate=on_estimate,
+    )
+
+
+def _claim() -> dict[str, Any]:
+    """The values of the run a claim opens (its config is recorded once it starts)."""
+    return {"method": "adapter", "config": {}, "versions": {}} | stamp()
+
+
 def _open_and_load(ledger: Ledger, store: ArtifactStore) -> ModelContext:
+    """The backbone, checked, with every trained task loaded."""
+    from .context import open_context
+
     ctx = open_context(ledger, store)
     for task in ledger.tasks():
         if task.status == "trained":
             ctx.load_task(task)
     return ctx
-
-
-def task_configs(
-    defaults: WorkspaceConfig, task: TaskRecord, overrides: dict[str, Any]
-) -> tuple[TrainConfig, Any]:
-    """Workspace defaults, then the task's own settings, then command-line overrides."""
-    settings = task.settings
-    train = with_overrides(defaults.train, max_length=settings.get("max_length"))
-    train = with_overrides(train, **{k: overrides.get(k) for k in TRAIN_KEYS})
-    adapter = with_overrides(defaults.adapter, bottleneck=settings.get("bottleneck"))
-    adapter = with_overrides(adapter, bottleneck=overrides.get("bottleneck"))
-    return train, adapter
-
-
-def train_one(
-    ctx: ModelContext,
-    defaults: WorkspaceConfig,
-    task: TaskRecord,
-    run_id: int,
-    *,
-    overrides: dict,
-    progress: bool,
-) -> dict[str, Any]:
-    """Train ``task`` (claimed by run ``run_id``), write and verify; returns the run's result."""
-    written: list[Path] = []
-    verifications: list[EvaluationRecord] = []
-    try:
-        train_cfg, adapter_cfg = task_configs(defaults, task, overrides)
-        ctx.ledger.update_run(run_id, **_run_config(ctx, train_cfg, adapter_cfg))
-        ctx.check_backbone()
-        outcome = _train(ctx, task, run_id, train_cfg, adapter_cfg, progress)
-        records = _write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written)
-        verifications = verify_earlier(ctx, task, progress=progress)
-        require_identical(ctx.ledger, task, verifications)
-        ctx.check_backbone()
-    except BaseException as exc:
-        _fail(ctx, task, run_id, exc, written, verifications)
-        raise
-    post = evaluation_record(task, outcome["eval"], "post-train")
-    result = _result(ctx, task, run_id, outcome, records, verifications)
-    ctx.ledger.finish_run(
-        run_id,
-        status="succeeded",
-        task_status="trained",
-        artifacts=records,
-        evaluations=[post, *verifications],
-        seconds=outcome["train"].seconds,
-        examples=outcome["train"].examples,
-        examples_per_second=outcome["train"].examples_per_second,
-        result=result,
-    )
-    return result
-
-
-def _made_with(ctx: ModelContext, adapter: Any) -> dict[str, str]:
-    """The method and backbone family by name, so that a later release loads them by name."""
-    return {"method": adapter.method, "family": ctx.model.family.name}
-
-
-def _run_config(ctx: ModelContext, train: TrainConfig, adapter: Any) -> dict[str, Any]:
-    return {
-        "config": {
-            **_made_with(ctx, adapter),
-            "train": asdict(train),
-            "adapter": asdict(adapter),
-            "canonical_eval": {"batch_size": CANONICAL_BATCH_SIZE, "dtype": "float32"},
-            "backbone": ctx.backbone.identity,
-        },
-        "seed": train.seed,
-        "versions": library_versions(),
-    }
-
-
-def _train(
-    ctx: ModelContext,
-    task: TaskRecord,
-    run_id: int,
-    train_cfg: TrainConfig,
-    adapter_cfg: Any,
-    progress: bool,
-) -> dict[str, Any]:
-    from ..train.loop import train
-    from ..train.seeding import seed_everything
-
-    data = read_task_data(task)
-    train_split = ctx.encode(task, subsampled(data.train, train_cfg), train_cfg.max_length)
-    dev = ctx.encode(task, data.dev, train_cfg.max_length)
-    model = ctx.model
-    seed_everything(train_cfg.seed)  # the adapter and head initialisation follow the run's seed
-    model.add_task(
-        task.name, num_outputs=task.num_outputs, adapter=adapter_cfg, dropout=train_cfg.dropout
-    )
-    model.activate(task.name)
-    with model.backbone_attention_dropout(keep=train_cfg.backbone_attention_dropout):
-        result = train(
-            model,
-            model.trainable_parameters(task.name),
-            train_split.encoded,
-            train_split.targets,
-            train_cfg,
-            problem_type=task.problem_type,
-            evaluate=lambda: evaluate_task(ctx, task, dev).primary_value,
-            progress=progress,
-            desc=task.name,
-            on_step=heartbeat(ctx.ledger, run_id),
-        )
-    final = evaluate_task(ctx, task, dev, progress=progress)
-    return {"train": result, "eval": final}
-
-
-def artifact_config(
-    ctx: ModelContext, task: TaskRecord, adapter: Any, train: TrainConfig
-) -> dict[str, Any]:
-    """What ``adapter_config.json`` holds."""
-    return {
-        **_made_with(ctx, adapter),
-        "task": task.name,
-        "adapter": asdict(adapter),
-        "train": asdict(train),
-        "labels": task.labels,
-        "problem_type": task.problem_type,
-        "text_fields": task.text_fields,
-        "metrics": task.metrics,
-        "num_outputs": task.num_outputs,
-        "backbone": {"identity": ctx.backbone.identity, "fingerprint": ctx.backbone.fingerprint},
-        "versions": library_versions(),
-    }
-
-
-def _write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written):
-    """Write weights, config and dev logits atomically; return their ledger records."""
-    paths = ctx.store.paths(task.name, run_id)  # a folder of its own: nothing else is in it
-    meta = artifact_config(ctx, task, adapter_cfg, train_cfg)
-    meta["eval_threads"] = outcome["eval"].threads
-    blobs = {
-        "weights": files.tensors_bytes(ctx.model.task_state(task.name)),
-        "config": files.json_bytes(meta),
-        "logits": files.tensors_bytes({"logits": outcome["eval"].logits}),
-    }
-    trainable = count_parameters(ctx.model.tasks[task.name])
-    backbone_params = count_parameters(ctx.model.backbone)
-    records = []
-    for role, blob in blobs.items():
-        ctx.store.write(paths[role], blob)
-        written.append(paths[role])
-        records.append(
-            ArtifactRecord(
-                run_id=run_id,
-                task_id=task.id,
-                role=role,
-                path=ctx.store.relative(paths[role]),
-                sha256=files.sha256_bytes(blob),
-                bytes=len(blob),
-                trainable_params=trainable if role == "weights" else None,
-                backbone_params=backbone_params if role == "weights" else None,
-            )
-        )
-    return records
-
-
-def _fail(ctx, task, run_id, exc, written, verifications) -> None:
-    """Undo what the run wrote and record why it failed; the task goes back to pending."""
-    for path in written:
-        path.unlink(missing_ok=True)
-    ctx.store.remove_empty(ctx.store.run_dir(task.name, run_id))
-    if task.name in ctx.model.tasks:
-        ctx.model.remove_task(task.name)
-    record_failure(ctx.ledger, run_id, exc, verifications)
-
-
-def _result(ctx, task, run_id, outcome, records, verifications) -> dict[str, Any]:
-    trained, final = outcome["train"], outcome["eval"]
-    weights = next(r for r in records if r.role == "weights")
-    return {
-        "task": task.name,
-        "run_id": run_id,
-        "metrics": final.metrics,
-        "metric": task.metric,
-        "logits_sha256": final.logits_sha256,
-        "trainable_params": weights.trainable_params,
-        "trainable_pct": 100.0 * weights.trainable_params / weights.backbone_params,
-        "best_epoch": trained.best_epoch,
-        "history": trained.history,
-        "seconds": trained.seconds,
-        "examples_per_second": trained.examples_per_second,
-        "real_token_share": trained.real_token_share,
-        "verifications": [_verification_row(ctx.ledger, v) for v in verifications],
-    }
-
-
-def _verification_row(ledger: Ledger, v: EvaluationRecord) -> dict[str, Any]:
-    earlier = ledger.task_by_id(v.task_id)
-    return {
-        "task": earlier.name,
-        "recorded": recorded_post_train(ledger, earlier).metrics,
-        "now": v.metrics,
-        "logits_sha256": v.logits_sha256,
-        "identical": v.identical,
-    }

@@ -9,15 +9,10 @@ from ..eval.recipe import EvalResult
 from ..ledger.records import EvaluationRecord, TaskRecord
 from ..ledger.store import Ledger
 from .context import ModelContext, read_task_data
+from .current import recorded_post_train
 from .evaluate import evaluate_task, evaluation_record
 
 RELEASE_01_BATCH_SIZE = 64  # the canonical batch size of runs that did not record one
-
-
-def recorded_post_train(ledger: Ledger, task: TaskRecord) -> EvaluationRecord:
-    """The post-train evaluation of the run that trained ``task``."""
-    run = ledger.trained_run(task.id)
-    return ledger.evaluations(run_id=run.id, task_id=task.id, kind="post-train")[-1]
 
 
 def reproduce(

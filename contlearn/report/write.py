@@ -1,4 +1,8 @@
-"""Writing a report folder: every file of the report, each written atomically."""
+"""Writing a report folder: every file of the report, each written atomically.
+
+A folder keeps a manifest (``.contlearn-report.json``) of the files a report wrote there, so
+that writing a new report into it removes the files of the earlier one that the new one does
+not write (a method's matrix CSV, say), and never a file contlearn did not write."""
 
 from __future__ import annotations
 
@@ -19,7 +23,15 @@ def write_report(results: dict, out_dir: Path) -> dict[str, Path]:
     curves, costs and ``csv_<method>`` per method.
     """
     check_results(results)
-    out_dir = Path(out_dir)
+    outputs = _render(results)
+    return _write(Path(out_dir), outputs)
+
+
+MANIFEST = ".contlearn-report.json"
+
+
+def _render(results: dict) -> dict[str, tuple[str, bytes]]:
+    """Every file of the report by kind: (file name, bytes)."""
     pngs = {
         "heatmaps": heatmaps_png(results),
         "curves": curves_png(results),
@@ -33,8 +45,28 @@ def write_report(results: dict, out_dir: Path) -> dict[str, Path]:
     outputs["json"] = ("report.json", json.dumps(results, indent=2, default=str).encode())
     for key in results["methods"]:
         outputs[f"csv_{key}"] = (f"matrix_{slug(key)}.csv", matrix_csv(results, key).encode())
+    return outputs
+
+
+def _write(out_dir: Path, outputs: dict[str, tuple[str, bytes]]) -> dict[str, Path]:
+    """Write the files, remove what an earlier report there wrote and this one does not, then
+    record the new manifest."""
+    earlier = _manifest(out_dir)
     paths = {}
     for kind, (name, data) in outputs.items():
         paths[kind] = out_dir / name
         atomic_write(paths[kind], data)
+    names = sorted(name for name, _ in outputs.values())
+    for stale in sorted(set(earlier) - set(names)):
+        (out_dir / stale).unlink(missing_ok=True)
+    atomic_write(out_dir / MANIFEST, json.dumps({"files": names}, indent=2).encode())
     return paths
+
+
+def _manifest(out_dir: Path) -> list[str]:
+    """The plain file names an earlier report wrote into ``out_dir`` (none if unreadable)."""
+    try:
+        files = json.loads((out_dir / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [f for f in files if isinstance(f, str) and f and "/" not in f and f not in (".", "..")]

@@ -1,0 +1,79 @@
+"""``audit``: re-evaluate every trained task and check it is exactly as when it was trained."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import TaskNotFound, TaskNotTrained
+from .app import main
+from .options import UsageProblem, json_option, open_workspace, quiet_option, workspace_options
+from .output import emit_json, format_table, plural
+
+
+@main.command()
+@click.option("--task", "task", default=None, help="Audit only this task.")
+@click.option("--history", "show_history", is_flag=True, help="List past audits and verdicts.")
+@quiet_option
+@json_option("Print the per-task results as JSON.")
+@workspace_options
+def audit(
+    workspace: Path,
+    db: str | None,
+    task: str | None,
+    show_history: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Re-evaluate every trained task and check it is exactly as when it was trained.
+
+    Checks artifact checksums, the backbone and data fingerprints, then compares the dev
+    logits digest and metrics with the recorded ones. Verdicts: clean; tampered (an artifact
+    file is missing, modified or unreadable); drift (data files changed, or the predictions
+    did). Exit code 0: clean; 1: tampered or drift; 2: usage error (such as an unknown or
+    untrained --task).
+
+    \b
+    Example:
+        contlearn audit
+        contlearn audit --task rte --json
+        contlearn audit --history
+    """
+    ws = open_workspace(workspace, db)
+    if show_history:
+        _print_history(ws.audit_history(), as_json)
+        return
+    try:
+        result = ws.audit(task=task, progress=not quiet and not as_json)
+    except (TaskNotFound, TaskNotTrained) as exc:
+        raise UsageProblem(str(exc)) from exc
+    if as_json:
+        emit_json(result)
+    else:
+        _print_audit(result)
+    if result["verdict"] != "clean":
+        sys.exit(1)
+
+
+def _print_history(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        emit_json({"audits": rows})
+    else:
+        click.echo(format_table(rows, ["run_id", "started_at", "verdict", "tasks", "seconds"]))
+
+
+def _print_audit(result: dict[str, Any]) -> None:
+    cols = ["position", "task", "metric", "recorded", "now", "delta"]
+    cols += ["logits_identical", "artifact_ok", "data_ok"]
+    click.echo(format_table(result["tasks"], cols))
+    for row in result["tasks"]:
+        for finding in row["findings"]:
+            click.echo(f"! {finding}")
+    click.echo(
+        f"verdict: {result['verdict']} ({plural(len(result['tasks']), 'task')}, "
+        f"{result['examples']} dev examples in {result['seconds']:.1f} s, "
+        f"{result['examples_per_second']:.1f} examples/s)"
+    )

@@ -1,0 +1,116 @@
+"""The forgetting comparison: ``compare`` (run or resume it, write its report) and ``report``
+(rebuild a report from the ledger alone)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .app import main
+from .options import (
+    budget_options,
+    given,
+    json_option,
+    open_workspace,
+    quiet_option,
+    workspace_options,
+)
+from .output import emit_json, format_table, note
+from .training import print_estimate
+
+SETTINGS_SHOWN = ("epochs", "lr", "batch_size", "max_length", "max_train_examples", "seed")
+
+
+@main.command()
+@click.option(
+    "--methods",
+    default="adapter,full-finetune",
+    show_default=True,
+    help="Comma-separated: adapter, full-finetune.",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder.")
+@budget_options
+@quiet_option
+@json_option("Print the results as JSON.")
+@workspace_options
+def compare(
+    workspace: Path,
+    db: str | None,
+    methods: str,
+    out: Path | None,
+    quiet: bool,
+    as_json: bool,
+    **budget: Any,
+) -> None:
+    """Compare adapters with sequential full fine-tuning on the same task sequence.
+
+    Adapters reuse the runs of train-next (every task must be trained: run
+    `contlearn train-next --all` first). Full fine-tuning trains one backbone copy on each
+    task in turn, with each task's adapter-run settings unless the budget options say
+    otherwise, and evaluates every earlier task after each; it prints the settings first. An
+    interrupted comparison resumes from the last finished task. Writes report.md/html/json,
+    CSVs and PNGs.
+
+    \b
+    Example:
+        contlearn compare --epochs 1 --max-train-examples 1000
+        contlearn compare --methods adapter --out ./report
+    """
+    ws = open_workspace(workspace, db)
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    planned = ws.plan_comparison(methods=chosen, **given(budget))
+    if not as_json:
+        _print_plan(planned)
+    results = ws.compare(
+        methods=chosen,
+        progress=not quiet and not as_json,
+        on_estimate=None if quiet or as_json else print_estimate,
+        **given(budget),
+    )
+    _print_results(results, ws.write_report(results, out), as_json)
+
+
+def _print_plan(planned: dict[str, Any]) -> None:
+    if "full-finetune" not in planned["methods"]:
+        return
+    rows = [
+        {"task": name, **{k: values[k] for k in SETTINGS_SHOWN}}
+        for name, values in planned["config"]["full_finetune"].items()
+    ]
+    note("full fine-tuning settings (from each task's adapter run, budget options applied):")
+    note(format_table(rows, ["task", *SETTINGS_SHOWN]))
+
+
+@main.command()
+@click.option("--comparison", "comparison_id", type=int, help="Comparison id (default: latest).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder.")
+@json_option("Print the results as JSON.")
+@workspace_options
+def report(
+    workspace: Path, db: str | None, comparison_id: int | None, out: Path | None, as_json: bool
+) -> None:
+    """Rebuild a comparison's report from the ledger alone (trains nothing).
+
+    \b
+    Example:
+        contlearn report --out ./report
+        contlearn report --comparison 2
+    """
+    results, files = open_workspace(workspace, db).rebuild_report(comparison_id, out)
+    _print_results(results, files, as_json)
+
+
+def _print_results(results: dict[str, Any], files: dict[str, Path], as_json: bool) -> None:
+    if as_json:
+        emit_json({**results, "report": {k: str(v) for k, v in files.items()}})
+        return
+    rows = []
+    for name, method in results["methods"].items():
+        row = {"method": name, **method["summary"]}
+        same = method.get("identical")
+        row["identical"] = f"{same['identical']}/{same['total']}" if same else None
+        rows.append(row)
+    click.echo(format_table(rows, ["method", "acc", "bwt", "forgetting", "identical"]))
+    click.echo(f"report: {files['html']}")

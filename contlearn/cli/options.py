@@ -1,0 +1,144 @@
+"""What several commands share: ``--workspace``/``--db`` with one-line errors, ``--json``,
+``--quiet``, the training settings of ``train-next`` and ``retrain`` and the budget of
+``compare``, each one decorator."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import ContlearnError
+
+WORKSPACE_HELP = "Workspace folder (default: $CONTLEARN_WORKSPACE or the current folder)."
+
+
+class UsageProblem(click.ClickException):
+    """A one-line error that is the caller's usage (exit code 2), such as an unknown task."""
+
+    exit_code = 2
+
+
+def fail_cleanly(func: Callable) -> Callable:
+    """Turn library errors into one-line click errors (exit 1)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ContlearnError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except Exception as exc:
+            message = _database_error(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from exc
+
+    return wrapper
+
+
+def _database_error(exc: Exception) -> str | None:
+    """One line for a database error that reached the CLI unnamed, else None. Opening a ledger
+    (engine, migrations) can fail before any session scope could name it: a --db that is not a
+    database, a directory, an unknown dialect."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if not isinstance(exc, SQLAlchemyError):
+        return None
+    cause = getattr(exc, "orig", None) or exc  # the driver's error, without SQL and links
+    detail = " ".join(str(cause).split())[:200]
+    return (
+        f"cannot use the ledger database ({type(cause).__name__}: {detail}); "
+        "check --db, $CONTLEARN_DB or db in tasks.toml"
+    )
+
+
+def workspace_options(func: Callable) -> Callable:
+    """``--workspace/-w`` and ``--db`` on every command that opens a workspace."""
+    func = click.option("--db", "db", default=None, help="Ledger URL (overrides tasks.toml).")(func)
+    func = click.option(
+        "--workspace",
+        "-w",
+        "workspace",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="CONTLEARN_WORKSPACE",
+        default=Path("."),
+        show_default=False,
+        help=WORKSPACE_HELP,
+    )(func)
+    return fail_cleanly(func)
+
+
+def json_option(help: str) -> Callable[[Callable], Callable]:
+    """``--json``: print what the command returns as JSON instead of a table or sentence."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def quiet_option(func: Callable) -> Callable:
+    """``--quiet/-q``: no progress bars and no time estimates."""
+    return click.option("--quiet", "-q", is_flag=True, help="No progress bars.")(func)
+
+
+BUDGET = (
+    click.option("--epochs", type=click.IntRange(1), help="Epochs (default from tasks.toml)."),
+    click.option(
+        "--max-train-examples",
+        type=click.IntRange(0),
+        help="Train on a deterministic subsample of N examples (0: all).",
+    ),
+    click.option("--batch-size", type=click.IntRange(1), help="Training batch size."),
+    click.option("--max-length", type=click.IntRange(8, 4096), help="Max tokens per example."),
+    click.option("--seed", type=int, help="Random seed."),
+)
+ADAPTER_SETTINGS = (
+    click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate."),
+    click.option("--bottleneck", type=click.IntRange(1), help="Adapter size m."),
+    click.option(
+        "--backbone-attention-dropout/--no-backbone-attention-dropout",
+        default=None,
+        help="Keep the frozen backbone's attention dropout while training (default from "
+        "tasks.toml: kept); --no-... trains faster with PyTorch's fused attention.",
+    ),
+    click.option(
+        "--decay-norms-and-biases/--no-decay-norms-and-biases",
+        default=None,
+        help="Apply weight decay to LayerNorm weights and biases too (default from "
+        "tasks.toml: no, only weight matrices decay; runs before this setting decayed "
+        "everything).",
+    ),
+)
+
+
+def _apply(options: tuple[Callable, ...], func: Callable) -> Callable:
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def training_options(func: Callable) -> Callable:
+    """The settings of one adapter training run; any not given comes from ``tasks.toml``."""
+    return _apply(BUDGET + ADAPTER_SETTINGS, func)
+
+
+def budget_options(func: Callable) -> Callable:
+    """How much the full fine-tuning baseline trains, and its learning rate."""
+    lr = click.option(
+        "--lr",
+        type=click.FloatRange(min=0, min_open=True),
+        help="Full fine-tuning learning rate (default: full_finetune_lr in tasks.toml).",
+    )
+    return _apply((*BUDGET, lr), func)
+
+
+def given(values: dict[str, Any]) -> dict[str, Any]:
+    """The options the user gave (click passes the others as None)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def open_workspace(workspace: Path, db: str | None) -> Any:
+    from ..api import Workspace
+
+    return Workspace.open(workspace, db=db)

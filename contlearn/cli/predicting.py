@@ -1,0 +1,104 @@
+"""``predict``: label new rows with trained tasks."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from .app import main
+from .options import json_option, open_workspace, quiet_option, workspace_options
+from .output import emit_json, note, plural
+
+
+def _columns(value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not names:
+        raise click.BadParameter(f"{value!r} names no column", param_hint="'--keep-columns'")
+    return names
+
+
+@main.command()
+@click.argument("task", required=False)
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    help="Rows to label: .csv, .tsv, .jsonl, .json or .parquet, or - for jsonl on stdin.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the predictions here (default: standard output).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+)
+@click.option(
+    "--keep-columns",
+    help="Copy these input columns into each result (comma-separated, or * for all).",
+)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--task-field", help="Field in which each row names its task (instead of TASK).")
+@quiet_option
+@json_option("With --output: print a summary as JSON.")
+@workspace_options
+def predict(
+    workspace: Path,
+    db: str | None,
+    task: str | None,
+    input_path: str,
+    output: Path | None,
+    fmt: str,
+    keep_columns: str | None,
+    batch_size: int,
+    task_field: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Label new rows with trained tasks; one result per row, in input order.
+
+    Each row holds the task's text fields (`contlearn status` lists them); TASK labels every
+    row, or --task-field names the field in which each row names its own task. Each result
+    carries the row's 0-based "index" (and its "id" when the row has one) to join it back to
+    the input. Blank lines are skipped; their count is reported on standard error.
+
+    \b
+    Example:
+        echo '{"sentence": "a gripping, funny film"}' | contlearn predict sst2 --input -
+        contlearn predict sst2 --input reviews.csv --output labels.csv --format csv
+        contlearn predict --task-field task --input mixed.jsonl --keep-columns '*'
+    """
+    from ..ops.predict_files import read_rows, write_rows
+
+    if (task is None) == (task_field is None):
+        raise click.ClickException("give a TASK or --task-field FIELD: one of them, not both")
+    keep = _columns(keep_columns)
+    ws = open_workspace(workspace, db)
+    read = read_rows(input_path)
+    start = time.perf_counter()
+    results = ws.predict(
+        task,
+        read.rows,
+        task_field=task_field,
+        keep_columns=keep,
+        batch_size=batch_size,
+        progress=not quiet,
+    )
+    seconds = time.perf_counter() - start
+    write_rows(results, output, fmt)
+    if read.blank_lines:
+        shown = ", ".join(map(str, read.blank_lines[:10]))
+        note(f"skipped {plural(len(read.blank_lines), 'blank line')} of {read.source} ({shown})")
+    if output is None:
+        return
+    rate = len(results) / seconds if seconds > 0 else 0.0
+    if as_json:
+        summary = {"task": task, "rows": len(results), "output": str(output)}
+        skipped = {"skipped_blank_lines": list(read.blank_lines)}
+        emit_json({**summary, "seconds": seconds, "examples_per_second": rate, **skipped})
+    else:
+        click.echo(f"wrote {len(results)} predictions to {output} ({rate:.1f} examples/s)")

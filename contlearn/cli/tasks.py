@@ -1,0 +1,180 @@
+"""The task sequence: ``init``, ``add-task``, ``status``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..config import METRICS
+from .app import main
+from .options import json_option, open_workspace, workspace_options
+from .output import emit_json, format_table, note, plural, scores
+
+
+@main.command()
+@click.option(
+    "--backbone", default=None, help="Model folder or hub name (default: packaged MiniLM)."
+)
+@workspace_options
+def init(workspace: Path, db: str | None, backbone: str | None) -> None:
+    """Create a workspace: tasks.toml, the ledger and artifacts/.
+
+    Loads the backbone once and records its identity and weight fingerprint.
+
+    \b
+    Example:
+        contlearn init -w ./ws
+        contlearn init -w ./ws --backbone ./my-bert --db postgresql://u@localhost/cl
+    """
+    from ..api import Workspace
+
+    ws = Workspace.create(workspace, backbone=backbone, db=db)
+    bb = ws.ledger.backbone()
+    click.echo(f"created workspace {ws.root}")
+    click.echo(f"backbone {bb.identity} ({bb.model_type}, {bb.num_parameters:,} parameters)")
+    click.echo(f"fingerprint {bb.fingerprint}")
+    click.echo(f"ledger {ws.db_url}")
+
+
+def _split_fields(value: str | None) -> list[str] | None:
+    """Split "a, b" into ["a", "b"]. Given but naming no column is a usage error: passed on
+    empty, it would silently mean "infer the columns"."""
+    if value is None:
+        return None
+    fields = [v.strip() for v in value.split(",") if v.strip()]
+    if not fields:
+        raise click.BadParameter(f"{value!r} names no column", param_hint="'--text-fields'")
+    return fields
+
+
+@main.command("add-task")
+@click.argument("name", required=False)
+@click.option("--data", type=click.Path(path_type=Path), help="Task data folder.")
+@click.option("--text-fields", help="Comma-separated text column(s), e.g. sentence1,sentence2.")
+@click.option("--label-field", help="Label column.")
+@click.option(
+    "--metric",
+    type=click.Choice(METRICS),
+    help="Primary metric (default: GLUE's for GLUE tasks, else accuracy / pearson).",
+)
+@click.option("--max-length", type=click.IntRange(8, 4096), help="Max tokens for this task.")
+@click.option("--bottleneck", type=click.IntRange(1), help="Adapter size m for this task.")
+@click.option(
+    "--position",
+    type=click.IntRange(1),
+    help="Put the task at this position (1 to the number of tasks + 1; default: append).",
+)
+@click.option("--from-config", is_flag=True, help="Register the tasks listed in tasks.toml.")
+@json_option("Print the registered task(s) as JSON.")
+@workspace_options
+def add_task(
+    workspace: Path, db: str | None, name: str | None, data: Path | None, as_json: bool, **kw: Any
+) -> None:
+    """Register a task from a data folder (GLUE layout, csv/tsv/jsonl/parquet, datasets).
+
+    A task put before trained tasks (--position) changes nothing they learned; sequential
+    baselines (`contlearn compare`) see the new order.
+
+    \b
+    Example:
+        contlearn add-task rte --data ../glue/RTE
+        contlearn add-task reviews --data ./reviews --text-fields text --label-field stars
+        contlearn add-task --from-config
+    """
+    ws = open_workspace(workspace, db)
+    if kw.pop("from_config"):
+        if name or data:
+            raise click.UsageError("--from-config takes no NAME or --data")
+        names = ws.sync()
+    else:
+        names = [ws.add_task(name, data, **_task_options(name, data, kw)).name]
+    rows = [r for r in ws.status() if r["name"] in names]
+    later = ws.trained_after(names)
+    if as_json:
+        emit_json({"added": rows, "before_trained": later})
+        return
+    _print_added(rows, later)
+
+
+def _task_options(name: str | None, data: Path | None, kw: dict[str, Any]) -> dict[str, Any]:
+    if not name or data is None:
+        raise click.UsageError("give a task NAME and --data PATH (or --from-config)")
+    kw["text_fields"] = _split_fields(kw["text_fields"])
+    label = kw["label_field"]
+    if label is not None and not label.strip():
+        raise click.BadParameter(f"{label!r} names no column", param_hint="'--label-field'")
+    return kw
+
+
+def _print_added(rows: list[dict[str, Any]], later: list[str]) -> None:
+    if not rows:
+        click.echo("nothing to add: every task in tasks.toml is registered")
+    for r in rows:
+        labels = "regression" if r["labels"] is None else f"{len(r['labels'])} labels"
+        click.echo(
+            f"added {r['name']} at position {r['position']}: {r['train_rows']} train / "
+            f"{r['dev_rows']} dev rows, {labels}, metric {r['metric']}"
+        )
+    if later:
+        note(
+            f"note: placed before trained task(s) {', '.join(later)}: their adapters are "
+            "unaffected; sequential baselines (`contlearn compare`) will see the new order"
+        )
+
+
+@main.command()
+@click.option("--verbose", "-v", is_flag=True, help="Add each task's current run.")
+@json_option('Print {"tasks": [...]} as JSON.')
+@workspace_options
+def status(workspace: Path, db: str | None, verbose: bool, as_json: bool) -> None:
+    """Show the task sequence: position, name, status, rows, labels, metric, score, and the
+    fields `predict` needs (text fields -> label field).
+
+    \b
+    Example:
+        contlearn status
+        contlearn status --verbose
+        contlearn status --json | jq '.tasks[].name'
+    """
+    rows = open_workspace(workspace, db).status(verbose=verbose)
+    if as_json:
+        emit_json({"tasks": rows})
+        return
+    if not rows:
+        click.echo("no tasks yet: `contlearn add-task NAME --data PATH` registers one")
+        return
+    click.echo(format_table([_status_row(r) for r in rows], STATUS_COLUMNS))
+    for row in rows if verbose else ():
+        _print_run(row)
+
+
+STATUS_COLUMNS = ["position", "name", "status", "rows", "labels", "metric", "score", "fields"]
+
+
+def _status_row(row: dict[str, Any]) -> dict[str, Any]:
+    labels = "regression" if row["labels"] is None else len(row["labels"])
+    fields = f"{','.join(row['text_fields'])} -> {row['label_field']}"
+    return {
+        **row,
+        "labels": labels,
+        "rows": f"{row['train_rows']}/{row['dev_rows']}",
+        "fields": fields,
+    }
+
+
+def _print_run(row: dict[str, Any]) -> None:
+    run = row.get("run")
+    if run is None:
+        return
+    s = run["settings"]
+    subsample = run["max_train_examples"] or "all"
+    click.echo(
+        f"{row['name']}: run {run['id']} ({run['method']}), {scores(run['metrics'])}; "
+        f"{plural(s['epochs'], 'epoch')}, lr {s['lr']}, batch {s['batch_size']}, max length "
+        f"{s['max_length']}, train examples {subsample}; "
+        f"finished {run['finished_at']:%Y-%m-%d %H:%M} after {run['seconds']:.0f} s"
+    )
+    for warning in run["warnings"]:
+        click.echo(f"! {warning}")

@@ -1,0 +1,122 @@
+"""Training: ``train-next`` (the next pending task, or all) and ``retrain`` (a trained task
+again, the old run serving it until the new one is verified)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .app import main
+from .options import (
+    given,
+    json_option,
+    open_workspace,
+    quiet_option,
+    training_options,
+    workspace_options,
+)
+from .output import duration, emit_json, format_table, note, scores
+
+
+@main.command("train-next")
+@click.option("--all", "all_tasks", is_flag=True, help="Drain the queue: train every pending task.")
+@training_options
+@quiet_option
+@json_option("Print the run results as JSON.")
+@workspace_options
+def train_next(
+    workspace: Path, db: str | None, all_tasks: bool, quiet: bool, as_json: bool, **settings: Any
+) -> None:
+    """Train the next pending task's adapter, then verify every earlier task is unchanged.
+
+    Before training, each task prints its size (examples x epochs) and, after its first
+    steps, an estimate of the training time. Settings not given come from tasks.toml.
+
+    \b
+    Example:
+        contlearn train-next
+        contlearn train-next --all --epochs 3 --max-train-examples 2000
+    """
+    ws = open_workspace(workspace, db)
+    results = ws.train_next(
+        all_tasks=all_tasks,
+        progress=not quiet and not as_json,
+        on_result=None if as_json else print_training,
+        on_estimate=None if quiet or as_json else print_estimate,
+        **given(settings),
+    )
+    if as_json:
+        emit_json({"runs": results})
+
+
+@main.command()
+@click.argument("task")
+@training_options
+@quiet_option
+@json_option("Print the run's result as JSON.")
+@workspace_options
+def retrain(
+    workspace: Path, db: str | None, task: str, quiet: bool, as_json: bool, **settings: Any
+) -> None:
+    """Train TASK again: a new adapter from scratch, e.g. with a bigger budget.
+
+    The new run becomes the task's current one only if it succeeds and every other trained
+    task verifies identical; until then, and if it fails, the old run serves the task. The
+    old run's files stay (not loaded) until `contlearn gc`.
+
+    \b
+    Example:
+        contlearn retrain rte --epochs 10
+        contlearn retrain mrpc --max-train-examples 0 --lr 5e-4 --json
+    """
+    ws = open_workspace(workspace, db)
+    result = ws.retrain(
+        task,
+        progress=not quiet and not as_json,
+        on_estimate=None if quiet or as_json else print_estimate,
+        **given(settings),
+    )
+    if as_json:
+        emit_json(result)
+        return
+    print_training(result)
+    click.echo(
+        f"run {result['run_id']} is now {task}'s current run; run {result['supersedes']}'s "
+        "files stay until `contlearn gc`"
+    )
+
+
+def print_estimate(plan: dict[str, Any]) -> None:
+    note(
+        f"{plan['task']}: {plan['examples']:,} examples x {plan['epochs']} epochs = "
+        f"{plan['steps']:,} steps of {plan['batch_size']}; about {duration(plan['seconds'])} of "
+        f"training ({plan['seconds_per_step']:.2f} s per step), plus a dev evaluation per epoch"
+    )
+
+
+def print_training(result: dict[str, Any]) -> None:
+    verb = "retrained" if result.get("supersedes") else "trained"
+    click.echo(
+        f"{verb} {result['task']}: {scores(result['metrics'])} (best epoch "
+        f"{result['best_epoch']}); {result['trainable_params']:,} trainable parameters "
+        f"({result['trainable_pct']:.2f}% of the backbone); "
+        f"{result['seconds']:.1f} s, {result['examples_per_second']:.1f} examples/s"
+    )
+    for warning in result.get("warnings", []):
+        click.echo(f"! {warning}")
+    rows = [
+        {
+            "task": v["task"],
+            "recorded": scores(v["recorded"]),
+            "now": scores(v["now"]),
+            "logits": v["logits_sha256"][:16],
+            "identical": v["identical"],
+        }
+        for v in result["verifications"]
+    ]
+    if rows:
+        others = "the other trained tasks" if result.get("supersedes") else "earlier tasks"
+        click.echo(f"verification of {others}:")
+        click.echo(format_table(rows, ["task", "recorded", "now", "logits", "identical"]))

@@ -1,0 +1,24 @@
+"""A task's current run, found without loading any model: the run that serves the task, its
+files and its post-train evaluation."""
+
+from __future__ import annotations
+
+from ..errors import TaskNotTrained
+from ..ledger.records import ArtifactRecord, EvaluationRecord, TaskRecord
+from ..ledger.store import Ledger
+
+
+def trained_artifacts(ledger: Ledger, task: TaskRecord) -> dict[str, ArtifactRecord]:
+    """The files of the run that trained ``task``, by role; refuses an untrained task."""
+    run = ledger.trained_run(task.id)
+    if task.status != "trained" or run is None:
+        raise TaskNotTrained(
+            f"task {task.name!r} is {task.status}, not trained: run `contlearn train-next`"
+        )
+    return {a.role: a for a in ledger.artifacts(run.id)}
+
+
+def recorded_post_train(ledger: Ledger, task: TaskRecord) -> EvaluationRecord:
+    """The post-train evaluation of the run that trained ``task``."""
+    run = ledger.trained_run(task.id)
+    return ledger.evaluations(run_id=run.id, task_id=task.id, kind="post-train")[-1]

@@ -1,0 +1,241 @@
+"""Training one claimed task: its adapter in isolation, its artifact written atomically into a
+folder of its own, every other trained task verified bit-identical, and all of it recorded.
+
+Any failure marks the run failed with its error, removes what the run wrote and registers no
+artifact; a first training's task goes back to pending, a retrained task stays trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .. import files
+from ..config import TrainConfig, WorkspaceConfig
+from ..eval.metrics import collapsed_class
+from ..eval.recipe import CANONICAL_BATCH_SIZE
+from ..ledger.records import ArtifactRecord, EvaluationRecord, TaskRecord
+from ..ledger.store import Ledger
+from ..model.adapted import count_parameters
+from ..version import library_versions
+from .context import ModelContext, read_task_data, subsampled
+from .current import recorded_post_train
+from .evaluate import evaluate_task, evaluation_record
+from .pace import Report, chain, estimator, training_plan
+from .runs import heartbeat, record_failure
+from .settings import task_configs
+from .verify import require_identical, verify_earlier
+
+
+def train_one(
+    ctx: ModelContext,
+    defaults: WorkspaceConfig,
+    task: TaskRecord,
+    run_id: int,
+    *,
+    overrides: dict,
+    progress: bool,
+    supersedes: int | None = None,
+    on_estimate: Report | None = None,
+) -> dict[str, Any]:
+    """Train ``task`` (claimed by run ``run_id``), write and verify; returns the run's result.
+    ``supersedes`` is the run a retrain replaces (the task stays trained if this one fails)."""
+    written: list[Path] = []
+    verifications: list[EvaluationRecord] = []
+    try:
+        train_cfg, adapter_cfg = task_configs(defaults, task, overrides)
+        ctx.ledger.update_run(run_id, **_run_config(ctx, train_cfg, adapter_cfg))
+        ctx.check_backbone()
+        outcome = _train(ctx, task, run_id, train_cfg, adapter_cfg, progress, on_estimate)
+        records = _write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written)
+        verifications = verify_earlier(ctx, task, progress=progress)
+        require_identical(ctx.ledger, task, verifications)
+        ctx.check_backbone()
+    except BaseException as exc:
+        status = None if supersedes is not None else "pending"
+        _fail(ctx, task, run_id, exc, written, verifications, status)
+        raise
+    post = evaluation_record(task, outcome["eval"], "post-train")
+    result = _result(ctx, task, run_id, outcome, records, verifications)
+    result["supersedes"] = supersedes
+    ctx.ledger.finish_run(
+        run_id,
+        status="succeeded",
+        task_status="trained",
+        artifacts=records,
+        evaluations=[post, *verifications],
+        seconds=outcome["train"].seconds,
+        examples=outcome["train"].examples,
+        examples_per_second=outcome["train"].examples_per_second,
+        result=result,
+    )
+    return result
+
+
+def _made_with(ctx: ModelContext, adapter: Any) -> dict[str, str]:
+    """The method and backbone family by name, so that a later release loads them by name."""
+    return {"method": adapter.method, "family": ctx.model.family.name}
+
+
+def _run_config(ctx: ModelContext, train: TrainConfig, adapter: Any) -> dict[str, Any]:
+    return {
+        "config": {
+            **_made_with(ctx, adapter),
+            "train": asdict(train),
+            "adapter": asdict(adapter),
+            "canonical_eval": {"batch_size": CANONICAL_BATCH_SIZE, "dtype": "float32"},
+            "backbone": ctx.backbone.identity,
+        },
+        "seed": train.seed,
+        "versions": library_versions(),
+    }
+
+
+def _train(
+    ctx: ModelContext,
+    task: TaskRecord,
+    run_id: int,
+    train_cfg: TrainConfig,
+    adapter_cfg: Any,
+    progress: bool,
+    on_estimate: Report | None = None,
+) -> dict[str, Any]:
+    from ..train.loop import train
+    from ..train.seeding import seed_everything
+
+    data = read_task_data(task)
+    train_split = ctx.encode(task, subsampled(data.train, train_cfg), train_cfg.max_length)
+    dev = ctx.encode(task, data.dev, train_cfg.max_length)
+    model = ctx.model
+    seed_everything(train_cfg.seed)  # the adapter and head initialisation follow the run's seed
+    model.add_task(
+        task.name, num_outputs=task.num_outputs, adapter=adapter_cfg, dropout=train_cfg.dropout
+    )
+    model.activate(task.name)
+    size = training_plan(len(train_split.encoded), train_cfg.epochs, train_cfg.batch_size)
+    report = None if on_estimate is None else (lambda e: on_estimate({"task": task.name, **e}))
+    on_step = chain(heartbeat(ctx.ledger, run_id), estimator(size, report))
+    with model.backbone_attention_dropout(keep=train_cfg.backbone_attention_dropout):
+        result = train(
+            model,
+            model.trainable_parameters(task.name),
+            train_split.encoded,
+            train_split.targets,
+            train_cfg,
+            problem_type=task.problem_type,
+            evaluate=lambda: evaluate_task(ctx, task, dev).primary_value,
+            progress=progress,
+            desc=task.name,
+            on_step=on_step,
+        )
+    final = evaluate_task(ctx, task, dev, progress=progress)
+    return {"train": result, "eval": final, "warnings": _warnings(task, dev, final)}
+
+
+def _warnings(task: TaskRecord, dev: Any, final: Any) -> list[str]:
+    """What a user should know about the trained task: here, predictions (almost) all of one
+    class."""
+    if task.labels is None or not dev.targets:
+        return []
+    collapsed = collapsed_class(dev.targets, final.logits.argmax(dim=-1).tolist())
+    if collapsed is None:
+        return []
+    label, share = task.labels[collapsed[0]], collapsed[1]
+    return [
+        f"{share:.0%} of {task.name}'s dev predictions are {label!r}: the adapter barely uses "
+        "its input; train longer (--epochs, --max-train-examples) or with another --lr"
+    ]
+
+
+def artifact_config(
+    ctx: ModelContext, task: TaskRecord, adapter: Any, train: TrainConfig
+) -> dict[str, Any]:
+    """What ``adapter_config.json`` holds."""
+    return {
+        **_made_with(ctx, adapter),
+        "task": task.name,
+        "adapter": asdict(adapter),
+        "train": asdict(train),
+        "labels": task.labels,
+        "problem_type": task.problem_type,
+        "text_fields": task.text_fields,
+        "metrics": task.metrics,
+        "num_outputs": task.num_outputs,
+        "backbone": {"identity": ctx.backbone.identity, "fingerprint": ctx.backbone.fingerprint},
+        "versions": library_versions(),
+    }
+
+
+def _write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written):
+    """Write weights, config and dev logits atomically; return their ledger records."""
+    paths = ctx.store.paths(task.name, run_id)  # a folder of its own: nothing else is in it
+    meta = artifact_config(ctx, task, adapter_cfg, train_cfg)
+    meta["eval_threads"] = outcome["eval"].threads
+    blobs = {
+        "weights": files.tensors_bytes(ctx.model.task_state(task.name)),
+        "config": files.json_bytes(meta),
+        "logits": files.tensors_bytes({"logits": outcome["eval"].logits}),
+    }
+    trainable = count_parameters(ctx.model.tasks[task.name])
+    backbone_params = count_parameters(ctx.model.backbone)
+    records = []
+    for role, blob in blobs.items():
+        ctx.store.write(paths[role], blob)
+        written.append(paths[role])
+        records.append(
+            ArtifactRecord(
+                run_id=run_id,
+                task_id=task.id,
+                role=role,
+                path=ctx.store.relative(paths[role]),
+                sha256=files.sha256_bytes(blob),
+                bytes=len(blob),
+                trainable_params=trainable if role == "weights" else None,
+                backbone_params=backbone_params if role == "weights" else None,
+            )
+        )
+    return records
+
+
+def _fail(ctx, task, run_id, exc, written, verifications, task_status) -> None:
+    """Undo what the run wrote and record why it failed; a first training's task goes back to
+    pending, a retrained one stays trained."""
+    for path in written:
+        path.unlink(missing_ok=True)
+    ctx.store.remove_empty(ctx.store.run_dir(task.name, run_id))
+    if task.name in ctx.model.tasks:
+        ctx.model.remove_task(task.name)
+    record_failure(ctx.ledger, run_id, exc, verifications, task_status=task_status)
+
+
+def _result(ctx, task, run_id, outcome, records, verifications) -> dict[str, Any]:
+    trained, final = outcome["train"], outcome["eval"]
+    weights = next(r for r in records if r.role == "weights")
+    return {
+        "task": task.name,
+        "run_id": run_id,
+        "metrics": final.metrics,
+        "metric": task.metric,
+        "logits_sha256": final.logits_sha256,
+        "trainable_params": weights.trainable_params,
+        "trainable_pct": 100.0 * weights.trainable_params / weights.backbone_params,
+        "best_epoch": trained.best_epoch,
+        "history": trained.history,
+        "seconds": trained.seconds,
+        "examples_per_second": trained.examples_per_second,
+        "real_token_share": trained.real_token_share,
+        "warnings": outcome["warnings"],
+        "verifications": [_verification_row(ctx.ledger, v) for v in verifications],
+    }
+
+
+def _verification_row(ledger: Ledger, v: EvaluationRecord) -> dict[str, Any]:
+    earlier = ledger.task_by_id(v.task_id)
+    return {
+        "task": earlier.name,
+        "recorded": recorded_post_train(ledger, earlier).metrics,
+        "now": v.metrics,
+        "logits_sha256": v.logits_sha256,
+        "identical": v.identical,
+    }
