@@ -248,3 +248,36 @@ def test_remove_and_readd_on_both_databases(db_url: str) -> None:
     with pytest.raises(TaskNotFound):
         ledger.remove_task("b")
     engine.dispose()
+
+
+def test_retrain_claims_and_garbage_on_both_databases(db_url: str) -> None:
+    from contlearn.ledger.records import ArtifactRecord
+
+    engine = make_engine(db_url)
+    upgrade(engine)
+    ledger = Ledger(engine)
+    ledger.add_tasks([_spec("a")])
+    values = {"method": "adapter", "config": {}, "versions": {}}
+
+    def finish(run_id: int, status: str) -> None:
+        task = ledger.task("a").id
+        files = [ArtifactRecord(run_id, task, "weights", f"artifacts/a/run-{run_id}/w", "0", 1)]
+        done = files if status == "succeeded" else []
+        ledger.finish_run(run_id, status=status, task_status="trained", artifacts=done)
+
+    task, first = ledger.claim_next_pending(values)
+    finish(first, "succeeded")
+    _, second, current = ledger.claim_retrain("a", values)
+    assert current == first and ledger.task("a").status == "trained"
+    with pytest.raises(TaskBusy):
+        ledger.claim_retrain("a", values)
+    ledger.finish_run(second, status="failed")
+    assert ledger.trained_run(task.id).id == first and ledger.garbage_artifacts() == []
+    _, third, _ = ledger.claim_retrain("a", values)
+    finish(third, "succeeded")
+    assert ledger.trained_run(task.id).id == third
+    (old,) = ledger.garbage_artifacts()
+    assert old.run_id == first
+    ledger.mark_deleted([old.id])
+    assert ledger.garbage_artifacts() == []
+    engine.dispose()
