@@ -39,16 +39,19 @@ def contlearn_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "contlearn.cli"]
 
 
-def timed_runs(args: list[str], repeats: int) -> tuple[list[float], list[str]]:
-    """Wall seconds and stdout of ``repeats`` runs of the contlearn command."""
+def timed_runs(
+    args: list[str], repeats: int, *, fails: bool = False
+) -> tuple[list[float], list[str]]:
+    """Wall seconds and stdout of ``repeats`` runs of the contlearn command (which must fail,
+    exit 1, with ``fails``)."""
     env = {k: v for k, v in os.environ.items() if k != "CONTLEARN_WORKSPACE"}
     times, outputs = [], []
     for _ in range(repeats):
         start = time.perf_counter()
         done = subprocess.run(contlearn_command() + args, capture_output=True, text=True, env=env)
         times.append(time.perf_counter() - start)
-        if done.returncode != 0:
-            raise RuntimeError(f"contlearn {' '.join(args)} failed: {done.stderr[-2000:]}")
+        if done.returncode != (1 if fails else 0):
+            raise RuntimeError(f"contlearn {' '.join(args)}: exit {done.returncode}: {done.stderr}")
         outputs.append(done.stdout)
     return times, outputs
 
@@ -118,12 +121,17 @@ def task_spec(name: str) -> dict:
 
 
 def cli_latency(work: Path, backbone: Path, tasks: int, repeats: int) -> dict:
-    """``--help`` and ``status --json`` wall time with ``tasks`` registered tasks."""
+    """``--help``, ``status --json`` and an error that needs no model (``predict`` of an
+    untrained task) wall time with ``tasks`` registered tasks."""
     ws = new_workspace(work / "cli-ws", backbone)
     ws.ledger.add_tasks([task_spec(f"task-{i:04d}") for i in range(tasks)])
     help_times, _ = timed_runs(["--help"], repeats)
     status_times, outputs = timed_runs(["status", "--json", "-w", str(ws.root)], repeats)
     listed = len(json.loads(outputs[-1])["tasks"])
+    rows = work / "rows.jsonl"
+    rows.write_text('{"text": "good"}\n', encoding="utf-8")
+    predict = ["predict", "task-0000", "--input", str(rows), "-w", str(ws.root)]
+    error_times, _ = timed_runs(predict, repeats, fails=True)
     return {
         "registered_tasks": tasks,
         "listed_by_status": listed,
@@ -131,6 +139,8 @@ def cli_latency(work: Path, backbone: Path, tasks: int, repeats: int) -> dict:
         "median_help_seconds": median(help_times),
         "status_json_seconds": status_times,
         "median_status_json_seconds": median(status_times),
+        "untrained_predict_seconds": error_times,
+        "median_untrained_predict_seconds": median(error_times),
     }
 
 

@@ -210,7 +210,17 @@ def growth_targets(r: Results) -> list[list[str]]:
             f"{status_s:.2f} s",
             met(status_s, 1.0, False),
         ],
+        *_error_target(cli),
     ]
+
+
+def _error_target(cli: dict) -> list[list[str]]:
+    """An error that needs no model (absent from runs made before it was measured)."""
+    seconds = cli.get("median_untrained_predict_seconds")
+    if seconds is None:
+        return []
+    name = "`contlearn predict` of an untrained task (an error needing no model) < 1 s"
+    return [[name, f"{seconds:.2f} s", met(seconds, 1.0, False)]]
 
 
 def target_rows(r: Results) -> list[list[str]]:
@@ -655,6 +665,11 @@ def growth_section(r: Results) -> list[str]:
             [
                 ["`contlearn --help`", num(cli["median_help_seconds"], 3), "<= 0.5 s"],
                 ["`contlearn status --json`", num(cli["median_status_json_seconds"], 3), "<= 1 s"],
+                *(
+                    [["`contlearn predict` of an untrained task", num(error, 3), "< 1 s"]]
+                    if (error := cli.get("median_untrained_predict_seconds")) is not None
+                    else []
+                ),
             ],
         ),
     ]
