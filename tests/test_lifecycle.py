@@ -17,6 +17,7 @@ from contlearn.errors import TaskBusy, TaskNotFound, TaskNotTrained, Verificatio
 from contlearn.ledger.engine import make_engine, upgrade
 from contlearn.ledger.store import Ledger
 from tests.conftest import write_keyword_task
+from tests.test_ledger import _spec
 
 
 def cli(ws: Workspace, *args: str):
@@ -211,26 +212,6 @@ def test_runs_and_comparisons(trained: Workspace) -> None:
 
 
 # -- the ledger, on both databases -------------------------------------------------------------
-
-
-def _spec(name: str) -> dict:
-    return {
-        "name": name,
-        "data_source": "/d",
-        "data_format": "csv",
-        "glue_task": None,
-        "data_files": ["train.csv"],
-        "data_fingerprint": "f" * 64,
-        "train_rows": 1,
-        "dev_rows": 1,
-        "text_fields": ["text"],
-        "label_field": "label",
-        "problem_type": "classification",
-        "labels": ["a", "b"],
-        "metric": "accuracy",
-        "metrics": ["accuracy"],
-        "settings": {},
-    }
 
 
 def test_remove_and_readd_on_both_databases(db_url: str) -> None:
