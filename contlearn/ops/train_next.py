@@ -37,29 +37,14 @@ def train_pending(
     run's result as it finishes, ``on_estimate`` each training's size and estimated time once
     its first steps are timed."""
     check_overrides(defaults, overrides)
+    options = {"overrides": overrides, "progress": progress, "on_estimate": on_estimate}
     ctx: ModelContext | None = None
     results: list[dict[str, Any]] = []
-    while True:
-        claimed = ledger.claim_next_pending(_claim(), is_abandoned)
-        if claimed is None:
-            break
-        try:
-            ctx = ctx or _open_and_load(ledger, store)
-        except BaseException as exc:
-            record_failure(ledger, claimed[1], exc)
-            raise
+    while (claimed := ledger.claim_next_pending(_claim(), is_abandoned)) is not None:
+        ctx = ctx or _open_and_load(ledger, store, claimed[1], "pending")
         from .train_task import train_one
 
-        results.append(
-            train_one(
-                ctx,
-                defaults,
-                *claimed,
-                overrides=overrides,
-                progress=progress,
-                on_estimate=on_estimate,
-            )
-        )
+        results.append(train_one(ctx, defaults, *claimed, **options))
         if on_result is not None:
             on_result(results[-1])
         if not all_tasks:
@@ -84,11 +69,7 @@ def retrain(
     until then, and if it fails, the run before it serves the task."""
     check_overrides(defaults, overrides)
     task, run_id, current = ledger.claim_retrain(name, _claim(), is_abandoned)
-    try:
-        ctx = _open_and_load(ledger, store)
-    except BaseException as exc:
-        record_failure(ledger, run_id, exc, task_status=None)
-        raise
+    ctx = _open_and_load(ledger, store, run_id, None)
     ctx.model.remove_task(task.name)  # the current version; the new run builds its own
     from .train_task import train_one
 
@@ -109,12 +90,19 @@ def _claim() -> dict[str, Any]:
     return {"method": "adapter", "config": {}, "versions": {}} | stamp()
 
 
-def _open_and_load(ledger: Ledger, store: ArtifactStore) -> ModelContext:
-    """The backbone, checked, with every trained task loaded."""
+def _open_and_load(
+    ledger: Ledger, store: ArtifactStore, run_id: int, task_status: str | None
+) -> ModelContext:
+    """The backbone, checked, with every trained task loaded; if that fails, run ``run_id``
+    is recorded failed and its task set to ``task_status`` (None: left as it is)."""
     from .context import open_context
 
-    ctx = open_context(ledger, store)
-    for task in ledger.tasks():
-        if task.status == "trained":
-            ctx.load_task(task)
+    try:
+        ctx = open_context(ledger, store)
+        for task in ledger.tasks():
+            if task.status == "trained":
+                ctx.load_task(task)
+    except BaseException as exc:
+        record_failure(ledger, run_id, exc, task_status=task_status)
+        raise
     return ctx
