@@ -211,7 +211,7 @@ def test_training_prints_its_size_and_an_estimate(two_tasks: Workspace) -> None:
 
 
 def test_compare_prints_its_settings_and_takes_a_budget(trained: Workspace, tmp_path: Path) -> None:
-    args = ["compare", "--epochs", "1", "--max-train-examples", "40", "--lr", "0.0002", "-q"]
+    args = ["compare", "--epochs", "1", "--max-train-examples", "40", "--lr", "5e-05", "-q"]
     result = cli(trained, *args, "--out", str(tmp_path / "r"))
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
@@ -220,7 +220,7 @@ def test_compare_prints_its_settings_and_takes_a_budget(trained: Workspace, tmp_
         "task",
         *(["epochs", "lr", "batch_size", "max_length", "max_train_examples", "seed"]),
     ]
-    assert lines[2].split() == ["a", "1", "0.0002", "32", "32", "40", "42"]
+    assert lines[2].split() == ["a", "1", "5e-05", "32", "32", "40", "42"]
     runs = trained.ledger.runs(purpose="compare")
     assert [r.config["train"]["max_train_examples"] for r in runs] == [40, 40]
     assert [r.examples for r in runs] == [40, 40]

@@ -72,11 +72,16 @@ def compare(
     _print_results(results, ws.write_report(results, out), as_json)
 
 
+def _setting(value: Any) -> str:
+    """A setting as written in tasks.toml (a learning rate of 5e-05 stays 5e-05)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _print_plan(planned: dict[str, Any]) -> None:
     if "full-finetune" not in planned["methods"]:
         return
     rows = [
-        {"task": name, **{k: values[k] for k in SETTINGS_SHOWN}}
+        {"task": name, **{k: _setting(values[k]) for k in SETTINGS_SHOWN}}
         for name, values in planned["config"]["full_finetune"].items()
     ]
     note("full fine-tuning settings (from each task's adapter run, budget options applied):")
