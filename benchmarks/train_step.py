@@ -63,16 +63,19 @@ def prepare(model: AdaptedModel, method: str, bottleneck: int) -> list[torch.nn.
     model.activate("bench")
     if adapter is not None:
         return model.trainable_parameters("bench")
-    model.backbone.requires_grad_(True)  # as contlearn.finetune does
+    model.backbone.requires_grad_(True)  # as contlearn.ops.full_finetune does
     return list(model.backbone.parameters()) + model.trainable_parameters("bench")
 
 
 def parameter_counts(model: AdaptedModel, params: list) -> dict[str, int]:
     task = model.tasks["bench"]
+    parts = dict(task.named_children())  # houlsby: adapters, layer_norms; head-only: head
     return {
         "trainable": sum(p.numel() for p in params),
-        "adapters": count_parameters(task.adapters) if task.adapters is not None else 0,
-        "layer_norm_copies": count_parameters(task.layer_norms) if task.layer_norms else 0,
+        "adapters": count_parameters(parts["adapters"]) if "adapters" in parts else 0,
+        "layer_norm_copies": count_parameters(parts["layer_norms"])
+        if "layer_norms" in parts
+        else 0,
         "head": count_parameters(task.head),
         "backbone": count_parameters(model.backbone),
     }
