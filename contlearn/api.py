@@ -207,11 +207,15 @@ class Workspace:
 
         return comparison_rows(self.ledger)
 
-    def audit(self, *, task: str | None = None, progress: bool = False) -> dict[str, Any]:
-        """Re-evaluate every trained task (or one); ``["verdict"]`` is "clean" when all match."""
+    def audit(
+        self, *, task: str | None = None, device: str | None = None, progress: bool = False
+    ) -> dict[str, Any]:
+        """Re-evaluate every trained task (or one) on ``device`` (default: the workspace's);
+        ``["verdict"]`` is "clean" when all match."""
         from .ops.audit import audit
 
-        return audit(self.ledger, self.store, task=task, progress=progress)
+        where = device or self.config.device
+        return audit(self.ledger, self.store, task=task, device=where, progress=progress)
 
     def audit_history(self) -> list[dict[str, Any]]:
         """Past audits, oldest first."""
@@ -220,13 +224,18 @@ class Workspace:
         return history(self.ledger)
 
     def plan_comparison(
-        self, *, methods: Sequence[str] = ("adapter", "full-finetune"), **budget: Any
+        self,
+        *,
+        methods: Sequence[str] = ("adapter", "full-finetune"),
+        device: str | None = None,
+        **budget: Any,
     ) -> dict[str, Any]:
         """What ``compare`` would run: the tasks, the adapter runs it reuses and each task's
         full fine-tuning settings; nothing is trained or recorded."""
         from .ops.compare import plan
 
-        return plan(self.ledger, self.config.compare, tuple(methods), budget)
+        where = device or self.config.device
+        return plan(self.ledger, self.config.compare, tuple(methods), budget, where)
 
     def compare(
         self,
@@ -234,6 +243,7 @@ class Workspace:
         methods: Sequence[str] = ("adapter", "full-finetune"),
         progress: bool = False,
         on_estimate: Any = None,
+        device: str | None = None,
         **budget: Any,
     ) -> dict[str, Any]:
         """Adapters vs sequential full fine-tuning on the task sequence (resumable). ``budget``:
@@ -249,6 +259,7 @@ class Workspace:
             overrides=budget,
             progress=progress,
             on_estimate=on_estimate,
+            device=device or self.config.device,
         )
 
     def write_report(self, results: dict[str, Any], out: Path | None = None) -> dict[str, Path]:
@@ -269,4 +280,5 @@ class Workspace:
         """One result per row: the predicted label (or value) and the class probabilities."""
         from .ops.predict import predict
 
+        kwargs["device"] = kwargs.get("device") or self.config.device
         return predict(self.ledger, self.store, task, rows, **kwargs)

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .devices import PRECISIONS, check_spec
 from .errors import ConfigError
 from .model.backbone import DEFAULT_BACKBONE
 from .model.methods.registry import DEFAULT_METHOD, default_config, get_method
@@ -23,7 +24,11 @@ METRICS = ("accuracy", "f1", "matthews", "pearson", "spearman")
 REGRESSION_METRICS = ("pearson", "spearman")
 CLASSIFICATION_METRICS = tuple(m for m in METRICS if m not in REGRESSION_METRICS)
 # Settings added to TrainConfig after release 0.1, with the value every run before them used.
-ADDED_TRAIN_SETTINGS = {"backbone_attention_dropout": True, "decay_norms_and_biases": True}
+ADDED_TRAIN_SETTINGS = {
+    "backbone_attention_dropout": True,
+    "decay_norms_and_biases": True,
+    "precision": "fp32",
+}
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,10 @@ class TrainConfig:
     decay_norms_and_biases: apply AdamW's weight decay to LayerNorm weights and every bias too.
     Off (the default), only weight matrices decay, as in Hugging Face's Trainer and nanoGPT;
     runs recorded before this setting existed decayed everything (true).
+
+    precision: fp32, bf16 or fp16 autocast for the training forward (parameters and optimizer
+    state stay fp32); auto is bf16 on CUDA devices that support it, else fp32. A run records the
+    precision it used; runs recorded before this setting existed trained in fp32.
     """
 
     epochs: int = 3
@@ -53,6 +62,7 @@ class TrainConfig:
     dropout: float = 0.1
     backbone_attention_dropout: bool = True
     decay_norms_and_biases: bool = False
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -64,6 +74,10 @@ class TrainConfig:
         _check(0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)")
         _check(self.grad_clip > 0, "grad_clip must be > 0")
         _check(0 <= self.dropout < 1, "dropout must be in [0, 1)")
+        _check(
+            self.precision in PRECISIONS,
+            f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
+        )
 
 
 def recorded_train_config(recorded: dict[str, Any]) -> TrainConfig:
@@ -120,6 +134,7 @@ class WorkspaceConfig:
     root: Path
     backbone: str = DEFAULT_BACKBONE
     db: str | None = None
+    device: str = "auto"
     adapter: Any = field(default_factory=default_config)  # the method's config; its class names it
     train: TrainConfig = field(default_factory=TrainConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
@@ -142,6 +157,13 @@ def _section(cls: type, raw: Any, where: str) -> Any:
         return cls(**raw)
     except (TypeError, ConfigError) as exc:
         raise ConfigError(f"{CONFIG_FILE}: [{where}] {exc}") from exc
+
+
+def _device(value: Any) -> str:
+    try:
+        return check_spec(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{CONFIG_FILE}: [workspace] device: {exc}") from exc
 
 
 def _adapter_section(raw: Any) -> Any:
@@ -179,7 +201,7 @@ def parse_config(text: str, root: Path) -> WorkspaceConfig:
     _check(not unknown, f"{CONFIG_FILE}: unknown table(s): {', '.join(unknown)}")
     ws = raw.get("workspace", {})
     _check(isinstance(ws, dict), f"{CONFIG_FILE}: [workspace] must be a table")
-    unknown = sorted(set(ws) - {"backbone", "db"})
+    unknown = sorted(set(ws) - {"backbone", "db", "device"})
     _check(not unknown, f"{CONFIG_FILE}: unknown key(s) in [workspace]: {', '.join(unknown)}")
     tasks = tuple(_task_entry(t) for t in raw.get("task", []))
     names = [t.name for t in tasks]
@@ -189,6 +211,7 @@ def parse_config(text: str, root: Path) -> WorkspaceConfig:
         root=root,
         backbone=str(ws.get("backbone", DEFAULT_BACKBONE)),
         db=ws.get("db"),
+        device=_device(ws.get("device", "auto")),
         adapter=_adapter_section(raw.get("adapter")),
         train=_section(TrainConfig, raw.get("train"), "train"),
         compare=_section(CompareConfig, raw.get("compare"), "compare"),
@@ -224,6 +247,7 @@ def render_config(backbone: str, db: str | None) -> str:
     lines.append(f"backbone = {_toml_value(backbone)}")
     if db:
         lines.append(f"db = {_toml_value(db)}")
+    lines.append('device = "auto"  # auto (CUDA, else MPS, else the CPU), cpu, cuda, cuda:N, mps')
     adapter = default_config()
     lines += ["", "[adapter]", f"method = {_toml_value(adapter.method)}"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(adapter).items()]

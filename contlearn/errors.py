@@ -21,6 +21,10 @@ class ConfigError(ContlearnError):
     """``tasks.toml`` or an option holds an invalid value."""
 
 
+class DeviceError(ConfigError):
+    """A device or precision this machine cannot provide."""
+
+
 class UnknownSetting(ContlearnError, TypeError):
     """A keyword argument that names no setting (a ``TypeError`` too, as Python raises for an
     unknown keyword)."""

@@ -66,7 +66,7 @@ def tensors_bytes(tensors: dict[str, Any], metadata: dict[str, str] | None = Non
     """The safetensors serialisation of ``tensors`` (each made contiguous)."""
     from safetensors.torch import save
 
-    return save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)
+    return save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
 
 
 def json_bytes(obj: Any) -> bytes:

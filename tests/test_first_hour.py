@@ -216,11 +216,9 @@ def test_compare_prints_its_settings_and_takes_a_budget(trained: Workspace, tmp_
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
     assert lines[0].startswith("full fine-tuning settings (from each task's adapter run")
-    assert lines[1].split() == [
-        "task",
-        *(["epochs", "lr", "batch_size", "max_length", "max_train_examples", "seed"]),
-    ]
-    assert lines[2].split() == ["a", "1", "5e-05", "32", "32", "40", "42"]
+    header = "task epochs lr batch_size max_length max_train_examples seed precision"
+    assert lines[1].split() == header.split()
+    assert lines[2].split() == ["a", "1", "5e-05", "32", "32", "40", "42", "fp32"]
     runs = trained.ledger.runs(purpose="compare")
     assert [r.config["train"]["max_train_examples"] for r in runs] == [40, 40]
     assert [r.examples for r in runs] == [40, 40]

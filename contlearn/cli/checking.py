@@ -10,13 +10,21 @@ import click
 
 from ..errors import TaskNotFound, TaskNotTrained
 from .app import main
-from .options import UsageProblem, json_option, open_workspace, quiet_option, workspace_options
+from .options import (
+    UsageProblem,
+    device_option,
+    json_option,
+    open_workspace,
+    quiet_option,
+    workspace_options,
+)
 from .output import emit_json, format_table, plural
 
 
 @main.command()
 @click.option("--task", "task", default=None, help="Audit only this task.")
 @click.option("--history", "show_history", is_flag=True, help="List past audits and verdicts.")
+@device_option
 @quiet_option
 @json_option("Print the per-task results as JSON.")
 @workspace_options
@@ -25,13 +33,16 @@ def audit(
     db: str | None,
     task: str | None,
     show_history: bool,
+    device: str | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
     """Re-evaluate every trained task and check it is exactly as when it was trained.
 
     Checks artifact checksums, the backbone and data fingerprints, then compares the dev
-    logits digest and metrics with the recorded ones. Verdicts: clean; tampered (an artifact
+    logits digest and metrics with the recorded ones; on a device (or software) other than the
+    recorded one it passes a task only if every prediction and metric value is the same, and
+    says so. Verdicts: clean; tampered (an artifact
     file is missing, modified or unreadable); drift (data files changed, or the predictions
     did). Exit code 0: clean; 1: tampered or drift; 2: usage error (such as an unknown or
     untrained --task).
@@ -47,7 +58,7 @@ def audit(
         _print_history(ws.audit_history(), as_json)
         return
     try:
-        result = ws.audit(task=task, progress=not quiet and not as_json)
+        result = ws.audit(task=task, device=device, progress=not quiet and not as_json)
     except (TaskNotFound, TaskNotTrained) as exc:
         raise UsageProblem(str(exc)) from exc
     if as_json:
@@ -72,6 +83,8 @@ def _print_audit(result: dict[str, Any]) -> None:
     for row in result["tasks"]:
         for finding in row["findings"]:
             click.echo(f"! {finding}")
+        for note in row.get("notes", []):
+            click.echo(f"note: {note}")
     click.echo(
         f"verdict: {result['verdict']} ({plural(len(result['tasks']), 'task')}, "
         f"{result['examples']} dev examples in {result['seconds']:.1f} s, "

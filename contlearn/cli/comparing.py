@@ -11,6 +11,7 @@ import click
 from .app import main
 from .options import (
     budget_options,
+    device_option,
     given,
     json_option,
     open_workspace,
@@ -21,6 +22,7 @@ from .output import emit_json, format_table, note
 from .training import print_estimate
 
 SETTINGS_SHOWN = ("epochs", "lr", "batch_size", "max_length", "max_train_examples", "seed")
+SETTINGS_SHOWN += ("precision",)
 
 
 @main.command()
@@ -32,6 +34,7 @@ SETTINGS_SHOWN = ("epochs", "lr", "batch_size", "max_length", "max_train_example
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder.")
 @budget_options
+@device_option
 @quiet_option
 @json_option("Print the results as JSON.")
 @workspace_options
@@ -40,6 +43,7 @@ def compare(
     db: str | None,
     methods: str,
     out: Path | None,
+    device: str | None,
     quiet: bool,
     as_json: bool,
     **budget: Any,
@@ -60,13 +64,14 @@ def compare(
     """
     ws = open_workspace(workspace, db)
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
-    planned = ws.plan_comparison(methods=chosen, **given(budget))
+    planned = ws.plan_comparison(methods=chosen, device=device, **given(budget))
     if not as_json:
         _print_plan(planned)
     results = ws.compare(
         methods=chosen,
         progress=not quiet and not as_json,
         on_estimate=None if quiet or as_json else print_estimate,
+        device=device,
         **given(budget),
     )
     _print_results(results, ws.write_report(results, out), as_json)

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ..devices import PRECISIONS
 from ..errors import ContlearnError
 
 WORKSPACE_HELP = "Workspace folder (default: $CONTLEARN_WORKSPACE or the current folder)."
@@ -82,6 +83,12 @@ def quiet_option(func: Callable) -> Callable:
     return click.option("--quiet", "-q", is_flag=True, help="No progress bars.")(func)
 
 
+PRECISION = click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    help="Training precision: autocast bf16/fp16 or fp32 (default from tasks.toml: auto, bf16 "
+    "on CUDA devices that support it, else fp32).",
+)
 BUDGET = (
     click.option("--epochs", type=click.IntRange(1), help="Epochs (default from tasks.toml)."),
     click.option(
@@ -120,7 +127,17 @@ def _apply(options: tuple[Callable, ...], func: Callable) -> Callable:
 
 def training_options(func: Callable) -> Callable:
     """The settings of one adapter training run; any not given comes from ``tasks.toml``."""
-    return _apply(BUDGET + ADAPTER_SETTINGS, func)
+    return _apply((*BUDGET, *ADAPTER_SETTINGS, PRECISION), func)
+
+
+def device_option(func: Callable) -> Callable:
+    """``--device``: where the models run."""
+    return click.option(
+        "--device",
+        default=None,
+        help="auto (CUDA, else MPS, else the CPU), cpu, cuda, cuda:N or mps (default from "
+        "tasks.toml: auto).",
+    )(func)
 
 
 def budget_options(func: Callable) -> Callable:
@@ -130,7 +147,7 @@ def budget_options(func: Callable) -> Callable:
         type=click.FloatRange(min=0, min_open=True),
         help="Full fine-tuning learning rate (default: full_finetune_lr in tasks.toml).",
     )
-    return _apply((*BUDGET, lr), func)
+    return _apply((*BUDGET, lr, PRECISION), func)
 
 
 def given(values: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .app import main
-from .options import json_option, open_workspace, quiet_option, workspace_options
+from .options import device_option, json_option, open_workspace, quiet_option, workspace_options
 from .output import emit_json, note, plural
 
 
@@ -43,6 +43,7 @@ def _columns(value: str | None) -> tuple[str, ...]:
 )
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--task-field", help="Field in which each row names its task (instead of TASK).")
+@device_option
 @quiet_option
 @json_option("With --output: print a summary as JSON.")
 @workspace_options
@@ -56,6 +57,7 @@ def predict(
     keep_columns: str | None,
     batch_size: int,
     task_field: str | None,
+    device: str | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -86,6 +88,7 @@ def predict(
         task_field=task_field,
         keep_columns=keep,
         batch_size=batch_size,
+        device=device,
         progress=not quiet,
     )
     seconds = time.perf_counter() - start

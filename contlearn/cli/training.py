@@ -10,6 +10,7 @@ import click
 
 from .app import main
 from .options import (
+    device_option,
     given,
     json_option,
     open_workspace,
@@ -23,6 +24,7 @@ from .output import duration, emit_json, format_table, note, scores
 @main.command("train-next")
 @click.option("--all", "all_tasks", is_flag=True, help="Drain the queue: train every pending task.")
 @training_options
+@device_option
 @quiet_option
 @json_option("Print the run results as JSON.")
 @workspace_options
@@ -54,6 +56,7 @@ def train_next(
 @main.command()
 @click.argument("task")
 @training_options
+@device_option
 @quiet_option
 @json_option("Print the run's result as JSON.")
 @workspace_options

@@ -1,9 +1,11 @@
 """The canonical evaluation recipe.
 
 Canonical: eval mode, fp32, no autograd, batches of ``CANONICAL_BATCH_SIZE`` examples sorted by
-(length, index) and padded to the longest in the batch, a recorded torch thread count. Logits
-come back in the data's original order, with their digests (``digests``), so a later process on
-the same machine that reproduces them reproduces the digest.
+(length, index) and padded to the longest in the batch, on one device with the kernels that make
+it reproducible there pinned (``devices.reproducible``), a recorded torch thread count on the
+CPU. Logits come back in the data's original order, with their digests (``digests``) and the
+recipe they ran under (``devices.recipe``): a later process that runs the same recipe reproduces
+the digest.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from ..devices import recipe, reproducible
 from ..train.batching import Encoded, canonical_batches, collate
 from .digests import logits_digest, predictions, predictions_digest
 from .metrics import compute_metrics
@@ -34,6 +37,7 @@ class EvalResult:
     predictions_sha256: str
     threads: int
     seconds: float
+    recipe: dict[str, Any] = field(default_factory=dict)  # what it ran under (devices.recipe)
 
     @property
     def primary_value(self) -> float:
@@ -62,22 +66,28 @@ def predict_logits(
     encoded: Encoded,
     *,
     batch_size: int = CANONICAL_BATCH_SIZE,
+    device: torch.device | None = None,
     progress: bool = False,
     desc: str = "evaluating",
 ) -> torch.Tensor:
     """Logits [N, C] for every example, in original order, by the canonical recipe (a batch size
-    other than the canonical one changes the padding, so the bytes may differ in the last bit)."""
+    other than the canonical one changes the padding, so the bytes may differ in the last bit).
+
+    The batches run on ``device`` (the CPU by default) into a buffer there; the logits come back
+    to the CPU once, at the end."""
+    device = device or torch.device("cpu")
     was_training = model.training
     model.eval()
     out: torch.Tensor | None = None
     batches = canonical_batches(encoded.lengths, batch_size)
     for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
-        logits = model(**collate(encoded, idx)).float()
+        batch = {k: v.to(device, non_blocking=True) for k, v in collate(encoded, idx).items()}
+        logits = model(**batch).float()
         if out is None:
-            out = torch.empty((len(encoded), logits.shape[-1]), dtype=torch.float32)
-        out[torch.tensor(idx)] = logits
+            out = torch.empty((len(encoded), logits.shape[-1]), dtype=torch.float32, device=device)
+        out[torch.tensor(idx, device=device)] = logits
     model.train(was_training)
-    return out if out is not None else torch.empty((0, 0))
+    return out.cpu() if out is not None else torch.empty((0, 0))
 
 
 def evaluate(
@@ -90,13 +100,18 @@ def evaluate(
     num_classes: int | None,
     threads: int | None = None,
     batch_size: int = CANONICAL_BATCH_SIZE,
+    device: torch.device | None = None,
     progress: bool = False,
     desc: str = "evaluating",
 ) -> EvalResult:
-    """Run the canonical recipe on one split and score it."""
+    """Run the canonical recipe on one split (on ``device``, default the CPU) and score it;
+    the result records the recipe it ran under."""
+    device = device or torch.device("cpu")
     start = time.perf_counter()
-    with torch_threads(threads) as used:
-        logits = predict_logits(model, encoded, batch_size=batch_size, progress=progress, desc=desc)
+    with torch_threads(threads) as used, reproducible(device) as pinned:
+        logits = predict_logits(
+            model, encoded, batch_size=batch_size, device=device, progress=progress, desc=desc
+        )
     preds = predictions(logits, problem_type)
     values = compute_metrics(metrics, y_true=list(targets), y_pred=preds, num_classes=num_classes)
     return EvalResult(
@@ -108,4 +123,5 @@ def evaluate(
         predictions_sha256=predictions_digest(preds),
         threads=used,
         seconds=time.perf_counter() - start,
+        recipe=recipe(device, batch_size=batch_size, threads=used, pinned=pinned),
     )

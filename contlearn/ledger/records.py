@@ -68,6 +68,7 @@ class RunRecord:
     examples: int | None
     examples_per_second: float | None
     result: dict[str, Any] | None
+    versions: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,3 +103,4 @@ class EvaluationRecord:
     split: str = "dev"
     run_id: int | None = None
     created_at: datetime | None = None
+    recipe: dict[str, Any] | None = None

@@ -186,3 +186,5 @@ class EvaluationRow(Base):
     threads: Mapped[int | None]
     seconds: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # device class and model, library versions, batch size, threads (None before revision 0004)
+    recipe: Mapped[dict[str, Any] | None] = mapped_column(JSON)

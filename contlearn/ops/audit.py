@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..artifacts import ArtifactStore
 from ..data.task import data_fingerprint
+from ..devices import describe
 from ..errors import ArtifactError, BackboneMismatch, ContlearnError, TaskNotTrained
 from ..ledger.records import EvaluationRecord, TaskRecord
 from ..ledger.store import Ledger
@@ -25,16 +26,24 @@ if TYPE_CHECKING:
 
 
 def audit(
-    ledger: Ledger, store: ArtifactStore, *, task: str | None = None, progress: bool = False
+    ledger: Ledger,
+    store: ArtifactStore,
+    *,
+    task: str | None = None,
+    device: str = "auto",
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Audit the trained tasks (or one); returns per-task rows and an overall verdict."""
+    """Audit the trained tasks (or one) on ``device``; returns per-task rows and a verdict."""
     tasks = _tasks_to_audit(ledger, task)  # before anything loads: an unknown task is quick
+    from .. import devices
     from .context import open_context
 
-    run_id = ledger.start_run(**run_values("audit", {"task": task}))
+    devices.resolve(device)  # a device this machine lacks is refused before a run is recorded
+
+    run_id = ledger.start_run(**run_values("audit", {"task": task, "device": device}))
     start = time.perf_counter()
     try:
-        ctx = open_context(ledger, store)
+        ctx = open_context(ledger, store, device)
     except BackboneMismatch as exc:
         ledger.finish_run(run_id, status="succeeded", verdict="backbone-mismatch", error=str(exc))
         raise
@@ -106,6 +115,7 @@ def _audit_task(ctx: ModelContext, task: TaskRecord, progress: bool):
         max_abs_diff=row["max_abs_diff"],
         findings=row["findings"],
         threads=recorded.threads,
+        recipe=row.pop("_recipe", None),
     )
     return row, evaluation
 
@@ -125,6 +135,9 @@ def _blank_row(task: TaskRecord, recorded: EvaluationRecord) -> dict[str, Any]:
         "artifact_ok": True,
         "data_ok": True,
         "findings": [],
+        "notes": [],
+        "recipe": None,
+        "device": None,
         "examples": 0,
         "examples_per_second": None,
     }
@@ -152,20 +165,44 @@ def _check_files(ctx: ModelContext, task: TaskRecord, row: dict[str, Any]) -> No
 def _reevaluate(ctx, task, recorded: EvaluationRecord, row, progress) -> None:
     from .verify import reproduce
 
-    recorded, now = reproduce(ctx, task, progress=progress)
+    check = reproduce(ctx, task, progress=progress)
+    now = check.now
     row.update(
         now=now.primary_value,
         delta=now.primary_value - recorded.primary_value,
-        logits_identical=now.logits_sha256 == recorded.logits_sha256,
+        logits_identical=check.logits_identical,
         predictions_identical=now.predictions_sha256 == recorded.predictions_sha256,
+        recipe="same" if check.same_recipe else "different",
+        device=describe(now.recipe),
+        notes=list(check.notes),
         examples=now.example_count,
         examples_per_second=now.examples_per_second,
         _metrics=now.metrics,
         _digest=now.logits_sha256,
+        _recipe=now.recipe,
     )
-    if row["logits_identical"]:
+    if not check.same_recipe:
+        _across_devices(check, row)
+    elif not check.logits_identical:
+        _changed(ctx, task, recorded, now, row)
+    else:
         row["max_abs_diff"] = 0.0
-        return
+
+
+def _across_devices(check: Any, row: dict[str, Any]) -> None:
+    """Under another recipe: passes when every prediction and metric value is the same."""
+    row["max_abs_diff"] = check.max_abs_diff
+    row["predictions_identical"] = check.prediction_share == 1.0
+    if not check.ok:
+        row["findings"].append(
+            check.notes[0] + ": not every prediction and metric value reproduced (a different "
+            "device passes only then); audit on the device the task was trained on"
+        )
+        row["notes"] = []
+
+
+def _changed(ctx, task, recorded: EvaluationRecord, now: Any, row: dict[str, Any]) -> None:
+    """Under the recorded recipe the logits must be identical: say how they changed."""
     saved = ctx.store.load_tensors(trained_artifacts(ctx.ledger, task)["logits"].path)["logits"]
     row["max_abs_diff"] = (
         float((saved - now.logits).abs().max()) if saved.shape == now.logits.shape else None
@@ -173,8 +210,9 @@ def _reevaluate(ctx, task, recorded: EvaluationRecord, row, progress) -> None:
     if row["predictions_identical"]:
         row["findings"].append(
             f"task {task.name!r}: logits differ from the recorded ones (max abs diff "
-            f"{row['max_abs_diff']:.3g}) but every prediction is the same, e.g. after a library "
-            "upgrade; versions recorded at training are in its adapter_config.json"
+            f"{row['max_abs_diff']:.3g}) but every prediction is the same, under the recipe "
+            "they were recorded with; versions recorded at training are in its "
+            "adapter_config.json"
         )
     else:
         row["findings"].append(

@@ -46,7 +46,15 @@ def check_methods(methods: tuple[str, ...]) -> None:
         raise ContlearnError(f"unknown method(s) {unknown}: choose from {', '.join(METHODS)}")
 
 
-BUDGET_KEYS = ("epochs", "max_train_examples", "batch_size", "max_length", "seed", "lr")
+BUDGET_KEYS = (
+    "epochs",
+    "max_train_examples",
+    "batch_size",
+    "max_length",
+    "seed",
+    "lr",
+    "precision",
+)
 
 
 def plan(
@@ -54,6 +62,7 @@ def plan(
     settings: CompareConfig,
     methods: tuple[str, ...] = METHODS,
     overrides: dict[str, Any] | None = None,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """What a comparison will run, before it runs: the tasks in order, the adapter run it
     reuses for each, and each task's full fine-tuning settings (``overrides`` applied: the
@@ -66,7 +75,10 @@ def plan(
         )
     tasks = trained_sequence(ledger)
     runs = {t.name: ledger.trained_run(t.id) for t in tasks}
-    full = {t.name: asdict(full_finetune_config(runs[t.name], settings, overrides)) for t in tasks}
+    configs = {t.name: full_finetune_config(runs[t.name], settings, overrides) for t in tasks}
+    if device is not None:  # the baseline's precision must be one the device can do
+        configs = _resolved(configs, device)
+    full = {name: asdict(config) for name, config in configs.items()}
     return {
         "methods": list(methods),
         "task_names": [t.name for t in tasks],
@@ -83,9 +95,11 @@ def compare(
     overrides: dict[str, Any] | None = None,
     progress: bool = False,
     on_estimate: Report | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
-    """Run (or resume) the comparison; returns the results the report is built from."""
-    planned = plan(ledger, settings, methods, overrides)
+    """Run (or resume) the comparison, the baseline on ``device``; returns the results the
+    report is built from."""
+    planned = plan(ledger, settings, methods, overrides, device)
     comparison_id = _open_comparison(ledger, planned)
     if FULL in methods:
         meta = ledger.comparison(comparison_id)
@@ -95,7 +109,14 @@ def compare(
         from .full_finetune import run_sequence  # loads models: only once the plan is sound
 
         run_sequence(
-            ledger, store, comparison_id, tasks, configs, progress=progress, on_estimate=on_estimate
+            ledger,
+            store,
+            comparison_id,
+            tasks,
+            configs,
+            progress=progress,
+            on_estimate=on_estimate,
+            device=device,
         )
     results = build_results(ledger, comparison_id)
     ledger.finish_comparison(comparison_id, results)
@@ -119,6 +140,16 @@ def _same_config(recorded: dict[str, Any], config: dict[str, Any]) -> bool:
         for name, values in recorded.get("full_finetune", {}).items()
     }
     return {**recorded, "full_finetune": full} == config
+
+
+def _resolved(configs: dict[str, TrainConfig], device: str) -> dict[str, TrainConfig]:
+    from .. import devices
+
+    target = devices.resolve(device)
+    return {
+        name: replace(config, precision=devices.resolve_precision(config.precision, target))
+        for name, config in configs.items()
+    }
 
 
 def full_finetune_config(

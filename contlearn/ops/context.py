@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .. import devices
 from ..artifacts import ArtifactStore
 from ..config import TrainConfig
 from ..data.task import TaskData, load_task_data
@@ -33,10 +34,13 @@ class Split:
 
 @dataclass
 class ModelContext:
+    """One backbone (with its sites wrapped) on one device, serving the tasks loaded onto it."""
+
     ledger: Ledger
     store: ArtifactStore
     backbone: bb.LoadedBackbone
     model: AdaptedModel
+    device: Any = None  # torch.device; the backbone, the task modules and every batch live there
     loaded: dict[str, str] = field(default_factory=dict)  # task -> weights sha256 in memory
 
     def check_backbone(self) -> None:
@@ -101,10 +105,14 @@ def load_recorded_backbone(ledger: Ledger) -> bb.LoadedBackbone:
     return loaded
 
 
-def open_context(ledger: Ledger, store: ArtifactStore) -> ModelContext:
-    """A fresh copy of the workspace's backbone, checked, with its sites wrapped."""
+def open_context(ledger: Ledger, store: ArtifactStore, device: str = "auto") -> ModelContext:
+    """A fresh copy of the workspace's backbone, checked, with its sites wrapped, on ``device``
+    (``auto``: CUDA if there is one, else MPS, else the CPU)."""
+    target = devices.resolve(device)
+    devices.prepare(target)
     loaded = load_recorded_backbone(ledger)
-    return ModelContext(ledger, store, loaded, AdaptedModel(loaded.model))
+    model = AdaptedModel(loaded.model).to(target)
+    return ModelContext(ledger, store, loaded, model, target)
 
 
 def read_task_data(task: TaskRecord) -> TaskData:

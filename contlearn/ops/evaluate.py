@@ -29,6 +29,7 @@ def evaluate_task(
         num_classes=None if task.labels is None else len(task.labels),
         threads=threads,
         batch_size=batch_size,
+        device=ctx.device,
         progress=progress,
         desc=f"evaluating {task.name}",
     )
@@ -48,5 +49,6 @@ def evaluation_record(
         predictions_sha256=result.predictions_sha256,
         threads=result.threads,
         seconds=result.seconds,
+        recipe=result.recipe or None,
         **extra,
     )

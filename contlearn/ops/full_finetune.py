@@ -31,14 +31,15 @@ def run_sequence(
     *,
     progress: bool = False,
     on_estimate: Report | None = None,
+    device: str = "auto",
 ) -> None:
-    """Train the tasks not yet done in this comparison, each with its recorded settings,
-    saving a checkpoint after each."""
+    """Train the tasks not yet done in this comparison, each with its recorded settings, on
+    ``device``, saving a checkpoint after each."""
     done = set(ledger.finished_comparison_runs(comparison_id))
     if len(done) == len(tasks):
         remove_checkpoint(store, comparison_id)
         return
-    ctx = open_context(ledger, store)  # a copy of the backbone this baseline may change
+    ctx = open_context(ledger, store, device)  # a backbone copy this baseline may change
     _restore(ctx, settings, comparison_id, [t for t in tasks if t.id in done])
     for i, task in enumerate(tasks):
         if task.id in done:
@@ -132,6 +133,7 @@ def _train(ctx, settings, task: TaskRecord, config: TrainConfig, progress: bool,
         progress=progress,
         evaluate=lambda: evaluate_task(ctx, task, dev).primary_value,
         desc=f"{task.name} (full fine-tuning)",
+        device=ctx.device,
         on_step=estimator(
             training_plan(len(split.encoded), config.epochs, config.batch_size), report
         ),

@@ -37,6 +37,7 @@ def predict(
     batch_size: int | None = None,
     progress: bool = False,
     context: ModelContext | None = None,
+    device: str = "auto",
 ) -> list[dict[str, Any]]:
     """One result per row, in input order: ``{"index", "id"?, kept columns, "task", "label",
     "probabilities"}``; ``index`` is the row's 0-based place in ``rows``.
@@ -58,7 +59,7 @@ def predict(
         return []
     from .context import open_context  # every row checked: only now load the model
 
-    ctx = context or open_context(ledger, store)
+    ctx = context or open_context(ledger, store, device)
     outputs: list[dict[str, Any]] = [{} for _ in rows]
     show = progress and len(rows) >= PROGRESS_MIN_ROWS
     for name, record in records.items():
@@ -184,7 +185,12 @@ def _predict_task(
     )
     ctx.model.activate(task.name)
     logits = predict_logits(  # [N, C] float32, input order
-        ctx.model, encoded, batch_size=batch_size, progress=progress, desc=f"predicting {task.name}"
+        ctx.model,
+        encoded,
+        batch_size=batch_size,
+        device=ctx.device,
+        progress=progress,
+        desc=f"predicting {task.name}",
     )
     return _outputs(task, logits)
 

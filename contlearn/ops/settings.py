@@ -19,20 +19,32 @@ TRAIN_KEYS = (
     "max_train_examples",
     "backbone_attention_dropout",
     "decay_norms_and_biases",
+    "precision",
 )
 ADAPTER_KEYS = ("bottleneck",)
 SETTINGS = TRAIN_KEYS + ADAPTER_KEYS
 
 
-def check_overrides(defaults: WorkspaceConfig, overrides: dict[str, Any]) -> None:
-    """Refuse an unknown setting or an invalid value before anything loads or is recorded."""
+def check_overrides(
+    defaults: WorkspaceConfig, overrides: dict[str, Any], device: str | None = None
+) -> str:
+    """Refuse an unknown setting, an invalid value, a device this machine lacks or a precision
+    it cannot do, before anything loads or is recorded; returns the device to train on."""
     unknown = sorted(set(overrides) - set(SETTINGS))
     if unknown:
         raise UnknownSetting(
             f"unknown training setting {unknown[0]!r}: use one of {', '.join(SETTINGS)}"
         )
-    with_overrides(defaults.train, **{k: v for k, v in overrides.items() if k in TRAIN_KEYS})
+    train = with_overrides(
+        defaults.train, **{k: v for k, v in overrides.items() if k in TRAIN_KEYS}
+    )
     with_overrides(defaults.adapter, **{k: v for k, v in overrides.items() if k in ADAPTER_KEYS})
+    device = device or defaults.device
+    if device != "auto" or train.precision != "auto":
+        from .. import devices
+
+        devices.resolve_precision(train.precision, devices.resolve(device))
+    return device
 
 
 def task_configs(

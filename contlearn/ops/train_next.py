@@ -31,17 +31,18 @@ def train_pending(
     progress: bool = False,
     on_result: Callable[[dict[str, Any]], None] | None = None,
     on_estimate: Report | None = None,
+    device: str | None = None,
     **overrides: Any,
 ) -> list[dict[str, Any]]:
     """Train the first pending task (or every pending task, in order). ``on_result`` gets each
     run's result as it finishes, ``on_estimate`` each training's size and estimated time once
-    its first steps are timed."""
-    check_overrides(defaults, overrides)
+    its first steps are timed. ``device`` defaults to the workspace's (tasks.toml)."""
+    device = check_overrides(defaults, overrides, device)
     options = {"overrides": overrides, "progress": progress, "on_estimate": on_estimate}
     ctx: ModelContext | None = None
     results: list[dict[str, Any]] = []
     while (claimed := ledger.claim_next_pending(_claim(), is_abandoned)) is not None:
-        ctx = ctx or _open_and_load(ledger, store, claimed[1], "pending")
+        ctx = ctx or _open_and_load(ledger, store, device, claimed[1], "pending")
         from .train_task import train_one
 
         results.append(train_one(ctx, defaults, *claimed, **options))
@@ -62,14 +63,15 @@ def retrain(
     *,
     progress: bool = False,
     on_estimate: Report | None = None,
+    device: str | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Train task ``name`` again, a new adapter from scratch. The new run becomes the task's
     current one only if it succeeds, its verification of every other trained task included;
     until then, and if it fails, the run before it serves the task."""
-    check_overrides(defaults, overrides)
+    device = check_overrides(defaults, overrides, device)
     task, run_id, current = ledger.claim_retrain(name, _claim(), is_abandoned)
-    ctx = _open_and_load(ledger, store, run_id, None)
+    ctx = _open_and_load(ledger, store, device, run_id, None)
     ctx.model.remove_task(task.name)  # the current version; the new run builds its own
     from .train_task import train_one
 
@@ -91,14 +93,14 @@ def _claim() -> dict[str, Any]:
 
 
 def _open_and_load(
-    ledger: Ledger, store: ArtifactStore, run_id: int, task_status: str | None
+    ledger: Ledger, store: ArtifactStore, device: str, run_id: int, task_status: str | None
 ) -> ModelContext:
     """The backbone, checked, with every trained task loaded; if that fails, run ``run_id``
     is recorded failed and its task set to ``task_status`` (None: left as it is)."""
     from .context import open_context
 
     try:
-        ctx = open_context(ledger, store)
+        ctx = open_context(ledger, store, device)
         for task in ledger.tasks():
             if task.status == "trained":
                 ctx.load_task(task)

@@ -7,11 +7,11 @@ artifact; a first training's task goes back to pending, a retrained task stays t
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from .. import files
+from .. import devices, files
 from ..config import TrainConfig, WorkspaceConfig
 from ..eval.metrics import collapsed_class
 from ..eval.recipe import CANONICAL_BATCH_SIZE
@@ -45,6 +45,8 @@ def train_one(
     verifications: list[EvaluationRecord] = []
     try:
         train_cfg, adapter_cfg = task_configs(defaults, task, overrides)
+        precision = devices.resolve_precision(train_cfg.precision, ctx.device)
+        train_cfg = replace(train_cfg, precision=precision)  # recorded as it ran, never "auto"
         ctx.ledger.update_run(run_id, **_run_config(ctx, train_cfg, adapter_cfg))
         ctx.check_backbone()
         outcome = _train(ctx, task, run_id, train_cfg, adapter_cfg, progress, on_estimate)
@@ -85,6 +87,7 @@ def _run_config(ctx: ModelContext, train: TrainConfig, adapter: Any) -> dict[str
             "train": asdict(train),
             "adapter": asdict(adapter),
             "canonical_eval": {"batch_size": CANONICAL_BATCH_SIZE, "dtype": "float32"},
+            "device": {"type": ctx.device.type, "model": devices.device_model(ctx.device)},
             "backbone": ctx.backbone.identity,
         },
         "seed": train.seed,
@@ -128,6 +131,7 @@ def _train(
             progress=progress,
             desc=task.name,
             on_step=on_step,
+            device=ctx.device,
         )
     final = evaluate_task(ctx, task, dev, progress=progress)
     return {"train": result, "eval": final, "warnings": _warnings(task, dev, final)}

@@ -1,38 +1,94 @@
-"""Verification: reload a trained task from its files, replay its post-train evaluation exactly as
-it was recorded, and compare. ``train-next`` verifies every earlier task after training a new
-one; ``audit`` replays every task the same way."""
+"""Verification: reload a trained task from its files, replay its post-train evaluation as it was
+recorded, and compare. ``train-next`` verifies every other trained task after training one;
+``audit`` replays every task the same way.
+
+PyTorch promises bitwise equality only for the same operations on the same kind of device and
+software. When the replay runs under the recorded recipe (device class and model, library
+versions, batch size, threads), identical means identical logits, bit for bit. Under another
+recipe (a GPU-trained workspace checked on a CPU, or after a torch upgrade) the replay is
+"reproduced on a different device": it passes only if every prediction and every metric value
+is the same, and it says how close the logits came.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..devices import describe, legacy_recipe, same_recipe
 from ..errors import VerificationFailed
 from ..eval.recipe import EvalResult
 from ..ledger.records import EvaluationRecord, TaskRecord
 from ..ledger.store import Ledger
 from .context import ModelContext, read_task_data
-from .current import recorded_post_train
+from .current import recorded_post_train, trained_artifacts
 from .evaluate import evaluate_task, evaluation_record
 
 RELEASE_01_BATCH_SIZE = 64  # the canonical batch size of runs that did not record one
 
 
-def reproduce(
-    ctx: ModelContext, task: TaskRecord, *, progress: bool = False
-) -> tuple[EvaluationRecord, EvalResult]:
-    """Reload a trained task from its files and re-run its post-train evaluation exactly as it
-    was recorded (max length, batch size and thread count); returns (recorded, now)."""
+@dataclass
+class Reproduction:
+    """A replayed evaluation, compared with the recorded one.
+
+    same_recipe: compared bit for bit; ok: it passes; prediction_share: the share of identical
+    predictions (1.0 when the logits are identical); max_abs_diff: the largest |logit change|.
+    """
+
+    recorded: EvaluationRecord
+    now: EvalResult
+    same_recipe: bool
+    logits_identical: bool
+    ok: bool
+    prediction_share: float = 1.0
+    max_abs_diff: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def reproduce(ctx: ModelContext, task: TaskRecord, *, progress: bool = False) -> Reproduction:
+    """Reload a trained task from its files, re-run its post-train evaluation with the recorded
+    max length, batch size and thread count on the context's device, and compare."""
     recorded = recorded_post_train(ctx.ledger, task)
+    run = ctx.ledger.trained_run(task.id)
     meta = ctx.load_task(task)
-    recipe = ctx.ledger.trained_run(task.id).config.get("canonical_eval", {})
+    batch_size = run.config.get("canonical_eval", {}).get("batch_size", RELEASE_01_BATCH_SIZE)
     dev = ctx.encode(task, read_task_data(task).dev, meta["train"]["max_length"])
     now = evaluate_task(
-        ctx,
-        task,
-        dev,
-        threads=recorded.threads,
-        batch_size=recipe.get("batch_size", RELEASE_01_BATCH_SIZE),
-        progress=progress,
+        ctx, task, dev, threads=recorded.threads, batch_size=batch_size, progress=progress
     )
-    return recorded, now
+    was = recorded.recipe or legacy_recipe(
+        torch_version=(run.versions or {}).get("torch"),
+        batch_size=batch_size,
+        threads=recorded.threads,
+    )
+    if same_recipe(was, now.recipe):
+        identical = now.logits_sha256 == recorded.logits_sha256 and now.metrics == recorded.metrics
+        return Reproduction(recorded, now, True, identical, identical)
+    return _across_devices(ctx, task, recorded, now, was)
+
+
+def _across_devices(ctx, task, recorded, now, was: dict[str, Any]) -> Reproduction:
+    """A replay under another recipe, compared prediction by prediction with the stored logits."""
+    logits_file = trained_artifacts(ctx.ledger, task)["logits"]
+    ctx.store.verify(logits_file.path, logits_file.sha256, task.name)
+    saved = ctx.store.load_tensors(logits_file.path)["logits"]
+    if saved.shape != now.logits.shape:
+        share, worst = 0.0, float("inf")
+    else:
+        share = (
+            float((saved.argmax(-1) == now.logits.argmax(-1)).float().mean()) if len(saved) else 1.0
+        )
+        worst = float((saved - now.logits).abs().max()) if len(saved) else 0.0
+    if task.labels is None:  # regression: the value is the prediction
+        share = 1.0 if worst == 0.0 else 0.0
+    identical = now.logits_sha256 == recorded.logits_sha256
+    ok = share == 1.0 and now.metrics == recorded.metrics
+    note = (
+        f"task {task.name!r}: reproduced on a different device ({describe(was)} -> "
+        f"{describe(now.recipe)}): {share:.1%} of predictions identical, max |logit change| "
+        f"{worst:.3g}, metric {recorded.primary_value:.4f} -> {now.primary_value:.4f}"
+    )
+    return Reproduction(recorded, now, False, identical, ok, share, worst, [note])
 
 
 def verify_earlier(
@@ -48,11 +104,18 @@ def verify_earlier(
 
 
 def _verify_one(ctx, task, current, progress) -> EvaluationRecord:
-    recorded, now = reproduce(ctx, task, progress=progress)
-    identical = now.logits_sha256 == recorded.logits_sha256 and now.metrics == recorded.metrics
-    findings = [] if identical else [f"recorded {recorded.logits_sha256}, now {now.logits_sha256}"]
+    check = reproduce(ctx, task, progress=progress)
+    findings = list(check.notes)
+    if not check.ok and check.same_recipe:
+        findings.append(f"recorded {check.recorded.logits_sha256}, now {check.now.logits_sha256}")
     return evaluation_record(
-        task, now, "verification", after_task_id=current.id, identical=identical, findings=findings
+        task,
+        check.now,
+        "verification",
+        after_task_id=current.id,
+        identical=check.ok,
+        max_abs_diff=check.max_abs_diff,
+        findings=findings,
     )
 
 

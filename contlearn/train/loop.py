@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
+from ..devices import autocast, grad_scaler
 from .batching import Encoded, collate, real_token_share, training_batches
 from .optim import make_optimizer
 from .seeding import seed_everything
@@ -51,17 +52,19 @@ def train(
     *,
     problem_type: str,
     evaluate: Callable[[], float],
+    device: torch.device | None = None,
     progress: bool = False,
     desc: str = "training",
     on_step: Callable[[], None] | None = None,
 ) -> TrainResult:
-    """Train ``params`` of ``model`` on ``encoded``; after each epoch score with ``evaluate``.
+    """Train ``params`` of ``model`` (on ``device``, default the CPU) on ``encoded``, in the
+    config's precision; after each epoch score with ``evaluate``.
 
     The weights of the best-scoring epoch are restored into ``params`` before returning.
     """
     seed_everything(config.seed)
     params = list(params)
-    step = optimizer_step(model, params, encoded, targets, config, problem_type)
+    step = optimizer_step(model, params, encoded, targets, config, problem_type, device=device)
     best: tuple[float, int, list[torch.Tensor]] | None = None
     history, shares, start = [], [], time.perf_counter()
     for epoch in range(1, config.epochs + 1):
@@ -90,39 +93,67 @@ def train(
     )
 
 
-def optimizer_step(model, params, encoded, targets, config, problem_type):
-    """A closure doing one AdamW step on a batch of example indices; returns its loss."""
+def optimizer_step(model, params, encoded, targets, config, problem_type, *, device=None):
+    """A closure doing one AdamW step on a batch of example indices; returns its loss as a
+    float64 tensor on the device (reading it needs no synchronisation per step).
+
+    The forward runs under autocast in the config's precision (fp16 with a gradient scaler);
+    the parameters, their gradients and the optimizer state stay fp32."""
+    device = device or torch.device("cpu")
     batches_per_epoch = math.ceil(len(encoded) / config.batch_size)
     optimizer, scheduler = make_optimizer(params, config, batches_per_epoch * config.epochs)
     dtype = torch.float32 if problem_type == "regression" else torch.long
-    target_tensor = torch.tensor(list(targets), dtype=dtype)
+    target_tensor = torch.tensor(list(targets), dtype=dtype, device=device)
+    precision = getattr(config, "precision", "fp32")
+    scaler = grad_scaler(device, precision)
 
-    def step(idx: list[int]) -> float:
-        logits = model(**collate(encoded, idx))
-        loss = loss_fn(logits, target_tensor[torch.tensor(idx)], problem_type)
+    def step(idx: list[int]) -> torch.Tensor:
+        batch = {k: v.to(device, non_blocking=True) for k, v in collate(encoded, idx).items()}
+        with autocast(device, precision):
+            logits = model(**batch)
+        loss = loss_fn(
+            logits.float(), target_tensor[torch.tensor(idx, device=device)], problem_type
+        )
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        optimizer.step()
+        _backward_and_step(loss, params, optimizer, scaler, config.grad_clip)
         scheduler.step()
-        return loss.item()
+        return loss.detach().double()
 
     return step
 
 
+def _backward_and_step(loss, params, optimizer, scaler, grad_clip: float) -> None:
+    """Backward, gradient clipping and the optimizer step (through the scaler for fp16)."""
+    if scaler is None:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+
+
+POSTFIX_EVERY = 10  # steps between progress-bar loss updates (each reads the device)
+
+
 def _epoch(
     batches: Sequence[list[int]],
-    step: Callable[[list[int]], float],
+    step: Callable[[list[int]], torch.Tensor],
     *,
     on_step: Callable[[], None] | None,
     progress: bool,
     desc: str,
 ) -> float:
-    """One pass over ``batches``; returns the mean training loss."""
-    total, bar = 0.0, tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False)
+    """One pass over ``batches``; returns the mean training loss (summed in float64)."""
+    bar = tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False)
+    total: torch.Tensor | float = 0.0
     for count, idx in enumerate(bar, start=1):
-        total += step(idx)
+        total = total + step(idx)
         if on_step is not None:
             on_step()
-        bar.set_postfix(loss=f"{total / count:.4f}")
-    return total / max(1, len(batches))
+        if progress and (count % POSTFIX_EVERY == 0 or count == len(batches)):
+            bar.set_postfix(loss=f"{float(total) / count:.4f}")
+    return float(total) / max(1, len(batches))

@@ -1,0 +1,220 @@
+"""Where models run, in what precision they train, and the recipe an evaluation ran under.
+
+A device is named ``auto`` (CUDA if there is one, else MPS, else the CPU), ``cpu``, ``cuda``,
+``cuda:N`` or ``mps``; one this machine lacks is refused in one line naming what it has.
+Training precision is ``fp32``, ``bf16`` or ``fp16`` (autocast; ``fp16`` with a gradient
+scaler; trainable parameters and optimizer state stay fp32); ``auto`` is bf16 on CUDA devices
+that support it and fp32 elsewhere. The canonical evaluation is always fp32, with the choices
+that make it reproducible on its device pinned, and its recipe recorded: PyTorch promises
+bitwise equality only for the same operations on the same kind of device and software, so two
+evaluations are compared bit for bit only when their recipes match.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+from .errors import DeviceError
+
+DEVICE_SPEC = re.compile(r"auto|cpu|mps|cuda(:\d{1,3})?")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+# cuBLAS needs a fixed workspace for deterministic results (CUDA >= 10.2); it must be set before
+# the first cuBLAS call of the process.
+CUBLAS_WORKSPACE = ":4096:8"
+# What must be equal for two evaluations to be compared bit for bit.
+RECIPE_KEYS = ("device", "model", "torch", "cuda", "cudnn", "dtype", "batch_size", "threads")
+
+
+def check_spec(spec: str) -> str:
+    """``spec`` if it names a device at all (whether this machine has it is checked later)."""
+    if not isinstance(spec, str) or not DEVICE_SPEC.fullmatch(spec):
+        raise DeviceError(f"unknown device {spec!r}: use auto, cpu, cuda, cuda:N or mps")
+    return spec
+
+
+def resolve(spec: str = "auto") -> Any:
+    """The ``torch.device`` that ``spec`` names on this machine; refuses one it lacks."""
+    import torch
+
+    check_spec(spec)
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("mps" if _mps_available() else "cpu")
+    if spec == "mps" and not _mps_available():
+        raise DeviceError(
+            "no MPS device here (torch.backends.mps.is_available() is false): use --device cpu"
+        )
+    if spec.startswith("cuda"):
+        return _cuda(spec)
+    return torch.device(spec)
+
+
+def _cuda(spec: str) -> Any:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise DeviceError(
+            f"--device {spec}: no CUDA device here (torch.cuda.is_available() is false): use "
+            "--device cpu, or auto"
+        )
+    count = torch.cuda.device_count()
+    index = int(spec.split(":")[1]) if ":" in spec else torch.cuda.current_device()
+    if index >= count:
+        have = ", ".join(f"cuda:{i}" for i in range(count))
+        raise DeviceError(
+            f"--device {spec} does not exist: this machine has {count} CUDA device(s) ({have})"
+        )
+    return torch.device("cuda", index)
+
+
+def _mps_available() -> bool:
+    import torch
+
+    return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+
+
+def resolve_precision(spec: str, device: Any) -> str:
+    """The training precision ``spec`` means on ``device``; refuses one the device cannot do."""
+    if spec not in PRECISIONS:
+        raise DeviceError(f"unknown precision {spec!r}: use {', '.join(PRECISIONS)}")
+    if spec == "auto":
+        return "bf16" if device.type == "cuda" and _cuda_bf16(device) else "fp32"
+    if spec == "fp16" and device.type not in ("cuda", "mps"):
+        raise DeviceError(
+            f"--precision fp16 needs a CUDA or MPS device, not {device.type}: use bf16 or fp32"
+        )
+    if spec == "bf16" and device.type == "mps":
+        raise DeviceError("--precision bf16 is not supported on MPS: use fp16 or fp32")
+    if spec == "bf16" and device.type == "cuda" and not _cuda_bf16(device):
+        name = device_model(device)
+        raise DeviceError(f"--precision bf16: {name} cannot compute in bfloat16: use fp16 or fp32")
+    return spec
+
+
+def _cuda_bf16(device: Any) -> bool:
+    import torch
+
+    with torch.cuda.device(device):
+        return torch.cuda.is_bf16_supported()
+
+
+def autocast(device: Any, precision: str) -> Any:
+    """The autocast context of a training step (none for fp32)."""
+    import torch
+
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=getattr(torch, DTYPES[precision]))
+
+
+def grad_scaler(device: Any, precision: str) -> Any | None:
+    """fp16 training scales the loss so that small gradients do not flush to zero."""
+    import torch
+
+    return torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+
+def prepare(device: Any) -> None:
+    """What must happen before the first CUDA work of the process: cuBLAS's fixed workspace."""
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+
+
+@contextmanager
+def reproducible(device: Any) -> Iterator[dict[str, Any]]:
+    """Within the block, the kernels that make an evaluation reproducible on ``device``:
+    on CUDA deterministic algorithms, TF32 off, cuDNN benchmarking off and the math SDPA
+    backend; restored afterwards. Yields what was pinned, for the recipe."""
+    if device.type != "cuda":
+        yield {}
+        return
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+    )
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield {"deterministic": True, "tf32": False, "sdpa": "math"}
+    finally:
+        torch.use_deterministic_algorithms(saved[0])
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[1:3]
+        torch.backends.cudnn.benchmark = saved[3]
+
+
+def device_model(device: Any) -> str:
+    """The device's model: the GPU's name, or the CPU's."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple " + platform.machine()
+    return _cpu_model()
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def recipe(
+    device: Any, *, batch_size: int, threads: int | None, pinned: dict | None = None
+) -> dict:
+    """What an fp32 evaluation ran under: device class and model (with the compute capability
+    of a GPU), torch / CUDA / cuDNN versions, batch size, CPU threads, pinned kernels."""
+    import torch
+
+    found = {
+        "device": device.type,
+        "model": device_model(device),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+        "dtype": "float32",
+        "batch_size": batch_size,
+        "threads": threads if device.type == "cpu" else None,
+    }
+    if device.type == "cuda":
+        found["capability"] = ".".join(map(str, torch.cuda.get_device_capability(device)))
+    return {**found, **(pinned or {})}
+
+
+def same_recipe(recorded: dict, now: dict) -> bool:
+    """Whether two evaluations ran the same operations on the same kind of device and software,
+    so that their logits must be equal bit for bit. A recipe recorded before recipes named the
+    device model holds fewer keys; only those it holds are compared."""
+    return all(now.get(k) == recorded[k] for k in RECIPE_KEYS if k in recorded)
+
+
+def legacy_recipe(*, torch_version: str | None, batch_size: int, threads: int | None) -> dict:
+    """The recipe of an evaluation recorded before recipes were (release 0.1 and its
+    successors up to 0.2): the CPU, fp32, the run's batch size and thread count."""
+    known = {"device": "cpu", "dtype": "float32", "batch_size": batch_size, "threads": threads}
+    return known | ({"torch": torch_version} if torch_version else {})
+
+
+def describe(recipe_: dict) -> str:
+    """``cuda NVIDIA H200`` or ``cpu Intel(R) Xeon(R) ..., 2 threads``."""
+    threads = f", {recipe_['threads']} threads" if recipe_.get("threads") else ""
+    return f"{recipe_.get('device', '?')} {recipe_.get('model', '?')}{threads}"
