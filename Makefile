@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo
 GLUE ?=
 
-.PHONY: install postgres test demo lint format bench stress clean
+.PHONY: install postgres test demo lint format bench stress gpu-check clean
 
 install: $(STAMP)
 
@@ -42,6 +42,10 @@ format: install
 
 bench: install
 	$(PY) benchmarks/run.py
+
+# On a machine with a CUDA GPU: train, re-evaluate, audit on two devices, torchrun, throughput/MFU.
+gpu-check: install
+	$(PY) scripts/gpu_check.py --out .gpu-check
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

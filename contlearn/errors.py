@@ -25,6 +25,10 @@ class DeviceError(ConfigError):
     """A device or precision this machine cannot provide."""
 
 
+class PeerFailed(ContlearnError):
+    """Another process of a data-parallel run stopped or stopped answering."""
+
+
 class UnknownSetting(ContlearnError, TypeError):
     """A keyword argument that names no setting (a ``TypeError`` too, as Python raises for an
     unknown keyword)."""

@@ -3,11 +3,13 @@ again, the old run serving it until the new one is verified)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from ..train.world import from_environment
 from .app import main
 from .options import (
     device_option,
@@ -19,28 +21,49 @@ from .options import (
     workspace_options,
 )
 from .output import duration, emit_json, format_table, note, scores
+from .parallel import join, launch
 
 
 @main.command("train-next")
 @click.option("--all", "all_tasks", is_flag=True, help="Drain the queue: train every pending task.")
 @training_options
 @device_option
+@click.option(
+    "--nproc",
+    type=click.IntRange(1),
+    help="Train each task with N data-parallel processes (torchrun: gloo on the CPU, NCCL "
+    "and one GPU per process on CUDA); the batch size is per process.",
+)
 @quiet_option
 @json_option("Print the run results as JSON.")
 @workspace_options
 def train_next(
-    workspace: Path, db: str | None, all_tasks: bool, quiet: bool, as_json: bool, **settings: Any
+    workspace: Path,
+    db: str | None,
+    all_tasks: bool,
+    nproc: int | None,
+    quiet: bool,
+    as_json: bool,
+    **settings: Any,
 ) -> None:
     """Train the next pending task's adapter, then verify every earlier task is unchanged.
 
     Before training, each task prints its size (examples x epochs) and, after its first
-    steps, an estimate of the training time. Settings not given come from tasks.toml.
+    steps, an estimate of the training time. Settings not given come from tasks.toml. With
+    --nproc N (or under torchrun) N processes train each task on shares of a global batch of
+    N x --batch-size; rank 0 claims, writes, verifies and records.
 
     \b
     Example:
         contlearn train-next
         contlearn train-next --all --epochs 3 --max-train-examples 2000
+        contlearn train-next --nproc 2 --device cpu
     """
+    world = from_environment()
+    if nproc is not None and not world.distributed:
+        sys.exit(launch(nproc, settings.get("device")))
+    join(world)
+    quiet, as_json = (quiet, as_json) if world.main else (True, False)
     ws = open_workspace(workspace, db)
     results = ws.train_next(
         all_tasks=all_tasks,
@@ -49,7 +72,7 @@ def train_next(
         on_estimate=None if quiet or as_json else print_estimate,
         **given(settings),
     )
-    if as_json:
+    if as_json and world.main:
         emit_json({"runs": results})
 
 

@@ -21,6 +21,7 @@ from ..model.adapted import AdaptedModel
 from ..model.families import uses_token_types
 from ..model.methods.registry import UNNAMED, method_config
 from ..train.batching import Encoded, encode, subsample
+from ..train.world import SINGLE, World
 from .current import trained_artifacts
 
 
@@ -42,6 +43,7 @@ class ModelContext:
     model: AdaptedModel
     device: Any = None  # torch.device; the backbone, the task modules and every batch live there
     loaded: dict[str, str] = field(default_factory=dict)  # task -> weights sha256 in memory
+    world: World = SINGLE  # the processes that train one task together (rank 0 records)
 
     def check_backbone(self) -> None:
         """The backbone in memory still matches the ledger (nothing trained it by accident)."""
@@ -105,14 +107,16 @@ def load_recorded_backbone(ledger: Ledger) -> bb.LoadedBackbone:
     return loaded
 
 
-def open_context(ledger: Ledger, store: ArtifactStore, device: str = "auto") -> ModelContext:
+def open_context(
+    ledger: Ledger, store: ArtifactStore, device: str = "auto", world: World = SINGLE
+) -> ModelContext:
     """A fresh copy of the workspace's backbone, checked, with its sites wrapped, on ``device``
-    (``auto``: CUDA if there is one, else MPS, else the CPU)."""
+    (``auto``: CUDA if there is one, else MPS, else the CPU); one process of ``world``."""
     target = devices.resolve(device)
     devices.prepare(target)
     loaded = load_recorded_backbone(ledger)
     model = AdaptedModel(loaded.model).to(target)
-    return ModelContext(ledger, store, loaded, model, target)
+    return ModelContext(ledger, store, loaded, model, target, world=world)
 
 
 def read_task_data(task: TaskRecord) -> TaskData:

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..artifacts import ArtifactStore
 from ..config import WorkspaceConfig
-from ..errors import NoPendingTask
+from ..errors import NoPendingTask, PeerFailed
 from ..ledger.store import Ledger
+from ..train.world import SINGLE, World
+from ..train.world import from_environment as world_from_environment
 from .pace import Report
 from .runs import is_abandoned, record_failure, stamp
 from .settings import check_overrides
@@ -36,8 +38,25 @@ def train_pending(
 ) -> list[dict[str, Any]]:
     """Train the first pending task (or every pending task, in order). ``on_result`` gets each
     run's result as it finishes, ``on_estimate`` each training's size and estimated time once
-    its first steps are timed. ``device`` defaults to the workspace's (tasks.toml)."""
+    its first steps are timed. ``device`` defaults to the workspace's (tasks.toml).
+
+    Under ``torchrun`` every process of the world calls this: rank 0 claims each task and
+    records it, the others train beside it and return nothing."""
     device = check_overrides(defaults, overrides, device)
+    world = world_from_environment()
+    if world.distributed:
+        return _train_distributed(
+            ledger,
+            store,
+            defaults,
+            world,
+            device,
+            all_tasks,
+            progress,
+            on_result,
+            on_estimate,
+            overrides,
+        )
     options = {"overrides": overrides, "progress": progress, "on_estimate": on_estimate}
     ctx: ModelContext | None = None
     results: list[dict[str, Any]] = []
@@ -51,6 +70,49 @@ def train_pending(
         if not all_tasks:
             break
     if not results:
+        raise NoPendingTask("no pending task: `contlearn add-task NAME --data PATH` adds one")
+    return results
+
+
+def _train_distributed(
+    ledger, store, defaults, world, device, all_tasks, progress, on_result, on_estimate, overrides
+) -> list[dict[str, Any]]:
+    """The same queue over several processes: rank 0 claims a task and shares it, every rank
+    trains it, rank 0 writes, verifies and records."""
+    from .. import devices
+    from ..train import distributed
+
+    target = devices.resolve(distributed.rank_device(device, world))
+    world = distributed.start(world, target)
+    main = world.main
+    options = {"overrides": overrides, "progress": progress and main, "on_estimate": on_estimate}
+    ctx, results = None, []
+    try:
+        while True:
+            claimed = distributed.share(
+                world, ledger.claim_next_pending(_claim(), is_abandoned) if main else None
+            )
+            if claimed is None:
+                break
+            ctx = ctx or _open_and_load(ledger, store, str(target), claimed[1], "pending", world)
+            from .train_task import train_one
+
+            try:
+                result = train_one(ctx, defaults, *claimed, **options)
+                distributed.share(world, None)  # the others wait while rank 0 records
+            except RuntimeError as exc:
+                raise _peer_failure(exc, claimed[0].name) from exc
+            if main:
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+            if not all_tasks:
+                break
+    except BaseException:
+        distributed.stop(world, together=False)
+        raise
+    distributed.stop(world)
+    if main and not results:
         raise NoPendingTask("no pending task: `contlearn add-task NAME --data PATH` adds one")
     return results
 
@@ -92,19 +154,42 @@ def _claim() -> dict[str, Any]:
     return {"method": "adapter", "config": {}, "versions": {}} | stamp()
 
 
+PEER_SIGNS = ("gloo", "nccl", "connection", "timed out", "timeout", "socket")
+
+
+def _peer_failure(exc: RuntimeError, task: str) -> Exception:
+    """A collective that broke because another rank died or hung, as one line; any other
+    RuntimeError as it was."""
+    message = str(exc)
+    if not any(sign in message.lower() for sign in PEER_SIGNS):
+        return exc
+    first = " ".join(message.split())[:160]
+    return PeerFailed(
+        f"another process of the data-parallel run stopped while training {task!r} ({first}): "
+        "the run is recorded failed and the task is pending again; run train-next again"
+    )
+
+
 def _open_and_load(
-    ledger: Ledger, store: ArtifactStore, device: str, run_id: int, task_status: str | None
+    ledger: Ledger,
+    store: ArtifactStore,
+    device: str,
+    run_id: int,
+    task_status: str | None,
+    world: World = SINGLE,
 ) -> ModelContext:
-    """The backbone, checked, with every trained task loaded; if that fails, run ``run_id``
-    is recorded failed and its task set to ``task_status`` (None: left as it is)."""
+    """The backbone, checked, with every trained task loaded (on rank 0: the others only
+    train); if that fails, run ``run_id`` is recorded failed and its task set to
+    ``task_status`` (None: left as it is)."""
     from .context import open_context
 
     try:
-        ctx = open_context(ledger, store, device)
-        for task in ledger.tasks():
+        ctx = open_context(ledger, store, device, world)
+        for task in ledger.tasks() if world.main else ():
             if task.status == "trained":
                 ctx.load_task(task)
     except BaseException as exc:
-        record_failure(ledger, run_id, exc, task_status=task_status)
+        if world.main:
+            record_failure(ledger, run_id, exc, task_status=task_status)
         raise
     return ctx

@@ -18,6 +18,7 @@ from ..eval.recipe import CANONICAL_BATCH_SIZE
 from ..ledger.records import ArtifactRecord, EvaluationRecord, TaskRecord
 from ..ledger.store import Ledger
 from ..model.adapted import count_parameters
+from ..train.distributed import allreduce_bytes
 from ..version import library_versions
 from .context import ModelContext, read_task_data, subsampled
 from .current import recorded_post_train
@@ -40,13 +41,16 @@ def train_one(
     on_estimate: Report | None = None,
 ) -> dict[str, Any]:
     """Train ``task`` (claimed by run ``run_id``), write and verify; returns the run's result.
-    ``supersedes`` is the run a retrain replaces (the task stays trained if this one fails)."""
+    ``supersedes`` is the run a retrain replaces (the task stays trained if this one fails).
+    On a rank other than 0 of a data-parallel world it only trains, and returns None."""
+    if not ctx.world.main:
+        train_cfg, adapter_cfg = _configs(ctx, defaults, task, overrides)
+        _train(ctx, task, run_id, train_cfg, adapter_cfg, False)
+        return None
     written: list[Path] = []
     verifications: list[EvaluationRecord] = []
     try:
-        train_cfg, adapter_cfg = task_configs(defaults, task, overrides)
-        precision = devices.resolve_precision(train_cfg.precision, ctx.device)
-        train_cfg = replace(train_cfg, precision=precision)  # recorded as it ran, never "auto"
+        train_cfg, adapter_cfg = _configs(ctx, defaults, task, overrides)
         ctx.ledger.update_run(run_id, **_run_config(ctx, train_cfg, adapter_cfg))
         ctx.check_backbone()
         outcome = _train(ctx, task, run_id, train_cfg, adapter_cfg, progress, on_estimate)
@@ -75,6 +79,14 @@ def train_one(
     return result
 
 
+def _configs(ctx: ModelContext, defaults, task: TaskRecord, overrides: dict) -> tuple:
+    """The run's training and method configs, the precision resolved on the context's device
+    (a run records what it used, never "auto")."""
+    train_cfg, adapter_cfg = task_configs(defaults, task, overrides)
+    precision = devices.resolve_precision(train_cfg.precision, ctx.device)
+    return replace(train_cfg, precision=precision), adapter_cfg
+
+
 def _made_with(ctx: ModelContext, adapter: Any) -> dict[str, str]:
     """The method and backbone family by name, so that a later release loads them by name."""
     return {"method": adapter.method, "family": ctx.model.family.name}
@@ -88,10 +100,26 @@ def _run_config(ctx: ModelContext, train: TrainConfig, adapter: Any) -> dict[str
             "adapter": asdict(adapter),
             "canonical_eval": {"batch_size": CANONICAL_BATCH_SIZE, "dtype": "float32"},
             "device": {"type": ctx.device.type, "model": devices.device_model(ctx.device)},
+            **_distributed(ctx, train),
             "backbone": ctx.backbone.identity,
         },
         "seed": train.seed,
         "versions": library_versions(),
+    }
+
+
+def _distributed(ctx: ModelContext, train: TrainConfig) -> dict[str, Any]:
+    """What a data-parallel run records: the world size, backend and global batch."""
+    if not ctx.world.distributed:
+        return {}
+    world = ctx.world
+    global_batch = train.batch_size * world.size
+    return {
+        "distributed": {
+            "world_size": world.size,
+            "backend": world.backend,
+            "global_batch": global_batch,
+        }
     }
 
 
@@ -116,9 +144,12 @@ def _train(
         task.name, num_outputs=task.num_outputs, adapter=adapter_cfg, dropout=train_cfg.dropout
     )
     model.activate(task.name)
-    size = training_plan(len(train_split.encoded), train_cfg.epochs, train_cfg.batch_size)
+    main, world = ctx.world.main, ctx.world
+    size = training_plan(
+        len(train_split.encoded), train_cfg.epochs, train_cfg.batch_size * world.size
+    )
     report = None if on_estimate is None else (lambda e: on_estimate({"task": task.name, **e}))
-    on_step = chain(heartbeat(ctx.ledger, run_id), estimator(size, report))
+    on_step = chain(heartbeat(ctx.ledger, run_id), estimator(size, report)) if main else None
     with model.backbone_attention_dropout(keep=train_cfg.backbone_attention_dropout):
         result = train(
             model,
@@ -132,9 +163,18 @@ def _train(
             desc=task.name,
             on_step=on_step,
             device=ctx.device,
+            world=world,
         )
+    if not main:
+        return {"train": result}
     final = evaluate_task(ctx, task, dev, progress=progress)
-    return {"train": result, "eval": final, "warnings": _warnings(task, dev, final)}
+    sent = allreduce_bytes(model.trainable_parameters(task.name)) if world.distributed else 0
+    return {
+        "train": result,
+        "eval": final,
+        "warnings": _warnings(task, dev, final),
+        "allreduce_bytes": sent,
+    }
 
 
 def _warnings(task: TaskRecord, dev: Any, final: Any) -> list[str]:
@@ -230,6 +270,8 @@ def _result(ctx, task, run_id, outcome, records, verifications) -> dict[str, Any
         "examples_per_second": trained.examples_per_second,
         "real_token_share": trained.real_token_share,
         "warnings": outcome["warnings"],
+        "world_size": ctx.world.size,
+        "allreduce_bytes_per_step": outcome["allreduce_bytes"],
         "verifications": [_verification_row(ctx.ledger, v) for v in verifications],
     }
 

@@ -19,8 +19,10 @@ from tqdm.auto import tqdm
 from ..config import TrainConfig
 from ..devices import autocast, grad_scaler
 from .batching import Encoded, collate, real_token_share, training_batches
+from .distributed import gradient_sum, shard, share
 from .optim import make_optimizer
 from .seeding import seed_everything
+from .world import SINGLE, World
 
 
 @dataclass(frozen=True)
@@ -53,27 +55,34 @@ def train(
     problem_type: str,
     evaluate: Callable[[], float],
     device: torch.device | None = None,
+    world: World = SINGLE,
     progress: bool = False,
     desc: str = "training",
     on_step: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train ``params`` of ``model`` (on ``device``, default the CPU) on ``encoded``, in the
-    config's precision; after each epoch score with ``evaluate``.
+    config's precision; after each epoch score with ``evaluate`` (on rank 0 of ``world``,
+    which shares the score).
 
-    The weights of the best-scoring epoch are restored into ``params`` before returning.
+    Over several processes each batch is a global one of ``batch_size`` x the world size,
+    which every rank shares out (``distributed``). The weights of the best-scoring epoch are
+    restored into ``params`` before returning.
     """
     seed_everything(config.seed)
     params = list(params)
-    step = optimizer_step(model, params, encoded, targets, config, problem_type, device=device)
+    step = optimizer_step(
+        model, params, encoded, targets, config, problem_type, device=device, world=world
+    )
+    global_batch = config.batch_size * world.size
     best: tuple[float, int, list[torch.Tensor]] | None = None
     history, shares, start = [], [], time.perf_counter()
     for epoch in range(1, config.epochs + 1):
-        batches = training_batches(encoded.lengths, config.batch_size, config.seed + epoch)
+        batches = training_batches(encoded.lengths, global_batch, config.seed + epoch)
         shares.append(real_token_share(encoded.lengths, batches))
         model.train()
         label = f"{desc} epoch {epoch}/{config.epochs}"
         loss = _epoch(batches, step, on_step=on_step, progress=progress, desc=label)
-        score = evaluate()
+        score = share(world, evaluate() if world.main else None)
         history.append({"epoch": epoch, "loss": loss, "dev": score})
         if progress:
             tqdm.write(f"{label}: loss {loss:.4f}, dev {score:.4f}")
@@ -93,47 +102,64 @@ def train(
     )
 
 
-def optimizer_step(model, params, encoded, targets, config, problem_type, *, device=None):
-    """A closure doing one AdamW step on a batch of example indices; returns its loss as a
-    float64 tensor on the device (reading it needs no synchronisation per step).
+def optimizer_step(
+    model, params, encoded, targets, config, problem_type, *, device=None, world=SINGLE
+):
+    """A closure doing one AdamW step on a (global) batch of example indices; returns its loss
+    as a float64 tensor on the device (reading it needs no synchronisation per step).
 
     The forward runs under autocast in the config's precision (fp16 with a gradient scaler);
-    the parameters, their gradients and the optimizer state stay fp32."""
+    the parameters, their gradients and the optimizer state stay fp32. Over several processes
+    each rank computes its share of the batch and the gradients are summed across ranks."""
     device = device or torch.device("cpu")
-    batches_per_epoch = math.ceil(len(encoded) / config.batch_size)
+    batches_per_epoch = math.ceil(len(encoded) / (config.batch_size * world.size))
     optimizer, scheduler = make_optimizer(params, config, batches_per_epoch * config.epochs)
     dtype = torch.float32 if problem_type == "regression" else torch.long
     target_tensor = torch.tensor(list(targets), dtype=dtype, device=device)
     precision = getattr(config, "precision", "fp32")
     scaler = grad_scaler(device, precision)
+    synchronise = gradient_sum(world, params) if world.distributed else None
 
-    def step(idx: list[int]) -> torch.Tensor:
+    def mean_loss(idx: list[int]) -> torch.Tensor:
         batch = {k: v.to(device, non_blocking=True) for k, v in collate(encoded, idx).items()}
         with autocast(device, precision):
             logits = model(**batch)
-        loss = loss_fn(
+        return loss_fn(
             logits.float(), target_tensor[torch.tensor(idx, device=device)], problem_type
         )
+
+    def step(idx: list[int]) -> torch.Tensor:
+        if synchronise is None:
+            loss = mean_loss(idx)
+        else:  # this rank's share of the global batch's mean (none: it adds nothing)
+            mine = shard(world, idx)
+            loss = (
+                mean_loss(mine) * (len(mine) / len(idx)) if mine else torch.zeros((), device=device)
+            )
         optimizer.zero_grad(set_to_none=True)
-        _backward_and_step(loss, params, optimizer, scaler, config.grad_clip)
+        loss = _backward_and_step(loss, params, optimizer, scaler, config.grad_clip, synchronise)
         scheduler.step()
         return loss.detach().double()
 
     return step
 
 
-def _backward_and_step(loss, params, optimizer, scaler, grad_clip: float) -> None:
-    """Backward, gradient clipping and the optimizer step (through the scaler for fp16)."""
-    if scaler is None:
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        optimizer.step()
-        return
-    scaler.scale(loss).backward()
-    scaler.unscale_(optimizer)
+def _backward_and_step(loss, params, optimizer, scaler, grad_clip: float, synchronise=None):
+    """Backward, the sum of gradients across ranks (if any), gradient clipping and the
+    optimizer step (through the scaler for fp16); returns the (global) loss."""
+    if loss.requires_grad:
+        (loss if scaler is None else scaler.scale(loss)).backward()
+    if synchronise is not None:
+        loss = synchronise(loss)
+    if scaler is not None:
+        scaler.unscale_(optimizer)
     torch.nn.utils.clip_grad_norm_(params, grad_clip)
-    scaler.step(optimizer)
-    scaler.update()
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
+    return loss
 
 
 POSTFIX_EVERY = 10  # steps between progress-bar loss updates (each reads the device)

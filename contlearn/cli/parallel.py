@@ -1,0 +1,85 @@
+"""``train-next --nproc N``: start N data-parallel processes with ``torchrun`` running the same
+command, and what a process started that way does differently (only rank 0 prints; a
+termination signal from ``torchrun`` ends the run as a recorded failure)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import click
+
+from ..errors import ContlearnError, DeviceError
+from ..train.world import World
+
+
+def launch(nproc: int, device: str | None) -> int:
+    """Run the current command again under ``torchrun`` with ``nproc`` processes, without
+    ``--nproc``; returns 0, or raises naming where the failure is recorded."""
+    _check_gpus(nproc, device)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "contlearn.cli",
+        *argv_of(click.get_current_context(), drop=("nproc",)),
+    ]
+    code = subprocess.run(command, check=False).returncode
+    if code != 0:
+        raise ContlearnError(
+            f"the data-parallel training stopped (torchrun exit {code}); a run it claimed is "
+            "recorded failed and its task is pending again: `contlearn runs` shows the error"
+        )
+    return 0
+
+
+def _check_gpus(nproc: int, device: str | None) -> None:
+    """One GPU per process on CUDA: refuse more processes than GPUs."""
+    from .. import devices
+
+    target = devices.resolve(device or "auto")
+    if target.type != "cuda":
+        return
+    import torch
+
+    count = torch.cuda.device_count()
+    if nproc > count:
+        raise DeviceError(
+            f"--nproc {nproc} needs {nproc} CUDA devices (one per process) and this machine has "
+            f"{count}: use --nproc {count}, or --device cpu"
+        )
+
+
+def argv_of(ctx: click.Context, drop: tuple[str, ...] = ()) -> list[str]:
+    """The command line that gives the command its current parameters."""
+    args = [ctx.info_name]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name in drop or value is None or not isinstance(param, click.Option):
+            continue
+        args += _option(param, value)
+    return args
+
+
+def _option(param: click.Option, value: Any) -> list[str]:
+    if param.is_flag and param.secondary_opts:  # --x/--no-x
+        return [param.opts[0] if value else param.secondary_opts[0]]
+    if param.is_flag:
+        return [param.opts[0]] if value else []
+    return [param.opts[0], str(value)]
+
+
+def join(world: World) -> None:
+    """In a process ``torchrun`` started: a termination signal (sent when another rank fails)
+    raises SystemExit, so that the run is recorded failed and its task returned to pending."""
+    if world.distributed:
+        signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
