@@ -171,6 +171,22 @@ def two_tasks(workspace, tmp_path: Path):
     return workspace
 
 
+@pytest.fixture()
+def trained(two_tasks):
+    """``two_tasks`` with both tasks trained (one epoch each)."""
+    two_tasks.train_next(all_tasks=True, epochs=1)
+    return two_tasks
+
+
+def invoke(ws, *args: str, stdin: str | None = None):
+    """``contlearn ARGS -w WS`` in this process, through click's runner."""
+    from click.testing import CliRunner
+
+    from contlearn.cli import main
+
+    return CliRunner().invoke(main, [*args, "-w", str(ws.root)], input=stdin)
+
+
 @pytest.fixture(scope="session")
 def pg_server():
     from tests.pg import postgres_server

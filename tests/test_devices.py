@@ -16,17 +16,7 @@ from contlearn.api import Workspace
 from contlearn.cli import main
 from contlearn.config import TrainConfig, parse_config, recorded_train_config, render_config
 from contlearn.errors import ConfigError, DeviceError
-
-
-def cli(ws: Workspace, *args: str):
-    return CliRunner().invoke(main, [*args, "-w", str(ws.root)])
-
-
-@pytest.fixture()
-def trained(two_tasks: Workspace) -> Workspace:
-    two_tasks.train_next(all_tasks=True, epochs=1)
-    return two_tasks
-
+from tests.conftest import invoke as cli
 
 # -- naming and resolving devices --------------------------------------------------------------
 

@@ -19,19 +19,9 @@ from click.testing import CliRunner
 from contlearn.api import Workspace
 from contlearn.cli import main
 from contlearn.errors import ConfigError
+from tests.conftest import invoke as cli
 from tests.conftest import write_keyword_task
 from tests.fixtures_data import write_glue_task
-
-
-def cli(ws: Workspace, *args: str, stdin: str | None = None):
-    return CliRunner().invoke(main, [*args, "-w", str(ws.root)], input=stdin)
-
-
-@pytest.fixture()
-def trained(two_tasks: Workspace) -> Workspace:
-    two_tasks.train_next(all_tasks=True, epochs=1)
-    return two_tasks
-
 
 # -- 1. settings are checked before anything loads or is recorded ------------------------------
 

@@ -8,26 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import text
 
 from contlearn.api import Workspace
-from contlearn.cli import main
 from contlearn.errors import TaskBusy, TaskNotFound, TaskNotTrained, VerificationFailed
 from contlearn.ledger.engine import make_engine, upgrade
 from contlearn.ledger.store import Ledger
+from tests.conftest import invoke as cli
 from tests.conftest import write_keyword_task
 from tests.test_ledger import _spec
-
-
-def cli(ws: Workspace, *args: str):
-    return CliRunner().invoke(main, [*args, "-w", str(ws.root)])
-
-
-@pytest.fixture()
-def trained(two_tasks: Workspace) -> Workspace:
-    two_tasks.train_next(all_tasks=True, epochs=1)
-    return two_tasks
 
 
 def files_of(ws: Workspace, run_id: int) -> list[Path]:
