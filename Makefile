@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo
 GLUE ?=
 
-.PHONY: install postgres test demo lint format bench stress gpu-check clean
+.PHONY: install postgres test demo lint format bench bench-methods stress gpu-check clean
 
 install: $(STAMP)
 
@@ -42,6 +42,10 @@ format: install
 
 bench: install
 	$(PY) benchmarks/run.py
+
+# Every method on GLUE (RTE, MRPC, SST-2) with MiniLM: accuracy, trade-off, frozen prefix (~1 h).
+bench-methods: install
+	$(PY) benchmarks/methods.py
 
 # On a machine with a CUDA GPU: train, re-evaluate, audit on two devices, torchrun, throughput/MFU.
 gpu-check: install

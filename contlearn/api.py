@@ -123,7 +123,7 @@ class Workspace:
         """The sequence, one dict per task; ``verbose`` adds each task's current run."""
         from .ops.intake import status
 
-        return status(self.ledger, verbose=verbose)
+        return status(self.ledger, verbose=verbose, default_method=self.config.adapter.method)
 
     def trained_after(self, names: Sequence[str]) -> list[str]:
         """The trained tasks that come after the tasks ``names`` in the sequence."""
@@ -141,9 +141,13 @@ class Workspace:
         metric: str | None = None,
         max_length: int | None = None,
         bottleneck: int | None = None,
+        method: str | None = None,
+        options: dict[str, Any] | None = None,
         position: int | None = None,
     ) -> TaskRecord:
-        """Register a task from a data folder (appended, or inserted before ``position``)."""
+        """Register a task from a data folder (appended, or inserted before ``position``);
+        ``method`` and its ``options`` (e.g. ``method="lora", options={"rank": 16}``) default
+        to the workspace's ``[adapter]``."""
         from .ops.intake import add_tasks
 
         entry = cfg.TaskEntry(
@@ -154,6 +158,8 @@ class Workspace:
             metric=metric,
             max_length=max_length,
             bottleneck=bottleneck,
+            method=method,
+            options=dict(options) if options else None,
         )
         add_tasks(self.ledger, self.config, [entry], position=position)
         return self.ledger.task(name)
@@ -261,6 +267,43 @@ class Workspace:
             on_estimate=on_estimate,
             device=device or self.config.device,
         )
+
+    def tradeoff(
+        self,
+        name: str,
+        *,
+        grid: str | None = None,
+        device: str | None = None,
+        progress: bool = False,
+        on_point: Any = None,
+        on_estimate: Any = None,
+        **budget: Any,
+    ) -> dict[str, Any]:
+        """The parameter/performance trade-off on task ``name``: every point of ``grid``
+        (``method[:key=value...]``, comma-separated; default: ``ops.tradeoff.DEFAULT_GRID``, the
+        points that fit the backbone)
+        trained as a ``tradeoff`` run, finished points reused. ``budget``: ``epochs``,
+        ``max_train_examples``, ``batch_size``, ``max_length``, ``seed``, ``precision``."""
+        from .ops.tradeoff import tradeoff
+
+        return tradeoff(
+            self.ledger,
+            self.store,
+            self.config,
+            name,
+            grid=grid,
+            device=device,
+            progress=progress,
+            on_point=on_point,
+            on_estimate=on_estimate,
+            **budget,
+        )
+
+    def write_tradeoff(self, result: dict[str, Any], out: Path) -> list[Path]:
+        """Write a trade-off's tradeoff.json/md/html/png into ``out``; returns the paths."""
+        from .report.tradeoff import write_tradeoff
+
+        return write_tradeoff(result, Path(out))
 
     def write_report(self, results: dict[str, Any], out: Path | None = None) -> dict[str, Path]:
         """Write a comparison's report files (default: ``reports/<time>/``); returns them."""

@@ -13,7 +13,7 @@ from typing import Any
 from .devices import PRECISIONS, check_spec
 from .errors import ConfigError
 from .model.backbone import DEFAULT_BACKBONE
-from .model.methods.registry import DEFAULT_METHOD, default_config, get_method
+from .model.methods.registry import DEFAULT_METHOD, METHODS, default_config, get_method
 from .naming import check_task_name
 from .validation import check as _check
 from .validation import check_types as _check_types
@@ -28,6 +28,7 @@ ADDED_TRAIN_SETTINGS = {
     "backbone_attention_dropout": True,
     "decay_norms_and_biases": True,
     "precision": "fp32",
+    "cache_frozen_prefix": False,
 }
 
 
@@ -48,6 +49,11 @@ class TrainConfig:
     precision: fp32, bf16 or fp16 autocast for the training forward (parameters and optimizer
     state stay fp32); auto is bf16 on CUDA devices that support it, else fp32. A run records the
     precision it used; runs recorded before this setting existed trained in fp32.
+
+    cache_frozen_prefix: when a task's method leaves the lowest layers alone (``leave_out``,
+    ``topk``, ``head``), run those layers without dropout and keep their output per example
+    (up to ``prefix_cache_mb`` MiB; the rest is recomputed), so that from the second epoch on
+    batches skip them. Off by default (runs recorded before it existed had it off).
     """
 
     epochs: int = 3
@@ -63,9 +69,14 @@ class TrainConfig:
     backbone_attention_dropout: bool = True
     decay_norms_and_biases: bool = False
     precision: str = "auto"
+    cache_frozen_prefix: bool = False
+    prefix_cache_mb: int = 2048
 
     def __post_init__(self) -> None:
         _check_types(self)
+        _check(
+            self.prefix_cache_mb >= 0, f"prefix_cache_mb must be >= 0, got {self.prefix_cache_mb}"
+        )
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         _check(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
@@ -107,9 +118,18 @@ class TaskEntry:
     metric: str | None = None
     max_length: int | None = None
     bottleneck: int | None = None
+    method: str | None = None  # default: the workspace's [adapter] method
+    options: dict[str, Any] | None = None  # the method's options for this task
 
     def __post_init__(self) -> None:
         check_task_name(self.name)
+        if self.method is not None:
+            _check(isinstance(self.method, str), f"task {self.name!r}: method must be a name")
+            get_method(self.method)
+        _check(
+            self.options is None or isinstance(self.options, dict),
+            f"task {self.name!r}: options must be a table of the method's options",
+        )
         _check(isinstance(self.data, str), f"task {self.name!r}: data must be a path string")
         fields_ok = self.text_fields is None or (
             isinstance(self.text_fields, tuple)
@@ -233,11 +253,16 @@ def load_config(root: Path) -> WorkspaceConfig:
     return parse_config(text, root)
 
 
+METHOD_NAMES = ", ".join(METHODS) + " (README: Methods)"
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -249,7 +274,7 @@ def render_config(backbone: str, db: str | None) -> str:
         lines.append(f"db = {_toml_value(db)}")
     lines.append('device = "auto"  # auto (CUDA, else MPS, else the CPU), cpu, cuda, cuda:N, mps')
     adapter = default_config()
-    lines += ["", "[adapter]", f"method = {_toml_value(adapter.method)}"]
+    lines += ["", "[adapter]", f"method = {_toml_value(adapter.method)}  # {METHOD_NAMES}"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(adapter).items()]
     for section, obj in (("train", TrainConfig()), ("compare", CompareConfig())):
         lines += ["", f"[{section}]"]

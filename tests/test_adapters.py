@@ -91,7 +91,7 @@ def test_parameter_counts(kind: str) -> None:
     task = model.add_task("a", num_outputs=3, adapter=ADAPTER)
     assert (model.hidden_size, model.num_layers) == (D, L)
     assert len(task.adapters) == len(task.layer_norms) == 2 * L
-    assert all(count_parameters(a) == adapter_param_count(D, M) for a in task.adapters)
+    assert all(count_parameters(a) == adapter_param_count(D, M) for a in task.adapters.values())
     assert count_parameters(task.adapters) == 2 * L * adapter_param_count(D, M)
     assert count_parameters(task.layer_norms) == 2 * L * 2 * D
     assert count_parameters(task.head) == D * D + D + 3 * D + 3
@@ -116,7 +116,7 @@ def test_layer_norm_copies_equal_but_not_shared(kind: str) -> None:
     task = model.add_task("a", num_outputs=2, adapter=ADAPTER)
     attention, ffn = model.base_modules("attention_norm"), model.base_modules("ffn_norm")
     norms = [norm for pair in zip(attention, ffn, strict=True) for norm in pair]
-    for copy_, base_norm in zip(task.layer_norms, norms, strict=True):
+    for copy_, base_norm in zip(task.layer_norms.values(), norms, strict=True):
         for mine, base in zip(copy_.parameters(), base_norm.parameters(), strict=True):
             assert torch.equal(mine, base)
             assert mine.data_ptr() != base.data_ptr()

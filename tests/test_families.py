@@ -22,7 +22,7 @@ from transformers import (
 from contlearn.errors import ArtifactError, UnsupportedArchitecture
 from contlearn.files import sha256_file
 from contlearn.model import families
-from contlearn.model.adapted import SITE_KINDS, AdaptedModel
+from contlearn.model.adapted import AdaptedModel
 from contlearn.model.routing import SiteWrapper
 
 SMALL = dict(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2)
@@ -49,7 +49,8 @@ def model_of(kind: str):
 def test_each_backbone_resolves_to_its_family(kind: str) -> None:
     model = AdaptedModel(model_of(kind))
     assert model.family.name == CONFIGS[kind][1]
-    for kind_ in SITE_KINDS:
+    model.adapt(tuple(families.SITE_TYPES))
+    for kind_ in families.SITE_TYPES:
         bases = model.base_modules(kind_)
         assert len(bases) == 2 and all(isinstance(b, families.SITE_TYPES[kind_]) for b in bases)
 

@@ -284,7 +284,7 @@ def test_one_class_predictions_are_flagged(two_tasks: Workspace) -> None:
     (result,) = two_tasks.train_next(lr=1e-9, epochs=1)  # learns nothing: one class throughout
     (warning,) = result["warnings"]
     assert re.fullmatch(
-        r"100% of a's dev predictions are '(neg|pos)': the adapter barely uses its input; "
+        r"100% of a's dev predictions are '(neg|pos)': the task barely uses its input; "
         r"train longer \(--epochs, --max-train-examples\) or with another --lr",
         warning,
     )

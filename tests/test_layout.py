@@ -16,6 +16,7 @@ LOWER = (
     "contlearn.eval",
     "contlearn.data",
     "contlearn.ledger",
+    "contlearn.report",
 )
 UPPER = ("contlearn.ops", "contlearn.api", "contlearn.cli")
 # Model, training and evaluation code runs without a ledger, artifact files or use cases.

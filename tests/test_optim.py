@@ -34,7 +34,7 @@ def test_norms_and_biases_are_not_decayed_by_default() -> None:
     others = [p for p in params if all(p is not w for w in matrices)]
     assert [id(p) for p in decayed["params"]] == [id(p) for p in matrices]
     assert [id(p) for p in plain["params"]] == [id(p) for p in others]
-    norms = [p for n in task.layer_norms for p in n.parameters()]
+    norms = [p for n in task.layer_norms.values() for p in n.parameters()]
     assert {id(p) for p in norms} <= {id(p) for p in plain["params"]}
     assert (decayed["weight_decay"], plain["weight_decay"]) == (TrainConfig().weight_decay, 0.0)
 

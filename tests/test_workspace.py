@@ -161,12 +161,14 @@ def test_status_table(workspace: Workspace, tmp_path: Path) -> None:
         "position",
         "name",
         "status",
+        "method",
         "rows",
         "labels",
         "metric",
         "score",
         "fields",
     ]
+    assert out.splitlines()[1].split()[3] == "houlsby"
     assert "regression" in out and "pearson" in out and "20/8" in out
     assert out.splitlines()[1].split()[-3:] == ["sentence1,sentence2", "->", "score"]
 

@@ -10,6 +10,9 @@ import click
 
 from .app import main
 from .options import (
+    BUDGET,
+    PRECISION,
+    apply_options,
     budget_options,
     device_option,
     given,
@@ -124,3 +127,83 @@ def _print_results(results: dict[str, Any], files: dict[str, Path], as_json: boo
         rows.append(row)
     click.echo(format_table(rows, ["method", "acc", "bwt", "forgetting", "identical"]))
     click.echo(f"report: {files['html']}")
+
+
+@main.command()
+@click.argument("task")
+@click.option(
+    "--grid",
+    help="Comma-separated points method[:key=value...] (lr=... sets a point's learning rate); "
+    "default: houlsby bottleneck 2/8/64/256, pfeiffer 64, lora rank 1/8/64, ia3, topk 1/3, "
+    "head, full.",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder.")
+@apply_options((*BUDGET, PRECISION))
+@device_option
+@quiet_option
+@json_option('Print {"task": ..., "points": [...]} as JSON.')
+@workspace_options
+def tradeoff(
+    workspace: Path,
+    db: str | None,
+    task: str,
+    grid: str | None,
+    out: Path | None,
+    device: str | None,
+    quiet: bool,
+    as_json: bool,
+    **budget: Any,
+) -> None:
+    """Trade accuracy against trainable parameters on one task (Houlsby et al. 2019, 3.4).
+
+    Trains each point of the grid on TASK from scratch as a recorded `tradeoff` run (the
+    task's own trained artifact is never replaced), with full fine-tuning as the reference;
+    finished points are reused, so an interrupted grid resumes. --out writes tradeoff.json,
+    tradeoff.md, tradeoff.html and tradeoff.png (metric vs parameters, log scale).
+
+    \b
+    Example:
+        contlearn tradeoff sst2 --epochs 1 --max-train-examples 4000 --out ./tradeoff
+        contlearn tradeoff mrpc --grid houlsby:bottleneck=8,lora:rank=4:lr=2e-3,head,full
+    """
+    ws = open_workspace(workspace, db)
+    show = None if quiet or as_json else _print_point
+    result = ws.tradeoff(
+        task,
+        grid=grid,
+        device=device,
+        progress=not quiet and not as_json,
+        on_point=show,
+        on_estimate=None if quiet or as_json else print_estimate,
+        **given(budget),
+    )
+    written = ws.write_tradeoff(result, out) if out else []
+    if as_json:
+        emit_json({**result, "files": [str(p) for p in written]})
+        return
+    click.echo(format_table([_tradeoff_row(p) for p in result["points"]], TRADEOFF_COLUMNS))
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+TRADEOFF_COLUMNS = ["point", "lr", "trainable", "% backbone", "score", "seconds", "status"]
+
+
+def _tradeoff_row(point: dict[str, Any]) -> dict[str, Any]:
+    def num(value, spec):
+        return "—" if value is None else format(value, spec)
+
+    return {
+        "point": point["label"],
+        "lr": _setting(point["lr"]),
+        "trainable": num(point["trainable_params"], ","),
+        "% backbone": num(point["percent_of_backbone"], ".3g"),
+        "score": num(point["score"], ".4f"),
+        "seconds": num(point["seconds"], ".1f"),
+        "status": point["status"] if not point["error"] else f"failed: {point['error']}",
+    }
+
+
+def _print_point(point: dict[str, Any]) -> None:
+    row = _tradeoff_row(point)
+    note(f"{row['point']}: {row['status']}, score {row['score']}, {row['trainable']} trainable")

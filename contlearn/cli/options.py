@@ -110,6 +110,13 @@ ADAPTER_SETTINGS = (
         "tasks.toml: kept); --no-... trains faster with PyTorch's fused attention.",
     ),
     click.option(
+        "--cache-frozen-prefix/--no-cache-frozen-prefix",
+        default=None,
+        help="When the method leaves the lowest layers alone (leave_out, topk, head): run them "
+        "without dropout and reuse their outputs from the second epoch on (default from "
+        "tasks.toml: off).",
+    ),
+    click.option(
         "--decay-norms-and-biases/--no-decay-norms-and-biases",
         default=None,
         help="Apply weight decay to LayerNorm weights and biases too (default from "
@@ -117,6 +124,61 @@ ADAPTER_SETTINGS = (
         "everything).",
     ),
 )
+
+
+def parse_sets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> Any:
+    """``--set KEY=VALUE`` pairs as a dict (None when none): a TOML value (16, 0.5, true,
+    "text", [1, 2]), else a comma-separated list (query,value or 0,1,2), else the text."""
+    if not values:
+        return None
+    options: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE, e.g. rank=16", param=param)
+        options[key.strip()] = _value(raw.strip())
+    return options
+
+
+def _value(raw: str) -> Any:
+    import tomllib
+
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        pass
+    if "," in raw:
+        return [_value(part.strip()) for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def method_options(func: Callable) -> Callable:
+    """``--method NAME`` and ``--set KEY=VALUE`` (the method's options)."""
+    from ..model.methods.registry import METHODS
+
+    return _apply(
+        (
+            click.option(
+                "--method",
+                type=click.Choice(list(METHODS)),
+                help="Parameter-efficient method (default from tasks.toml: houlsby).",
+            ),
+            click.option(
+                "--set",
+                "options",
+                multiple=True,
+                callback=parse_sets,
+                metavar="KEY=VALUE",
+                help="A method option, repeatable: --set rank=16 --set targets=query,value.",
+            ),
+        ),
+        func,
+    )
+
+
+def apply_options(options: tuple[Callable, ...]) -> Callable[[Callable], Callable]:
+    """A decorator applying ``options`` in order."""
+    return functools.partial(_apply, options)
 
 
 def _apply(options: tuple[Callable, ...], func: Callable) -> Callable:
@@ -127,7 +189,7 @@ def _apply(options: tuple[Callable, ...], func: Callable) -> Callable:
 
 def training_options(func: Callable) -> Callable:
     """The settings of one adapter training run; any not given comes from ``tasks.toml``."""
-    return _apply((*BUDGET, *ADAPTER_SETTINGS, PRECISION), func)
+    return method_options(_apply((*BUDGET, *ADAPTER_SETTINGS, PRECISION), func))
 
 
 def device_option(func: Callable) -> Callable:

@@ -4,6 +4,7 @@ termination signal from ``torchrun`` ends the run as a recorded failure)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -67,6 +68,8 @@ def argv_of(ctx: click.Context, drop: tuple[str, ...] = ()) -> list[str]:
 
 
 def _option(param: click.Option, value: Any) -> list[str]:
+    if param.multiple and isinstance(value, dict):  # --set KEY=VALUE, parsed
+        return [arg for k, v in value.items() for arg in (param.opts[0], f"{k}={json.dumps(v)}")]
     if param.is_flag and param.secondary_opts:  # --x/--no-x
         return [param.opts[0] if value else param.secondary_opts[0]]
     if param.is_flag:

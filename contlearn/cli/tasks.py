@@ -9,7 +9,7 @@ import click
 
 from ..config import METRICS
 from .app import main
-from .options import json_option, open_workspace, workspace_options
+from .options import json_option, method_options, open_workspace, workspace_options
 from .output import emit_json, format_table, note, plural, scores
 
 
@@ -61,6 +61,7 @@ def _split_fields(value: str | None) -> list[str] | None:
 )
 @click.option("--max-length", type=click.IntRange(8, 4096), help="Max tokens for this task.")
 @click.option("--bottleneck", type=click.IntRange(1), help="Adapter size m for this task.")
+@method_options
 @click.option(
     "--position",
     type=click.IntRange(1),
@@ -81,6 +82,7 @@ def add_task(
     Example:
         contlearn add-task rte --data ../glue/RTE
         contlearn add-task reviews --data ./reviews --text-fields text --label-field stars
+        contlearn add-task mrpc --data ../glue/MRPC --method lora --set rank=16
         contlearn add-task --from-config
     """
     ws = open_workspace(workspace, db)
@@ -115,7 +117,7 @@ def _print_added(rows: list[dict[str, Any]], later: list[str]) -> None:
         labels = "regression" if r["labels"] is None else f"{len(r['labels'])} labels"
         click.echo(
             f"added {r['name']} at position {r['position']}: {r['train_rows']} train / "
-            f"{r['dev_rows']} dev rows, {labels}, metric {r['metric']}"
+            f"{r['dev_rows']} dev rows, {labels}, metric {r['metric']}, method {r['method']}"
         )
     if later:
         note(
@@ -129,8 +131,8 @@ def _print_added(rows: list[dict[str, Any]], later: list[str]) -> None:
 @json_option('Print {"tasks": [...]} as JSON.')
 @workspace_options
 def status(workspace: Path, db: str | None, verbose: bool, as_json: bool) -> None:
-    """Show the task sequence: position, name, status, rows, labels, metric, score, and the
-    fields `predict` needs (text fields -> label field).
+    """Show the task sequence: position, name, status, method, rows, labels, metric, score,
+    and the fields `predict` needs (text fields -> label field).
 
     \b
     Example:
@@ -150,7 +152,17 @@ def status(workspace: Path, db: str | None, verbose: bool, as_json: bool) -> Non
         _print_run(row)
 
 
-STATUS_COLUMNS = ["position", "name", "status", "rows", "labels", "metric", "score", "fields"]
+STATUS_COLUMNS = [
+    "position",
+    "name",
+    "status",
+    "method",
+    "rows",
+    "labels",
+    "metric",
+    "score",
+    "fields",
+]
 
 
 def _status_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -385,6 +385,18 @@ class Ledger:
             )
             return {task_id: value for task_id, value in rows}
 
+    def current_methods(self) -> dict[int, str | None]:
+        """Each trained task's method as its current run recorded it (None: a run from before
+        methods had names)."""
+        with self.session() as s:
+            rows = s.execute(
+                select(RunRow.task_id, RunRow.config)
+                .where(RunRow.purpose == "train", RunRow.method == "adapter")
+                .where(RunRow.status == "succeeded")
+                .order_by(RunRow.id)
+            )
+            return {task_id: (config or {}).get("method") for task_id, config in rows}
+
     def evaluations(
         self,
         *,

@@ -20,11 +20,13 @@ from ..naming import check_task_name
 from . import families
 from .heads import TaskHead
 from .methods.base import Hook, MethodModules
-from .methods.registry import METHODS, get_method
-from .routing import Router, SiteWrapper
+from .methods.registry import DEFAULT_METHOD, get_method
+from .prefix import PrefixCache, first_trainable_layer
+from .routing import LayerWrapper, Router, SiteWrapper
 
-# Every site kind a registered method attaches to, in a fixed order.
-SITE_KINDS = tuple(dict.fromkeys(k for m in METHODS.values() for k in m.site_kinds))
+# The sites wrapped when a model is built (the default method's); the others are wrapped when a
+# task's method first needs them, after every layer is checked for them.
+BASE_KINDS = get_method(DEFAULT_METHOD).site_kinds
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -62,29 +64,50 @@ class AdaptedModel(nn.Module):
     def __init__(self, backbone: Any, family: str | None = None):
         super().__init__()
         if family is None:  # raises before anything is changed
-            resolved = families.resolve(backbone, SITE_KINDS)
+            resolved = families.resolve(backbone, BASE_KINDS)
         else:
-            resolved = families.by_name(family, backbone, SITE_KINDS)
+            resolved = families.by_name(family, backbone, BASE_KINDS)
         backbone.requires_grad_(False)
         self.backbone = backbone
         self.family = resolved.family
         self.router = Router()
         self.tasks = nn.ModuleDict()
-        # plain dict of lists: the wrappers are already registered inside the backbone
-        self.wrappers: dict[str, list[SiteWrapper]] = {k: [] for k in SITE_KINDS}
-        for i, layer in enumerate(resolved.layers):
-            for kind in SITE_KINDS:
-                path = self.family.sites[kind]
-                wrapper = SiteWrapper(layer.get_submodule(path), kind, i, self.router)
-                _replace(layer, path, wrapper)
-                self.wrappers[kind].append(wrapper)
-        self.attention_dropouts = _attention_dropouts(resolved.layers, self.family)
+        self.__dict__["_layers"] = resolved.layers  # the backbone's list, not registered twice
         self.num_layers = len(resolved.layers)
+        self.attention_dropouts = _attention_dropouts(resolved.layers, self.family)
+        # plain dict of lists: the wrappers are registered inside the backbone
+        self.wrappers: dict[str, list[nn.Module]] = {}
+        self.adapt(BASE_KINDS)
         self.hidden_size = self.wrappers["attention_output"][0].base.out_features
+
+    def adapt(self, kinds: tuple[str, ...]) -> None:
+        """Wrap the sites of ``kinds`` not wrapped yet, after checking every layer has them
+        (raises :class:`UnsupportedArchitecture` before anything is changed)."""
+        new = [k for k in kinds if k not in self.wrappers]
+        layers = [self._layer(i) for i in range(self.num_layers)]
+        families.check_layers(self.backbone, self.family, layers, new)
+        for kind in new:
+            self.wrappers[kind] = [self._wrap(kind, i) for i in range(self.num_layers)]
+
+    def _layer(self, i: int) -> nn.Module:
+        layer = self._layers[i]
+        return layer.base if isinstance(layer, LayerWrapper) else layer
+
+    def _wrap(self, kind: str, i: int) -> nn.Module:
+        if kind == "layer":
+            self._layers[i] = LayerWrapper(self._layers[i], i, self.router)
+            return self._layers[i]
+        layer, path = self._layer(i), self.family.sites[kind]
+        wrapper = SiteWrapper(layer.get_submodule(path), kind, i, self.router)
+        _replace(layer, path, wrapper)
+        return wrapper
 
     # -- the sites, as methods see them ------------------------------------------------------
     def base_modules(self, kind: str) -> list[nn.Module]:
         return [wrapper.base for wrapper in self.wrappers[kind]]
+
+    def sub_layer_sizes(self) -> tuple[int, int]:
+        return self.hidden_size, self.wrappers["ffn_output"][0].base.in_features
 
     # -- tasks -------------------------------------------------------------------------------
     @property
@@ -101,7 +124,9 @@ class AdaptedModel(nn.Module):
             raise ValueError(f"task {name!r} already exists")
         modules = MethodModules()
         if adapter is not None:
-            modules = get_method(adapter.method).build(adapter, self)
+            method = get_method(adapter.method)
+            self.adapt(method.site_kinds)
+            modules = method.build(adapter, self)
         task = TaskModules(modules, TaskHead(self.hidden_size, num_outputs, dropout))
         self.tasks[name] = task.to(self.backbone.device)
         return task
@@ -120,6 +145,33 @@ class AdaptedModel(nn.Module):
     def deactivate(self) -> None:
         """No task active: the backbone runs exactly as the original model."""
         self.router.name = self.router.task = None
+
+    @contextmanager
+    def frozen_prefix(self, name: str, limit_bytes: int) -> Iterator[PrefixCache | None]:
+        """Within the block, while task ``name`` trains: the backbone below its lowest adapted
+        layer runs without dropout and its outputs are kept per example (``PrefixCache``);
+        yields None when the task adapts the lowest layer (there is no prefix)."""
+        start = first_trainable_layer(self._task(name).hooks, self.num_layers)
+        if start == 0:
+            yield None
+            return
+        self.adapt(("layer",))
+        self.router.prefix = PrefixCache(start, limit_bytes)
+        try:
+            yield self.router.prefix
+        finally:
+            self.router.prefix = None
+
+    def train(self, mode: bool = True) -> AdaptedModel:
+        """As nn.Module's; with a frozen prefix kept, the prefix stays in eval mode (no
+        dropout), so that what it computes is the same in every epoch."""
+        super().train(mode)
+        prefix = self.router.prefix
+        if mode and prefix is not None:
+            self.backbone.eval()
+            for i in range(prefix.start, self.num_layers):
+                self._layers[i].train()
+        return self
 
     @contextmanager
     def backbone_attention_dropout(self, keep: bool) -> Iterator[None]:

@@ -1,8 +1,10 @@
 """Backbone families as data: where a family keeps its layers and, per layer, its sites.
 
 A site is a sub-module a method attaches to, named by kind: ``attention_output`` and
-``ffn_output`` (the output projections of the two sub-layers, ``nn.Linear``) and
-``attention_norm`` and ``ffn_norm`` (the LayerNorm after each, post-LN). A family also names its
+``ffn_output`` (the output projections of the two sub-layers, ``nn.Linear``),
+``attention_norm`` and ``ffn_norm`` (the LayerNorm after each, post-LN), ``query``, ``key`` and
+``value`` (the attention's input projections) and ``ffn_intermediate`` (the feed-forward block's
+first projection); ``layer`` is the whole layer (path ""). A family also names its
 attention-probability dropout and how the head pools (the first token). A new family is one
 entry in ``FAMILIES``.
 
@@ -27,6 +29,11 @@ SITE_TYPES: Mapping[str, type[nn.Module]] = {
     "attention_norm": nn.LayerNorm,
     "ffn_output": nn.Linear,
     "ffn_norm": nn.LayerNorm,
+    "query": nn.Linear,
+    "key": nn.Linear,
+    "value": nn.Linear,
+    "ffn_intermediate": nn.Linear,
+    "layer": nn.Module,
 }
 
 
@@ -57,6 +64,11 @@ def _bert_like(name: str, model_types: tuple[str, ...]) -> Family:
             "attention_norm": "attention.output.LayerNorm",
             "ffn_output": "output.dense",
             "ffn_norm": "output.LayerNorm",
+            "query": "attention.self.query",
+            "key": "attention.self.key",
+            "value": "attention.self.value",
+            "ffn_intermediate": "intermediate.dense",
+            "layer": "",
         },
         attention_dropout="attention.self.dropout",
     )
@@ -75,6 +87,11 @@ FAMILIES: tuple[Family, ...] = (
             "attention_norm": "sa_layer_norm",
             "ffn_output": "ffn.lin2",
             "ffn_norm": "output_layer_norm",
+            "query": "attention.q_lin",
+            "key": "attention.k_lin",
+            "value": "attention.v_lin",
+            "ffn_intermediate": "ffn.lin1",
+            "layer": "",
         },
         attention_dropout="attention.dropout",
     ),
@@ -104,7 +121,7 @@ def resolve(backbone: Any, kinds: tuple[str, ...]) -> Resolved:
         layers = _layer_list(root, family.layers)
         if layers is None:
             continue
-        _check_layers(backbone, family, layers, kinds)
+        check_layers(backbone, family, layers, kinds)
         return Resolved(family, layers)
     paths = " or ".join(dict.fromkeys(f.layers for f in FAMILIES))
     raise UnsupportedArchitecture(
@@ -125,7 +142,7 @@ def by_name(name: str, backbone: Any, kinds: tuple[str, ...]) -> Resolved:
         raise UnsupportedArchitecture(
             f"{describe_model(backbone)} has no {family.layers} list of family {name!r}"
         )
-    _check_layers(backbone, family, layers, kinds)
+    check_layers(backbone, family, layers, kinds)
     return Resolved(family, layers)
 
 
@@ -137,7 +154,9 @@ def _layer_list(root: nn.Module, path: str) -> nn.ModuleList | None:
     return layers if isinstance(layers, nn.ModuleList) and len(layers) > 0 else None
 
 
-def _check_layers(backbone: Any, family: Family, layers: nn.ModuleList, kinds) -> None:
+def check_layers(backbone: Any, family: Family, layers: nn.ModuleList, kinds) -> None:
+    """Every site of ``kinds`` in every layer; raises :class:`UnsupportedArchitecture` naming the
+    first that is missing or of the wrong type."""
     for i, layer in enumerate(layers):
         for kind in kinds:
             problem = check_site(layer, family.sites[kind], SITE_TYPES[kind])

@@ -7,7 +7,7 @@ alone, so the backbone computes exactly what the original model computes.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from torch import Tensor, nn
 
@@ -27,6 +27,7 @@ class Router:
     def __init__(self) -> None:
         self.name: str | None = None
         self.task: Routed | None = None
+        self.prefix: Any = None  # a PrefixCache while a task trains with its prefix kept
 
 
 class SiteWrapper(nn.Module):
@@ -42,3 +43,22 @@ class SiteWrapper(nn.Module):
         task = self.router.task
         hook = None if task is None else task.hooks.get(self.site)
         return self.base(x) if hook is None else hook(x, self.base)
+
+
+class LayerWrapper(nn.Module):
+    """A whole backbone layer and the active task's hook for it, called as
+    ``hook(base, args, kwargs)`` with the arguments the layer was called with."""
+
+    def __init__(self, base: nn.Module, layer: int, router: Router):
+        super().__init__()
+        self.base = base
+        self.site = ("layer", layer)
+        self.router = router
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        prefix, index = self.router.prefix, self.site[1]
+        if prefix is not None and index < prefix.start:
+            return prefix.layer(index, self.base, args, kwargs)
+        task = self.router.task
+        hook = None if task is None else task.hooks.get(self.site)
+        return self.base(*args, **kwargs) if hook is None else hook(self.base, args, kwargs)

@@ -87,7 +87,7 @@ def _train_and_evaluate(
     values = comparison_run_values(comparison_id, task, config, ctx.model.family.name)
     run_id = ctx.ledger.start_run(**values)
     try:
-        result = _train(ctx, settings, task, config, progress, on_estimate)
+        result = fine_tune(ctx, settings, task, config, progress, on_estimate)
         evaluations = [_evaluate(ctx, settings, earlier, task, progress) for earlier in so_far]
     except BaseException as exc:
         record_failure(ctx.ledger, run_id, exc, task_status=None)
@@ -109,7 +109,7 @@ def _train_and_evaluate(
     )
 
 
-def _train(ctx, settings, task: TaskRecord, config: TrainConfig, progress: bool, on_estimate):
+def fine_tune(ctx, settings, task: TaskRecord, config: TrainConfig, progress: bool, on_estimate):
     """Fine-tune the whole backbone and the task's new head on the task."""
     from ..train.loop import train
     from ..train.seeding import seed_everything

@@ -13,12 +13,12 @@ from typing import Any
 from .. import config as cfg
 from ..artifacts import FOLDER as ARTIFACTS_FOLDER
 from ..data.task import TaskData, load_task_data
-from ..errors import ContlearnError, TaskExists
+from ..errors import ConfigError, ContlearnError, TaskExists
 from ..files import atomic_write
 from ..ledger.engine import make_engine, sqlite_path, upgrade
 from ..ledger.records import BackboneRecord, TaskRecord
 from ..ledger.store import Ledger
-from ..model.methods.registry import UNNAMED
+from ..model.methods.registry import DEFAULT_METHOD, UNNAMED
 from .runs import is_abandoned
 
 
@@ -55,7 +55,7 @@ def task_spec(entry: cfg.TaskEntry, data: TaskData) -> dict[str, Any]:
     """The ledger's fields for a task registered from ``data``."""
     settings = {
         key: getattr(entry, key)
-        for key in ("max_length", "bottleneck")
+        for key in ("max_length", "bottleneck", "method", "options")
         if getattr(entry, key) is not None
     }
     return {
@@ -108,8 +108,25 @@ def add_tasks(
             f"position {position} is beyond the end of the sequence ({len(known)} tasks): "
             f"give 1 to {len(known) + 1}, or no position to append"
         )
+    layers = ledger.backbone().num_layers
+    for entry in entries:  # the method and its options, before any data is read
+        _check_method(config, entry, layers)
     specs = [task_spec(entry, read_entry(config, entry)) for entry in entries]
     ledger.add_tasks(specs, position=position)
+
+
+def _check_method(config: cfg.WorkspaceConfig, entry: cfg.TaskEntry, layers: int) -> None:
+    from ..model.methods.common import check_depth
+    from .settings import method_config
+
+    settings = {"method": entry.method, "options": entry.options, "bottleneck": entry.bottleneck}
+    try:
+        chosen = method_config(
+            config.adapter, {k: v for k, v in settings.items() if v is not None}, {}
+        )
+        check_depth(chosen, layers)
+    except ConfigError as exc:
+        raise ConfigError(f"task {entry.name!r}: {exc}") from exc
 
 
 def trained_after(ledger: Ledger, names: Sequence[str]) -> list[str]:
@@ -127,15 +144,23 @@ def unregistered(ledger: Ledger, config: cfg.WorkspaceConfig) -> list[cfg.TaskEn
     return [e for e in config.tasks if e.name not in known]
 
 
-def status(ledger: Ledger, *, verbose: bool = False) -> list[dict[str, Any]]:
-    """One dict per task, in sequence order, with its current run's dev score once trained;
-    ``verbose`` adds that run (settings, time, warnings)."""
+def status(
+    ledger: Ledger, *, verbose: bool = False, default_method: str = DEFAULT_METHOD
+) -> list[dict[str, Any]]:
+    """One dict per task, in sequence order, with its method (its current run's once trained,
+    else the one it will train with) and its current run's dev score once trained; ``verbose``
+    adds that run (settings, time, warnings)."""
     scores = ledger.post_train_scores()
+    trained_with = ledger.current_methods()
     rows = []
     for task in ledger.tasks():
+        method = task.settings.get("method") or default_method
+        if task.id in trained_with:
+            method = trained_with[task.id] or UNNAMED
         row = {
             "position": task.position,
             "name": task.name,
+            "method": method,
             "status": _task_status(ledger, task),
             "train_rows": task.train_rows,
             "dev_rows": task.dev_rows,

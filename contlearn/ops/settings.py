@@ -4,11 +4,13 @@ recorded."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from ..config import TrainConfig, WorkspaceConfig, with_overrides
-from ..errors import UnknownSetting
+from ..errors import ConfigError, UnknownSetting
 from ..ledger.records import TaskRecord
+from ..model.methods.registry import get_method
 
 TRAIN_KEYS = (
     "epochs",
@@ -20,8 +22,9 @@ TRAIN_KEYS = (
     "backbone_attention_dropout",
     "decay_norms_and_biases",
     "precision",
+    "cache_frozen_prefix",
 )
-ADAPTER_KEYS = ("bottleneck",)
+ADAPTER_KEYS = ("bottleneck", "method", "options")
 SETTINGS = TRAIN_KEYS + ADAPTER_KEYS
 
 
@@ -38,7 +41,11 @@ def check_overrides(
     train = with_overrides(
         defaults.train, **{k: v for k, v in overrides.items() if k in TRAIN_KEYS}
     )
-    with_overrides(defaults.adapter, **{k: v for k, v in overrides.items() if k in ADAPTER_KEYS})
+    if overrides.get("options") and not overrides.get("method"):
+        raise ConfigError(
+            "method options need the method they belong to: give --method NAME with --set"
+        )
+    method_config(defaults.adapter, {}, overrides)
     device = device or defaults.device
     if device != "auto" or train.precision != "auto":
         from .. import devices
@@ -54,6 +61,28 @@ def task_configs(
     settings = task.settings
     train = with_overrides(defaults.train, max_length=settings.get("max_length"))
     train = with_overrides(train, **{k: overrides.get(k) for k in TRAIN_KEYS})
-    adapter = with_overrides(defaults.adapter, bottleneck=settings.get("bottleneck"))
-    adapter = with_overrides(adapter, bottleneck=overrides.get("bottleneck"))
-    return train, adapter
+    return train, method_config(defaults.adapter, settings, overrides)
+
+
+def method_name(default: Any, settings: dict[str, Any], overrides: dict[str, Any]) -> str:
+    """The method a task trains with: the caller's, else the task's own, else the workspace's."""
+    return overrides.get("method") or settings.get("method") or default.method
+
+
+def method_config(default: Any, settings: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """The task's method config: the workspace's ``[adapter]`` values when the method is the
+    workspace's, then the task's own options (``add-task --set``, ``--bottleneck``) when they
+    belong to this method, then the caller's. Raises :class:`ConfigError` naming a bad option."""
+    name = method_name(default, settings, overrides)
+    values = asdict(default) if name == default.method else {}
+    if settings.get("method", name) == name:
+        values |= _options(settings)
+    values |= _options(overrides)
+    return get_method(name).config(values)
+
+
+def _options(settings: dict[str, Any]) -> dict[str, Any]:
+    options = dict(settings.get("options") or {})
+    if settings.get("bottleneck") is not None:
+        options["bottleneck"] = settings["bottleneck"]
+    return options

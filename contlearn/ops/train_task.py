@@ -7,6 +7,7 @@ artifact; a first training's task goes back to pending, a retrained task stays t
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ def train_one(
     On a rank other than 0 of a data-parallel world it only trains, and returns None."""
     if not ctx.world.main:
         train_cfg, adapter_cfg = _configs(ctx, defaults, task, overrides)
-        _train(ctx, task, run_id, train_cfg, adapter_cfg, False)
+        fit_task(ctx, task, run_id, train_cfg, adapter_cfg, False)
         return None
     written: list[Path] = []
     verifications: list[EvaluationRecord] = []
@@ -53,7 +54,7 @@ def train_one(
         train_cfg, adapter_cfg = _configs(ctx, defaults, task, overrides)
         ctx.ledger.update_run(run_id, **_run_config(ctx, train_cfg, adapter_cfg))
         ctx.check_backbone()
-        outcome = _train(ctx, task, run_id, train_cfg, adapter_cfg, progress, on_estimate)
+        outcome = fit_task(ctx, task, run_id, train_cfg, adapter_cfg, progress, on_estimate)
         records = _write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written)
         verifications = verify_earlier(ctx, task, progress=progress)
         require_identical(ctx.ledger, task, verifications)
@@ -123,7 +124,7 @@ def _distributed(ctx: ModelContext, train: TrainConfig) -> dict[str, Any]:
     }
 
 
-def _train(
+def fit_task(
     ctx: ModelContext,
     task: TaskRecord,
     run_id: int,
@@ -150,7 +151,11 @@ def _train(
     )
     report = None if on_estimate is None else (lambda e: on_estimate({"task": task.name, **e}))
     on_step = chain(heartbeat(ctx.ledger, run_id), estimator(size, report)) if main else None
-    with model.backbone_attention_dropout(keep=train_cfg.backbone_attention_dropout):
+    limit = train_cfg.prefix_cache_mb * 2**20 if train_cfg.cache_frozen_prefix else None
+    with (
+        model.backbone_attention_dropout(keep=train_cfg.backbone_attention_dropout),
+        model.frozen_prefix(task.name, limit) if limit is not None else nullcontext() as cache,
+    ):
         result = train(
             model,
             model.trainable_parameters(task.name),
@@ -164,6 +169,7 @@ def _train(
             on_step=on_step,
             device=ctx.device,
             world=world,
+            prefix=cache,
         )
     if not main:
         return {"train": result}
@@ -174,6 +180,7 @@ def _train(
         "eval": final,
         "warnings": _warnings(task, dev, final),
         "allreduce_bytes": sent,
+        "prefix_cache": None if cache is None else cache.summary(),
     }
 
 
@@ -187,7 +194,7 @@ def _warnings(task: TaskRecord, dev: Any, final: Any) -> list[str]:
         return []
     label, share = task.labels[collapsed[0]], collapsed[1]
     return [
-        f"{share:.0%} of {task.name}'s dev predictions are {label!r}: the adapter barely uses "
+        f"{share:.0%} of {task.name}'s dev predictions are {label!r}: the task barely uses "
         "its input; train longer (--epochs, --max-train-examples) or with another --lr"
     ]
 
@@ -272,6 +279,7 @@ def _result(ctx, task, run_id, outcome, records, verifications) -> dict[str, Any
         "warnings": outcome["warnings"],
         "world_size": ctx.world.size,
         "allreduce_bytes_per_step": outcome["allreduce_bytes"],
+        "prefix_cache": outcome["prefix_cache"],
         "verifications": [_verification_row(ctx.ledger, v) for v in verifications],
     }
 

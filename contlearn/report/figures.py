@@ -17,7 +17,7 @@ DPI = 110
 STYLES = {"adapter": ("-", "o"), "full-finetune": ("--", "s")}
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,10 +26,10 @@ def _pyplot():
     return plt
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.15)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return buffer.getvalue()
 
 
@@ -37,7 +37,7 @@ def heatmaps_png(results: dict) -> bytes:
     """One heatmap of R per method, side by side, on one colour scale taken from the data."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     methods = results["methods"]
     size = len(results["tasks"])
     grids = {key: _grid(method["matrix"]) for key, method in methods.items()}
@@ -53,7 +53,7 @@ def heatmaps_png(results: dict) -> bytes:
         _task_axes(ax, results)
         ax.set_title(textwrap.fill(plain(method_label(key, methods[key]), 60), 32), fontsize=10)
     fig.colorbar(image, ax=list(axes[0]), label="dev metric", shrink=0.8)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _grid(matrix):
@@ -102,7 +102,7 @@ def _task_axes(ax, results: dict) -> None:
 
 def curves_png(results: dict) -> bytes:
     """One panel per task: its metric from its own training step on, one line per method."""
-    plt = _pyplot()
+    plt = pyplot()
     names = task_names(results)
     size = len(names)
     cols = min(size, 3)
@@ -121,7 +121,7 @@ def curves_png(results: dict) -> bytes:
     ]
     labels = [plain(method_label(k, m), 60) for k, m in results["methods"].items()]
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _curve_panel(ax, results: dict, j: int) -> None:
@@ -147,7 +147,7 @@ def _style(key: str) -> tuple[str, str]:
 
 def costs_png(results: dict) -> bytes:
     """Trainable parameters and bytes stored per task, grouped bars per method, log scales."""
-    plt = _pyplot()
+    plt = pyplot()
     size = len(results["tasks"])
     fig, axes = plt.subplots(
         1,
@@ -165,7 +165,7 @@ def costs_png(results: dict) -> bytes:
         ax.set_title(title, fontsize=10)
     labels = [_cost_legend(k, m) for k, m in results["methods"].items()]
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _bar_panel(ax, results: dict, field: str, fmt) -> list:

@@ -30,21 +30,21 @@ from .content import (
 
 def render_markdown(results: dict, images: dict[str, str]) -> str:
     """The report as Markdown; ``images`` maps figure name to a file name relative to it."""
-    lines = [f"# {_md(report_title(results))}", ""]
-    lines += [f"- **{label}:** {_md(value)}" for label, value in overview(results)]
-    lines += ["", "## Headline", "", *_md_table(HEADLINE_HEADER, headline_rows(results))]
-    lines += ["", "## What this shows", "", _md(" ".join(findings(results)))]
-    lines += ["", "## Definitions", "", _md(DEFINITIONS_NOTE), ""]
-    lines += [f"- **{name}:** `{formula}`: {_md(text)}" for name, formula, text in DEFINITIONS]
+    lines = [f"# {md_escape(report_title(results))}", ""]
+    lines += [f"- **{label}:** {md_escape(value)}" for label, value in overview(results)]
+    lines += ["", "## Headline", "", *md_table(HEADLINE_HEADER, headline_rows(results))]
+    lines += ["", "## What this shows", "", md_escape(" ".join(findings(results)))]
+    lines += ["", "## Definitions", "", md_escape(DEFINITIONS_NOTE), ""]
+    lines += [f"- **{name}:** `{f}`: {md_escape(text)}" for name, f, text in DEFINITIONS]
     for key, method in results["methods"].items():
-        lines += ["", f"## {_md(method_label(key, method))}", "", "Accuracy matrix R:", ""]
-        lines += _md_table(*matrix_table(results, key))
-        lines += ["", "Costs:", "", *_md_table(COST_HEADER, cost_rows(results, key))]
+        lines += ["", f"## {md_escape(method_label(key, method))}", "", "Accuracy matrix R:", ""]
+        lines += md_table(*matrix_table(results, key))
+        lines += ["", "Costs:", "", *md_table(COST_HEADER, cost_rows(results, key))]
     figures = [name for name in FIGURES if name in images]
     if figures:
         lines += ["", "## Figures"]
     for name in figures:
-        lines += ["", f"![{name}]({images[name]})", "", f"*{_md(CAPTIONS[name])}*"]
+        lines += ["", f"![{name}]({images[name]})", "", f"*{md_escape(CAPTIONS[name])}*"]
     return "\n".join(lines) + "\n"
 
 
@@ -54,7 +54,7 @@ def render_html(results: dict, images_b64: dict[str, str]) -> str:
     title = esc(report_title(results))
     parts = [f"<h1>{title}</h1>", "<ul>"]
     parts += [f"<li><b>{esc(k)}:</b> {esc(v)}</li>" for k, v in overview(results)]
-    parts += ["</ul>", "<h2>Headline</h2>", _html_table(HEADLINE_HEADER, headline_rows(results))]
+    parts += ["</ul>", "<h2>Headline</h2>", html_table(HEADLINE_HEADER, headline_rows(results))]
     parts += ["<h2>What this shows</h2>", f"<p>{esc(' '.join(findings(results)))}</p>"]
     parts += ["<h2>Definitions</h2>", f"<p>{esc(DEFINITIONS_NOTE)}</p>", "<ul>"]
     parts += [
@@ -64,8 +64,8 @@ def render_html(results: dict, images_b64: dict[str, str]) -> str:
     parts.append("</ul>")
     for key, method in results["methods"].items():
         parts += [f"<h2>{esc(method_label(key, method))}</h2>", "<p>Accuracy matrix R:</p>"]
-        parts += [_html_table(*matrix_table(results, key)), "<p>Costs:</p>"]
-        parts.append(_html_table(COST_HEADER, cost_rows(results, key)))
+        parts += [html_table(*matrix_table(results, key)), "<p>Costs:</p>"]
+        parts.append(html_table(COST_HEADER, cost_rows(results, key)))
     figures = [name for name in FIGURES if name in images_b64]
     if figures:
         parts.append("<h2>Figures</h2>")
@@ -73,11 +73,11 @@ def render_html(results: dict, images_b64: dict[str, str]) -> str:
     body = "\n".join(parts)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{title}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+        f"<title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
     )
 
 
-_CSS = (
+CSS = (
     "body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem}"
     "table{border-collapse:collapse;margin:.5rem 0}"
     "th,td{border:1px solid #ccc;padding:.25rem .6rem;text-align:right}"
@@ -86,20 +86,20 @@ _CSS = (
 )
 
 
-def _md(text: str) -> str:
+def md_escape(text: str) -> str:
     """Text from the results, safe in Markdown prose and tables (backslash escapes, one line)."""
     escaped = re.sub(r"([\\`\[\]<>|])", r"\\\1", " ".join(str(text).split()))
     return "\\" + escaped if escaped.startswith("#") else escaped
 
 
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(_md(h) for h in header) + " |"]
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(md_escape(h) for h in header) + " |"]
     lines.append("|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|")
-    lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in rows]
     return lines
 
 
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     def row(cells: Sequence[str], tag: str) -> str:
         return "<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>"
 

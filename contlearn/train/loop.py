@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +60,7 @@ def train(
     progress: bool = False,
     desc: str = "training",
     on_step: Callable[[], None] | None = None,
+    prefix: Any = None,
 ) -> TrainResult:
     """Train ``params`` of ``model`` (on ``device``, default the CPU) on ``encoded``, in the
     config's precision; after each epoch score with ``evaluate`` (on rank 0 of ``world``,
@@ -71,7 +73,15 @@ def train(
     seed_everything(config.seed)
     params = list(params)
     step = optimizer_step(
-        model, params, encoded, targets, config, problem_type, device=device, world=world
+        model,
+        params,
+        encoded,
+        targets,
+        config,
+        problem_type,
+        device=device,
+        world=world,
+        prefix=prefix,
     )
     global_batch = config.batch_size * world.size
     best: tuple[float, int, list[torch.Tensor]] | None = None
@@ -81,9 +91,11 @@ def train(
         shares.append(real_token_share(encoded.lengths, batches))
         model.train()
         label = f"{desc} epoch {epoch}/{config.epochs}"
+        began = time.perf_counter()
         loss = _epoch(batches, step, on_step=on_step, progress=progress, desc=label)
+        seconds = time.perf_counter() - began
         score = share(world, evaluate() if world.main else None)
-        history.append({"epoch": epoch, "loss": loss, "dev": score})
+        history.append({"epoch": epoch, "loss": loss, "dev": score, "seconds": seconds})
         if progress:
             tqdm.write(f"{label}: loss {loss:.4f}, dev {score:.4f}")
         if best is None or score > best[0]:
@@ -103,14 +115,16 @@ def train(
 
 
 def optimizer_step(
-    model, params, encoded, targets, config, problem_type, *, device=None, world=SINGLE
+    model, params, encoded, targets, config, problem_type, *, device=None, world=SINGLE, prefix=None
 ):
     """A closure doing one AdamW step on a (global) batch of example indices; returns its loss
     as a float64 tensor on the device (reading it needs no synchronisation per step).
 
     The forward runs under autocast in the config's precision (fp16 with a gradient scaler);
     the parameters, their gradients and the optimizer state stay fp32. Over several processes
-    each rank computes its share of the batch and the gradients are summed across ranks."""
+    each rank computes its share of the batch and the gradients are summed across ranks. With
+    a ``prefix`` cache (``model.frozen_prefix``) a batch whose examples are all kept skips the
+    frozen layers."""
     device = device or torch.device("cpu")
     batches_per_epoch = math.ceil(len(encoded) / (config.batch_size * world.size))
     optimizer, scheduler = make_optimizer(params, config, batches_per_epoch * config.epochs)
@@ -122,8 +136,14 @@ def optimizer_step(
 
     def mean_loss(idx: list[int]) -> torch.Tensor:
         batch = {k: v.to(device, non_blocking=True) for k, v in collate(encoded, idx).items()}
-        with autocast(device, precision):
-            logits = model(**batch)
+        if prefix is not None:  # a PrefixCache: the batch's kept prefix outputs, if all are
+            prefix.begin(idx, [len(encoded.input_ids[i]) for i in idx])
+        try:
+            with autocast(device, precision):
+                logits = model(**batch)
+        finally:
+            if prefix is not None:
+                prefix.end()
         return loss_fn(
             logits.float(), target_tensor[torch.tensor(idx, device=device)], problem_type
         )

@@ -2,15 +2,18 @@
 backbone's sites, and how they attach (a hook per site).
 
 A method never edits the backbone. :class:`~contlearn.model.adapted.AdaptedModel` wraps each site
-once; with a task active, a site's wrapper calls that task's hook for it, if the task has one,
-as ``hook(x, base)`` where ``base`` is the original sub-module, else runs ``base(x)`` alone.
+a method uses once; with a task active, a site's wrapper calls that task's hook for it, if the
+task has one, as ``hook(x, base)`` where ``base`` is the original sub-module, else runs
+``base(x)`` alone. The ``layer`` site (a whole layer) calls ``hook(base, args, kwargs)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol
+
+from ...errors import ConfigError
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -26,6 +29,10 @@ class Sites(Protocol):
 
     def base_modules(self, kind: str) -> Sequence[nn.Module]:
         """The original sub-module of kind ``kind`` in each layer, in layer order."""
+        ...
+
+    def sub_layer_sizes(self) -> tuple[int, int]:
+        """(hidden size d, feed-forward inner size f)."""
         ...
 
 
@@ -59,5 +66,17 @@ class Method:
     summary: str
 
     def config(self, values: Mapping[str, Any]) -> Any:
-        """The method's config from recorded or configured values (validated)."""
+        """The method's config from recorded or configured values (validated); an unknown
+        option is a :class:`ConfigError` naming the method's options."""
+        known = [f.name for f in fields(self.config_cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            options = ", ".join(known) or "none"
+            raise ConfigError(
+                f"method {self.name!r} has no option {unknown[0]!r}; its options: {options}"
+            )
         return self.config_cls(**values)
+
+    def options(self) -> dict[str, Any]:
+        """The method's options and their defaults."""
+        return asdict(self.config_cls())

@@ -1,6 +1,6 @@
 """Houlsby et al. 2019: a bottleneck adapter after the attention output projection and after the
 feed-forward output projection of every layer (before the residual add and LayerNorm), plus the
-task's own copies of those LayerNorms.
+task's own copies of those LayerNorms (``norms = "task"``, the paper's choice).
 
 AdapterHub calls this preset ``DoubleSeqBnConfig``. The state of a task keeps the layout of
 release 0.1: ``adapters.{slot}`` and ``layer_norms.{slot}`` with slot ``2*i`` for layer i's
@@ -9,17 +9,24 @@ attention site and ``2*i + 1`` for its feed-forward site.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from ...validation import check, check_types
 from .base import Hook, Method, MethodModules, Sites
+from .common import (
+    NONLINEARITIES,
+    check_choice,
+    check_leave_out,
+    check_norms,
+    kept_layers,
+    norm_copies,
+    norm_parameters,
+)
 
 if TYPE_CHECKING:
     from torch import nn
 
-NONLINEARITIES = ("gelu", "relu", "swish", "tanh")
 # (projection site, the norm after it) per sub-layer, in slot order within a layer
 SUB_LAYERS = (("attention_output", "attention_norm"), ("ffn_output", "ffn_norm"))
 
@@ -29,25 +36,32 @@ class HoulsbyConfig:
     """bottleneck: m, the adapter's inner size (d -> m -> d).
     nonlinearity: applied between the down and up projections.
     init_std: std of the truncated-normal init (truncated at 2 std); biases start at zero.
+    norms: "task" (own LayerNorm copies, trained) or "shared" (the backbone's, frozen).
+    leave_out: layers without adapters (AdapterDrop: the lowest ones stop the backward early).
     """
 
     method: ClassVar[str] = "houlsby"
     bottleneck: int = 64
     nonlinearity: str = "gelu"
     init_std: float = 1e-2
+    norms: str = "task"
+    leave_out: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        check_types(self)
-        check(
-            self.bottleneck >= 1,
-            f"adapter bottleneck must be a positive integer, got {self.bottleneck!r}",
-        )
-        check(
-            self.nonlinearity in NONLINEARITIES,
-            f"adapter nonlinearity must be one of {', '.join(NONLINEARITIES)}, "
-            f"got {self.nonlinearity!r}",
-        )
-        check(self.init_std > 0, f"adapter init_std must be > 0, got {self.init_std!r}")
+        check_bottleneck_fields(self)
+
+
+def check_bottleneck_fields(config) -> None:
+    """The fields every bottleneck method shares."""
+    check_types(config)
+    check(
+        config.bottleneck >= 1,
+        f"adapter bottleneck must be a positive integer, got {config.bottleneck!r}",
+    )
+    check_choice("adapter nonlinearity", config.nonlinearity, NONLINEARITIES)
+    check(config.init_std > 0, f"adapter init_std must be > 0, got {config.init_std!r}")
+    check_norms(config.norms)
+    check_leave_out(config)
 
 
 def adapter_param_count(d: int, m: int) -> int:
@@ -56,37 +70,38 @@ def adapter_param_count(d: int, m: int) -> int:
 
 
 def added_parameters(config: HoulsbyConfig, sites: Sites) -> int:
-    """Two adapters and two LayerNorm copies (weight and bias) per layer."""
-    d, slots = sites.hidden_size, 2 * sites.num_layers
-    return slots * (adapter_param_count(d, config.bottleneck) + 2 * d)
+    """Two adapters per adapted layer, and two LayerNorm copies with ``norms = "task"``."""
+    d, _ = sites.sub_layer_sizes()
+    slots = 2 * len(kept_layers(config.leave_out, sites.num_layers))
+    norms = norm_parameters(d, slots) if config.norms == "task" else 0
+    return slots * adapter_param_count(d, config.bottleneck) + norms
 
 
 def _after(adapter: nn.Module) -> Hook:
     return lambda x, base: adapter(base(x))  # [B, T, d]
 
 
-def _instead(norm: nn.Module) -> Hook:
-    return lambda x, base: norm(x)
-
-
 def build(config: HoulsbyConfig, sites: Sites) -> MethodModules:
-    """The adapters, in slot order, then deep copies of the norms (same values, own storage)."""
+    """The adapters, in slot order, then copies of the norms (same values, own storage)."""
     from torch import nn
 
     from ..layers import BottleneckAdapter
 
-    norms = [sites.base_modules(kind) for _, kind in SUB_LAYERS]
-    base_norms = [norms[j][i] for i in range(sites.num_layers) for j in range(len(SUB_LAYERS))]
-    d = sites.hidden_size
+    d, _ = sites.sub_layer_sizes()
     shape = (d, config.bottleneck, config.nonlinearity, config.init_std)
-    adapters = nn.ModuleList(BottleneckAdapter(*shape) for _ in base_norms)
-    layer_norms = nn.ModuleList(copy.deepcopy(ln).requires_grad_(True) for ln in base_norms)
-    hooks: dict[tuple[str, int], Hook] = {}
-    for i in range(sites.num_layers):
+    adapters, hooks = nn.ModuleDict(), {}
+    slots = []
+    for i in kept_layers(config.leave_out, sites.num_layers):
         for j, (projection, norm) in enumerate(SUB_LAYERS):
-            hooks[(projection, i)] = _after(adapters[2 * i + j])
-            hooks[(norm, i)] = _instead(layer_norms[2 * i + j])
-    return MethodModules({"adapters": adapters, "layer_norms": layer_norms}, hooks)
+            slot = str(2 * i + j)
+            adapters[slot] = BottleneckAdapter(*shape)
+            hooks[(projection, i)] = _after(adapters[slot])
+            slots.append((norm, i, slot))
+    parts = {"adapters": adapters}
+    if config.norms == "task":
+        parts["layer_norms"], norm_hooks = norm_copies(sites, slots)
+        hooks |= norm_hooks
+    return MethodModules(parts, hooks)
 
 
 METHOD = Method(

@@ -10,10 +10,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ConfigError
-from . import houlsby
+from . import head, houlsby, ia3, lora, parallel, pfeiffer, topk
 from .base import Method
 
-METHODS: dict[str, Method] = {m.name: m for m in (houlsby.METHOD,)}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        houlsby.METHOD,
+        pfeiffer.METHOD,
+        parallel.METHOD,
+        lora.METHOD,
+        ia3.METHOD,
+        topk.METHOD,
+        head.METHOD,
+    )
+}
 DEFAULT_METHOD = houlsby.METHOD.name
 UNNAMED = houlsby.METHOD.name  # what an artifact without a method key was made with
 

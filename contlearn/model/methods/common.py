@@ -1,0 +1,109 @@
+"""What several methods share: the ``norms`` and ``leave_out`` options, per-task copies of the
+backbone's LayerNorms, and the checks of a config's fields."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ...errors import ConfigError
+from ...validation import check
+from .base import Hook, Sites
+
+if TYPE_CHECKING:
+    from torch import nn
+
+NORMS = ("task", "shared")  # the task's own LayerNorm copies (the paper), or the backbone's
+NONLINEARITIES = ("gelu", "relu", "swish", "tanh")
+
+
+def as_tuple(config: Any, name: str, kind: type) -> tuple:
+    """Field ``name`` of a frozen config as a tuple of ``kind`` (TOML and JSON give lists; a
+    single value is a list of one); stored back on the config."""
+    value = getattr(config, name)
+    if isinstance(value, kind) and not isinstance(value, bool):
+        value = (value,)
+    check(
+        isinstance(value, (list, tuple))
+        and all(isinstance(v, kind) and not isinstance(v, bool) for v in value),
+        f"{name} must be a list of {kind.__name__}s, got {value!r}",
+    )
+    value = tuple(value)
+    object.__setattr__(config, name, value)
+    return value
+
+
+def check_norms(norms: str) -> None:
+    check(norms in NORMS, f"norms must be one of {', '.join(NORMS)}, got {norms!r}")
+
+
+def check_leave_out(config: Any) -> None:
+    layers = as_tuple(config, "leave_out", int)
+    check(all(i >= 0 for i in layers), f"leave_out layers must be >= 0, got {list(layers)}")
+    check(len(set(layers)) == len(layers), f"leave_out repeats a layer: {list(layers)}")
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    check(value in choices, f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def check_targets(config: Any, allowed: Sequence[str]) -> None:
+    targets = as_tuple(config, "targets", str)
+    check(bool(targets), f"targets must name at least one of {', '.join(allowed)}")
+    for target in targets:
+        check_choice("each target", target, allowed)
+    check(len(set(targets)) == len(targets), f"targets repeats a site: {list(targets)}")
+
+
+def kept_layers(leave_out: Iterable[int], num_layers: int) -> list[int]:
+    """The layers a method adapts: all but ``leave_out``; an index the backbone lacks is an
+    error (a config written for a deeper backbone), not a silent no-op."""
+    left = sorted(set(leave_out))
+    if left and left[-1] >= num_layers:
+        raise ConfigError(
+            f"leave_out names layer {left[-1]}, but the backbone has {num_layers} layers "
+            f"(0 to {num_layers - 1})"
+        )
+    kept = [i for i in range(num_layers) if i not in left]
+    if not kept:
+        raise ConfigError(f"leave_out leaves out all {num_layers} layers: keep at least one")
+    return kept
+
+
+def check_depth(config: Any, num_layers: int) -> None:
+    """A config's layer options fit a backbone of ``num_layers`` layers (``leave_out`` names
+    layers it has, ``k`` at most its depth); raises :class:`ConfigError` naming the fix."""
+    if hasattr(config, "leave_out"):
+        kept_layers(config.leave_out, num_layers)
+    k = getattr(config, "k", None)
+    if k is not None and k > num_layers:
+        raise ConfigError(
+            f"{config.method} k={k}, but the backbone has {num_layers} layers: "
+            f"use k from 1 to {num_layers}"
+        )
+
+
+def norm_copies(
+    sites: Sites, slots: Sequence[tuple[str, int, str]]
+) -> tuple[nn.ModuleDict, dict[tuple[str, int], Hook]]:
+    """Trainable copies (same values, own storage) of the norms at ``(kind, layer, key)``, and
+    the hooks that run each copy instead of the backbone's norm."""
+    from torch import nn
+
+    copies = nn.ModuleDict()
+    hooks: dict[tuple[str, int], Hook] = {}
+    for kind, layer, key in slots:
+        norm = copy.deepcopy(sites.base_modules(kind)[layer]).requires_grad_(True)
+        copies[key] = norm
+        hooks[(kind, layer)] = _instead(norm)
+    return copies, hooks
+
+
+def _instead(norm: nn.Module) -> Hook:
+    return lambda x, base: norm(x)
+
+
+def norm_parameters(d: int, count: int) -> int:
+    """A LayerNorm's weight and bias, ``count`` times."""
+    return count * 2 * d
