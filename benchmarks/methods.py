@@ -7,6 +7,7 @@ JSON under benchmarks/out/methods/, and a Markdown summary (METHODS.md) beside t
 Example:
     python benchmarks/methods.py                       # all parts: about an hour on 2 cores
     python benchmarks/methods.py --parts prefix        # one part
+    python benchmarks/methods.py --parts sequence --methods lora,ia3
     python benchmarks/methods.py --report-only         # rebuild METHODS.md from the JSON
 """
 
@@ -61,8 +62,10 @@ def workspace(name: str, tasks: tuple[tuple[str, str], ...], *method: str) -> Pa
     return ws
 
 
-def sequence() -> None:
+def sequence(only: set[str] | None = None) -> None:
     for method, lr, options in SEQUENCE:
+        if only and method not in only:
+            continue
         ws = workspace(f"ws-{method}", TASKS, "--method", method, *options)
         args = ("train-next", "--all", *SEQUENCE_BUDGET, "--lr", lr, "--device", "cpu")
         runs = json.loads(contlearn(*args, "--json", "-q", "-w", str(ws)))["runs"]
@@ -192,13 +195,16 @@ def report() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="sequence,tradeoff,prefix")
+    parser.add_argument("--methods", help="the sequence part's methods (default: all)")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     if not args.report_only:
         if not GLUE.is_dir():
             raise SystemExit(f"no GLUE folder at {GLUE}: set CONTLEARN_GLUE")
+        only = set(args.methods.split(",")) if args.methods else None
+        parts = {"sequence": lambda: sequence(only), "tradeoff": tradeoff, "prefix": prefix}
         for part in args.parts.split(","):
-            {"sequence": sequence, "tradeoff": tradeoff, "prefix": prefix}[part.strip()]()
+            parts[part.strip()]()
     text = report()
     write_text = OUT / "METHODS.md"
     OUT.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ Formatting only: it reads the results, decides which targets were met, and write
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -695,6 +696,17 @@ def gpu_section(r: Results) -> list[str]:
     return ["## 5. GPU", "", f"{GPU_CHECK} Not run yet: {seen}.", ""]
 
 
+def methods_section() -> list[str]:
+    """`make bench-methods`'s summary (benchmarks/methods.py: GLUE with every method, the
+    trade-off, the frozen prefix) when it has been run here."""
+    measured = ROOT / "benchmarks" / "out" / "methods" / "METHODS.md"
+    head = ["## 6. Methods on GLUE (MiniLM)", ""]
+    if not measured.is_file():
+        return [*head, "Not run yet: `make bench-methods` (about an hour on 2 cores).", ""]
+    text = re.sub(r"^## ", "### ", measured.read_text().strip(), flags=re.MULTILINE)
+    return [*head, text, ""]
+
+
 def reproduce_section() -> list[str]:
     return [
         "## Reproduce",
@@ -720,6 +732,7 @@ def render(r: Results) -> str:
         inference_section(r),
         growth_section(r),
         gpu_section(r),
+        methods_section(),
         reproduce_section(),
     ]
     return "\n".join(line for part in parts for line in part).rstrip() + "\n"
