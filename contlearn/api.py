@@ -62,6 +62,7 @@ class Workspace:
     config: cfg.WorkspaceConfig
     ledger: Ledger
     db_url: str
+    note: str | None = None  # after create: how the backbone's family was found, if not by type
 
     @classmethod
     def open(cls, root: str | Path | None = None, *, db: str | None = None) -> Workspace:
@@ -82,8 +83,11 @@ class Workspace:
         *,
         backbone: str | None = None,
         db: str | None = None,
+        layout: dict[str, str] | None = None,
     ) -> Workspace:
-        """Create a workspace, loading the backbone once to fingerprint it."""
+        """Create a workspace, loading the backbone once to fingerprint it. ``layout`` describes
+        a backbone family contlearn does not know (the keys of ``[backbone.layout]``, README:
+        Backbones); how the family was found is ``Workspace.note`` afterwards."""
         from .ops.intake import create_workspace
 
         root = Path(root) if root is not None else default_root()
@@ -92,8 +96,10 @@ class Workspace:
                 f"{root.resolve()} is already a contlearn workspace: nothing changed "
                 "(`contlearn status` shows it)"
             )
-        create_workspace(root, backbone or DEFAULT_BACKBONE, db)
-        return cls.open(root, db=db)
+        note = create_workspace(root, backbone or DEFAULT_BACKBONE, db, layout)
+        ws = cls.open(root, db=db)
+        ws.note = note
+        return ws
 
     # -- files ---------------------------------------------------------------------------------
     @property

@@ -159,6 +159,7 @@ class WorkspaceConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
     tasks: tuple[TaskEntry, ...] = ()
+    layout: dict[str, str] | None = None  # [backbone.layout]: a family described by the user
 
     def resolve(self, path: str) -> Path:
         """A path from the config file, relative to the workspace folder."""
@@ -217,7 +218,7 @@ def parse_config(text: str, root: Path) -> WorkspaceConfig:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{CONFIG_FILE} is not valid TOML: {exc}") from exc
-    unknown = sorted(set(raw) - {"workspace", "adapter", "train", "compare", "task"})
+    unknown = sorted(set(raw) - {"workspace", "adapter", "train", "compare", "task", "backbone"})
     _check(not unknown, f"{CONFIG_FILE}: unknown table(s): {', '.join(unknown)}")
     ws = raw.get("workspace", {})
     _check(isinstance(ws, dict), f"{CONFIG_FILE}: [workspace] must be a table")
@@ -236,7 +237,20 @@ def parse_config(text: str, root: Path) -> WorkspaceConfig:
         train=_section(TrainConfig, raw.get("train"), "train"),
         compare=_section(CompareConfig, raw.get("compare"), "compare"),
         tasks=tasks,
+        layout=_layout_section(raw.get("backbone")),
     )
+
+
+def _layout_section(raw: Any) -> dict[str, str] | None:
+    """``[backbone.layout]``: kept as the table it is (checked when the backbone loads)."""
+    if raw is None:
+        return None
+    _check(isinstance(raw, dict), f"{CONFIG_FILE}: [backbone] must be a table")
+    unknown = sorted(set(raw) - {"layout"})
+    _check(not unknown, f"{CONFIG_FILE}: unknown key(s) in [backbone]: {', '.join(unknown)}")
+    layout = raw.get("layout")
+    _check(isinstance(layout, dict), f"{CONFIG_FILE}: [backbone.layout] must be a table")
+    return dict(layout)
 
 
 def load_config(root: Path) -> WorkspaceConfig:
@@ -266,13 +280,21 @@ def _toml_value(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render_config(backbone: str, db: str | None) -> str:
+def render_layout(layout: dict[str, str] | None) -> list[str]:
+    """The ``[backbone.layout]`` lines of ``tasks.toml`` (none without a layout)."""
+    if not layout:
+        return []
+    return ["", "[backbone.layout]", *(f"{k} = {_toml_value(v)}" for k, v in layout.items())]
+
+
+def render_config(backbone: str, db: str | None, layout: dict[str, str] | None = None) -> str:
     """The ``tasks.toml`` that ``init`` writes: every default spelled out, no tasks yet."""
     lines = ["# contlearn workspace configuration", "", "[workspace]"]
     lines.append(f"backbone = {_toml_value(backbone)}")
     if db:
         lines.append(f"db = {_toml_value(db)}")
     lines.append('device = "auto"  # auto (CUDA, else MPS, else the CPU), cpu, cuda, cuda:N, mps')
+    lines += render_layout(layout)
     adapter = default_config()
     lines += ["", "[adapter]", f"method = {_toml_value(adapter.method)}  # {METHOD_NAMES}"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(adapter).items()]

@@ -96,6 +96,24 @@ def save_tiny_backbone(folder: Path, kind: str = "bert", seed: int = 0) -> Path:
     return folder
 
 
+def save_family_backbone(folder: Path, label: str, pad: bool = True) -> Path:
+    """A tiny random model of ``label`` (tests/family_configs.py, any built-in family, decoders
+    too) with the tiny WordPiece tokenizer, saved like a hub model; ``pad=False`` saves a
+    tokenizer without a pad token."""
+    from transformers import BertTokenizerFast
+
+    from tests.family_configs import tiny_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(tiny_vocab()) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    if not pad:
+        tokenizer.pad_token = None
+    tiny_model(label).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def tiny_adapted(num_layers: int = 2, hidden: int = 16):
     """A random BERT of ``num_layers`` layers, width ``hidden``, with its sites wrapped (no
     files, no ledger)."""

@@ -9,7 +9,6 @@ from transformers import (
     BertConfig,
     DistilBertConfig,
     ElectraConfig,
-    GPT2Config,
     RobertaConfig,
 )
 
@@ -283,9 +282,19 @@ def assert_refused(model: nn.Module, *fragments: str) -> None:
     assert all(p.requires_grad for p in model.parameters())
 
 
-def test_gpt2_is_refused() -> None:
-    model = AutoModel.from_config(GPT2Config(vocab_size=VOCAB, n_embd=D, n_layer=L, n_head=2))
-    assert_refused(model, "GPT2Model", "'gpt2'")
+def test_a_vision_model_is_refused_pointing_to_layouts() -> None:
+    from transformers import ViTConfig
+
+    config = ViTConfig(hidden_size=D, num_hidden_layers=L, num_attention_heads=2, image_size=8)
+    model = AutoModel.from_config(config)
+    assert_refused(model, "ViTModel", "'vit'", "[backbone.layout]")
+
+
+def test_an_encoder_decoder_is_refused_pointing_to_layouts() -> None:
+    from transformers import T5Config
+
+    config = T5Config(vocab_size=VOCAB, d_model=D, d_ff=37, num_layers=L, num_heads=2, d_kv=8)
+    assert_refused(AutoModel.from_config(config), "T5Model", "'t5'", "[backbone.layout]")
 
 
 def test_bert_with_a_replaced_site_is_refused() -> None:
@@ -320,24 +329,24 @@ def dropout_only_in_attention(kind: str) -> AdaptedModel:
 @pytest.mark.parametrize("kind", CONFIGS)
 def test_attention_dropout_is_off_inside_the_block_and_restored_after(kind: str) -> None:
     model = dropout_only_in_attention(kind)
-    assert [d.p for d in model.attention_dropouts] == [0.5] * L
+    assert [getattr(o, a) for o, a in model.attention_dropouts] == [0.5] * L
     inputs = batch(3)
     expected = logits(model, "a", inputs)  # eval mode: no dropout anywhere
     model.train()
     with torch.no_grad():
         with model.backbone_attention_dropout(keep=False):
-            assert [d.p for d in model.attention_dropouts] == [0.0] * L
+            assert [getattr(o, a) for o, a in model.attention_dropouts] == [0.0] * L
             off = [model(**inputs) for _ in range(2)]
         with model.backbone_attention_dropout(keep=True):
             kept = [model(**inputs) for _ in range(2)]
     torch.testing.assert_close(off[0], expected)
     assert torch.equal(off[0], off[1])  # nothing random left in the forward
     assert not torch.equal(kept[0], kept[1])  # the attention dropout is really applied
-    assert [d.p for d in model.attention_dropouts] == [0.5] * L
+    assert [getattr(o, a) for o, a in model.attention_dropouts] == [0.5] * L
 
 
 def test_attention_dropout_is_restored_when_the_block_raises() -> None:
     model = dropout_only_in_attention("bert")
     with pytest.raises(RuntimeError, match="boom"), model.backbone_attention_dropout(keep=False):
         raise RuntimeError("boom")
-    assert [d.p for d in model.attention_dropouts] == [0.5] * L
+    assert [getattr(o, a) for o, a in model.attention_dropouts] == [0.5] * L

@@ -49,25 +49,32 @@ def model_of(kind: str):
 def test_each_backbone_resolves_to_its_family(kind: str) -> None:
     model = AdaptedModel(model_of(kind))
     assert model.family.name == CONFIGS[kind][1]
-    model.adapt(tuple(families.SITE_TYPES))
-    for kind_ in families.SITE_TYPES:
+    kinds = tuple(k for k in families.SITE_KINDS if k != "qkv")
+    model.adapt(kinds)
+    for kind_ in kinds:
         bases = model.base_modules(kind_)
-        assert len(bases) == 2 and all(isinstance(b, families.SITE_TYPES[kind_]) for b in bases)
+        test, _ = families.SITE_CHECKS[kind_]
+        assert len(bases) == 2 and all(test(b) for b in bases)
 
 
-def test_every_family_lists_every_site_kind_and_a_unique_name() -> None:
+def test_every_family_lists_its_sites_and_has_a_unique_name() -> None:
     names = [f.name for f in families.FAMILIES]
     assert len(set(names)) == len(names)
     for family in families.FAMILIES:
-        assert set(family.sites) == set(families.SITE_TYPES)
-        assert (family.norms, family.pooling) == ("post", "first")
+        if family.refuse is not None:
+            continue
+        qkv = {"qkv"} if family.fused_qkv else {"query", "key", "value"}
+        expected = set(families.SITE_KINDS) - {"qkv", "query", "key", "value"} | qkv
+        assert set(family.sites) == expected, family.name
+        assert family.norms in ("post", "pre") and family.pooling in ("first", "last")
+        assert (family.qkv_split is not None) == family.fused_qkv
     types = [t for f in families.FAMILIES for t in f.model_types]
     assert len(set(types)) == len(types)
 
 
 def test_a_recorded_family_is_used_by_name() -> None:
     assert AdaptedModel(model_of("bert"), family="bert").family.name == "bert"
-    with pytest.raises(UnsupportedArchitecture, match="no transformer.layer list"):
+    with pytest.raises(UnsupportedArchitecture, match="has no layer list 'transformer.layer'"):
         AdaptedModel(model_of("bert"), family="distilbert")
     with pytest.raises(UnsupportedArchitecture, match="unknown backbone family 'gpt9'"):
         AdaptedModel(model_of("bert"), family="gpt9")

@@ -161,14 +161,15 @@ def test_other_encoder_families_train_end_to_end(tmp_path: Path, kind: str) -> N
 
 
 def test_unsupported_architecture_is_refused_at_init(tmp_path: Path) -> None:
-    from transformers import GPT2Config, GPT2Model
+    from transformers import AlbertConfig, AlbertModel
 
-    folder = tmp_path / "gpt2"
-    GPT2Model(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=50)).save_pretrained(folder)
+    folder = tmp_path / "albert"
+    config = AlbertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, vocab_size=50)
+    AlbertModel(config).save_pretrained(folder)
     save_tiny_backbone(tmp_path / "tok").joinpath("vocab.txt")
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
         (folder / name).write_bytes((tmp_path / "tok" / name).read_bytes())
-    with pytest.raises(UnsupportedArchitecture, match="gpt2"):
+    with pytest.raises(UnsupportedArchitecture, match="'albert'.*one shared layer module"):
         Workspace.create(tmp_path / "ws", backbone=str(folder))
     assert not (tmp_path / "ws" / "tasks.toml").exists()
 
@@ -211,7 +212,7 @@ def test_backbone_attention_dropout_switch_is_recorded_and_changes_training(
     from contlearn.ops.train_task import train_one
 
     ctx = open_context(two_tasks.ledger, two_tasks.store)
-    before = [d.p for d in ctx.model.attention_dropouts]
+    before = [getattr(o, a) for o, a in ctx.model.attention_dropouts]
     claimed = two_tasks.ledger.claim_next_pending(
         {"method": "adapter", "config": {}, "versions": {}}
     )
@@ -239,7 +240,7 @@ def test_backbone_attention_dropout_switch_is_recorded_and_changes_training(
         progress=False,
     )
     assert _train_config(two_tasks, "b")["backbone_attention_dropout"] is False
-    assert [d.p for d in ctx.model.attention_dropouts] == before == [0.1, 0.1]
+    assert [getattr(o, a) for o, a in ctx.model.attention_dropouts] == before == [0.1, 0.1]
 
 
 def test_runs_recorded_before_the_setting_existed_kept_the_dropout(two_tasks: Workspace) -> None:

@@ -17,8 +17,14 @@ from .output import emit_json, format_table, note, plural, scores
 @click.option(
     "--backbone", default=None, help="Model folder or hub name (default: packaged MiniLM)."
 )
+@click.option(
+    "--layout",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A TOML file describing the backbone's layout (a family contlearn does not know; "
+    "README: Backbones).",
+)
 @workspace_options
-def init(workspace: Path, db: str | None, backbone: str | None) -> None:
+def init(workspace: Path, db: str | None, backbone: str | None, layout: Path | None) -> None:
     """Create a workspace: tasks.toml, the ledger and artifacts/.
 
     Loads the backbone once and records its identity and weight fingerprint.
@@ -27,15 +33,31 @@ def init(workspace: Path, db: str | None, backbone: str | None) -> None:
     Example:
         contlearn init -w ./ws
         contlearn init -w ./ws --backbone ./my-bert --db postgresql://u@localhost/cl
+        contlearn init -w ./ws --backbone ./my-encoder --layout layout.toml
     """
     from ..api import Workspace
 
-    ws = Workspace.create(workspace, backbone=backbone, db=db)
+    ws = Workspace.create(workspace, backbone=backbone, db=db, layout=_read_layout(layout))
+    if ws.note:
+        note(f"note: {ws.note}")
     bb = ws.ledger.backbone()
     click.echo(f"created workspace {ws.root}")
     click.echo(f"backbone {bb.identity} ({bb.model_type}, {bb.num_parameters:,} parameters)")
     click.echo(f"fingerprint {bb.fingerprint}")
     click.echo(f"ledger {ws.db_url}")
+
+
+def _read_layout(path: Path | None) -> dict[str, str] | None:
+    """A layout file's table: its top level, or its [backbone.layout]."""
+    import tomllib
+
+    if path is None:
+        return None
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="'--layout'") from exc
+    return raw.get("backbone", {}).get("layout", raw)
 
 
 def _split_fields(value: str | None) -> list[str] | None:

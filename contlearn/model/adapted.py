@@ -58,16 +58,22 @@ class AdaptedModel(nn.Module):
     """A frozen backbone with wrapped sites, and the tasks that can be activated on it.
 
     ``family`` names the backbone family to use (as a run recorded it); None resolves it from the
-    backbone's model type or structure.
+    backbone's model type or structure. ``layout`` is a family the user described (tasks.toml's
+    ``[backbone.layout]``), used instead of a built-in one.
     """
 
-    def __init__(self, backbone: Any, family: str | None = None):
+    def __init__(
+        self, backbone: Any, family: str | None = None, layout: families.Family | None = None
+    ):
         super().__init__()
         if family is None:  # raises before anything is changed
-            resolved = families.resolve(backbone, BASE_KINDS)
+            resolved = families.resolve(backbone, BASE_KINDS, layout)
         else:
-            resolved = families.by_name(family, backbone, BASE_KINDS)
+            resolved = families.by_name(family, backbone, BASE_KINDS, layout)
+        self.note = resolved.note  # how the family was found, when the model type did not say
         backbone.requires_grad_(False)
+        if getattr(backbone.config, "use_cache", False):
+            backbone.config.use_cache = False  # decoders: no key/value cache (nothing generates)
         self.backbone = backbone
         self.family = resolved.family
         self.router = Router()
@@ -78,7 +84,7 @@ class AdaptedModel(nn.Module):
         # plain dict of lists: the wrappers are registered inside the backbone
         self.wrappers: dict[str, list[nn.Module]] = {}
         self.adapt(BASE_KINDS)
-        self.hidden_size = self.wrappers["attention_output"][0].base.out_features
+        self.hidden_size = families.projection_shape(self.base_modules("attention_output")[0])[1]
 
     def adapt(self, kinds: tuple[str, ...]) -> None:
         """Wrap the sites of ``kinds`` not wrapped yet, after checking every layer has them
@@ -97,7 +103,7 @@ class AdaptedModel(nn.Module):
         if kind == "layer":
             self._layers[i] = LayerWrapper(self._layers[i], i, self.router)
             return self._layers[i]
-        layer, path = self._layer(i), self.family.sites[kind]
+        layer, path = self._layer(i), self.family.path(kind)
         wrapper = SiteWrapper(layer.get_submodule(path), kind, i, self.router)
         _replace(layer, path, wrapper)
         return wrapper
@@ -107,7 +113,22 @@ class AdaptedModel(nn.Module):
         return [wrapper.base for wrapper in self.wrappers[kind]]
 
     def sub_layer_sizes(self) -> tuple[int, int]:
-        return self.hidden_size, self.wrappers["ffn_output"][0].base.in_features
+        return self.hidden_size, families.projection_shape(self.base_modules("ffn_output")[0])[0]
+
+    def projection(self, kind: str) -> tuple[str, slice | None]:
+        """Where a method's projection ``kind`` is: its own site, or for query, key or value
+        of a family that fuses them, the ``qkv`` site and the slice of its output."""
+        if kind not in families.QKV or not self.family.fused_qkv:
+            return kind, None
+        sizes = self.family.qkv_split(self.backbone.config)
+        j = families.QKV.index(kind)
+        start = sum(sizes[:j])
+        return "qkv", slice(start, start + sizes[j])
+
+    @property
+    def norm_position(self) -> str:
+        """ "post" (norms after each sub-layer and its residual) or "pre"."""
+        return self.family.norms
 
     # -- tasks -------------------------------------------------------------------------------
     @property
@@ -125,10 +146,11 @@ class AdaptedModel(nn.Module):
         modules = MethodModules()
         if adapter is not None:
             method = get_method(adapter.method)
-            self.adapt(method.site_kinds)
+            self.adapt(method.needs(adapter, self))
             modules = method.build(adapter, self)
-        task = TaskModules(modules, TaskHead(self.hidden_size, num_outputs, dropout))
-        self.tasks[name] = task.to(self.backbone.device)
+        head = TaskHead(self.hidden_size, num_outputs, dropout, pooling=self.family.pooling)
+        task = TaskModules(modules, head)
+        self.tasks[name] = task.to(next(self.backbone.parameters()).device)
         return task
 
     def remove_task(self, name: str) -> None:
@@ -156,7 +178,8 @@ class AdaptedModel(nn.Module):
             yield None
             return
         self.adapt(("layer",))
-        self.router.prefix = PrefixCache(start, limit_bytes)
+        tuple_output = self.family.layer_output == "tuple"
+        self.router.prefix = PrefixCache(start, limit_bytes, tuple_output)
         try:
             yield self.router.prefix
         finally:
@@ -177,15 +200,15 @@ class AdaptedModel(nn.Module):
     def backbone_attention_dropout(self, keep: bool) -> Iterator[None]:
         """Within the block, the backbone's attention-probability dropout is kept or switched off
         (p = 0, which lets PyTorch use its fused attention kernel); restored afterwards."""
-        saved = [d.p for d in self.attention_dropouts]
+        saved = [getattr(owner, attr) for owner, attr in self.attention_dropouts]
         if not keep:
-            for d in self.attention_dropouts:
-                d.p = 0.0
+            for owner, attr in self.attention_dropouts:
+                setattr(owner, attr, 0.0)
         try:
             yield
         finally:
-            for d, p in zip(self.attention_dropouts, saved, strict=True):
-                d.p = p
+            for (owner, attr), p in zip(self.attention_dropouts, saved, strict=True):
+                setattr(owner, attr, p)
 
     def forward(
         self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None
@@ -197,7 +220,7 @@ class AdaptedModel(nn.Module):
         if token_type_ids is not None:  # DistilBERT takes no token_type_ids
             inputs["token_type_ids"] = token_type_ids
         hidden = self.backbone(**inputs).last_hidden_state  # [B, T, d]
-        return self._task(self.router.name).head(hidden)
+        return self._task(self.router.name).head(hidden, attention_mask)
 
     def trainable_parameters(self, name: str) -> list[nn.Parameter]:
         """Task ``name``'s parameters, found by visiting its TaskModules (never by name)."""
@@ -232,12 +255,23 @@ class AdaptedModel(nn.Module):
         return self.tasks[name]
 
 
-def _attention_dropouts(layers: nn.ModuleList, family: families.Family) -> list[nn.Dropout]:
-    """Each layer's attention-probability dropout, where the layer has one at the usual place."""
+def _attention_dropouts(layers: nn.ModuleList, family: families.Family) -> list[tuple[Any, str]]:
+    """Each layer's attention-probability dropout as (owner, attribute): an ``nn.Dropout``'s
+    ``p``, or a float attribute the attention passes on (decoders, ModernBERT)."""
+    if family.attention_dropout is None:
+        return []
+    parent_path, _, leaf = family.attention_dropout.rpartition(".")
     found = []
     for layer in layers:
-        if families.check_site(layer, family.attention_dropout, nn.Dropout) is None:
-            found.append(layer.get_submodule(family.attention_dropout))
+        try:
+            owner = layer.get_submodule(parent_path) if parent_path else layer
+        except AttributeError:
+            continue
+        value = getattr(owner, leaf, None)
+        if isinstance(value, nn.Dropout):
+            found.append((value, "p"))
+        elif isinstance(value, float):
+            found.append((owner, leaf))
     return found
 
 

@@ -62,7 +62,22 @@ def load(identity: str) -> LoadedBackbone:
         ) from exc
     model.eval()
     model.requires_grad_(False)
+    with_pad_token(tokenizer, identity)
     return LoadedBackbone(identity, model, tokenizer, fingerprint(model))
+
+
+def with_pad_token(tokenizer: Any, identity: str) -> None:
+    """Decoders' tokenizers often have no pad token: batches are padded with the end-of-text
+    token then (always the same rule, so every run pads alike; the head reads the last real
+    token, so what pads the batch does not reach it); a tokenizer with neither is refused."""
+    if tokenizer.pad_token is not None:
+        return
+    if tokenizer.eos_token is None:
+        raise BackboneError(
+            f"backbone {identity!r}: its tokenizer has no pad token and no end-of-text token to "
+            "pad with: save the tokenizer with a pad_token"
+        )
+    tokenizer.pad_token = tokenizer.eos_token
 
 
 def fingerprint(model: Any) -> str:

@@ -16,8 +16,9 @@ class PrefixCache:
     """The hidden states entering layer ``start``, per training example (unpadded), up to
     ``limit_bytes``; examples beyond the limit are recomputed in every epoch."""
 
-    def __init__(self, start: int, limit_bytes: int):
+    def __init__(self, start: int, limit_bytes: int, tuple_output: bool = False):
         self.start = start
+        self.tuple_output = tuple_output  # layers return (hidden states, ...), as DeBERTa's
         self.limit_bytes = limit_bytes
         self.rows: dict[int, Tensor] = {}
         self.bytes = 0
@@ -52,10 +53,11 @@ class PrefixCache:
         last one's kept for the examples that fit)."""
         last = index == self.start - 1
         if self._cached is not None:
-            return self._cached if last else (args[0] if args else kwargs["hidden_states"])
+            hidden = self._cached if last else (args[0] if args else kwargs["hidden_states"])
+            return (hidden, None) if self.tuple_output else hidden
         out = base(*args, **kwargs)
         if last and self._batch is not None:
-            self._keep(out)
+            self._keep(out[0] if self.tuple_output else out)
         return out
 
     def _keep(self, hidden: Tensor) -> None:  # [B, T, d]

@@ -30,7 +30,20 @@ class Router:
         self.prefix: Any = None  # a PrefixCache while a task trains with its prefix kept
 
 
-class SiteWrapper(nn.Module):
+class _Transparent(nn.Module):
+    """A wrapper that answers for the module it wraps: attributes it lacks (a layer's
+    ``attention_type``, a projection's ``weight``) are the wrapped module's."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "base":
+                raise
+            return getattr(super().__getattr__("base"), name)
+
+
+class SiteWrapper(_Transparent):
     """A backbone sub-module (a projection or a norm) and the active task's hook for it."""
 
     def __init__(self, base: nn.Module, kind: str, layer: int, router: Router):
@@ -45,7 +58,7 @@ class SiteWrapper(nn.Module):
         return self.base(x) if hook is None else hook(x, self.base)
 
 
-class LayerWrapper(nn.Module):
+class LayerWrapper(_Transparent):
     """A whole backbone layer and the active task's hook for it, called as
     ``hook(base, args, kwargs)`` with the arguments the layer was called with."""
 

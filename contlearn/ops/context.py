@@ -115,8 +115,19 @@ def open_context(
     target = devices.resolve(device)
     devices.prepare(target)
     loaded = load_recorded_backbone(ledger)
-    model = AdaptedModel(loaded.model).to(target)
+    model = AdaptedModel(loaded.model, layout=described_layout(store)).to(target)
     return ModelContext(ledger, store, loaded, model, target, world=world)
+
+
+def described_layout(store: ArtifactStore) -> Any:
+    """The family the workspace's ``[backbone.layout]`` describes, if it has one."""
+    from ..config import CONFIG_FILE, load_config
+    from ..model.families import from_layout
+
+    if not (store.root / CONFIG_FILE).is_file():
+        return None
+    layout = load_config(store.root).layout
+    return from_layout(layout) if layout else None
 
 
 def read_task_data(task: TaskRecord) -> TaskData:

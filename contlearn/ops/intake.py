@@ -22,13 +22,18 @@ from ..model.methods.registry import DEFAULT_METHOD, UNNAMED
 from .runs import is_abandoned
 
 
-def create_workspace(root: Path, backbone: str, db: str | None) -> None:
-    """Load and fingerprint the backbone, create the ledger, then write ``tasks.toml``."""
+def create_workspace(
+    root: Path, backbone: str, db: str | None, layout: dict[str, str] | None = None
+) -> str | None:
+    """Load and fingerprint the backbone, create the ledger, then write ``tasks.toml``; returns
+    how the backbone's family was found when its model type did not say (else None)."""
     from ..model import backbone as bb
     from ..model.adapted import AdaptedModel
+    from ..model.families import from_layout
 
+    described = from_layout(layout) if layout else None
     loaded = bb.load(backbone)
-    AdaptedModel(loaded.model)  # refuses an architecture it cannot adapt, before writing
+    note = AdaptedModel(loaded.model, layout=described).note  # refused before writing
     identity = backbone if backbone == bb.DEFAULT_BACKBONE else bb.resolve(backbone)
     loaded.identity = identity
     root.mkdir(parents=True, exist_ok=True)
@@ -42,13 +47,14 @@ def create_workspace(root: Path, backbone: str, db: str | None) -> None:
         if ledger.backbone() is None:
             ledger.set_backbone(BackboneRecord(**bb.describe(loaded)))
         engine.dispose()
-        atomic_write(root / cfg.CONFIG_FILE, cfg.render_config(identity, db).encode())
+        atomic_write(root / cfg.CONFIG_FILE, cfg.render_config(identity, db, layout).encode())
     except BaseException:
         if db_file is not None and not existed:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{db_file}{suffix}").unlink(missing_ok=True)
         raise
     (root / ARTIFACTS_FOLDER).mkdir(exist_ok=True)
+    return note
 
 
 def task_spec(entry: cfg.TaskEntry, data: TaskData) -> dict[str, Any]:

@@ -35,6 +35,11 @@ class Sites(Protocol):
         """(hidden size d, feed-forward inner size f)."""
         ...
 
+    def projection(self, kind: str) -> tuple[str, slice | None]:
+        """The site of projection ``kind`` and, where a family fuses it with others, its slice
+        of that site's output."""
+        ...
+
 
 @dataclass
 class MethodModules:
@@ -53,7 +58,8 @@ class Method:
     """A registered method.
 
     name: how runs and artifacts record it; config_cls: its frozen, validated config dataclass;
-    site_kinds: the sites it attaches to (a backbone family must provide them);
+    site_kinds: the sites it may attach to (a backbone family must provide those a config
+    uses: ``sites_used(config, sites)``, default all of them);
     build(config, sites): the task's modules; added_parameters(config, sites): how many
     parameters they add (the head not counted).
     """
@@ -64,6 +70,12 @@ class Method:
     build: Callable[[Any, Sites], MethodModules]
     added_parameters: Callable[[Any, Sites], int]
     summary: str
+    sites_used: Callable[[Any, Sites], tuple[str, ...]] | None = None
+
+    def needs(self, config: Any, sites: Sites) -> tuple[str, ...]:
+        """The sites ``config`` attaches to on this backbone (all of ``site_kinds`` unless the
+        method says, e.g. LoRA's targets, which a family may fuse into one projection)."""
+        return self.site_kinds if self.sites_used is None else self.sites_used(config, sites)
 
     def config(self, values: Mapping[str, Any]) -> Any:
         """The method's config from recorded or configured values (validated); an unknown

@@ -104,6 +104,12 @@ def _instead(norm: nn.Module) -> Hook:
     return lambda x, base: norm(x)
 
 
-def norm_parameters(d: int, count: int) -> int:
-    """A LayerNorm's weight and bias, ``count`` times."""
-    return count * 2 * d
+def norm_parameters(sites: Sites, kinds: Sequence[str], layers: Sequence[int]) -> int:
+    """What copies of the norms of ``kinds`` in ``layers`` hold (a LayerNorm: weight and bias;
+    an RMSNorm: its weight)."""
+    return sum(
+        p.numel()
+        for kind in kinds
+        for i in layers
+        for p in sites.base_modules(kind)[i].parameters()
+    )

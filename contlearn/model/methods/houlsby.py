@@ -72,9 +72,10 @@ def adapter_param_count(d: int, m: int) -> int:
 def added_parameters(config: HoulsbyConfig, sites: Sites) -> int:
     """Two adapters per adapted layer, and two LayerNorm copies with ``norms = "task"``."""
     d, _ = sites.sub_layer_sizes()
-    slots = 2 * len(kept_layers(config.leave_out, sites.num_layers))
-    norms = norm_parameters(d, slots) if config.norms == "task" else 0
-    return slots * adapter_param_count(d, config.bottleneck) + norms
+    layers = kept_layers(config.leave_out, sites.num_layers)
+    kinds = [norm for _, norm in SUB_LAYERS]
+    norms = norm_parameters(sites, kinds, layers) if config.norms == "task" else 0
+    return 2 * len(layers) * adapter_param_count(d, config.bottleneck) + norms
 
 
 def _after(adapter: nn.Module) -> Hook:

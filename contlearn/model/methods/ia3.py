@@ -47,21 +47,45 @@ class IA3Config:
 
 
 def _size(sites: Sites, target: str) -> int:
-    linear = sites.base_modules(target)[0]
-    return linear.in_features if target in ON_INPUT else linear.out_features
+    """The vector's size: the projection's inputs (feed-forward output) or outputs (its slice
+    of a fused projection's)."""
+    from ..families import projection_shape
+
+    site, part = sites.projection(target)
+    d_in, d_out = projection_shape(sites.base_modules(site)[0])
+    if target in ON_INPUT:
+        return d_in
+    return d_out if part is None else part.stop - part.start
 
 
 def added_parameters(config: IA3Config, sites: Sites) -> int:
-    d, _ = sites.sub_layer_sizes()
-    layers = len(kept_layers(config.leave_out, sites.num_layers))
-    norms = norm_parameters(d, 2 * layers) if config.norms == "task" else 0
-    return layers * sum(_size(sites, t) for t in config.targets) + norms
+    layers = kept_layers(config.leave_out, sites.num_layers)
+    kinds = ("attention_norm", "ffn_norm")
+    norms = norm_parameters(sites, kinds, layers) if config.norms == "task" else 0
+    return len(layers) * sum(_size(sites, t) for t in config.targets) + norms
 
 
-def _scaled(scale: nn.Module, on_input: bool) -> Hook:
+def _scaled(scales: list[tuple[slice | None, nn.Module]], on_input: bool) -> Hook:
+    """The output (or, for the feed-forward output projection, the input) times the vector;
+    on a fused projection each vector scales its slice and the rest is left as it is."""
+    import torch
+
     if on_input:
+        ((_, scale),) = scales
         return lambda x, base: base(scale(x))
-    return lambda x, base: scale(base(x))
+
+    def hook(x, base):
+        out = base(x)
+        if len(scales) == 1 and scales[0][0] is None:
+            return scales[0][1](out)
+        factor = torch.ones(out.shape[-1], dtype=out.dtype, device=out.device)
+        pieces, at = [], 0
+        for part, scale in sorted(scales, key=lambda s: s[0].start):
+            pieces += [factor[at : part.start], scale.weight.to(out.dtype)]
+            at = part.stop
+        return out * torch.cat([*pieces, factor[at:]])
+
+    return hook
 
 
 def build(config: IA3Config, sites: Sites) -> MethodModules:
@@ -70,12 +94,15 @@ def build(config: IA3Config, sites: Sites) -> MethodModules:
     from ..layers import Scale
 
     layers = kept_layers(config.leave_out, sites.num_layers)
-    scales, hooks = nn.ModuleDict(), {}
+    scales = nn.ModuleDict()
+    per_site: dict[tuple[str, int], list] = {}
     for target in config.targets:
         vectors = nn.ModuleDict({str(i): Scale(_size(sites, target)) for i in layers})
         scales[target] = vectors
-        on_input = target in ON_INPUT
-        hooks |= {(target, i): _scaled(vectors[str(i)], on_input) for i in layers}
+        site, part = sites.projection(target)
+        for i in layers:
+            per_site.setdefault((site, i), []).append((part, vectors[str(i)]))
+    hooks = {key: _scaled(found, key[0] in ON_INPUT) for key, found in per_site.items()}
     parts: dict[str, nn.Module] = {"scales": scales}
     if config.norms == "task":
         kinds = ("attention_norm", "ffn_norm")
@@ -85,10 +112,16 @@ def build(config: IA3Config, sites: Sites) -> MethodModules:
     return MethodModules(parts, hooks)
 
 
+def sites_used(config: IA3Config, sites: Sites) -> tuple[str, ...]:
+    found = tuple(dict.fromkeys(sites.projection(t)[0] for t in config.targets))
+    return found + (("attention_norm", "ffn_norm") if config.norms == "task" else ())
+
+
 METHOD = Method(
     name="ia3",
     config_cls=IA3Config,
-    site_kinds=(*TARGETS, "attention_norm", "ffn_norm"),
+    site_kinds=(*TARGETS, "qkv", "attention_norm", "ffn_norm"),
+    sites_used=sites_used,
     build=build,
     added_parameters=added_parameters,
     summary="(IA)^3: learned scaling of keys, values and the feed-forward activation",

@@ -54,21 +54,38 @@ class LoraConfig:
 
 
 def _shape(sites: Sites, target: str) -> tuple[int, int]:
-    linear = sites.base_modules(target)[0]
-    return linear.in_features, linear.out_features
+    """(inputs, outputs) of a target: its projection's, or its slice of a fused one."""
+    from ..families import projection_shape
+
+    site, part = sites.projection(target)
+    d_in, d_out = projection_shape(sites.base_modules(site)[0])
+    return d_in, d_out if part is None else part.stop - part.start
 
 
 def added_parameters(config: LoraConfig, sites: Sites) -> int:
-    """r * (in + out) per adapted linear layer, plus the norm copies."""
-    d, _ = sites.sub_layer_sizes()
-    layers = len(kept_layers(config.leave_out, sites.num_layers))
+    """r * (in + out) per adapted projection (or slice of a fused one), plus the norm copies."""
+    layers = kept_layers(config.leave_out, sites.num_layers)
     per_layer = sum(config.rank * sum(_shape(sites, t)) for t in config.targets)
-    norms = norm_parameters(d, 2 * layers) if config.norms == "task" else 0
-    return layers * per_layer + norms
+    kinds = ("attention_norm", "ffn_norm")
+    norms = norm_parameters(sites, kinds, layers) if config.norms == "task" else 0
+    return len(layers) * per_layer + norms
 
 
-def _plus(update: nn.Module) -> Hook:
-    return lambda x, base: base(x) + update(x)
+def _plus(updates: list[tuple[slice | None, nn.Module]]) -> Hook:
+    """base(x) plus each update, on the whole output or on its slice of a fused output."""
+    import torch.nn.functional as F
+
+    def hook(x, base):
+        out = base(x)
+        width = out.shape[-1]
+        for part, update in updates:
+            delta = update(x)
+            if part is not None:
+                delta = F.pad(delta, (part.start, width - part.stop))
+            out = out + delta
+        return out
+
+    return hook
 
 
 def build(config: LoraConfig, sites: Sites) -> MethodModules:
@@ -77,9 +94,11 @@ def build(config: LoraConfig, sites: Sites) -> MethodModules:
     from ..layers import LowRank
 
     layers = kept_layers(config.leave_out, sites.num_layers)
-    lora, hooks = nn.ModuleDict(), {}
+    lora = nn.ModuleDict()
+    per_site: dict[tuple[str, int], list] = {}
     for target in config.targets:
         d_in, d_out = _shape(sites, target)
+        site, part = sites.projection(target)
         updates = nn.ModuleDict(
             {
                 str(i): LowRank(d_in, d_out, config.rank, config.alpha, config.dropout)
@@ -87,7 +106,9 @@ def build(config: LoraConfig, sites: Sites) -> MethodModules:
             }
         )
         lora[target] = updates
-        hooks |= {(target, i): _plus(updates[str(i)]) for i in layers}
+        for i in layers:
+            per_site.setdefault((site, i), []).append((part, updates[str(i)]))
+    hooks: dict[tuple[str, int], Hook] = {key: _plus(found) for key, found in per_site.items()}
     parts: dict[str, nn.Module] = {"lora": lora}
     if config.norms == "task":
         kinds = ("attention_norm", "ffn_norm")
@@ -97,10 +118,17 @@ def build(config: LoraConfig, sites: Sites) -> MethodModules:
     return MethodModules(parts, hooks)
 
 
+def sites_used(config: LoraConfig, sites: Sites) -> tuple[str, ...]:
+    """The sites a config attaches to on this backbone (a fused family's qkv for query...)."""
+    found = tuple(dict.fromkeys(sites.projection(t)[0] for t in config.targets))
+    return found + (("attention_norm", "ffn_norm") if config.norms == "task" else ())
+
+
 METHOD = Method(
     name="lora",
     config_cls=LoraConfig,
-    site_kinds=(*TARGETS, "attention_norm", "ffn_norm"),
+    site_kinds=(*TARGETS, "qkv", "attention_norm", "ffn_norm"),
+    sites_used=sites_used,
     build=build,
     added_parameters=added_parameters,
     summary="LoRA: low-rank updates of the query and value projections (targets configurable)",

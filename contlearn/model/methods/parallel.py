@@ -51,9 +51,9 @@ class ParallelConfig:
 
 def added_parameters(config: ParallelConfig, sites: Sites) -> int:
     d, _ = sites.sub_layer_sizes()
-    layers = len(kept_layers(config.leave_out, sites.num_layers))
-    norms = norm_parameters(d, layers) if config.norms == "task" else 0
-    return layers * adapter_param_count(d, config.bottleneck) + norms
+    layers = kept_layers(config.leave_out, sites.num_layers)
+    norms = norm_parameters(sites, ["ffn_norm"], layers) if config.norms == "task" else 0
+    return len(layers) * adapter_param_count(d, config.bottleneck) + norms
 
 
 def _hooks(adapter: nn.Module, scaling: float) -> tuple[Hook, Hook]:

@@ -2,8 +2,9 @@
 feed-forward block. As AdapterHub's ``SeqBnConfig`` computes it on a post-LN layer: with ``s``
 the norm's input (the block's output plus its residual) and ``LN`` the norm,
 ``LN(s + up(act(down(LN(s)))))``: the adapter reads the normalised output, and the same norm
-is applied again after it. State: ``adapters.{layer}`` and, with ``norms = "task"``,
-``layer_norms.{layer}``.
+is applied again after it. On a pre-LN layer (the norm before the block) the adapter, with its
+residual, acts on the block's output before the residual add. State: ``adapters.{layer}`` and,
+with ``norms = "task"``, ``layer_norms.{layer}``.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ class PfeifferConfig:
 
 def added_parameters(config: PfeifferConfig, sites: Sites) -> int:
     d, _ = sites.sub_layer_sizes()
-    layers = len(kept_layers(config.leave_out, sites.num_layers))
-    norms = norm_parameters(d, layers) if config.norms == "task" else 0
-    return layers * adapter_param_count(d, config.bottleneck) + norms
+    layers = kept_layers(config.leave_out, sites.num_layers)
+    norms = norm_parameters(sites, ["ffn_norm"], layers) if config.norms == "task" else 0
+    return len(layers) * adapter_param_count(d, config.bottleneck) + norms
 
 
 def _around(core: nn.Module, norm: nn.Module | None) -> Hook:
@@ -52,7 +53,17 @@ def _around(core: nn.Module, norm: nn.Module | None) -> Hook:
     return hook
 
 
+def _after(adapter: nn.Module) -> Hook:
+    def hook(x, base):
+        y = base(x)
+        return y + adapter(y)  # [B, T, d]
+
+    return hook
+
+
 def build(config: PfeifferConfig, sites: Sites) -> MethodModules:
+    """Post-LN: around the feed-forward norm, as above. Pre-LN (the norm comes before the
+    block): the adapter, with its residual, on the block's output before the residual add."""
     from torch import nn
 
     from ..layers import Bottleneck
@@ -63,17 +74,22 @@ def build(config: PfeifferConfig, sites: Sites) -> MethodModules:
     adapters = nn.ModuleDict({str(i): Bottleneck(*shape) for i in layers})
     parts: dict[str, nn.Module] = {"adapters": adapters}
     norms: dict[str, nn.Module] = {}
+    norm_hooks: dict = {}
     if config.norms == "task":
-        parts["layer_norms"], _ = norm_copies(sites, [("ffn_norm", i, str(i)) for i in layers])
+        slots = [("ffn_norm", i, str(i)) for i in layers]
+        parts["layer_norms"], norm_hooks = norm_copies(sites, slots)
         norms = dict(parts["layer_norms"].items())
-    hooks = {("ffn_norm", i): _around(adapters[str(i)], norms.get(str(i))) for i in layers}
+    if sites.norm_position == "pre":
+        hooks = {("ffn_output", i): _after(adapters[str(i)]) for i in layers} | norm_hooks
+    else:
+        hooks = {("ffn_norm", i): _around(adapters[str(i)], norms.get(str(i))) for i in layers}
     return MethodModules(parts, hooks)
 
 
 METHOD = Method(
     name="pfeiffer",
     config_cls=PfeifferConfig,
-    site_kinds=("ffn_norm",),
+    site_kinds=("ffn_norm", "ffn_output"),
     build=build,
     added_parameters=added_parameters,
     summary="Pfeiffer adapters: one bottleneck per layer, after the feed-forward block",

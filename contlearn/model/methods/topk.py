@@ -36,14 +36,15 @@ def top_layers(config: TopKConfig, sites: Sites) -> list[int]:
 
 
 def layer_parameters(d: int, f: int) -> int:
-    """One transformer layer: four d x d projections with biases, the feed-forward block
-    (d -> f -> d with biases) and two LayerNorms."""
+    """A BERT-shaped layer: four d x d projections with biases, the feed-forward block
+    (d -> f -> d with biases) and two LayerNorms (other families: what their layers hold)."""
     return 4 * (d * d + d) + (d * f + f) + (f * d + d) + 2 * 2 * d
 
 
 def added_parameters(config: TopKConfig, sites: Sites) -> int:
-    d, f = sites.sub_layer_sizes()
-    return len(top_layers(config, sites)) * layer_parameters(d, f)
+    """What the copied layers hold: every parameter of the backbone's top k layers."""
+    layers = sites.base_modules("layer")
+    return sum(p.numel() for i in top_layers(config, sites) for p in layers[i].parameters())
 
 
 def own_copy(layer: nn.Module, router: Any) -> nn.Module:
