@@ -113,3 +113,22 @@ def norm_parameters(sites: Sites, kinds: Sequence[str], layers: Sequence[int]) -
         for i in layers
         for p in sites.base_modules(kind)[i].parameters()
     )
+
+
+SUB_LAYER_NORMS = ("attention_norm", "ffn_norm")
+
+
+def both_norm_copies(
+    sites: Sites, layers: Sequence[int]
+) -> tuple[nn.ModuleDict, dict[tuple[str, int], Hook]]:
+    """Copies of both norms of each layer in ``layers``, keyed by slot ``2*i`` (attention) and
+    ``2*i + 1`` (feed-forward), as Houlsby's copies are."""
+    slots = [(kind, i, str(2 * i + j)) for i in layers for j, kind in enumerate(SUB_LAYER_NORMS)]
+    return norm_copies(sites, slots)
+
+
+def targeted_sites(config: Any, sites: Sites) -> tuple[str, ...]:
+    """The sites a config with ``targets`` (and ``norms``) attaches to on this backbone: a
+    fused family's ``qkv`` for its query, key or value."""
+    found = tuple(dict.fromkeys(sites.projection(t)[0] for t in config.targets))
+    return found + (SUB_LAYER_NORMS if config.norms == "task" else ())

@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, ClassVar
 from ...validation import check_types
 from .base import Hook, Method, MethodModules, Sites
 from .common import (
+    SUB_LAYER_NORMS,
+    both_norm_copies,
     check_leave_out,
     check_norms,
     check_targets,
     kept_layers,
-    norm_copies,
     norm_parameters,
+    targeted_sites,
 )
 
 if TYPE_CHECKING:
@@ -60,8 +62,7 @@ def _size(sites: Sites, target: str) -> int:
 
 def added_parameters(config: IA3Config, sites: Sites) -> int:
     layers = kept_layers(config.leave_out, sites.num_layers)
-    kinds = ("attention_norm", "ffn_norm")
-    norms = norm_parameters(sites, kinds, layers) if config.norms == "task" else 0
+    norms = norm_parameters(sites, SUB_LAYER_NORMS, layers) if config.norms == "task" else 0
     return len(layers) * sum(_size(sites, t) for t in config.targets) + norms
 
 
@@ -105,23 +106,16 @@ def build(config: IA3Config, sites: Sites) -> MethodModules:
     hooks = {key: _scaled(found, key[0] in ON_INPUT) for key, found in per_site.items()}
     parts: dict[str, nn.Module] = {"scales": scales}
     if config.norms == "task":
-        kinds = ("attention_norm", "ffn_norm")
-        slots = [(kind, i, str(2 * i + j)) for i in layers for j, kind in enumerate(kinds)]
-        parts["layer_norms"], norm_hooks = norm_copies(sites, slots)
+        parts["layer_norms"], norm_hooks = both_norm_copies(sites, layers)
         hooks |= norm_hooks
     return MethodModules(parts, hooks)
-
-
-def sites_used(config: IA3Config, sites: Sites) -> tuple[str, ...]:
-    found = tuple(dict.fromkeys(sites.projection(t)[0] for t in config.targets))
-    return found + (("attention_norm", "ffn_norm") if config.norms == "task" else ())
 
 
 METHOD = Method(
     name="ia3",
     config_cls=IA3Config,
     site_kinds=(*TARGETS, "qkv", "attention_norm", "ffn_norm"),
-    sites_used=sites_used,
+    sites_used=targeted_sites,
     build=build,
     added_parameters=added_parameters,
     summary="(IA)^3: learned scaling of keys, values and the feed-forward activation",

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, ClassVar
 from ...validation import check, check_types
 from .base import Hook, Method, MethodModules, Sites
 from .common import (
+    SUB_LAYER_NORMS,
+    both_norm_copies,
     check_leave_out,
     check_norms,
     check_targets,
     kept_layers,
-    norm_copies,
     norm_parameters,
+    targeted_sites,
 )
 
 if TYPE_CHECKING:
@@ -66,8 +68,7 @@ def added_parameters(config: LoraConfig, sites: Sites) -> int:
     """r * (in + out) per adapted projection (or slice of a fused one), plus the norm copies."""
     layers = kept_layers(config.leave_out, sites.num_layers)
     per_layer = sum(config.rank * sum(_shape(sites, t)) for t in config.targets)
-    kinds = ("attention_norm", "ffn_norm")
-    norms = norm_parameters(sites, kinds, layers) if config.norms == "task" else 0
+    norms = norm_parameters(sites, SUB_LAYER_NORMS, layers) if config.norms == "task" else 0
     return len(layers) * per_layer + norms
 
 
@@ -111,24 +112,16 @@ def build(config: LoraConfig, sites: Sites) -> MethodModules:
     hooks: dict[tuple[str, int], Hook] = {key: _plus(found) for key, found in per_site.items()}
     parts: dict[str, nn.Module] = {"lora": lora}
     if config.norms == "task":
-        kinds = ("attention_norm", "ffn_norm")
-        slots = [(kind, i, str(2 * i + j)) for i in layers for j, kind in enumerate(kinds)]
-        parts["layer_norms"], norm_hooks = norm_copies(sites, slots)
+        parts["layer_norms"], norm_hooks = both_norm_copies(sites, layers)
         hooks |= norm_hooks
     return MethodModules(parts, hooks)
-
-
-def sites_used(config: LoraConfig, sites: Sites) -> tuple[str, ...]:
-    """The sites a config attaches to on this backbone (a fused family's qkv for query...)."""
-    found = tuple(dict.fromkeys(sites.projection(t)[0] for t in config.targets))
-    return found + (("attention_norm", "ffn_norm") if config.norms == "task" else ())
 
 
 METHOD = Method(
     name="lora",
     config_cls=LoraConfig,
     site_kinds=(*TARGETS, "qkv", "attention_norm", "ffn_norm"),
-    sites_used=sites_used,
+    sites_used=targeted_sites,
     build=build,
     added_parameters=added_parameters,
     summary="LoRA: low-rank updates of the query and value projections (targets configurable)",
