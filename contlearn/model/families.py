@@ -25,7 +25,7 @@ naming the architecture, never a silent skip.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from torch import nn
@@ -98,7 +98,6 @@ class Family:
     layer_output: str = "tensor"
     qkv_split: Callable[[Any], tuple[int, int, int]] | None = None
     refuse: str | None = None
-    notes: Mapping[str, str] = field(default_factory=dict)
 
     def path(self, kind: str) -> str | None:
         """Where site ``kind`` is in a layer: None if this family has no such site."""
@@ -107,10 +106,6 @@ class Family:
     @property
     def fused_qkv(self) -> bool:
         return "qkv" in self.sites
-
-    @property
-    def decoder(self) -> bool:
-        return self.pooling == "last"
 
 
 def _bert_like(name: str, model_types: tuple[str, ...], **overrides: str) -> Family:

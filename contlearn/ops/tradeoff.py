@@ -177,13 +177,14 @@ def tradeoff(
         point_config(p, point_train_config(defaults, task, p, overrides), task, ledger)
         for p in points
     ]
-    done = {r.id: r for r in ledger.runs(purpose=PURPOSE, task_id=task.id)}
+    done = ledger.runs(purpose=PURPOSE, task_id=task.id)
     trainer = _Trainer(ledger, store, device, task, progress, on_estimate)
+    params = ledger.backbone().num_parameters
     for point, config in zip(points, configs, strict=True):
-        if not any(_reusable(run, config) for run in done.values()):
+        if not any(_reusable(run, config) for run in done):
             trainer.run(point, config)
         if on_point is not None:
-            on_point(_point_row(ledger, task, config, ledger.backbone().num_parameters))
+            on_point(_point_row(ledger.runs(purpose=PURPOSE, task_id=task.id), config, params))
     return tradeoff_result(ledger, task, configs)
 
 
@@ -193,18 +194,20 @@ def tradeoff_result(
     """The trade-off as ``contlearn.report.tradeoff`` renders it."""
     backbone = ledger.backbone()
     params = backbone.num_parameters
+    runs = ledger.runs(purpose=PURPOSE, task_id=task.id)
     return {
         "task": task.name,
         "metric": task.metric,
         "backbone": {"name": backbone.identity, "parameters": params},
-        "points": [_point_row(ledger, task, config, params) for config in configs],
+        "points": [_point_row(runs, config, params) for config in configs],
     }
 
 
 def _point_row(
-    ledger: Ledger, task: TaskRecord, config: dict[str, Any], backbone_params: int | None
+    recorded: Sequence[RunRecord], config: dict[str, Any], backbone_params: int | None
 ) -> dict[str, Any]:
-    runs = [r for r in ledger.runs(purpose=PURPOSE, task_id=task.id) if _same(r, config)]
+    """A point as its latest finished run (else its latest run, else pending) records it."""
+    runs = [r for r in recorded if _same(r, config)]
     finished = [r for r in runs if r.status == "succeeded"]
     run = (finished or runs or [None])[-1]
     result = (run.result or {}) if run else {}

@@ -132,3 +132,21 @@ def targeted_sites(config: Any, sites: Sites) -> tuple[str, ...]:
     fused family's ``qkv`` for its query, key or value."""
     found = tuple(dict.fromkeys(sites.projection(t)[0] for t in config.targets))
     return found + (SUB_LAYER_NORMS if config.norms == "task" else ())
+
+
+def per_target(
+    sites: Sites, targets: Sequence[str], layers: Sequence[int], make: Any
+) -> tuple[nn.ModuleDict, dict[tuple[str, int], list]]:
+    """For each target a module per layer (``make(target)``), as ``{target: {layer: module}}``,
+    and for each (site, layer) the (slice or None, module) pairs that act there: a fused
+    family's query, key and value share its ``qkv`` site."""
+    from torch import nn
+
+    modules = nn.ModuleDict()
+    per_site: dict[tuple[str, int], list] = {}
+    for target in targets:
+        site, part = sites.projection(target)
+        modules[target] = nn.ModuleDict({str(i): make(target) for i in layers})
+        for i in layers:
+            per_site.setdefault((site, i), []).append((part, modules[target][str(i)]))
+    return modules, per_site

@@ -20,6 +20,7 @@ from .common import (
     check_targets,
     kept_layers,
     norm_parameters,
+    per_target,
     targeted_sites,
 )
 
@@ -90,19 +91,11 @@ def _scaled(scales: list[tuple[slice | None, nn.Module]], on_input: bool) -> Hoo
 
 
 def build(config: IA3Config, sites: Sites) -> MethodModules:
-    from torch import nn
 
     from ..layers import Scale
 
     layers = kept_layers(config.leave_out, sites.num_layers)
-    scales = nn.ModuleDict()
-    per_site: dict[tuple[str, int], list] = {}
-    for target in config.targets:
-        vectors = nn.ModuleDict({str(i): Scale(_size(sites, target)) for i in layers})
-        scales[target] = vectors
-        site, part = sites.projection(target)
-        for i in layers:
-            per_site.setdefault((site, i), []).append((part, vectors[str(i)]))
+    scales, per_site = per_target(sites, config.targets, layers, lambda t: Scale(_size(sites, t)))
     hooks = {key: _scaled(found, key[0] in ON_INPUT) for key, found in per_site.items()}
     parts: dict[str, nn.Module] = {"scales": scales}
     if config.norms == "task":

@@ -21,6 +21,7 @@ from .common import (
     check_targets,
     kept_layers,
     norm_parameters,
+    per_target,
     targeted_sites,
 )
 
@@ -90,25 +91,15 @@ def _plus(updates: list[tuple[slice | None, nn.Module]]) -> Hook:
 
 
 def build(config: LoraConfig, sites: Sites) -> MethodModules:
-    from torch import nn
 
     from ..layers import LowRank
 
     layers = kept_layers(config.leave_out, sites.num_layers)
-    lora = nn.ModuleDict()
-    per_site: dict[tuple[str, int], list] = {}
-    for target in config.targets:
-        d_in, d_out = _shape(sites, target)
-        site, part = sites.projection(target)
-        updates = nn.ModuleDict(
-            {
-                str(i): LowRank(d_in, d_out, config.rank, config.alpha, config.dropout)
-                for i in layers
-            }
-        )
-        lora[target] = updates
-        for i in layers:
-            per_site.setdefault((site, i), []).append((part, updates[str(i)]))
+
+    def make(target: str) -> nn.Module:
+        return LowRank(*_shape(sites, target), config.rank, config.alpha, config.dropout)
+
+    lora, per_site = per_target(sites, config.targets, layers, make)
     hooks: dict[tuple[str, int], Hook] = {key: _plus(found) for key, found in per_site.items()}
     parts: dict[str, nn.Module] = {"lora": lora}
     if config.norms == "task":

@@ -19,9 +19,8 @@ from .common import (
     check_norms,
     kept_layers,
     norm_copies,
-    norm_parameters,
 )
-from .houlsby import adapter_param_count
+from .pfeiffer import one_adapter_per_layer
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -47,13 +46,6 @@ class ParallelConfig:
         check_choice("nonlinearity", self.nonlinearity, NONLINEARITIES)
         check_norms(self.norms)
         check_leave_out(self)
-
-
-def added_parameters(config: ParallelConfig, sites: Sites) -> int:
-    d, _ = sites.sub_layer_sizes()
-    layers = kept_layers(config.leave_out, sites.num_layers)
-    norms = norm_parameters(sites, ["ffn_norm"], layers) if config.norms == "task" else 0
-    return len(layers) * adapter_param_count(d, config.bottleneck) + norms
 
 
 def _hooks(adapter: nn.Module, scaling: float) -> tuple[Hook, Hook]:
@@ -101,6 +93,6 @@ METHOD = Method(
     config_cls=ParallelConfig,
     site_kinds=("ffn_intermediate", "ffn_output", "ffn_norm"),
     build=build,
-    added_parameters=added_parameters,
+    added_parameters=one_adapter_per_layer,
     summary="parallel adapters: a scaled bottleneck beside each feed-forward block",
 )

@@ -38,7 +38,9 @@ class PfeifferConfig:
         check_bottleneck_fields(self)
 
 
-def added_parameters(config: PfeifferConfig, sites: Sites) -> int:
+def one_adapter_per_layer(config, sites: Sites) -> int:
+    """One adapter per kept layer, and a copy of its feed-forward norm with ``norms = "task"``
+    (Pfeiffer's and the parallel adapter's)."""
     d, _ = sites.sub_layer_sizes()
     layers = kept_layers(config.leave_out, sites.num_layers)
     norms = norm_parameters(sites, ["ffn_norm"], layers) if config.norms == "task" else 0
@@ -91,6 +93,6 @@ METHOD = Method(
     config_cls=PfeifferConfig,
     site_kinds=("ffn_norm", "ffn_output"),
     build=build,
-    added_parameters=added_parameters,
+    added_parameters=one_adapter_per_layer,
     summary="Pfeiffer adapters: one bottleneck per layer, after the feed-forward block",
 )

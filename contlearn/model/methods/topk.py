@@ -35,12 +35,6 @@ def top_layers(config: TopKConfig, sites: Sites) -> list[int]:
     return list(range(sites.num_layers - config.k, sites.num_layers))
 
 
-def layer_parameters(d: int, f: int) -> int:
-    """A BERT-shaped layer: four d x d projections with biases, the feed-forward block
-    (d -> f -> d with biases) and two LayerNorms (other families: what their layers hold)."""
-    return 4 * (d * d + d) + (d * f + f) + (f * d + d) + 2 * 2 * d
-
-
 def added_parameters(config: TopKConfig, sites: Sites) -> int:
     """What the copied layers hold: every parameter of the backbone's top k layers."""
     layers = sites.base_modules("layer")
