@@ -142,8 +142,9 @@ def test_a_killed_rank_fails_the_run_on_every_rank_and_a_rerun_completes(
     launcher.wait(timeout=120)
     assert launcher.returncode == 1 and time.monotonic() - killed < 120
     assert launcher.stderr.read().splitlines()[-1] == (
-        "Error: the data-parallel training stopped (torchrun exit 1); a run it claimed is "
-        "recorded failed and its task is pending again: `contlearn runs` shows the error"
+        "Error: the data-parallel training stopped (torchrun exit 1); a run it had not finished "
+        "is recorded failed and its task is pending again: `contlearn runs` shows each run's "
+        "status and error"
     )
     (run_record,) = ws.ledger.runs(purpose="train")
     assert run_record.status == "failed", run_record

@@ -5,6 +5,7 @@ termination signal from ``torchrun`` ends the run as a recorded failure)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -30,11 +31,14 @@ def launch(nproc: int, device: str | None) -> int:
         "contlearn.cli",
         *argv_of(click.get_current_context(), drop=("nproc",)),
     ]
-    code = subprocess.run(command, check=False).returncode
+    # A process that crashes in native code prints where it was (its Python stack).
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+    code = subprocess.run(command, check=False, env=env).returncode
     if code != 0:
         raise ContlearnError(
-            f"the data-parallel training stopped (torchrun exit {code}); a run it claimed is "
-            "recorded failed and its task is pending again: `contlearn runs` shows the error"
+            f"the data-parallel training stopped (torchrun exit {code}); a run it had not "
+            "finished is recorded failed and its task is pending again: `contlearn runs` shows "
+            "each run's status and error"
         )
     return 0
 
@@ -86,3 +90,13 @@ def join(world: World) -> None:
 
 def _terminate(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)
+
+
+def leave_quickly() -> None:
+    """End a process ``torchrun`` started once its work is recorded and printed, without the
+    interpreter's teardown: the communication library's native threads can abort the process
+    while Python objects are destroyed at exit (seen rarely with gloo), which would turn a
+    finished run into a failed launch."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

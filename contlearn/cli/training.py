@@ -21,7 +21,7 @@ from .options import (
     workspace_options,
 )
 from .output import duration, emit_json, format_table, note, scores
-from .parallel import join, launch
+from .parallel import join, launch, leave_quickly
 
 
 @main.command("train-next")
@@ -74,6 +74,8 @@ def train_next(
     )
     if as_json and world.main:
         emit_json({"runs": results})
+    if world.distributed:
+        leave_quickly()
 
 
 @main.command()
