@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo
 GLUE ?=
 
-.PHONY: install postgres test demo lint format bench bench-methods stress gpu-check clean
+.PHONY: install postgres test demo lint format bench bench-methods bench-backbones stress gpu-check clean
 
 install: $(STAMP)
 
@@ -46,6 +46,14 @@ bench: install
 # Every method on GLUE (RTE, MRPC, SST-2) with MiniLM: accuracy, trade-off, frozen prefix (~1 h).
 bench-methods: install
 	$(PY) benchmarks/methods.py
+
+# Section 7: each family's training step relative to BERT, and a bf16 backbone vs fp32 (~3 min).
+BACKBONES_MD := benchmarks/out/backbones/BACKBONES.md
+bench-backbones: install
+	mkdir -p $(dir $(BACKBONES_MD))
+	{ echo "### Training step by family"; echo; $(PY) benchmarks/family_step.py; echo; \
+	  echo "### Backbone dtype"; echo; $(PY) benchmarks/backbone_dtype.py; } > $(BACKBONES_MD).tmp
+	mv $(BACKBONES_MD).tmp $(BACKBONES_MD)
 
 # On a machine with a CUDA GPU: train, re-evaluate, audit on two devices, torchrun, throughput/MFU.
 gpu-check: install

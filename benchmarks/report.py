@@ -300,7 +300,7 @@ def machine_section(r: Results) -> list[str]:
         ["memory", f"{m['memory_gib']:.1f} GiB"],
         ["fp32 matmul GFLOP/s (median `torch.mm` of n x n)", mm],
         ["peak used for shares (the higher)", num(peak(r))],
-        ["precision", "fp32 (bf16 is several times slower on this CPU)"],
+        ["precision", "fp32 (bf16 on this CPU: section 7)"],
         ["python / torch / transformers", f"{v['python']} / {v['torch']} / {v['transformers']}"],
         ["contlearn", v["contlearn"]],
     ]
@@ -707,12 +707,38 @@ def methods_section() -> list[str]:
     return [*head, text, ""]
 
 
+def backbones_section() -> list[str]:
+    """`make bench-backbones`'s tables (benchmarks/family_step.py, benchmarks/backbone_dtype.py)
+    when they have been run here."""
+    measured = ROOT / "benchmarks" / "out" / "backbones" / "BACKBONES.md"
+    head = [
+        "## 7. Backbones: families and dtype",
+        "",
+        "The family step is timed at a tiny size (hidden 64, 2 layers, 4 heads, 2 key/value heads "
+        "for the decoders, batch 16, length 64, Houlsby, fp32), where the per-layer Python "
+        "overhead dominates: it says little about full-size models. A bf16 backbone "
+        "(`init --backbone-dtype bf16`) allocates its weights once, in bf16: anonymous memory "
+        "grows by about the bf16 weights and no fp32 copy is made, while fp32 weights are used "
+        "straight from the mapped checkpoint. The higher resident peak while loading in bf16 "
+        "is the fp32 checkpoint's pages read for the conversion (page cache, released once "
+        "loaded); a checkpoint stored in bf16, as most LLMs ship, maps half as many. This CPU "
+        "has AVX512-BF16: bf16 steps are faster here, unlike on CPUs without it; the default "
+        "training precision on the CPU stays fp32.",
+        "",
+    ]
+    if not measured.is_file():
+        return [*head, "Not run yet: `make bench-backbones` (a few minutes).", ""]
+    return [*head, measured.read_text().strip(), ""]
+
+
 def reproduce_section() -> list[str]:
     return [
         "## Reproduce",
         "",
         "```",
         "make bench                           # full run, writes BENCHMARKS.md",
+        "make bench-methods                   # section 6: every method on GLUE (about an hour)",
+        "make bench-backbones                 # section 7: families and backbone dtype (minutes)",
         "python benchmarks/run.py --quick     # a few minutes; writes benchmarks/out/BENCHMARKS.md",
         "bash benchmarks/peer/setup.sh        # the peer's venv alone (idempotent)",
         "```",
@@ -733,6 +759,7 @@ def render(r: Results) -> str:
         growth_section(r),
         gpu_section(r),
         methods_section(),
+        backbones_section(),
         reproduce_section(),
     ]
     return "\n".join(line for part in parts for line in part).rstrip() + "\n"

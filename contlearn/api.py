@@ -84,10 +84,13 @@ class Workspace:
         backbone: str | None = None,
         db: str | None = None,
         layout: dict[str, str] | None = None,
+        backbone_dtype: str = "fp32",
     ) -> Workspace:
         """Create a workspace, loading the backbone once to fingerprint it. ``layout`` describes
         a backbone family contlearn does not know (the keys of ``[backbone.layout]``, README:
-        Backbones); how the family was found is ``Workspace.note`` afterwards."""
+        Backbones); how the family was found is ``Workspace.note`` afterwards.
+        ``backbone_dtype`` (fp32, bf16 or fp16) is what the backbone's weights are loaded in
+        from now on, fixed for the workspace: its tasks compute in it."""
         from .ops.intake import create_workspace
 
         root = Path(root) if root is not None else default_root()
@@ -96,7 +99,7 @@ class Workspace:
                 f"{root.resolve()} is already a contlearn workspace: nothing changed "
                 "(`contlearn status` shows it)"
             )
-        note = create_workspace(root, backbone or DEFAULT_BACKBONE, db, layout)
+        note = create_workspace(root, backbone or DEFAULT_BACKBONE, db, layout, backbone_dtype)
         ws = cls.open(root, db=db)
         ws.note = note
         return ws

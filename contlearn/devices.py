@@ -4,8 +4,10 @@ A device is named ``auto`` (CUDA if there is one, else MPS, else the CPU), ``cpu
 ``cuda:N`` or ``mps``; one this machine lacks is refused in one line naming what it has.
 Training precision is ``fp32``, ``bf16`` or ``fp16`` (autocast; ``fp16`` with a gradient
 scaler; trainable parameters and optimizer state stay fp32); ``auto`` is bf16 on CUDA devices
-that support it and fp32 elsewhere. The canonical evaluation is always fp32, with the choices
-that make it reproducible on its device pinned, and its recipe recorded: PyTorch promises
+that support it and fp32 elsewhere. A backbone loaded in bf16 or fp16 (``init
+--backbone-dtype``) computes in that dtype, in training and evaluation alike. The canonical
+evaluation is fp32 (or the backbone's low precision), with the choices that make it
+reproducible on its device pinned, and its recipe recorded: PyTorch promises
 bitwise equality only for the same operations on the same kind of device and software, so two
 evaluations are compared bit for bit only when their recipes match.
 """
@@ -24,6 +26,9 @@ from .errors import DeviceError
 DEVICE_SPEC = re.compile(r"auto|cpu|mps|cuda(:\d{1,3})?")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+# The dtypes a backbone can be loaded in (``init --backbone-dtype``), by the names the ledger
+# records (torch's).
+BACKBONE_DTYPES = {"fp32": "float32", **DTYPES}
 # cuBLAS needs a fixed workspace for deterministic results (CUDA >= 10.2); it must be set before
 # the first cuBLAS call of the process.
 CUBLAS_WORKSPACE = ":4096:8"
@@ -80,22 +85,53 @@ def _mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
 
 
-def resolve_precision(spec: str, device: Any) -> str:
-    """The training precision ``spec`` means on ``device``; refuses one the device cannot do."""
+def resolve_precision(spec: str, device: Any, backbone: str = "float32") -> str:
+    """The training precision ``spec`` means on ``device``; refuses one the device cannot do.
+    A backbone loaded in bf16 or fp16 (``backbone``, torch's dtype name) computes in its own
+    precision: ``auto`` means it, and any other is refused."""
     if spec not in PRECISIONS:
         raise DeviceError(f"unknown precision {spec!r}: use {', '.join(PRECISIONS)}")
+    if backbone != "float32":
+        own = short_dtype(backbone)
+        if spec not in ("auto", own):
+            raise DeviceError(
+                f"--precision {spec}: this workspace's backbone is loaded in {own} (init "
+                f"--backbone-dtype), so its tasks compute in {own}: use --precision {own} or auto"
+            )
+        spec = own
     if spec == "auto":
         return "bf16" if device.type == "cuda" and _cuda_bf16(device) else "fp32"
+    check_low_precision(spec, device, "--precision")
+    return spec
+
+
+def short_dtype(name: str) -> str:
+    """``bf16`` for ``bfloat16``: the name a user types for a dtype torch names."""
+    return {v: k for k, v in BACKBONE_DTYPES.items()}[name]
+
+
+def check_backbone_dtype(spec: str, device: Any) -> str:
+    """torch's name for the backbone dtype ``spec`` (fp32, bf16, fp16); refuses an unknown one
+    or one ``device`` cannot compute in."""
+    if spec not in BACKBONE_DTYPES:
+        raise DeviceError(
+            f"unknown backbone dtype {spec!r}: use {', '.join(BACKBONE_DTYPES)} (--backbone-dtype)"
+        )
+    check_low_precision(spec, device, "--backbone-dtype")
+    return BACKBONE_DTYPES[spec]
+
+
+def check_low_precision(spec: str, device: Any, flag: str) -> None:
+    """Refuse bf16 or fp16 on a device that cannot compute in it (``flag`` names the option)."""
     if spec == "fp16" and device.type not in ("cuda", "mps"):
         raise DeviceError(
-            f"--precision fp16 needs a CUDA or MPS device, not {device.type}: use bf16 or fp32"
+            f"{flag} fp16 needs a CUDA or MPS device, not {device.type}: use bf16 or fp32"
         )
     if spec == "bf16" and device.type == "mps":
-        raise DeviceError("--precision bf16 is not supported on MPS: use fp16 or fp32")
+        raise DeviceError(f"{flag} bf16 is not supported on MPS: use fp16 or fp32")
     if spec == "bf16" and device.type == "cuda" and not _cuda_bf16(device):
         name = device_model(device)
-        raise DeviceError(f"--precision bf16: {name} cannot compute in bfloat16: use fp16 or fp32")
-    return spec
+        raise DeviceError(f"{flag} bf16: {name} cannot compute in bfloat16: use fp16 or fp32")
 
 
 def _cuda_bf16(device: Any) -> bool:
@@ -179,10 +215,16 @@ def _cpu_model() -> str:
 
 
 def recipe(
-    device: Any, *, batch_size: int, threads: int | None, pinned: dict | None = None
+    device: Any,
+    *,
+    batch_size: int,
+    threads: int | None,
+    pinned: dict | None = None,
+    dtype: str = "float32",
 ) -> dict:
-    """What an fp32 evaluation ran under: device class and model (with the compute capability
-    of a GPU), torch / CUDA / cuDNN versions, batch size, CPU threads, pinned kernels."""
+    """What an evaluation ran under: device class and model (with the compute capability of a
+    GPU), torch / CUDA / cuDNN versions, the dtype it computed in (float32, or a backbone's
+    low precision), batch size, CPU threads, pinned kernels."""
     import torch
 
     found = {
@@ -191,7 +233,7 @@ def recipe(
         "torch": torch.__version__,
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
-        "dtype": "float32",
+        "dtype": dtype,
         "batch_size": batch_size,
         "threads": threads if device.type == "cpu" else None,
     }

@@ -23,26 +23,50 @@ from .output import emit_json, format_table, note, plural, scores
     help="A TOML file describing the backbone's layout (a family contlearn does not know; "
     "README: Backbones).",
 )
+@click.option(
+    "--backbone-dtype",
+    type=click.Choice(["fp32", "bf16", "fp16"]),
+    default="fp32",
+    show_default=True,
+    help="Load the backbone's weights in this dtype, for good: half the memory of fp32, and "
+    "its tasks compute in it (fp32 task modules under autocast). bf16 on CUDA or the CPU, fp16 "
+    "on CUDA or MPS.",
+)
 @workspace_options
-def init(workspace: Path, db: str | None, backbone: str | None, layout: Path | None) -> None:
+def init(
+    workspace: Path,
+    db: str | None,
+    backbone: str | None,
+    layout: Path | None,
+    backbone_dtype: str,
+) -> None:
     """Create a workspace: tasks.toml, the ledger and artifacts/.
 
-    Loads the backbone once and records its identity and weight fingerprint.
+    Loads the backbone once and records its identity, dtype and weight fingerprint.
 
     \b
     Example:
         contlearn init -w ./ws
         contlearn init -w ./ws --backbone ./my-bert --db postgresql://u@localhost/cl
         contlearn init -w ./ws --backbone ./my-encoder --layout layout.toml
+        contlearn init -w ./ws --backbone ./Qwen3-0.6B --backbone-dtype bf16
     """
     from ..api import Workspace
 
-    ws = Workspace.create(workspace, backbone=backbone, db=db, layout=_read_layout(layout))
+    ws = Workspace.create(
+        workspace,
+        backbone=backbone,
+        db=db,
+        layout=_read_layout(layout),
+        backbone_dtype=backbone_dtype,
+    )
     if ws.note:
         note(f"note: {ws.note}")
     bb = ws.ledger.backbone()
     click.echo(f"created workspace {ws.root}")
-    click.echo(f"backbone {bb.identity} ({bb.model_type}, {bb.num_parameters:,} parameters)")
+    click.echo(
+        f"backbone {bb.identity} ({bb.model_type}, {bb.num_parameters:,} parameters, {bb.dtype})"
+    )
     click.echo(f"fingerprint {bb.fingerprint}")
     click.echo(f"ledger {ws.db_url}")
 

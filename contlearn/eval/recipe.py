@@ -1,11 +1,11 @@
 """The canonical evaluation recipe.
 
-Canonical: eval mode, fp32, no autograd, batches of ``CANONICAL_BATCH_SIZE`` examples sorted by
-(length, index) and padded to the longest in the batch, on one device with the kernels that make
-it reproducible there pinned (``devices.reproducible``), a recorded torch thread count on the
-CPU. Logits come back in the data's original order, with their digests (``digests``) and the
-recipe they ran under (``devices.recipe``): a later process that runs the same recipe reproduces
-the digest.
+Canonical: eval mode, fp32 (or the low precision the backbone was loaded in), no autograd,
+batches of ``CANONICAL_BATCH_SIZE`` examples sorted by (length, index) and padded to the longest
+in the batch, on one device with the kernels that make it reproducible there pinned
+(``devices.reproducible``), a recorded torch thread count on the CPU. Logits come back in the
+data's original order, with their digests (``digests``) and the recipe they ran under
+(``devices.recipe``): a later process that runs the same recipe reproduces the digest.
 """
 
 from __future__ import annotations
@@ -90,6 +90,11 @@ def predict_logits(
     return out.cpu() if out is not None else torch.empty((0, 0))
 
 
+def computes_in(model: Any) -> str:
+    """The dtype ``model`` computes in: float32, or its backbone's low precision."""
+    return str(getattr(model, "dtype", torch.float32)).removeprefix("torch.")
+
+
 def evaluate(
     model: Any,
     encoded: Encoded,
@@ -123,5 +128,7 @@ def evaluate(
         predictions_sha256=predictions_digest(preds),
         threads=used,
         seconds=time.perf_counter() - start,
-        recipe=recipe(device, batch_size=batch_size, threads=used, pinned=pinned),
+        recipe=recipe(
+            device, batch_size=batch_size, threads=used, pinned=pinned, dtype=computes_in(model)
+        ),
     )

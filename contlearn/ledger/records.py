@@ -17,6 +17,7 @@ class BackboneRecord:
     num_layers: int
     num_parameters: int
     versions: dict[str, Any]
+    dtype: str = "float32"  # what the weights are loaded in (ledgers before 0005: float32)
 
 
 @dataclass(frozen=True)

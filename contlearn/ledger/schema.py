@@ -59,6 +59,7 @@ class BackboneRow(Base):
     num_parameters: Mapped[int]
     versions: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    dtype: Mapped[str] = mapped_column(String(16), default="float32", server_default="float32")
 
 
 ACTIVE = "removed_at IS NULL"

@@ -10,9 +10,10 @@ exactly the original's.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ..errors import ArtifactError
@@ -84,6 +85,8 @@ class AdaptedModel(nn.Module):
         # plain dict of lists: the wrappers are registered inside the backbone
         self.wrappers: dict[str, list[nn.Module]] = {}
         self.adapt(BASE_KINDS)
+        self.dtype = next(backbone.parameters()).dtype  # the backbone's, as loaded
+        self.router.dtype = None if self.dtype == torch.float32 else self.dtype
         self.hidden_size = families.projection_shape(self.base_modules("attention_output")[0])[1]
 
     def adapt(self, kinds: tuple[str, ...]) -> None:
@@ -149,8 +152,8 @@ class AdaptedModel(nn.Module):
             self.adapt(method.needs(adapter, self))
             modules = method.build(adapter, self)
         head = TaskHead(self.hidden_size, num_outputs, dropout, pooling=self.family.pooling)
-        task = TaskModules(modules, head)
-        self.tasks[name] = task.to(next(self.backbone.parameters()).device)
+        task = TaskModules(modules, head)  # fp32, whatever the backbone's dtype (copies too)
+        self.tasks[name] = task.to(next(self.backbone.parameters()).device, torch.float32)
         return task
 
     def remove_task(self, name: str) -> None:
@@ -219,8 +222,22 @@ class AdaptedModel(nn.Module):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:  # DistilBERT takes no token_type_ids
             inputs["token_type_ids"] = token_type_ids
-        hidden = self.backbone(**inputs).last_hidden_state  # [B, T, d]
-        return self._task(self.router.name).head(hidden, attention_mask)
+        with self.low_precision(input_ids.device):
+            hidden = self.backbone(**inputs).last_hidden_state  # [B, T, d]
+        return self._task(self.router.name).head(hidden.float(), attention_mask)
+
+    def upcast(self) -> None:
+        """Make a low-precision backbone fp32, for a baseline that trains its weights (whose
+        master copy must be fp32): it starts from the same values."""
+        self.backbone.float()
+        self.dtype, self.router.dtype = torch.float32, None
+
+    def low_precision(self, device: torch.device) -> Any:
+        """For a backbone loaded in bf16 or fp16: autocast in its dtype, so that the fp32 task
+        modules meet it in its precision (nothing for an fp32 backbone)."""
+        if self.router.dtype is None:
+            return nullcontext()
+        return torch.autocast(device.type, dtype=self.dtype)
 
     def trainable_parameters(self, name: str) -> list[nn.Parameter]:
         """Task ``name``'s parameters, found by visiting its TaskModules (never by name)."""

@@ -3,7 +3,8 @@
 The fingerprint is a sha256 over every weight tensor's name, dtype, shape and bytes, so a backbone
 that differs in a single weight gets a different fingerprint. Wrapping sites for adapters adds a
 ``.base`` segment to parameter names; the fingerprint ignores it, so it is the same before and
-after injection.
+after injection. It is taken over the weights as loaded, in the workspace's backbone dtype
+(``init --backbone-dtype``): those are what every task computes with.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class LoadedBackbone:
     model: Any  # transformers PreTrainedModel, eval mode, requires_grad False
     tokenizer: Any
     fingerprint: str
+    dtype: str = "float32"  # what its weights were loaded in (torch's name)
+    pad: str = "own"  # "own" pad token, or "eos": padded with the end-of-text token
 
 
 def resolve(identity: str) -> str:
@@ -41,8 +44,11 @@ def resolve(identity: str) -> str:
     return identity
 
 
-def load(identity: str) -> LoadedBackbone:
-    """Load the backbone and tokenizer, frozen and in eval mode."""
+def load(identity: str, dtype: str = "float32") -> LoadedBackbone:
+    """Load the backbone and tokenizer, frozen and in eval mode, its weights in ``dtype``
+    (torch's name) whatever the checkpoint stores: transformers reads each weight into a
+    tensor of that dtype, so a bf16 backbone never has an fp32 copy in memory."""
+    import torch
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -52,7 +58,9 @@ def load(identity: str) -> LoadedBackbone:
     local = Path(source).is_dir()
     try:
         # safetensors only: a backbone shipped as a pickle (pytorch_model.bin) is refused.
-        model = AutoModel.from_pretrained(source, local_files_only=local, use_safetensors=True)
+        model = AutoModel.from_pretrained(
+            source, local_files_only=local, use_safetensors=True, dtype=getattr(torch, dtype)
+        )
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
     except (OSError, ValueError) as exc:
         raise BackboneError(
@@ -62,22 +70,24 @@ def load(identity: str) -> LoadedBackbone:
         ) from exc
     model.eval()
     model.requires_grad_(False)
-    with_pad_token(tokenizer, identity)
-    return LoadedBackbone(identity, model, tokenizer, fingerprint(model))
+    pad = with_pad_token(tokenizer, identity)
+    return LoadedBackbone(identity, model, tokenizer, fingerprint(model), dtype, pad)
 
 
-def with_pad_token(tokenizer: Any, identity: str) -> None:
+def with_pad_token(tokenizer: Any, identity: str) -> str:
     """Decoders' tokenizers often have no pad token: batches are padded with the end-of-text
     token then (always the same rule, so every run pads alike; the head reads the last real
-    token, so what pads the batch does not reach it); a tokenizer with neither is refused."""
+    token, so what pads the batch does not reach it); a tokenizer with neither is refused.
+    Returns the rule used: "own" or "eos"."""
     if tokenizer.pad_token is not None:
-        return
+        return "own"
     if tokenizer.eos_token is None:
         raise BackboneError(
             f"backbone {identity!r}: its tokenizer has no pad token and no end-of-text token to "
             "pad with: save the tokenizer with a pad_token"
         )
     tokenizer.pad_token = tokenizer.eos_token
+    return "eos"
 
 
 def fingerprint(model: Any) -> str:
@@ -109,6 +119,7 @@ def describe(loaded: LoadedBackbone) -> dict[str, Any]:
         "identity": loaded.identity,
         "model_type": str(getattr(config, "model_type", "unknown")),
         "fingerprint": loaded.fingerprint,
+        "dtype": loaded.dtype,
         "hidden_size": int(getattr(config, "hidden_size", getattr(config, "dim", 0))),
         "num_layers": int(getattr(config, "num_hidden_layers", getattr(config, "n_layers", 0))),
         "num_parameters": sum(p.numel() for p in loaded.model.parameters()),

@@ -28,6 +28,9 @@ class Router:
         self.name: str | None = None
         self.task: Routed | None = None
         self.prefix: Any = None  # a PrefixCache while a task trains with its prefix kept
+        # A backbone loaded in low precision: what the sites hand on is in its dtype, whatever
+        # the fp32 task modules computed (None: an fp32 backbone, nothing is cast).
+        self.dtype: Any = None
 
 
 class _Transparent(nn.Module):
@@ -55,7 +58,10 @@ class SiteWrapper(_Transparent):
     def forward(self, x: Tensor) -> Tensor:
         task = self.router.task
         hook = None if task is None else task.hooks.get(self.site)
-        return self.base(x) if hook is None else hook(x, self.base)
+        if hook is None:
+            return self.base(x)
+        out = hook(x, self.base)
+        return out if self.router.dtype is None else out.to(self.router.dtype)
 
 
 class LayerWrapper(_Transparent):

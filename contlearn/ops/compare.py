@@ -189,6 +189,7 @@ def build_results(ledger: Ledger, comparison_id: int) -> dict[str, Any]:
             "identity": bb.identity,
             "fingerprint": bb.fingerprint,
             "num_parameters": bb.num_parameters,
+            "dtype": bb.dtype,
         },
         "tasks": [{"name": t.name, "position": t.position, "metric": t.metric} for t in tasks],
         "methods": methods,

@@ -45,6 +45,10 @@ class ModelContext:
     loaded: dict[str, str] = field(default_factory=dict)  # task -> weights sha256 in memory
     world: World = SINGLE  # the processes that train one task together (rank 0 records)
 
+    def precision(self, spec: str) -> str:
+        """The training precision ``spec`` resolves to on this device, with this backbone."""
+        return devices.resolve_precision(spec, self.device, self.backbone.dtype)
+
     def check_backbone(self) -> None:
         """The backbone in memory still matches the ledger (nothing trained it by accident)."""
         recorded = self.ledger.backbone()
@@ -102,7 +106,7 @@ def load_recorded_backbone(ledger: Ledger) -> bb.LoadedBackbone:
     recorded = ledger.backbone()
     if recorded is None:
         raise BackboneError("the ledger records no backbone: recreate the workspace with init")
-    loaded = bb.load(recorded.identity)
+    loaded = bb.load(recorded.identity, recorded.dtype)
     bb.check_same(recorded.fingerprint, loaded.fingerprint, recorded.identity)
     return loaded
 
@@ -114,6 +118,9 @@ def open_context(
     (``auto``: CUDA if there is one, else MPS, else the CPU); one process of ``world``."""
     target = devices.resolve(device)
     devices.prepare(target)
+    recorded = ledger.backbone()
+    if recorded is not None:  # a low-precision backbone needs a device that computes in it
+        devices.check_backbone_dtype(devices.short_dtype(recorded.dtype), target)
     loaded = load_recorded_backbone(ledger)
     model = AdaptedModel(loaded.model, layout=described_layout(store)).to(target)
     return ModelContext(ledger, store, loaded, model, target, world=world)

@@ -40,6 +40,7 @@ def run_sequence(
         remove_checkpoint(store, comparison_id)
         return
     ctx = open_context(ledger, store, device)  # a backbone copy this baseline may change
+    ctx.model.upcast()  # trained weights are fp32, whatever the workspace's backbone dtype
     _restore(ctx, settings, comparison_id, [t for t in tasks if t.id in done])
     for i, task in enumerate(tasks):
         if task.id in done:

@@ -23,16 +23,24 @@ from .runs import is_abandoned
 
 
 def create_workspace(
-    root: Path, backbone: str, db: str | None, layout: dict[str, str] | None = None
+    root: Path,
+    backbone: str,
+    db: str | None,
+    layout: dict[str, str] | None = None,
+    dtype: str = "fp32",
 ) -> str | None:
-    """Load and fingerprint the backbone, create the ledger, then write ``tasks.toml``; returns
-    how the backbone's family was found when its model type did not say (else None)."""
+    """Load and fingerprint the backbone (its weights in ``dtype``: fp32, bf16 or fp16, which
+    this machine's device (auto) must compute in), create the ledger, then write
+    ``tasks.toml``; returns how the backbone's family was found when its model type did not say
+    (else None)."""
+    from .. import devices
     from ..model import backbone as bb
     from ..model.adapted import AdaptedModel
     from ..model.families import from_layout
 
     described = from_layout(layout) if layout else None
-    loaded = bb.load(backbone)
+    dtype = devices.check_backbone_dtype(dtype, devices.resolve("auto"))
+    loaded = bb.load(backbone, dtype)
     note = AdaptedModel(loaded.model, layout=described).note  # refused before writing
     identity = backbone if backbone == bb.DEFAULT_BACKBONE else bb.resolve(backbone)
     loaded.identity = identity

@@ -29,10 +29,14 @@ SETTINGS = TRAIN_KEYS + ADAPTER_KEYS
 
 
 def check_overrides(
-    defaults: WorkspaceConfig, overrides: dict[str, Any], device: str | None = None
+    defaults: WorkspaceConfig,
+    overrides: dict[str, Any],
+    device: str | None = None,
+    backbone: str = "float32",
 ) -> str:
     """Refuse an unknown setting, an invalid value, a device this machine lacks or a precision
-    it cannot do, before anything loads or is recorded; returns the device to train on."""
+    it cannot do (with a backbone loaded in ``backbone``), before anything loads or is
+    recorded; returns the device to train on."""
     unknown = sorted(set(overrides) - set(SETTINGS))
     if unknown:
         raise UnknownSetting(
@@ -47,10 +51,13 @@ def check_overrides(
         )
     method_config(defaults.adapter, {}, overrides)
     device = device or defaults.device
-    if device != "auto" or train.precision != "auto":
+    if device != "auto" or train.precision != "auto" or backbone != "float32":
         from .. import devices
 
-        devices.resolve_precision(train.precision, devices.resolve(device))
+        target = devices.resolve(device)
+        if backbone != "float32":
+            devices.check_backbone_dtype(devices.short_dtype(backbone), target)
+        devices.resolve_precision(train.precision, target, backbone)
     return device
 
 

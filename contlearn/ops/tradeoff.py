@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from .. import devices
 from ..artifacts import ArtifactStore
 from ..config import TrainConfig, WorkspaceConfig, with_overrides
 from ..errors import ConfigError, ContlearnError
@@ -170,7 +169,7 @@ def tradeoff(
     unknown = sorted(set(overrides) - set(TRAIN_KEYS))
     if unknown:
         raise ConfigError(f"tradeoff takes the training budget only, not {unknown[0]!r}")
-    device = check_overrides(defaults, overrides, device)
+    device = check_overrides(defaults, overrides, device, ledger.backbone().dtype)
     task = ledger.task(name)
     points = _grid(grid, ledger.backbone().num_layers)
     configs = [
@@ -272,7 +271,7 @@ class _Trainer:
         from .train_task import fit_task
 
         adapter = get_method(point.method).config(config["adapter"])
-        train = replace(train, precision=devices.resolve_precision(train.precision, ctx.device))
+        train = replace(train, precision=ctx.precision(train.precision))
         try:
             outcome = fit_task(
                 ctx, self.task, run_id, train, adapter, self.progress, self.on_estimate
@@ -288,7 +287,7 @@ class _Trainer:
         from .evaluate import evaluate_task
         from .full_finetune import fine_tune
 
-        train = replace(train, precision=devices.resolve_precision(train.precision, ctx.device))
+        train = replace(train, precision=ctx.precision(train.precision))
         result = fine_tune(
             ctx, {self.task.name: train}, self.task, train, self.progress, self.on_estimate
         )

@@ -42,7 +42,7 @@ def train_pending(
 
     Under ``torchrun`` every process of the world calls this: rank 0 claims each task and
     records it, the others train beside it and return nothing."""
-    device = check_overrides(defaults, overrides, device)
+    device = check_overrides(defaults, overrides, device, _backbone_dtype(ledger))
     world = world_from_environment()
     if world.distributed:
         return _train_distributed(
@@ -131,7 +131,7 @@ def retrain(
     """Train task ``name`` again, a new adapter from scratch. The new run becomes the task's
     current one only if it succeeds, its verification of every other trained task included;
     until then, and if it fails, the run before it serves the task."""
-    device = check_overrides(defaults, overrides, device)
+    device = check_overrides(defaults, overrides, device, _backbone_dtype(ledger))
     task, run_id, current = ledger.claim_retrain(name, _claim(), is_abandoned)
     ctx = _open_and_load(ledger, store, device, run_id, None)
     ctx.model.remove_task(task.name)  # the current version; the new run builds its own
@@ -193,3 +193,8 @@ def _open_and_load(
             record_failure(ledger, run_id, exc, task_status=task_status)
         raise
     return ctx
+
+
+def _backbone_dtype(ledger: Ledger) -> str:
+    recorded = ledger.backbone()
+    return recorded.dtype if recorded is not None else "float32"

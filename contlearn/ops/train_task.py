@@ -84,13 +84,13 @@ def _configs(ctx: ModelContext, defaults, task: TaskRecord, overrides: dict) -> 
     """The run's training and method configs, the precision resolved on the context's device
     (a run records what it used, never "auto")."""
     train_cfg, adapter_cfg = task_configs(defaults, task, overrides)
-    precision = devices.resolve_precision(train_cfg.precision, ctx.device)
-    return replace(train_cfg, precision=precision), adapter_cfg
+    return replace(train_cfg, precision=ctx.precision(train_cfg.precision)), adapter_cfg
 
 
 def _made_with(ctx: ModelContext, adapter: Any) -> dict[str, str]:
-    """The method and backbone family by name, so that a later release loads them by name."""
-    return {"method": adapter.method, "family": ctx.model.family.name}
+    """The method and backbone family by name, so that a later release loads them by name, and
+    how batches were padded (the tokenizer's own pad token, or its end-of-text token)."""
+    return {"method": adapter.method, "family": ctx.model.family.name, "pad": ctx.backbone.pad}
 
 
 def _run_config(ctx: ModelContext, train: TrainConfig, adapter: Any) -> dict[str, Any]:
@@ -99,7 +99,7 @@ def _run_config(ctx: ModelContext, train: TrainConfig, adapter: Any) -> dict[str
             **_made_with(ctx, adapter),
             "train": asdict(train),
             "adapter": asdict(adapter),
-            "canonical_eval": {"batch_size": CANONICAL_BATCH_SIZE, "dtype": "float32"},
+            "canonical_eval": {"batch_size": CANONICAL_BATCH_SIZE, "dtype": ctx.backbone.dtype},
             "device": {"type": ctx.device.type, "model": devices.device_model(ctx.device)},
             **_distributed(ctx, train),
             "backbone": ctx.backbone.identity,
@@ -213,7 +213,11 @@ def artifact_config(
         "text_fields": task.text_fields,
         "metrics": task.metrics,
         "num_outputs": task.num_outputs,
-        "backbone": {"identity": ctx.backbone.identity, "fingerprint": ctx.backbone.fingerprint},
+        "backbone": {
+            "identity": ctx.backbone.identity,
+            "fingerprint": ctx.backbone.fingerprint,
+            "dtype": ctx.backbone.dtype,
+        },
         "versions": library_versions(),
     }
 

@@ -84,6 +84,8 @@ def overview(results: dict) -> list[tuple[str, str]]:
     fingerprint = str(backbone.get("fingerprint", ""))[:12]
     params = backbone.get("num_parameters")
     size = f", {params:,} parameters" if isinstance(params, int) else ""
+    if backbone.get("dtype", "float32") != "float32":
+        size += f", loaded in {backbone['dtype']}"
     tasks = " → ".join(
         f"{task.get('position', i + 1)}. {task['name']} ({task.get('metric', '?')})"
         for i, task in enumerate(results["tasks"])

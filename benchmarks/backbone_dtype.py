@@ -1,0 +1,137 @@
+"""Loading a backbone in bf16 (``init --backbone-dtype bf16``) against fp32: the memory it takes
+while loading and once loaded, and a Houlsby training step on this CPU. A BERT-base-shape model
+(random weights, 110M parameters, stored in fp32 safetensors) is loaded in a fresh process per
+dtype; a thread samples the process's resident memory (VmRSS: allocated tensors and the mapped
+checkpoint's pages alike) every 2 ms to find its peak while loading.
+
+Example:
+    python benchmarks/backbone_dtype.py
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12}
+BATCH, LENGTH, STEPS = 8, 128, 3
+
+
+def save_backbone(folder: Path) -> None:
+    import torch
+    from transformers import AutoModel, BertConfig, BertTokenizerFast
+
+    from tests.conftest import tiny_vocab
+
+    torch.manual_seed(0)
+    (folder / "vocab.txt").write_text("\n".join(tiny_vocab()) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    AutoModel.from_config(BertConfig(**BASE, intermediate_size=3072)).save_pretrained(folder)
+
+
+def rss_mb(field: str = "VmRSS") -> float:
+    """The process's resident memory (anonymous and mapped file pages) in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(folder: str, dtype: str, precision: str) -> dict:
+    """In this process: load the backbone in ``dtype``, then time a training step in
+    ``precision``."""
+    import torch
+
+    from contlearn.config import TrainConfig
+    from contlearn.model.adapted import AdaptedModel
+    from contlearn.model.backbone import load
+    from contlearn.model.methods.registry import get_method
+    from contlearn.train.batching import Encoded
+    from contlearn.train.loop import optimizer_step
+
+    torch.set_num_threads(torch.get_num_threads())
+    fields = ("RssAnon", "VmRSS")
+    before = {f: rss_mb(f) for f in fields}
+    peak, done = dict.fromkeys(fields, 0.0), threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            for f in fields:
+                peak[f] = max(peak[f], rss_mb(f))
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=sample)
+    watcher.start()
+    loaded = load(folder, dtype)
+    done.set()
+    watcher.join()
+    after = {f: rss_mb(f) - before[f] for f in fields}
+    weights = sum(t.numel() * t.element_size() for t in loaded.model.state_dict().values())
+    model = AdaptedModel(loaded.model)
+    model.add_task("t", num_outputs=2, adapter=get_method("houlsby").config({}))
+    model.activate("t")
+    model.train()
+    ids = [[5 + (i * 7 + j) % 90 for j in range(LENGTH)] for i in range(BATCH)]
+    config = TrainConfig(batch_size=BATCH, epochs=1000, precision=precision)
+    params = model.trainable_parameters("t")
+    step = optimizer_step(
+        model, params, Encoded(ids, None, 0), [0] * BATCH, config, "classification"
+    )
+    every = list(range(BATCH))
+    step(every)
+    start = time.perf_counter()
+    for _ in range(STEPS):
+        step(every)
+    return {
+        "dtype": dtype,
+        "precision": precision,
+        "weights_mb": weights / 2**20,
+        "anon_peak_mb": peak["RssAnon"] - before["RssAnon"],
+        "anon_after_mb": after["RssAnon"],
+        "rss_peak_mb": peak["VmRSS"] - before["VmRSS"],
+        "rss_after_mb": after["VmRSS"],
+        "step_s": (time.perf_counter() - start) / STEPS,
+    }
+
+
+def main() -> int:
+    if len(sys.argv) == 4:  # a measuring child
+        print(json.dumps(measure(*sys.argv[1:])))
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        save_backbone(Path(tmp))
+        rows = []
+        for dtype, precision in (("float32", "fp32"), ("float32", "bf16"), ("bfloat16", "bf16")):
+            child = [sys.executable, __file__, tmp, dtype, precision]
+            out = subprocess.run(child, capture_output=True, text=True, check=True).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
+    fp32 = rows[0]
+    print(f"BERT-base shape, Houlsby step at batch {BATCH} x {LENGTH} tokens, this CPU")
+    print("MB added by loading: anonymous memory (allocated tensors) and resident memory (also")
+    print("the checkpoint's mapped pages, which fp32 weights are read from without a copy).")
+    print()
+    print(
+        "| backbone dtype | training precision | weights | anonymous peak | anonymous after "
+        "| resident peak | resident after | step s | step vs fp32 |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['dtype']} | {r['precision']} | {r['weights_mb']:.0f} | "
+            f"{r['anon_peak_mb']:.0f} | {r['anon_after_mb']:.0f} | "
+            f"{r['rss_peak_mb']:.0f} | {r['rss_after_mb']:.0f} | "
+            f"{r['step_s']:.2f} | {r['step_s'] / fp32['step_s']:.2f}x |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
