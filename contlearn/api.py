@@ -241,7 +241,7 @@ class Workspace:
     def plan_comparison(
         self,
         *,
-        methods: Sequence[str] = ("adapter", "full-finetune"),
+        methods: Sequence[str] = ("all",),
         device: str | None = None,
         **budget: Any,
     ) -> dict[str, Any]:
@@ -255,15 +255,17 @@ class Workspace:
     def compare(
         self,
         *,
-        methods: Sequence[str] = ("adapter", "full-finetune"),
+        methods: Sequence[str] = ("all",),
         progress: bool = False,
         on_estimate: Any = None,
         device: str | None = None,
         **budget: Any,
     ) -> dict[str, Any]:
-        """Adapters vs sequential full fine-tuning on the task sequence (resumable). ``budget``:
-        ``epochs``, ``max_train_examples``, ``batch_size``, ``max_length``, ``seed`` and
-        ``lr`` (the baseline's) override the settings taken from each task's adapter run."""
+        """Adapters vs the baselines on the task sequence (resumable): ``methods`` from
+        adapter, sequential, ewc, replay, joint, separate (``all``: every one that fits).
+        ``budget``: ``epochs``, ``max_train_examples``, ``batch_size``, ``max_length``,
+        ``seed`` and ``lr`` (the baselines') override the settings taken from each task's
+        adapter run."""
         from .ops.compare import compare
 
         return compare(

@@ -98,13 +98,33 @@ def recorded_train_config(recorded: dict[str, Any]) -> TrainConfig:
 
 @dataclass(frozen=True)
 class CompareConfig:
-    """Settings of the sequential full fine-tuning baseline (the rest is shared with adapters)."""
+    """Settings of the baselines (the rest is shared with adapters). Every baseline fine-tunes
+    the whole backbone with ``full_finetune_lr``. ``ewc_lambda``: the strength of EWC's
+    penalty; ``ewc_decay``: how much of the earlier tasks' Fisher information online EWC keeps
+    at each new task; ``fisher_examples``: training examples per task its Fisher is estimated
+    on. ``replay_buffer``: earlier training examples replay keeps (reservoir sampling);
+    ``replay_ratio``: replayed examples per example of the current task in each batch.
+    ``bootstrap_resamples``: resamples of the dev examples behind each confidence interval."""
 
     full_finetune_lr: float = 2e-5
+    ewc_lambda: float = 1e6
+    ewc_decay: float = 1.0
+    fisher_examples: int = 200
+    replay_buffer: int = 200
+    replay_ratio: float = 0.25
+    bootstrap_resamples: int = 1000
 
     def __post_init__(self) -> None:
         _check_types(self)
         _check(self.full_finetune_lr > 0, "full_finetune_lr must be > 0")
+        _check(self.ewc_lambda >= 0, f"ewc_lambda must be >= 0, got {self.ewc_lambda}")
+        _check(0 <= self.ewc_decay <= 1, f"ewc_decay must be in [0, 1], got {self.ewc_decay}")
+        _check(self.fisher_examples >= 1, "fisher_examples must be >= 1")
+        _check(self.replay_buffer >= 1, f"replay_buffer must be >= 1, got {self.replay_buffer}")
+        _check(
+            0 < self.replay_ratio <= 4, f"replay_ratio must be in (0, 4], got {self.replay_ratio}"
+        )
+        _check(self.bootstrap_resamples >= 100, "bootstrap_resamples must be >= 100")
 
 
 @dataclass(frozen=True)

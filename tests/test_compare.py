@@ -45,11 +45,11 @@ def test_adapter_matrix_comes_from_recorded_runs(three: Workspace) -> None:
 
 def test_full_finetune_sequence_records_every_evaluation(three: Workspace) -> None:
     three.train_next(all_tasks=True, epochs=1)
-    results = three.compare()
-    full = results["methods"]["full-finetune"]
+    results = three.compare(methods=("adapter", "sequential"))
+    full = results["methods"]["sequential"]
     cid = results["comparison_id"]
     runs = [r for r in three.ledger.runs(purpose="compare") if r.comparison_id == cid]
-    assert [r.method for r in runs] == ["full-finetune"] * 3
+    assert [r.method for r in runs] == ["sequential"] * 3
     assert all(r.config["family"] == "bert" for r in runs)
     assert all(r.status == "succeeded" for r in runs)
     evaluations = [e for r in runs for e in three.ledger.evaluations(run_id=r.id)]
@@ -81,11 +81,11 @@ def test_an_interrupted_comparison_resumes_from_the_last_finished_task(
 
     monkeypatch.setattr(finetune, "_train_and_evaluate", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
-        three.compare()
+        three.compare(methods=("adapter", "sequential"))
     (running,) = three.ledger.comparisons(status="running")
     assert checkpoint_path(three.store, running["id"]).is_file()
     monkeypatch.setattr(finetune, "_train_and_evaluate", real)
-    results = three.compare()
+    results = three.compare(methods=("adapter", "sequential"))
     assert results["comparison_id"] == running["id"]
     runs = [r for r in three.ledger.runs(purpose="compare") if r.comparison_id == running["id"]]
     by_task = [(three.ledger.task_by_id(r.task_id).name, r.status) for r in runs]
@@ -101,7 +101,7 @@ def test_cli_compare_writes_the_report_and_report_rebuilds_it(
     runner = CliRunner()
     result = runner.invoke(main, ["compare", "-w", str(three.root), "-q", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "adapter" in result.output and "full-finetune" in result.output
+    assert "adapter" in result.output and "sequential" in result.output
     assert "3/3" in result.output
     for name in ("report.md", "report.html", "report.json", "heatmaps.png", "curves.png"):
         assert (out / name).is_file(), name

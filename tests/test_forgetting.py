@@ -9,6 +9,9 @@ from contlearn.eval.forgetting import (
     backward_transfer,
     final_average,
     forgetting,
+    forgetting_avalanche,
+    forward_transfer,
+    intransigence,
     summarize,
     validate_matrix,
 )
@@ -59,6 +62,9 @@ def test_single_task_has_no_baseline():
         "bwt": None,
         "forgetting": None,
         "avg_incremental_acc": pytest.approx(0.7),
+        "forgetting_avalanche": None,
+        "fwt": None,
+        "intransigence": None,
     }
 
 
@@ -90,9 +96,25 @@ def test_entries_above_diagonal_are_ignored():
 
 def test_summarize():
     result = summarize(THREE_TASKS)
-    assert list(result) == ["acc", "bwt", "forgetting", "avg_incremental_acc"]
+    assert list(result) == [
+        "acc",
+        "bwt",
+        "forgetting",
+        "avg_incremental_acc",
+        "forgetting_avalanche",
+        "fwt",
+        "intransigence",
+    ]
     assert result == pytest.approx(
-        {"acc": 0.6, "bwt": -0.1, "forgetting": 0.2, "avg_incremental_acc": 1.75 / 3}
+        {
+            "acc": 0.6,
+            "bwt": -0.1,
+            "forgetting": 0.2,
+            "avg_incremental_acc": 1.75 / 3,
+            "forgetting_avalanche": 0.1,
+            "fwt": None,
+            "intransigence": None,
+        }
     )
 
 
@@ -126,3 +148,97 @@ def test_invalid_matrices_raise(R, message):
 
 def test_valid_matrix_passes():
     assert validate_matrix(THREE_TASKS) is None
+
+
+# New measures on THREE_TASKS (diagonal 0.5, 0.6, 0.9; final row 0.4, 0.5, 0.9):
+# Avalanche forgetting = ((0.5 - 0.4) + (0.6 - 0.5)) / 2 = 0.1 = -BWT.
+# FWT with reference [0.3, 0.4, 0.95] = ((0.6 - 0.4) + (0.9 - 0.95)) / 2 = 0.075.
+# Intransigence with joint [0.6, 0.7, 0.9] = ((0.6 - 0.5) + (0.7 - 0.6) + (0.9 - 0.9)) / 3 = 0.2/3.
+REFERENCE = [0.3, 0.4, 0.95]
+JOINT = [0.6, 0.7, 0.9]
+
+
+def test_forgetting_avalanche_is_minus_bwt_not_chaudhry():
+    assert forgetting_avalanche(THREE_TASKS) == pytest.approx(0.1)
+    assert forgetting_avalanche(THREE_TASKS) == pytest.approx(-backward_transfer(THREE_TASKS))
+    assert forgetting_avalanche(THREE_TASKS) != pytest.approx(forgetting(THREE_TASKS))
+    assert forgetting_avalanche(TWO_TASKS) == pytest.approx(0.2)
+    assert forgetting_avalanche([[0.7]]) is None
+
+
+def test_forgetting_avalanche_zero_is_positive_zero():
+    R = [[0.8, None], [0.8, 0.7]]
+    assert forgetting_avalanche(R) == 0.0
+    assert math.copysign(1.0, forgetting_avalanche(R)) == 1.0
+
+
+def test_forward_transfer_against_reference():
+    assert forward_transfer(THREE_TASKS, REFERENCE) == pytest.approx(0.075)
+    # reference[0] is unused: task 0 has no earlier task to transfer from.
+    assert forward_transfer(THREE_TASKS, [0.0, 0.4, 0.95]) == pytest.approx(0.075)
+    # TWO_TASKS: 0.9 - 0.5 = 0.4.
+    assert forward_transfer(TWO_TASKS, [0.5, 0.5]) == pytest.approx(0.4)
+    assert forward_transfer([[0.7]], [0.5]) is None
+    assert type(forward_transfer([[1, None], [0, 1]], [0, 0])) is float
+
+
+def test_intransigence_against_joint():
+    assert intransigence(THREE_TASKS, JOINT) == pytest.approx(0.2 / 3)
+    # T == 1 is defined: 0.9 - 0.7 = 0.2.
+    assert intransigence([[0.7]], [0.9]) == pytest.approx(0.2)
+    # A sequential learner above the joint model has negative intransigence: (0.7 - 0.8 + 0.8 -
+    # 0.9) / 2 = -0.1.
+    assert intransigence(TWO_TASKS, [0.7, 0.8]) == pytest.approx(-0.1)
+
+
+@pytest.mark.parametrize(
+    ("scores", "message"),
+    [
+        ([0.5, 0.5], " has 2 scores for 3 tasks"),
+        ([0.5, 0.5, 0.5, 0.5], " has 4 scores for 3 tasks"),
+        ([0.5, math.nan, 0.5], r"\[1\] must be a finite number"),
+        ([0.5, 0.5, math.inf], r"\[2\] must be a finite number"),
+        ([None, 0.5, 0.5], r"\[0\] must be a finite number"),
+        ([0.5, "0.5", 0.5], r"\[1\] must be a finite number"),
+        ([0.5, True, 0.5], r"\[1\] must be a finite number"),
+    ],
+)
+def test_reference_and_joint_errors(scores, message):
+    with pytest.raises(ValueError, match="reference" + message):
+        forward_transfer(THREE_TASKS, scores)
+    with pytest.raises(ValueError, match="joint" + message):
+        intransigence(THREE_TASKS, scores)
+    with pytest.raises(ValueError, match="reference" + message):
+        summarize(THREE_TASKS, reference=scores)
+    with pytest.raises(ValueError, match="joint" + message):
+        summarize(THREE_TASKS, joint=scores)
+
+
+def test_new_measures_validate_the_matrix():
+    for measure in (
+        forgetting_avalanche,
+        lambda R: forward_transfer(R, [0.5, 0.5]),
+        lambda R: intransigence(R, [0.5, 0.5]),
+    ):
+        with pytest.raises(ValueError, match=r"R\[1\]\[0\]"):
+            measure([[0.8, None], [None, 0.9]])
+
+
+def test_summarize_with_reference_and_joint():
+    result = summarize(THREE_TASKS, reference=REFERENCE, joint=JOINT)
+    assert list(result) == list(summarize(THREE_TASKS))
+    assert result == pytest.approx(
+        {
+            "acc": 0.6,
+            "bwt": -0.1,
+            "forgetting": 0.2,
+            "avg_incremental_acc": 1.75 / 3,
+            "forgetting_avalanche": 0.1,
+            "fwt": 0.075,
+            "intransigence": 0.2 / 3,
+        }
+    )
+    assert summarize(THREE_TASKS, joint=JOINT)["fwt"] is None
+    assert summarize(THREE_TASKS, reference=REFERENCE)["intransigence"] is None
+    assert summarize([[0.7]], reference=[0.5], joint=[0.9])["fwt"] is None
+    assert summarize([[0.7]], reference=[0.5], joint=[0.9])["intransigence"] == pytest.approx(0.2)

@@ -149,7 +149,7 @@ def written(tmp_path_factory):
 
 def test_writes_every_file(written):
     results, paths, out = written
-    expected = {"md", "html", "json", "heatmaps", "curves", "costs"}
+    expected = {"md", "html", "json", "heatmaps", "curves", "costs", "storage"}
     assert set(paths) == expected | {"csv_adapter", "csv_full-finetune"}
     assert paths["csv_full-finetune"].name == "matrix_full-finetune.csv"
     assert all(path.is_file() and path.parent == out for path in paths.values())
@@ -225,7 +225,7 @@ def test_html_is_balanced_and_self_contained(written):
     _, paths, _ = written
     text = paths["html"].read_text()
     check_html(text)
-    assert text.count("data:image/png;base64,") == 3
+    assert text.count("data:image/png;base64,") == 4
     assert ".png" not in text.replace("data:image/png", "")
     assert "BWT = 1/(T−1) Σ_{j&lt;T} (R[T][j] − R[j][j])" in text
 
@@ -256,7 +256,16 @@ def test_single_task_single_method_regression_metric(tmp_path):
     md = paths["md"].read_text()
     assert "| Sequential full fine-tuning | -0.2500 | n/a (one task) | n/a (one task) |" in md
     assert "with one task there is no earlier task to forget" in md
-    assert set(paths) == {"md", "html", "json", "heatmaps", "curves", "costs", "csv_full-finetune"}
+    assert set(paths) == {
+        "md",
+        "html",
+        "json",
+        "heatmaps",
+        "curves",
+        "costs",
+        "storage",
+        "csv_full-finetune",
+    }
     check_html(paths["html"].read_text())
     assert paths["csv_full-finetune"].read_text() == "after_task,stsb\nstsb,-0.25\n"
     assert json.loads(paths["json"].read_text()) == results

@@ -31,9 +31,10 @@ SETTINGS_SHOWN += ("precision",)
 @main.command()
 @click.option(
     "--methods",
-    default="adapter,full-finetune",
+    default="all",
     show_default=True,
-    help="Comma-separated: adapter, full-finetune.",
+    help="Comma-separated: adapter, sequential, ewc, replay, joint, separate; or all (every "
+    "one that fits the sequence). Their settings: [compare] in tasks.toml.",
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder.")
 @budget_options
@@ -51,19 +52,20 @@ def compare(
     as_json: bool,
     **budget: Any,
 ) -> None:
-    """Compare adapters with sequential full fine-tuning on the same task sequence.
+    """Compare adapters with the baselines on the same task sequence: sequential full
+    fine-tuning, EWC, experience replay, joint multi-task training and separate models.
 
     Adapters reuse the runs of train-next (every task must be trained: run
-    `contlearn train-next --all` first). Full fine-tuning trains one backbone copy on each
-    task in turn, with each task's adapter-run settings unless the budget options say
-    otherwise, and evaluates every earlier task after each; it prints the settings first. An
-    interrupted comparison resumes from the last finished task. Writes report.md/html/json,
-    CSVs and PNGs.
+    `contlearn train-next --all` first). The baselines fine-tune the whole backbone with each
+    task's adapter-run settings unless the budget options say otherwise (printed first); the
+    sequential ones evaluate every earlier task after each. An interrupted comparison resumes
+    per method from the last finished task. Reports ACC, BWT, forgetting, FWT and
+    intransigence with 95% bootstrap intervals; writes report.md/html/json, CSVs and PNGs.
 
     \b
     Example:
         contlearn compare --epochs 1 --max-train-examples 1000
-        contlearn compare --methods adapter --out ./report
+        contlearn compare --methods adapter,sequential,ewc,replay --out ./report
     """
     ws = open_workspace(workspace, db)
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
@@ -86,13 +88,13 @@ def _setting(value: Any) -> str:
 
 
 def _print_plan(planned: dict[str, Any]) -> None:
-    if "full-finetune" not in planned["methods"]:
+    if planned["methods"] == ["adapter"]:
         return
     rows = [
         {"task": name, **{k: _setting(values[k]) for k in SETTINGS_SHOWN}}
         for name, values in planned["config"]["full_finetune"].items()
     ]
-    note("full fine-tuning settings (from each task's adapter run, budget options applied):")
+    note("baseline settings (from each task's adapter run, budget options applied):")
     note(format_table(rows, ["task", *SETTINGS_SHOWN]))
 
 

@@ -58,13 +58,61 @@ def average_incremental_accuracy(R: Matrix) -> float:
     return _mean([_mean(row) for row in _lower_triangle(R)])
 
 
-def summarize(R: Matrix) -> dict[str, float | None]:
-    """All measures by name: acc, bwt, forgetting, avg_incremental_acc."""
+def forgetting_avalanche(R: Matrix) -> float | None:
+    """Avalanche's forgetting = (1/(T-1)) sum_{j<T-1} (R[j][j] - R[T-1][j]).
+
+    The score right after training task j minus its final score. For a full (lower-triangular)
+    matrix this equals -BWT; it differs from Chaudhry's :func:`forgetting`, which measures from
+    the best score before the last task. None when T == 1.
+    """
+    rows = _lower_triangle(R)
+    last = rows[-1]
+    drops = [rows[j][j] - last[j] for j in range(len(rows) - 1)]
+    return _mean(drops) if drops else None
+
+
+def forward_transfer(R: Matrix, reference: Sequence[float]) -> float | None:
+    """FWT against a reference = (1/(T-1)) sum_{j>=1} (R[j][j] - reference[j]).
+
+    The "reference" variant, for when no evaluation of a task before its own training exists:
+    ``reference[j]`` is a stated score for task j (a model fine-tuned on task j alone, or the
+    majority-class score), compared with task j's score right after sequential training.
+    Positive when earlier tasks helped. ``reference[0]`` is checked but unused; None when T == 1.
+    Raises ValueError if ``len(reference) != T`` or an entry is not a finite number.
+    """
+    rows = _lower_triangle(R)
+    ref = _per_task(reference, len(rows), "reference")
+    gains = [rows[j][j] - ref[j] for j in range(1, len(rows))]
+    return _mean(gains) if gains else None
+
+
+def intransigence(R: Matrix, joint: Sequence[float]) -> float:
+    """Intransigence (Chaudhry et al. 2018) = (1/T) sum_j (joint[j] - R[j][j]).
+
+    How far each task's score right after its own training falls short of the multi-task
+    (joint) model's score ``joint[j]``: the inability to learn new tasks. Raises ValueError if
+    ``len(joint) != T`` or an entry is not a finite number.
+    """
+    rows = _lower_triangle(R)
+    ref = _per_task(joint, len(rows), "joint")
+    return _mean([ref[j] - rows[j][j] for j in range(len(rows))])
+
+
+def summarize(
+    R: Matrix,
+    reference: Sequence[float] | None = None,
+    joint: Sequence[float] | None = None,
+) -> dict[str, float | None]:
+    """All measures by name: acc, bwt, forgetting, avg_incremental_acc, forgetting_avalanche,
+    and fwt / intransigence (None unless ``reference`` / ``joint`` is given)."""
     return {
         "acc": final_average(R),
         "bwt": backward_transfer(R),
         "forgetting": forgetting(R),
         "avg_incremental_acc": average_incremental_accuracy(R),
+        "forgetting_avalanche": forgetting_avalanche(R),
+        "fwt": None if reference is None else forward_transfer(R, reference),
+        "intransigence": None if joint is None else intransigence(R, joint),
     }
 
 
@@ -85,9 +133,19 @@ def _lower_triangle(R: Matrix) -> list[list[float]]:
 
 
 def _entry(R: Matrix, i: int, j: int) -> float:
-    value = R[i][j]
+    return _finite(R[i][j], f"R[{i}][{j}]")
+
+
+def _per_task(values: Sequence[float], size: int, name: str) -> list[float]:
+    """``values`` as floats, after checking there is one finite number per task."""
+    if len(values) != size:
+        raise ValueError(f"{name} has {len(values)} scores for {size} tasks")
+    return [_finite(value, f"{name}[{j}]") for j, value in enumerate(values)]
+
+
+def _finite(value: object, name: str) -> float:
     if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value):
-        raise ValueError(f"R[{i}][{j}] must be a finite number, got {value!r}")
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 
 

@@ -258,16 +258,21 @@ class Ledger:
                 query = query.where(RunRow.task_id == task_id)
             return [_record(RunRecord, r) for r in s.scalars(query)]
 
-    def finished_comparison_runs(self, comparison_id: int) -> dict[int, RunRecord]:
-        """The comparison's succeeded training runs, by task id (the last one per task)."""
+    def finished_comparison_runs(
+        self, comparison_id: int, methods: set[str] | None = None
+    ) -> dict[int, RunRecord]:
+        """The comparison's succeeded training runs (of ``methods``, if given), by task id (the
+        last one per task)."""
         with self.session() as s:
-            rows = s.scalars(
+            query = (
                 select(RunRow)
                 .where(RunRow.purpose == "compare", RunRow.comparison_id == comparison_id)
                 .where(RunRow.status == "succeeded")
                 .order_by(RunRow.id)
             )
-            return {r.task_id: _record(RunRecord, r) for r in rows}
+            if methods is not None:
+                query = query.where(RunRow.method.in_(sorted(methods)))
+            return {r.task_id: _record(RunRecord, r) for r in s.scalars(query)}
 
     def finish_run(
         self,

@@ -1,11 +1,13 @@
-"""``compare``: the same ordered tasks trained two ways, side by side.
+"""``compare``: the same ordered tasks learned several ways, side by side.
 
 Adapters: the matrix comes from what ``train-next`` recorded (each task's post-train evaluation on
 the diagonal, the verifications of earlier tasks below it). Sequential full fine-tuning: one copy
 of the backbone is fine-tuned on task 1 with task 1's head, then task 2 with task 2's head, and so
 on; after each task every task so far is evaluated with its own head on the current backbone.
-Each finished task leaves a temporary checkpoint, so an interrupted comparison resumes from the
-last finished task; the checkpoints are removed when the comparison completes.
+EWC and replay are that sequence with a penalty or with earlier examples mixed in; joint trains
+one model on every task at once; separate fine-tunes one model per task (``ops/baselines``).
+Each finished task leaves a temporary checkpoint, so an interrupted comparison resumes per
+method from the last finished task; the checkpoints are removed when the comparison completes.
 """
 
 from __future__ import annotations
@@ -22,9 +24,18 @@ from ..ledger.records import RunRecord, TaskRecord
 from ..ledger.store import Ledger
 from .pace import Report
 
-ADAPTER, FULL = "adapter", "full-finetune"
-METHODS = (ADAPTER, FULL)
-LABELS = {ADAPTER: "Adapters (Houlsby, frozen backbone)", FULL: "Sequential full fine-tuning"}
+ADAPTER, FULL = "adapter", "sequential"
+EWC, REPLAY, JOINT, SEPARATE = "ewc", "replay", "joint", "separate"
+METHODS = (ADAPTER, FULL, EWC, REPLAY, JOINT, SEPARATE)
+ALIASES = {"full-finetune": FULL}  # the sequential baseline's name before the others existed
+LABELS = {
+    ADAPTER: "Adapters (frozen backbone)",
+    FULL: "Sequential full fine-tuning",
+    EWC: "EWC (online, sequential full fine-tuning)",
+    REPLAY: "Experience replay (sequential full fine-tuning)",
+    JOINT: "Joint multi-task training (all data at once)",
+    SEPARATE: "Separate models (one fine-tuned model per task)",
+}
 
 
 def trained_sequence(ledger: Ledger) -> list[TaskRecord]:
@@ -40,10 +51,19 @@ def trained_sequence(ledger: Ledger) -> list[TaskRecord]:
     return tasks
 
 
-def check_methods(methods: tuple[str, ...]) -> None:
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown or not methods:
-        raise ContlearnError(f"unknown method(s) {unknown}: choose from {', '.join(METHODS)}")
+def check_methods(methods: tuple[str, ...], task_count: int | None = None) -> tuple[str, ...]:
+    """The methods by their current names, in the order given (``all``: every method that fits
+    a sequence of ``task_count`` tasks); refuses an unknown one."""
+    if tuple(methods) == ("all",):
+        few = task_count is not None and task_count < 2  # nothing earlier to keep or replay
+        return tuple(m for m in METHODS if not (few and m in (EWC, REPLAY, JOINT)))
+    named = tuple(dict.fromkeys(ALIASES.get(m, m) for m in methods))
+    unknown = sorted(set(named) - set(METHODS))
+    if unknown or not named:
+        raise ContlearnError(
+            f"unknown method(s) {unknown}: choose from {', '.join(METHODS)}, or all"
+        )
+    return named
 
 
 BUDGET_KEYS = (
@@ -65,25 +85,64 @@ def plan(
     device: str | None = None,
 ) -> dict[str, Any]:
     """What a comparison will run, before it runs: the tasks in order, the adapter run it
-    reuses for each, and each task's full fine-tuning settings (``overrides`` applied: the
-    budget, and ``lr`` for the baseline's learning rate)."""
-    check_methods(methods)
+    reuses for each, each task's full fine-tuning settings (``overrides`` applied: the
+    budget, and ``lr`` for the baselines' learning rate), the baselines' own settings and
+    each task's dev targets (for the confidence intervals)."""
     unknown = sorted(set(overrides or {}) - set(BUDGET_KEYS))
     if unknown:
         raise UnknownSetting(
             f"unknown comparison setting {unknown[0]!r}: use one of {', '.join(BUDGET_KEYS)}"
         )
     tasks = trained_sequence(ledger)
+    every = tuple(methods) == ("all",)
+    methods = check_methods(methods, len(tasks))
     runs = {t.name: ledger.trained_run(t.id) for t in tasks}
     configs = {t.name: full_finetune_config(runs[t.name], settings, overrides) for t in tasks}
+    if every and settings.replay_buffer > _earlier_rows(tasks, configs):
+        methods = tuple(m for m in methods if m != REPLAY)  # replay does not fit: too few
     if device is not None:  # the baseline's precision must be one the device can do
         configs = _resolved(configs, device)
     full = {name: asdict(config) for name, config in configs.items()}
-    return {
-        "methods": list(methods),
-        "task_names": [t.name for t in tasks],
-        "config": {"full_finetune": full, "adapter_runs": {n: r.id for n, r in runs.items()}},
-    }
+    config = {"full_finetune": full, "adapter_runs": {n: r.id for n, r in runs.items()}}
+    config["baselines"] = baseline_settings(methods, settings, tasks, configs)
+    config["dev_targets"] = {t.name: dev_targets(t) for t in tasks}
+    return {"methods": list(methods), "task_names": [t.name for t in tasks], "config": config}
+
+
+def baseline_settings(methods, settings: CompareConfig, tasks, configs) -> dict[str, Any]:
+    """The settings of the chosen baselines that have any, checked against the tasks."""
+    chosen: dict[str, Any] = {"bootstrap": {"resamples": settings.bootstrap_resamples, "seed": 0}}
+    if EWC in methods:
+        chosen[EWC] = {
+            "lambda": settings.ewc_lambda,
+            "decay": settings.ewc_decay,
+            "fisher_examples": settings.fisher_examples,
+        }
+    if REPLAY in methods:
+        earlier = _earlier_rows(tasks, configs)
+        if settings.replay_buffer > earlier:
+            raise ContlearnError(
+                f"replay_buffer {settings.replay_buffer} is larger than the earlier tasks' "
+                f"{earlier} training examples: set [compare] replay_buffer to at most {earlier}"
+            )
+        chosen[REPLAY] = {"buffer": settings.replay_buffer, "ratio": settings.replay_ratio}
+    return chosen
+
+
+def _earlier_rows(tasks: list[TaskRecord], configs: dict[str, TrainConfig]) -> int:
+    """Training examples of every task but the last (what replay can keep)."""
+    rows = 0
+    for task in tasks[:-1]:
+        limit = configs[task.name].max_train_examples
+        rows += min(task.train_rows, limit) if limit else task.train_rows
+    return rows
+
+
+def dev_targets(task: TaskRecord) -> list:
+    """The task's dev labels as the model predicts them (class indices, or values)."""
+    from .context import read_task_data, targets
+
+    return targets(task, read_task_data(task).dev.labels)
 
 
 def compare(
@@ -97,28 +156,33 @@ def compare(
     on_estimate: Report | None = None,
     device: str = "auto",
 ) -> dict[str, Any]:
-    """Run (or resume) the comparison, the baseline on ``device``; returns the results the
+    """Run (or resume) the comparison, the baselines on ``device``; returns the results the
     report is built from."""
     planned = plan(ledger, settings, methods, overrides, device)
     comparison_id = _open_comparison(ledger, planned)
-    if FULL in methods:
-        meta = ledger.comparison(comparison_id)
-        tasks = [ledger.task_by_id(r.task_id) for r in compared_runs(ledger, meta)]
-        full = meta["config"]["full_finetune"]
-        configs = {name: recorded_train_config(values) for name, values in full.items()}
-        from .full_finetune import run_sequence  # loads models: only once the plan is sound
+    meta = ledger.comparison(comparison_id)
+    tasks = [ledger.task_by_id(r.task_id) for r in compared_runs(ledger, meta)]
+    configs = {
+        name: recorded_train_config(values)
+        for name, values in meta["config"]["full_finetune"].items()
+    }
+    from .baselines import run_baseline  # loads models: only once the plan is sound
 
-        run_sequence(
-            ledger,
-            store,
-            comparison_id,
-            tasks,
-            configs,
-            progress=progress,
-            on_estimate=on_estimate,
-            device=device,
-        )
-    results = build_results(ledger, comparison_id)
+    for method in planned["methods"]:
+        if method != ADAPTER:
+            run_baseline(
+                method,
+                ledger,
+                store,
+                comparison_id,
+                tasks,
+                configs,
+                settings,
+                progress=progress,
+                on_estimate=on_estimate,
+                device=device,
+            )
+    results = build_results(ledger, comparison_id, store)
     ledger.finish_comparison(comparison_id, results)
     return results
 
@@ -171,17 +235,23 @@ def compared_runs(ledger: Ledger, meta: dict[str, Any]) -> list[RunRecord]:
     return [ledger.run(recorded[name]) for name in meta["task_names"]]
 
 
-def build_results(ledger: Ledger, comparison_id: int) -> dict[str, Any]:
-    """Everything the report shows, from the ledger alone."""
+def build_results(
+    ledger: Ledger, comparison_id: int, store: ArtifactStore | None = None
+) -> dict[str, Any]:
+    """Everything the report shows, from the ledger (and, for the adapters' confidence
+    intervals, their recorded dev logits in ``store``)."""
     meta = ledger.comparison(comparison_id)
     runs = compared_runs(ledger, meta)
     tasks = [ledger.task_by_id(r.task_id) for r in runs]
     bb = ledger.backbone()
     methods = {}
-    if ADAPTER in meta["methods"]:
-        methods[ADAPTER] = _adapter_method(ledger, tasks, runs)
-    if FULL in meta["methods"]:
-        methods[FULL] = _full_method(ledger, tasks, comparison_id)
+    for name in (ALIASES.get(m, m) for m in meta["methods"]):
+        if name == ADAPTER:
+            methods[ADAPTER] = _adapter_method(ledger, tasks, runs)
+        else:
+            methods[name] = _baseline_method(ledger, tasks, comparison_id, name, meta)
+    _add_references(methods)
+    _add_intervals(methods, meta | {"ledger": ledger}, tasks, runs, store)
     return {
         "comparison_id": comparison_id,
         "created_at": str(meta["started_at"]),
@@ -195,6 +265,75 @@ def build_results(ledger: Ledger, comparison_id: int) -> dict[str, Any]:
         "methods": methods,
         "config": _shared_config(tasks, runs, meta["config"]),
     }
+
+
+def _add_references(methods: dict[str, Any]) -> None:
+    """FWT against the separate models' scores and intransigence against joint's, where those
+    ran (each method's own summary otherwise leaves them out)."""
+    reference = methods.get(SEPARATE, {}).get("matrix")
+    joint = methods.get(JOINT, {}).get("matrix")
+    for name, method in methods.items():
+        summary = forgetting.summarize(
+            method["matrix"],
+            reference=[row[j] for j, row in enumerate(reference)] if reference else None,
+            joint=joint[-1] if joint else None,
+        )
+        if name == JOINT:  # no sequence: nothing was learned before anything else
+            summary |= {k: None for k in ("bwt", "forgetting", "forgetting_avalanche", "fwt")}
+        method["summary"] = summary
+
+
+def _add_intervals(methods, meta, tasks, runs, store) -> None:
+    """95% bootstrap intervals (dev examples resampled, seeded) of every method's final task
+    scores, ACC and BWT, where the predictions and dev targets were recorded."""
+    from ..eval.bootstrap import bootstrap_summary
+
+    wanted = meta["config"].get("dev_targets")
+    boot = meta["config"].get("baselines", {}).get("bootstrap")
+    if not wanted or not boot:
+        return  # a comparison recorded before intervals existed
+    targets = [wanted[t.name] for t in tasks]
+    metric = [_metric(t) for t in tasks]
+    for name, method in methods.items():
+        predicted = method.pop("predictions", None)
+        if name == ADAPTER:
+            predicted = _adapter_predictions(meta["ledger"], runs, tasks, store)
+        if predicted is None:
+            continue
+        final, diagonal = predicted
+        method["intervals"] = bootstrap_summary(
+            final, diagonal, targets, metric, resamples=boot["resamples"], seed=boot["seed"]
+        )
+
+
+def _metric(task: TaskRecord) -> Any:
+    """Task ``task``'s primary metric as a function of (targets, predictions)."""
+    from ..eval.metrics import compute_metrics
+
+    classes = None if task.labels is None else len(task.labels)
+
+    def score(y_true, y_pred) -> float:
+        values = compute_metrics([task.metric], y_true=y_true, y_pred=y_pred, num_classes=classes)
+        return values[task.metric]
+
+    return score
+
+
+def _adapter_predictions(ledger, runs, tasks, store) -> tuple[list, list] | None:
+    """Each task's dev predictions from its adapter run's recorded dev logits (verified
+    identical after every later task: the final predictions are these too)."""
+    from ..eval.digests import predictions
+
+    if store is None:
+        return None
+    out = []
+    for run, task in zip(runs, tasks, strict=True):
+        files = {a.role: a for a in ledger.artifacts(run.id)}
+        if "logits" not in files:
+            return None
+        logits = store.load_tensors(files["logits"].path)["logits"]
+        out.append(predictions(logits, task.problem_type))
+    return out, out
 
 
 def _shared_config(
@@ -293,17 +432,67 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _full_method(ledger: Ledger, tasks: list[TaskRecord], comparison_id: int) -> dict[str, Any]:
-    runs = ledger.finished_comparison_runs(comparison_id)
-    cells = {}
+def _baseline_method(
+    ledger: Ledger, tasks: list[TaskRecord], comparison_id: int, name: str, meta: dict
+) -> dict[str, Any]:
+    """A baseline's matrix, costs and recorded predictions from its runs."""
+    from .full_finetune import finished_runs
+
+    runs = finished_runs(ledger, comparison_id, name)
+    cells: dict[tuple[int, int], float] = {}
     for run in runs.values():
         for e in ledger.evaluations(run_id=run.id, kind="comparison"):
             cells[(e.after_task_id, e.task_id)] = e.primary_value
+    if name == JOINT:
+        return _joint_method(ledger, tasks, runs, cells)
     ordered = [runs[t.id] for t in tasks if t.id in runs]
     if len(ordered) != len(tasks):
         raise ContlearnError(
-            "the full fine-tuning sequence is not finished: run `contlearn compare`"
+            f"the {name} baseline of this comparison is not finished: run `contlearn compare`"
         )
+    if name == SEPARATE:
+        _fill_unverified(tasks, cells)  # each task keeps its own model: it never changes
     params = [r.result["trainable_params"] for r in ordered]
     sizes = [r.result["bytes_if_kept"] for r in ordered]
-    return _method(LABELS[FULL], tasks, cells, None, ordered, sizes, sum(sizes), params)
+    total = sum(sizes) if name in (FULL, SEPARATE) else _one_model_bytes(ledger, params)
+    if name == EWC:
+        total += 8 * ledger.backbone().num_parameters  # Fisher and anchor, to go on
+    method = _method(LABELS[name], tasks, cells, None, ordered, sizes, total, params)
+    method["predictions"] = _recorded_predictions(ordered, tasks, name)
+    return method
+
+
+def _one_model_bytes(ledger: Ledger, params: list[int]) -> int:
+    """One backbone and every task's head, in fp32: what serves every task at the end."""
+    backbone = ledger.backbone().num_parameters
+    return 4 * (backbone + sum(p - backbone for p in params))
+
+
+def _joint_method(ledger, tasks, runs, cells) -> dict[str, Any]:
+    (run,) = runs.values() if len(runs) == 1 else (None,)
+    if run is None:
+        raise ContlearnError(
+            "the joint baseline of this comparison is not finished: run `contlearn compare`"
+        )
+    last = tasks[-1].id
+    for i, later in enumerate(tasks):  # one model, evaluated once: the same row throughout
+        for earlier in tasks[: i + 1]:
+            cells[(later.id, earlier.id)] = cells[(last, earlier.id)]
+    params = [run.result["trainable_params"]] * len(tasks)
+    size = run.result["bytes_if_kept"]
+    method = _method(LABELS[JOINT], tasks, cells, None, [run], [size], size, params)
+    preds = run.result.get("predictions")
+    final = [preds[str(t.id)] for t in tasks] if preds else None
+    method["predictions"] = None if final is None else (final, None)
+    return method
+
+
+def _recorded_predictions(ordered, tasks, name) -> tuple[list, list] | None:
+    """(final, just trained) dev predictions per task, from the runs' results."""
+    if not all("predictions" in r.result for r in ordered):
+        return None  # runs recorded before predictions were
+    diagonal = [r.result["predictions"][str(t.id)] for r, t in zip(ordered, tasks, strict=True)]
+    if name == SEPARATE:
+        return diagonal, diagonal
+    last = ordered[-1].result["predictions"]
+    return [last[str(t.id)] for t in tasks], diagonal

@@ -1,25 +1,43 @@
 """Sequential full fine-tuning, the baseline that forgets: every weight trainable, one head per
-task, tasks in ledger order on one copy of the backbone, resumable from a checkpoint."""
+task, tasks in ledger order on one copy of the backbone, resumable from a checkpoint. A
+``Strategy`` (``ops/baselines``: EWC, replay) changes what each training step minimises and
+keeps state of its own across tasks, saved in the same checkpoint."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 
 from .. import files
 from ..artifacts import ArtifactStore
 from ..config import TrainConfig
-from ..ledger.records import EvaluationRecord, TaskRecord
+from ..ledger.records import TaskRecord
 from ..ledger.store import Ledger
 from ..model.adapted import count_parameters
+from ..train.loop import StepHooks
 from .context import ModelContext, open_context, read_task_data, subsampled
 from .evaluate import evaluate_task, evaluation_record
 from .pace import Report, estimator, training_plan
 from .runs import record_failure, run_values
 
-METHOD = "full-finetune"
+METHOD = "sequential"
+LEGACY_METHOD = "full-finetune"  # what comparisons recorded before the other baselines existed
+
+
+class Strategy(Protocol):
+    """What a sequential baseline adds to plain fine-tuning: the step hooks for a task, what
+    it keeps once a task is done, and that state as tensors (for the checkpoint)."""
+
+    def hooks(self, ctx: ModelContext, task: TaskRecord, config: TrainConfig) -> StepHooks: ...
+
+    def after_task(self, ctx: ModelContext, task: TaskRecord, split: Any) -> None: ...
+
+    def state(self) -> dict[str, torch.Tensor]: ...
+
+    def load_state(self, ctx: ModelContext, state: dict[str, torch.Tensor]) -> None: ...
 
 
 def run_sequence(
@@ -32,24 +50,48 @@ def run_sequence(
     progress: bool = False,
     on_estimate: Report | None = None,
     device: str = "auto",
+    method: str = METHOD,
+    strategy: Strategy | None = None,
 ) -> None:
-    """Train the tasks not yet done in this comparison, each with its recorded settings, on
-    ``device``, saving a checkpoint after each."""
-    done = set(ledger.finished_comparison_runs(comparison_id))
+    """Train the tasks not yet done in this comparison by ``method``, each with its recorded
+    settings, on ``device``, saving a checkpoint after each."""
+    done = set(finished_runs(ledger, comparison_id, method))
     if len(done) == len(tasks):
-        remove_checkpoint(store, comparison_id)
+        remove_checkpoint(store, comparison_id, method)
         return
-    ctx = open_context(ledger, store, device)  # a backbone copy this baseline may change
-    ctx.model.upcast()  # trained weights are fp32, whatever the workspace's backbone dtype
-    _restore(ctx, settings, comparison_id, [t for t in tasks if t.id in done])
+    ctx = open_baseline_context(ledger, store, device)
+    _restore(ctx, settings, comparison_id, [t for t in tasks if t.id in done], method, strategy)
     for i, task in enumerate(tasks):
         if task.id in done:
             continue
         _train_and_evaluate(
-            ctx, settings, comparison_id, task, tasks[: i + 1], progress, on_estimate=on_estimate
+            ctx,
+            settings,
+            comparison_id,
+            task,
+            tasks[: i + 1],
+            progress,
+            on_estimate=on_estimate,
+            method=method,
+            strategy=strategy,
         )
-        _save_checkpoint(ctx, comparison_id)
-    remove_checkpoint(store, comparison_id)
+        _save_checkpoint(ctx, comparison_id, method, strategy)
+    remove_checkpoint(store, comparison_id, method)
+
+
+def open_baseline_context(ledger: Ledger, store: ArtifactStore, device: str) -> ModelContext:
+    """A backbone copy a baseline may change, in fp32 whatever the workspace's backbone dtype
+    (its trained weights need an fp32 master copy)."""
+    ctx = open_context(ledger, store, device)
+    ctx.model.upcast()
+    return ctx
+
+
+def finished_runs(ledger: Ledger, comparison_id: int, method: str) -> dict[int, Any]:
+    """The comparison's succeeded runs of ``method``, by task id (sequential: also the runs
+    recorded under its former name)."""
+    names = {method, LEGACY_METHOD} if method == METHOD else {method}
+    return ledger.finished_comparison_runs(comparison_id, methods=names)
 
 
 def _add_head(ctx: ModelContext, settings: dict[str, TrainConfig], task: TaskRecord) -> None:
@@ -57,11 +99,17 @@ def _add_head(ctx: ModelContext, settings: dict[str, TrainConfig], task: TaskRec
     ctx.model.add_task(task.name, num_outputs=task.num_outputs, adapter=None, dropout=dropout)
 
 
-def _restore(ctx, settings, comparison_id, done: list[TaskRecord]) -> None:
-    """Load the backbone and heads as they were after the last finished task."""
+def _restore(ctx, settings, comparison_id, done: list[TaskRecord], method, strategy) -> None:
+    """Load the backbone, heads and the strategy's state as they were after the last finished
+    task."""
     if not done:
         return
-    state = files.load_tensors(checkpoint_path(ctx.store, comparison_id))
+    state = files.load_tensors(checkpoint_path(ctx.store, comparison_id, method))
+    if strategy is not None:
+        prefix = "strategy."
+        strategy.load_state(
+            ctx, {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        )
     ctx.model.backbone.load_state_dict(
         {k[9:]: v for k, v in state.items() if k.startswith("backbone.")}
     )
@@ -72,46 +120,71 @@ def _restore(ctx, settings, comparison_id, done: list[TaskRecord]) -> None:
         ctx.model.tasks[task.name].load_state_dict(head)
 
 
-def _save_checkpoint(ctx: ModelContext, comparison_id: int) -> None:
+def _save_checkpoint(ctx: ModelContext, comparison_id: int, method: str, strategy) -> None:
     state = {
         f"backbone.{k}": v.detach().contiguous() for k, v in ctx.model.backbone.state_dict().items()
     }
     for name in ctx.model.tasks:
         state.update({f"head.{name}.{k}": v for k, v in ctx.model.task_state(name).items()})
-    files.atomic_write(checkpoint_path(ctx.store, comparison_id), files.tensors_bytes(state))
+    if strategy is not None:
+        state.update({f"strategy.{k}": v.contiguous() for k, v in strategy.state().items()})
+    path = checkpoint_path(ctx.store, comparison_id, method)
+    files.atomic_write(path, files.tensors_bytes(state))
 
 
 def _train_and_evaluate(
-    ctx, settings, comparison_id, task, so_far, progress, *, on_estimate=None
+    ctx,
+    settings,
+    comparison_id,
+    task,
+    so_far,
+    progress,
+    *,
+    on_estimate=None,
+    method: str = METHOD,
+    strategy: Strategy | None = None,
 ) -> None:
     config = settings[task.name]
-    values = comparison_run_values(comparison_id, task, config, ctx.model.family.name)
+    values = comparison_run_values(comparison_id, task, config, ctx.model.family.name, method)
     run_id = ctx.ledger.start_run(**values)
     try:
-        result = fine_tune(ctx, settings, task, config, progress, on_estimate)
-        evaluations = [_evaluate(ctx, settings, earlier, task, progress) for earlier in so_far]
+        hooks = None if strategy is None else strategy.hooks(ctx, task, config)
+        result, split = fine_tune(ctx, settings, task, config, progress, on_estimate, hooks)
+        if strategy is not None:
+            strategy.after_task(ctx, task, split)
+        evaluated = [evaluate_on_dev(ctx, settings, earlier, task, progress) for earlier in so_far]
     except BaseException as exc:
         record_failure(ctx.ledger, run_id, exc, task_status=None)
         raise
     trainable = count_parameters(ctx.model.backbone) + count_parameters(ctx.model.tasks[task.name])
+    finish_baseline_run(ctx, run_id, result, evaluated, trainable, 4 * trainable)
+
+
+def finish_baseline_run(ctx, run_id, result, evaluated, trainable: int, stored: int) -> None:
+    """Record a baseline run as succeeded, with its evaluations and each one's predictions
+    (for the comparison's confidence intervals)."""
     ctx.ledger.finish_run(
         run_id,
         status="succeeded",
-        evaluations=evaluations,
+        evaluations=[record for record, _ in evaluated],
         seconds=result.seconds,
         examples=result.examples,
         examples_per_second=result.examples_per_second,
         result={
             "trainable_params": trainable,
-            "bytes_if_kept": 4 * trainable,
+            "bytes_if_kept": stored,
             "best_epoch": result.best_epoch,
             "history": result.history,
+            "predictions": {str(r.task_id): preds for r, preds in evaluated},
         },
     )
 
 
-def fine_tune(ctx, settings, task: TaskRecord, config: TrainConfig, progress: bool, on_estimate):
-    """Fine-tune the whole backbone and the task's new head on the task."""
+def fine_tune(
+    ctx, settings, task: TaskRecord, config: TrainConfig, progress: bool, on_estimate, hooks=None
+):
+    """Fine-tune the whole backbone and the task's new head on the task; returns the training
+    result and the encoded training split."""
     from ..train.loop import train
     from ..train.seeding import seed_everything
 
@@ -138,41 +211,49 @@ def fine_tune(ctx, settings, task: TaskRecord, config: TrainConfig, progress: bo
         on_step=estimator(
             training_plan(len(split.encoded), config.epochs, config.batch_size), report
         ),
+        hooks=hooks,
     )
     ctx.model.backbone.requires_grad_(False)
-    return result
+    return result, split
 
 
-def _evaluate(ctx, settings, task: TaskRecord, after: TaskRecord, progress) -> EvaluationRecord:
+def evaluate_on_dev(ctx, settings, task: TaskRecord, after: TaskRecord, progress) -> tuple:
+    """Task ``task``'s canonical dev evaluation now (after training ``after``): its ledger
+    record, and its predictions."""
+    from ..eval.digests import predictions
+
     config = settings[task.name]
     dev = ctx.encode(task, read_task_data(task).dev, config.max_length)
     with torch.no_grad():
         result = evaluate_task(ctx, task, dev, progress=progress)
-    return evaluation_record(task, result, "comparison", after_task_id=after.id)
+    record = evaluation_record(task, result, "comparison", after_task_id=after.id)
+    return record, predictions(result.logits, task.problem_type)
 
 
 def comparison_run_values(
-    comparison_id: int, task: TaskRecord, config: TrainConfig, family: str
+    comparison_id: int, task: TaskRecord, config: TrainConfig, family: str, method: str = METHOD
 ) -> dict:
     """A baseline run: its settings and the backbone family it fine-tuned, by name."""
     return run_values(
         "compare",
         {"family": family, "train": asdict(config)},
-        method=METHOD,
+        method=method,
         task_id=task.id,
         comparison_id=comparison_id,
         seed=config.seed,
     )
 
 
-def checkpoint_path(store: ArtifactStore, comparison_id: int) -> Path:
-    return store.folder / f".compare-{comparison_id}" / "state.safetensors"
+def checkpoint_path(store: ArtifactStore, comparison_id: int, method: str = METHOD) -> Path:
+    name = "state.safetensors" if method == METHOD else f"{method}.safetensors"
+    return store.folder / f".compare-{comparison_id}" / name
 
 
-def remove_checkpoint(store: ArtifactStore, comparison_id: int) -> None:
-    path = checkpoint_path(store, comparison_id)
+def remove_checkpoint(store: ArtifactStore, comparison_id: int, method: str = METHOD) -> None:
+    """Remove ``method``'s checkpoint, and the folder once no method's is left in it."""
+    path = checkpoint_path(store, comparison_id, method)
     path.unlink(missing_ok=True)
-    if path.parent.exists():
+    if path.parent.exists() and not any(path.parent.glob("*.safetensors")):
         for stray in path.parent.iterdir():
             stray.unlink()
         path.parent.rmdir()

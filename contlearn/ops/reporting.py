@@ -42,7 +42,8 @@ def recorded_path(root: Path, folder: Path) -> str:
 def rebuild_report(
     ledger: Ledger, root: Path, comparison_id: int | None = None, out: Path | None = None
 ) -> tuple[dict[str, Any], dict[str, Path]]:
-    """The report of a finished comparison (the latest by default), from the ledger alone."""
+    """The report of a finished comparison (the latest by default), from the ledger (and the
+    adapters' recorded dev logits, for their confidence intervals)."""
     if comparison_id is None:
         done = ledger.comparisons(status="done")
         if not done:
@@ -54,5 +55,7 @@ def rebuild_report(
         raise ContlearnError(
             f"comparison {comparison_id} is not finished: `contlearn compare` resumes it"
         )
-    results = build_results(ledger, comparison_id)
+    from ..artifacts import ArtifactStore
+
+    results = build_results(ledger, comparison_id, ArtifactStore(root))
     return results, write_comparison_report(ledger, root, results, out)

@@ -288,7 +288,7 @@ class _Trainer:
         from .full_finetune import fine_tune
 
         train = replace(train, precision=ctx.precision(train.precision))
-        result = fine_tune(
+        result, _ = fine_tune(
             ctx, {self.task.name: train}, self.task, train, self.progress, self.on_estimate
         )
         dev = ctx.encode(self.task, read_task_data(self.task).dev, train.max_length)

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..eval.forgetting import summarize, validate_matrix
 
-FIGURES = ("heatmaps", "curves", "costs")
+FIGURES = ("heatmaps", "curves", "costs", "storage")
 
 
 CAPTIONS = {
@@ -26,6 +26,8 @@ CAPTIONS = {
     "curves": "Each task's dev metric from its own training step to the end of the sequence; "
     "a flat line means the later tasks left it unchanged.",
     "costs": "Trainable parameters and bytes stored per task, per method (log scales).",
+    "storage": "Final ACC (with its 95% interval where recorded) against the bytes stored to "
+    "serve every task at the end (log scale); the number by each point is its forgetting.",
 }
 
 
@@ -45,6 +47,30 @@ DEFINITIONS = (
         "best score before the last task.",
     ),
     (
+        "Forgetting (Avalanche)",
+        "F_A = 1/(T−1) Σ_{j<T} (R[j][j] − R[T][j])",
+        "Avalanche's forgetting: each earlier task's score right after training minus its final "
+        "score (= −BWT).",
+    ),
+    (
+        "FWT",
+        "FWT = 1/(T−1) Σ_{j>1} (R[j][j] − ref[j])",
+        "forward transfer against a per-task reference: the separate model's score on that task "
+        "(a model fine-tuned on it alone), where separate ran.",
+    ),
+    (
+        "Intransigence",
+        "I = (1/T) Σ_j (joint[j] − R[j][j])",
+        "intransigence (Chaudhry et al. 2018): how far each task's just-trained score stays below "
+        "the joint multi-task model's, where joint ran.",
+    ),
+    (
+        "95% interval",
+        "percentile bootstrap",
+        "dev examples resampled with replacement (seeded; the count is in the report's JSON), "
+        "the same resamples for every quantity of a method, so BWT's interval is paired.",
+    ),
+    (
         "Average incremental accuracy",
         "A = (1/T) Σ_{i=1..T} (1/i) Σ_{j≤i} R[i][j]",
         "the mean, over training steps, of the mean score on the tasks seen so far.",
@@ -61,13 +87,17 @@ DEFINITIONS_NOTE = (
 
 HEADLINE_HEADER = [
     "Method",
-    "ACC",
-    "BWT",
-    "Forgetting",
+    "ACC [95% CI]",
+    "BWT [95% CI]",
+    "Forgetting (Chaudhry)",
+    "Forgetting (Avalanche)",
+    "FWT",
+    "Intransigence",
     "Avg. incremental acc.",
     "Identical earlier-task evals",
     "Trainable params / task (mean)",
     "Total storage",
+    "Train seconds",
 ]
 
 
@@ -112,19 +142,34 @@ def headline_rows(results: dict) -> list[list[str]]:
     for key, method in results["methods"].items():
         summary = method_summary(method)
         cost = method.get("cost") or {}
+        ci = method.get("intervals") or {}
+        missing = missing_text(results)
+        seconds = [v for v in cost.get("train_seconds") or [] if v is not None]
         rows.append(
             [
                 method_label(key, method),
-                _num(summary["acc"]),
-                _num(summary["bwt"], missing_text(results)),
-                _num(summary["forgetting"], missing_text(results)),
+                _num(summary["acc"]) + _ci(ci.get("acc")),
+                _num(summary["bwt"], missing) + _ci(ci.get("bwt")),
+                _num(summary["forgetting"], missing),
+                _num(summary.get("forgetting_avalanche"), missing),
+                _num(summary.get("fwt")),
+                _num(summary.get("intransigence")),
                 _num(summary["avg_incremental_acc"]),
                 _identical(method.get("identical")),
                 _params(mean(cost.get("trainable_params"))),
                 format_bytes(cost.get("total_bytes")),
+                _num(math.fsum(seconds), "—", 0) if seconds else "—",
             ]
         )
     return rows
+
+
+def _ci(interval: dict | None) -> str:
+    """`` [lo, hi]`` of a bootstrap interval, or nothing where none was recorded."""
+    if not interval or interval.get("ci") is None:
+        return ""
+    low, high = interval["ci"]
+    return f" [{_num(low)}, {_num(high)}]"
 
 
 def matrix_table(results: dict, key: str) -> tuple[list[str], list[list[str]]]:

@@ -8,13 +8,21 @@ import math
 import textwrap
 from typing import Any
 
-from .content import format_bytes, method_label, per_task, plain, task_names
+from .content import format_bytes, method_label, method_summary, per_task, plain, task_names
 
 DPI = 110
 
 
 # Line style and marker per method in curves.png; other methods fall back to dotted.
-STYLES = {"adapter": ("-", "o"), "full-finetune": ("--", "s")}
+STYLES = {
+    "adapter": ("-", "o"),
+    "full-finetune": ("--", "s"),
+    "sequential": ("--", "s"),
+    "ewc": ("-.", "D"),
+    "replay": (":", "v"),
+    "joint": ((0, (1, 1)), "*"),
+    "separate": ((0, (5, 1)), "P"),
+}
 
 
 def pyplot():
@@ -216,3 +224,36 @@ def _cost_legend(key: str, method: dict) -> str:
     total = (method.get("cost") or {}).get("total_bytes")
     suffix = f" (total stored {format_bytes(total)})" if total is not None else ""
     return plain(method_label(key, method), 60) + suffix
+
+
+def storage_png(results: dict) -> bytes:
+    """Final ACC against total storage (log x), one point per method, with its interval and
+    its forgetting written beside it."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
+    for i, (key, method) in enumerate(results["methods"].items()):
+        total = (method.get("cost") or {}).get("total_bytes")
+        acc = method_summary(method)["acc"]
+        if not total or acc is None:
+            continue
+        ci = (method.get("intervals") or {}).get("acc") or {}
+        low, high = ci.get("ci") or (acc, acc)
+        _, marker = _style(key)
+        ax.errorbar(
+            [total],
+            [acc],
+            yerr=[[acc - low], [high - acc]],
+            fmt=marker,
+            color=f"C{i % 10}",
+            capsize=4,
+            label=plain(method_label(key, method), 48),
+        )
+        lost = method_summary(method).get("forgetting")
+        text = "forgetting n/a" if lost is None else f"forgetting {lost:+.3f}"
+        ax.annotate(text, (total, acc), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes stored to serve every task (log)")
+    ax.set_ylabel("final ACC")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="best")
+    return png_bytes(fig)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..files import atomic_write
 from .content import FIGURES, check_results, slug
-from .figures import costs_png, curves_png, heatmaps_png
+from .figures import costs_png, curves_png, heatmaps_png, storage_png
 from .text import matrix_csv, render_html, render_markdown
 
 
@@ -36,6 +36,7 @@ def _render(results: dict) -> dict[str, tuple[str, bytes]]:
         "heatmaps": heatmaps_png(results),
         "curves": curves_png(results),
         "costs": costs_png(results),
+        "storage": storage_png(results),
     }
     files = {name: f"{name}.png" for name in FIGURES}
     images_b64 = {name: base64.b64encode(data).decode("ascii") for name, data in pngs.items()}

@@ -40,10 +40,23 @@ class TrainResult:
         return self.examples / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class StepHooks:
+    """What a baseline changes in the loop. ``extra_loss(loss, batch_size)`` returns the loss to
+    minimise (EWC adds its penalty; replay mixes in earlier examples); ``route(idx)`` makes the
+    batch's task active and returns its problem type (joint training over several tasks);
+    ``batches(lengths, batch_size, seed)`` makes an epoch's batches (one task per batch)."""
+
+    extra_loss: Callable[[torch.Tensor, int], torch.Tensor] | None = None
+    route: Callable[[list[int]], str] | None = None
+    batches: Callable[[Sequence[int], int, int], list[list[int]]] | None = None
+
+
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor, problem_type: str) -> torch.Tensor:
+    """MSE for regression, cross-entropy for classes (targets as class indices, any dtype)."""
     if problem_type == "regression":
         return F.mse_loss(logits[:, 0], targets.float())
-    return F.cross_entropy(logits, targets)
+    return F.cross_entropy(logits, targets.long())
 
 
 def train(
@@ -61,6 +74,7 @@ def train(
     desc: str = "training",
     on_step: Callable[[], None] | None = None,
     prefix: Any = None,
+    hooks: StepHooks | None = None,
 ) -> TrainResult:
     """Train ``params`` of ``model`` (on ``device``, default the CPU) on ``encoded``, in the
     config's precision; after each epoch score with ``evaluate`` (on rank 0 of ``world``,
@@ -68,7 +82,9 @@ def train(
 
     Over several processes each batch is a global one of ``batch_size`` x the world size,
     which every rank shares out (``distributed``). The weights of the best-scoring epoch are
-    restored into ``params`` before returning.
+    restored into ``params`` before returning. ``hooks`` let a baseline change what a step
+    computes (an extra loss term, examples mixed in, the task of a batch) and how an epoch is
+    batched, without a loop of its own.
     """
     seed_everything(config.seed)
     params = list(params)
@@ -82,12 +98,14 @@ def train(
         device=device,
         world=world,
         prefix=prefix,
+        hooks=hooks,
     )
     global_batch = config.batch_size * world.size
     best: tuple[float, int, list[torch.Tensor]] | None = None
     history, shares, start = [], [], time.perf_counter()
     for epoch in range(1, config.epochs + 1):
-        batches = training_batches(encoded.lengths, global_batch, config.seed + epoch)
+        batcher = hooks.batches if hooks is not None and hooks.batches else training_batches
+        batches = batcher(encoded.lengths, global_batch, config.seed + epoch)
         shares.append(real_token_share(encoded.lengths, batches))
         model.train()
         label = f"{desc} epoch {epoch}/{config.epochs}"
@@ -115,7 +133,17 @@ def train(
 
 
 def optimizer_step(
-    model, params, encoded, targets, config, problem_type, *, device=None, world=SINGLE, prefix=None
+    model,
+    params,
+    encoded,
+    targets,
+    config,
+    problem_type,
+    *,
+    device=None,
+    world=SINGLE,
+    prefix=None,
+    hooks=None,
 ):
     """A closure doing one AdamW step on a (global) batch of example indices; returns its loss
     as a float64 tensor on the device (reading it needs no synchronisation per step).
@@ -128,13 +156,13 @@ def optimizer_step(
     device = device or torch.device("cpu")
     batches_per_epoch = math.ceil(len(encoded) / (config.batch_size * world.size))
     optimizer, scheduler = make_optimizer(params, config, batches_per_epoch * config.epochs)
-    dtype = torch.float32 if problem_type == "regression" else torch.long
-    target_tensor = torch.tensor(list(targets), dtype=dtype, device=device)
+    target_tensor = torch.tensor(list(targets), dtype=torch.float64, device=device)
     precision = getattr(config, "precision", "fp32")
     scaler = grad_scaler(device, precision)
     synchronise = gradient_sum(world, params) if world.distributed else None
 
     def mean_loss(idx: list[int]) -> torch.Tensor:
+        kind = problem_type if hooks is None or hooks.route is None else hooks.route(idx)
         batch = {k: v.to(device, non_blocking=True) for k, v in collate(encoded, idx).items()}
         if prefix is not None:  # a PrefixCache: the batch's kept prefix outputs, if all are
             prefix.begin(idx, [len(encoded.input_ids[i]) for i in idx])
@@ -144,13 +172,14 @@ def optimizer_step(
         finally:
             if prefix is not None:
                 prefix.end()
-        return loss_fn(
-            logits.float(), target_tensor[torch.tensor(idx, device=device)], problem_type
-        )
+        wanted = target_tensor[torch.tensor(idx, device=device)]
+        return loss_fn(logits.float(), wanted, kind)
 
     def step(idx: list[int]) -> torch.Tensor:
         if synchronise is None:
             loss = mean_loss(idx)
+            if hooks is not None and hooks.extra_loss is not None:
+                loss = hooks.extra_loss(loss, len(idx))
         else:  # this rank's share of the global batch's mean (none: it adds nothing)
             mine = shard(world, idx)
             loss = (

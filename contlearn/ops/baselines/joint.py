@@ -1,0 +1,130 @@
+"""Joint multi-task training, the upper bound without a sequence: one copy of the backbone and
+every task's head trained on all tasks' training data at once. Each batch holds one task's
+examples (batches of every task, shuffled together), so each goes through its own head; the
+epoch with the best mean dev score is kept, and every task is evaluated once at the end."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from ...config import TrainConfig
+from ...ledger.records import TaskRecord
+from ...model.adapted import count_parameters
+from ...train.batching import Encoded, training_batches
+from ...train.loop import StepHooks
+from ..context import read_task_data, subsampled
+from ..evaluate import evaluate_task
+from ..full_finetune import (
+    _add_head,
+    comparison_run_values,
+    evaluate_on_dev,
+    finish_baseline_run,
+    finished_runs,
+    open_baseline_context,
+)
+from ..runs import record_failure
+
+NAME = "joint"
+
+
+def run_joint(ledger, store, comparison_id, tasks, settings, *, progress=False, device="auto"):
+    """Train and evaluate the joint model, unless this comparison already has it."""
+    if finished_runs(ledger, comparison_id, NAME):
+        return
+    ctx = open_baseline_context(ledger, store, device)
+    last = tasks[-1]
+    config = joint_config(tasks, settings)
+    values = comparison_run_values(comparison_id, last, config, ctx.model.family.name, NAME)
+    run_id = ledger.start_run(**values)
+    try:
+        result = _train(ctx, tasks, settings, config, progress)
+        evaluated = [evaluate_on_dev(ctx, settings, t, last, progress) for t in tasks]
+    except BaseException as exc:
+        record_failure(ledger, run_id, exc, task_status=None)
+        raise
+    trainable = count_parameters(ctx.model.backbone) + sum(
+        count_parameters(ctx.model.tasks[t.name]) for t in tasks
+    )
+    finish_baseline_run(ctx, run_id, result, evaluated, trainable, 4 * trainable)
+
+
+def joint_config(tasks: list[TaskRecord], settings: dict[str, TrainConfig]) -> TrainConfig:
+    """The first task's settings with the most epochs any task asks for (the data is every
+    task's, each task's examples encoded with its own max length)."""
+    first = settings[tasks[0].name]
+    return TrainConfig(**{**first.__dict__, "epochs": max(settings[t.name].epochs for t in tasks)})
+
+
+def _train(ctx, tasks, settings, config: TrainConfig, progress: bool):
+    from ...train.loop import train
+    from ...train.seeding import seed_everything
+
+    splits, devs = [], []
+    for task in tasks:
+        data, own = read_task_data(task), settings[task.name]
+        splits.append(ctx.encode(task, subsampled(data.train, own), own.max_length))
+        devs.append(ctx.encode(task, data.dev, own.max_length))
+    seed_everything(config.seed)
+    for task in tasks:
+        _add_head(ctx, settings, task)
+    owner = [k for k, split in enumerate(splits) for _ in range(len(split.encoded))]
+    encoded = Encoded(
+        [ids for s in splits for ids in s.encoded.input_ids],
+        _token_types(splits),
+        splits[0].encoded.pad_id,
+    )
+    targets = [float(t) for s in splits for t in s.targets]
+
+    def route(idx: list[int]) -> str:
+        task = tasks[owner[idx[0]]]
+        ctx.model.activate(task.name)
+        return task.problem_type
+
+    def evaluate() -> float:
+        scores = [evaluate_task(ctx, t, d).primary_value for t, d in zip(tasks, devs, strict=True)]
+        return sum(scores) / len(scores)
+
+    hooks = StepHooks(route=route, batches=per_task_batches(owner))
+    ctx.model.backbone.requires_grad_(True)
+    params = list(ctx.model.backbone.parameters())
+    for task in tasks:
+        params += ctx.model.trainable_parameters(task.name)
+    result = train(
+        ctx.model,
+        params,
+        encoded,
+        targets,
+        config,
+        problem_type=tasks[0].problem_type,
+        progress=progress,
+        evaluate=evaluate,
+        desc="joint (all tasks)",
+        device=ctx.device,
+        hooks=hooks,
+    )
+    ctx.model.backbone.requires_grad_(False)
+    return result
+
+
+def _token_types(splits: list[Any]) -> list[list[int]] | None:
+    if splits[0].encoded.token_type_ids is None:
+        return None
+    return [t for s in splits for t in s.encoded.token_type_ids]
+
+
+def per_task_batches(owner: Sequence[int]):
+    """An epoch's batches that each hold one task's examples: every task's own length-grouped
+    batches, shuffled together."""
+
+    def batches(lengths: Sequence[int], batch_size: int, seed: int) -> list[list[int]]:
+        out: list[list[int]] = []
+        for k in sorted(set(owner)):
+            mine = [i for i, o in enumerate(owner) if o == k]
+            local = training_batches([lengths[i] for i in mine], batch_size, seed + k)
+            out += [[mine[i] for i in batch] for batch in local]
+        random.Random(seed).shuffle(out)
+        return out
+
+    return batches

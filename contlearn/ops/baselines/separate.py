@@ -1,0 +1,57 @@
+"""Separate models: one full fine-tuning of the pretrained backbone per task, nothing shared.
+Nothing is forgotten (each task keeps its own model), at the price of a whole model stored per
+task. Each task's run starts from the pretrained weights again."""
+
+from __future__ import annotations
+
+from ...model.adapted import count_parameters
+from ..full_finetune import (
+    comparison_run_values,
+    evaluate_on_dev,
+    fine_tune,
+    finish_baseline_run,
+    finished_runs,
+    open_baseline_context,
+)
+from ..runs import record_failure
+
+NAME = "separate"
+
+
+def run_separate(
+    ledger,
+    store,
+    comparison_id,
+    tasks,
+    settings,
+    *,
+    progress=False,
+    on_estimate=None,
+    device="auto",
+):
+    """Fine-tune a fresh copy of the backbone on each task not yet done in this comparison."""
+    done = set(finished_runs(ledger, comparison_id, NAME))
+    ctx, pristine = None, None
+    for task in tasks:
+        if task.id in done:
+            continue
+        if ctx is None:
+            ctx = open_baseline_context(ledger, store, device)
+            pristine = {k: v.clone() for k, v in ctx.model.backbone.state_dict().items()}
+        ctx.model.backbone.load_state_dict(pristine)
+        _one(ctx, settings, comparison_id, task, progress, on_estimate)
+        ctx.model.remove_task(task.name)
+
+
+def _one(ctx, settings, comparison_id, task, progress, on_estimate) -> None:
+    config = settings[task.name]
+    values = comparison_run_values(comparison_id, task, config, ctx.model.family.name, NAME)
+    run_id = ctx.ledger.start_run(**values)
+    try:
+        result, _ = fine_tune(ctx, settings, task, config, progress, on_estimate)
+        evaluated = [evaluate_on_dev(ctx, settings, task, task, progress)]
+    except BaseException as exc:
+        record_failure(ctx.ledger, run_id, exc, task_status=None)
+        raise
+    trainable = count_parameters(ctx.model.backbone) + count_parameters(ctx.model.tasks[task.name])
+    finish_baseline_run(ctx, run_id, result, evaluated, trainable, 4 * trainable)

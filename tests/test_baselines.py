@@ -1,0 +1,149 @@
+"""The baselines beside adapters in ``compare``: EWC, replay, joint and separate (with
+sequential), each recorded per task in the ledger, the matrices and intervals they give, the
+plumbing that must not change training (EWC with lambda 0 is sequential fine-tuning), the
+reservoir, and bad settings refused in one line with nothing recorded."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from contlearn.api import Workspace
+from contlearn.cli import main
+from contlearn.config import CompareConfig
+from contlearn.ops.baselines.replay import Replay
+from contlearn.ops.full_finetune import checkpoint_path
+from tests.conftest import write_keyword_task
+
+
+def _write(ws: Workspace, **values: object) -> None:
+    text = (ws.root / "tasks.toml").read_text()
+    for key, value in values.items():
+        text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
+    (ws.root / "tasks.toml").write_text(text)
+
+
+def _settings(ws: Workspace, **values: object) -> Workspace:
+    _write(ws, **values)
+    return Workspace.open(ws.root)
+
+
+@pytest.fixture()
+def trained(workspace: Workspace, tmp_path: Path) -> Workspace:
+    keywords = ({"p": "good", "n": "bad"}, {"x": "cat", "y": "dog"}, {"u": "news", "v": "it"})
+    for i, (name, words) in enumerate(zip(("a", "b", "c"), keywords, strict=True)):
+        data = write_keyword_task(tmp_path / name, n_train=48, n_dev=16, seed=i, keywords=words)
+        workspace.add_task(name, data)
+    workspace.train_next(all_tasks=True, epochs=1)
+    return _settings(workspace, replay_buffer=24, fisher_examples=8, bootstrap_resamples=200)
+
+
+def test_every_method_runs_records_and_reports(trained: Workspace, tmp_path: Path) -> None:
+    results = trained.compare(epochs=1)
+    methods = results["methods"]
+    assert list(methods) == ["adapter", "sequential", "ewc", "replay", "joint", "separate"]
+    runs = [r for r in trained.ledger.runs(purpose="compare")]
+    counts = {m: sum(r.method == m for r in runs) for m in methods}
+    assert counts == {
+        "adapter": 0,
+        "sequential": 3,
+        "ewc": 3,
+        "replay": 3,
+        "joint": 1,
+        "separate": 3,
+    }
+    assert all(r.status == "succeeded" for r in runs)
+    separate, joint = methods["separate"], methods["joint"]
+    assert separate["summary"]["bwt"] == 0.0  # each task keeps its own model
+    assert joint["summary"]["bwt"] is None and joint["summary"]["acc"] is not None
+    diagonal = [separate["matrix"][j][j] for j in range(3)]
+    for name, method in methods.items():
+        assert method["summary"]["intransigence"] is not None
+        assert (method["summary"]["fwt"] is None) == (name == "joint")  # no sequence
+        acc = method["intervals"]["acc"]
+        assert acc["ci"][0] <= acc["value"] <= acc["ci"][1]
+        assert acc["value"] == pytest.approx(method["summary"]["acc"])
+    # FWT of separate against itself is 0; its intervals of BWT are exactly [0, 0].
+    assert methods["separate"]["summary"]["fwt"] == 0.0
+    assert methods["separate"]["intervals"]["bwt"]["ci"] == [0.0, 0.0]
+    assert diagonal == [methods["separate"]["matrix"][2][j] for j in range(3)]
+    sizes = {k: m["cost"]["total_bytes"] for k, m in methods.items()}
+    assert sizes["separate"] > 2 * sizes["joint"]  # three whole models against one
+    assert sizes["joint"] < sizes["ewc"]  # EWC keeps its Fisher and anchor to go on
+    assert not checkpoint_path(trained.store, results["comparison_id"]).parent.exists()
+    assert trained.audit()["verdict"] == "clean"  # the baselines never touched the adapters
+    again, files = trained.rebuild_report(out=tmp_path / "report")
+    assert again["methods"]["ewc"]["summary"] == methods["ewc"]["summary"]
+    assert files["storage"].read_bytes().startswith(b"\x89PNG")
+    text = files["md"].read_text()
+    assert "Experience replay" in text and "Intransigence" in text and "95% CI" in text
+
+
+def test_ewc_with_lambda_zero_trains_exactly_as_sequential(trained: Workspace) -> None:
+    ws = _settings(trained, ewc_lambda=0.0)
+    results = ws.compare(methods=("sequential", "ewc"), epochs=1)
+    assert results["methods"]["ewc"]["matrix"] == results["methods"]["sequential"]["matrix"]
+
+
+def test_ewc_penalty_keeps_earlier_tasks_closer(trained: Workspace) -> None:
+    ws = _settings(trained, ewc_lambda=1e12, full_finetune_lr=1e-3)
+    results = ws.compare(methods=("sequential", "ewc"), epochs=1)
+    seq, ewc = results["methods"]["sequential"], results["methods"]["ewc"]
+    first_drop = lambda m: m["matrix"][0][0] - m["matrix"][2][0]  # noqa: E731
+    assert first_drop(ewc) <= first_drop(seq)
+
+
+def test_the_reservoir_keeps_its_size_and_its_state_round_trips(trained: Workspace) -> None:
+    from contlearn.ops.context import open_context
+
+    ctx = open_context(trained.ledger, trained.store, "cpu")
+    tasks = trained.ledger.tasks()
+    configs = {t.name: trained.config.train for t in tasks}
+    replay = Replay(CompareConfig(replay_buffer=10), tasks, configs)
+    for task in tasks[:2]:
+        ctx.model.add_task(
+            f"{task.name}", num_outputs=2, adapter=None
+        ) if task.name not in ctx.model.tasks else None
+        data = replay._split(ctx, tasks.index(task))
+        replay.after_task(ctx, task, data)
+    assert len(replay.buffer) == 10 and replay.seen == 96
+    assert {p for p, _ in replay.buffer} <= {0, 1}
+    fresh = Replay(CompareConfig(replay_buffer=10), tasks, configs)
+    fresh.load_state(ctx, {k: v.clone() for k, v in replay.state().items()})
+    assert fresh.buffer == replay.buffer and fresh.seen == replay.seen
+    assert isinstance(replay.state()["buffer"], torch.Tensor)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"ewc_lambda": -1.0}, "ewc_lambda must be >= 0, got -1.0"),
+        ({"replay_buffer": 0}, "replay_buffer must be >= 1, got 0"),
+    ],
+)
+def test_bad_baseline_settings_are_one_line_errors(
+    trained: Workspace, setting: dict, message: str
+) -> None:
+    _write(trained, **setting)
+    done = CliRunner().invoke(main, ["compare", "-q", "-w", str(trained.root)])
+    assert done.exit_code != 0 and message in done.output
+    assert len(done.output.strip().splitlines()) == 1
+    assert trained.ledger.comparisons() == []
+
+
+def test_a_replay_buffer_larger_than_the_data_or_an_unknown_method_is_refused(
+    trained: Workspace,
+) -> None:
+    ws = _settings(trained, replay_buffer=500)
+    done = CliRunner().invoke(main, ["compare", "--methods", "replay", "-q", "-w", str(ws.root)])
+    assert done.output.strip() == (
+        "Error: replay_buffer 500 is larger than the earlier tasks' 96 training examples: set "
+        "[compare] replay_buffer to at most 96"
+    )
+    done = CliRunner().invoke(main, ["compare", "--methods", "adapter,lwf", "-w", str(ws.root)])
+    assert done.exit_code != 0 and "unknown method(s) ['lwf']" in done.output
+    assert ws.ledger.comparisons() == [] and ws.ledger.runs(purpose="compare") == []
