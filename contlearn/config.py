@@ -29,7 +29,9 @@ ADDED_TRAIN_SETTINGS = {
     "decay_norms_and_biases": True,
     "precision": "fp32",
     "cache_frozen_prefix": False,
+    "selection": "dev",
 }
+SELECTIONS = ("holdout", "dev")
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,11 @@ class TrainConfig:
     ``topk``, ``head``), run those layers without dropout and keep their output per example
     (up to ``prefix_cache_mb`` MiB; the rest is recomputed), so that from the second epoch on
     batches skip them. Off by default (runs recorded before it existed had it off).
+
+    selection: what picks the best epoch. ``holdout`` (the default): a seeded slice of the
+    training split (10%, at most 1,000 rows) that is not trained on, so the dev split stays
+    untouched until the score that is reported; ``dev``: the dev split itself (optimistic,
+    as in release 0.1, whose runs it replays, and in papers that select on dev).
     """
 
     epochs: int = 3
@@ -71,6 +78,7 @@ class TrainConfig:
     precision: str = "auto"
     cache_frozen_prefix: bool = False
     prefix_cache_mb: int = 2048
+    selection: str = "holdout"
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -88,6 +96,10 @@ class TrainConfig:
         _check(
             self.precision in PRECISIONS,
             f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
+        )
+        _check(
+            self.selection in SELECTIONS,
+            f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}",
         )
 
 

@@ -202,10 +202,11 @@ def test_training_prints_its_size_and_an_estimate(two_tasks: Workspace) -> None:
 
 def test_compare_prints_its_settings_and_takes_a_budget(trained: Workspace, tmp_path: Path) -> None:
     args = ["compare", "--epochs", "1", "--max-train-examples", "40", "--lr", "5e-05", "-q"]
+    args += ["--methods", "adapter,sequential"]
     result = cli(trained, *args, "--out", str(tmp_path / "r"))
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
-    assert lines[0].startswith("full fine-tuning settings (from each task's adapter run")
+    assert lines[0].startswith("baseline settings (from each task's adapter run")
     header = "task epochs lr batch_size max_length max_train_examples seed precision"
     assert lines[1].split() == header.split()
     assert lines[2].split() == ["a", "1", "5e-05", "32", "32", "40", "42", "fp32"]

@@ -83,7 +83,9 @@ def test_its_comparison_renders_and_is_reused(ws01: Path, tmp_path: Path) -> Non
     results, files = ws.rebuild_report(out=tmp_path / "report")
     assert results["comparison_id"] == done["id"] and files["html"].is_file()
     assert results["config"]["epochs"] == 4  # read from runs recorded by 0.1
-    again = ws.compare()  # the same sequence and settings: nothing retrained
+    # The same sequence, methods and settings: nothing retrained (its sequential baseline was
+    # recorded as full-finetune).
+    again = ws.compare(methods=("adapter", "sequential"))
     assert again["comparison_id"] == done["id"] and len(ws.ledger.comparisons()) == 1
     assert len(ws.ledger.runs(purpose="compare")) == 2
 

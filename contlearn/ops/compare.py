@@ -191,18 +191,22 @@ def _open_comparison(ledger: Ledger, planned: dict[str, Any]) -> int:
     names, config, methods = planned["task_names"], planned["config"], planned["methods"]
     for row in reversed(ledger.comparisons()):
         same = row["task_names"] == names and _same_config(row["config"], config)
-        if same and row["methods"] == methods:
+        if same and [ALIASES.get(m, m) for m in row["methods"]] == methods:
             return row["id"]  # resume an interrupted one, or reuse a finished one
     return ledger.start_comparison(methods=methods, task_names=names, config=config)
 
 
 def _same_config(recorded: dict[str, Any], config: dict[str, Any]) -> bool:
     """Whether a recorded comparison ran with ``config``; settings added to TrainConfig since it
-    ran read as the values it used."""
+    ran read as the values it used, and one recorded before the baselines' settings and dev
+    targets were (adapters and sequential fine-tuning only) is the same without them: it is
+    reused as it is, without intervals."""
     full = {
         name: asdict(recorded_train_config(values))
         for name, values in recorded.get("full_finetune", {}).items()
     }
+    if "baselines" not in recorded:
+        config = {k: v for k, v in config.items() if k not in ("baselines", "dev_targets")}
     return {**recorded, "full_finetune": full} == config
 
 

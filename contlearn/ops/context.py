@@ -161,13 +161,33 @@ def targets(task: TaskRecord, labels: Any) -> list:
     return [index[v] for v in labels]
 
 
-def subsampled(rows: Any, train_cfg: TrainConfig) -> Any:
-    """The deterministic training subset that ``max_train_examples`` asks for."""
-    keep = subsample(len(rows.labels), train_cfg.max_train_examples, train_cfg.seed)
-    if len(keep) == len(rows.labels):
-        return rows
+HOLDOUT_SHARE, HOLDOUT_MAX = 0.1, 1000
+
+
+def training_rows(rows: Any, train_cfg: TrainConfig) -> tuple[Any, Any | None]:
+    """What a run trains on, and what picks its best epoch: with the ``holdout`` rule a seeded
+    slice of the training split (10%, at most 1,000 rows, at least one), taken out before the
+    ``max_train_examples`` subsample of the rest; with ``dev``, None (the dev split picks)."""
+    count = len(rows.labels)
+    if train_cfg.selection == "dev" or count < 2:
+        return subsampled(rows, train_cfg), None
+    size = min(HOLDOUT_MAX, max(1, round(HOLDOUT_SHARE * count)))
+    held = set(subsample(count, size, train_cfg.seed + 1))
+    rest = [i for i in range(count) if i not in held]
+    return subsampled(_rows(rows, rest), train_cfg), _rows(rows, sorted(held))
+
+
+def _rows(rows: Any, keep: list[int]) -> Any:
     return replace(
         rows,
         texts=tuple(rows.texts[i] for i in keep),
         labels=tuple(rows.labels[i] for i in keep),
     )
+
+
+def subsampled(rows: Any, train_cfg: TrainConfig) -> Any:
+    """The deterministic training subset that ``max_train_examples`` asks for."""
+    keep = subsample(len(rows.labels), train_cfg.max_train_examples, train_cfg.seed)
+    if len(keep) == len(rows.labels):
+        return rows
+    return _rows(rows, keep)
