@@ -193,8 +193,8 @@ def test_training_prints_its_size_and_an_estimate(two_tasks: Workspace) -> None:
     result = cli(two_tasks, "train-next", "--batch-size", "8", "--epochs", "2")
     assert result.exit_code == 0, result.output
     estimate = re.compile(
-        r"a: 96 examples x 2 epochs = 24 steps of 8; about \d+ (s|min \d\d s) of training "
-        r"\(\d+\.\d\d s per step\), plus a dev evaluation per epoch\n"
+        r"a: 86 examples x 2 epochs = 22 steps of 8; about \d+ (s|min \d\d s) of training "
+        r"\(\d+\.\d\d s per step\), plus a holdout evaluation per epoch\n"
     )
     assert estimate.search(result.stderr), result.stderr
     assert "examples x" not in cli(two_tasks, "train-next", "-q", "--batch-size", "8").output

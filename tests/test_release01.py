@@ -115,11 +115,12 @@ def test_old_runs_read_as_the_weight_decay_rule_they_used(ws01: Path) -> None:
 
 def test_the_same_data_and_seed_train_the_same_bytes(ws01: Path, tmp_path: Path) -> None:
     """A new workspace on the fixture's backbone, data and settings, with 0.1's weight-decay
-    rule, writes the very weights and dev logits that release 0.1 wrote."""
+    and selection rules, writes the very weights and dev logits that release 0.1 wrote."""
     root = tmp_path / "again"
     cli("init", "-w", str(root), "--backbone", str(ws01 / "backbone"))
     config = (ws01 / "ws" / "tasks.toml").read_text()
-    rule = "[train]\ndecay_norms_and_biases = true"  # release 0.1's rule, as its runs read
+    # release 0.1's rules, as its runs read: weight decay on everything, the best epoch on dev
+    rule = '[train]\ndecay_norms_and_biases = true\nselection = "dev"'
     (root / "tasks.toml").write_text(config.replace("[train]", rule))
     for name in ("a", "b"):
         cli("add-task", name, "--data", str(ws01 / "data" / name), "-w", str(root))

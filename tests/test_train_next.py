@@ -197,8 +197,8 @@ def test_a_run_is_determined_by_its_seed_not_by_what_ran_before(
     alone.add_task("b", two_tasks.ledger.task("b").data_source)
     (only_b,) = alone.train_next()
     assert only_b["logits_sha256"] == with_a["logits_sha256"]
-    curve = [{k: h[k] for k in ("epoch", "loss", "dev")} for h in only_b["history"]]
-    assert curve == [{k: h[k] for k in ("epoch", "loss", "dev")} for h in with_a["history"]]
+    curve = [{k: h[k] for k in ("epoch", "loss", "holdout")} for h in only_b["history"]]
+    assert curve == [{k: h[k] for k in ("epoch", "loss", "holdout")} for h in with_a["history"]]
 
 
 def _train_config(ws: Workspace, task: str) -> dict:

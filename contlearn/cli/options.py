@@ -117,6 +117,12 @@ ADAPTER_SETTINGS = (
         "tasks.toml: off).",
     ),
     click.option(
+        "--selection",
+        type=click.Choice(["holdout", "dev"]),
+        help="What picks the best epoch: holdout (default from tasks.toml: a seeded 10% of the "
+        "training split, at most 1,000 rows, not trained on) or dev (the reported split).",
+    ),
+    click.option(
         "--decay-norms-and-biases/--no-decay-norms-and-biases",
         default=None,
         help="Apply weight decay to LayerNorm weights and biases too (default from "

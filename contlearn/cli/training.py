@@ -120,7 +120,8 @@ def print_estimate(plan: dict[str, Any]) -> None:
     note(
         f"{plan['task']}: {plan['examples']:,} examples x {plan['epochs']} epochs = "
         f"{plan['steps']:,} steps of {plan['batch_size']}; about {duration(plan['seconds'])} of "
-        f"training ({plan['seconds_per_step']:.2f} s per step), plus a dev evaluation per epoch"
+        f"training ({plan['seconds_per_step']:.2f} s per step), plus a "
+        f"{plan.get('selection', 'dev')} evaluation per epoch"
     )
 
 

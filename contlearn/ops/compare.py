@@ -346,7 +346,7 @@ def _shared_config(
     """Each training setting once, or per task (``rte 5 / mrpc 3``) where the tasks differ."""
     runs = [asdict(recorded_train_config(r.config["train"])) for r in adapter_runs]
     config: dict[str, Any] = {}
-    for key in ("epochs", "batch_size", "max_length", "seed", "max_train_examples"):
+    for key in ("epochs", "batch_size", "max_length", "seed", "max_train_examples", "selection"):
         config[key] = _per_task(tasks, [run[key] for run in runs])
     adapter_lr = _per_task(tasks, [run["lr"] for run in runs])
     full_lr = _per_task(tasks, [recorded["full_finetune"][t.name]["lr"] for t in tasks])

@@ -18,7 +18,7 @@ from ..ledger.records import TaskRecord
 from ..ledger.store import Ledger
 from ..model.adapted import count_parameters
 from ..train.loop import StepHooks
-from .context import ModelContext, open_context, read_task_data, subsampled
+from .context import ModelContext, open_context, read_task_data, training_rows
 from .evaluate import evaluate_task, evaluation_record
 from .pace import Report, estimator, training_plan
 from .runs import record_failure, run_values
@@ -189,13 +189,15 @@ def fine_tune(
     from ..train.seeding import seed_everything
 
     data = read_task_data(task)
-    split = ctx.encode(task, subsampled(data.train, config), config.max_length)
-    dev = ctx.encode(task, data.dev, config.max_length)
+    rows, held = training_rows(data.train, config)
+    split = ctx.encode(task, rows, config.max_length)
+    pick = ctx.encode(task, data.dev if held is None else held, config.max_length)
     seed_everything(config.seed)
     _add_head(ctx, settings, task)
     ctx.model.activate(task.name)
     ctx.model.backbone.requires_grad_(True)
-    report = None if on_estimate is None else (lambda e: on_estimate({"task": task.name, **e}))
+    picked = {"task": task.name, "selection": "dev" if held is None else "holdout"}
+    report = None if on_estimate is None else (lambda e: on_estimate({**picked, **e}))
     params = list(ctx.model.backbone.parameters()) + ctx.model.trainable_parameters(task.name)
     result = train(
         ctx.model,
@@ -205,7 +207,7 @@ def fine_tune(
         config,
         problem_type=task.problem_type,
         progress=progress,
-        evaluate=lambda: evaluate_task(ctx, task, dev).primary_value,
+        evaluate=lambda: evaluate_task(ctx, task, pick).primary_value,
         desc=f"{task.name} (full fine-tuning)",
         device=ctx.device,
         on_step=estimator(

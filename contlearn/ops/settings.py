@@ -23,6 +23,7 @@ TRAIN_KEYS = (
     "decay_norms_and_biases",
     "precision",
     "cache_frozen_prefix",
+    "selection",
 )
 ADAPTER_KEYS = ("bottleneck", "method", "options")
 SETTINGS = TRAIN_KEYS + ADAPTER_KEYS

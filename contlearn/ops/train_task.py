@@ -21,7 +21,7 @@ from ..ledger.store import Ledger
 from ..model.adapted import count_parameters
 from ..train.distributed import allreduce_bytes
 from ..version import library_versions
-from .context import ModelContext, read_task_data, subsampled
+from .context import ModelContext, read_task_data, training_rows
 from .current import recorded_post_train
 from .evaluate import evaluate_task, evaluation_record
 from .pace import Report, chain, estimator, training_plan
@@ -137,8 +137,10 @@ def fit_task(
     from ..train.seeding import seed_everything
 
     data = read_task_data(task)
-    train_split = ctx.encode(task, subsampled(data.train, train_cfg), train_cfg.max_length)
+    rows, held = training_rows(data.train, train_cfg)
+    train_split = ctx.encode(task, rows, train_cfg.max_length)
     dev = ctx.encode(task, data.dev, train_cfg.max_length)
+    pick = dev if held is None else ctx.encode(task, held, train_cfg.max_length)
     model = ctx.model
     seed_everything(train_cfg.seed)  # the adapter and head initialisation follow the run's seed
     model.add_task(
@@ -146,10 +148,11 @@ def fit_task(
     )
     model.activate(task.name)
     main, world = ctx.world.main, ctx.world
+    picked = {"task": task.name, "selection": "dev" if held is None else "holdout"}
     size = training_plan(
         len(train_split.encoded), train_cfg.epochs, train_cfg.batch_size * world.size
     )
-    report = None if on_estimate is None else (lambda e: on_estimate({"task": task.name, **e}))
+    report = None if on_estimate is None else (lambda e: on_estimate({**picked, **e}))
     on_step = chain(heartbeat(ctx.ledger, run_id), estimator(size, report)) if main else None
     limit = train_cfg.prefix_cache_mb * 2**20 if train_cfg.cache_frozen_prefix else None
     with (
@@ -163,7 +166,7 @@ def fit_task(
             train_split.targets,
             train_cfg,
             problem_type=task.problem_type,
-            evaluate=lambda: evaluate_task(ctx, task, dev).primary_value,
+            evaluate=lambda: evaluate_task(ctx, task, pick).primary_value,
             progress=progress,
             desc=task.name,
             on_step=on_step,

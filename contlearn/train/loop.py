@@ -78,7 +78,7 @@ def train(
 ) -> TrainResult:
     """Train ``params`` of ``model`` (on ``device``, default the CPU) on ``encoded``, in the
     config's precision; after each epoch score with ``evaluate`` (on rank 0 of ``world``,
-    which shares the score).
+    which shares the score), on the split the config's selection rule names.
 
     Over several processes each batch is a global one of ``batch_size`` x the world size,
     which every rank shares out (``distributed``). The weights of the best-scoring epoch are
@@ -113,9 +113,10 @@ def train(
         loss = _epoch(batches, step, on_step=on_step, progress=progress, desc=label)
         seconds = time.perf_counter() - began
         score = share(world, evaluate() if world.main else None)
-        history.append({"epoch": epoch, "loss": loss, "dev": score, "seconds": seconds})
+        picked_on = getattr(config, "selection", "dev")  # the split that picks the best epoch
+        history.append({"epoch": epoch, "loss": loss, picked_on: score, "seconds": seconds})
         if progress:
-            tqdm.write(f"{label}: loss {loss:.4f}, dev {score:.4f}")
+            tqdm.write(f"{label}: loss {loss:.4f}, {picked_on} {score:.4f}")
         if best is None or score > best[0]:
             best = (score, epoch, [p.detach().clone() for p in params])
     with torch.no_grad():

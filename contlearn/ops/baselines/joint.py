@@ -14,7 +14,7 @@ from ...ledger.records import TaskRecord
 from ...model.adapted import count_parameters
 from ...train.batching import Encoded, training_batches
 from ...train.loop import StepHooks
-from ..context import read_task_data, subsampled
+from ..context import read_task_data, training_rows
 from ..evaluate import evaluate_task
 from ..full_finetune import (
     _add_head,
@@ -61,11 +61,12 @@ def _train(ctx, tasks, settings, config: TrainConfig, progress: bool):
     from ...train.loop import train
     from ...train.seeding import seed_everything
 
-    splits, devs = [], []
+    splits, picks = [], []
     for task in tasks:
         data, own = read_task_data(task), settings[task.name]
-        splits.append(ctx.encode(task, subsampled(data.train, own), own.max_length))
-        devs.append(ctx.encode(task, data.dev, own.max_length))
+        rows, held = training_rows(data.train, own)
+        splits.append(ctx.encode(task, rows, own.max_length))
+        picks.append(ctx.encode(task, data.dev if held is None else held, own.max_length))
     seed_everything(config.seed)
     for task in tasks:
         _add_head(ctx, settings, task)
@@ -83,7 +84,7 @@ def _train(ctx, tasks, settings, config: TrainConfig, progress: bool):
         return task.problem_type
 
     def evaluate() -> float:
-        scores = [evaluate_task(ctx, t, d).primary_value for t, d in zip(tasks, devs, strict=True)]
+        scores = [evaluate_task(ctx, t, p).primary_value for t, p in zip(tasks, picks, strict=True)]
         return sum(scores) / len(scores)
 
     hooks = StepHooks(route=route, batches=per_task_batches(owner))

@@ -15,7 +15,7 @@ from ...config import CompareConfig, TrainConfig
 from ...ledger.records import TaskRecord
 from ...train.batching import collate
 from ...train.loop import StepHooks, loss_fn
-from ..context import ModelContext, read_task_data, subsampled
+from ..context import ModelContext, read_task_data, training_rows
 
 NAME = "replay"
 
@@ -60,7 +60,7 @@ class Replay:
         if position not in self.splits:  # after a resume: encoded again, the same way
             task = self.tasks[position]
             config = self.configs[task.name]
-            rows = subsampled(read_task_data(task).train, config)
+            rows, _ = training_rows(read_task_data(task).train, config)
             self.splits[position] = ctx.encode(task, rows, config.max_length)
         return self.splits[position]
 
