@@ -147,3 +147,33 @@ def test_a_replay_buffer_larger_than_the_data_or_an_unknown_method_is_refused(
     done = CliRunner().invoke(main, ["compare", "--methods", "adapter,lwf", "-w", str(ws.root)])
     assert done.exit_code != 0 and "unknown method(s) ['lwf']" in done.output
     assert ws.ledger.comparisons() == [] and ws.ledger.runs(purpose="compare") == []
+
+
+def test_an_interrupted_ewc_and_replay_comparison_resumes_to_the_same_numbers(
+    trained: Workspace, tmp_path: Path, monkeypatch
+) -> None:
+    import shutil
+
+    import contlearn.ops.full_finetune as finetune
+
+    copy = Workspace.open(shutil.copytree(trained.root, tmp_path / "copy"))
+    methods = ("ewc", "replay")
+    whole = copy.compare(methods=methods, epochs=1)
+    real, calls = finetune._train_and_evaluate, {"n": 0}
+
+    def crash_on_fifth(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # replay's second task: its buffer holds the first task's rows
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(finetune, "_train_and_evaluate", crash_on_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        trained.compare(methods=methods, epochs=1)
+    (running,) = trained.ledger.comparisons(status="running")
+    assert checkpoint_path(trained.store, running["id"], "replay").is_file()
+    monkeypatch.setattr(finetune, "_train_and_evaluate", real)
+    resumed = trained.compare(methods=methods, epochs=1)
+    assert resumed["comparison_id"] == running["id"]
+    for name in methods:
+        assert resumed["methods"][name]["matrix"] == whole["methods"][name]["matrix"], name
