@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo
 GLUE ?=
 
-.PHONY: install postgres test demo lint format bench bench-methods bench-backbones stress gpu-check clean
+.PHONY: install postgres test demo lint format bench bench-methods bench-backbones bench-baselines stress gpu-check clean
 
 install: $(STAMP)
 
@@ -54,6 +54,11 @@ bench-backbones: install
 	{ echo "### Training step by family"; echo; $(PY) benchmarks/family_step.py; echo; \
 	  echo "### Backbone dtype"; echo; $(PY) benchmarks/backbone_dtype.py; } > $(BACKBONES_MD).tmp
 	mv $(BACKBONES_MD).tmp $(BACKBONES_MD)
+
+# Section 8: five real tasks (demo corpora + GLUE), adapters and every baseline (~30 min).
+GLUE_DIR ?= ../shared/data/glue
+bench-baselines: install
+	$(PY) benchmarks/baselines.py --glue $(GLUE_DIR)
 
 # On a machine with a CUDA GPU: train, re-evaluate, audit on two devices, torchrun, throughput/MFU.
 gpu-check: install

@@ -32,7 +32,7 @@ SEQUENCE = (
 # Each task: 2 epochs on at most 1,000 examples of at most 96 tokens (the demo's budget);
 # adapters at 1e-3, the baselines at 5e-5 (README: the demo).
 SETTINGS = {"epochs": "2", "max_train_examples": "1000", "max_length": "96"}
-COMPARE = {"full_finetune_lr": "5e-05", "replay_buffer": "500", "ewc_lambda": "1000000.0"}
+COMPARE = {"full_finetune_lr": "5e-05", "replay_buffer": "500", "ewc_lambda": "100000.0"}
 
 
 def sh(*args: str, capture: bool = False) -> subprocess.CompletedProcess:

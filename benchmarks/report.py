@@ -731,6 +731,16 @@ def backbones_section() -> list[str]:
     return [*head, measured.read_text().strip(), ""]
 
 
+def baselines_section() -> list[str]:
+    """`make bench-baselines`'s table (benchmarks/baselines.py: five real tasks, every way of
+    learning them) when it has been run here."""
+    measured = ROOT / "benchmarks" / "out" / "baselines" / "BASELINES.md"
+    head = ["## 8. Adapters against the continual-learning baselines", ""]
+    if not measured.is_file():
+        return [*head, "Not run yet: `make bench-baselines` (about half an hour on 2 cores).", ""]
+    return [*head, measured.read_text().strip(), ""]
+
+
 def reproduce_section() -> list[str]:
     return [
         "## Reproduce",
@@ -739,6 +749,7 @@ def reproduce_section() -> list[str]:
         "make bench                           # full run, writes BENCHMARKS.md",
         "make bench-methods                   # section 6: every method on GLUE (about an hour)",
         "make bench-backbones                 # section 7: families and backbone dtype (minutes)",
+        "make bench-baselines                 # section 8: five tasks, six methods (~30 min)",
         "python benchmarks/run.py --quick     # a few minutes; writes benchmarks/out/BENCHMARKS.md",
         "bash benchmarks/peer/setup.sh        # the peer's venv alone (idempotent)",
         "```",
@@ -760,6 +771,7 @@ def render(r: Results) -> str:
         gpu_section(r),
         methods_section(),
         backbones_section(),
+        baselines_section(),
         reproduce_section(),
     ]
     return "\n".join(line for part in parts for line in part).rstrip() + "\n"

@@ -119,7 +119,7 @@ class CompareConfig:
     ``bootstrap_resamples``: resamples of the dev examples behind each confidence interval."""
 
     full_finetune_lr: float = 2e-5
-    ewc_lambda: float = 1e6
+    ewc_lambda: float = 1e5
     ewc_decay: float = 1.0
     fisher_examples: int = 200
     replay_buffer: int = 200
