@@ -696,11 +696,17 @@ def gpu_section(r: Results) -> list[str]:
     return ["## 5. GPU", "", f"{GPU_CHECK} Not run yet: {seen}.", ""]
 
 
+SELECTION_NOTE = (
+    "Measured before the holdout selection rule became the default (issue 18): these runs "
+    "picked their best epoch on the dev split they report (`selection = dev`)."
+)
+
+
 def methods_section() -> list[str]:
     """`make bench-methods`'s summary (benchmarks/methods.py: GLUE with every method, the
     trade-off, the frozen prefix) when it has been run here."""
     measured = ROOT / "benchmarks" / "out" / "methods" / "METHODS.md"
-    head = ["## 6. Methods on GLUE (MiniLM)", ""]
+    head = ["## 6. Methods on GLUE (MiniLM)", "", SELECTION_NOTE, ""]
     if not measured.is_file():
         return [*head, "Not run yet: `make bench-methods` (about an hour on 2 cores).", ""]
     text = re.sub(r"^## ", "### ", measured.read_text().strip(), flags=re.MULTILINE)

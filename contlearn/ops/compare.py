@@ -458,7 +458,7 @@ def _baseline_method(
         _fill_unverified(tasks, cells)  # each task keeps its own model: it never changes
     params = [r.result["trainable_params"] for r in ordered]
     sizes = [r.result["bytes_if_kept"] for r in ordered]
-    total = sum(sizes) if name in (FULL, SEPARATE) else _one_model_bytes(ledger, params)
+    total = sum(sizes) if name == SEPARATE else _one_model_bytes(ledger, params)
     if name == EWC:
         total += 8 * ledger.backbone().num_parameters  # Fisher and anchor, to go on
     method = _method(LABELS[name], tasks, cells, None, ordered, sizes, total, params)
