@@ -177,3 +177,20 @@ def test_an_interrupted_ewc_and_replay_comparison_resumes_to_the_same_numbers(
     assert resumed["comparison_id"] == running["id"]
     for name in methods:
         assert resumed["methods"][name]["matrix"] == whole["methods"][name]["matrix"], name
+
+
+def test_without_separate_models_fwt_is_against_the_majority_class(trained: Workspace) -> None:
+    results = trained.compare(methods=("adapter", "sequential"), epochs=1)
+    assert results["fwt_reference"] == "majority class"
+    matrix = results["methods"]["adapter"]["matrix"]
+    # Every keyword task here is balanced enough that the majority class scores the share of
+    # its most frequent dev label; FWT is the mean of (just-trained score - that share).
+    from contlearn.ops.compare import dev_targets
+
+    tasks = trained.ledger.tasks()
+    shares = []
+    for task in tasks:
+        labels = dev_targets(task)
+        shares.append(max(labels.count(k) for k in set(labels)) / len(labels))
+    expected = sum(matrix[j][j] - shares[j] for j in range(1, 3)) / 2
+    assert results["methods"]["adapter"]["summary"]["fwt"] == pytest.approx(expected)

@@ -254,7 +254,7 @@ def build_results(
             methods[ADAPTER] = _adapter_method(ledger, tasks, runs)
         else:
             methods[name] = _baseline_method(ledger, tasks, comparison_id, name, meta)
-    _add_references(methods)
+    fwt_reference = _add_references(methods, meta, tasks)
     _add_intervals(methods, meta | {"ledger": ledger}, tasks, runs, store)
     return {
         "comparison_id": comparison_id,
@@ -268,23 +268,39 @@ def build_results(
         "tasks": [{"name": t.name, "position": t.position, "metric": t.metric} for t in tasks],
         "methods": methods,
         "config": _shared_config(tasks, runs, meta["config"]),
+        "fwt_reference": fwt_reference,
     }
 
 
-def _add_references(methods: dict[str, Any]) -> None:
-    """FWT against the separate models' scores and intransigence against joint's, where those
-    ran (each method's own summary otherwise leaves them out)."""
-    reference = methods.get(SEPARATE, {}).get("matrix")
+def _add_references(methods: dict[str, Any], meta: dict, tasks: list[TaskRecord]) -> str | None:
+    """FWT against a per-task reference (the separate models' scores where they ran, else the
+    majority class's dev score) and intransigence against joint's, where it ran; returns which
+    reference FWT used (None: none could be had)."""
+    reference, source = _fwt_reference(methods, meta, tasks)
     joint = methods.get(JOINT, {}).get("matrix")
     for name, method in methods.items():
         summary = forgetting.summarize(
-            method["matrix"],
-            reference=[row[j] for j, row in enumerate(reference)] if reference else None,
-            joint=joint[-1] if joint else None,
+            method["matrix"], reference=reference, joint=joint[-1] if joint else None
         )
         if name == JOINT:  # no sequence: nothing was learned before anything else
             summary |= {k: None for k in ("bwt", "forgetting", "forgetting_avalanche", "fwt")}
         method["summary"] = summary
+    return source
+
+
+def _fwt_reference(methods, meta, tasks) -> tuple[list[float] | None, str | None]:
+    separate = methods.get(SEPARATE, {}).get("matrix")
+    if separate:
+        return [row[j] for j, row in enumerate(separate)], "separate models"
+    wanted = meta["config"].get("dev_targets")
+    if not wanted or any(t.labels is None for t in tasks):
+        return None, None  # no dev targets recorded, or a regression task: no majority class
+    from ..eval.metrics import majority_class_score
+
+    scores = [
+        majority_class_score([t.metric], wanted[t.name], len(t.labels))[t.metric] for t in tasks
+    ]
+    return scores, "majority class"
 
 
 def _add_intervals(methods, meta, tasks, runs, store) -> None:

@@ -56,7 +56,8 @@ DEFINITIONS = (
         "FWT",
         "FWT = 1/(T−1) Σ_{j>1} (R[j][j] − ref[j])",
         "forward transfer against a per-task reference: the separate model's score on that task "
-        "(a model fine-tuned on it alone), where separate ran.",
+        "(a model fine-tuned on it alone) where separate ran, else the majority class's dev "
+        "score (the report's overview says which).",
     ),
     (
         "Intransigence",
@@ -125,7 +126,14 @@ def overview(results: dict) -> list[tuple[str, str]]:
         ("Backbone", f"{backbone.get('identity', '?')} (fingerprint {fingerprint}…{size})"),
         (f"Tasks, in training order (T = {len(results['tasks'])})", tasks),
         ("Config", _config_text(results.get("config") or {})),
-    ]
+    ] + _reference_line(results)
+
+
+def _reference_line(results: dict) -> list[tuple[str, str]]:
+    """What FWT was measured against, in results that record it."""
+    if "fwt_reference" not in results:
+        return []
+    return [("FWT reference", str(results["fwt_reference"] or "none (FWT not computed)"))]
 
 
 def _config_text(config: dict) -> str:
