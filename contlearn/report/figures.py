@@ -252,8 +252,18 @@ def storage_png(results: dict) -> bytes:
         text = "forgetting n/a" if lost is None else f"forgetting {lost:+.3f}"
         ax.annotate(text, (total, acc), textcoords="offset points", xytext=(6, 6), fontsize=8)
     ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_bytes(v)))
+    ax.xaxis.set_minor_formatter(FuncFormatter(_sparse_bytes))
     ax.set_xlabel("bytes stored to serve every task (log)")
     ax.set_ylabel("final ACC")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="best")
     return png_bytes(fig)
+
+
+def _sparse_bytes(value: float, _position: Any) -> str:
+    """Minor tick labels of a log axis at 2, 3 and 5 times a power of ten (the others crowd)."""
+    leading = f"{value:.0e}"[0]
+    return format_bytes(value) if leading in "235" else ""
