@@ -255,7 +255,7 @@ def build_results(
         else:
             methods[name] = _baseline_method(ledger, tasks, comparison_id, name, meta)
     fwt_reference = _add_references(methods, meta, tasks)
-    _add_intervals(methods, meta | {"ledger": ledger}, tasks, runs, store)
+    _add_intervals(ledger, methods, meta, tasks, runs, store)
     return {
         "comparison_id": comparison_id,
         "created_at": str(meta["started_at"]),
@@ -303,7 +303,7 @@ def _fwt_reference(methods, meta, tasks) -> tuple[list[float] | None, str | None
     return scores, "majority class"
 
 
-def _add_intervals(methods, meta, tasks, runs, store) -> None:
+def _add_intervals(ledger, methods, meta, tasks, runs, store) -> None:
     """95% bootstrap intervals (dev examples resampled, seeded) of every method's final task
     scores, ACC and BWT, where the predictions and dev targets were recorded."""
     from ..eval.bootstrap import bootstrap_summary
@@ -317,7 +317,7 @@ def _add_intervals(methods, meta, tasks, runs, store) -> None:
     for name, method in methods.items():
         predicted = method.pop("predictions", None)
         if name == ADAPTER:
-            predicted = _adapter_predictions(meta["ledger"], runs, tasks, store)
+            predicted = _adapter_predictions(ledger, runs, tasks, store)
         if predicted is None:
             continue
         final, diagonal = predicted
@@ -489,11 +489,11 @@ def _one_model_bytes(ledger: Ledger, params: list[int]) -> int:
 
 
 def _joint_method(ledger, tasks, runs, cells) -> dict[str, Any]:
-    (run,) = runs.values() if len(runs) == 1 else (None,)
-    if run is None:
+    if len(runs) != 1:
         raise ContlearnError(
             "the joint baseline of this comparison is not finished: run `contlearn compare`"
         )
+    (run,) = runs.values()
     last = tasks[-1].id
     for i, later in enumerate(tasks):  # one model, evaluated once: the same row throughout
         for earlier in tasks[: i + 1]:

@@ -115,6 +115,8 @@ def norm_parameters(sites: Sites, kinds: Sequence[str], layers: Sequence[int]) -
     )
 
 
+# The linear projections of a layer that LoRA and (IA)3 can target.
+PROJECTIONS = ("query", "key", "value", "attention_output", "ffn_intermediate", "ffn_output")
 SUB_LAYER_NORMS = ("attention_norm", "ffn_norm")
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 from ...validation import check_types
 from .base import Hook, Method, MethodModules, Sites
 from .common import (
+    PROJECTIONS,
     SUB_LAYER_NORMS,
     both_norm_copies,
     check_leave_out,
@@ -27,7 +28,7 @@ from .common import (
 if TYPE_CHECKING:
     from torch import nn
 
-TARGETS = ("query", "key", "value", "attention_output", "ffn_intermediate", "ffn_output")
+TARGETS = PROJECTIONS
 ON_INPUT = ("ffn_output",)  # feed-forward projections: the vector scales what they read
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 from ...validation import check, check_types
 from .base import Hook, Method, MethodModules, Sites
 from .common import (
+    PROJECTIONS,
     SUB_LAYER_NORMS,
     both_norm_copies,
     check_leave_out,
@@ -28,7 +29,7 @@ from .common import (
 if TYPE_CHECKING:
     from torch import nn
 
-TARGETS = ("query", "key", "value", "attention_output", "ffn_intermediate", "ffn_output")
+TARGETS = PROJECTIONS
 
 
 @dataclass(frozen=True)

@@ -74,10 +74,9 @@ def fisher_diagonal(
     model.eval()
     model.activate(task.name)
     model.backbone.requires_grad_(True)
-    dtype = torch.float32 if task.problem_type == "regression" else torch.long
     for i in range(count):
         batch = {k: v.to(device) for k, v in collate(split.encoded, [i]).items()}
-        target = torch.tensor([split.targets[i]], dtype=dtype, device=device)
+        target = torch.tensor([split.targets[i]], device=device)  # loss_fn casts it
         model.zero_grad(set_to_none=True)
         loss_fn(model(**batch).float(), target, task.problem_type).backward()
         for n, p in weights.items():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from ...config import TrainConfig
@@ -53,8 +54,8 @@ def run_joint(ledger, store, comparison_id, tasks, settings, *, progress=False, 
 def joint_config(tasks: list[TaskRecord], settings: dict[str, TrainConfig]) -> TrainConfig:
     """The first task's settings with the most epochs any task asks for (the data is every
     task's, each task's examples encoded with its own max length)."""
-    first = settings[tasks[0].name]
-    return TrainConfig(**{**first.__dict__, "epochs": max(settings[t.name].epochs for t in tasks)})
+    epochs = max(settings[t.name].epochs for t in tasks)
+    return replace(settings[tasks[0].name], epochs=epochs)
 
 
 def _train(ctx, tasks, settings, config: TrainConfig, progress: bool):

@@ -52,8 +52,9 @@ class Replay:
         earlier, split = self.tasks[position], self._split(ctx, position)
         ctx.model.activate(earlier.name)
         batch = {k: v.to(ctx.device) for k, v in collate(split.encoded, rows).items()}
-        dtype = torch.float32 if earlier.problem_type == "regression" else torch.long
-        wanted = torch.tensor([split.targets[i] for i in rows], dtype=dtype, device=ctx.device)
+        wanted = torch.tensor(
+            [split.targets[i] for i in rows], device=ctx.device
+        )  # cast by loss_fn
         return loss_fn(ctx.model(**batch).float(), wanted, earlier.problem_type)
 
     def _split(self, ctx: ModelContext, position: int) -> Any:
