@@ -9,7 +9,7 @@ exactly the original's.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -21,7 +21,9 @@ from ..naming import check_task_name
 from . import families
 from .heads import TaskHead
 from .methods.base import Hook, MethodModules
+from .methods.hooks import mixable
 from .methods.registry import DEFAULT_METHOD, get_method
+from .mixing import row_groups
 from .prefix import PrefixCache, first_trainable_layer
 from .routing import LayerWrapper, Router, SiteWrapper
 
@@ -225,6 +227,44 @@ class AdaptedModel(nn.Module):
         with self.low_precision(input_ids.device):
             hidden = self.backbone(**inputs).last_hidden_state  # [B, T, d]
         return self._task(self.router.name).head(hidden.float(), attention_mask)
+
+    def can_mix(self, name: str) -> bool:
+        """Whether task ``name``'s rows can share a forward pass with other tasks' rows: each
+        of its hooks splits into a part every row shares and its own (``topk``'s whole layers
+        do not)."""
+        return all(mixable(hook) for hook in self._task(name).hooks.values())
+
+    def forward_mixed(
+        self,
+        tasks: Sequence[str],
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        token_type_ids: Tensor | None = None,
+    ) -> list[tuple[str, Tensor, Tensor]]:
+        """One forward pass for a batch whose row i belongs to task ``tasks[i]``: each site runs
+        the backbone's module once and each task's own part on its rows, each row goes through
+        its task's head. Returns (task, its rows [n], their logits [n, C]) per task present.
+        Every task must be able to mix (``can_mix``)."""
+        groups = row_groups(tasks, input_ids.device)
+        stuck = [name for name in groups if not self.can_mix(name)]
+        if stuck:
+            raise ValueError(f"task {stuck[0]!r} cannot share a forward pass: group its rows")
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        saved = self.router.name, self.router.task
+        self.router.groups = [(self._task(name), rows) for name, rows in groups.items()]
+        self.router.name = self.router.task = None
+        try:
+            with self.low_precision(input_ids.device):
+                hidden = self.backbone(**inputs).last_hidden_state.float()  # [B, T, d]
+        finally:
+            self.router.groups = None
+            self.router.name, self.router.task = saved
+        return [
+            (name, rows, self._task(name).head(hidden[rows], attention_mask[rows]))
+            for name, rows in groups.items()
+        ]
 
     def upcast(self) -> None:
         """Make a low-precision backbone fp32, for a baseline that trains its weights (whose

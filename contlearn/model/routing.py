@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from torch import Tensor, nn
 
 from .methods.base import Hook
+from .mixing import mixed_site
 
 
 class Routed(Protocol):
@@ -31,6 +32,9 @@ class Router:
         # A backbone loaded in low precision: what the sites hand on is in its dtype, whatever
         # the fp32 task modules computed (None: an fp32 backbone, nothing is cast).
         self.dtype: Any = None
+        # A batch of several tasks' rows: (task, its rows [n]) per task present; None while
+        # one task (or none) is active.
+        self.groups: list[tuple[Routed, Any]] | None = None
 
 
 class _Transparent(nn.Module):
@@ -56,12 +60,20 @@ class SiteWrapper(_Transparent):
         self.router = router
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.router.groups is not None:
+            return self._mixed(x, self.router.groups)
         task = self.router.task
         hook = None if task is None else task.hooks.get(self.site)
         if hook is None:
             return self.base(x)
         out = hook(x, self.base)
         return out if self.router.dtype is None else out.to(self.router.dtype)
+
+    def _mixed(self, x: Tensor, groups: list[tuple[Routed, Any]]) -> Tensor:
+        hooked = [(task.hooks.get(self.site), rows) for task, rows in groups]
+        if all(hook is None for hook, _ in hooked):
+            return self.base(x)
+        return mixed_site(x, self.base, hooked, self.router.dtype)
 
 
 class LayerWrapper(_Transparent):
@@ -79,5 +91,7 @@ class LayerWrapper(_Transparent):
         if prefix is not None and index < prefix.start:
             return prefix.layer(index, self.base, args, kwargs)
         task = self.router.task
+        if self.router.groups is not None:  # a mixed batch holds no task that replaces a layer
+            task = None
         hook = None if task is None else task.hooks.get(self.site)
         return self.base(*args, **kwargs) if hook is None else hook(self.base, args, kwargs)

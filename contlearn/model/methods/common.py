@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import ConfigError
 from ...validation import check
 from .base import Hook, Sites
+from .hooks import Instead
 
 if TYPE_CHECKING:
     from torch import nn
@@ -101,7 +102,7 @@ def norm_copies(
 
 
 def _instead(norm: nn.Module) -> Hook:
-    return lambda x, base: norm(x)
+    return Instead(lambda x, base: norm(x))
 
 
 def norm_parameters(sites: Sites, kinds: Sequence[str], layers: Sequence[int]) -> int:

@@ -23,6 +23,7 @@ from .common import (
     norm_copies,
     norm_parameters,
 )
+from .hooks import After
 
 if TYPE_CHECKING:
     from torch import nn
@@ -79,7 +80,7 @@ def added_parameters(config: HoulsbyConfig, sites: Sites) -> int:
 
 
 def _after(adapter: nn.Module) -> Hook:
-    return lambda x, base: adapter(base(x))  # [B, T, d]
+    return After(adapter)  # adapter(base(x)): [B, T, d]
 
 
 def build(config: HoulsbyConfig, sites: Sites) -> MethodModules:

@@ -24,6 +24,7 @@ from .common import (
     per_target,
     targeted_sites,
 )
+from .hooks import After, Before
 
 if TYPE_CHECKING:
     from torch import nn
@@ -75,12 +76,11 @@ def _scaled(scales: list[tuple[slice | None, nn.Module]], on_input: bool) -> Hoo
 
     if on_input:
         ((_, scale),) = scales
-        return lambda x, base: base(scale(x))
+        return Before(scale)
+    if len(scales) == 1 and scales[0][0] is None:
+        return After(scales[0][1])
 
-    def hook(x, base):
-        out = base(x)
-        if len(scales) == 1 and scales[0][0] is None:
-            return scales[0][1](out)
+    def scaled(out):
         factor = torch.ones(out.shape[-1], dtype=out.dtype, device=out.device)
         pieces, at = [], 0
         for part, scale in sorted(scales, key=lambda s: s[0].start):
@@ -88,7 +88,7 @@ def _scaled(scales: list[tuple[slice | None, nn.Module]], on_input: bool) -> Hoo
             at = part.stop
         return out * torch.cat([*pieces, factor[at:]])
 
-    return hook
+    return After(scaled)
 
 
 def build(config: IA3Config, sites: Sites) -> MethodModules:

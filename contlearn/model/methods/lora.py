@@ -25,6 +25,7 @@ from .common import (
     per_target,
     targeted_sites,
 )
+from .hooks import Plus
 
 if TYPE_CHECKING:
     from torch import nn
@@ -76,19 +77,15 @@ def added_parameters(config: LoraConfig, sites: Sites) -> int:
 
 def _plus(updates: list[tuple[slice | None, nn.Module]]) -> Hook:
     """base(x) plus each update, on the whole output or on its slice of a fused output."""
+    return Plus([_term(part, update) for part, update in updates])
+
+
+def _term(part: slice | None, update: nn.Module):
     import torch.nn.functional as F
 
-    def hook(x, base):
-        out = base(x)
-        width = out.shape[-1]
-        for part, update in updates:
-            delta = update(x)
-            if part is not None:
-                delta = F.pad(delta, (part.start, width - part.stop))
-            out = out + delta
-        return out
-
-    return hook
+    if part is None:
+        return lambda x, out: update(x)
+    return lambda x, out: F.pad(update(x), (part.start, out.shape[-1] - part.stop))
 
 
 def build(config: LoraConfig, sites: Sites) -> MethodModules:

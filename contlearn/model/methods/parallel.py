@@ -20,6 +20,7 @@ from .common import (
     kept_layers,
     norm_copies,
 )
+from .hooks import Peek, Plus
 from .pfeiffer import one_adapter_per_layer
 
 if TYPE_CHECKING:
@@ -53,16 +54,15 @@ def _hooks(adapter: nn.Module, scaling: float) -> tuple[Hook, Hook]:
     it. Within one forward a layer's first projection always runs before its last."""
     kept: list[Tensor] = []
 
-    def block_input(x, base):
+    def keep(x):
         kept[:] = [x]
-        return base(x)
 
-    def block_output(x, base):
+    def added(x, out):
         (inputs,) = kept
         kept.clear()
-        return base(x) + scaling * adapter(inputs)  # [B, T, d]
+        return scaling * adapter(inputs)  # [B, T, d]
 
-    return block_input, block_output
+    return Peek(keep), Plus([added])
 
 
 def build(config: ParallelConfig, sites: Sites) -> MethodModules:

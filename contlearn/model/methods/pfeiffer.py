@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from .base import Hook, Method, MethodModules, Sites
 from .common import kept_layers, norm_copies, norm_parameters
+from .hooks import After, Instead
 from .houlsby import adapter_param_count, check_bottleneck_fields
 
 if TYPE_CHECKING:
@@ -52,15 +53,11 @@ def _around(core: nn.Module, norm: nn.Module | None) -> Hook:
         ln = base if norm is None else norm
         return ln(s + core(ln(s)))  # [B, T, d]
 
-    return hook
+    return Instead(hook)
 
 
 def _after(adapter: nn.Module) -> Hook:
-    def hook(x, base):
-        y = base(x)
-        return y + adapter(y)  # [B, T, d]
-
-    return hook
+    return After(lambda y: y + adapter(y))  # y = base(x): [B, T, d]
 
 
 def build(config: PfeifferConfig, sites: Sites) -> MethodModules:

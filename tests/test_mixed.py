@@ -1,0 +1,89 @@
+"""Mixed-task batches: one forward pass whose rows belong to different tasks gives each row what
+its own task's forward gives it (logits within 1e-5), for every method that can mix, on post-LN,
+pre-LN and fused-projection families; ``topk`` says it cannot mix."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from contlearn.model.adapted import AdaptedModel
+from contlearn.model.methods.registry import method_config
+from tests.family_configs import tiny_model
+
+CONFIGS = [
+    ("houlsby", {"bottleneck": 4}),
+    ("houlsby", {"bottleneck": 3, "norms": "shared", "leave_out": [0]}),
+    ("pfeiffer", {"bottleneck": 4}),
+    ("pfeiffer", {"bottleneck": 4, "norms": "task"}),
+    ("parallel", {"bottleneck": 4}),
+    ("parallel", {"bottleneck": 2, "norms": "task"}),
+    ("lora", {"rank": 2}),
+    ("lora", {"rank": 3, "targets": ["query", "key", "value", "ffn_output"], "norms": "task"}),
+    ("ia3", {}),
+    ("ia3", {"targets": ["query", "value", "ffn_intermediate", "ffn_output"], "norms": "task"}),
+    ("head", {}),
+]
+
+
+def _model_with_tasks(family: str) -> AdaptedModel:
+    model = AdaptedModel(tiny_model(family))
+    torch.manual_seed(1)
+    for i, (method, values) in enumerate(CONFIGS):
+        task = model.add_task(
+            f"t{i}", num_outputs=2 + i % 3, adapter=method_config(method, values), dropout=0.1
+        )
+        with torch.no_grad():  # away from the identity, so that every task computes its own
+            for p in task.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+    return model.eval()
+
+
+def _batch(rows: int, width: int, vocab: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(7)
+    ids = torch.randint(5, vocab, (rows, width), generator=g)
+    mask = torch.ones_like(ids)
+    for r in range(rows):  # ragged rows, right-padded
+        mask[r, width - r % 4 :] = 0 if r % 4 else 1
+    ids[mask == 0] = 0
+    return ids, mask
+
+
+@pytest.mark.parametrize("family", ["bert", "llama", "gpt2", "phi3"])
+def test_a_mixed_batch_gives_each_row_its_own_tasks_logits(family: str) -> None:
+    model = _model_with_tasks(family)
+    names = list(model.tasks)
+    ids, mask = _batch(2 * len(names) + 3, 9)
+    row_tasks = [names[(3 * r) % len(names)] for r in range(len(ids))]
+    with torch.no_grad():
+        mixed = model.forward_mixed(row_tasks, ids, mask)
+        assert sorted(name for name, _, _ in mixed) == sorted(set(row_tasks))
+        for name, rows, logits in mixed:
+            assert rows.tolist() == [r for r, t in enumerate(row_tasks) if t == name]
+            model.activate(name)
+            alone = model(ids, mask)[rows]  # the same rows, the same padding, one task
+            assert logits.shape == alone.shape
+            torch.testing.assert_close(logits, alone, atol=1e-5, rtol=0)
+            assert torch.equal(logits.argmax(-1), alone.argmax(-1))
+
+
+def test_the_active_task_is_left_as_it_was() -> None:
+    model = _model_with_tasks("bert")
+    model.activate("t2")
+    ids, mask = _batch(4, 6)
+    with torch.no_grad():
+        before = model(ids, mask)
+        model.forward_mixed(["t0", "t1", "t0", "t3"], ids, mask)
+        assert model.active == "t2" and model.router.groups is None
+        assert torch.equal(model(ids, mask), before)
+
+
+def test_topk_cannot_mix_and_says_so() -> None:
+    model = AdaptedModel(tiny_model("bert"))
+    model.add_task("deep", num_outputs=2, adapter=method_config("topk", {"k": 1}))
+    model.add_task("light", num_outputs=2, adapter=method_config("houlsby", {"bottleneck": 2}))
+    assert not model.can_mix("deep") and model.can_mix("light")
+    ids, mask = _batch(2, 5)
+    with pytest.raises(ValueError, match="task 'deep' cannot share a forward pass"):
+        model.forward_mixed(["deep", "light"], ids, mask)
+    assert model.router.groups is None
