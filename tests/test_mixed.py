@@ -87,3 +87,40 @@ def test_topk_cannot_mix_and_says_so() -> None:
     with pytest.raises(ValueError, match="task 'deep' cannot share a forward pass"):
         model.forward_mixed(["deep", "light"], ids, mask)
     assert model.router.groups is None
+
+
+@pytest.fixture()
+def four_methods(workspace, tmp_path):
+    """Four trained tasks of four methods, topk among them (it cannot mix)."""
+    from tests.conftest import write_keyword_task
+
+    plans = [
+        ("a", "houlsby", None, {"pos": "good", "neg": "bad"}),
+        ("b", "lora", {"rank": 2}, {"x": "cat", "y": "dog", "z": "news"}),
+        ("c", "topk", {"k": 1}, {"p": "film", "q": "movie"}),
+        ("d", "ia3", None, {"u": "sport", "v": "tech"}),
+    ]
+    for i, (name, method, options, keywords) in enumerate(plans):
+        data = write_keyword_task(tmp_path / name, seed=i, n_train=48, keywords=keywords)
+        workspace.add_task(name, data, method=method, options=options)
+    workspace.train_next(all_tasks=True, epochs=1)
+    return workspace
+
+
+def test_predict_with_a_task_field_equals_each_tasks_own_predictions(four_methods) -> None:
+    words = ["good film", "bad cat news", "the dog movie", "tech sport it", "very good dog"]
+    rows = [{"text": w, "task": "abcd"[i % 4]} for i, w in enumerate(words * 3)]
+    notes: list[str] = []
+    mixed = four_methods.predict(None, rows, task_field="task", on_note=notes.append)
+    assert notes == [
+        "task 'c' cannot share a forward pass with other tasks' rows: its rows ran in batches "
+        "of their own"
+    ]
+    for name in "abcd":
+        mine = [i for i, r in enumerate(rows) if r["task"] == name]
+        alone = four_methods.predict(name, [rows[i] for i in mine])
+        for i, one in zip(mine, alone, strict=True):
+            assert mixed[i]["index"] == i and mixed[i]["task"] == name
+            assert mixed[i]["label"] == one["label"]
+            for label, p in one["probabilities"].items():
+                assert abs(mixed[i]["probabilities"][label] - p) < 1e-5

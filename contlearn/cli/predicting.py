@@ -66,7 +66,8 @@ def predict(
     Each row holds the task's text fields (`contlearn status` lists them); TASK labels every
     row, or --task-field names the field in which each row names its own task. Each result
     carries the row's 0-based "index" (and its "id" when the row has one) to join it back to
-    the input. Blank lines are skipped; their count is reported on standard error.
+    the input. Blank lines are skipped; their count is reported on standard error. Rows of
+    several tasks run together, one forward pass per mixed batch.
 
     \b
     Example:
@@ -90,6 +91,7 @@ def predict(
         batch_size=batch_size,
         device=device,
         progress=not quiet,
+        on_note=None if quiet else note,
     )
     seconds = time.perf_counter() - start
     write_rows(results, output, fmt)

@@ -1,15 +1,18 @@
 """``predict``: label new rows with trained tasks, one backbone in memory serving them all.
 
 Rows are dicts holding each task's recorded text fields. Every row is checked before the
-backbone is loaded; then each task's rows go through its own adapter by the evaluation path's
-model call (eval mode, no autograd, fp32, length-sorted batches, the task's trained max_length),
-so a row's prediction equals what evaluation computes for the same text. Reading input files and
+backbone is loaded. One task's rows go through its adapter by the evaluation path's model call
+(eval mode, no autograd, length-sorted batches, the task's trained max_length), so a row's
+prediction equals what evaluation computes for the same text. Rows of several tasks run
+together in mixed-task batches, one forward pass each (logits within float rounding of the
+single-task ones, the same predictions); a task whose method cannot mix (``topk``) runs its
+rows in batches of their own. Reading input files and
 writing results is ``predict_files``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..artifacts import ArtifactStore
@@ -38,6 +41,7 @@ def predict(
     progress: bool = False,
     context: ModelContext | None = None,
     device: str = "auto",
+    on_note: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One result per row, in input order: ``{"index", "id"?, kept columns, "task", "label",
     "probabilities"}``; ``index`` is the row's 0-based place in ``rows``.
@@ -46,7 +50,9 @@ def predict(
     names its own (exactly one of the two). ``keep_columns`` echoes input fields (``"*"``: all
     of them; one named like an output field comes back as ``input_<name>``). ``batch_size``
     defaults to the evaluation's; ``context`` reuses a loaded backbone. Every row is checked
-    before the backbone loads.
+    before the backbone loads. Rows of several tasks run together in mixed-task batches (one
+    forward pass per batch); a task whose method cannot mix runs its rows in batches of their
+    own, which ``on_note`` hears about.
     """
     _check_request(task, task_field, batch_size)
     rows = list(rows)
@@ -62,9 +68,30 @@ def predict(
     ctx = context or open_context(ledger, store, device)
     outputs: list[dict[str, Any]] = [{} for _ in rows]
     show = progress and len(rows) >= PROGRESS_MIN_ROWS
+    metas = {name: ctx.load_task(record) for name, record in records.items()}
+    mixed = [n for n in records if ctx.model.can_mix(n)] if len(records) > 1 else []
+    if len(mixed) > 1:
+        where = [i for i, n in enumerate(names) if n in mixed]
+        found = _predict_mixed(ctx, records, metas, where, names, texts, batch_size, show)
+        for i, output in zip(where, found, strict=True):
+            outputs[i] = output
     for name, record in records.items():
+        if name in mixed and len(mixed) > 1:
+            continue
+        if mixed and on_note is not None:
+            on_note(
+                f"task {name!r} cannot share a forward pass with other tasks' rows: its "
+                "rows ran in batches of their own"
+            )
         where = [i for i, n in enumerate(names) if n == name]
-        found = _predict_task(ctx, record, [texts[i] for i in where], batch_size, show)
+        found = _predict_task(
+            ctx,
+            record,
+            meta=metas[name],
+            texts=[texts[i] for i in where],
+            batch_size=batch_size,
+            progress=show,
+        )
         for i, output in zip(where, found, strict=True):
             outputs[i] = output
     pairs = enumerate(zip(rows, outputs, strict=True))
@@ -162,27 +189,67 @@ def _require_mapping(row: Any, i: int) -> None:
         raise BadData(f"row {i + 1} is a {type(row).__name__}, not an object with named fields")
 
 
+def _encode(ctx: ModelContext, texts: Sequence[tuple[str, ...]], max_length: int) -> Any:
+    from ..model.families import uses_token_types
+    from ..train.batching import encode
+
+    backbone = ctx.backbone
+    return encode(
+        backbone.tokenizer, texts, max_length, token_types=uses_token_types(backbone.model)
+    )
+
+
+def _predict_mixed(
+    ctx: ModelContext,
+    records: dict[str, TaskRecord],
+    metas: dict[str, dict[str, Any]],
+    where: list[int],
+    names: list[str],
+    texts: list[tuple[str, ...]],
+    batch_size: int | None,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Results for the rows ``where`` (of tasks that can mix), run together in mixed-task
+    batches; each row is encoded with its own task's max length."""
+    from ..eval.mixed import predict_mixed
+    from ..eval.recipe import CANONICAL_BATCH_SIZE
+    from ..train.batching import Encoded
+
+    ids: dict[int, list[int]] = {}
+    types: dict[int, list[int]] = {}
+    for name in dict.fromkeys(names[i] for i in where):
+        mine = [i for i in where if names[i] == name]
+        part = _encode(ctx, [texts[i] for i in mine], metas[name]["train"]["max_length"])
+        ids |= dict(zip(mine, part.input_ids, strict=True))
+        types |= dict(zip(mine, part.token_type_ids or [], strict=False))
+    encoded = Encoded(
+        [ids[i] for i in where], [types[i] for i in where] if types else None, part.pad_id
+    )
+    logits = predict_mixed(
+        ctx.model,
+        encoded,
+        [names[i] for i in where],
+        batch_size=batch_size or CANONICAL_BATCH_SIZE,
+        device=ctx.device,
+        progress=progress,
+    )
+    return [_outputs(records[names[i]], row[None])[0] for i, row in zip(where, logits, strict=True)]
+
+
 def _predict_task(
     ctx: ModelContext,
     task: TaskRecord,
+    *,
+    meta: dict[str, Any],
     texts: list[tuple[str, ...]],
     batch_size: int | None,
     progress: bool,
 ) -> list[dict[str, Any]]:
     """Results for one task's rows, in the order given."""
     from ..eval.recipe import CANONICAL_BATCH_SIZE, predict_logits
-    from ..model.families import uses_token_types
-    from ..train.batching import encode
 
     batch_size = batch_size or CANONICAL_BATCH_SIZE
-    meta = ctx.load_task(task)
-    backbone = ctx.backbone
-    encoded = encode(
-        backbone.tokenizer,
-        texts,
-        meta["train"]["max_length"],
-        token_types=uses_token_types(backbone.model),
-    )
+    encoded = _encode(ctx, texts, meta["train"]["max_length"])
     ctx.model.activate(task.name)
     logits = predict_logits(  # [N, C] float32, input order
         ctx.model,
