@@ -179,6 +179,34 @@ class TaskEntry:
         )
 
 
+VERIFY_MODES = ("auto", "full", "probe")
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """How ``train-next`` proves that the earlier tasks did not change (``audit`` is always
+    full). ``full``: every earlier task's whole dev split re-evaluated and compared bit for bit.
+    ``probe``: the backbone's weights hashed against its fingerprint, every earlier task's
+    artifact files and in-memory tensors hashed, and a seeded sample of whole canonical dev
+    batches (about ``probe_examples`` rows in all, one batch per sampled task) re-evaluated
+    and compared bit for bit with the same rows of the recorded dev logits. ``auto`` (the
+    default): full while the earlier tasks' dev examples total at most ``full_max_examples``,
+    probe beyond."""
+
+    mode: str = "auto"
+    full_max_examples: int = 10000
+    probe_examples: int = 1024
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        _check(
+            self.mode in VERIFY_MODES,
+            f"verify mode must be one of {', '.join(VERIFY_MODES)}, got {self.mode!r}",
+        )
+        _check(self.full_max_examples >= 0, "full_max_examples must be >= 0")
+        _check(self.probe_examples >= 1, "probe_examples must be >= 1")
+
+
 @dataclass(frozen=True)
 class WorkspaceConfig:
     """Everything ``tasks.toml`` holds. ``root`` is the workspace folder paths resolve against."""
@@ -190,6 +218,7 @@ class WorkspaceConfig:
     adapter: Any = field(default_factory=default_config)  # the method's config; its class names it
     train: TrainConfig = field(default_factory=TrainConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
     tasks: tuple[TaskEntry, ...] = ()
     layout: dict[str, str] | None = None  # [backbone.layout]: a family described by the user
 
@@ -250,7 +279,9 @@ def parse_config(text: str, root: Path) -> WorkspaceConfig:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{CONFIG_FILE} is not valid TOML: {exc}") from exc
-    unknown = sorted(set(raw) - {"workspace", "adapter", "train", "compare", "task", "backbone"})
+    unknown = sorted(
+        set(raw) - {"workspace", "adapter", "train", "compare", "verify", "task", "backbone"}
+    )
     _check(not unknown, f"{CONFIG_FILE}: unknown table(s): {', '.join(unknown)}")
     ws = raw.get("workspace", {})
     _check(isinstance(ws, dict), f"{CONFIG_FILE}: [workspace] must be a table")
@@ -268,6 +299,7 @@ def parse_config(text: str, root: Path) -> WorkspaceConfig:
         adapter=_adapter_section(raw.get("adapter")),
         train=_section(TrainConfig, raw.get("train"), "train"),
         compare=_section(CompareConfig, raw.get("compare"), "compare"),
+        verify=_section(VerifyConfig, raw.get("verify"), "verify"),
         tasks=tasks,
         layout=_layout_section(raw.get("backbone")),
     )
@@ -330,7 +362,8 @@ def render_config(backbone: str, db: str | None, layout: dict[str, str] | None =
     adapter = default_config()
     lines += ["", "[adapter]", f"method = {_toml_value(adapter.method)}  # {METHOD_NAMES}"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(adapter).items()]
-    for section, obj in (("train", TrainConfig()), ("compare", CompareConfig())):
+    sections = (("train", TrainConfig()), ("compare", CompareConfig()), ("verify", VerifyConfig()))
+    for section, obj in sections:
         lines += ["", f"[{section}]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(obj).items()]
     lines += [

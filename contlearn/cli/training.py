@@ -27,6 +27,14 @@ from .parallel import join, launch, leave_quickly
 @main.command("train-next")
 @click.option("--all", "all_tasks", is_flag=True, help="Drain the queue: train every pending task.")
 @training_options
+@click.option(
+    "--verify",
+    type=click.Choice(["auto", "full", "probe"]),
+    help="How earlier tasks are proven unchanged: full (every dev example re-run), probe "
+    "(hashes of the backbone and every task, and a seeded sample of dev batches re-run bit "
+    "for bit) or auto: full while the earlier tasks' dev examples total at most "
+    "[verify] full_max_examples in tasks.toml (10,000), probe beyond (default from tasks.toml).",
+)
 @device_option
 @click.option(
     "--nproc",
@@ -138,9 +146,11 @@ def print_training(result: dict[str, Any]) -> None:
     rows = [
         {
             "task": v["task"],
+            "mode": v.get("mode") or "full",
+            "rerun": v.get("examples_rerun", ""),
             "recorded": scores(v["recorded"]),
             "now": scores(v["now"]),
-            "logits": v["logits_sha256"][:16],
+            "logits": (v["logits_sha256"] or "-")[:16],
             "identical": v["identical"],
         }
         for v in result["verifications"]
@@ -148,4 +158,5 @@ def print_training(result: dict[str, Any]) -> None:
     if rows:
         others = "the other trained tasks" if result.get("supersedes") else "earlier tasks"
         click.echo(f"verification of {others}:")
-        click.echo(format_table(rows, ["task", "recorded", "now", "logits", "identical"]))
+        columns = ["task", "mode", "rerun", "recorded", "now", "logits", "identical"]
+        click.echo(format_table(rows, columns))

@@ -90,6 +90,31 @@ def predict_logits(
     return out.cpu() if out is not None else torch.empty((0, 0))
 
 
+def evaluate_rows(
+    model: Any,
+    encoded: Encoded,
+    rows: Sequence[int],
+    *,
+    threads: int | None,
+    batch_size: int,
+    device: torch.device | None = None,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Logits [n, C] of one canonical batch (``rows``, as ``canonical_batches`` ordered them)
+    computed exactly as the whole split's evaluation computes that batch, and the recipe."""
+    device = device or torch.device("cpu")
+    batch = Encoded(
+        [encoded.input_ids[i] for i in rows],
+        None if encoded.token_type_ids is None else [encoded.token_type_ids[i] for i in rows],
+        encoded.pad_id,
+    )
+    with torch_threads(threads) as used, reproducible(device) as pinned:
+        logits = predict_logits(model, batch, batch_size=batch_size, device=device)
+    made = recipe(
+        device, batch_size=batch_size, threads=used, pinned=pinned, dtype=computes_in(model)
+    )
+    return logits, made
+
+
 def computes_in(model: Any) -> str:
     """The dtype ``model`` computes in: float32, or its backbone's low precision."""
     return str(getattr(model, "dtype", torch.float32)).removeprefix("torch.")

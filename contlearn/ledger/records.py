@@ -105,3 +105,4 @@ class EvaluationRecord:
     run_id: int | None = None
     created_at: datetime | None = None
     recipe: dict[str, Any] | None = None
+    mode: str | None = None  # a verification's: "full" or "probe" (None: recorded before, full)

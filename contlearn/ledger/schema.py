@@ -189,3 +189,5 @@ class EvaluationRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # device class and model, library versions, batch size, threads (None before revision 0004)
     recipe: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # how a verification re-ran the task: "full" or "probe" (None before revision 0006: full)
+    mode: Mapped[str | None] = mapped_column(String(8))

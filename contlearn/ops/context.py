@@ -44,6 +44,10 @@ class ModelContext:
     device: Any = None  # torch.device; the backbone, the task modules and every batch live there
     loaded: dict[str, str] = field(default_factory=dict)  # task -> weights sha256 in memory
     world: World = SINGLE  # the processes that train one task together (rank 0 records)
+    # task -> digest of its tensors as loaded from the verified file (``tensor_digest``)
+    digests: dict[str, str] = field(default_factory=dict)
+    # encoded dev splits, by (data fingerprint, max length): read and tokenised once a process
+    splits: dict[tuple[str, int], Split] = field(default_factory=dict)
 
     def precision(self, spec: str) -> str:
         """The training precision ``spec`` resolves to on this device, with this backbone."""
@@ -74,7 +78,22 @@ class ModelContext:
             task.name, state, num_outputs=task.num_outputs, adapter=adapter, dropout=dropout
         )
         self.loaded[task.name] = weights.sha256
+        self.digests[task.name] = tensor_digest(state)
         return meta
+
+    def in_memory_digest(self, name: str) -> str:
+        """The digest of task ``name``'s tensors as they are in memory now."""
+        return tensor_digest(self.model.task_state(name))
+
+    def dev_split(self, task: TaskRecord, max_length: int, data: TaskData | None = None) -> Split:
+        """The task's dev split, encoded at ``max_length``: read (and checked against its
+        recorded fingerprint; ``data`` if the caller has read it) and tokenised the first time
+        a process asks, then kept."""
+        key = (task.data_fingerprint, max_length)
+        if key not in self.splits:
+            data = data or read_task_data(task)
+            self.splits[key] = self.encode(task, data.dev, max_length)
+        return self.splits[key]
 
     def _check_family(self, task: TaskRecord, meta: dict[str, Any]) -> None:
         recorded = meta.get("family", self.model.family.name)  # release 0.1 recorded none
@@ -89,6 +108,20 @@ class ModelContext:
         token_types = uses_token_types(self.backbone.model)
         encoded = encode(self.backbone.tokenizer, rows.texts, max_length, token_types=token_types)
         return Split(encoded, targets(task, rows.labels))
+
+
+def tensor_digest(state: dict[str, Any]) -> str:
+    """sha256 over a state dict's keys, dtypes, shapes and bytes, in key order."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().to("cpu").contiguous()
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _task_settings(task: TaskRecord, path: str, meta: dict[str, Any]) -> tuple[Any, float]:

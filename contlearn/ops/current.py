@@ -18,6 +18,15 @@ def trained_artifacts(ledger: Ledger, task: TaskRecord) -> dict[str, ArtifactRec
     return {a.role: a for a in ledger.artifacts(run.id)}
 
 
+RELEASE_01_BATCH_SIZE = 64  # the canonical batch size of runs that did not record one
+
+
+def canonical_batch_size(ledger: Ledger, task: TaskRecord) -> int:
+    """The batch size of the canonical evaluation of the run that trained ``task``."""
+    run = ledger.trained_run(task.id)
+    return run.config.get("canonical_eval", {}).get("batch_size", RELEASE_01_BATCH_SIZE)
+
+
 def recorded_post_train(ledger: Ledger, task: TaskRecord) -> EvaluationRecord:
     """The post-train evaluation of the run that trained ``task``."""
     run = ledger.trained_run(task.id)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from ..config import TrainConfig, WorkspaceConfig, with_overrides
+from ..config import TrainConfig, VerifyConfig, WorkspaceConfig, with_overrides
 from ..errors import ConfigError, UnknownSetting
 from ..ledger.records import TaskRecord
 from ..model.methods.registry import get_method
@@ -26,7 +26,8 @@ TRAIN_KEYS = (
     "selection",
 )
 ADAPTER_KEYS = ("bottleneck", "method", "options")
-SETTINGS = TRAIN_KEYS + ADAPTER_KEYS
+VERIFY_KEYS = ("verify",)
+SETTINGS = TRAIN_KEYS + ADAPTER_KEYS + VERIFY_KEYS
 
 
 def check_overrides(
@@ -51,6 +52,7 @@ def check_overrides(
             "method options need the method they belong to: give --method NAME with --set"
         )
     method_config(defaults.adapter, {}, overrides)
+    verify_settings(defaults, overrides)
     device = device or defaults.device
     if device != "auto" or train.precision != "auto" or backbone != "float32":
         from .. import devices
@@ -70,6 +72,12 @@ def task_configs(
     train = with_overrides(defaults.train, max_length=settings.get("max_length"))
     train = with_overrides(train, **{k: overrides.get(k) for k in TRAIN_KEYS})
     return train, method_config(defaults.adapter, settings, overrides)
+
+
+def verify_settings(defaults: WorkspaceConfig, overrides: dict[str, Any]) -> VerifyConfig:
+    """How earlier tasks are verified: tasks.toml's ``[verify]``, its mode replaced by the
+    caller's ``verify`` (auto, full or probe)."""
+    return with_overrides(defaults.verify, mode=overrides.get("verify"))
 
 
 def method_name(default: Any, settings: dict[str, Any], overrides: dict[str, Any]) -> str:

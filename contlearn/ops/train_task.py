@@ -26,7 +26,7 @@ from .current import recorded_post_train
 from .evaluate import evaluate_task, evaluation_record
 from .pace import Report, chain, estimator, training_plan
 from .runs import heartbeat, record_failure
-from .settings import task_configs
+from .settings import task_configs, verify_settings
 from .verify import require_identical, verify_earlier
 
 
@@ -56,7 +56,8 @@ def train_one(
         ctx.check_backbone()
         outcome = fit_task(ctx, task, run_id, train_cfg, adapter_cfg, progress, on_estimate)
         records = _write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written)
-        verifications = verify_earlier(ctx, task, progress=progress)
+        settings = verify_settings(defaults, overrides)
+        verifications = verify_earlier(ctx, task, settings=settings, progress=progress)
         require_identical(ctx.ledger, task, verifications)
         ctx.check_backbone()
     except BaseException as exc:
@@ -139,7 +140,7 @@ def fit_task(
     data = read_task_data(task)
     rows, held = training_rows(data.train, train_cfg)
     train_split = ctx.encode(task, rows, train_cfg.max_length)
-    dev = ctx.encode(task, data.dev, train_cfg.max_length)
+    dev = ctx.dev_split(task, train_cfg.max_length, data)
     pick = dev if held is None else ctx.encode(task, held, train_cfg.max_length)
     model = ctx.model
     seed_everything(train_cfg.seed)  # the adapter and head initialisation follow the run's seed
@@ -299,4 +300,6 @@ def _verification_row(ledger: Ledger, v: EvaluationRecord) -> dict[str, Any]:
         "now": v.metrics,
         "logits_sha256": v.logits_sha256,
         "identical": v.identical,
+        "mode": v.mode,
+        "examples_rerun": v.example_count,
     }

@@ -15,16 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import VerifyConfig
 from ..devices import describe, legacy_recipe, same_recipe
 from ..errors import VerificationFailed
 from ..eval.recipe import EvalResult
 from ..ledger.records import EvaluationRecord, TaskRecord
 from ..ledger.store import Ledger
-from .context import ModelContext, read_task_data
-from .current import recorded_post_train, trained_artifacts
+from .context import ModelContext
+from .current import canonical_batch_size, recorded_post_train, trained_artifacts
 from .evaluate import evaluate_task, evaluation_record
-
-RELEASE_01_BATCH_SIZE = 64  # the canonical batch size of runs that did not record one
 
 
 @dataclass
@@ -51,8 +50,8 @@ def reproduce(ctx: ModelContext, task: TaskRecord, *, progress: bool = False) ->
     recorded = recorded_post_train(ctx.ledger, task)
     run = ctx.ledger.trained_run(task.id)
     meta = ctx.load_task(task)
-    batch_size = run.config.get("canonical_eval", {}).get("batch_size", RELEASE_01_BATCH_SIZE)
-    dev = ctx.encode(task, read_task_data(task).dev, meta["train"]["max_length"])
+    batch_size = canonical_batch_size(ctx.ledger, task)
+    dev = ctx.dev_split(task, meta["train"]["max_length"])
     now = evaluate_task(
         ctx, task, dev, threads=recorded.threads, batch_size=batch_size, progress=progress
     )
@@ -92,15 +91,30 @@ def _across_devices(ctx, task, recorded, now, was: dict[str, Any]) -> Reproducti
 
 
 def verify_earlier(
-    ctx: ModelContext, current: TaskRecord, *, progress: bool = False
+    ctx: ModelContext,
+    current: TaskRecord,
+    *,
+    settings: VerifyConfig | None = None,
+    progress: bool = False,
 ) -> list[EvaluationRecord]:
-    """Reload every other trained task from disk, re-evaluate it, compare with its record."""
-    records = []
-    for task in ctx.ledger.tasks():
-        if task.status != "trained" or task.id == current.id:
-            continue
-        records.append(_verify_one(ctx, task, current, progress))
-    return records
+    """Prove every other trained task unchanged, fully or by the probe (``settings.mode``;
+    ``auto`` chooses by the earlier tasks' dev examples), one record each."""
+    settings = settings or VerifyConfig(mode="full")
+    earlier = [t for t in ctx.ledger.tasks() if t.status == "trained" and t.id != current.id]
+    if choose_mode(ctx.ledger, earlier, settings) == "probe":
+        from .probe import probe_earlier
+
+        return probe_earlier(ctx, current, earlier, settings.probe_examples, progress=progress)
+    return [_verify_one(ctx, task, current, progress) for task in earlier]
+
+
+def choose_mode(ledger: Ledger, earlier: list[TaskRecord], settings: VerifyConfig) -> str:
+    """``full`` or ``probe``: as set, or for ``auto`` full while the earlier tasks' recorded
+    dev examples total at most ``full_max_examples``."""
+    if settings.mode != "auto":
+        return settings.mode
+    total = sum(recorded_post_train(ledger, task).example_count for task in earlier)
+    return "full" if total <= settings.full_max_examples else "probe"
 
 
 def _verify_one(ctx, task, current, progress) -> EvaluationRecord:
@@ -116,6 +130,7 @@ def _verify_one(ctx, task, current, progress) -> EvaluationRecord:
         identical=check.ok,
         max_abs_diff=check.max_abs_diff,
         findings=findings,
+        mode="full",
     )
 
 

@@ -1,0 +1,137 @@
+"""The probe verification: proof that earlier tasks are unchanged, at a cost that stays flat as
+tasks accumulate.
+
+A task's outputs are a function of the backbone's weights, its own weights, the code and the
+inputs. So, after a new task trains: (1) the backbone in memory must hash to its recorded
+fingerprint; (2) every earlier task's artifact files must hash to their recorded sha256, and its
+tensors in memory to what was loaded from them; (3) as a behavioural check of the code and the
+machine, a seeded sample of whole canonical dev batches (one batch per sampled task, about
+``budget`` rows in all, a different sample after each task) is re-evaluated by the recorded
+recipe and compared bit for bit with the same rows of the task's recorded dev logits.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from typing import Any
+
+from ..eval.recipe import evaluate_rows
+from ..ledger.records import EvaluationRecord, TaskRecord
+from ..train.batching import canonical_batches
+from .context import ModelContext
+from .current import canonical_batch_size, recorded_post_train, trained_artifacts
+
+
+def probe_earlier(
+    ctx: ModelContext,
+    current: TaskRecord,
+    earlier: list[TaskRecord],
+    budget: int,
+    *,
+    progress: bool = False,
+) -> list[EvaluationRecord]:
+    """One probe record per earlier task (the batch re-run, if it was sampled)."""
+    ctx.check_backbone()
+    picks = probe_plan(ctx, current, earlier, budget)
+    return [_probe_one(ctx, task, current, picks.get(task.id)) for task in earlier]
+
+
+def probe_plan(
+    ctx: ModelContext, current: TaskRecord, earlier: list[TaskRecord], budget: int
+) -> dict[int, int]:
+    """task id -> the index of the canonical dev batch to re-run: tasks in an order seeded by
+    the new task's id, one batch each, until about ``budget`` rows (at least one batch)."""
+    rng = random.Random(current.id)
+    order = list(earlier)
+    rng.shuffle(order)
+    picks: dict[int, int] = {}
+    rows = 0
+    for task in order:
+        if picks and rows >= budget:
+            break
+        count = recorded_post_train(ctx.ledger, task).example_count
+        size = canonical_batch_size(ctx.ledger, task)
+        if count == 0:
+            continue
+        batches = math.ceil(count / size)
+        picks[task.id] = rng.randrange(batches)
+        rows += min(size, count)
+    return picks
+
+
+def _probe_one(
+    ctx: ModelContext, task: TaskRecord, current: TaskRecord, batch: int | None
+) -> EvaluationRecord:
+    start = time.perf_counter()
+    recorded = recorded_post_train(ctx.ledger, task)
+    files = trained_artifacts(ctx.ledger, task)
+    for role in ("weights", "config", "logits"):
+        ctx.store.verify(files[role].path, files[role].sha256, task.name)
+    findings = [_hashed(ctx, task, files)]
+    ok = not findings[0].startswith("CHANGED")
+    rows, worst, recipe = 0, 0.0, None
+    if ok and batch is not None:
+        rows, same, worst, recipe, note = _rerun(ctx, task, files, recorded, batch)
+        ok = same
+        findings.append(note)
+    return EvaluationRecord(
+        task_id=task.id,
+        kind="verification",
+        metrics=recorded.metrics,  # carried: weights, backbone and probed logits unchanged
+        primary_value=recorded.primary_value,
+        example_count=rows,
+        logits_sha256=None,
+        after_task_id=current.id,
+        identical=ok,
+        max_abs_diff=worst,
+        findings=findings,
+        threads=recorded.threads,
+        seconds=time.perf_counter() - start,
+        recipe=recipe,
+        mode="probe",
+    )
+
+
+def _hashed(ctx: ModelContext, task: TaskRecord, files: dict[str, Any]) -> str:
+    """Check (2): the files matched; the tensors in memory, if the task is loaded, must be what
+    was loaded from them."""
+    name = task.name
+    if name not in ctx.model.tasks or ctx.loaded.get(name) != files["weights"].sha256:
+        return "probe: artifact files match their recorded sha256 (not loaded in memory)"
+    if ctx.in_memory_digest(name) != ctx.digests[name]:
+        return f"CHANGED: task {name!r}'s tensors in memory differ from its artifact"
+    return "probe: artifact files match their recorded sha256; tensors in memory match them"
+
+
+def _rerun(ctx: ModelContext, task: TaskRecord, files: dict[str, Any], recorded, batch: int):
+    """Check (3): re-run canonical dev batch ``batch`` and compare with the recorded rows."""
+    from ..devices import legacy_recipe, same_recipe
+
+    if task.name not in ctx.model.tasks or ctx.loaded.get(task.name) != files["weights"].sha256:
+        ctx.load_task(task)
+    meta = ctx.store.load_json(files["config"].path)
+    dev = ctx.dev_split(task, meta["train"]["max_length"])
+    size = canonical_batch_size(ctx.ledger, task)
+    rows = canonical_batches(dev.encoded.lengths, size)[batch]
+    ctx.model.activate(task.name)
+    logits, recipe = evaluate_rows(
+        ctx.model, dev.encoded, rows, threads=recorded.threads, batch_size=size, device=ctx.device
+    )
+    saved = ctx.store.load_tensors(files["logits"].path)["logits"][rows]
+    worst = float((saved - logits).abs().max()) if len(rows) else 0.0
+    was = recorded.recipe or legacy_recipe(
+        torch_version=(ctx.ledger.trained_run(task.id).versions or {}).get("torch"),
+        batch_size=size,
+        threads=recorded.threads,
+    )
+    if same_recipe(was, recipe):
+        same = bool((saved == logits).all()) and saved.dtype == logits.dtype
+        kind = "bit for bit"
+    else:  # another device or library: the predictions must be the same
+        same = bool((saved.argmax(-1) == logits.argmax(-1)).all()) if task.labels else worst == 0
+        kind = "predictions (another recipe)"
+    verdict = "identical" if same else "DIFFERENT"
+    note = f"probe: dev batch {batch} ({len(rows)} rows) re-run, {kind}: {verdict}"
+    return len(rows), same, worst, recipe, note
