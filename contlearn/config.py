@@ -180,6 +180,7 @@ class TaskEntry:
 
 
 VERIFY_MODES = ("auto", "full", "probe")
+RESIDENT_TASKS = 64  # tasks whose modules stay on the device at once (0: no limit)
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,7 @@ class WorkspaceConfig:
     backbone: str = DEFAULT_BACKBONE
     db: str | None = None
     device: str = "auto"
+    resident_tasks: int = RESIDENT_TASKS
     adapter: Any = field(default_factory=default_config)  # the method's config; its class names it
     train: TrainConfig = field(default_factory=TrainConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
@@ -239,6 +241,15 @@ def _section(cls: type, raw: Any, where: str) -> Any:
         return cls(**raw)
     except (TypeError, ConfigError) as exc:
         raise ConfigError(f"{CONFIG_FILE}: [{where}] {exc}") from exc
+
+
+def _resident(value: Any) -> int:
+    _check(
+        isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+        f"{CONFIG_FILE}: [workspace] resident_tasks must be an integer >= 0 (0: no limit), "
+        f"got {value!r}",
+    )
+    return value
 
 
 def _device(value: Any) -> str:
@@ -285,7 +296,7 @@ def parse_config(text: str, root: Path) -> WorkspaceConfig:
     _check(not unknown, f"{CONFIG_FILE}: unknown table(s): {', '.join(unknown)}")
     ws = raw.get("workspace", {})
     _check(isinstance(ws, dict), f"{CONFIG_FILE}: [workspace] must be a table")
-    unknown = sorted(set(ws) - {"backbone", "db", "device"})
+    unknown = sorted(set(ws) - {"backbone", "db", "device", "resident_tasks"})
     _check(not unknown, f"{CONFIG_FILE}: unknown key(s) in [workspace]: {', '.join(unknown)}")
     tasks = tuple(_task_entry(t) for t in raw.get("task", []))
     names = [t.name for t in tasks]
@@ -296,6 +307,7 @@ def parse_config(text: str, root: Path) -> WorkspaceConfig:
         backbone=str(ws.get("backbone", DEFAULT_BACKBONE)),
         db=ws.get("db"),
         device=_device(ws.get("device", "auto")),
+        resident_tasks=_resident(ws.get("resident_tasks", RESIDENT_TASKS)),
         adapter=_adapter_section(raw.get("adapter")),
         train=_section(TrainConfig, raw.get("train"), "train"),
         compare=_section(CompareConfig, raw.get("compare"), "compare"),
@@ -358,6 +370,10 @@ def render_config(backbone: str, db: str | None, layout: dict[str, str] | None =
     if db:
         lines.append(f"db = {_toml_value(db)}")
     lines.append('device = "auto"  # auto (CUDA, else MPS, else the CPU), cpu, cuda, cuda:N, mps')
+    lines.append(
+        f"resident_tasks = {RESIDENT_TASKS}  # tasks kept built on the device at once "
+        "(least recently used leave first; 0: no limit)"
+    )
     lines += render_layout(layout)
     adapter = default_config()
     lines += ["", "[adapter]", f"method = {_toml_value(adapter.method)}  # {METHOD_NAMES}"]

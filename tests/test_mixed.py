@@ -124,3 +124,57 @@ def test_predict_with_a_task_field_equals_each_tasks_own_predictions(four_method
             assert mixed[i]["label"] == one["label"]
             for label, p in one["probabilities"].items():
                 assert abs(mixed[i]["probabilities"][label] - p) < 1e-5
+
+
+def test_at_most_the_resident_limit_of_tasks_stays_built(four_methods) -> None:
+    from contlearn.ops.context import open_context
+
+    ws = four_methods
+    ctx = open_context(ws.ledger, ws.store, "cpu")
+    assert ctx.residency.limit == 64  # tasks.toml's default
+    ctx.residency.limit = 2
+    a, b, c, d = (ws.ledger.task(n) for n in "abcd")
+    ctx.ensure([a])
+    ctx.ensure([b])
+    ctx.ensure([c])
+    assert set(ctx.model.tasks) == {"b", "c"}  # a, the least recently used, left
+    ctx.ensure([b])
+    ctx.ensure([d])
+    assert set(ctx.model.tasks) == {"b", "d"}
+    ctx.ensure([a, b, c])  # one batch's tasks all stay, even beyond the limit
+    assert set(ctx.model.tasks) == {"a", "b", "c"}
+    rows = [{"text": "good film", "task": n} for n in "abcdabcd"]
+    bounded = ws.predict(None, rows, task_field="task", context=ctx, batch_size=2)
+    assert len(ctx.model.tasks) <= 2 + 2
+    free = ws.predict(None, rows, task_field="task")
+    for one, other in zip(bounded, free, strict=True):
+        assert one["label"] == other["label"]
+        for label, p in other["probabilities"].items():
+            assert abs(one["probabilities"][label] - p) < 1e-5
+
+
+def test_the_resident_limit_is_a_workspace_setting(workspace) -> None:
+    from contlearn.errors import ConfigError
+
+    text = (workspace.root / "tasks.toml").read_text()
+    assert "resident_tasks = 64" in text
+    (workspace.root / "tasks.toml").write_text(
+        text.replace("resident_tasks = 64", "resident_tasks = -1")
+    )
+    with pytest.raises(ConfigError, match="resident_tasks must be an integer >= 0"):
+        type(workspace).open(workspace.root)
+
+
+def test_residency_evicts_the_least_recently_used_but_never_a_kept_task() -> None:
+    from contlearn.model.resident import Residency
+
+    r = Residency(limit=2)
+    for name in "abc":
+        r.use(name)
+    assert r.over() == ["a"] and len(r) == 2
+    r.use("b")
+    r.use("d")
+    assert r.over(keep={"c"}) == ["b"]
+    assert Residency(limit=0).over() == []
+    with pytest.raises(ValueError, match=">= 0"):
+        Residency(limit=-1)

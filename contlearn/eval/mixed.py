@@ -8,7 +8,7 @@ compares bit for bit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -26,8 +26,11 @@ def predict_mixed(
     batch_size: int,
     device: torch.device | None = None,
     progress: bool = False,
+    prepare: Callable[[list[str]], Any] | None = None,
 ) -> list[torch.Tensor]:
-    """Each row's logits [C of its task], in input order; row i belongs to ``tasks[i]``."""
+    """Each row's logits [C of its task], in input order; row i belongs to ``tasks[i]``.
+    ``prepare`` is called with each batch's tasks before it runs (to have their modules
+    built on the device)."""
     device = device or torch.device("cpu")
     was_training = model.training
     model.eval()
@@ -35,6 +38,8 @@ def predict_mixed(
     batches = canonical_batches(encoded.lengths, batch_size)
     for idx in tqdm(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
         batch = {k: v.to(device, non_blocking=True) for k, v in collate(encoded, idx).items()}
+        if prepare is not None:
+            prepare(list(dict.fromkeys(tasks[i] for i in idx)))
         for _, rows, logits in model.forward_mixed([tasks[i] for i in idx], **batch):
             for row, values in zip(rows.tolist(), logits.float().cpu(), strict=True):
                 out[idx[row]] = values

@@ -156,6 +156,7 @@ class AdaptedModel(nn.Module):
         head = TaskHead(self.hidden_size, num_outputs, dropout, pooling=self.family.pooling)
         task = TaskModules(modules, head)  # fp32, whatever the backbone's dtype (copies too)
         self.tasks[name] = task.to(next(self.backbone.parameters()).device, torch.float32)
+        task.train(self.training)  # a task added to a model in eval mode evaluates (no dropout)
         return task
 
     def remove_task(self, name: str) -> None:

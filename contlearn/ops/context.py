@@ -20,6 +20,7 @@ from ..model import backbone as bb
 from ..model.adapted import AdaptedModel
 from ..model.families import uses_token_types
 from ..model.methods.registry import UNNAMED, method_config
+from ..model.resident import Residency
 from ..train.batching import Encoded, encode, subsample
 from ..train.world import SINGLE, World
 from .current import trained_artifacts
@@ -48,6 +49,11 @@ class ModelContext:
     digests: dict[str, str] = field(default_factory=dict)
     # encoded dev splits, by (data fingerprint, max length): read and tokenised once a process
     splits: dict[tuple[str, int], Split] = field(default_factory=dict)
+    # the loaded tasks whose modules stay on the device (least recently used evicted)
+    residency: Residency = field(default_factory=Residency)
+    # on an accelerator, the CPU copy of an evicted task: (weights sha256, state, config)
+    host: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
+    metas: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> its artifact config
 
     def precision(self, spec: str) -> str:
         """The training precision ``spec`` resolves to on this device, with this backbone."""
@@ -58,8 +64,48 @@ class ModelContext:
         recorded = self.ledger.backbone()
         bb.check_same(recorded.fingerprint, bb.fingerprint(self.model.backbone), recorded.identity)
 
+    def ensure(self, tasks: list[TaskRecord]) -> dict[str, dict[str, Any]]:
+        """Every one of ``tasks`` built on the device (reusing what is resident, rebuilding an
+        evicted one from its CPU copy or its verified files); returns each one's config."""
+        metas = {}
+        for task in tasks:
+            if task.name in self.loaded:
+                self.residency.use(task.name)
+                metas[task.name] = self.metas[task.name]
+            elif task.name in self.host:
+                sha, state, meta = self.host.pop(task.name)
+                metas[task.name] = self._build(task, state, meta, sha)
+            else:
+                metas[task.name] = self._load(task)
+        self._evict(keep={t.name for t in tasks})
+        return metas
+
+    def task_config(self, task: TaskRecord) -> dict[str, Any]:
+        """A trained task's artifact config (its method, training settings), without building
+        its modules."""
+        if task.name in self.metas:
+            return self.metas[task.name]
+        config = trained_artifacts(self.ledger, task)["config"]
+        self.store.verify(config.path, config.sha256, task.name)
+        return self.store.load_json(config.path)
+
+    def _evict(self, keep: set[str]) -> None:
+        for name in self.residency.over(keep):
+            if name not in self.model.tasks:
+                continue
+            if self.device is not None and self.device.type != "cpu":
+                self.host[name] = (self.loaded[name], self.model.task_state(name), self.metas[name])
+            self.model.remove_task(name)
+            for held in (self.loaded, self.digests, self.metas):
+                held.pop(name, None)
+
     def load_task(self, task: TaskRecord) -> dict[str, Any]:
         """Load a trained task's artifact (checksums verified first); returns its config."""
+        meta = self._load(task)
+        self._evict(keep={task.name})
+        return meta
+
+    def _load(self, task: TaskRecord) -> dict[str, Any]:
         files = trained_artifacts(self.ledger, task)
         weights, config = files["weights"], files["config"]
         self.store.verify(config.path, config.sha256, task.name)
@@ -70,15 +116,21 @@ class ModelContext:
                 f"task {task.name!r}: {config.path} is not an adapter config: restore the original"
             )
         state = self.store.load_tensors(weights.path)
+        return self._build(task, state, meta, weights.sha256)
+
+    def _build(self, task: TaskRecord, state: dict, meta: dict[str, Any], sha: str) -> dict:
+        """Task ``task``'s modules from ``state``, on the device, as its config says."""
+        config_path = trained_artifacts(self.ledger, task)["config"].path
         if task.name in self.model.tasks:
             self.model.remove_task(task.name)
-        adapter, dropout = _task_settings(task, config.path, meta)
+        adapter, dropout = _task_settings(task, config_path, meta)
         self._check_family(task, meta)
         self.model.load_task(
             task.name, state, num_outputs=task.num_outputs, adapter=adapter, dropout=dropout
         )
-        self.loaded[task.name] = weights.sha256
+        self.loaded[task.name], self.metas[task.name] = sha, meta
         self.digests[task.name] = tensor_digest(state)
+        self.residency.use(task.name)
         return meta
 
     def in_memory_digest(self, name: str) -> str:
@@ -156,7 +208,18 @@ def open_context(
         devices.check_backbone_dtype(devices.short_dtype(recorded.dtype), target)
     loaded = load_recorded_backbone(ledger)
     model = AdaptedModel(loaded.model, layout=described_layout(store)).to(target)
-    return ModelContext(ledger, store, loaded, model, target, world=world)
+    ctx = ModelContext(ledger, store, loaded, model, target, world=world)
+    ctx.residency.limit = resident_limit(store)
+    return ctx
+
+
+def resident_limit(store: ArtifactStore) -> int:
+    """``[workspace] resident_tasks`` of the workspace's tasks.toml (its default without one)."""
+    from ..config import CONFIG_FILE, RESIDENT_TASKS, load_config
+
+    if not (store.root / CONFIG_FILE).is_file():
+        return RESIDENT_TASKS
+    return load_config(store.root).resident_tasks
 
 
 def described_layout(store: ArtifactStore) -> Any:

@@ -68,8 +68,8 @@ def predict(
     ctx = context or open_context(ledger, store, device)
     outputs: list[dict[str, Any]] = [{} for _ in rows]
     show = progress and len(rows) >= PROGRESS_MIN_ROWS
-    metas = {name: ctx.load_task(record) for name, record in records.items()}
-    mixed = [n for n in records if ctx.model.can_mix(n)] if len(records) > 1 else []
+    metas = {name: ctx.task_config(record) for name, record in records.items()}
+    mixed = [n for n in records if _can_mix(metas[n])] if len(records) > 1 else []
     if len(mixed) > 1:
         where = [i for i, n in enumerate(names) if n in mixed]
         found = _predict_mixed(ctx, records, metas, where, names, texts, batch_size, show)
@@ -189,6 +189,13 @@ def _require_mapping(row: Any, i: int) -> None:
         raise BadData(f"row {i + 1} is a {type(row).__name__}, not an object with named fields")
 
 
+def _can_mix(meta: dict[str, Any]) -> bool:
+    """Whether a task's method can share a forward pass (its hooks split; topk's do not)."""
+    from ..model.methods.registry import UNNAMED, get_method
+
+    return get_method(meta.get("method", UNNAMED)).mixes
+
+
 def _encode(ctx: ModelContext, texts: Sequence[tuple[str, ...]], max_length: int) -> Any:
     from ..model.families import uses_token_types
     from ..train.batching import encode
@@ -232,6 +239,7 @@ def _predict_mixed(
         batch_size=batch_size or CANONICAL_BATCH_SIZE,
         device=ctx.device,
         progress=progress,
+        prepare=lambda present: ctx.ensure([records[n] for n in present]),
     )
     return [_outputs(records[names[i]], row[None])[0] for i, row in zip(where, logits, strict=True)]
 
@@ -250,6 +258,7 @@ def _predict_task(
 
     batch_size = batch_size or CANONICAL_BATCH_SIZE
     encoded = _encode(ctx, texts, meta["train"]["max_length"])
+    ctx.ensure([task])
     ctx.model.activate(task.name)
     logits = predict_logits(  # [N, C] float32, input order
         ctx.model,

@@ -178,16 +178,18 @@ def _open_and_load(
     task_status: str | None,
     world: World = SINGLE,
 ) -> ModelContext:
-    """The backbone, checked, with every trained task loaded (on rank 0: the others only
-    train); if that fails, run ``run_id`` is recorded failed and its task set to
-    ``task_status`` (None: left as it is)."""
+    """The backbone, checked, with the trained tasks loaded (on rank 0: the others only
+    train), the most recent ones when there are more than ``[workspace] resident_tasks``; if
+    that fails, run ``run_id`` is recorded failed and its task set to ``task_status`` (None:
+    left as it is)."""
     from .context import open_context
 
     try:
         ctx = open_context(ledger, store, device, world)
-        for task in ledger.tasks() if world.main else ():
-            if task.status == "trained":
-                ctx.load_task(task)
+        trained = [t for t in ledger.tasks() if t.status == "trained"] if world.main else []
+        limit = ctx.residency.limit or len(trained)
+        for task in trained[-limit:] if limit else ():
+            ctx.load_task(task)
     except BaseException as exc:
         if world.main:
             record_failure(ledger, run_id, exc, task_status=task_status)

@@ -71,6 +71,7 @@ class Method:
     added_parameters: Callable[[Any, Sites], int]
     summary: str
     sites_used: Callable[[Any, Sites], tuple[str, ...]] | None = None
+    mixes: bool = True  # its hooks can serve rows of a mixed-task batch (hooks.MIXABLE)
 
     def needs(self, config: Any, sites: Sites) -> tuple[str, ...]:
         """The sites ``config`` attaches to on this backbone (all of ``site_kinds`` unless the

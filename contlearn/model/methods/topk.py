@@ -75,4 +75,5 @@ METHOD = Method(
     build=build,
     added_parameters=added_parameters,
     summary="fine-tune the top k layers: own copies of them, the rest frozen and shared",
+    mixes=False,  # whole layers of its own: its rows run in batches of their own
 )
