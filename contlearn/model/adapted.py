@@ -23,7 +23,7 @@ from .heads import TaskHead
 from .methods.base import Hook, MethodModules
 from .methods.hooks import mixable
 from .methods.registry import DEFAULT_METHOD, get_method
-from .mixing import row_groups
+from .mixing import task_order
 from .prefix import PrefixCache, first_trainable_layer
 from .routing import LayerWrapper, Router, SiteWrapper
 
@@ -246,15 +246,16 @@ class AdaptedModel(nn.Module):
         the backbone's module once and each task's own part on its rows, each row goes through
         its task's head. Returns (task, its rows [n], their logits [n, C]) per task present.
         Every task must be able to mix (``can_mix``)."""
-        groups = row_groups(tasks, input_ids.device)
-        stuck = [name for name in groups if not self.can_mix(name)]
+        order, slices = task_order(tasks)
+        stuck = [name for name in slices if not self.can_mix(name)]
         if stuck:
             raise ValueError(f"task {stuck[0]!r} cannot share a forward pass: group its rows")
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        perm = torch.tensor(order, device=input_ids.device)
+        inputs = {"input_ids": input_ids[perm], "attention_mask": attention_mask[perm]}
         if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
+            inputs["token_type_ids"] = token_type_ids[perm]
         saved = self.router.name, self.router.task
-        self.router.groups = [(self._task(name), rows) for name, rows in groups.items()]
+        self.router.groups = [(self._task(name), rows) for name, rows in slices.items()]
         self.router.name = self.router.task = None
         try:
             with self.low_precision(input_ids.device):
@@ -262,9 +263,10 @@ class AdaptedModel(nn.Module):
         finally:
             self.router.groups = None
             self.router.name, self.router.task = saved
+        mask = inputs["attention_mask"]
         return [
-            (name, rows, self._task(name).head(hidden[rows], attention_mask[rows]))
-            for name, rows in groups.items()
+            (name, perm[rows], self._task(name).head(hidden[rows], mask[rows]))
+            for name, rows in slices.items()
         ]
 
     def upcast(self) -> None:

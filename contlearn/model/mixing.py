@@ -1,9 +1,11 @@
 """One site of a batch whose rows belong to several tasks.
 
-The site's original sub-module runs once on the whole batch (on the inputs as the tasks' hooks
-prepare them); each task's own part then runs on its rows only, and its result is written into
-those rows. Rows whose task has no hook at the site keep the original output. What each hook
-shares and what is its own is its class's (:mod:`contlearn.model.methods.hooks`).
+The batch's rows are ordered by task first, so that each task's rows are one slice of it (a
+view, nothing gathered). The site's original sub-module runs once on the whole batch (on the
+inputs as the tasks' hooks prepare them); each task's own part then runs on its slice only, and
+its result is written into that slice. Rows whose task has no hook at the site keep the original
+output. What each hook shares and what is its own is its class's
+(:mod:`contlearn.model.methods.hooks`).
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from .methods.hooks import After, Before, Instead, Peek, Plus
 
-Hooked = Sequence[tuple[Any, Tensor]]  # (the task's hook at this site or None, its rows [n])
+Hooked = Sequence[tuple[Any, slice]]  # (the task's hook at this site or None, its rows)
 
 
 def mixed_site(x: Tensor, base: nn.Module, hooked: Hooked, dtype: Any) -> Tensor:
@@ -26,15 +27,25 @@ def mixed_site(x: Tensor, base: nn.Module, hooked: Hooked, dtype: Any) -> Tensor
     shared = None
     if any(not isinstance(hook, Instead) for hook, _ in hooked):
         shared = base(x_in)
-    out = shared if shared is None or dtype is None else shared.to(dtype)
+    out = None
     for hook, rows in hooked:
         own = _own(hook, x, x_in, shared, rows, base)
         if own is None:
             continue
-        if out is None:
-            out = own.new_empty((x.shape[0], *own.shape[1:]), dtype=dtype or own.dtype)
-        out = out.index_copy(0, rows, own.to(out.dtype))
+        if out is None:  # a buffer of its own, written in place (the shared output stays)
+            out = _buffer(shared, own, x.shape[0], dtype)
+        out[rows] = own
+    if out is None:
+        return shared if dtype is None else shared.to(dtype)
     return out
+
+
+def _buffer(shared: Tensor | None, own: Tensor, rows: int, dtype: Any) -> Tensor:
+    """What the groups' rows are written into: the shared output's copy, or empty when every
+    row computes its own."""
+    if shared is not None:
+        return shared.to(dtype or shared.dtype, copy=True)
+    return own.new_empty((rows, *own.shape[1:]), dtype=dtype or own.dtype)
 
 
 def _prepared(x: Tensor, hooked: Hooked) -> Tensor:
@@ -43,14 +54,16 @@ def _prepared(x: Tensor, hooked: Hooked) -> Tensor:
     x_in = x
     for hook, rows in hooked:
         if isinstance(hook, Before):
-            x_in = x_in.index_copy(0, rows, hook.f(x[rows]).to(x.dtype))
+            if x_in is x:
+                x_in = x.clone()
+            x_in[rows] = hook.f(x[rows])
         elif isinstance(hook, Peek):
             hook.f(x[rows])
     return x_in
 
 
 def _own(
-    hook: Any, x: Tensor, x_in: Tensor, shared: Tensor | None, rows: Tensor, base: nn.Module
+    hook: Any, x: Tensor, x_in: Tensor, shared: Tensor | None, rows: slice, base: nn.Module
 ) -> Tensor | None:
     """A group's own output rows, or None where the shared output is already theirs."""
     if isinstance(hook, After):
@@ -62,9 +75,14 @@ def _own(
     return None  # no hook, Before or Peek: base(x_in) is the output
 
 
-def row_groups(tasks: Sequence[str], device: torch.device) -> dict[str, Tensor]:
-    """Each task's rows of a batch, as index tensors on ``device``, in order of appearance."""
+def task_order(tasks: Sequence[str]) -> tuple[list[int], dict[str, slice]]:
+    """The batch's rows ordered by task (tasks in order of appearance, rows in order within
+    each), and each task's slice of that order."""
     where: dict[str, list[int]] = {}
     for i, task in enumerate(tasks):
         where.setdefault(task, []).append(i)
-    return {task: torch.tensor(rows, device=device) for task, rows in where.items()}
+    order, slices = [], {}
+    for task, rows in where.items():
+        slices[task] = slice(len(order), len(order) + len(rows))
+        order += rows
+    return order, slices
