@@ -190,7 +190,7 @@ def _open_and_load(
                 ctx.load_task(task)
     except BaseException as exc:
         if world.main:
-            record_failure(ledger, run_id, exc, task_status=task_status)
+            record_failure(ledger, run_id, exc, task_status=task_status, during="loading")
         raise
     return ctx
 
