@@ -1,10 +1,12 @@
 """SIGINT and SIGTERM, stopped at a safe point.
 
-While a command runs, either signal raises :class:`~contlearn.errors.Interrupted` where the
-program is, so the run's own clean-up (remove what it wrote, record it interrupted, leave its
-task pending) happens on the way out, except inside a ledger transaction (``held``): there the
-signal waits until the transaction has committed or rolled back, and is raised at the next
-``checkpoint`` (the next transaction, the next training step, or the command's end).
+While a command runs (``handled``), a signal is held until a safe point: a ``checkpoint`` (each
+training step, between the phases of a run, before its commit, the command's end) raises it as
+:class:`~contlearn.errors.Interrupted`, so the run's own clean-up (remove what it wrote, record
+it interrupted, leave its task pending) happens on the way out. Inside an ``interruptible``
+region (training epochs, evaluation, prediction: computation only) it is raised at once, except
+inside a ledger transaction (``held``), which it never splits. Raising anywhere else could land
+inside an import or a file's rename. A second signal while one is held is raised at once.
 """
 
 from __future__ import annotations
@@ -18,19 +20,21 @@ from typing import Any
 from .errors import Interrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_state = {"depth": 0, "pending": None}  # this process's one signal disposition
+# The process's one signal disposition: held transactions, open regions, the held signal.
+_state: dict[str, Any] = {"held": 0, "open": 0, "pending": None}
 
 
 def _handle(signum: int, _frame: Any) -> None:
-    if _state["depth"]:
-        _state["pending"] = signum
-        return
-    raise Interrupted(signum)
+    again = _state["pending"] is not None
+    if not _state["held"] and (_state["open"] or again):
+        _state["pending"] = None
+        raise Interrupted(signum)
+    _state["pending"] = signum
 
 
 @contextmanager
 def handled() -> Iterator[None]:
-    """Deliver SIGINT and SIGTERM as ``Interrupted`` inside; the earlier handlers after (off
+    """Hold SIGINT and SIGTERM for the safe points inside; the earlier handlers after (off
     the main thread, where Python allows no handler, nothing changes)."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -46,17 +50,28 @@ def handled() -> Iterator[None]:
 
 @contextmanager
 def held() -> Iterator[None]:
-    """A critical section: a signal arriving inside waits for the next ``checkpoint``."""
-    _state["depth"] += 1
+    """A critical section (a ledger transaction): a signal waits for the next checkpoint."""
+    _state["held"] += 1
     try:
         yield
     finally:
-        _state["depth"] -= 1
+        _state["held"] -= 1
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Computation a signal may stop at once (a signal already held is raised on entry)."""
+    checkpoint()
+    _state["open"] += 1
+    try:
+        yield
+    finally:
+        _state["open"] -= 1
 
 
 def checkpoint() -> None:
-    """A safe point: raise the signal that arrived during a critical section, if any."""
+    """A safe point: raise the signal held since the last one, if any."""
     signum = _state["pending"]
-    if signum is not None and not _state["depth"]:
+    if signum is not None and not _state["held"]:
         _state["pending"] = None
         raise Interrupted(signum)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..interrupts import interruptible
 from .app import main
 from .options import device_option, json_option, open_workspace, quiet_option, workspace_options
 from .output import emit_json, note, plural
@@ -82,15 +83,16 @@ def predict(
     ws = open_workspace(workspace, db)
     read = read_rows(input_path)
     start = time.perf_counter()
-    results = ws.predict(
-        task,
-        read.rows,
-        task_field=task_field,
-        keep_columns=keep,
-        batch_size=batch_size,
-        device=device,
-        progress=not quiet,
-    )
+    with interruptible():  # nothing is written until every row is predicted
+        results = ws.predict(
+            task,
+            read.rows,
+            task_field=task_field,
+            keep_columns=keep,
+            batch_size=batch_size,
+            device=device,
+            progress=not quiet,
+        )
     seconds = time.perf_counter() - start
     write_rows(results, output, fmt)
     if read.blank_lines:

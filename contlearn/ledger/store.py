@@ -47,8 +47,7 @@ class Ledger:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One transaction: commit on success, roll back on any error; a signal that arrives
-        meanwhile is raised after it (the next checkpoint)."""
-        interrupts.checkpoint()
+        meanwhile waits for the next checkpoint."""
         session = self._sessions()
         try:
             connected(session, self.engine)

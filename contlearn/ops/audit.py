@@ -16,6 +16,7 @@ from ..artifacts import ArtifactStore
 from ..data.task import data_fingerprint
 from ..devices import describe
 from ..errors import ArtifactError, BackboneMismatch, ContlearnError, TaskNotTrained
+from ..interrupts import interruptible
 from ..ledger.records import EvaluationRecord, TaskRecord
 from ..ledger.store import Ledger
 from .current import recorded_post_train, trained_artifacts
@@ -47,7 +48,7 @@ def audit(
     except BackboneMismatch as exc:
         ledger.finish_run(run_id, status="succeeded", verdict="backbone-mismatch", error=str(exc))
         raise
-    with failure_recorded(ledger, run_id, "auditing"):
+    with failure_recorded(ledger, run_id, "auditing"), interruptible():
         audited = [_audit_task(ctx, record, progress) for record in tasks]
     summary = _summary([row for row, _ in audited], time.perf_counter() - start, run_id)
     ledger.finish_run(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .. import interrupts
 from ..artifacts import ArtifactStore
 from ..config import WorkspaceConfig
 from ..errors import NoPendingTask, PeerFailed
@@ -188,6 +189,7 @@ def _open_and_load(
         for task in ledger.tasks() if world.main else ():
             if task.status == "trained":
                 ctx.load_task(task)
+        interrupts.checkpoint()
     except BaseException as exc:
         if world.main:
             record_failure(ledger, run_id, exc, task_status=task_status, during="loading")

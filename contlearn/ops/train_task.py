@@ -57,12 +57,16 @@ def train_one(
         ctx.check_backbone()
         stage = "training"
         outcome = fit_task(ctx, task, run_id, train_cfg, adapter_cfg, progress, on_estimate)
+        interrupts.checkpoint()
         stage = "writing artifacts"
         records = _write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written)
         stage = "verifying earlier tasks"
-        verifications = verify_earlier(ctx, task, progress=progress)
+        with interrupts.interruptible():
+            verifications = verify_earlier(ctx, task, progress=progress)
         require_identical(ctx.ledger, task, verifications)
         ctx.check_backbone()
+        stage = "committing"
+        interrupts.checkpoint()  # the last safe point: after it the run commits
     except BaseException as exc:
         status = None if supersedes is not None else "pending"
         with interrupts.held():  # a second signal waits until the clean-up is recorded
