@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -231,3 +232,40 @@ def test_every_fault_exit_code_is_in_the_help() -> None:
     text = CliRunner().invoke(main, ["--help"]).output
     for code in ("3 ", "4 ", "5 ", "6 ", "130", "143"):
         assert f"\n      {code}" in text or f" {code} by SIGTERM" in text, code
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_ledger_server_that_restarts_or_stays_down(
+    db_url: str, tiny_backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.pg import start_server, stop_server
+
+    ws = Workspace.create(tmp_path / "ws", backbone=str(tiny_backbone), db=db_url)
+    for i in range(3):
+        ws.add_task(f"t{i}", write_keyword_task(tmp_path / f"t{i}", n_train=200, seed=i))
+    args = [*CLI, "train-next", "--all", "-q", "--epochs", "1", "-w", str(ws.root)]
+    worker = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not ws.ledger.runs() and worker.poll() is None:
+        time.sleep(0.01)
+    stop_server(db_url)  # right after the claim: the worker meets it while loading
+    time.sleep(3)
+    start_server(db_url)
+    _out, err = worker.communicate(timeout=300)
+    assert "unreachable; retrying for up to 60 s" in err
+    assert worker.returncode == 0 or (worker.returncode == 5 and one_line(err)), err
+    assert "Traceback" not in err
+    if any(t.status != "trained" for t in ws.tasks()):
+        ws.train_next(all_tasks=True, epochs=1)
+    _check_consistent(ws)
+    assert all(t.status == "trained" for t in ws.tasks())
+    assert ws.audit()["verdict"] == "clean"
+
+    monkeypatch.setenv("CONTLEARN_LEDGER_RETRY_SECONDS", "1")
+    stop_server(db_url)
+    try:
+        down = invoke(ws, "status", "--db", db_url)
+    finally:
+        start_server(db_url)
+    assert down.exit_code == 5
+    assert "the ledger server postgresql://127.0.0.1:" in one_line(down.output)
+    assert "was unreachable for 1 s" in down.output

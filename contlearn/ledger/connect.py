@@ -70,7 +70,7 @@ def _retrying(engine: Engine, attempt: Any, reset: Any) -> None:
         except OperationalError as exc:
             reset()
             waited = time.monotonic() - start
-            if waited + wait > retry_seconds():
+            if waited >= retry_seconds():
                 raise faults.unreachable(describe(engine), waited, attempts, exc) from exc
             if attempts == 1:
                 log.warning(
@@ -78,7 +78,7 @@ def _retrying(engine: Engine, attempt: Any, reset: Any) -> None:
                     describe(engine),
                     retry_seconds(),
                 )
-            time.sleep(wait)
+            time.sleep(min(wait, retry_seconds() - waited))
             wait = min(wait * 2, LONGEST_WAIT)
 
 
