@@ -16,6 +16,7 @@ from typing import Any
 from . import config as cfg
 from .artifacts import ArtifactStore
 from .errors import WorkspaceExists, WorkspaceNotFound
+from .ledger.connect import reachable
 from .ledger.engine import make_engine, sqlite_path, upgrade
 from .ledger.records import TaskRecord
 from .ledger.store import Ledger
@@ -73,6 +74,7 @@ class Workspace:
         url = cfg.database_url(root, config.db, db)
         _require_sqlite_file(url)
         engine = make_engine(url)
+        reachable(engine)
         upgrade(engine)
         return cls(root.resolve(), config, Ledger(engine), url)
 

@@ -6,7 +6,10 @@ that names the problem and the fix. The CLI turns these into ``click.ClickExcept
 
 
 class ContlearnError(Exception):
-    """Base class: a problem the user can fix; the message says how."""
+    """Base class: a problem the user can fix; the message says how. ``exit_code`` is the
+    command line's exit status for it."""
+
+    exit_code = 1
 
 
 class WorkspaceExists(ContlearnError):
@@ -88,3 +91,44 @@ class ArtifactError(ContlearnError):
 
 class VerificationFailed(ContlearnError):
     """An earlier task's results changed after a new task was trained."""
+
+
+# -- faults from the environment: each has its own exit code (``contlearn --help`` lists them) --
+class StorageFull(ContlearnError):
+    """No space left on the device (or over a quota) while writing a file or the ledger."""
+
+    exit_code = 3
+
+
+class ReadOnlyStorage(ContlearnError):
+    """A file or folder that cannot be written or read: a read-only file system, or permissions."""
+
+    exit_code = 4
+
+
+class LedgerUnavailable(LedgerError):
+    """The ledger is locked by another process past the busy timeout, or its server is down."""
+
+    exit_code = 5
+
+
+class OutOfMemory(ContlearnError):
+    """The accelerator ran out of memory; a smaller batch fits."""
+
+    exit_code = 6
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM reached contlearn: the run in progress stops at the next safe point
+    and is recorded as interrupted. A ``KeyboardInterrupt`` (not a ContlearnError), so that
+    nothing that catches errors swallows it; the exit code is 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

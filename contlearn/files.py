@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ArtifactError
+from .faults import guarded
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -38,20 +39,22 @@ def file_mode() -> int:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``; the file
-    gets the permissions the umask gives new files."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, file_mode())
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    gets the permissions the umask gives new files. A full disk, a read-only file system or a
+    refused permission raises its named error (:mod:`contlearn.faults`), nothing left behind."""
+    with guarded("writing", path, len(data)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(fd, file_mode())
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
 
 
 def _fsync_dir(folder: Path) -> None:

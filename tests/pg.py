@@ -53,26 +53,35 @@ def postgres_server() -> Iterator[str]:
     run = lambda *a: subprocess.run(_as_postgres(list(a)), check=True, capture_output=True)  # noqa: E731
     run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
     options = f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off -c max_connections=50"
-    run(
-        str(bindir / "pg_ctl"),
-        "-D",
-        str(data),
-        "-o",
-        options,
-        "-l",
-        str(folder / "log"),
-        "-w",
-        "start",
-    )
+    start = [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log")]
+    run(*start, "-w", "start")
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    _SERVERS[url] = (start, port)
     try:
         _wait_ready(bindir, port)
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        yield url
     finally:
         subprocess.run(
             _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
             capture_output=True,
         )
         shutil.rmtree(folder, ignore_errors=True)
+
+
+_SERVERS: dict[str, tuple[list[str], int]] = {}  # server URL -> its pg_ctl command, port
+
+
+def stop_server(url: str) -> None:
+    """Stop the server of ``url`` at once (``pg_ctl stop -m immediate``), as a crash would."""
+    start, _port = _SERVERS[url.rsplit("/", 1)[0] + "/postgres"]
+    subprocess.run(_as_postgres([*start[:3], "-m", "immediate", "stop"]), check=True)
+
+
+def start_server(url: str) -> None:
+    """Start the server of ``url`` again, with the options it first had."""
+    start, port = _SERVERS[url.rsplit("/", 1)[0] + "/postgres"]
+    subprocess.run(_as_postgres([*start, "-w", "start"]), check=True, capture_output=True)
+    _wait_ready(Path(start[0]).parent, port)
 
 
 def _wait_ready(bindir: Path, port: int, seconds: float = 30.0) -> None:

@@ -19,4 +19,17 @@ def main() -> None:
         contlearn add-task rte --data ./RTE
         contlearn train-next --all --epochs 3 --max-train-examples 2000
         contlearn audit
+
+    \b
+    Exit codes:
+        0    done
+        1    an error the message names (bad data, a failed verification, ...)
+        2    usage: an unknown task or option
+        3    no space left on the device (files or the ledger)
+        4    a read-only file system, or a permission refused
+        5    the ledger is locked past the busy timeout, or its server is unreachable
+        6    out of memory on the accelerator
+        130  stopped by SIGINT (Ctrl-C), 143 by SIGTERM: the run is recorded interrupted
+    Every error is one line naming the fault and the fix; the run it ended is recorded failed
+    (or interrupted) when the ledger can be reached, and nothing is left half-written.
     """

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from .. import faults, interrupts
 from ..devices import PRECISIONS
 from ..errors import ContlearnError
 
@@ -23,22 +24,73 @@ class UsageProblem(click.ClickException):
     exit_code = 2
 
 
+class Failed(click.ClickException):
+    """A one-line error with the exit code of its kind (``contlearn --help`` lists them)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Stopped(click.ClickException):
+    """SIGINT (exit 130, "Aborted!" as click says it) or SIGTERM (143), as one line."""
+
+    def __init__(self, exc: KeyboardInterrupt) -> None:
+        signum = getattr(exc, "signum", 2)
+        self.exit_code = 128 + signum
+        name = "SIGINT" if signum == 2 else str(exc)
+        super().__init__(
+            f"{'Aborted!' if signum == 2 else 'Terminated:'} stopped by {name} at a safe point: "
+            "a run in progress is recorded interrupted and its task left as it was (pending); "
+            "run the command again to continue"
+        )
+
+    def show(self, file: Any = None) -> None:
+        click.echo(self.message, err=True)
+
+
 def fail_cleanly(func: Callable) -> Callable:
-    """Turn library errors into one-line click errors (exit 1)."""
+    """Turn library errors into one-line click errors with their exit codes, and SIGINT or
+    SIGTERM into a stop at a safe point (exit 130 or 143)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with interrupts.handled():
+                result = func(*args, **kwargs)
+                interrupts.checkpoint()  # a signal held back by the last transaction
+                return result
+        except KeyboardInterrupt as exc:
+            raise Stopped(exc) from exc
         except ContlearnError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise Failed(str(exc), exc.exit_code) from exc
+        except OSError as exc:
+            named = faults.os_fault(exc, "using")
+            if named is None:
+                raise
+            raise Failed(str(named), named.exit_code) from exc
         except Exception as exc:
+            named = _database_fault(exc)
+            if named is not None:
+                raise Failed(str(named), named.exit_code) from exc
             message = _database_error(exc)
             if message is None:
                 raise
             raise click.ClickException(message) from exc
 
     return wrapper
+
+
+def _database_fault(exc: Exception) -> ContlearnError | None:
+    """A locked, full or read-only ledger met while opening it (before any session could
+    name it), as its named error."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..ledger.engine import busy_timeout
+
+    if not isinstance(exc, SQLAlchemyError):
+        return None
+    return faults.database_fault(exc, "database", busy_timeout())
 
 
 def _database_error(exc: Exception) -> str | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..interrupts import interruptible
 from .app import main
 from .options import device_option, json_option, open_workspace, quiet_option, workspace_options
 from .output import emit_json, note, plural
@@ -83,16 +84,17 @@ def predict(
     ws = open_workspace(workspace, db)
     read = read_rows(input_path)
     start = time.perf_counter()
-    results = ws.predict(
-        task,
-        read.rows,
-        task_field=task_field,
-        keep_columns=keep,
-        batch_size=batch_size,
-        device=device,
-        progress=not quiet,
-        on_note=None if quiet else note,
-    )
+    with interruptible():  # nothing is written until every row is predicted
+        results = ws.predict(
+            task,
+            read.rows,
+            task_field=task_field,
+            keep_columns=keep,
+            batch_size=batch_size,
+            device=device,
+            progress=not quiet,
+            on_note=None if quiet else note,
+        )
     seconds = time.perf_counter() - start
     write_rows(results, output, fmt)
     if read.blank_lines:

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadData
+from ..errors import BadData, ContlearnError
+from ..faults import os_fault
 from . import rules
 
 _SHOWN_NAMES = 20  # column or file names listed in one message
@@ -38,7 +39,11 @@ def too_many_rows(name: str) -> BadData:
     )
 
 
-def unreadable(name: str, exc: OSError) -> BadData:
+def unreadable(name: str, exc: OSError) -> ContlearnError:
+    """A data file that cannot be read: permission refused (its named fault), or missing."""
+    refused = os_fault(exc, "reading", exc.filename or name)
+    if refused is not None:
+        return refused
     return BadData(f"cannot read {name}: {exc.strerror or one_line(exc)}; check that it exists")
 
 

@@ -8,6 +8,7 @@ database that belongs to another program, and alembic: the migrations ship insid
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -17,10 +18,17 @@ from typing import Any
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine
 
+from .. import faults
 from ..errors import SchemaError
 
 SCRIPT_LOCATION = "contlearn.ledger:migrations"
 SQLITE_PREFIX = "sqlite:///"
+
+
+def busy_timeout() -> float:
+    """How long an SQLite transaction waits for another process's write lock before it fails
+    (``CONTLEARN_BUSY_TIMEOUT_SECONDS``, default 30 s)."""
+    return float(os.environ.get("CONTLEARN_BUSY_TIMEOUT_SECONDS", "30"))
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -37,7 +45,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout() * 1000)}")
     cursor.close()
 
 
@@ -50,7 +58,7 @@ def _begin_immediate(conn: Any) -> None:
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, foreign keys, a busy timeout, immediate writes."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": busy_timeout()})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _begin_immediate)
         return engine
@@ -100,6 +108,9 @@ def _table_names(engine: Engine) -> set[str]:
             rows = conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
             return {r[0] for r in rows}
     except sqlite3.DatabaseError as exc:
+        named = faults.database_fault(exc, str(path), busy_timeout())
+        if named is not None:
+            raise named from exc
         raise SchemaError(f"{path} is not an SQLite database ({exc}): check --db") from exc
 
 

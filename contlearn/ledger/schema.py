@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 TASK_STATUSES = ("pending", "training", "trained", "failed")
-RUN_STATUSES = ("running", "succeeded", "failed")
+RUN_STATUSES = ("running", "succeeded", "failed", "interrupted")
 EVALUATION_KINDS = ("post-train", "verification", "audit", "comparison")
 
 NAMING = {

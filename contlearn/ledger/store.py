@@ -1,7 +1,10 @@
 """The task ledger: what the rest of contlearn asks of the database.
 
 Each public method is one transaction and returns plain frozen dataclasses, never ORM rows, so
-nothing outside this module holds a session. Database errors become :class:`LedgerError`.
+nothing outside this module holds a session. Database errors become :class:`LedgerError` (a
+locked, full or unreachable ledger its named kind, :mod:`contlearn.faults`). A signal that
+arrives during a transaction waits until it has committed or rolled back; a ledger server that
+cannot be reached is retried with backoff (``connect``) before a transaction begins.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from .. import interrupts
 from ..errors import (
     ContlearnError,
     LedgerError,
@@ -24,6 +28,7 @@ from ..errors import (
     TaskNotFound,
     TaskNotTrained,
 )
+from .connect import connected, describe, fault
 from .records import ArtifactRecord, BackboneRecord, EvaluationRecord, RunRecord, TaskRecord
 from .schema import ArtifactRow, BackboneRow, ComparisonRow, EvaluationRow, RunRow, TaskRow, utcnow
 
@@ -41,19 +46,28 @@ class Ledger:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """One transaction: commit on success, roll back on any error."""
+        """One transaction: commit on success, roll back on any error; a signal that arrives
+        meanwhile waits for the next checkpoint."""
         session = self._sessions()
         try:
-            yield session
-            session.commit()
+            connected(session, self.engine)
+            with interrupts.held():
+                yield session
+                session.commit()
         except SQLAlchemyError as exc:
-            session.rollback()
+            _rollback(session)
+            named = fault(exc, self.engine)
+            if named is not None:
+                raise named from exc
             raise LedgerError(f"ledger error: {exc.__class__.__name__}: {exc.args[0]}") from exc
         except BaseException:
-            session.rollback()
+            _rollback(session)
             raise
         finally:
             session.close()
+
+    def __str__(self) -> str:
+        return describe(self.engine)
 
     # -- backbone -----------------------------------------------------------------------------
     def backbone(self) -> BackboneRecord | None:
@@ -419,6 +433,14 @@ class Ledger:
                 if value is not None:
                     query = query.where(column == value)
             return [_record(EvaluationRecord, r) for r in s.scalars(query)]
+
+
+def _rollback(session: Session) -> None:
+    """Roll back, tolerating a connection that is already gone (the server went away)."""
+    try:
+        session.rollback()
+    except SQLAlchemyError:
+        session.invalidate()
 
 
 def _shift(s: Session, which: Any, by: int) -> None:

@@ -16,10 +16,11 @@ from ..artifacts import ArtifactStore
 from ..data.task import data_fingerprint
 from ..devices import describe
 from ..errors import ArtifactError, BackboneMismatch, ContlearnError, TaskNotTrained
+from ..interrupts import interruptible
 from ..ledger.records import EvaluationRecord, TaskRecord
 from ..ledger.store import Ledger
 from .current import recorded_post_train, trained_artifacts
-from .runs import run_values
+from .runs import failure_recorded, run_values
 
 if TYPE_CHECKING:
     from .context import ModelContext
@@ -47,7 +48,8 @@ def audit(
     except BackboneMismatch as exc:
         ledger.finish_run(run_id, status="succeeded", verdict="backbone-mismatch", error=str(exc))
         raise
-    audited = [_audit_task(ctx, record, progress) for record in tasks]
+    with failure_recorded(ledger, run_id, "auditing"), interruptible():
+        audited = [_audit_task(ctx, record, progress) for record in tasks]
     summary = _summary([row for row, _ in audited], time.perf_counter() - start, run_id)
     ledger.finish_run(
         run_id,

@@ -15,6 +15,7 @@ from ..artifacts import FOLDER as ARTIFACTS_FOLDER
 from ..data.task import TaskData, load_task_data
 from ..errors import ConfigError, ContlearnError, TaskExists
 from ..files import atomic_write
+from ..interrupts import checkpoint
 from ..ledger.engine import make_engine, sqlite_path, upgrade
 from ..ledger.records import BackboneRecord, TaskRecord
 from ..ledger.store import Ledger
@@ -126,6 +127,7 @@ def add_tasks(
     for entry in entries:  # the method and its options, before any data is read
         _check_method(config, entry, layers)
     specs = [task_spec(entry, read_entry(config, entry)) for entry in entries]
+    checkpoint()  # a signal while the data was read: stop before registering anything
     ledger.add_tasks(specs, position=position)
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .. import interrupts
 from ..ledger.records import EvaluationRecord, RunRecord
 from ..ledger.store import Ledger
 from ..version import library_versions
@@ -54,6 +56,7 @@ def heartbeat(ledger: Ledger, run_id: int) -> Callable[[], None]:
     last = [time.monotonic()]
 
     def beat() -> None:
+        interrupts.checkpoint()  # every step is a safe point
         if time.monotonic() - last[0] >= HEARTBEAT_SECONDS:
             ledger.heartbeat(run_id)
             last[0] = time.monotonic()
@@ -61,9 +64,25 @@ def heartbeat(ledger: Ledger, run_id: int) -> Callable[[], None]:
     return beat
 
 
-def error_text(exc: BaseException) -> str:
-    """How a run records the exception that ended it."""
+def error_text(exc: BaseException, during: str | None = None) -> str:
+    """How a run records the exception that ended it (and, for a signal, what it was doing)."""
+    if isinstance(exc, KeyboardInterrupt):
+        signal = getattr(exc, "signum", None)
+        name = "SIGINT" if signal is None else str(exc)
+        return f"interrupted by {name}" + (f" while {during}" if during else "")
     return f"{exc.__class__.__name__}: {str(exc) or exc.__class__.__name__}"
+
+
+@contextmanager
+def failure_recorded(ledger: Ledger, run_id: int, during: str) -> Iterator[None]:
+    """Record run ``run_id`` failed (or interrupted) if anything inside raises, then re-raise;
+    a task's status stays as it is."""
+    try:
+        yield
+    except BaseException as exc:
+        with interrupts.held():
+            record_failure(ledger, run_id, exc, task_status=None, during=during)
+        raise
 
 
 def record_failure(
@@ -72,12 +91,14 @@ def record_failure(
     exc: BaseException,
     evaluations: Sequence[EvaluationRecord] = (),
     task_status: str | None = "pending",
+    during: str | None = None,
 ) -> None:
-    """Mark the run failed with its error; a training run's task goes back to pending."""
+    """Mark the run failed with its error (interrupted, for SIGINT or SIGTERM); a training
+    run's task goes back to pending."""
     ledger.finish_run(
         run_id,
-        status="failed",
+        status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
         task_status=task_status,
         evaluations=evaluations,
-        error=error_text(exc),
+        error=error_text(exc, during),
     )

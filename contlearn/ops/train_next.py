@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .. import interrupts
 from ..artifacts import ArtifactStore
 from ..config import WorkspaceConfig
 from ..errors import NoPendingTask, PeerFailed
@@ -190,9 +191,10 @@ def _open_and_load(
         limit = ctx.residency.limit or len(trained)
         for task in trained[-limit:] if limit else ():
             ctx.load_task(task)
+        interrupts.checkpoint()
     except BaseException as exc:
         if world.main:
-            record_failure(ledger, run_id, exc, task_status=task_status)
+            record_failure(ledger, run_id, exc, task_status=task_status, during="loading")
         raise
     return ctx
 

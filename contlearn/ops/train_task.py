@@ -12,7 +12,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from .. import devices, files
+from .. import devices, faults, files, interrupts
 from ..config import TrainConfig, WorkspaceConfig
 from ..eval.metrics import collapsed_class
 from ..eval.recipe import CANONICAL_BATCH_SIZE
@@ -50,19 +50,28 @@ def train_one(
         return None
     written: list[Path] = []
     verifications: list[EvaluationRecord] = []
+    stage = "preparing"  # what an interrupted run records it was doing
     try:
         train_cfg, adapter_cfg = _configs(ctx, defaults, task, overrides)
         ctx.ledger.update_run(run_id, **_run_config(ctx, train_cfg, adapter_cfg))
         ctx.check_backbone()
+        stage = "training"
         outcome = fit_task(ctx, task, run_id, train_cfg, adapter_cfg, progress, on_estimate)
+        interrupts.checkpoint()
+        stage = "writing artifacts"
         records = _write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written)
+        stage = "verifying earlier tasks"
         settings = verify_settings(defaults, overrides)
-        verifications = verify_earlier(ctx, task, settings=settings, progress=progress)
+        with interrupts.interruptible():
+            verifications = verify_earlier(ctx, task, settings=settings, progress=progress)
         require_identical(ctx.ledger, task, verifications)
         ctx.check_backbone()
+        stage = "committing"
+        interrupts.checkpoint()  # the last safe point: after it the run commits
     except BaseException as exc:
         status = None if supersedes is not None else "pending"
-        _fail(ctx, task, run_id, exc, written, verifications, status)
+        with interrupts.held():  # a second signal waits until the clean-up is recorded
+            _fail(ctx, task, run_id, exc, written, verifications, status, stage)
         raise
     post = evaluation_record(task, outcome["eval"], "post-train")
     result = _result(ctx, task, run_id, outcome, records, verifications)
@@ -157,6 +166,7 @@ def fit_task(
     on_step = chain(heartbeat(ctx.ledger, run_id), estimator(size, report)) if main else None
     limit = train_cfg.prefix_cache_mb * 2**20 if train_cfg.cache_frozen_prefix else None
     with (
+        faults.accelerator_memory(train_cfg.batch_size, ctx.device),
         model.backbone_attention_dropout(keep=train_cfg.backbone_attention_dropout),
         model.frozen_prefix(task.name, limit) if limit is not None else nullcontext() as cache,
     ):
@@ -236,6 +246,8 @@ def _write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written)
         "config": files.json_bytes(meta),
         "logits": files.tensors_bytes({"logits": outcome["eval"].logits}),
     }
+    where = ctx.store.relative(ctx.store.run_dir(task.name, run_id))
+    faults.require_space(ctx.store.folder, sum(map(len, blobs.values())), where)
     trainable = count_parameters(ctx.model.tasks[task.name])
     backbone_params = count_parameters(ctx.model.backbone)
     records = []
@@ -257,7 +269,7 @@ def _write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written)
     return records
 
 
-def _fail(ctx, task, run_id, exc, written, verifications, task_status) -> None:
+def _fail(ctx, task, run_id, exc, written, verifications, task_status, stage) -> None:
     """Undo what the run wrote and record why it failed; a first training's task goes back to
     pending, a retrained one stays trained."""
     for path in written:
@@ -265,7 +277,7 @@ def _fail(ctx, task, run_id, exc, written, verifications, task_status) -> None:
     ctx.store.remove_empty(ctx.store.run_dir(task.name, run_id))
     if task.name in ctx.model.tasks:
         ctx.model.remove_task(task.name)
-    record_failure(ctx.ledger, run_id, exc, verifications, task_status=task_status)
+    record_failure(ctx.ledger, run_id, exc, verifications, task_status=task_status, during=stage)
 
 
 def _result(ctx, task, run_id, outcome, records, verifications) -> dict[str, Any]:

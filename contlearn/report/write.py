@@ -10,6 +10,7 @@ import base64
 import json
 from pathlib import Path
 
+from ..faults import require_space
 from ..files import atomic_write
 from .content import FIGURES, check_results, slug
 from .figures import costs_png, curves_png, heatmaps_png, storage_png
@@ -51,7 +52,9 @@ def _render(results: dict) -> dict[str, tuple[str, bytes]]:
 
 def _write(out_dir: Path, outputs: dict[str, tuple[str, bytes]]) -> dict[str, Path]:
     """Write the files, remove what an earlier report there wrote and this one does not, then
-    record the new manifest."""
+    record the new manifest. A disk without room for them all is refused before any is
+    written, so a full disk never leaves half a report."""
+    require_space(out_dir, sum(len(data) for _, data in outputs.values()), f"the report {out_dir}")
     earlier = _manifest(out_dir)
     paths = {}
     for kind, (name, data) in outputs.items():

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..devices import autocast, grad_scaler
+from ..interrupts import interruptible
 from .batching import Encoded, collate, real_token_share, training_batches
 from .distributed import gradient_sum, shard, share
 from .optim import make_optimizer
@@ -110,7 +111,8 @@ def train(
         model.train()
         label = f"{desc} epoch {epoch}/{config.epochs}"
         began = time.perf_counter()
-        loss = _epoch(batches, step, on_step=on_step, progress=progress, desc=label)
+        with interruptible():  # SIGINT/SIGTERM stop a training at once, not after it
+            loss = _epoch(batches, step, on_step=on_step, progress=progress, desc=label)
         seconds = time.perf_counter() - began
         score = share(world, evaluate() if world.main else None)
         picked_on = getattr(config, "selection", "dev")  # the split that picks the best epoch
