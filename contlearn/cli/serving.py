@@ -41,6 +41,11 @@ from .options import device_option, open_workspace, workspace_options
     show_default=True,
     help="How often the ledger is read for newly trained tasks.",
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    help="CPU threads per forward (default: one per core); fewer when the cores are shared.",
+)
 @click.option("--max-body-bytes", type=click.IntRange(1), default=1 << 20, show_default=True)
 @click.option(
     "--max-rows", type=click.IntRange(1), default=64, show_default=True, help="Per request."

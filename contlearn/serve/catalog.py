@@ -49,6 +49,11 @@ class Catalog:
     def __init__(self, ctx: ModelContext) -> None:
         self.ctx = ctx
         self.snapshot = Snapshot()
+        self._recheck: set[str] = set()
+
+    def recheck(self, names: set[str]) -> None:
+        """Verify these served tasks' files again at the next refresh (one failed to load)."""
+        self._recheck |= names
 
     def refresh(self) -> Snapshot:
         """Read the ledger again; load (verified) every task trained or retrained since."""
@@ -67,6 +72,7 @@ class Catalog:
             else:
                 refused[task.name] = entry
         self._unload(set(before.served) - set(served))
+        self._recheck.clear()
         self.snapshot = Snapshot(served, refused, untrained)
         return self.snapshot
 
@@ -74,7 +80,7 @@ class Catalog:
         """The task, served; or why its artifact was refused."""
         sha256 = trained_artifacts(self.ctx.ledger, task)["weights"].sha256
         known = before.served.get(task.name)
-        if known is not None and known.weights_sha256 == sha256:
+        if known is not None and known.weights_sha256 == sha256 and task.name not in self._recheck:
             return known
         try:
             self.ctx.load_task(task)  # checks both files' sha256 before reading them

@@ -26,7 +26,9 @@ class ServeConfig:
     max_batch 1 turns dynamic batching off (one request per forward). poll_seconds: how often
     the ledger is read for newly trained tasks. max_body_bytes, max_rows (per request),
     max_text_chars (per text field) bound a request; max_queued_rows bounds the queue (503
-    beyond it). token: the bearer token every endpoint but /healthz requires (None: none).
+    beyond it). threads: the CPU threads a forward uses (None: torch's default, one per core;
+    fewer when other processes share the cores). token: the bearer token every endpoint but
+    /healthz requires (None: none).
     """
 
     host: str = "127.0.0.1"
@@ -39,6 +41,7 @@ class ServeConfig:
     max_rows: int = MAX_ROWS
     max_text_chars: int = MAX_TEXT_CHARS
     max_queued_rows: int = MAX_QUEUED_ROWS
+    threads: int | None = None
     token: str | None = field(default=None, repr=False)  # never in a log line
 
     def __post_init__(self) -> None:
@@ -52,6 +55,9 @@ class ServeConfig:
         check(self.poll_seconds > 0, f"poll_seconds must be > 0, got {self.poll_seconds}")
         for name in ("max_body_bytes", "max_rows", "max_text_chars", "max_queued_rows"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        check(
+            self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}"
+        )
         check(self.token is None or self.token.strip() == self.token != "", "token is empty")
         _check_host(self.host)
 

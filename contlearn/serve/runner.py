@@ -1,10 +1,11 @@
 """Running the server: the model's thread for a workspace, loaded before uvicorn listens, and
 uvicorn until SIGTERM or Ctrl-C, when it stops taking connections, answers the requests in
-flight, and the model's thread finishes the queued batches."""
+flight, the model's thread finishes the queued batches, and the process exits with status 0."""
 
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ def run(workspace: str | Path | Any, config: ServeConfig, *, db: str | None = No
     log.info("serving %d tasks: %s", len(served), ", ".join(served) or "none yet")
     if config.token is None and not config.loopback:
         log.warning("listening on %s without a token: anyone who reaches it can query", config.host)
+    for stop in (signal.SIGTERM, signal.SIGINT):  # uvicorn raises them again once it stopped
+        signal.signal(stop, _stopped)
     uvicorn.run(
         build(worker),
         host=config.host,
@@ -44,3 +47,9 @@ def run(workspace: str | Path | Any, config: ServeConfig, *, db: str | None = No
         log_level="info",
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
     )
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    """After a graceful shutdown on SIGTERM or Ctrl-C: exit with status 0."""
+    log.info("stopped on %s", signal.Signals(signum).name)
+    raise SystemExit(0)

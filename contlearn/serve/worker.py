@@ -76,6 +76,10 @@ class ModelWorker:
         try:
             from ..ops.context import open_context
 
+            if self.config.threads is not None:
+                import torch
+
+                torch.set_num_threads(self.config.threads)
             self.catalog = Catalog(open_context(self.ledger, self.store, self.config.device))
             self._refresh()
         except BaseException as exc:  # handed to start(), which raises it in its caller
@@ -123,8 +127,9 @@ class ModelWorker:
             start += len(job.rows)
 
     def _fail(self, job: Job, exc: Exception) -> None:
-        if isinstance(exc, ArtifactError):
-            self._poll_now = True  # the catalog refuses the task from now on
+        if isinstance(exc, ArtifactError):  # a served task's files changed: verify them again
+            self.catalog.recheck({row[TASK_KEY] for row in job.rows})
+            self._poll_now = True
         if not isinstance(exc, ContlearnError):
             log.exception("a batch of %d rows failed", len(job.rows), exc_info=exc)
         job.done(exc)
