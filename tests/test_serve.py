@@ -29,10 +29,11 @@ import pytest
 
 from contlearn import serve
 from contlearn.api import Workspace
-from contlearn.errors import ConfigError
+from contlearn.errors import BadRequest, ConfigError
 from contlearn.eval.recipe import torch_threads
 from contlearn.ops.context import open_context
 from contlearn.ops.predict import predict
+from contlearn.serve.batching import Batcher, Job
 from contlearn.serve.config import ServeConfig, read_token
 from tests.conftest import invoke, write_keyword_task
 from tests.fixtures_data import write_glue_task
@@ -493,6 +494,25 @@ def test_sigterm_stops_the_server_cleanly(ws: Workspace, tmp_path: Path) -> None
     text = log.read_text()
     assert "Application shutdown complete" in text and "Traceback" not in text
     assert not answers(base)
+
+
+def test_a_batch_holds_whole_requests_up_to_max_batch_rows() -> None:
+    batcher = Batcher(max_batch=4, max_wait=0.05, max_queued_rows=12)
+    for size in (3, 2, 1, 5):
+        batcher.put(Job([{}] * size, lambda result: None))
+    sizes = [[len(job.rows) for job in batcher.take(1.0)] for _ in range(3)]
+    assert sizes == [[3], [2, 1], [5]]  # never split; one larger than max_batch runs alone
+    start = time.monotonic()
+    batcher.put(Job([{}], lambda result: None))
+    assert len(batcher.take(1.0)) == 1 and 0.04 <= time.monotonic() - start < 1.0  # waited
+    batcher.put(Job([{}] * 8, lambda result: None))
+    with pytest.raises(BadRequest, match="max_queued_rows") as full:
+        batcher.put(Job([{}] * 5, lambda result: None))
+    assert full.value.status == 503
+    batcher.close()
+    with pytest.raises(BadRequest, match="shutting down"):
+        batcher.put(Job([{}], lambda result: None))
+    assert len(batcher.take(1.0)) == 1 and batcher.take(1.0) == [] and batcher.drained
 
 
 def test_settings_are_validated() -> None:

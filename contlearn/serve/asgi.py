@@ -153,6 +153,8 @@ async def _tasks(request: Request, worker: ModelWorker) -> Response:
 
 
 async def _health(request: Request, worker: ModelWorker) -> Response:
+    if not worker.alive:
+        return JSONResponse({"status": "stopped", "tasks": 0}, status_code=503)
     return JSONResponse({"status": "ok", "tasks": len(worker.snapshot.served)})
 
 

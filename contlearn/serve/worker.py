@@ -42,6 +42,11 @@ class ModelWorker:
         self._poll_now = False
 
     @property
+    def alive(self) -> bool:
+        """Whether the model's thread is running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def snapshot(self) -> Snapshot:
         return self.catalog.snapshot if self.catalog is not None else Snapshot()
 
@@ -106,6 +111,8 @@ class ModelWorker:
             self.catalog.refresh()
         except ContlearnError as exc:  # the ledger busy or unreachable: keep what is served
             log.warning("could not read the ledger for new tasks (still serving): %s", exc)
+        except Exception:  # never let the model's thread die: requests would wait forever
+            log.exception("reading the ledger for new tasks failed (still serving)")
 
     def _run_batch(self, batch: list[Job]) -> None:
         rows = [row for job in batch for row in job.rows]
