@@ -60,7 +60,7 @@ GLUE_DIR ?= ../shared/data/glue
 bench-baselines: install
 	$(PY) benchmarks/baselines.py --glue $(GLUE_DIR)
 
-# Section 9: MiniLM serving 16 tasks over loopback, with and without dynamic batching (~6 min).
+# Section 9: MiniLM serving 16 tasks over loopback, batched or not (~8 min; ~3 once trained).
 bench-serving: install
 	$(PY) benchmarks/serving.py --glue $(GLUE_DIR)
 

@@ -751,7 +751,14 @@ def serving_section() -> list[str]:
     """`make bench-serving`'s table (benchmarks/serving.py: MiniLM serving 16 tasks over
     loopback, with and without dynamic batching) when it has been run here."""
     measured = ROOT / "benchmarks" / "out" / "serving" / "SERVING.md"
-    head = ["## 9. Serving: 16 tasks on one backbone over HTTP", ""]
+    head = [
+        "## 9. Serving: 16 tasks on one backbone over HTTP",
+        "",
+        "Each batch goes through one predict call with every row naming its task. The table "
+        "compares dynamic batching with one forward per request (`--max-batch 1`) behind the "
+        "same server; a batch pays off most when it holds many rows of few tasks.",
+        "",
+    ]
     if not measured.is_file():
         return [*head, "Not run yet: `make bench-serving` (a few minutes on 2 cores).", ""]
     return [*head, measured.read_text().strip(), ""]
