@@ -22,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -420,7 +421,7 @@ def served(base: str) -> list[str]:
     return sorted(t["name"] for t in call(base, "GET", "/v1/tasks", token=None)[1]["tasks"])
 
 
-def test_a_task_trained_while_serving_is_served_without_a_restart(
+def test_tasks_trained_or_retrained_while_serving_are_served_without_a_restart(
     trained: Workspace, tmp_path: Path
 ) -> None:
     trained.add_task("c", write_keyword_task(tmp_path / "c", n_train=24, n_dev=8, seed=3))
@@ -432,6 +433,17 @@ def test_a_task_trained_while_serving_is_served_without_a_restart(
         status, body = call(base, "POST", "/v1/tasks/c/predict", {"inputs": rows}, token=None)
         assert status == 200
         assert body["predictions"] == predict(trained.ledger, trained.store, "c", rows)
+        before = trained_at(base, "a")
+        trained.retrain("a", epochs=1, lr=0.05)  # a new artifact for a served task
+        assert trained.ledger.task("a").trained_at != before
+        wait_until(lambda: trained_at(base, "a") == trained.ledger.task("a").trained_at, 30, "a")
+        status, body = call(base, "POST", "/v1/tasks/a/predict", {"inputs": rows}, token=None)
+        assert body["predictions"] == predict(trained.ledger, trained.store, "a", rows)
+
+
+def trained_at(base: str, name: str) -> datetime:
+    tasks = call(base, "GET", "/v1/tasks", token=None)[1]["tasks"]
+    return datetime.fromisoformat(next(t["trained_at"] for t in tasks if t["name"] == name))
 
 
 def test_a_task_being_trained_is_not_served(trained: Workspace, tmp_path: Path) -> None:
