@@ -130,7 +130,7 @@ class ModelWorker:
         self.metrics.batch(len(rows), len({row[TASK_KEY] for row in rows}))
         start = 0
         for job in batch:
-            job.done(_local(results[start : start + len(job.rows)], start))
+            _deliver(job, _local(results[start : start + len(job.rows)], start))
             start += len(job.rows)
 
     def _fail(self, job: Job, exc: Exception) -> None:
@@ -139,7 +139,7 @@ class ModelWorker:
             self._poll_now = True
         if not isinstance(exc, ContlearnError):
             log.exception("a batch of %d rows failed", len(job.rows), exc_info=exc)
-        job.done(exc)
+        _deliver(job, exc)
 
     def _gauges(self) -> dict[str, tuple[str, float]]:
         snapshot = self.snapshot
@@ -151,6 +151,13 @@ class ModelWorker:
             ),
             "queued_rows": ("Rows waiting for the model.", self.batcher.queued_rows),
         }
+
+
+def _deliver(job: Job, result: Any) -> None:
+    try:
+        job.done(result)
+    except RuntimeError:  # the event loop closed meanwhile: nobody waits for this answer
+        log.debug("an answer of %d rows had nobody left to take it", len(job.rows))
 
 
 def _local(results: list[dict[str, Any]], offset: int) -> list[dict[str, Any]]:
