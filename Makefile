@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo
 GLUE ?=
 
-.PHONY: install postgres test demo lint format bench bench-methods bench-backbones bench-baselines stress gpu-check clean
+.PHONY: install postgres test demo lint format bench bench-methods bench-backbones bench-baselines bench-serving stress gpu-check clean
 
 install: $(STAMP)
 
@@ -59,6 +59,10 @@ bench-backbones: install
 GLUE_DIR ?= ../shared/data/glue
 bench-baselines: install
 	$(PY) benchmarks/baselines.py --glue $(GLUE_DIR)
+
+# Section 9: MiniLM serving 16 tasks over loopback, batched or not (~8 min; ~3 once trained).
+bench-serving: install
+	$(PY) benchmarks/serving.py --glue $(GLUE_DIR)
 
 # On a machine with a CUDA GPU: train, re-evaluate, audit on two devices, torchrun, throughput/MFU.
 gpu-check: install

@@ -747,6 +747,23 @@ def baselines_section() -> list[str]:
     return [*head, measured.read_text().strip(), ""]
 
 
+def serving_section() -> list[str]:
+    """`make bench-serving`'s table (benchmarks/serving.py: MiniLM serving 16 tasks over
+    loopback, with and without dynamic batching) when it has been run here."""
+    measured = ROOT / "benchmarks" / "out" / "serving" / "SERVING.md"
+    head = [
+        "## 9. Serving: 16 tasks on one backbone over HTTP",
+        "",
+        "Each batch goes through one predict call with every row naming its task. The table "
+        "compares dynamic batching with one forward per request (`--max-batch 1`) behind the "
+        "same server; a batch pays off most when it holds many rows of few tasks.",
+        "",
+    ]
+    if not measured.is_file():
+        return [*head, "Not run yet: `make bench-serving` (a few minutes on 2 cores).", ""]
+    return [*head, measured.read_text().strip(), ""]
+
+
 def reproduce_section() -> list[str]:
     return [
         "## Reproduce",
@@ -756,6 +773,7 @@ def reproduce_section() -> list[str]:
         "make bench-methods                   # section 6: every method on GLUE (about an hour)",
         "make bench-backbones                 # section 7: families and backbone dtype (minutes)",
         "make bench-baselines                 # section 8: five tasks, six methods (~30 min)",
+        "make bench-serving                   # section 9: serving 16 tasks over HTTP (minutes)",
         "python benchmarks/run.py --quick     # a few minutes; writes benchmarks/out/BENCHMARKS.md",
         "bash benchmarks/peer/setup.sh        # the peer's venv alone (idempotent)",
         "```",
@@ -778,6 +796,7 @@ def render(r: Results) -> str:
         methods_section(),
         backbones_section(),
         baselines_section(),
+        serving_section(),
         reproduce_section(),
     ]
     return "\n".join(line for part in parts for line in part).rstrip() + "\n"

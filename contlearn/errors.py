@@ -93,6 +93,24 @@ class VerificationFailed(ContlearnError):
     """An earlier task's results changed after a new task was trained."""
 
 
+class BadRequest(ContlearnError):
+    """A request to ``contlearn serve`` that cannot be answered as sent. ``status`` is the HTTP
+    status it earns; ``field`` names the part of the body at fault, ``limit`` the limit it
+    breaks (with its ``allowed`` value)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 422,
+        field: str | None = None,
+        limit: str | None = None,
+        allowed: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.field, self.limit, self.allowed = status, field, limit, allowed
+
+
 # -- faults from the environment: each has its own exit code (``contlearn --help`` lists them) --
 class StorageFull(ContlearnError):
     """No space left on the device (or over a quota) while writing a file or the ledger."""

@@ -18,7 +18,7 @@ LOWER = (
     "contlearn.ledger",
     "contlearn.report",
 )
-UPPER = ("contlearn.ops", "contlearn.api", "contlearn.cli")
+UPPER = ("contlearn.ops", "contlearn.api", "contlearn.cli", "contlearn.serve")
 # Model, training and evaluation code runs without a ledger, artifact files or use cases.
 NO_LEDGER = ("contlearn.model", "contlearn.train", "contlearn.eval")
 LEDGER_SIDE = ("contlearn.ledger", "contlearn.artifacts", "contlearn.files", *UPPER)

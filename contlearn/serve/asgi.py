@@ -1,0 +1,218 @@
+"""The HTTP application (Starlette): the endpoints, the bearer token, JSON errors for every
+refusal, the request metrics, and the model's thread started and stopped with the app.
+
+POST /v1/tasks/{task}/predict   {"inputs": [{field: text, ...}, ...]}
+POST /v1/predict                {"items": [{"task": name, field: text, ...}, ...]}
+GET  /v1/tasks                  the tasks served (and the names of those refused)
+GET  /healthz                   liveness and the count of tasks served (no token needed)
+GET  /metrics                   Prometheus text
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from ..errors import ArtifactError, BadRequest, ContlearnError, TaskNotFound, TaskNotTrained
+from . import bodies
+from .worker import ModelWorker
+
+log = logging.getLogger(__name__)
+Handler = Callable[[Request], Awaitable[Response]]
+PREDICT_ONE = "/v1/tasks/{task}/predict"
+ENDPOINTS = ("/v1/predict", "/v1/tasks", "/healthz", "/metrics")
+
+
+def build(worker: ModelWorker) -> Starlette:
+    """The application around ``worker`` (started with the app unless it already runs)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await asyncio.to_thread(worker.start)
+        yield
+        await asyncio.to_thread(worker.stop)
+
+    guard = functools.partial(_guarded, worker)
+    routes = [
+        Route(PREDICT_ONE, guard(_predict_one), methods=["POST"]),
+        Route("/v1/predict", guard(_predict_mixed), methods=["POST"]),
+        Route("/v1/tasks", guard(_tasks), methods=["GET"]),
+        Route("/healthz", guard(_health, token=False), methods=["GET"]),
+        Route("/metrics", guard(_metrics), methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http},
+        middleware=[Middleware(_Timed, worker=worker)],
+    )
+    app.state.worker = worker
+    return app
+
+
+def _guarded(
+    worker: ModelWorker,
+    handler: Callable[[Request, ModelWorker], Awaitable[Response]],
+    *,
+    token: bool = True,
+) -> Handler:
+    """``handler`` behind the token check, with every refusal a JSON error."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            if token:
+                _authorize(request, worker.config.token)
+            return await handler(request, worker)
+        except BadRequest as exc:
+            return error(exc)
+        except ContlearnError as exc:
+            return error(_refusal(exc))
+        except Exception:  # a fault of the server, never of the request: logged, not shown
+            log.exception("%s %s failed", request.method, _endpoint(request.url.path))
+            return error(BadRequest("the server failed to answer: see its log", status=500))
+
+    return endpoint
+
+
+def _authorize(request: Request, token: str | None) -> None:
+    if token is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        raise BadRequest(
+            "a valid bearer token is required: send 'Authorization: Bearer TOKEN'", status=401
+        )
+
+
+def _refusal(exc: ContlearnError) -> BadRequest:
+    """What a library error raised while a request's rows ran means for that request."""
+    if isinstance(exc, TaskNotFound | TaskNotTrained):
+        return BadRequest(f"{exc}", status=404)
+    if isinstance(exc, ArtifactError):
+        return BadRequest(
+            "a task's artifact no longer matches the ledger: it is not served", status=503
+        )
+    return BadRequest(str(exc), status=422)
+
+
+def error(exc: BadRequest) -> JSONResponse:
+    """The JSON body of a refusal: the message, and the field or limit when there is one."""
+    body: dict[str, Any] = {"error": str(exc), "status": exc.status}
+    if exc.field is not None:
+        body["field"] = exc.field
+    if exc.limit is not None:
+        body["limit"], body["allowed"] = exc.limit, exc.allowed
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
+async def _http(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, wrong method) as JSON errors too."""
+    status = getattr(exc, "status_code", 400)
+    detail = {404: "no such endpoint", 405: "method not allowed for this endpoint"}
+    return error(BadRequest(detail.get(status, str(getattr(exc, "detail", ""))), status=status))
+
+
+# -- the endpoints ----------------------------------------------------------------------------
+async def _predict_one(request: Request, worker: ModelWorker) -> Response:
+    task = bodies.served_task(worker.snapshot, request.path_params["task"])
+    doc = bodies.parse_json(await _body(request, worker.config.max_body_bytes))
+    rows = bodies.task_rows(doc, task, worker.config)
+    return JSONResponse({"task": task.name, "predictions": await _run(worker, rows)})
+
+
+async def _predict_mixed(request: Request, worker: ModelWorker) -> Response:
+    doc = bodies.parse_json(await _body(request, worker.config.max_body_bytes))
+    rows = bodies.mixed_rows(doc, worker.snapshot, worker.config)
+    return JSONResponse({"predictions": await _run(worker, rows)})
+
+
+async def _run(worker: ModelWorker, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return await worker.predict(rows) if rows else []
+
+
+async def _tasks(request: Request, worker: ModelWorker) -> Response:
+    snapshot = worker.snapshot
+    served = [task.info for task in snapshot.served.values()]
+    return JSONResponse({"tasks": served, "refused": sorted(snapshot.refused)})
+
+
+async def _health(request: Request, worker: ModelWorker) -> Response:
+    if not worker.alive:
+        return JSONResponse({"status": "stopped", "tasks": 0}, status_code=503)
+    return JSONResponse({"status": "ok", "tasks": len(worker.snapshot.served)})
+
+
+async def _metrics(request: Request, worker: ModelWorker) -> Response:
+    return PlainTextResponse(worker.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> BadRequest:
+    return BadRequest(
+        f"the body exceeds max_body_bytes ({limit} bytes): send fewer rows per request",
+        status=413,
+        limit="max_body_bytes",
+        allowed=limit,
+    )
+
+
+class _Timed:
+    """ASGI middleware: counts each HTTP request by endpoint and status, and times it."""
+
+    def __init__(self, app: Any, worker: ModelWorker) -> None:
+        self.app, self.worker = app, worker
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), [500]
+
+        async def sending(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            seconds = time.perf_counter() - start
+            self.worker.metrics.request(_endpoint(scope["path"]), status[0], seconds)
+
+
+def _endpoint(path: str) -> str:
+    """The route a path belongs to (never the path itself: its names are the client's)."""
+    if path in ENDPOINTS:
+        return path
+    parts = path.split("/")
+    if len(parts) == 5 and parts[:3] == ["", "v1", "tasks"] and parts[4] == "predict":
+        return PREDICT_ONE
+    return "other"

@@ -1,0 +1,140 @@
+"""Request bodies, read and checked before anything is queued: JSON within the size limit,
+rows within the row limit, each row holding its task's text fields as non-empty strings within
+the text limit. Every refusal is a :class:`~contlearn.errors.BadRequest` naming the field or
+the limit; a request's names (of tasks, of fields) are only ever looked up, never used as paths.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import BadRequest
+from .catalog import ServedTask, Snapshot
+from .config import ServeConfig
+from .worker import TASK_KEY
+
+SHOWN_NAME = 64  # at most this many characters of a name a request sent come back in a message
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object (400 when it is not one)."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and bad UTF-8 are ValueErrors
+        raise BadRequest(f"the body is not valid JSON: {_short(str(exc))}", status=400) from exc
+    if not isinstance(doc, dict):
+        raise BadRequest(f"the body is a JSON {_kind(doc)}, not an object", status=400)
+    return doc
+
+
+def task_rows(doc: dict[str, Any], task: ServedTask, config: ServeConfig) -> list[dict[str, Any]]:
+    """The rows of ``{"inputs": [...]}`` for one task."""
+    inputs = _list(doc, "inputs", config)
+    return [_row(item, f"inputs[{i}]", task, config) for i, item in enumerate(inputs)]
+
+
+def mixed_rows(
+    doc: dict[str, Any], snapshot: Snapshot, config: ServeConfig
+) -> list[dict[str, Any]]:
+    """The rows of ``{"items": [{"task": ..., ...}, ...]}``, each naming its task."""
+    items = _list(doc, "items", config)
+    rows = []
+    for i, item in enumerate(items):
+        where = f"items[{i}]"
+        _require_object(item, where)
+        name = item.get("task")
+        if not isinstance(name, str) or not name:
+            raise BadRequest(
+                f"{where}.task: name the item's task (a string)", field=f"{where}.task"
+            )
+        rows.append(_row(item, where, served_task(snapshot, name, f"{where}.task"), config))
+    return rows
+
+
+def served_task(snapshot: Snapshot, name: str, where: str = "task") -> ServedTask:
+    """The served task ``name``; 404 when no such task is served, 503 when it was refused."""
+    task = snapshot.served.get(name)
+    if task is not None:
+        return task
+    shown = _short(name, SHOWN_NAME)
+    if name in snapshot.refused:
+        raise BadRequest(
+            f"task {shown!r} is not served: its artifact does not match the ledger's sha256 "
+            "(the server log says which file); restore it or retrain the task",
+            status=503,
+            field=where,
+        )
+    if name in snapshot.untrained:
+        state = snapshot.untrained[name]
+        raise BadRequest(
+            f"task {shown!r} is {state}, not trained: it is served once it is trained",
+            status=404,
+            field=where,
+        )
+    raise BadRequest(
+        f"no task {shown!r} is served: GET /v1/tasks lists the tasks", status=404, field=where
+    )
+
+
+def _list(doc: dict[str, Any], key: str, config: ServeConfig) -> list[Any]:
+    if key not in doc:
+        raise BadRequest(f"the body has no {key!r}: send {{{key!r}: [...]}}", field=key)
+    value = doc[key]
+    if not isinstance(value, list):
+        raise BadRequest(f"{key} must be a list, not a {_kind(value)}", field=key)
+    if len(value) > config.max_rows:
+        raise BadRequest(
+            f"{key} holds {len(value)} rows; max_rows is {config.max_rows} per request: "
+            "send them in several requests",
+            field=key,
+            limit="max_rows",
+            allowed=config.max_rows,
+        )
+    return value
+
+
+def _row(item: Any, where: str, task: ServedTask, config: ServeConfig) -> dict[str, Any]:
+    """The queued row: the task's text fields, its id when given, and its task."""
+    _require_object(item, where)
+    row: dict[str, Any] = {TASK_KEY: task.name}
+    for name in task.text_fields:
+        row[name] = _text(item, name, f"{where}.{name}", task, config)
+    if "id" in item:
+        if not isinstance(item["id"], str | int) or isinstance(item["id"], bool):
+            raise BadRequest(f"{where}.id must be a string or an integer", field=f"{where}.id")
+        row["id"] = item["id"]
+    return row
+
+
+def _text(item: dict, name: str, where: str, task: ServedTask, config: ServeConfig) -> str:
+    if name not in item:
+        fields = ", ".join(task.text_fields)
+        raise BadRequest(f"{where} is missing: task {task.name!r} reads {fields}", field=where)
+    value = item[name]
+    if not isinstance(value, str):
+        raise BadRequest(f"{where} must be a string, not a {_kind(value)}", field=where)
+    if not value.strip():
+        raise BadRequest(f"{where} is empty: give the text to label", field=where)
+    if len(value) > config.max_text_chars:
+        raise BadRequest(
+            f"{where} holds {len(value)} characters; max_text_chars is {config.max_text_chars}",
+            field=where,
+            limit="max_text_chars",
+            allowed=config.max_text_chars,
+        )
+    return value
+
+
+def _require_object(item: Any, where: str) -> None:
+    if not isinstance(item, dict):
+        raise BadRequest(f"{where} must be an object, not a {_kind(item)}", field=where)
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."

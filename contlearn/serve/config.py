@@ -1,0 +1,88 @@
+"""The server's settings: where it listens, how it batches, what it accepts, as one frozen,
+validated :class:`ServeConfig`."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..devices import check_spec
+from ..errors import ConfigError
+from ..validation import check, check_types
+
+MAX_BODY_BYTES = 1 << 20  # 1 MiB: 64 rows of 10,000 characters fit with room to spare
+MAX_ROWS = 64
+MAX_TEXT_CHARS = 10_000
+MAX_QUEUED_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How ``contlearn serve`` runs.
+
+    max_batch: rows per forward at most (a request is never split: one with more rows than this
+    runs alone); max_wait_ms: how long the first queued request waits for others to join it.
+    max_batch 1 turns dynamic batching off (one request per forward). poll_seconds: how often
+    the ledger is read for newly trained tasks. max_body_bytes, max_rows (per request),
+    max_text_chars (per text field) bound a request; max_queued_rows bounds the queue (503
+    beyond it). threads: the CPU threads a forward uses (None: torch's default, one per core;
+    fewer when other processes share the cores). token: the bearer token every endpoint but
+    /healthz requires (None: none).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    device: str = "auto"
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    poll_seconds: float = 2.0
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_rows: int = MAX_ROWS
+    max_text_chars: int = MAX_TEXT_CHARS
+    max_queued_rows: int = MAX_QUEUED_ROWS
+    threads: int | None = None
+    token: str | None = field(default=None, repr=False)  # never in a log line
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        check(0 <= self.port <= 65535, f"port must be 0-65535, got {self.port}")
+        check_spec(self.device)
+        check(self.max_batch >= 1, f"max_batch must be >= 1, got {self.max_batch}")
+        check(
+            0 <= self.max_wait_ms <= 10_000, f"max_wait_ms must be 0-10000, got {self.max_wait_ms}"
+        )
+        check(self.poll_seconds > 0, f"poll_seconds must be > 0, got {self.poll_seconds}")
+        for name in ("max_body_bytes", "max_rows", "max_text_chars", "max_queued_rows"):
+            check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        check(
+            self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}"
+        )
+        check(self.token is None or self.token.strip() == self.token != "", "token is empty")
+        _check_host(self.host)
+
+    @property
+    def loopback(self) -> bool:
+        return self.host == "localhost" or _is_loopback(self.host)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_host(host: str) -> None:
+    check(bool(host) and " " not in host, f"host must be an address or a name, got {host!r}")
+
+
+def read_token(path: str) -> str:
+    """The bearer token in file ``path`` (its first line, stripped); refused when empty."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the token file {path}: {exc}") from exc
+    token = text.strip().splitlines()[0].strip() if text.strip() else ""
+    check(bool(token), f"the token file {path} is empty: write the token on its first line")
+    return token
