@@ -691,6 +691,9 @@ def gpu_section(r: Results) -> list[str]:
     measured = ROOT / ".gpu-check" / "gpu_check.md"
     if measured.is_file():
         return ["## 5. GPU", "", measured.read_text().strip(), ""]
+    recorded = ROOT / "benchmarks" / "gpu" / "gpu_check.md"  # the last run on a lent GPU
+    if recorded.is_file():
+        return ["## 5. GPU", "", recorded.read_text().strip(), ""]
     gpu = (r.machine or {}).get("gpu", {})
     seen = f"a GPU ({gpu['name']}) is visible: run it" if gpu.get("available") else NO_GPU
     return ["## 5. GPU", "", f"{GPU_CHECK} Not run yet: {seen}.", ""]
