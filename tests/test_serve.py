@@ -481,11 +481,21 @@ def test_a_modified_artifact_is_refused_and_the_others_keep_serving(trained: Wor
         assert call(base, "POST", "/v1/tasks/b/predict", good, token=None)[0] == 200
 
 
-def test_an_artifact_modified_while_served_is_refused_from_then_on(trained: Workspace) -> None:
+def test_an_artifact_modified_while_served_is_refused_once_it_is_read_again(
+    trained: Workspace,
+) -> None:
+    """The weights in memory were verified when loaded and keep answering; with one task
+    resident, using b evicts a, and a's next use reads its file again: refused."""
+    text = (trained.root / "tasks.toml").read_text()
+    (trained.root / "tasks.toml").write_text(
+        text.replace("resident_tasks = 64", "resident_tasks = 1")
+    )
     good = {"inputs": [{"text": "good movie"}]}
     with thread_server(trained) as base:
         assert call(base, "POST", "/v1/tasks/a/predict", good, token=None)[0] == 200
         tamper(trained.artifact_files("a")["weights"])
+        assert call(base, "POST", "/v1/tasks/a/predict", good, token=None)[0] == 200
+        assert call(base, "POST", "/v1/tasks/b/predict", good, token=None)[0] == 200
         status, body = call(base, "POST", "/v1/tasks/a/predict", good, token=None)
         assert status == 503 and body["error"]
         assert call(base, "POST", "/v1/tasks/b/predict", good, token=None)[0] == 200

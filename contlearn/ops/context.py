@@ -95,9 +95,19 @@ class ModelContext:
                 continue
             if self.device is not None and self.device.type != "cpu":
                 self.host[name] = (self.loaded[name], self.model.task_state(name), self.metas[name])
+            self._drop(name)
+
+    def unload(self, name: str) -> None:
+        """Forget task ``name``: its modules, its CPU copy, what was recorded of its load."""
+        self.residency.forget(name)
+        self.host.pop(name, None)
+        self._drop(name)
+
+    def _drop(self, name: str) -> None:
+        if name in self.model.tasks:
             self.model.remove_task(name)
-            for held in (self.loaded, self.digests, self.metas):
-                held.pop(name, None)
+        for held in (self.loaded, self.digests, self.metas):
+            held.pop(name, None)
 
     def load_task(self, task: TaskRecord) -> dict[str, Any]:
         """Load a trained task's artifact (checksums verified first); returns its config."""

@@ -93,9 +93,7 @@ class Catalog:
 
     def _unload(self, names: set[str]) -> None:
         for name in sorted(names):
-            if name in self.ctx.model.tasks:
-                self.ctx.model.remove_task(name)
-            self.ctx.loaded.pop(name, None)
+            self.ctx.unload(name)
             log.info("no longer serving task %r (no longer trained in the ledger)", name)
 
 
