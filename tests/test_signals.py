@@ -147,7 +147,8 @@ def _progress_shown(proc: subprocess.Popen) -> bool:
 
 
 def _interrupt_registering(ws: Workspace, tmp_path: Path, signum: int) -> None:
-    data = write_keyword_task(tmp_path / "late", n_train=20_000, n_dev=32, seed=9)
+    # big enough that reading it outlasts the wait for it to be open, and the signal's delay
+    data = write_keyword_task(tmp_path / "late", n_train=300_000, n_dev=32, seed=9)
     proc = _start(ws, "add-task", "late", "--data", str(data))
     train = str(data / "train.csv")
     _wait_for(proc, lambda: _has_open(proc.pid, train))
