@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo
 GLUE ?=
 
-.PHONY: install postgres test demo lint format bench bench-methods bench-backbones bench-baselines stress gpu-check clean
+.PHONY: install postgres test demo lint format bench bench-methods bench-backbones bench-baselines stress gpu-check interop-check clean
 
 install: $(STAMP)
 
@@ -59,6 +59,11 @@ bench-backbones: install
 GLUE_DIR ?= ../shared/data/glue
 bench-baselines: install
 	$(PY) benchmarks/baselines.py --glue $(GLUE_DIR)
+
+# Exported adapters loaded by the real libraries: AdapterHub 1.3 (peer venv) and peft (~5 min).
+interop-check: install
+	bash benchmarks/peer/setup.sh
+	$(PY) benchmarks/interop.py --glue $(GLUE_DIR) --peer benchmarks/peer/.venv/bin/python
 
 # On a machine with a CUDA GPU: train, re-evaluate, audit on two devices, torchrun, throughput/MFU.
 gpu-check: install

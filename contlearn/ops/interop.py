@@ -110,6 +110,7 @@ def _check_norms(adapter: Any, include_norms: bool, fmt: str, name: str) -> None
 
 
 def _provenance(ctx, task, run, recorded, adapter, fmt: str, norms: bool) -> dict[str, Any]:
+    meta_max_length = run.config.get("train", {}).get("max_length")
     return {
         "exported_by": "contlearn",
         "format": fmt,
@@ -120,6 +121,7 @@ def _provenance(ctx, task, run, recorded, adapter, fmt: str, norms: bool) -> dic
         "adapter": asdict(adapter),
         "labels": task.labels,
         "problem_type": task.problem_type,
+        "max_length": meta_max_length,
         "backbone": {
             "identity": ctx.backbone.identity,
             "fingerprint": ctx.backbone.fingerprint,
@@ -167,10 +169,11 @@ def import_adapter(
 
     if name in {t.name for t in ledger.tasks()}:
         raise TaskExists(f"task {name!r} is already registered: choose another name")
+    found = folder.read(Path(source), fmt)
+    max_length = max_length or (found.provenance or {}).get("max_length")
     entry = TaskEntry(
         name=check_task_name(name), data=str(Path(data).resolve()), max_length=max_length
     )
-    found = folder.read(Path(source), fmt)
     backbone = ledger.backbone()
     device = check_overrides(defaults, {}, device, backbone.dtype)
     task_data = read_entry(defaults, entry)
