@@ -60,7 +60,7 @@ GLUE_DIR ?= ../shared/data/glue
 bench-baselines: install
 	$(PY) benchmarks/baselines.py --glue $(GLUE_DIR)
 
-# Exported adapters loaded by the real libraries: AdapterHub 1.3 (peer venv) and peft (~5 min).
+# Exported adapters loaded by the real libraries: AdapterHub 1.3 (peer venv) and peft (~20 min on 2 CPU cores).
 interop-check: install
 	bash benchmarks/peer/setup.sh
 	$(PY) benchmarks/interop.py --glue $(GLUE_DIR) --peer benchmarks/peer/.venv/bin/python
