@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo
 GLUE ?=
 
-.PHONY: install postgres test demo lint format bench bench-methods bench-backbones bench-baselines bench-serving stress gpu-check clean
+.PHONY: install postgres test demo lint format bench bench-methods bench-backbones bench-baselines bench-serving bench-scale stress gpu-check interop-check clean
 
 install: $(STAMP)
 
@@ -63,6 +63,11 @@ bench-baselines: install
 # Section 9: MiniLM serving 16 tasks over loopback, batched or not (~8 min; ~3 once trained).
 bench-serving: install
 	$(PY) benchmarks/serving.py --glue $(GLUE_DIR)
+
+# Exported adapters loaded by the real libraries: AdapterHub 1.3 (peer venv) and peft (~20 min on 2 CPU cores).
+interop-check: install
+	bash benchmarks/peer/setup.sh
+	$(PY) benchmarks/interop.py --glue $(GLUE_DIR) --peer benchmarks/peer/.venv/bin/python
 
 # On a machine with a CUDA GPU: train, re-evaluate, audit on two devices, torchrun, throughput/MFU.
 gpu-check: install

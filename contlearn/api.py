@@ -200,6 +200,29 @@ class Workspace:
 
         return retrain(self.ledger, self.store, self.config, name, **options)
 
+    def export(
+        self, name: str, fmt: str, out: str | Path, *, include_norms: bool = False
+    ) -> dict[str, Any]:
+        """Write trained task ``name`` as an AdapterHub (``fmt="adapterhub"``) or peft folder
+        at ``out``, with a provenance file; ``include_norms`` adds its LayerNorm copies."""
+        from .ops.interop import export_task
+
+        return export_task(
+            self.ledger, self.store, name, fmt, Path(out), include_norms=include_norms
+        )
+
+    def import_adapter(
+        self, name: str, source: str | Path, data: str | Path, **options: Any
+    ) -> dict[str, Any]:
+        """Register task ``name`` from an AdapterHub or peft folder ``source`` and the data
+        folder ``data``: evaluated, recorded and every earlier task verified. ``options``:
+        ``fmt``, ``max_length``, ``device``, ``progress``."""
+        from .ops.interop import import_adapter
+
+        return import_adapter(
+            self.ledger, self.store, self.config, name, Path(source), Path(data), **options
+        )
+
     def remove(self, name: str) -> dict[str, Any]:
         """Take task ``name`` out of the sequence; its runs and files stay as history."""
         from .ops.lifecycle import remove_task

@@ -93,6 +93,12 @@ class VerificationFailed(ContlearnError):
     """An earlier task's results changed after a new task was trained."""
 
 
+class InteropError(ContlearnError):
+    """An adapter folder of AdapterHub or peft that cannot be written or read as asked: another
+    format, another backbone, a method the format cannot express, keys that do not map, or a
+    weights file that is corrupt, truncated or a pickle."""
+
+
 class BadRequest(ContlearnError):
     """A request to ``contlearn serve`` that cannot be answered as sent. ``status`` is the HTTP
     status it earns; ``field`` names the part of the body at fault, ``limit`` the limit it

@@ -6,7 +6,17 @@ printing; each other module holds the commands of one part of a task's life. Not
 imports torch; the commands that train or evaluate import it through the library.
 """
 
-from . import checking, comparing, history, maintenance, predicting, serving, tasks, training  # noqa: F401
+from . import (  # noqa: F401
+    checking,
+    comparing,
+    history,
+    interop,
+    maintenance,
+    predicting,
+    serving,
+    tasks,
+    training,
+)
 from .app import main
 
 __all__ = ["main"]

@@ -143,6 +143,11 @@ def print_training(result: dict[str, Any]) -> None:
     )
     for warning in result.get("warnings", []):
         click.echo(f"! {warning}")
+    print_verifications(result)
+
+
+def print_verifications(result: dict[str, Any]) -> None:
+    """The run's verification of the other trained tasks, as a table."""
     rows = [
         {
             "task": v["task"],

@@ -207,6 +207,21 @@ class Ledger:
             s.flush()
             return _record(TaskRecord, row), run.id
 
+    def add_claimed_task(
+        self, spec: dict[str, Any], run_values: dict[str, Any]
+    ) -> tuple[TaskRecord, int]:
+        """Register a task at the end of the sequence already marked training, with its run
+        open, in one transaction (an imported adapter: no worker may claim it meanwhile)."""
+        with self.session() as s:
+            self._insert_task(s, spec, None)
+            row = self._task_row(s, spec["name"])
+            row.status = "training"
+            run = RunRow(status="running", purpose="train", task_id=row.id, **run_values)
+            run.heartbeat_at = utcnow()
+            s.add(run)
+            s.flush()
+            return _record(TaskRecord, row), run.id
+
     def claim_retrain(
         self,
         name: str,

@@ -53,13 +53,13 @@ def train_one(
     stage = "preparing"  # what an interrupted run records it was doing
     try:
         train_cfg, adapter_cfg = _configs(ctx, defaults, task, overrides)
-        ctx.ledger.update_run(run_id, **_run_config(ctx, train_cfg, adapter_cfg))
+        ctx.ledger.update_run(run_id, **run_config(ctx, train_cfg, adapter_cfg))
         ctx.check_backbone()
         stage = "training"
         outcome = fit_task(ctx, task, run_id, train_cfg, adapter_cfg, progress, on_estimate)
         interrupts.checkpoint()
         stage = "writing artifacts"
-        records = _write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written)
+        records = write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written)
         stage = "verifying earlier tasks"
         settings = verify_settings(defaults, overrides)
         with interrupts.interruptible():
@@ -71,7 +71,7 @@ def train_one(
     except BaseException as exc:
         status = None if supersedes is not None else "pending"
         with interrupts.held():  # a second signal waits until the clean-up is recorded
-            _fail(ctx, task, run_id, exc, written, verifications, status, stage)
+            undo_run(ctx, task, run_id, exc, written, verifications, status, stage)
         raise
     post = evaluation_record(task, outcome["eval"], "post-train")
     result = _result(ctx, task, run_id, outcome, records, verifications)
@@ -103,7 +103,7 @@ def _made_with(ctx: ModelContext, adapter: Any) -> dict[str, str]:
     return {"method": adapter.method, "family": ctx.model.family.name, "pad": ctx.backbone.pad}
 
 
-def _run_config(ctx: ModelContext, train: TrainConfig, adapter: Any) -> dict[str, Any]:
+def run_config(ctx: ModelContext, train: TrainConfig, adapter: Any) -> dict[str, Any]:
     return {
         "config": {
             **_made_with(ctx, adapter),
@@ -236,10 +236,11 @@ def artifact_config(
     }
 
 
-def _write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written):
-    """Write weights, config and dev logits atomically; return their ledger records."""
+def write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written, extra=None):
+    """Write weights, config and dev logits atomically; return their ledger records.
+    ``extra``: more keys for the config (where an imported adapter came from)."""
     paths = ctx.store.paths(task.name, run_id)  # a folder of its own: nothing else is in it
-    meta = artifact_config(ctx, task, adapter_cfg, train_cfg)
+    meta = artifact_config(ctx, task, adapter_cfg, train_cfg) | (extra or {})
     meta["eval_threads"] = outcome["eval"].threads
     blobs = {
         "weights": files.tensors_bytes(ctx.model.task_state(task.name)),
@@ -269,7 +270,7 @@ def _write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written)
     return records
 
 
-def _fail(ctx, task, run_id, exc, written, verifications, task_status, stage) -> None:
+def undo_run(ctx, task, run_id, exc, written, verifications, task_status, stage=None) -> None:
     """Undo what the run wrote and record why it failed; a first training's task goes back to
     pending, a retrained one stays trained."""
     for path in written:
@@ -300,11 +301,11 @@ def _result(ctx, task, run_id, outcome, records, verifications) -> dict[str, Any
         "world_size": ctx.world.size,
         "allreduce_bytes_per_step": outcome["allreduce_bytes"],
         "prefix_cache": outcome["prefix_cache"],
-        "verifications": [_verification_row(ctx.ledger, v) for v in verifications],
+        "verifications": [verification_row(ctx.ledger, v) for v in verifications],
     }
 
 
-def _verification_row(ledger: Ledger, v: EvaluationRecord) -> dict[str, Any]:
+def verification_row(ledger: Ledger, v: EvaluationRecord) -> dict[str, Any]:
     earlier = ledger.task_by_id(v.task_id)
     return {
         "task": earlier.name,

@@ -1,0 +1,254 @@
+"""Hugging Face peft's format, read from its save and load code: ``adapter_config.json`` (a
+``LoraConfig`` or ``IA3Config`` with ``peft_type``) and ``adapter_model.safetensors`` with keys
+``base_model.model.{module}.lora_A.weight`` (``lora_B``; (IA)3: ``{module}.ia3_l``, shaped
+[1, in] on a feed-forward module's input, else [out, 1]); the head is saved whole as
+``modules_to_save`` of the backbone's ``...ForSequenceClassification``, so that
+``PeftModel.from_pretrained(AutoModelForSequenceClassification..., DIR)`` computes the task.
+
+contlearn's head is dense, tanh, output on the first token: BERT's pooler plus its classifier,
+and RoBERTa's classification head; other families' heads differ, and are refused.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import metadata
+from typing import Any
+
+from ..errors import InteropError
+from ..model.methods.common import PROJECTIONS
+from ..model.methods.ia3 import ON_INPUT
+from .folder import Folder
+from .names import Naming
+from .parts import check_fit, check_layer, ordered_head, unmapped
+
+PREFIX = "base_model.model."
+# family -> (where contlearn's head dense and output layer are, modules_to_save)
+HEADS = {
+    "bert": ({"dense": "{prefix}.pooler.dense", "out": "classifier"}, ["classifier", "pooler"]),
+    "roberta": (
+        {"dense": "classifier.dense", "out": "classifier.out_proj"},
+        ["classifier"],
+    ),
+}
+KINDS = {"lora": "LORA", "ia3": "IA3"}
+LORA_PLAIN = {  # LoraConfig fields contlearn's LoRA has no counterpart for, at their neutral value
+    "use_dora": False,
+    "use_rslora": False,
+    "fan_in_fan_out": False,
+    "bias": "none",
+    "lora_bias": False,
+    "rank_pattern": {},
+    "alpha_pattern": {},
+    "layer_replication": None,
+}
+
+
+def check_exportable(method: str, config: Any, naming: Naming) -> None:
+    if method not in KINDS:
+        raise InteropError(
+            f"method {method!r} has no peft equivalent: export lora and ia3 tasks as peft "
+            "(houlsby, pfeiffer and parallel as adapterhub)"
+        )
+    _head_paths(naming, "export")
+
+
+def _head_paths(naming: Naming, verb: str) -> tuple[dict[str, str], list[str]]:
+    if naming.family.name not in HEADS:
+        raise InteropError(
+            f"backbone family {naming.family.name!r}: its transformers sequence-classification "
+            f"head differs from contlearn's, so peft cannot {verb} the task's head exactly "
+            f"(families: {', '.join(HEADS)})"
+        )
+    paths, save = HEADS[naming.family.name]
+    return {k: v.format(prefix=naming.prefix) for k, v in paths.items()}, save
+
+
+def export(
+    state: dict[str, Any], config: Any, naming: Naming, meta: dict[str, Any]
+) -> dict[str, Any]:
+    """The folder's content (file name -> tensors dict or JSON object) for a task's ``state``.
+    ``meta``: model_name."""
+    heads, _ = _head_paths(naming, "export")
+    weights = {}
+    for key, tensor in state.items():
+        part, target, rest = key.split(".", 2)
+        if part == "head":
+            weights[f"{PREFIX}{heads[target]}.{rest}"] = tensor
+        elif part == "lora":
+            layer, inner = rest.split(".", 1)
+            weights[f"{PREFIX}{naming.module(target, int(layer))}.{inner}"] = tensor
+        elif part == "scales":
+            shape = (1, -1) if target in ON_INPUT else (-1, 1)
+            module = naming.module(target, int(rest.split(".")[0]))
+            weights[f"{PREFIX}{module}.ia3_l"] = tensor.reshape(shape)
+    return {
+        "adapter_config.json": _config(config, naming, meta),
+        "adapter_model.safetensors": weights,
+    }
+
+
+def _pattern(naming: Naming, targets: Any, layers: list[int]) -> str:
+    """A regex peft fullmatches against module names: exactly these sites in these layers."""
+    sites = "|".join(re.escape(naming.family.path(t)) for t in targets)
+    index = "|".join(str(i) for i in layers)
+    return rf"{re.escape(naming.prefix)}\.{re.escape(naming.family.layers)}\.({index})\.({sites})"
+
+
+def _config(config: Any, naming: Naming, meta: dict[str, Any]) -> dict[str, Any]:
+    from ..model.methods.common import kept_layers
+
+    layers = kept_layers(config.leave_out, naming.num_layers)
+    common = {
+        "peft_type": KINDS[config.method],
+        "task_type": "SEQ_CLS",
+        "base_model_name_or_path": meta["model_name"],
+        "target_modules": _pattern(naming, config.targets, layers),
+        "modules_to_save": _head_paths(naming, "export")[1],
+        "inference_mode": True,
+        "fan_in_fan_out": False,
+        "revision": None,
+        "peft_version": _peft_version(),
+    }
+    if config.method == "ia3":
+        on_input = [t for t in config.targets if t in ON_INPUT]
+        forward = _pattern(naming, on_input, layers) if on_input else []
+        return common | {"feedforward_modules": forward, "init_ia3_weights": True}
+    return (
+        common
+        | LORA_PLAIN
+        | {
+            "r": config.rank,
+            "lora_alpha": config.alpha,
+            "lora_dropout": config.dropout,
+            "init_lora_weights": True,
+            "layers_to_transform": None,
+            "layers_pattern": None,
+        }
+    )
+
+
+def _peft_version() -> str | None:
+    try:
+        return metadata.version("peft")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# -- import -----------------------------------------------------------------------------------
+def to_contlearn(folder: Folder, naming: Naming, labels: list[str] | None) -> dict[str, Any]:
+    """The method, its options and the task state a folder holds, plus what it records."""
+    where = f"peft adapter {folder.path}"
+    config = folder.config
+    kind = config.get("peft_type")
+    method = {v: k for k, v in KINDS.items()}.get(kind)
+    if method is None:
+        raise InteropError(
+            f"{where} is a {kind} adapter: contlearn imports peft's LORA and IA3 adapters"
+        )
+    heads, _ = _head_paths(naming, "import")
+    own, head = _split(folder.weights, heads, naming, where)
+    if method == "lora":
+        options, state = _lora(config, own, naming, where)
+    else:
+        options, state = _ia3(own, naming, where)
+    names = (folder.provenance or {}).get("labels")
+    state |= ordered_head(head, names, labels, where)
+    return {
+        "method": method,
+        "options": options,
+        "state": state,
+        "base_model": config.get("base_model_name_or_path"),
+    }
+
+
+def _split(weights, heads, naming, where) -> tuple[dict[tuple, Any], dict[str, Any]]:
+    """The method's tensors by (site, layer, inner name), and the head's in contlearn's keys."""
+    by_path = {path: part for part, path in heads.items()}
+    own, head = {}, {}
+    for key, tensor in weights.items():
+        module, _, param = key.removeprefix(PREFIX).rpartition(".")
+        if key.startswith(PREFIX) and module in by_path:
+            head[f"head.{by_path[module]}.{param}"] = tensor
+            continue
+        inner = "ia3_l" if param == "ia3_l" else module.rpartition(".")[2] + f".{param}"
+        path = module if param == "ia3_l" else module.rpartition(".")[0]
+        site = naming.site_of(path, PROJECTIONS) if key.startswith(PREFIX) else None
+        if site is None or inner not in ("ia3_l", "lora_A.weight", "lora_B.weight"):
+            _foreign(key, naming, where)
+            raise unmapped(key, "a LoRA or (IA)3 weight, or the head, on this backbone")
+        check_layer(site[1], naming, key)
+        own[(*site, inner)] = tensor
+    if "head.dense.weight" in head:
+        check_fit(naming, head["head.dense.weight"].shape[1], None, where)
+    return own, head
+
+
+def _foreign(key: str, naming: Naming, where: str) -> None:
+    """A key of another model's base (``roberta.`` on a BERT workspace) says so."""
+    base = key.removeprefix(PREFIX).split(".")[0]
+    if key.startswith(PREFIX) and base != naming.prefix and base not in ("classifier", "score"):
+        raise InteropError(
+            f"{where} was made for a model whose base is {base!r}, but this workspace's "
+            f"backbone is {naming.model_type!r} ({naming.prefix!r}): import it into a "
+            "workspace on its base model"
+        )
+
+
+def _grid(own: dict[tuple, Any], where: str) -> tuple[list[str], list[int]]:
+    """The targets and layers; every target must be adapted in every adapted layer."""
+    targets = sorted({t for t, _, _ in own}, key=PROJECTIONS.index)
+    layers = sorted({i for _, i, _ in own})
+    for t in targets:
+        missing = [i for i in layers if not any(k[:2] == (t, i) for k in own)]
+        if missing:
+            raise InteropError(
+                f"{where} adapts {t} in some layers but not in {missing}: contlearn adapts each "
+                "target in the same layers"
+            )
+    return targets, layers
+
+
+def _leave_out(layers: list[int], naming: Naming) -> list[int]:
+    return [i for i in range(naming.num_layers) if i not in layers]
+
+
+def _lora(config, own, naming, where) -> tuple[dict[str, Any], dict[str, Any]]:
+    for key, neutral in LORA_PLAIN.items():
+        if config.get(key, neutral) not in (neutral, None) or (
+            isinstance(neutral, dict) and config.get(key)
+        ):
+            raise InteropError(
+                f"{where} sets {key} = {config.get(key)!r}: contlearn's LoRA has no such option; "
+                f"import adapters saved with {key} = {neutral!r}"
+            )
+    targets, layers = _grid(own, where)
+    ranks = {t.shape[0] for (_, _, inner), t in own.items() if inner == "lora_A.weight"}
+    if len(ranks) != 1:
+        raise InteropError(f"{where} has ranks {sorted(ranks)}: contlearn's LoRA has one rank")
+    state = {f"lora.{t}.{i}.{inner}": v for (t, i, inner), v in own.items()}
+    options = {
+        "rank": ranks.pop(),
+        "alpha": float(config.get("lora_alpha", 8)),
+        "dropout": float(config.get("lora_dropout", 0.0)),
+        "targets": targets,
+        "norms": "shared",
+        "leave_out": _leave_out(layers, naming),
+    }
+    return options, state
+
+
+def _ia3(own, naming, where) -> tuple[dict[str, Any], dict[str, Any]]:
+    targets, layers = _grid(own, where)
+    state = {}
+    for (target, layer, _), tensor in own.items():
+        on_input = tensor.dim() == 2 and tensor.shape[0] == 1 and tensor.shape[1] != 1
+        if on_input != (target in ON_INPUT):
+            side = "input" if on_input else "output"
+            raise InteropError(
+                f"{where} scales {target}'s {side}: contlearn's (IA)3 scales the input of "
+                f"{', '.join(ON_INPUT)} and the output of the other projections"
+            )
+        state[f"scales.{target}.{layer}.weight"] = tensor.reshape(-1)
+    options = {"targets": targets, "norms": "shared", "leave_out": _leave_out(layers, naming)}
+    return options, state
