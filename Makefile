@@ -64,6 +64,10 @@ bench-baselines: install
 bench-serving: install
 	$(PY) benchmarks/serving.py --glue $(GLUE_DIR)
 
+# Section 10: hundreds of tasks: verification growth, mixed-task batches, resident memory (~15 min).
+bench-scale: install
+	$(PY) benchmarks/scale.py --glue $(GLUE_DIR)
+
 # Exported adapters loaded by the real libraries: AdapterHub 1.3 (peer venv) and peft (~20 min on 2 CPU cores).
 interop-check: install
 	bash benchmarks/peer/setup.sh

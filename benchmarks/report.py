@@ -767,6 +767,16 @@ def serving_section() -> list[str]:
     return [*head, measured.read_text().strip(), ""]
 
 
+def scale_section() -> list[str]:
+    """`make bench-scale`'s tables (benchmarks/scale.py: verification as tasks accumulate,
+    mixed-task batches, resident memory) when it has been run here."""
+    measured = ROOT / "benchmarks" / "out" / "scale" / "SCALE.md"
+    head = ["## 10. Hundreds of tasks", ""]
+    if not measured.is_file():
+        return [*head, "Not run yet: `make bench-scale` (about 15 minutes on 2 cores).", ""]
+    return [*head, measured.read_text().strip(), ""]
+
+
 def reproduce_section() -> list[str]:
     return [
         "## Reproduce",
@@ -800,6 +810,7 @@ def render(r: Results) -> str:
         backbones_section(),
         baselines_section(),
         serving_section(),
+        scale_section(),
         reproduce_section(),
     ]
     return "\n".join(line for part in parts for line in part).rstrip() + "\n"
