@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo
 GLUE ?=
 
-.PHONY: install postgres test demo lint format bench bench-methods bench-backbones bench-baselines bench-serving bench-scale stress gpu-check interop-check clean
+.PHONY: install postgres test demo lint format bench bench-methods bench-backbones bench-baselines bench-serving bench-scale stress gpu-check gpu-scale-check interop-check clean
 
 install: $(STAMP)
 
@@ -76,6 +76,9 @@ interop-check: install
 # On a machine with a CUDA GPU: train, re-evaluate, audit on two devices, torchrun, throughput/MFU.
 gpu-check: install
 	$(PY) scripts/gpu_check.py --out .gpu-check
+
+gpu-scale-check: install
+	$(PY) scripts/gpu_scale_check.py --out .gpu-check
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

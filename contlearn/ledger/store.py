@@ -200,12 +200,7 @@ class Ledger:
             ).first()
             if row is None:
                 return None
-            row.status = "training"
-            run = RunRow(status="running", purpose="train", task_id=row.id, **run_values)
-            run.heartbeat_at = utcnow()
-            s.add(run)
-            s.flush()
-            return _record(TaskRecord, row), run.id
+            return _open_training(s, row, run_values)
 
     def add_claimed_task(
         self, spec: dict[str, Any], run_values: dict[str, Any]
@@ -214,13 +209,7 @@ class Ledger:
         open, in one transaction (an imported adapter: no worker may claim it meanwhile)."""
         with self.session() as s:
             self._insert_task(s, spec, None)
-            row = self._task_row(s, spec["name"])
-            row.status = "training"
-            run = RunRow(status="running", purpose="train", task_id=row.id, **run_values)
-            run.heartbeat_at = utcnow()
-            s.add(run)
-            s.flush()
-            return _record(TaskRecord, row), run.id
+            return _open_training(s, self._task_row(s, spec["name"]), run_values)
 
     def claim_retrain(
         self,
@@ -456,6 +445,16 @@ def _rollback(session: Session) -> None:
         session.rollback()
     except SQLAlchemyError:
         session.invalidate()
+
+
+def _open_training(s: Session, row: TaskRow, run_values: dict[str, Any]) -> tuple[TaskRecord, int]:
+    """Mark the task training and open its run (inside the caller's transaction)."""
+    row.status = "training"
+    run = RunRow(status="running", purpose="train", task_id=row.id, **run_values)
+    run.heartbeat_at = utcnow()
+    s.add(run)
+    s.flush()
+    return _record(TaskRecord, row), run.id
 
 
 def _shift(s: Session, which: Any, by: int) -> None:
