@@ -96,7 +96,7 @@ class VerificationFailed(ContlearnError):
 class InteropError(ContlearnError):
     """An adapter folder of AdapterHub or peft that cannot be written or read as asked: another
     format, another backbone, a method the format cannot express, keys that do not map, or a
-    weights file that is corrupt, truncated or a pickle."""
+    weights file that is corrupt, truncated or pickled (never loaded)."""
 
 
 class BadRequest(ContlearnError):

@@ -85,9 +85,17 @@ class ModelContext:
         its modules."""
         if task.name in self.metas:
             return self.metas[task.name]
-        config = trained_artifacts(self.ledger, task)["config"]
+        return self._read_config(task, trained_artifacts(self.ledger, task)["config"])
+
+    def _read_config(self, task: TaskRecord, config: Any) -> dict[str, Any]:
+        """The artifact config file, its checksum verified first and its shape checked."""
         self.store.verify(config.path, config.sha256, task.name)
-        return self.store.load_json(config.path)
+        meta = self.store.load_json(config.path)
+        if not isinstance(meta, dict) or not {"adapter", "train"} <= set(meta):
+            raise ArtifactError(
+                f"task {task.name!r}: {config.path} is not an adapter config: restore the original"
+            )
+        return meta
 
     def _evict(self, keep: set[str]) -> None:
         for name in self.residency.over(keep):
@@ -117,14 +125,9 @@ class ModelContext:
 
     def _load(self, task: TaskRecord) -> dict[str, Any]:
         files = trained_artifacts(self.ledger, task)
-        weights, config = files["weights"], files["config"]
-        self.store.verify(config.path, config.sha256, task.name)
+        weights = files["weights"]
+        meta = self._read_config(task, files["config"])
         self.store.verify(weights.path, weights.sha256, task.name)
-        meta = self.store.load_json(config.path)
-        if not isinstance(meta, dict) or not {"adapter", "train"} <= set(meta):
-            raise ArtifactError(
-                f"task {task.name!r}: {config.path} is not an adapter config: restore the original"
-            )
         state = self.store.load_tensors(weights.path)
         return self._build(task, state, meta, weights.sha256)
 
