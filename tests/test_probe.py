@@ -145,3 +145,13 @@ def test_a_bad_verify_setting_is_refused_before_anything_runs(three) -> None:
     assert result.exit_code == 1
     assert "verify mode must be one of auto, full, probe, got 'never'" in result.output
     assert three.ledger.task("c").status == "pending"
+
+
+def test_runs_say_how_each_training_run_verified(three) -> None:
+    assert invoke(three, "train-next", "--epochs", "1", "--verify", "probe").exit_code == 0
+    rows = {r["task"]: r for r in three.runs()}
+    assert rows["a"]["verified"] == {"full": 0, "probe": 0, "examples_rerun": 0, "identical": True}
+    assert rows["b"]["verified"]["full"] == 1 and rows["b"]["verified"]["examples_rerun"] == 40
+    assert rows["c"]["verified"]["probe"] == 2 and rows["c"]["verified"]["full"] == 0
+    table = invoke(three, "runs").output
+    assert "1 full (40 rows)" in table and "2 probe (" in table

@@ -20,7 +20,8 @@ def runs(workspace: Path, db: str | None, task: str | None, as_json: bool) -> No
     """List runs, oldest first: every run, or those of TASK.
 
     A training run's metric is its dev score, an audit's its verdict; "current" marks the run
-    that serves each task.
+    that serves each task; "verified" says how a training run proved the other tasks unchanged
+    (full or probe, and the dev rows it re-ran).
 
     \b
     Example:
@@ -38,13 +39,23 @@ def runs(workspace: Path, db: str | None, task: str | None, as_json: bool) -> No
 
 
 RUN_COLUMNS = ["id", "task", "purpose", "method", "status", "current", "metric", "seconds"]
-RUN_COLUMNS += ["started", "error"]
+RUN_COLUMNS += ["verified", "started", "error"]
+
+
+def _verified(found: dict[str, Any] | None) -> str:
+    """ "2 full, 1 probe (96 rows)" for a training run's verification of the other tasks."""
+    if not found or not found["full"] + found["probe"]:
+        return ""
+    kinds = [f"{found[m]} {m}" for m in ("full", "probe") if found[m]]
+    changed = "" if found["identical"] else ", CHANGED"
+    return f"{', '.join(kinds)} ({found['examples_rerun']:,} rows{changed})"
 
 
 def _run_row(row: dict[str, Any]) -> dict[str, Any]:
     error = row["error"] or ""
     return {
         **row,
+        "verified": _verified(row.get("verified")),
         "current": "yes" if row["current"] else "",
         "seconds": None if row["seconds"] is None else f"{row['seconds']:.1f}",
         "started": f"{row['started_at']:%Y-%m-%d %H:%M:%S}",

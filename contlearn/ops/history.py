@@ -34,6 +34,20 @@ def _run_row(
         "seconds": run.seconds,
         "started_at": run.started_at,
         "error": run.error,
+        "verified": _verified(ledger, run) if run.purpose == "train" else None,
+    }
+
+
+def _verified(ledger: Ledger, run: RunRecord) -> dict[str, Any]:
+    """How a training run verified the other tasks: how many fully and by the probe (records
+    before the modes existed were full), the dev examples re-run, whether all were identical."""
+    found = ledger.evaluations(run_id=run.id, kind="verification")
+    modes = [e.mode or "full" for e in found]
+    return {
+        "full": modes.count("full"),
+        "probe": modes.count("probe"),
+        "examples_rerun": sum(e.example_count for e in found),
+        "identical": all(e.identical for e in found),
     }
 
 
