@@ -14,7 +14,7 @@ import torch
 from contlearn.config import VerifyConfig
 from contlearn.errors import BackboneMismatch, BadData, VerificationFailed
 from contlearn.ops.context import open_context
-from contlearn.ops.probe import probe_plan
+from contlearn.ops.probe import probe_plan, recorded
 from contlearn.ops.verify import verify_earlier
 from tests.conftest import invoke, write_keyword_task
 
@@ -112,13 +112,14 @@ def test_the_probe_catches_a_changed_earlier_task_tensor(three) -> None:
 def test_the_probe_sample_is_seeded_and_bounded(three) -> None:
     ctx, current = _context_with_c_claimed(three)
     earlier = [three.ledger.task("a"), three.ledger.task("b")]
-    one = probe_plan(ctx, current, earlier, budget=1)
-    assert len(one) == 1 and one == probe_plan(ctx, current, earlier, budget=1)
-    both = probe_plan(ctx, current, earlier, budget=10_000)
+    facts = recorded(ctx, earlier)
+    one = probe_plan(current, facts, budget=1)
+    assert len(one) == 1 and one == probe_plan(current, facts, budget=1)
+    both = probe_plan(current, facts, budget=10_000)
     assert set(both) == {t.id for t in earlier}
     assert all(0 <= batch < 2 for batch in both.values())  # 40 rows: batches 0 and 1
     # over successive new tasks the one-batch sample moves between the earlier tasks
-    plans = {tuple(probe_plan(ctx, replace(current, id=i), earlier, 1)) for i in range(8)}
+    plans = {tuple(probe_plan(replace(current, id=i), facts, 1)) for i in range(8)}
     assert plans == {(earlier[0].id,), (earlier[1].id,)}
 
 

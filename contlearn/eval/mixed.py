@@ -33,7 +33,8 @@ def predict_mixed(
     built on the device)."""
     device = device or torch.device("cpu")
     was_training = model.training
-    model.eval()
+    if was_training:
+        model.eval()
     out: list[torch.Tensor | None] = [None] * len(encoded)
     batches = canonical_batches(encoded.lengths, batch_size)
     for idx in tqdm(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
@@ -43,5 +44,6 @@ def predict_mixed(
         for _, rows, logits in model.forward_mixed([tasks[i] for i in idx], **batch):
             for row, values in zip(rows.tolist(), logits.float().cpu(), strict=True):
                 out[idx[row]] = values
-    model.train(was_training)
+    if was_training:
+        model.train()
     return out

@@ -77,7 +77,8 @@ def predict_logits(
     to the CPU once, at the end."""
     device = device or torch.device("cpu")
     was_training = model.training
-    model.eval()
+    if was_training:  # switching visits every module: only when it is needed
+        model.eval()
     out: torch.Tensor | None = None
     batches = canonical_batches(encoded.lengths, batch_size)
     for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
@@ -86,7 +87,8 @@ def predict_logits(
         if out is None:
             out = torch.empty((len(encoded), logits.shape[-1]), dtype=torch.float32, device=device)
         out[torch.tensor(idx, device=device)] = logits
-    model.train(was_training)
+    if was_training:
+        model.train()
     return out.cpu() if out is not None else torch.empty((0, 0))
 
 

@@ -349,6 +349,40 @@ class Ledger:
             rows = s.scalars(select(ArtifactRow).where(ArtifactRow.run_id == run_id))
             return [_record(ArtifactRecord, r) for r in rows]
 
+    def current_records(
+        self, task_ids: Sequence[int]
+    ) -> dict[int, tuple[RunRecord, list[ArtifactRecord], list[EvaluationRecord]]]:
+        """For each of these tasks with a current run (``trained_run``): that run, its
+        artifacts and its post-train evaluations, read in three queries for all of them."""
+        with self.session() as s:
+            runs: dict[int, RunRow] = {}
+            for row in s.scalars(
+                select(RunRow)
+                .where(RunRow.task_id.in_(list(task_ids)), RunRow.purpose == "train")
+                .where(RunRow.method == "adapter", RunRow.status == "succeeded")
+                .order_by(RunRow.id)
+            ):
+                runs[row.task_id] = row  # the latest wins
+            ids = [row.id for row in runs.values()]
+            files = s.scalars(select(ArtifactRow).where(ArtifactRow.run_id.in_(ids))).all()
+            posts = s.scalars(
+                select(EvaluationRow)
+                .where(EvaluationRow.run_id.in_(ids), EvaluationRow.kind == "post-train")
+                .order_by(EvaluationRow.id)
+            ).all()
+            return {
+                task_id: (
+                    _record(RunRecord, row),
+                    [_record(ArtifactRecord, a) for a in files if a.run_id == row.id],
+                    [
+                        _record(EvaluationRecord, e)
+                        for e in posts
+                        if e.run_id == row.id and e.task_id == task_id
+                    ],
+                )
+                for task_id, row in runs.items()
+            }
+
     def trained_run(self, task_id: int) -> RunRecord | None:
         """The task's current run: its latest successful adapter training run (a retrain that
         fails leaves the one before current)."""

@@ -15,13 +15,37 @@ from __future__ import annotations
 import math
 import random
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from ..eval.recipe import evaluate_rows
 from ..ledger.records import EvaluationRecord, TaskRecord
 from ..train.batching import canonical_batches
 from .context import ModelContext
-from .current import canonical_batch_size, recorded_post_train, trained_artifacts
+from .current import RELEASE_01_BATCH_SIZE
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the ledger holds of one earlier task's current run, read once per verification."""
+
+    task: TaskRecord
+    post: Any  # its post-train EvaluationRecord
+    files: dict[str, Any]  # its ArtifactRecords by role
+    batch_size: int
+    versions: dict[str, Any]
+
+
+def recorded(ctx: ModelContext, tasks: list[TaskRecord]) -> list[Recorded]:
+    """Each task's current run, artifacts and post-train evaluation (a few queries for all)."""
+    found = ctx.ledger.current_records([task.id for task in tasks])
+    facts = []
+    for task in tasks:
+        run, files, posts = found[task.id]
+        size = run.config.get("canonical_eval", {}).get("batch_size", RELEASE_01_BATCH_SIZE)
+        roles = {a.role: a for a in files}
+        facts.append(Recorded(task, posts[-1], roles, size, run.versions or {}))
+    return facts
 
 
 def probe_earlier(
@@ -34,60 +58,56 @@ def probe_earlier(
 ) -> list[EvaluationRecord]:
     """One probe record per earlier task (the batch re-run, if it was sampled)."""
     ctx.check_backbone()
-    picks = probe_plan(ctx, current, earlier, budget)
-    return [_probe_one(ctx, task, current, picks.get(task.id)) for task in earlier]
+    facts = recorded(ctx, earlier)
+    picks = probe_plan(current, facts, budget)
+    return [_probe_one(ctx, fact, current, picks.get(fact.task.id)) for fact in facts]
 
 
-def probe_plan(
-    ctx: ModelContext, current: TaskRecord, earlier: list[TaskRecord], budget: int
-) -> dict[int, int]:
+def probe_plan(current: TaskRecord, facts: list[Recorded], budget: int) -> dict[int, int]:
     """task id -> the index of the canonical dev batch to re-run: tasks in an order seeded by
     the new task's id, one batch each, until about ``budget`` rows (at least one batch)."""
     rng = random.Random(current.id)
-    order = list(earlier)
+    order = list(facts)
     rng.shuffle(order)
     picks: dict[int, int] = {}
     rows = 0
-    for task in order:
+    for fact in order:
         if picks and rows >= budget:
             break
-        count = recorded_post_train(ctx.ledger, task).example_count
-        size = canonical_batch_size(ctx.ledger, task)
+        count, size = fact.post.example_count, fact.batch_size
         if count == 0:
             continue
-        batches = math.ceil(count / size)
-        picks[task.id] = rng.randrange(batches)
+        picks[fact.task.id] = rng.randrange(math.ceil(count / size))
         rows += min(size, count)
     return picks
 
 
 def _probe_one(
-    ctx: ModelContext, task: TaskRecord, current: TaskRecord, batch: int | None
+    ctx: ModelContext, fact: Recorded, current: TaskRecord, batch: int | None
 ) -> EvaluationRecord:
     start = time.perf_counter()
-    recorded = recorded_post_train(ctx.ledger, task)
-    files = trained_artifacts(ctx.ledger, task)
+    task, files, post = fact.task, fact.files, fact.post
     for role in ("weights", "config", "logits"):
         ctx.store.verify(files[role].path, files[role].sha256, task.name)
     findings = [_hashed(ctx, task, files)]
     ok = not findings[0].startswith("CHANGED")
     rows, worst, recipe = 0, 0.0, None
     if ok and batch is not None:
-        rows, same, worst, recipe, note = _rerun(ctx, task, files, recorded, batch)
+        rows, same, worst, recipe, note = _rerun(ctx, fact, batch)
         ok = same
         findings.append(note)
     return EvaluationRecord(
         task_id=task.id,
         kind="verification",
-        metrics=recorded.metrics,  # carried: weights, backbone and probed logits unchanged
-        primary_value=recorded.primary_value,
+        metrics=post.metrics,  # carried: weights, backbone and probed logits unchanged
+        primary_value=post.primary_value,
         example_count=rows,
         logits_sha256=None,
         after_task_id=current.id,
         identical=ok,
         max_abs_diff=worst,
         findings=findings,
-        threads=recorded.threads,
+        threads=post.threads,
         seconds=time.perf_counter() - start,
         recipe=recipe,
         mode="probe",
@@ -105,26 +125,24 @@ def _hashed(ctx: ModelContext, task: TaskRecord, files: dict[str, Any]) -> str:
     return "probe: artifact files match their recorded sha256; tensors in memory match them"
 
 
-def _rerun(ctx: ModelContext, task: TaskRecord, files: dict[str, Any], recorded, batch: int):
+def _rerun(ctx: ModelContext, fact: Recorded, batch: int):
     """Check (3): re-run canonical dev batch ``batch`` and compare with the recorded rows."""
     from ..devices import legacy_recipe, same_recipe
 
+    task, files, post, size = fact.task, fact.files, fact.post, fact.batch_size
     if task.name not in ctx.model.tasks or ctx.loaded.get(task.name) != files["weights"].sha256:
-        ctx.load_task(task)
-    meta = ctx.store.load_json(files["config"].path)
+        ctx.load_task(task)  # in eval mode, as the model is
+    meta = ctx.metas.get(task.name) or ctx.store.load_json(files["config"].path)
     dev = ctx.dev_split(task, meta["train"]["max_length"])
-    size = canonical_batch_size(ctx.ledger, task)
     rows = canonical_batches(dev.encoded.lengths, size)[batch]
     ctx.model.activate(task.name)
     logits, recipe = evaluate_rows(
-        ctx.model, dev.encoded, rows, threads=recorded.threads, batch_size=size, device=ctx.device
+        ctx.model, dev.encoded, rows, threads=post.threads, batch_size=size, device=ctx.device
     )
     saved = ctx.store.load_tensors(files["logits"].path)["logits"][rows]
     worst = float((saved - logits).abs().max()) if len(rows) else 0.0
-    was = recorded.recipe or legacy_recipe(
-        torch_version=(ctx.ledger.trained_run(task.id).versions or {}).get("torch"),
-        batch_size=size,
-        threads=recorded.threads,
+    was = post.recipe or legacy_recipe(
+        torch_version=fact.versions.get("torch"), batch_size=size, threads=post.threads
     )
     if same_recipe(was, recipe):
         same = bool((saved == logits).all()) and saved.dtype == logits.dtype

@@ -7,6 +7,7 @@ artifact; a first training's task goes back to pending, a retrained task stays t
 
 from __future__ import annotations
 
+import time
 from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -62,8 +63,10 @@ def train_one(
         records = write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written)
         stage = "verifying earlier tasks"
         settings = verify_settings(defaults, overrides)
+        began = time.perf_counter()
         with interrupts.interruptible():
             verifications = verify_earlier(ctx, task, settings=settings, progress=progress)
+        verify_seconds = time.perf_counter() - began
         require_identical(ctx.ledger, task, verifications)
         ctx.check_backbone()
         stage = "committing"
@@ -76,6 +79,7 @@ def train_one(
     post = evaluation_record(task, outcome["eval"], "post-train")
     result = _result(ctx, task, run_id, outcome, records, verifications)
     result["supersedes"] = supersedes
+    result["verification_seconds"] = verify_seconds
     ctx.ledger.finish_run(
         run_id,
         status="succeeded",

@@ -101,6 +101,7 @@ def verify_earlier(
     ``auto`` chooses by the earlier tasks' dev examples), one record each."""
     settings = settings or VerifyConfig(mode="full")
     earlier = [t for t in ctx.ledger.tasks() if t.status == "trained" and t.id != current.id]
+    ctx.model.eval()  # once: switching modes visits every task's modules
     if choose_mode(ctx.ledger, earlier, settings) == "probe":
         from .probe import probe_earlier
 
