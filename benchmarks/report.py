@@ -771,10 +771,19 @@ def scale_section() -> list[str]:
     """`make bench-scale`'s tables (benchmarks/scale.py: verification as tasks accumulate,
     mixed-task batches, resident memory) when it has been run here."""
     measured = ROOT / "benchmarks" / "out" / "scale" / "SCALE.md"
-    head = ["## 10. Hundreds of tasks", ""]
+    gpu = ROOT / "benchmarks" / "gpu" / "gpu_scale_check.md"  # the last run on a lent GPU
+    head = ["## 10. Hundreds of tasks", "", SCALE_INTRO, ""]
+    tail = [gpu.read_text().strip(), ""] if gpu.is_file() else []
     if not measured.is_file():
-        return [*head, "Not run yet: `make bench-scale` (about 15 minutes on 2 cores).", ""]
-    return [*head, measured.read_text().strip(), ""]
+        return [*head, "Not run yet: `make bench-scale` (about 15 minutes on 2 cores).", "", *tail]
+    return [*head, measured.read_text().strip(), "", *tail]
+
+
+SCALE_INTRO = (
+    "`make bench-scale` (benchmarks/scale.py, about 15 minutes on 2 cores): what verification, "
+    "mixed-task batches and resident task weights cost as tasks accumulate. Measured "
+    "2026-11-30 on this machine (2 cores), alone on it."
+)
 
 
 def reproduce_section() -> list[str]:
