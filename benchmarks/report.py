@@ -795,9 +795,9 @@ def reproduce_section() -> list[str]:
         "make bench-methods                   # section 6: every method on GLUE (about an hour)",
         "make bench-backbones                 # section 7: families and backbone dtype (minutes)",
         "make bench-baselines                 # section 8: five tasks, six methods (~30 min)",
-        "make bench-serving                   # section 9: serving 16 tasks over HTTP (minutes)
-make bench-scale                     # section 10: hundreds of tasks (~15 min)
-make gpu-check gpu-scale-check       # sections 5 and 10 on a GPU (minutes)",
+        "make bench-serving                   # section 9: serving 16 tasks over HTTP (minutes)",
+        "make bench-scale                     # section 10: hundreds of tasks (~15 min)",
+        "make gpu-check gpu-scale-check       # sections 5 and 10 on a GPU (minutes)",
         "python benchmarks/run.py --quick     # a few minutes; writes benchmarks/out/BENCHMARKS.md",
         "bash benchmarks/peer/setup.sh        # the peer's venv alone (idempotent)",
         "```",
