@@ -241,9 +241,9 @@ def markdown(result: dict) -> list[str]:
         f"process holds {mem['backbone_rss_mb']:.0f} MB resident; each extra served task adds "
         f"{mem['per_task_rss_mb']:.1f} MB ({mem['per_task_params']:,.0f} parameters, fp32). "
         f"Loading one task's artifact onto the backbone (both sha256 checked, its modules "
-        f"built, its weights copied in) takes {mem['load_ms']:.0f} ms; the predict call does "
-        "it for every task of every call, which a per-request server pays on each request and "
-        "a batch once per task in it. Training the 16 tasks (one epoch on 48 rows each, every "
+        f"built, its weights copied in) takes {mem['load_ms']:.0f} ms, once: a loaded task "
+        "stays built (up to `resident_tasks`) and each batch, rows of several tasks together, "
+        "is one mixed forward pass. Training the 16 tasks (one epoch on 48 rows each, every "
         f"earlier task verified after each) took {result['train_seconds']:.0f} s.",
     ]
     return lines
