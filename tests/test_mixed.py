@@ -178,3 +178,16 @@ def test_residency_evicts_the_least_recently_used_but_never_a_kept_task() -> Non
     assert Residency(limit=0).over() == []
     with pytest.raises(ValueError, match=">= 0"):
         Residency(limit=-1)
+
+
+def test_only_a_task_that_cannot_mix_is_named(four_methods) -> None:
+    rows = [{"text": "good film", "task": "a"}, {"text": "the movie", "task": "c"}]
+    notes: list[str] = []
+    found = four_methods.predict(None, rows, task_field="task", on_note=notes.append)
+    assert [r["task"] for r in found] == ["a", "c"]
+    assert len(notes) == 1 and notes[0].startswith("task 'c' cannot share a forward pass")
+    notes.clear()
+    four_methods.predict(
+        None, [rows[0], {**rows[0], "task": "b"}], task_field="task", on_note=notes.append
+    )
+    assert notes == []

@@ -13,6 +13,7 @@ writing results is ``predict_files``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..artifacts import ArtifactStore
@@ -66,36 +67,71 @@ def predict(
     from .context import open_context  # every row checked: only now load the model
 
     ctx = context or open_context(ledger, store, device)
-    outputs: list[dict[str, Any]] = [{} for _ in rows]
     show = progress and len(rows) >= PROGRESS_MIN_ROWS
-    metas = {name: ctx.task_config(record) for name, record in records.items()}
-    mixed = [n for n in records if _can_mix(metas[n])] if len(records) > 1 else []
-    if len(mixed) > 1:
-        where = [i for i, n in enumerate(names) if n in mixed]
-        found = _predict_mixed(ctx, records, metas, where, names, texts, batch_size, show)
-        for i, output in zip(where, found, strict=True):
-            outputs[i] = output
-    for name, record in records.items():
-        if name in mixed and len(mixed) > 1:
-            continue
-        if mixed and on_note is not None:
-            on_note(
-                f"task {name!r} cannot share a forward pass with other tasks' rows: its "
-                "rows ran in batches of their own"
-            )
-        where = [i for i, n in enumerate(names) if n == name]
-        found = _predict_task(
-            ctx,
-            record,
-            meta=metas[name],
-            texts=[texts[i] for i in where],
-            batch_size=batch_size,
-            progress=show,
-        )
-        for i, output in zip(where, found, strict=True):
-            outputs[i] = output
+    run = _Run(ctx, records, names, texts, batch_size, show)
+    outputs = run.outputs(on_note)
     pairs = enumerate(zip(rows, outputs, strict=True))
     return [_result(i, row, output, keep_columns) for i, (row, output) in pairs]
+
+
+@dataclass
+class _Run:
+    """One prediction request on a loaded context: which rows run mixed, which grouped."""
+
+    ctx: ModelContext
+    records: dict[str, TaskRecord]
+    names: list[str]
+    texts: list[tuple[str, ...]]
+    batch_size: int | None
+    progress: bool
+
+    def outputs(self, on_note: Callable[[str], None] | None) -> list[dict[str, Any]]:
+        """Each row's output, in input order: rows of the tasks that can mix (when there are
+        several) in mixed-task batches, every other task's rows in batches of their own."""
+        metas = {name: self.ctx.task_config(r) for name, r in self.records.items()}
+        mixing = [n for n in self.records if _can_mix(metas[n])]
+        mixed = mixing if len(mixing) > 1 else []
+        outputs: list[dict[str, Any]] = [{} for _ in self.names]
+        if mixed:
+            where = [i for i, n in enumerate(self.names) if n in mixed]
+            self._fill(outputs, where, self._mixed(metas, where))
+        for name, record in self.records.items():
+            if name in mixed:
+                continue
+            if name not in mixing and on_note is not None:
+                on_note(
+                    f"task {name!r} cannot share a forward pass with other tasks' rows: its "
+                    "rows ran in batches of their own"
+                )
+            where = [i for i, n in enumerate(self.names) if n == name]
+            texts = [self.texts[i] for i in where]
+            found = _predict_task(
+                self.ctx,
+                record,
+                meta=metas[name],
+                texts=texts,
+                batch_size=self.batch_size,
+                progress=self.progress,
+            )
+            self._fill(outputs, where, found)
+        return outputs
+
+    @staticmethod
+    def _fill(outputs: list, where: list[int], found: list) -> None:
+        for i, output in zip(where, found, strict=True):
+            outputs[i] = output
+
+    def _mixed(self, metas: dict[str, dict[str, Any]], where: list[int]) -> list[dict[str, Any]]:
+        return _predict_mixed(
+            self.ctx,
+            self.records,
+            metas,
+            where,
+            self.names,
+            self.texts,
+            self.batch_size,
+            self.progress,
+        )
 
 
 OUTPUT_FIELDS = ("index", "id", "task", "label", "probabilities")
