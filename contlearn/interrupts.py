@@ -13,22 +13,35 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from .errors import Interrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-# The process's one signal disposition: held transactions, open regions, the held signal.
-_state: dict[str, Any] = {"held": 0, "open": 0, "pending": None}
+# The process's one signal disposition: held transactions, open regions, the held signal,
+# and what a signal raises where it is not an interruption (``raises``).
+_state: dict[str, Any] = {"held": 0, "open": 0, "pending": None, "raises": {}}
+
+
+def raises(signum: int, make: Callable[[int], BaseException]) -> None:
+    """From now on signal ``signum`` raises ``make(signum)`` instead of :class:`Interrupted`
+    (at the same safe points): in a process ``torchrun`` started, its SIGTERM means another
+    process of the run failed."""
+    _state["raises"][signum] = make
+
+
+def _error(signum: int) -> BaseException:
+    make = _state["raises"].get(signum)
+    return Interrupted(signum) if make is None else make(signum)
 
 
 def _handle(signum: int, _frame: Any) -> None:
     again = _state["pending"] is not None
     if not _state["held"] and (_state["open"] or again):
         _state["pending"] = None
-        raise Interrupted(signum)
+        raise _error(signum)
     _state["pending"] = signum
 
 
@@ -46,6 +59,7 @@ def handled() -> Iterator[None]:
         for signum, handler in before.items():
             signal.signal(signum, handler)
         _state["pending"] = None
+        _state["raises"].clear()
 
 
 @contextmanager
@@ -74,4 +88,4 @@ def checkpoint() -> None:
     signum = _state["pending"]
     if signum is not None and not _state["held"]:
         _state["pending"] = None
-        raise Interrupted(signum)
+        raise _error(signum)

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from .. import interrupts
 from ..errors import ContlearnError, DeviceError
 from ..train.world import World
 
@@ -83,13 +84,15 @@ def _option(param: click.Option, value: Any) -> list[str]:
 
 def join(world: World) -> None:
     """In a process ``torchrun`` started: a termination signal (sent when another rank fails)
-    raises SystemExit, so that the run is recorded failed and its task returned to pending."""
+    raises SystemExit at the next safe point (never inside a ledger transaction, such as the
+    one recording the failure), so that the run is recorded failed and its task returned to
+    pending."""
     if world.distributed:
-        signal.signal(signal.SIGTERM, _terminate)
+        interrupts.raises(signal.SIGTERM, _terminated)
 
 
-def _terminate(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)
+def _terminated(signum: int) -> BaseException:
+    return SystemExit(128 + signum)
 
 
 def leave_quickly() -> None:
