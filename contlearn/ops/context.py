@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import devices
-from ..artifacts import ArtifactStore
+from ..artifacts import CONFIG, ArtifactStore
 from ..config import TrainConfig
 from ..data.task import TaskData, load_task_data
 from ..errors import ArtifactError, BackboneError, BadData, ContlearnError
@@ -95,6 +95,7 @@ class ModelContext:
             raise ArtifactError(
                 f"task {task.name!r}: {config.path} is not an adapter config: restore the original"
             )
+        _task_settings(task, config.path, meta)  # a malformed one is refused here, by path
         return meta
 
     def _evict(self, keep: set[str]) -> None:
@@ -132,11 +133,11 @@ class ModelContext:
         return self._build(task, state, meta, weights.sha256)
 
     def _build(self, task: TaskRecord, state: dict, meta: dict[str, Any], sha: str) -> dict:
-        """Task ``task``'s modules from ``state``, on the device, as its config says."""
-        config_path = trained_artifacts(self.ledger, task)["config"].path
+        """Task ``task``'s modules from ``state``, on the device, as its config ``meta`` (read
+        and checked by ``_read_config``) says."""
         if task.name in self.model.tasks:
             self.model.remove_task(task.name)
-        adapter, dropout = _task_settings(task, config_path, meta)
+        adapter, dropout = _task_settings(task, CONFIG, meta)
         self._check_family(task, meta)
         self.model.load_task(
             task.name, state, num_outputs=task.num_outputs, adapter=adapter, dropout=dropout

@@ -4,7 +4,7 @@ files and its post-train evaluation."""
 from __future__ import annotations
 
 from ..errors import TaskNotTrained
-from ..ledger.records import ArtifactRecord, EvaluationRecord, TaskRecord
+from ..ledger.records import ArtifactRecord, EvaluationRecord, RunRecord, TaskRecord
 from ..ledger.store import Ledger
 
 
@@ -23,7 +23,12 @@ RELEASE_01_BATCH_SIZE = 64  # the canonical batch size of runs that did not reco
 
 def canonical_batch_size(ledger: Ledger, task: TaskRecord) -> int:
     """The batch size of the canonical evaluation of the run that trained ``task``."""
-    run = ledger.trained_run(task.id)
+    return run_batch_size(ledger.trained_run(task.id))
+
+
+def run_batch_size(run: RunRecord) -> int:
+    """The batch size of run ``run``'s canonical evaluation (release 0.1's when it recorded
+    none)."""
     return run.config.get("canonical_eval", {}).get("batch_size", RELEASE_01_BATCH_SIZE)
 
 

@@ -122,16 +122,36 @@ class _Run:
             outputs[i] = output
 
     def _mixed(self, metas: dict[str, dict[str, Any]], where: list[int]) -> list[dict[str, Any]]:
-        return _predict_mixed(
-            self.ctx,
-            self.records,
-            metas,
-            where,
-            self.names,
-            self.texts,
-            self.batch_size,
-            self.progress,
+        """Results for the rows ``where`` (of tasks that can mix), run together in mixed-task
+        batches; each row is encoded with its own task's max length."""
+        from ..eval.mixed import predict_mixed
+        from ..eval.recipe import CANONICAL_BATCH_SIZE
+        from ..train.batching import Encoded
+
+        names, records = self.names, self.records
+        ids: dict[int, list[int]] = {}
+        types: dict[int, list[int]] = {}
+        for name in dict.fromkeys(names[i] for i in where):
+            mine = [i for i in where if names[i] == name]
+            part = _encode(
+                self.ctx, [self.texts[i] for i in mine], metas[name]["train"]["max_length"]
+            )
+            ids |= dict(zip(mine, part.input_ids, strict=True))
+            types |= dict(zip(mine, part.token_type_ids or [], strict=False))
+        encoded = Encoded(
+            [ids[i] for i in where], [types[i] for i in where] if types else None, part.pad_id
         )
+        logits = predict_mixed(
+            self.ctx.model,
+            encoded,
+            [names[i] for i in where],
+            batch_size=self.batch_size or CANONICAL_BATCH_SIZE,
+            device=self.ctx.device,
+            progress=self.progress,
+            prepare=lambda present: self.ctx.ensure([records[n] for n in present]),
+        )
+        pairs = zip(where, logits, strict=True)
+        return [_outputs(records[names[i]], row[None])[0] for i, row in pairs]
 
 
 OUTPUT_FIELDS = ("index", "id", "task", "label", "probabilities")
@@ -240,44 +260,6 @@ def _encode(ctx: ModelContext, texts: Sequence[tuple[str, ...]], max_length: int
     return encode(
         backbone.tokenizer, texts, max_length, token_types=uses_token_types(backbone.model)
     )
-
-
-def _predict_mixed(
-    ctx: ModelContext,
-    records: dict[str, TaskRecord],
-    metas: dict[str, dict[str, Any]],
-    where: list[int],
-    names: list[str],
-    texts: list[tuple[str, ...]],
-    batch_size: int | None,
-    progress: bool,
-) -> list[dict[str, Any]]:
-    """Results for the rows ``where`` (of tasks that can mix), run together in mixed-task
-    batches; each row is encoded with its own task's max length."""
-    from ..eval.mixed import predict_mixed
-    from ..eval.recipe import CANONICAL_BATCH_SIZE
-    from ..train.batching import Encoded
-
-    ids: dict[int, list[int]] = {}
-    types: dict[int, list[int]] = {}
-    for name in dict.fromkeys(names[i] for i in where):
-        mine = [i for i in where if names[i] == name]
-        part = _encode(ctx, [texts[i] for i in mine], metas[name]["train"]["max_length"])
-        ids |= dict(zip(mine, part.input_ids, strict=True))
-        types |= dict(zip(mine, part.token_type_ids or [], strict=False))
-    encoded = Encoded(
-        [ids[i] for i in where], [types[i] for i in where] if types else None, part.pad_id
-    )
-    logits = predict_mixed(
-        ctx.model,
-        encoded,
-        [names[i] for i in where],
-        batch_size=batch_size or CANONICAL_BATCH_SIZE,
-        device=ctx.device,
-        progress=progress,
-        prepare=lambda present: ctx.ensure([records[n] for n in present]),
-    )
-    return [_outputs(records[names[i]], row[None])[0] for i, row in zip(where, logits, strict=True)]
 
 
 def _predict_task(

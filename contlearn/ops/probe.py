@@ -22,7 +22,7 @@ from ..eval.recipe import evaluate_rows
 from ..ledger.records import EvaluationRecord, TaskRecord
 from ..train.batching import canonical_batches
 from .context import ModelContext
-from .current import RELEASE_01_BATCH_SIZE
+from .current import run_batch_size
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,8 @@ def recorded(ctx: ModelContext, tasks: list[TaskRecord]) -> list[Recorded]:
     facts = []
     for task in tasks:
         run, files, posts = found[task.id]
-        size = run.config.get("canonical_eval", {}).get("batch_size", RELEASE_01_BATCH_SIZE)
         roles = {a.role: a for a in files}
-        facts.append(Recorded(task, posts[-1], roles, size, run.versions or {}))
+        facts.append(Recorded(task, posts[-1], roles, run_batch_size(run), run.versions or {}))
     return facts
 
 

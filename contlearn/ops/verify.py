@@ -114,7 +114,8 @@ def choose_mode(ledger: Ledger, earlier: list[TaskRecord], settings: VerifyConfi
     dev examples total at most ``full_max_examples``."""
     if settings.mode != "auto":
         return settings.mode
-    total = sum(recorded_post_train(ledger, task).example_count for task in earlier)
+    found = ledger.current_records([task.id for task in earlier])
+    total = sum(posts[-1].example_count for _, _, posts in found.values())
     return "full" if total <= settings.full_max_examples else "probe"
 
 
