@@ -34,6 +34,7 @@ from contlearn.errors import BadRequest, ConfigError
 from contlearn.eval.recipe import torch_threads
 from contlearn.ops.context import open_context
 from contlearn.ops.predict import predict
+from contlearn.serve import bodies
 from contlearn.serve.batching import Batcher, Job
 from contlearn.serve.config import ServeConfig, read_token
 from tests.conftest import invoke, write_keyword_task
@@ -281,6 +282,15 @@ BAD = [
     ("POST", "/v1/tasks/a/predict", {"inputs": [{"text": 5}]}, 422, "inputs[0].text"),
     ("POST", "/v1/tasks/a/predict", {"inputs": [{"text": "  "}]}, 422, "inputs[0].text"),
     ("POST", "/v1/tasks/a/predict", {"inputs": [{"text": "ok", "id": [1]}]}, 422, "inputs[0].id"),
+    ("POST", "/v1/tasks/a/predict", {"inputs": [{"text": "bad \ud800 x"}]}, 422, "inputs[0].text"),
+    (
+        "POST",
+        "/v1/tasks/a/predict",
+        {"inputs": [{"text": "ok", "id": "\udfff"}]},
+        422,
+        "inputs[0].id",
+    ),
+    ("POST", "/v1/predict", {"items": [{"task": "a\ud800", "text": "ok"}]}, 422, "items[0].task"),
     (
         "POST",
         "/v1/tasks/stsb/predict",
@@ -308,6 +318,37 @@ def test_bad_requests_get_a_json_error_naming_the_field(
     got, answer = call(server, method, path, body)
     assert (got, answer.get("field")) == (status, field), answer
     assert answer["status"] == status and answer["error"] and "Traceback" not in answer["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"[" * 3000, "nests JSON too deeply"),
+        (b"\xff\xfe{}", "not UTF-8 (byte 0)"),
+        (b'{"inputs": [{"text": "\xed\xa0\x80"}]}', "not UTF-8 (byte 22)"),
+        (b'{"inputs": [}', "not valid JSON: Expecting value at line 1 column 13"),
+    ],
+)
+def test_a_malformed_body_is_described_without_python_internals(
+    server: str, body: bytes, words: str
+) -> None:
+    status, answer = call(server, "POST", "/v1/tasks/a/predict", body)
+    assert status == 400 and words in answer["error"], answer
+    for internal in ("recursion", "sys.", "codec", "(char"):
+        assert internal not in answer["error"]
+
+
+def test_a_number_too_long_for_python_is_described_without_its_advice() -> None:
+    with pytest.raises(BadRequest, match="number too long") as refused:
+        bodies.parse_json(b'{"inputs": [{"text": "a", "id": ' + b"9" * 5000 + b"}]}")
+    assert refused.value.status == 400 and "sys." not in str(refused.value)
+
+
+def test_a_lone_surrogate_is_named_with_its_place(server: str) -> None:
+    body = b'{"inputs": [{"text": "good"}, {"text": "bad \\ud800 text"}]}'
+    status, answer = call(server, "POST", "/v1/tasks/a/predict", body)
+    assert (status, answer["field"]) == (422, "inputs[1].text")
+    assert "lone UTF-16 surrogate (U+D800 at character 4)" in answer["error"]
 
 
 def test_no_request_so_far_got_a_500(server: str) -> None:
