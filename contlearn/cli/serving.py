@@ -57,6 +57,27 @@ from .options import device_option, open_workspace, workspace_options
     show_default=True,
     help="Per text field.",
 )
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds a connection has to send a request's head (408 and closed after).",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds to receive a whole request body (408 after).",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Connections open at once; one more is answered 503 and closed.",
+)
 @workspace_options
 def serve(
     workspace: Path, db: str | None, token_file: Path | None, device: str | None, **settings

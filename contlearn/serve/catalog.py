@@ -71,9 +71,9 @@ class Catalog:
                 served[task.name] = entry
             else:
                 refused[task.name] = entry
-        self._unload(set(before.served) - set(served))
         self._recheck.clear()
         self.snapshot = Snapshot(served, refused, untrained)
+        self._unload(set(before.served) - set(served))
         return self.snapshot
 
     def _serve(self, task: TaskRecord, row: dict[str, Any], before: Snapshot) -> ServedTask | str:
@@ -94,7 +94,16 @@ class Catalog:
     def _unload(self, names: set[str]) -> None:
         for name in sorted(names):
             self.ctx.unload(name)
-            log.info("no longer serving task %r (no longer trained in the ledger)", name)
+            log.info("no longer serving task %r: %s", name, _gone(self.snapshot, name))
+
+
+def _gone(snapshot: Snapshot, name: str) -> str:
+    """Why a task served until now is not served any more."""
+    if name in snapshot.refused:
+        return f"its artifact is refused ({snapshot.refused[name]})"
+    if name in snapshot.untrained:
+        return f"it is {snapshot.untrained[name]} in the ledger"
+    return "it is no longer in the ledger"
 
 
 def _info(task: TaskRecord, row: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,9 @@ MAX_BODY_BYTES = 1 << 20  # 1 MiB: 64 rows of 10,000 characters fit with room to
 MAX_ROWS = 64
 MAX_TEXT_CHARS = 10_000
 MAX_QUEUED_ROWS = 4096
+HEADER_TIMEOUT = 10.0  # seconds for a request's head: a client's headers fit in one packet
+BODY_TIMEOUT = 30.0  # seconds for a whole body: 1 MiB at 35 KB/s
+MAX_CONNECTIONS = 256  # open connections: a quarter of the usual 1,024 open files
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,11 @@ class ServeConfig:
     max_text_chars (per text field) bound a request; max_queued_rows bounds the queue (503
     beyond it). threads: the CPU threads a forward uses (None: torch's default, one per core;
     fewer when other processes share the cores). token: the bearer token every endpoint but
-    /healthz requires (None: none).
+    /healthz requires (None: none). header_timeout: seconds a connection has to send a
+    request's head (from its opening, or from the previous answer; 408 and closed after);
+    body_timeout: seconds to receive a whole body (408); max_connections: connections open at
+    once (one more is answered 503 and closed). header_timeout and max_connections hold under
+    ``contlearn serve`` (its uvicorn protocol); another ASGI server applies its own.
     """
 
     host: str = "127.0.0.1"
@@ -43,6 +50,9 @@ class ServeConfig:
     max_queued_rows: int = MAX_QUEUED_ROWS
     threads: int | None = None
     token: str | None = field(default=None, repr=False)  # never in a log line
+    header_timeout: float = HEADER_TIMEOUT
+    body_timeout: float = BODY_TIMEOUT
+    max_connections: int = MAX_CONNECTIONS
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -53,7 +63,16 @@ class ServeConfig:
             0 <= self.max_wait_ms <= 10_000, f"max_wait_ms must be 0-10000, got {self.max_wait_ms}"
         )
         check(self.poll_seconds > 0, f"poll_seconds must be > 0, got {self.poll_seconds}")
-        for name in ("max_body_bytes", "max_rows", "max_text_chars", "max_queued_rows"):
+        for name in ("header_timeout", "body_timeout"):
+            check(getattr(self, name) > 0, f"{name} must be > 0 seconds, got {getattr(self, name)}")
+        names = (
+            "max_body_bytes",
+            "max_rows",
+            "max_text_chars",
+            "max_queued_rows",
+            "max_connections",
+        )
+        for name in names:
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         check(
             self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}"
