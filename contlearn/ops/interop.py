@@ -209,7 +209,7 @@ def _load(ctx, name: str, state: dict, spec: dict, adapter: Any, dropout: float)
 def convert(model: Any, found: folder.Folder, labels: list[str] | None) -> dict[str, Any]:
     """The folder as a contlearn method config and task state, checked to load strictly."""
     names = naming(model)
-    converted = FORMATS[found.format].to_contlearn(found, names, labels)
+    converted = FORMATS[found.format].to_contlearn(found, names, labels, model.backbone)
     if found.norms is not None:
         converted["state"] |= norms_in(found.norms, converted["method"], names)
         converted["options"]["norms"] = "task"
@@ -226,12 +226,14 @@ def convert(model: Any, found: folder.Folder, labels: list[str] | None) -> dict[
 
 
 def _imported(found: folder.Folder, converted: dict[str, Any]) -> dict[str, Any]:
-    """What the run and artifact record about where the adapter came from."""
+    """What the run and artifact record about where the adapter came from, and the head layers
+    taken from the backbone."""
     weights = {"adapterhub": "adapter.safetensors", "peft": "adapter_model.safetensors"}
     return {
         "format": found.format,
         "source": str(found.path.resolve()),
         "base_model": converted["base_model"],
+        "from_backbone": converted["from_backbone"],
         "weights_sha256": files.sha256_file(found.path / weights[found.format]),
         "config": found.config,
     }
