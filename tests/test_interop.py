@@ -76,6 +76,7 @@ def test_export_then_import_is_bit_identical(workspace, tmp_path: Path, case: st
     assert result["logits_sha256"] == run.result["logits_sha256"]
     assert result["metrics"] == run.result["metrics"]
     assert [v["identical"] for v in result["verifications"]] == [True]
+    assert result["warnings"] == []  # the folder names this workspace's backbone
     b_run, b_files = current(workspace, "b")
     assert b_files["weights"].read_bytes() == files["weights"].read_bytes()
     assert b_run.config["imported"]["format"] == fmt
@@ -204,14 +205,14 @@ def test_peft_default_seq_cls_lora_imports_with_the_backbones_pooler(
     saved = load_file(tmp_path / "p" / "adapter_model.safetensors")
     assert not any("pooler" in k for k in saved) and "base_model.model.classifier.weight" in saved
     data = write_keyword_task(tmp_path / "data", seed=4)
-    workspace.import_adapter("p", tmp_path / "p", data)
+    result = workspace.import_adapter("p", tmp_path / "p", data)
     ours = load_file(current(workspace, "p")[1]["logits"])["logits"]
     theirs = reloaded_by_peft(root, tmp_path / "p", data)
     assert (theirs - ours).abs().max().item() < 2e-6
     assert torch.equal(theirs.argmax(-1), ours.argmax(-1))
     run = workspace.ledger.trained_run(workspace.ledger.task("p").id)
     assert run.config["imported"]["from_backbone"] == ["bert.pooler.dense"]
-    assert run.config["adapter"]["targets"] == ["query", "value"]
+    assert run.config["adapter"]["targets"] == ["query", "value"] and result["warnings"] == []
 
 
 def test_peft_default_ia3_imports_and_computes_what_peft_computes(
@@ -262,6 +263,31 @@ def reopened(ws):
     from contlearn.api import Workspace
 
     return Workspace.open(ws.root)
+
+
+def test_a_base_model_that_is_empty_or_another_warns_in_one_line(exported, tmp_path: Path) -> None:
+    ws, ah, pf, data = exported
+    cases = [
+        (pf, "base_model_name_or_path", "", "the adapter records no base model"),
+        (pf, "base_model_name_or_path", "org/another-model", "trained on 'org/another-model'"),
+        (ah, "model_name", None, "the adapter records no base model"),
+    ]
+    for i, (folder, key, value, message) in enumerate(cases):
+        moved = edited(
+            folder,
+            tmp_path / f"base{i}",
+            "adapter_config.json",
+            lambda c, k=key, v=value: c | {k: v},
+        )
+        result = invoke(
+            ws, "import-adapter", f"w{i}", "--from", str(moved), "--data", str(data), "-q"
+        )
+        assert result.exit_code == 0, result.output
+        warned = result.stderr.strip().splitlines()
+        assert len(warned) == 1 and warned[0].startswith("! ") and message in warned[0]
+        assert warned[0] not in result.stdout and ws.ledger.task(f"w{i}").status == "trained"
+    same = invoke(ws, "import-adapter", "same", "--from", str(pf), "--data", str(data), "-q")
+    assert same.exit_code == 0 and same.stderr == ""
 
 
 # -- bad input ----------------------------------------------------------------------------------
