@@ -9,7 +9,7 @@ import click
 
 from .app import main
 from .options import device_option, json_option, open_workspace, quiet_option, workspace_options
-from .output import emit_json, scores
+from .output import emit_json, note, scores
 from .training import print_verifications
 
 FORMATS = click.Choice(["adapterhub", "peft"])
@@ -116,6 +116,8 @@ def import_adapter(
         device=device,
         progress=not quiet and not as_json,
     )
+    for warning in result["warnings"]:
+        note(f"! {warning}")
     if as_json:
         emit_json(result)
         return
