@@ -602,3 +602,11 @@ def test_glue_pair_and_long_rows_are_answered_as_predict_answers(older: Workspac
         long = {"inputs": [{"text": LONG_TEXT}]}
         status, body = call(base, "POST", "/v1/tasks/long/predict", long, token=None)
         assert status == 200 and body["predictions"] == long_expected
+
+
+def test_the_serving_thread_default_is_half_the_cores_one_to_four(older: Workspace) -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert ServeConfig().threads == min(4, max(1, cores // 2))
+    log = older.root / "serve.log"
+    with cli_server(older.root, log) as (base, _proc):  # no --threads: the default
+        assert call(base, "GET", "/healthz", token=None)[0] == 200
