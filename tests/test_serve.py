@@ -113,8 +113,11 @@ def cli_server(root: Path, log: Path, *args: str) -> Iterator[tuple[str, subproc
 @contextlib.contextmanager
 def thread_server(ws: Workspace, **settings: Any) -> Iterator[str]:
     """``contlearn.serve.app(workspace)`` under uvicorn in a thread of this process."""
+    import torch
     import uvicorn
 
+    # this process's thread count unless given: its predict() is then bit-identical to the server
+    settings.setdefault("threads", torch.get_num_threads())
     config = ServeConfig(port=free_port(), poll_seconds=0.2, **settings)
     app = serve.app(ws.root, config)
     server = uvicorn.Server(
