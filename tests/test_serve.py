@@ -117,8 +117,11 @@ def cli_server(root: Path, log: Path, *args: str) -> Iterator[tuple[str, subproc
 @contextlib.contextmanager
 def thread_server(ws: Workspace, **settings: Any) -> Iterator[str]:
     """``contlearn.serve.app(workspace)`` under uvicorn in a thread of this process."""
+    import torch
     import uvicorn
 
+    # this process's thread count unless given: its predict() is then bit-identical to the server
+    settings.setdefault("threads", torch.get_num_threads())
     config = ServeConfig(port=free_port(), poll_seconds=0.2, **settings)
     app = serve.app(ws.root, config)
     server = uvicorn.Server(
@@ -700,3 +703,63 @@ def test_an_empty_token_file_is_refused_in_one_line(ws: Workspace, tmp_path: Pat
         read_token(str(tmp_path / "token"))
     result = invoke(ws, "serve", "--token-file", str(tmp_path / "token"))
     assert result.exit_code == 1 and "is empty" in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs as users send them: GLUE pair aliases, rows longer than the backbone's positions
+
+
+@pytest.fixture(scope="module")
+def older(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> Workspace:
+    """Trained: "mrpc" (GLUE's "#1 String"/"#2 String"), and "long", trained with max length
+    200 on the tiny backbone's 160 positions as release 0.2 let it (its rows are short)."""
+    from contlearn.ops.runs import is_abandoned
+    from contlearn.ops.train_next import _claim
+    from contlearn.ops.train_task import train_one
+
+    tmp = tmp_path_factory.mktemp("older")
+    ws = Workspace.create(tmp / "ws", backbone=str(tiny_backbone))
+    ws.add_task("mrpc", write_glue_task(tmp, "mrpc", n_train=24, n_dev=8))
+    ws.train_next(epochs=1, max_length=24)
+    ws.add_task("long", write_keyword_task(tmp / "long", n_train=24, n_dev=8, seed=4))
+    ctx = open_context(ws.ledger, ws.store, "cpu")
+    task, run_id = ws.ledger.claim_next_pending(_claim(), is_abandoned)
+    train_one(
+        ctx, ws.config, task, run_id, overrides={"epochs": 1, "max_length": 200}, progress=False
+    )
+    assert ws.ledger.task("long").status == "trained"
+    return ws
+
+
+LONG_TEXT = " ".join(["good movie"] * 150)  # 300 words: far beyond 160 positions
+
+
+def test_glue_pair_and_long_rows_are_answered_as_predict_answers(older: Workspace) -> None:
+    raw = [{"#1 String": s1, "#2 String": s2} for s1, s2 in PAIRS]
+    aliased = [{"sentence1": s1, "sentence2": s2} for s1, s2 in PAIRS]
+    with torch_threads(1):
+        expected = predict(older.ledger, older.store, "mrpc", raw)
+        long_expected = predict(older.ledger, older.store, "long", [{"text": LONG_TEXT}])
+    with thread_server(older, threads=1) as base:
+        assert call(base, "POST", "/v1/tasks/mrpc/predict", {"inputs": aliased}, token=None) == (
+            200,
+            {"task": "mrpc", "predictions": expected},
+        )
+        items = [{"task": "mrpc", **row} for row in aliased] + [{"task": "long", "text": "a"}]
+        status, body = call(base, "POST", "/v1/predict", {"items": items}, token=None)
+        assert status == 200 and body["predictions"][:3] == expected
+        status, body = call(
+            base, "POST", "/v1/tasks/mrpc/predict", {"inputs": [{"x": "a"}]}, token=None
+        )
+        assert status == 422 and "(or sentence1, sentence2)" in body["error"]
+        long = {"inputs": [{"text": LONG_TEXT}]}
+        status, body = call(base, "POST", "/v1/tasks/long/predict", long, token=None)
+        assert status == 200 and body["predictions"] == long_expected
+
+
+def test_the_serving_thread_default_is_half_the_cores_one_to_four(older: Workspace) -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert ServeConfig().threads == min(4, max(1, cores // 2))
+    log = older.root / "serve.log"
+    with cli_server(older.root, log) as (base, _proc):  # no --threads: the default
+        assert call(base, "GET", "/healthz", token=None)[0] == 200

@@ -44,7 +44,8 @@ from .options import device_option, open_workspace, workspace_options
 @click.option(
     "--threads",
     type=click.IntRange(1),
-    help="CPU threads per forward (default: one per core); fewer when the cores are shared.",
+    help="CPU threads per forward (default: half the cores, 1 to 4; one thread per core "
+    "oversubscribes cores that other processes share).",
 )
 @click.option("--max-body-bytes", type=click.IntRange(1), default=1 << 20, show_default=True)
 @click.option(
@@ -102,5 +103,6 @@ def serve(
     logging.getLogger("contlearn").setLevel(logging.INFO)  # what it serves, refuses, reloads
     ws = open_workspace(workspace, db)
     token = read_token(str(token_file)) if token_file is not None else None
-    config = ServeConfig(device=device or ws.config.device, token=token, **settings)
+    given = {k: v for k, v in settings.items() if v is not None}  # --threads: the default
+    config = ServeConfig(device=device or ws.config.device, token=token, **given)
     run(ws, config)

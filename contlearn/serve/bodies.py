@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..data.columns import text_value
 from ..errors import BadRequest
 from .catalog import ServedTask, Snapshot
 from .config import ServeConfig
@@ -111,8 +112,9 @@ def _row(item: Any, where: str, task: ServedTask, config: ServeConfig) -> dict[s
     """The queued row: the task's text fields, its id when given, and its task."""
     _require_object(item, where)
     row: dict[str, Any] = {TASK_KEY: task.name}
-    for name in task.text_fields:
-        row[name] = _text(item, name, f"{where}.{name}", task, config)
+    for name in task.text_fields:  # a GLUE pair's fields also as sentence1/sentence2
+        given, _ = text_value(item, name, task.aliases)
+        row[name] = _text(item, given, f"{where}.{given}", task, config)
     if "id" in item:
         if not isinstance(item["id"], str | int) or isinstance(item["id"], bool):
             raise BadRequest(f"{where}.id must be a string or an integer", field=f"{where}.id")
@@ -125,6 +127,7 @@ def _row(item: Any, where: str, task: ServedTask, config: ServeConfig) -> dict[s
 def _text(item: dict, name: str, where: str, task: ServedTask, config: ServeConfig) -> str:
     if name not in item:
         fields = ", ".join(task.text_fields)
+        fields += f" (or {', '.join(task.aliases.values())})" if task.aliases else ""
         raise BadRequest(f"{where} is missing: task {task.name!r} reads {fields}", field=where)
     value = item[name]
     if not isinstance(value, str):

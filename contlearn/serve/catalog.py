@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..data.columns import text_aliases
 from ..errors import ContlearnError
 from ..ledger.records import TaskRecord
 from ..ops.context import ModelContext
@@ -31,6 +32,7 @@ class ServedTask:
     text_fields: tuple[str, ...]
     weights_sha256: str
     info: dict[str, Any]
+    aliases: dict[str, str] = field(default_factory=dict)  # text field -> its other name
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ class Catalog:
                 log.warning("refused task %r, the others are still served: %s", task.name, exc)
             return str(exc)
         log.info("%s task %r", "reloaded" if known else "serving", task.name)
-        return ServedTask(task.name, tuple(task.text_fields), sha256, _info(task, row))
+        aliases = text_aliases(task.glue_task, task.text_fields)
+        return ServedTask(task.name, tuple(task.text_fields), sha256, _info(task, row), aliases)
 
     def _unload(self, names: set[str]) -> None:
         for name in sorted(names):
