@@ -155,10 +155,12 @@ class Workspace:
         method: str | None = None,
         options: dict[str, Any] | None = None,
         position: int | None = None,
+        kind: str | None = None,
     ) -> TaskRecord:
         """Register a task from a data folder (appended, or inserted before ``position``);
         ``method`` and its ``options`` (e.g. ``method="lora", options={"rank": 16}``) default
-        to the workspace's ``[adapter]``."""
+        to the workspace's ``[adapter]``; ``kind`` (``contlearn.kinds``) to the kind the data
+        is recognised as."""
         from .ops.intake import add_tasks
 
         entry = cfg.TaskEntry(
@@ -171,6 +173,7 @@ class Workspace:
             bottleneck=bottleneck,
             method=method,
             options=dict(options) if options else None,
+            kind=kind,
         )
         add_tasks(self.ledger, self.config, [entry], position=position)
         return self.ledger.task(name)

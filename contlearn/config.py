@@ -152,9 +152,15 @@ class TaskEntry:
     bottleneck: int | None = None
     method: str | None = None  # default: the workspace's [adapter] method
     options: dict[str, Any] | None = None  # the method's options for this task
+    kind: str | None = None  # the task kind (contlearn.kinds); default: recognised from the data
 
     def __post_init__(self) -> None:
         check_task_name(self.name)
+        if self.kind is not None:
+            from . import kinds
+
+            _check(isinstance(self.kind, str), f"task {self.name!r}: kind must be a name")
+            kinds.get(self.kind)
         if self.method is not None:
             _check(isinstance(self.method, str), f"task {self.name!r}: method must be a name")
             get_method(self.method)

@@ -11,6 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "contlearn"
 # What the lower layers may never import: the use cases, the Python API and the command line.
 LOWER = (
+    "contlearn.kinds",
     "contlearn.model",
     "contlearn.train",
     "contlearn.eval",
@@ -20,7 +21,7 @@ LOWER = (
 )
 UPPER = ("contlearn.ops", "contlearn.api", "contlearn.cli", "contlearn.serve")
 # Model, training and evaluation code runs without a ledger, artifact files or use cases.
-NO_LEDGER = ("contlearn.model", "contlearn.train", "contlearn.eval")
+NO_LEDGER = ("contlearn.kinds", "contlearn.model", "contlearn.train", "contlearn.eval")
 LEDGER_SIDE = ("contlearn.ledger", "contlearn.artifacts", "contlearn.files", *UPPER)
 
 
@@ -129,3 +130,17 @@ def test_use_cases_never_take_the_workspace() -> None:
 def test_every_module_says_what_it_owns() -> None:
     missing = [m for m, p in MODULES.items() if not ast.get_docstring(ast.parse(p.read_text()))]
     assert missing == []
+
+
+def test_only_the_task_kinds_ask_what_kind_a_task_is() -> None:
+    """Classification or regression (and every later kind) is decided behind contlearn.kinds:
+    no other module tests ``labels is None`` or compares a problem type."""
+    asks = ("labels is None", "labels is not None", 'problem_type == "', "problem_type != ")
+    found = [
+        (module, phrase)
+        for module, path in MODULES.items()
+        if not _inside(module, ("contlearn.kinds", "contlearn.data"))
+        for phrase in asks
+        if phrase in path.read_text()
+    ]
+    assert found == []

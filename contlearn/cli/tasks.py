@@ -113,6 +113,10 @@ def _split_fields(value: str | None) -> list[str] | None:
     type=click.IntRange(1),
     help="Put the task at this position (1 to the number of tasks + 1; default: append).",
 )
+@click.option(
+    "--kind",
+    help="The task kind (classification, regression; default: recognised from the data).",
+)
 @click.option("--from-config", is_flag=True, help="Register the tasks listed in tasks.toml.")
 @json_option("Print the registered task(s) as JSON.")
 @workspace_options

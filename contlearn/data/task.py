@@ -57,6 +57,11 @@ class TaskData:
     dev: Split
 
     @property
+    def kind(self) -> str:
+        """The task kind (``contlearn.kinds``) the data is for."""
+        return self.problem_type
+
+    @property
     def metric(self) -> str:
         """The primary metric: the one that selects and compares models."""
         return self.metrics[0]

@@ -2,7 +2,8 @@
 
 The logits digest is a sha256 over the shape and the float32 little-endian bytes, so a later
 process that reproduces the logits reproduces the digest; the predictions digest covers the
-predicted classes (or values) alone, to tell a last-bit change from a changed prediction.
+predictions alone (what the task's kind predicts: classes, values...), to tell a last-bit
+change from a changed prediction.
 """
 
 from __future__ import annotations
@@ -19,13 +20,6 @@ def logits_digest(logits: torch.Tensor) -> str:
     digest = hashlib.sha256(f"{tuple(array.shape)}|float32<\n".encode())
     digest.update(array.astype("<f4", copy=False).tobytes())
     return digest.hexdigest()
-
-
-def predictions(logits: torch.Tensor, problem_type: str) -> list:
-    """Class indices (classification) or values (regression, one output)."""
-    if problem_type == "regression":
-        return logits[:, 0].tolist()
-    return logits.argmax(dim=-1).tolist()
 
 
 def predictions_digest(preds: Sequence) -> str:

@@ -20,8 +20,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..devices import recipe, reproducible
+from ..kinds import TaskKind
 from ..train.batching import Encoded, canonical_batches, collate
-from .digests import logits_digest, predictions, predictions_digest
+from .digests import logits_digest, predictions_digest
 from .metrics import compute_metrics
 
 CANONICAL_BATCH_SIZE = 32  # recorded per run; audits replay the recorded size
@@ -128,7 +129,7 @@ def evaluate(
     targets: Sequence,
     *,
     metrics: Sequence[str],
-    problem_type: str,
+    kind: TaskKind,
     num_classes: int | None,
     threads: int | None = None,
     batch_size: int = CANONICAL_BATCH_SIZE,
@@ -144,7 +145,7 @@ def evaluate(
         logits = predict_logits(
             model, encoded, batch_size=batch_size, device=device, progress=progress, desc=desc
         )
-    preds = predictions(logits, problem_type)
+    preds = kind.predictions(logits)
     values = compute_metrics(metrics, y_true=list(targets), y_pred=preds, num_classes=num_classes)
     return EvalResult(
         logits=logits,

@@ -179,10 +179,10 @@ def _about(config: dict[str, Any], naming: Naming, name: str, meta: dict[str, An
 
 # -- import -----------------------------------------------------------------------------------
 def to_contlearn(
-    folder: Folder, naming: Naming, labels: list[str] | None, backbone: Any
+    folder: Folder, naming: Naming, labels: list[str] | None, backbone: Any, kind: Any
 ) -> dict[str, Any]:
     """The method, its options and the task state a folder holds, plus what it records
-    (``backbone`` unused: AdapterHub's head carries all its layers)."""
+    (``backbone`` unused: AdapterHub's head carries all its layers; ``kind``: the task's)."""
     where = f"AdapterHub adapter {folder.path}"
     about = folder.config
     check_fit(naming, about.get("hidden_size"), about.get("model_type"), where)
@@ -191,7 +191,7 @@ def to_contlearn(
     name = str(about.get("name", ""))
     state, layers, width = _adapter_state(folder.weights, method, name, naming)
     options = _options(config, method, width, naming, layers, where)
-    state |= _head_state(folder, labels, where)
+    state |= _head_state(folder, labels, where, kind)
     return {
         "method": method,
         "options": options,
@@ -258,7 +258,7 @@ def _adapter_state(weights, method, name, naming) -> tuple[dict[str, Any], set[i
     return state, layers, widths.pop()
 
 
-def _head_state(folder: Folder, labels: list[str] | None, where: str) -> dict[str, Any]:
+def _head_state(folder: Folder, labels: list[str] | None, where: str, kind: Any) -> dict[str, Any]:
     if folder.head is None or folder.head_config is None:
         raise InteropError(
             f"{where} has no prediction head (head_config.json, model_head.safetensors): save it "
@@ -288,4 +288,4 @@ def _head_state(folder: Folder, labels: list[str] | None, where: str) -> dict[st
         state[f"head.{index[found.group(1)]}.{found.group(2)}"] = tensor
     theirs = config.get("label2id")
     names = sorted(theirs, key=theirs.get) if isinstance(theirs, dict) else None
-    return ordered_head(state, names, labels, where)
+    return ordered_head(state, names, labels, where, kind)

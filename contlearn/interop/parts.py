@@ -72,13 +72,12 @@ def reorder(tensor: Any, order: list[int]) -> Any:
     return tensor[order].contiguous()
 
 
-def check_outputs(count: int, labels: Sequence[str] | None, where: str) -> None:
-    expected = 1 if labels is None else len(labels)
-    if count != expected:
-        kind = "a regression (1 output)" if labels is None else f"{expected} labels"
+def check_outputs(count: int, labels: Sequence[str] | None, where: str, kind: Any) -> None:
+    """The head's output count fits the task's data (``kind``: the task's kind)."""
+    if count != kind.num_outputs(labels):
         raise InteropError(
-            f"{where}'s head has {count} outputs, but the task's data has {kind}: import it "
-            "with the data it was trained on"
+            f"{where}'s head has {count} outputs, but the task's data has "
+            f"{kind.describe_outputs(labels)}: import it with the data it was trained on"
         )
 
 
@@ -105,7 +104,11 @@ def check_layer(layer: int, naming: Naming, key: str) -> None:
 
 
 def ordered_head(
-    state: dict[str, Any], names: Sequence[str] | None, labels: Sequence[str] | None, where: str
+    state: dict[str, Any],
+    names: Sequence[str] | None,
+    labels: Sequence[str] | None,
+    where: str,
+    kind: Any,
 ) -> dict[str, Any]:
     """A converted head checked (its output count fits the task's data) and its output rows put
     in the task's label order (``names``: the folder's labels in output order, if it has them)."""
@@ -115,7 +118,7 @@ def ordered_head(
         raise InteropError(
             f"{where}'s head lacks weights (found {sorted(state)}): re-save it with its head"
         )
-    check_outputs(state["head.out.weight"].shape[0], labels, where)
+    check_outputs(state["head.out.weight"].shape[0], labels, where, kind)
     order = label_order(names, labels, where)
     for param in ("weight", "bias"):
         state[f"head.out.{param}"] = reorder(state[f"head.out.{param}"], order)

@@ -139,10 +139,11 @@ def _peft_version() -> str | None:
 
 # -- import -----------------------------------------------------------------------------------
 def to_contlearn(
-    folder: Folder, naming: Naming, labels: list[str] | None, backbone: Any
+    folder: Folder, naming: Naming, labels: list[str] | None, backbone: Any, task_kind: Any
 ) -> dict[str, Any]:
     """The method, its options and the task state a folder holds, plus what it records; the
-    head's layers the folder leaves to the base model are read from ``backbone``."""
+    head's layers the folder leaves to the base model are read from ``backbone``
+    (``task_kind``: the task's kind)."""
     where = f"peft adapter {folder.path}"
     config = folder.config
     kind = config.get("peft_type")
@@ -159,7 +160,7 @@ def to_contlearn(
     else:
         options, state = _ia3(own, naming, where)
     names = (folder.provenance or {}).get("labels")
-    state |= ordered_head(head, names, labels, where)
+    state |= ordered_head(head, names, labels, where, task_kind)
     return {
         "method": method,
         "options": options,

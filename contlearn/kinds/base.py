@@ -1,31 +1,59 @@
-"""The interface every task kind implements (:mod:`contlearn.kinds`)."""
+"""The interface every task kind implements (:mod:`contlearn.kinds`).
+
+Kinds are imported by the ledger's readers and the CLI's fast paths, so this module and every
+kind import torch only inside the methods that compute.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from ..errors import BadData
+
+if TYPE_CHECKING:
+    import torch
 
 
 class TaskKind:
-    """One kind of task. Subclasses set ``name`` and ``head`` and implement the methods; the
-    defaults here fit kinds whose canonical output is one row of logits per example."""
+    """One kind of task. Subclasses set ``name``, ``head`` and ``predicts`` and implement the
+    methods; the defaults here fit kinds whose canonical output is one row of logits per
+    example."""
 
     name: str = ""
     head: str = "pooled"  # the head type recorded in the artifact config
+    predicts: str = ""  # what one prediction is: "class", "value"...
+
+    # what the data layer recognises a task's rows as ("classification": class labels,
+    # "regression": numbers); a kind trains on data of this shape
+    reads: str = ""
+
+    def check_data(self, task: str, recognised: str) -> None:
+        """Refuse data this kind cannot learn (``recognised``: what the data layer read it
+        as), in one line naming the fix."""
+        if recognised != self.reads:
+            raise BadData(
+                f"task {task!r}: its data holds {recognised} labels, which a {self.name} task "
+                f"cannot learn: leave out --kind (recognised: {recognised}) or fix the labels"
+            )
 
     def num_outputs(self, labels: Sequence[str] | None) -> int:
         """The width of the head's output for a task with these labels."""
         raise NotImplementedError
 
-    def targets(self, values: Sequence[Any]) -> torch.Tensor:
-        """The training targets of a split, one per example, as a tensor the loss reads."""
-        return torch.tensor(list(values), dtype=torch.float64)
+    def encode_targets(self, values: Sequence[Any], labels: Sequence[str] | None) -> list:
+        """A split's labels (as the data holds them) as training targets, one per example."""
+        raise NotImplementedError
+
+    def target_tensor(self, targets: Sequence[Any]) -> torch.Tensor:
+        """Targets (from :meth:`encode_targets`) as the tensor the loss reads."""
+        import torch
+
+        return torch.tensor(list(targets), dtype=torch.float64)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The mean loss of a batch: ``logits`` [B, C] float32, ``targets`` rows of
-        :meth:`targets`."""
+        """The mean loss of a batch: ``logits`` [B, C] float32, ``targets`` [B] rows of
+        :meth:`target_tensor` (any dtype: cast here)."""
         raise NotImplementedError
 
     def predictions(self, logits: torch.Tensor) -> list:
@@ -55,6 +83,23 @@ class TaskKind:
         """What the metric functions take as ``num_classes`` (None: not classes)."""
         return None
 
-    def describe(self, prediction: Any, logits: torch.Tensor, labels: Sequence[str] | None):
-        """What ``predict`` prints for one row: ``(label, score)``."""
+    def chance_scores(
+        self, metric: str, targets: Sequence[Any], labels: Sequence[str] | None
+    ) -> float | None:
+        """The score of a model that ignores its input (the forward-transfer reference when
+        no separate models were trained); None where there is no such baseline."""
+        return None
+
+    def warnings(
+        self, task: str, labels: Sequence[str] | None, targets: Sequence, logits: torch.Tensor
+    ) -> list[str]:
+        """What a user should know about a freshly trained task's dev predictions."""
+        return []
+
+    def outputs(self, logits: torch.Tensor, labels: Sequence[str] | None) -> list[dict[str, Any]]:
+        """What ``predict`` returns per row: ``label`` and ``probabilities`` (or None)."""
+        raise NotImplementedError
+
+    def describe_outputs(self, labels: Sequence[str] | None) -> str:
+        """A task's outputs in words, for messages: ``3 labels``, ``a regression (1 output)``."""
         raise NotImplementedError

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
 from .base import TaskKind
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Classification(TaskKind):
     name = "classification"
+    reads = "classification"
+    predicts = "class"
 
     def num_outputs(self, labels: Sequence[str] | None) -> int:
         return len(labels or ())
 
+    def encode_targets(self, values: Sequence[Any], labels: Sequence[str] | None) -> list:
+        index = {name: i for i, name in enumerate(labels or ())}
+        return [index[v] for v in values]
+
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         return F.cross_entropy(logits, targets.long())  # targets: class indices
 
     def predictions(self, logits: torch.Tensor) -> list:
@@ -29,7 +37,38 @@ class Classification(TaskKind):
     def num_classes(self, labels: Sequence[str] | None) -> int | None:
         return len(labels or ())
 
-    def describe(self, prediction: Any, logits: torch.Tensor, labels: Sequence[str] | None):
-        """The class's label and its softmax probability."""
-        probability = float(torch.softmax(logits.float(), dim=-1)[prediction])
-        return labels[prediction], probability
+    def chance_scores(
+        self, metric: str, targets: Sequence[Any], labels: Sequence[str] | None
+    ) -> float | None:
+        """Always predicting the most frequent class."""
+        from ..eval.metrics import majority_class_score
+
+        return majority_class_score([metric], targets, len(labels or ()))[metric]
+
+    def warnings(
+        self, task: str, labels: Sequence[str] | None, targets: Sequence, logits: torch.Tensor
+    ) -> list[str]:
+        """Predictions (almost) all of one class: the task barely uses its input."""
+        from ..eval.metrics import collapsed_class
+
+        collapsed = collapsed_class(targets, self.predictions(logits)) if targets else None
+        if collapsed is None:
+            return []
+        label, share = labels[collapsed[0]], collapsed[1]
+        return [
+            f"{share:.0%} of {task}'s dev predictions are {label!r}: the task barely uses "
+            "its input; train longer (--epochs, --max-train-examples) or with another --lr"
+        ]
+
+    def outputs(self, logits: torch.Tensor, labels: Sequence[str] | None) -> list[dict[str, Any]]:
+        """Each row's label and the softmax probability of every label."""
+        import torch
+
+        probs = torch.softmax(logits, dim=-1).tolist()
+        return [
+            {"label": labels[v], "probabilities": dict(zip(labels, p, strict=True))}
+            for v, p in zip(self.predictions(logits), probs, strict=True)
+        ]
+
+    def describe_outputs(self, labels: Sequence[str] | None) -> str:
+        return f"{len(labels or ())} labels"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
 from .base import TaskKind
+
+if TYPE_CHECKING:
+    import torch
 
 # A regression task's prediction is its value: across machines a value within this relative
 # tolerance (of max(1, |value|)) is the same prediction, and a metric within it the same value.
@@ -18,11 +18,18 @@ TOLERANCE = 1e-5
 
 class Regression(TaskKind):
     name = "regression"
+    reads = "regression"
+    predicts = "value"
 
     def num_outputs(self, labels: Sequence[str] | None) -> int:
         return 1
 
+    def encode_targets(self, values: Sequence[Any], labels: Sequence[str] | None) -> list:
+        return [float(v) for v in values]
+
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         return F.mse_loss(logits[:, 0], targets.float())
 
     def predictions(self, logits: torch.Tensor) -> list:
@@ -40,6 +47,9 @@ class Regression(TaskKind):
             for k in recorded
         )
 
-    def describe(self, prediction: Any, logits: torch.Tensor, labels: Sequence[str] | None):
-        """The value itself; a regression has no score."""
-        return prediction, None
+    def outputs(self, logits: torch.Tensor, labels: Sequence[str] | None) -> list[dict[str, Any]]:
+        """Each row's value; a regression has no probabilities."""
+        return [{"label": v, "probabilities": None} for v in self.predictions(logits)]
+
+    def describe_outputs(self, labels: Sequence[str] | None) -> str:
+        return "a regression (1 output)"

@@ -43,10 +43,7 @@ class TaskRecord:
     created_at: datetime
     trained_at: datetime | None
     removed_at: datetime | None = None
-
-    @property
-    def num_outputs(self) -> int:
-        return 1 if self.labels is None else len(self.labels)
+    kind: str = "classification"  # the task kind (contlearn.kinds); before 0008: problem_type
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,11 @@ class TaskRow(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     trained_at: Mapped[datetime | None]
     removed_at: Mapped[datetime | None]
+    # the task kind (contlearn.kinds); tasks registered before revision 0008 read as their
+    # problem_type (classification or regression)
+    kind: Mapped[str] = mapped_column(
+        String(32), default="classification", server_default="classification"
+    )
 
 
 class ComparisonRow(Base):

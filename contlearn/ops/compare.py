@@ -20,6 +20,7 @@ from ..artifacts import ArtifactStore
 from ..config import CompareConfig, TrainConfig, recorded_train_config, with_overrides
 from ..errors import ContlearnError, UnknownSetting
 from ..eval import forgetting
+from ..kinds import kind_of
 from ..ledger.records import RunRecord, TaskRecord
 from ..ledger.store import Ledger
 from .pace import Report
@@ -301,13 +302,11 @@ def _fwt_reference(methods, meta, tasks) -> tuple[list[float] | None, str | None
     if separate:
         return [row[j] for j, row in enumerate(separate)], "separate models"
     wanted = meta["config"].get("dev_targets")
-    if not wanted or any(t.labels is None for t in tasks):
-        return None, None  # no dev targets recorded, or a regression task: no majority class
-    from ..eval.metrics import majority_class_score
-
-    scores = [
-        majority_class_score([t.metric], wanted[t.name], len(t.labels))[t.metric] for t in tasks
-    ]
+    if not wanted:
+        return None, None  # no dev targets recorded
+    scores = [kind_of(t).chance_scores(t.metric, wanted[t.name], t.labels) for t in tasks]
+    if any(score is None for score in scores):
+        return None, None  # a kind with no input-blind baseline (regression)
     return scores, "majority class"
 
 
@@ -338,7 +337,7 @@ def _metric(task: TaskRecord) -> Any:
     """Task ``task``'s primary metric as a function of (targets, predictions)."""
     from ..eval.metrics import compute_metrics
 
-    classes = None if task.labels is None else len(task.labels)
+    classes = kind_of(task).num_classes(task.labels)
 
     def score(y_true, y_pred) -> float:
         values = compute_metrics([task.metric], y_true=y_true, y_pred=y_pred, num_classes=classes)
@@ -350,8 +349,6 @@ def _metric(task: TaskRecord) -> Any:
 def _adapter_predictions(ledger, runs, tasks, store) -> tuple[list, list] | None:
     """Each task's dev predictions from its adapter run's recorded dev logits (verified
     identical after every later task: the final predictions are these too)."""
-    from ..eval.digests import predictions
-
     if store is None:
         return None
     out = []
@@ -360,7 +357,7 @@ def _adapter_predictions(ledger, runs, tasks, store) -> tuple[list, list] | None
         if "logits" not in files:
             return None
         logits = store.load_tensors(files["logits"].path)["logits"]
-        out.append(predictions(logits, task.problem_type))
+        out.append(kind_of(task).predictions(logits))
     return out, out
 
 

@@ -14,6 +14,7 @@ from ..artifacts import CONFIG, ArtifactStore
 from ..config import TrainConfig
 from ..data.task import TaskData, load_task_data
 from ..errors import ArtifactError, BackboneError, BadData, ContlearnError
+from ..kinds import kind_of
 from ..ledger.records import TaskRecord
 from ..ledger.store import Ledger
 from ..model import backbone as bb
@@ -140,7 +141,11 @@ class ModelContext:
         adapter, dropout = _task_settings(task, CONFIG, meta)
         self._check_family(task, meta)
         self.model.load_task(
-            task.name, state, num_outputs=task.num_outputs, adapter=adapter, dropout=dropout
+            task.name,
+            state,
+            num_outputs=kind_of(task).num_outputs(task.labels),
+            adapter=adapter,
+            dropout=dropout,
         )
         self.loaded[task.name], self.metas[task.name] = sha, meta
         self.digests[task.name] = tensor_digest(state)
@@ -272,11 +277,8 @@ def read_task_data(task: TaskRecord) -> TaskData:
 
 
 def targets(task: TaskRecord, labels: Any) -> list:
-    """Labels as class indices (classification) or floats (regression)."""
-    if task.labels is None:
-        return [float(v) for v in labels]
-    index = {name: i for i, name in enumerate(task.labels)}
-    return [index[v] for v in labels]
+    """A split's labels as the task's kind trains on them (class indices, floats...)."""
+    return kind_of(task).encode_targets(labels, task.labels)
 
 
 HOLDOUT_SHARE, HOLDOUT_MAX = 0.1, 1000

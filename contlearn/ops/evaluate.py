@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..eval.recipe import CANONICAL_BATCH_SIZE, EvalResult, evaluate
+from ..kinds import kind_of
 from ..ledger.records import EvaluationRecord, TaskRecord
 from .context import ModelContext, Split
 
@@ -25,8 +26,8 @@ def evaluate_task(
         split.encoded,
         split.targets,
         metrics=task.metrics,
-        problem_type=task.problem_type,
-        num_classes=None if task.labels is None else len(task.labels),
+        kind=kind_of(task),
+        num_classes=kind_of(task).num_classes(task.labels),
         threads=threads,
         batch_size=batch_size,
         device=ctx.device,

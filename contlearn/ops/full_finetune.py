@@ -14,6 +14,7 @@ import torch
 from .. import files
 from ..artifacts import ArtifactStore
 from ..config import TrainConfig
+from ..kinds import kind_of
 from ..ledger.records import TaskRecord
 from ..ledger.store import Ledger
 from ..model.adapted import count_parameters
@@ -96,7 +97,9 @@ def finished_runs(ledger: Ledger, comparison_id: int, method: str) -> dict[int, 
 
 def _add_head(ctx: ModelContext, settings: dict[str, TrainConfig], task: TaskRecord) -> None:
     dropout = settings[task.name].dropout
-    ctx.model.add_task(task.name, num_outputs=task.num_outputs, adapter=None, dropout=dropout)
+    ctx.model.add_task(
+        task.name, num_outputs=kind_of(task).num_outputs(task.labels), adapter=None, dropout=dropout
+    )
 
 
 def _restore(ctx, settings, comparison_id, done: list[TaskRecord], method, strategy) -> None:
@@ -205,7 +208,7 @@ def fine_tune(
         split.encoded,
         split.targets,
         config,
-        problem_type=task.problem_type,
+        kind=kind_of(task),
         progress=progress,
         evaluate=lambda: evaluate_task(ctx, task, pick).primary_value,
         desc=f"{task.name} (full fine-tuning)",
@@ -222,14 +225,12 @@ def fine_tune(
 def evaluate_on_dev(ctx, settings, task: TaskRecord, after: TaskRecord, progress) -> tuple:
     """Task ``task``'s canonical dev evaluation now (after training ``after``): its ledger
     record, and its predictions."""
-    from ..eval.digests import predictions
-
     config = settings[task.name]
     dev = ctx.encode(task, read_task_data(task).dev, config.max_length)
     with torch.no_grad():
         result = evaluate_task(ctx, task, dev, progress=progress)
     record = evaluation_record(task, result, "comparison", after_task_id=after.id)
-    return record, predictions(result.logits, task.problem_type)
+    return record, kind_of(task).predictions(result.logits)
 
 
 def comparison_run_values(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import config as cfg
+from .. import kinds
 from ..artifacts import FOLDER as ARTIFACTS_FOLDER
 from ..data.task import TaskData, load_task_data
 from ..errors import ConfigError, ContlearnError, TaskExists
@@ -69,7 +70,10 @@ def create_workspace(
 
 
 def task_spec(entry: cfg.TaskEntry, data: TaskData) -> dict[str, Any]:
-    """The ledger's fields for a task registered from ``data``."""
+    """The ledger's fields for a task registered from ``data`` (of the entry's kind, which
+    must fit the data, or the kind the data was recognised as)."""
+    kind = kinds.get(entry.kind or data.kind)
+    kind.check_data(entry.name, data.problem_type)
     settings = {
         key: getattr(entry, key)
         for key in ("max_length", "bottleneck", "method", "options")
@@ -87,7 +91,8 @@ def task_spec(entry: cfg.TaskEntry, data: TaskData) -> dict[str, Any]:
         "text_fields": list(data.text_fields),
         "label_field": data.label_field,
         "problem_type": data.problem_type,
-        "labels": None if data.labels is None else list(data.labels),
+        "kind": kind.name,
+        "labels": data.labels and list(data.labels),  # None: the kind has no label set
         "metric": data.metric,
         "metrics": list(data.metrics),
         "settings": settings,

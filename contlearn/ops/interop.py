@@ -13,13 +13,14 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from .. import files
+from .. import files, kinds
 from ..artifacts import ArtifactStore
 from ..config import TaskEntry, WorkspaceConfig, with_overrides
 from ..errors import ArtifactError, ConfigError, InteropError, TaskExists, TaskNotTrained
 from ..interop import adapterhub, folder, peft_format
 from ..interop.names import naming
 from ..interop.parts import base_model_warnings, norms_in, norms_out
+from ..kinds import kind_of
 from ..ledger.store import Ledger
 from ..model.methods.registry import UNNAMED, method_config
 from ..naming import check_task_name
@@ -121,6 +122,7 @@ def _provenance(ctx, task, run, recorded, adapter, fmt: str, norms: bool) -> dic
         "adapter": asdict(adapter),
         "labels": task.labels,
         "problem_type": task.problem_type,
+        "kind": kind_of(task).name,
         "max_length": meta_max_length,
         "backbone": {
             "identity": ctx.backbone.identity,
@@ -181,7 +183,7 @@ def import_adapter(
     from .context import open_context
 
     ctx = open_context(ledger, store, device)
-    converted = convert(ctx.model, found, spec["labels"])
+    converted = convert(ctx.model, found, spec)
     spec["settings"] |= {"method": converted["method"], "options": converted["options"]}
     adapter = converted["config"]
     train_cfg = with_overrides(defaults.train, max_length=max_length)
@@ -196,7 +198,11 @@ def _load(ctx, name: str, state: dict, spec: dict, adapter: Any, dropout: float)
     """The converted state loaded strictly onto the backbone (in memory only)."""
     try:
         ctx.model.load_task(
-            name, state, num_outputs=len(spec["labels"] or [0]), adapter=adapter, dropout=dropout
+            name,
+            state,
+            num_outputs=kinds.get(spec["kind"]).num_outputs(spec["labels"]),
+            adapter=adapter,
+            dropout=dropout,
         )
     except ArtifactError as exc:
         detail = str(exc).split(": ", 1)[-1]
@@ -206,10 +212,14 @@ def _load(ctx, name: str, state: dict, spec: dict, adapter: Any, dropout: float)
         ) from exc
 
 
-def convert(model: Any, found: folder.Folder, labels: list[str] | None) -> dict[str, Any]:
-    """The folder as a contlearn method config and task state, checked to load strictly."""
+def convert(model: Any, found: folder.Folder, spec: dict[str, Any]) -> dict[str, Any]:
+    """The folder as a contlearn method config and task state for the task ``spec`` describes,
+    checked to load strictly."""
     names = naming(model)
-    converted = FORMATS[found.format].to_contlearn(found, names, labels, model.backbone)
+    kind = kinds.get(spec["kind"])
+    converted = FORMATS[found.format].to_contlearn(
+        found, names, spec["labels"], model.backbone, kind
+    )
     if found.norms is not None:
         converted["state"] |= norms_in(found.norms, converted["method"], names)
         converted["options"]["norms"] = "task"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..artifacts import ArtifactStore
 from ..data.columns import text_aliases, text_value
 from ..errors import BadData, ConfigError, TaskNotFound
+from ..kinds import kind_of
 from ..ledger.records import TaskRecord
 from ..ledger.store import Ledger
 from .current import trained_artifacts
@@ -288,19 +289,4 @@ def _predict_task(
 
 
 def _outputs(task: TaskRecord, logits: torch.Tensor) -> list[dict[str, Any]]:
-    import torch
-
-    from ..eval.digests import predictions
-
-    values = predictions(logits, task.problem_type)
-    if task.labels is None:
-        return [{"task": task.name, "label": v, "probabilities": None} for v in values]
-    probs = torch.softmax(logits, dim=-1).tolist()
-    return [
-        {
-            "task": task.name,
-            "label": task.labels[v],
-            "probabilities": dict(zip(task.labels, p, strict=True)),
-        }
-        for v, p in zip(values, probs, strict=True)
-    ]
+    return [{"task": task.name, **row} for row in kind_of(task).outputs(logits, task.labels)]

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..eval.recipe import evaluate_rows
+from ..kinds import kind_of
 from ..ledger.records import EvaluationRecord, TaskRecord
 from ..train.batching import canonical_batches
 from .context import ModelContext
 from .current import run_batch_size
-from .references import Reference, adopted_references, agreement, matching
+from .references import Reference, adopted_references, matching
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def _rerun(ctx: ModelContext, fact: Recorded, batch: int):
     if path != files["logits"].path:
         ctx.store.verify(path, matching(fact.references, recipe).logits.sha256, task.name)
     saved = ctx.store.load_tensors(path)["logits"][rows]
-    share, worst = agreement(saved, logits, regression=task.labels is None)
+    share, worst = kind_of(task).agreement(saved, logits)
     if bitwise:
         same = bool((saved == logits).all()) and saved.dtype == logits.dtype
         kind, verdict = "bit for bit", "identical" if same else "DIFFERENT"

@@ -12,7 +12,6 @@ it was adopted for: one recorded before the task's current post-train evaluation
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,35 +52,3 @@ def matching(references: Sequence[Reference], recipe: dict[str, Any]) -> Referen
         if reference.evaluation.recipe and same_recipe(reference.evaluation.recipe, recipe):
             return reference
     return None
-
-
-# A regression task's prediction is its value: across machines a value within this relative
-# tolerance (of max(1, |value|)) is the same prediction, and a metric within it the same value.
-REGRESSION_TOLERANCE = 1e-5
-
-
-def agreement(saved: Any, now: Any, *, regression: bool) -> tuple[float, float]:
-    """(share of identical predictions, max |logit change|) between two [N, C] logit tensors
-    of the same rows; (0, inf) when their shapes differ."""
-    if saved.shape != now.shape:
-        return 0.0, float("inf")
-    if len(saved) == 0:
-        return 1.0, 0.0
-    delta = (saved - now).abs()
-    if regression:
-        same = delta <= REGRESSION_TOLERANCE * saved.abs().clamp(min=1.0)
-    else:
-        same = saved.argmax(-1) == now.argmax(-1)
-    return float(same.float().mean()), float(delta.max())
-
-
-def metrics_agree(recorded: dict[str, float], now: dict[str, float], *, regression: bool) -> bool:
-    """Whether every metric has the recorded value (for regression, within the tolerance)."""
-    if not regression or recorded.keys() != now.keys():
-        return recorded == now
-    return all(
-        math.isclose(
-            recorded[k], now[k], rel_tol=REGRESSION_TOLERANCE, abs_tol=REGRESSION_TOLERANCE
-        )
-        for k in recorded
-    )

@@ -15,8 +15,8 @@ from typing import Any
 
 from .. import devices, faults, files, interrupts
 from ..config import TrainConfig, WorkspaceConfig
-from ..eval.metrics import collapsed_class
 from ..eval.recipe import CANONICAL_BATCH_SIZE
+from ..kinds import kind_of
 from ..ledger.records import ArtifactRecord, EvaluationRecord, TaskRecord
 from ..ledger.store import Ledger
 from ..model.adapted import count_parameters
@@ -158,7 +158,10 @@ def fit_task(
     model = ctx.model
     seed_everything(train_cfg.seed)  # the adapter and head initialisation follow the run's seed
     model.add_task(
-        task.name, num_outputs=task.num_outputs, adapter=adapter_cfg, dropout=train_cfg.dropout
+        task.name,
+        num_outputs=kind_of(task).num_outputs(task.labels),
+        adapter=adapter_cfg,
+        dropout=train_cfg.dropout,
     )
     model.activate(task.name)
     main, world = ctx.world.main, ctx.world
@@ -180,7 +183,7 @@ def fit_task(
             train_split.encoded,
             train_split.targets,
             train_cfg,
-            problem_type=task.problem_type,
+            kind=kind_of(task),
             evaluate=lambda: evaluate_task(ctx, task, pick).primary_value,
             progress=progress,
             desc=task.name,
@@ -196,25 +199,10 @@ def fit_task(
     return {
         "train": result,
         "eval": final,
-        "warnings": _warnings(task, dev, final),
+        "warnings": kind_of(task).warnings(task.name, task.labels, dev.targets, final.logits),
         "allreduce_bytes": sent,
         "prefix_cache": None if cache is None else cache.summary(),
     }
-
-
-def _warnings(task: TaskRecord, dev: Any, final: Any) -> list[str]:
-    """What a user should know about the trained task: here, predictions (almost) all of one
-    class."""
-    if task.labels is None or not dev.targets:
-        return []
-    collapsed = collapsed_class(dev.targets, final.logits.argmax(dim=-1).tolist())
-    if collapsed is None:
-        return []
-    label, share = task.labels[collapsed[0]], collapsed[1]
-    return [
-        f"{share:.0%} of {task.name}'s dev predictions are {label!r}: the task barely uses "
-        "its input; train longer (--epochs, --max-train-examples) or with another --lr"
-    ]
 
 
 def artifact_config(
@@ -228,9 +216,11 @@ def artifact_config(
         "train": asdict(train),
         "labels": task.labels,
         "problem_type": task.problem_type,
+        "kind": kind_of(task).name,
+        "head": kind_of(task).head,
         "text_fields": task.text_fields,
         "metrics": task.metrics,
-        "num_outputs": task.num_outputs,
+        "num_outputs": kind_of(task).num_outputs(task.labels),
         "backbone": {
             "identity": ctx.backbone.identity,
             "fingerprint": ctx.backbone.fingerprint,

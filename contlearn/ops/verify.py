@@ -21,12 +21,13 @@ from ..config import VerifyConfig
 from ..devices import RECIPE_KEYS, describe, legacy_recipe, other_host, same_recipe
 from ..errors import VerificationFailed
 from ..eval.recipe import EvalResult
+from ..kinds import kind_of
 from ..ledger.records import EvaluationRecord, TaskRecord
 from ..ledger.store import Ledger
 from .context import ModelContext
 from .current import canonical_batch_size, recorded_post_train, trained_artifacts
 from .evaluate import evaluate_task, evaluation_record
-from .references import adopted_references, agreement, matching, metrics_agree
+from .references import adopted_references, matching
 
 
 @dataclass
@@ -97,10 +98,10 @@ def _elsewhere(ctx, task, recorded, now, was: dict[str, Any], logits_file) -> Re
     unchanged when they loaded)."""
     ctx.store.verify(logits_file.path, logits_file.sha256, task.name)
     saved = ctx.store.load_tensors(logits_file.path)["logits"]
-    regression = task.labels is None
-    share, worst = agreement(saved, now.logits, regression=regression)
+    kind = kind_of(task)
+    share, worst = kind.agreement(saved, now.logits)
     identical = now.logits_sha256 == recorded.logits_sha256 and now.metrics == recorded.metrics
-    agree = share == 1.0 and metrics_agree(recorded.metrics, now.metrics, regression=regression)
+    agree = share == 1.0 and kind.metrics_agree(recorded.metrics, now.metrics)
     ok = identical or agree
     outcome = "identical" if identical else "equivalent" if ok else "changed"
     note = (

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..data.columns import text_aliases
 from ..errors import ContlearnError
+from ..kinds import kind_of
 from ..ledger.records import TaskRecord
 from ..ops.context import ModelContext
 from ..ops.current import trained_artifacts
@@ -114,8 +115,9 @@ def _info(task: TaskRecord, row: dict[str, Any]) -> dict[str, Any]:
         "name": task.name,
         "method": row.get("method"),
         "problem_type": task.problem_type,
+        "kind": kind_of(task).name,
         "labels": task.labels,
-        "regression": task.labels is None,
+        "regression": kind_of(task).predicts == "value",
         "metric": task.metric,
         "score": row.get("score"),
         "trained_at": task.trained_at.isoformat() if task.trained_at else None,

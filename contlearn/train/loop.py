@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..devices import autocast, grad_scaler
 from ..interrupts import interruptible
+from ..kinds import TaskKind
 from .batching import Encoded, collate, real_token_share, training_batches
 from .distributed import gradient_sum, shard, share
 from .optim import make_optimizer
@@ -45,19 +45,12 @@ class TrainResult:
 class StepHooks:
     """What a baseline changes in the loop. ``extra_loss(loss, batch_size)`` returns the loss to
     minimise (EWC adds its penalty; replay mixes in earlier examples); ``route(idx)`` makes the
-    batch's task active and returns its problem type (joint training over several tasks);
+    batch's task active and returns its kind (joint training over several tasks);
     ``batches(lengths, batch_size, seed)`` makes an epoch's batches (one task per batch)."""
 
     extra_loss: Callable[[torch.Tensor, int], torch.Tensor] | None = None
-    route: Callable[[list[int]], str] | None = None
+    route: Callable[[list[int]], TaskKind] | None = None
     batches: Callable[[Sequence[int], int, int], list[list[int]]] | None = None
-
-
-def loss_fn(logits: torch.Tensor, targets: torch.Tensor, problem_type: str) -> torch.Tensor:
-    """MSE for regression, cross-entropy for classes (targets as class indices, any dtype)."""
-    if problem_type == "regression":
-        return F.mse_loss(logits[:, 0], targets.float())
-    return F.cross_entropy(logits, targets.long())
 
 
 def train(
@@ -67,7 +60,7 @@ def train(
     targets: Sequence,
     config: TrainConfig,
     *,
-    problem_type: str,
+    kind: TaskKind,
     evaluate: Callable[[], float],
     device: torch.device | None = None,
     world: World = SINGLE,
@@ -95,7 +88,7 @@ def train(
         encoded,
         targets,
         config,
-        problem_type,
+        kind,
         device=device,
         world=world,
         prefix=prefix,
@@ -141,7 +134,7 @@ def optimizer_step(
     encoded,
     targets,
     config,
-    problem_type,
+    kind,
     *,
     device=None,
     world=SINGLE,
@@ -159,13 +152,13 @@ def optimizer_step(
     device = device or torch.device("cpu")
     batches_per_epoch = math.ceil(len(encoded) / (config.batch_size * world.size))
     optimizer, scheduler = make_optimizer(params, config, batches_per_epoch * config.epochs)
-    target_tensor = torch.tensor(list(targets), dtype=torch.float64, device=device)
+    target_tensor = kind.target_tensor(targets).to(device)
     precision = getattr(config, "precision", "fp32")
     scaler = grad_scaler(device, precision)
     synchronise = gradient_sum(world, params) if world.distributed else None
 
     def mean_loss(idx: list[int]) -> torch.Tensor:
-        kind = problem_type if hooks is None or hooks.route is None else hooks.route(idx)
+        routed = kind if hooks is None or hooks.route is None else hooks.route(idx)
         batch = {k: v.to(device, non_blocking=True) for k, v in collate(encoded, idx).items()}
         if prefix is not None:  # a PrefixCache: the batch's kept prefix outputs, if all are
             prefix.begin(idx, [len(encoded.input_ids[i]) for i in idx])
@@ -176,7 +169,7 @@ def optimizer_step(
             if prefix is not None:
                 prefix.end()
         wanted = target_tensor[torch.tensor(idx, device=device)]
-        return loss_fn(logits.float(), wanted, kind)
+        return routed.loss(logits.float(), wanted)
 
     def step(idx: list[int]) -> torch.Tensor:
         if synchronise is None:

@@ -12,9 +12,10 @@ from typing import Any
 import torch
 
 from ...config import CompareConfig, TrainConfig
+from ...kinds import kind_of
 from ...ledger.records import TaskRecord
 from ...train.batching import collate
-from ...train.loop import StepHooks, loss_fn
+from ...train.loop import StepHooks
 from ..context import ModelContext
 
 NAME = "ewc"
@@ -76,9 +77,9 @@ def fisher_diagonal(
     model.backbone.requires_grad_(True)
     for i in range(count):
         batch = {k: v.to(device) for k, v in collate(split.encoded, [i]).items()}
-        target = torch.tensor([split.targets[i]], device=device)  # loss_fn casts it
+        target = torch.tensor([split.targets[i]], device=device)  # the kind's loss casts it
         model.zero_grad(set_to_none=True)
-        loss_fn(model(**batch).float(), target, task.problem_type).backward()
+        kind_of(task).loss(model(**batch).float(), target).backward()
         for n, p in weights.items():
             if p.grad is not None:
                 sums[n] += p.grad.detach().square()

@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from ...config import TrainConfig
+from ...kinds import TaskKind, kind_of
 from ...ledger.records import TaskRecord
 from ...model.adapted import count_parameters
 from ...train.batching import Encoded, training_batches
@@ -79,10 +80,10 @@ def _train(ctx, tasks, settings, config: TrainConfig, progress: bool):
     )
     targets = [float(t) for s in splits for t in s.targets]
 
-    def route(idx: list[int]) -> str:
+    def route(idx: list[int]) -> TaskKind:
         task = tasks[owner[idx[0]]]
         ctx.model.activate(task.name)
-        return task.problem_type
+        return kind_of(task)
 
     def evaluate() -> float:
         scores = [evaluate_task(ctx, t, p).primary_value for t, p in zip(tasks, picks, strict=True)]
@@ -99,7 +100,7 @@ def _train(ctx, tasks, settings, config: TrainConfig, progress: bool):
         encoded,
         targets,
         config,
-        problem_type=tasks[0].problem_type,
+        kind=kind_of(tasks[0]),
         progress=progress,
         evaluate=evaluate,
         desc="joint (all tasks)",

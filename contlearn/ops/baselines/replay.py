@@ -12,9 +12,10 @@ from typing import Any
 import torch
 
 from ...config import CompareConfig, TrainConfig
+from ...kinds import kind_of
 from ...ledger.records import TaskRecord
 from ...train.batching import collate
-from ...train.loop import StepHooks, loss_fn
+from ...train.loop import StepHooks
 from ..context import ModelContext, read_task_data, training_rows
 
 NAME = "replay"
@@ -52,10 +53,8 @@ class Replay:
         earlier, split = self.tasks[position], self._split(ctx, position)
         ctx.model.activate(earlier.name)
         batch = {k: v.to(ctx.device) for k, v in collate(split.encoded, rows).items()}
-        wanted = torch.tensor(
-            [split.targets[i] for i in rows], device=ctx.device
-        )  # cast by loss_fn
-        return loss_fn(ctx.model(**batch).float(), wanted, earlier.problem_type)
+        wanted = torch.tensor([split.targets[i] for i in rows], device=ctx.device)  # kind casts
+        return kind_of(earlier).loss(ctx.model(**batch).float(), wanted)
 
     def _split(self, ctx: ModelContext, position: int) -> Any:
         if position not in self.splits:  # after a resume: encoded again, the same way
