@@ -9,6 +9,7 @@ import random
 import pytest
 import torch
 
+from contlearn import kinds
 from contlearn.config import TrainConfig, recorded_train_config
 from contlearn.model.methods.registry import get_method
 from contlearn.model.prefix import PrefixCache
@@ -36,7 +37,7 @@ def fit(kind: str, method: str, options: dict, limit: int | None) -> tuple[list,
     model.activate("a")
     encoded, targets = data()
     params = model.trainable_parameters("a")
-    common = dict(problem_type="classification", evaluate=lambda: 0.0)
+    common = dict(kind=kinds.get("classification"), evaluate=lambda: 0.0)
     if limit is None:
         result = train(model, params, encoded, targets, CONFIG, **common)
         return result.history, model.task_state("a"), {}

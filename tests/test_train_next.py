@@ -102,10 +102,10 @@ def test_artifact_round_trip_in_a_fresh_process(two_tasks: Workspace) -> None:
 
 
 def test_a_failure_mid_training_leaves_the_task_pending(two_tasks, monkeypatch) -> None:
-    import contlearn.train.loop as training
+    from contlearn.kinds.classification import Classification
 
     calls = {"n": 0}
-    real = training.loss_fn
+    real = Classification.loss
 
     def failing(*args, **kw):
         calls["n"] += 1
@@ -113,7 +113,7 @@ def test_a_failure_mid_training_leaves_the_task_pending(two_tasks, monkeypatch) 
             raise RuntimeError("simulated crash mid-epoch")
         return real(*args, **kw)
 
-    monkeypatch.setattr(training, "loss_fn", failing)
+    monkeypatch.setattr(Classification, "loss", failing)
     with pytest.raises(RuntimeError, match="simulated crash"):
         two_tasks.train_next()
     task = two_tasks.ledger.task("a")
@@ -122,7 +122,7 @@ def test_a_failure_mid_training_leaves_the_task_pending(two_tasks, monkeypatch) 
     assert run.status == "failed" and "simulated crash" in run.error
     assert two_tasks.ledger.artifacts(run.id) == []
     assert not list(two_tasks.task_dir("a").rglob("*"))  # not even an empty run folder
-    monkeypatch.setattr(training, "loss_fn", real)
+    monkeypatch.setattr(Classification, "loss", real)
     (result,) = two_tasks.train_next()  # a retry completes it
     assert result["task"] == "a" and two_tasks.ledger.task("a").status == "trained"
 

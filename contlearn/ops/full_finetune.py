@@ -22,7 +22,7 @@ from ..train.loop import StepHooks
 from .context import ModelContext, open_context, read_task_data, training_rows
 from .evaluate import evaluate_task, evaluation_record
 from .pace import Report, estimator, training_plan
-from .runs import record_failure, run_values
+from .runs import recorded_run, run_values
 
 METHOD = "sequential"
 LEGACY_METHOD = "full-finetune"  # what comparisons recorded before the other baselines existed
@@ -149,16 +149,12 @@ def _train_and_evaluate(
 ) -> None:
     config = settings[task.name]
     values = comparison_run_values(comparison_id, task, config, ctx.model.family.name, method)
-    run_id = ctx.ledger.start_run(**values)
-    try:
+    with recorded_run(ctx.ledger, values, "fine-tuning") as run_id:
         hooks = None if strategy is None else strategy.hooks(ctx, task, config)
         result, split = fine_tune(ctx, settings, task, config, progress, on_estimate, hooks)
         if strategy is not None:
             strategy.after_task(ctx, task, split)
         evaluated = [evaluate_on_dev(ctx, settings, earlier, task, progress) for earlier in so_far]
-    except BaseException as exc:
-        record_failure(ctx.ledger, run_id, exc, task_status=None)
-        raise
     trainable = count_parameters(ctx.model.backbone) + count_parameters(ctx.model.tasks[task.name])
     finish_baseline_run(ctx, run_id, result, evaluated, trainable, 4 * trainable)
 

@@ -1,5 +1,6 @@
 """What every run shares: the host and process that ran it, its heartbeat, how a run whose
-process died is recognised, and how a failure is recorded."""
+process died is recognised, and its lifecycle: opened (``recorded_run``), its failure recorded
+under the signal guard (``failure_recorded``), finished by its use case in one transaction."""
 
 from __future__ import annotations
 
@@ -71,6 +72,16 @@ def error_text(exc: BaseException, during: str | None = None) -> str:
         name = "SIGINT" if signal is None else str(exc)
         return f"interrupted by {name}" + (f" while {during}" if during else "")
     return f"{exc.__class__.__name__}: {str(exc) or exc.__class__.__name__}"
+
+
+@contextmanager
+def recorded_run(ledger: Ledger, values: dict[str, Any], during: str) -> Iterator[int]:
+    """Open a run with ``values`` (``run_values``) and yield its id; if anything inside raises,
+    the run is recorded failed (or interrupted) under the signal guard and the error re-raised.
+    The caller finishes a run that succeeded."""
+    run_id = ledger.start_run(**values)
+    with failure_recorded(ledger, run_id, during):
+        yield run_id
 
 
 @contextmanager

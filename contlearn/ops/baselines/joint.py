@@ -26,7 +26,7 @@ from ..full_finetune import (
     finished_runs,
     open_baseline_context,
 )
-from ..runs import record_failure
+from ..runs import recorded_run
 
 NAME = "joint"
 
@@ -39,13 +39,9 @@ def run_joint(ledger, store, comparison_id, tasks, settings, *, progress=False, 
     last = tasks[-1]
     config = joint_config(tasks, settings)
     values = comparison_run_values(comparison_id, last, config, ctx.model.family.name, NAME)
-    run_id = ledger.start_run(**values)
-    try:
+    with recorded_run(ledger, values, "training jointly") as run_id:
         result = _train(ctx, tasks, settings, config, progress)
         evaluated = [evaluate_on_dev(ctx, settings, t, last, progress) for t in tasks]
-    except BaseException as exc:
-        record_failure(ledger, run_id, exc, task_status=None)
-        raise
     trainable = count_parameters(ctx.model.backbone) + sum(
         count_parameters(ctx.model.tasks[t.name]) for t in tasks
     )

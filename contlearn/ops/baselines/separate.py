@@ -13,7 +13,7 @@ from ..full_finetune import (
     finished_runs,
     open_baseline_context,
 )
-from ..runs import record_failure
+from ..runs import recorded_run
 
 NAME = "separate"
 
@@ -46,12 +46,8 @@ def run_separate(
 def _one(ctx, settings, comparison_id, task, progress, on_estimate) -> None:
     config = settings[task.name]
     values = comparison_run_values(comparison_id, task, config, ctx.model.family.name, NAME)
-    run_id = ctx.ledger.start_run(**values)
-    try:
+    with recorded_run(ctx.ledger, values, "fine-tuning") as run_id:
         result, _ = fine_tune(ctx, settings, task, config, progress, on_estimate)
         evaluated = [evaluate_on_dev(ctx, settings, task, task, progress)]
-    except BaseException as exc:
-        record_failure(ctx.ledger, run_id, exc, task_status=None)
-        raise
     trainable = count_parameters(ctx.model.backbone) + count_parameters(ctx.model.tasks[task.name])
     finish_baseline_run(ctx, run_id, result, evaluated, trainable, 4 * trainable)
