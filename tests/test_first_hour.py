@@ -77,6 +77,13 @@ except SystemExit as exit:
         (["report", "--comparison", "9"], "no comparison 9 in the ledger (comparisons: none"),
         (["compare"], "compare needs every task trained with adapters first (c not trained)"),
         (["train-next", "--epochs", "0"], "Invalid value for '--epochs'"),
+        (["export", "nope", "--format", "peft", "--out", "{tmp}/out"], "no task named 'nope'"),
+        (["export", "a", "--format", "peft", "--out", "{tmp}/out"], "use --format adapterhub"),
+        (["tradeoff", "nope"], "no task named 'nope'"),
+        (["tradeoff", "a", "--grid", "bogus"], "unknown method 'bogus'"),
+        (["import-adapter", "a", "--from", "{tmp}", "--data", "{tmp}"], "already registered"),
+        (["import-adapter", "d", "--from", "{tmp}", "--data", "{tmp}"], "no adapter_config.json"),
+        (["serve", "--token-file", "{tmp}/token.txt"], "token.txt is empty"),
     ],
 )
 def test_errors_that_need_no_model_import_no_torch(
@@ -88,7 +95,8 @@ def test_errors_that_need_no_model_import_no_torch(
         message = "no pending task"
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"text": "good"}\n')
-    args = [a.format(rows=rows, missing=tmp_path / "missing.csv") for a in args]
+    (tmp_path / "token.txt").write_text("")
+    args = [a.format(rows=rows, missing=tmp_path / "missing.csv", tmp=tmp_path) for a in args]
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *args, "-w", str(trained.root)],
         capture_output=True,
@@ -304,3 +312,43 @@ def test_a_task_put_before_trained_ones_says_what_that_means(
         "baselines (`contlearn compare`) will see the new order\n"
     )
     assert trained.audit()["verdict"] == "clean"
+
+
+# -- 12. exit codes, names and files a new user meets next ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["predict", "nope", "--input", "{rows}"],
+        ["retrain", "nope"],
+        ["remove", "nope"],
+        ["runs", "nope"],
+        ["export", "nope", "--format", "peft", "--out", "{out}"],
+        ["tradeoff", "nope"],
+        ["audit", "--task", "nope"],
+    ],
+)
+def test_an_unknown_task_is_a_usage_error_for_every_command(
+    two_tasks: Workspace, tmp_path: Path, args: list[str]
+) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"text": "good"}\n')
+    args = [a.format(rows=rows, out=tmp_path / "out") for a in args]
+    result = cli(two_tasks, *args)
+    assert result.exit_code == 2, result.output
+    assert result.output == "Error: no task named 'nope': `contlearn status` lists the tasks\n"
+    assert "2    usage: an unknown task or option" in CliRunner().invoke(main, ["--help"]).output
+
+
+@pytest.mark.parametrize("extra", [[], ["--include-norms"]])
+def test_export_names_the_format_a_method_needs_first(
+    trained: Workspace, tmp_path: Path, extra: list[str]
+) -> None:
+    out = tmp_path / "out"
+    result = cli(trained, "export", "a", "--format", "peft", "--out", str(out), *extra)
+    assert result.exit_code == 1 and not out.exists()
+    assert result.output == (
+        "Error: method 'houlsby' cannot be exported as peft (peft holds lora, ia3): use "
+        "--format adapterhub\n"
+    )

@@ -75,11 +75,12 @@ def serve(
              -d '{"inputs": [{"sentence": "a gripping, funny film"}]}'
     """
     from ..serve.config import ServeConfig, read_token
-    from ..serve.runner import run
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s:     %(message)s")
     logging.getLogger("contlearn").setLevel(logging.INFO)  # what it serves, refuses, reloads
     ws = open_workspace(workspace, db)
     token = read_token(str(token_file)) if token_file is not None else None
     config = ServeConfig(device=device or ws.config.device, token=token, **settings)
+    from ..serve.runner import run  # torch: only once the settings are known to be good
+
     run(ws, config)
