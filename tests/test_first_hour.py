@@ -352,3 +352,20 @@ def test_export_names_the_format_a_method_needs_first(
         "Error: method 'houlsby' cannot be exported as peft (peft holds lora, ia3): use "
         "--format adapterhub\n"
     )
+
+
+def test_a_comparison_still_renders_after_remove_and_gc(trained: Workspace) -> None:
+    compared = cli(trained, "compare", "--methods", "adapter", "-q", "--json")
+    assert compared.exit_code == 0, compared.output
+    before = json.loads(compared.stdout)["methods"]["adapter"]
+    assert cli(trained, "remove", "a").exit_code == 0
+    collected = cli(trained, "gc", "--json")
+    assert collected.exit_code == 0, collected.output
+    deleted = json.loads(collected.stdout)["deleted"]
+    assert deleted and not any(p.endswith("dev_logits.safetensors") for p in deleted)
+    kept = [p.name for p in (trained.store.folder / "a").rglob("*") if p.is_file()]
+    assert kept == ["dev_logits.safetensors"]  # what the comparison needs, nothing more
+    report = cli(trained, "report", "--json")
+    assert report.exit_code == 0, report.output
+    after = json.loads(report.stdout)["methods"]["adapter"]
+    assert after["summary"] == before["summary"] and after["intervals"] == before["intervals"]

@@ -341,7 +341,8 @@ def _metric(task: TaskRecord) -> Any:
 
 def _adapter_predictions(ledger, runs, tasks, store) -> tuple[list, list] | None:
     """Each task's dev predictions from its adapter run's recorded dev logits (verified
-    identical after every later task: the final predictions are these too)."""
+    identical after every later task: the final predictions are these too); None when a run
+    has none, or gc deleted them before it kept those of compared runs (no intervals then)."""
     from ..eval.digests import predictions
 
     if store is None:
@@ -349,7 +350,7 @@ def _adapter_predictions(ledger, runs, tasks, store) -> tuple[list, list] | None
     out = []
     for run, task in zip(runs, tasks, strict=True):
         files = {a.role: a for a in ledger.artifacts(run.id)}
-        if "logits" not in files:
+        if "logits" not in files or files["logits"].deleted_at is not None:
             return None
         logits = store.load_tensors(files["logits"].path)["logits"]
         out.append(predictions(logits, task.problem_type))
