@@ -369,3 +369,31 @@ def test_a_comparison_still_renders_after_remove_and_gc(trained: Workspace) -> N
     assert report.exit_code == 0, report.output
     after = json.loads(report.stdout)["methods"]["adapter"]
     assert after["summary"] == before["summary"] and after["intervals"] == before["intervals"]
+
+
+def test_compare_names_the_baseline_it_trains(trained: Workspace, tmp_path: Path) -> None:
+    args = ["--methods", "sequential,ewc", "--epochs", "1", "--max-train-examples", "40"]
+    result = cli(trained, "compare", *args, "--batch-size", "8", "--out", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    estimates = [line.split(":")[0] for line in result.stderr.splitlines() if "examples x" in line]
+    assert estimates == ["a (sequential)", "b (sequential)", "a (ewc)", "b (ewc)"]
+
+
+def test_runs_shows_each_runs_method_and_a_tradeoff_points_score(trained: Workspace) -> None:
+    grid = ["--grid", "lora:rank=2,head", "--epochs", "1", "--max-train-examples", "20", "-q"]
+    assert cli(trained, "tradeoff", "a", *grid).exit_code == 0
+    task_id = trained.ledger.task("b").id
+    old = {"purpose": "train", "method": "adapter", "config": {}, "versions": {}}
+    trained.ledger.start_run(task_id=task_id, **old)  # as releases before named methods did
+    rows = json.loads(cli(trained, "runs", "--json").stdout)["runs"]
+    shown = [(r["task"], r["purpose"], r["method"]) for r in rows]
+    assert shown == [
+        ("a", "train", "houlsby"),
+        ("b", "train", "houlsby"),
+        ("a", "tradeoff", "lora"),
+        ("a", "tradeoff", "head"),
+        ("b", "train", "houlsby"),
+    ]
+    assert all(isinstance(r["metric"], float) for r in rows[:4])
+    table = cli(trained, "runs").stdout.splitlines()
+    assert table[3].split()[:4] == ["3", "a", "tradeoff", "lora"] and " - " not in table[3]

@@ -125,8 +125,11 @@ def retrain(
 
 
 def print_estimate(plan: dict[str, Any]) -> None:
+    """The size and estimated time of a training, named by its task (and its method, for a
+    baseline or a trade-off point)."""
+    what = f"{plan['task']} ({plan['method']})" if plan.get("method") else plan["task"]
     note(
-        f"{plan['task']}: {plan['examples']:,} examples x {plan['epochs']} epochs = "
+        f"{what}: {plan['examples']:,} examples x {plan['epochs']} epochs = "
         f"{plan['steps']:,} steps of {plan['batch_size']}; about {duration(plan['seconds'])} of "
         f"training ({plan['seconds_per_step']:.2f} s per step), plus a "
         f"{plan.get('selection', 'dev')} evaluation per epoch"

@@ -48,7 +48,7 @@ def _one(ctx, settings, comparison_id, task, progress, on_estimate) -> None:
     values = comparison_run_values(comparison_id, task, config, ctx.model.family.name, NAME)
     run_id = ctx.ledger.start_run(**values)
     try:
-        result, _ = fine_tune(ctx, settings, task, config, progress, on_estimate)
+        result, _ = fine_tune(ctx, settings, task, config, progress, on_estimate, label=NAME)
         evaluated = [evaluate_on_dev(ctx, settings, task, task, progress)]
     except BaseException as exc:
         record_failure(ctx.ledger, run_id, exc, task_status=None)
