@@ -397,3 +397,23 @@ def test_runs_shows_each_runs_method_and_a_tradeoff_points_score(trained: Worksp
     assert all(isinstance(r["metric"], float) for r in rows[:4])
     table = cli(trained, "runs").stdout.splitlines()
     assert table[3].split()[:4] == ["3", "a", "tradeoff", "lora"] and " - " not in table[3]
+
+
+def test_progress_bars_stay_out_of_a_log_file(two_tasks: Workspace, tmp_path: Path) -> None:
+    log = tmp_path / "train.log"
+    args = ["train-next", "--batch-size", "8", "--epochs", "1", "-w", str(two_tasks.root)]
+    with log.open("w") as stderr:
+        done = subprocess.run(
+            [sys.executable, "-m", "contlearn.cli", *args], stderr=stderr, stdout=subprocess.PIPE
+        )
+    assert done.returncode == 0, log.read_text()
+    text = log.read_text()
+    assert "\r" not in text and "%|" not in text, text
+    assert re.search(r"^a: 86 examples x 1 epochs = 11 steps of 8; about .*\n", text, re.M)
+
+
+def test_the_api_is_quiet_unless_asked(trained: Workspace, capfd: pytest.CaptureFixture) -> None:
+    assert trained.audit()["verdict"] == "clean"
+    assert capfd.readouterr() == ("", "")
+    trained.audit(progress=True)
+    assert "evaluating a" in capfd.readouterr().err

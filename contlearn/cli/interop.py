@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 
 from .app import main
-from .options import device_option, json_option, open_workspace, quiet_option, workspace_options
+from .options import (
+    device_option,
+    json_option,
+    open_workspace,
+    quiet_option,
+    show_bars,
+    workspace_options,
+)
 from .output import emit_json, scores
 from .training import print_verifications
 
@@ -114,7 +121,7 @@ def import_adapter(
         fmt=fmt,
         max_length=max_length,
         device=device,
-        progress=not quiet and not as_json,
+        progress=show_bars(quiet, as_json),
     )
     if as_json:
         emit_json(result)

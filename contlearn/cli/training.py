@@ -17,6 +17,7 @@ from .options import (
     json_option,
     open_workspace,
     quiet_option,
+    show_bars,
     training_options,
     workspace_options,
 )
@@ -75,7 +76,7 @@ def train_next(
     ws = open_workspace(workspace, db)
     results = ws.train_next(
         all_tasks=all_tasks,
-        progress=not quiet and not as_json,
+        progress=show_bars(quiet, as_json),
         on_result=None if as_json else print_training,
         on_estimate=None if quiet or as_json else print_estimate,
         **given(settings),
@@ -110,7 +111,7 @@ def retrain(
     ws = open_workspace(workspace, db)
     result = ws.retrain(
         task,
-        progress=not quiet and not as_json,
+        progress=show_bars(quiet, as_json),
         on_estimate=None if quiet or as_json else print_estimate,
         **given(settings),
     )
