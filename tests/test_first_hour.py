@@ -417,3 +417,19 @@ def test_the_api_is_quiet_unless_asked(trained: Workspace, capfd: pytest.Capture
     assert capfd.readouterr() == ("", "")
     trained.audit(progress=True)
     assert "evaluating a" in capfd.readouterr().err
+
+
+ROOT = Path(__file__).resolve().parents[1]
+GLUE = ROOT.parent / "shared" / "data" / "glue"  # the GLUE folders beside a clone
+
+
+def test_every_readme_data_path_is_the_shared_glue_folder() -> None:
+    readme = (ROOT / "README.md").read_text()
+    given = re.findall(r"--data (\S+)", readme) + re.findall(r'add_task\("\w+", "([^"]+)"', readme)
+    from_ws = re.findall(r'^data = "([^"]+)"', readme, re.M)  # tasks.toml: from the workspace
+    paths = [ROOT / p for p in given if p != "PATH"] + [ROOT / "ws" / p for p in from_ws]
+    assert len(paths) >= 6
+    for path in paths:
+        folder = Path(os.path.normpath(path))
+        assert folder.parent == GLUE and folder.name in {"RTE", "MRPC", "SST-2"}, path
+        assert folder.is_dir() or not GLUE.is_dir(), path

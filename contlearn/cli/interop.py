@@ -110,8 +110,9 @@ def import_adapter(
 
     \b
     Example:
-        contlearn import-adapter rte --from ./rte-adapter --data ./RTE
-        contlearn import-adapter sst2 --from ./sst2-lora --data ./SST-2 --format peft --json
+        contlearn import-adapter rte --from ./rte-adapter --data ../shared/data/glue/RTE
+        contlearn import-adapter sst2 --from ./sst2-lora --data ../shared/data/glue/SST-2 \\
+            --format peft --json
     """
     ws = open_workspace(workspace, db)
     result = ws.import_adapter(
