@@ -248,14 +248,28 @@ class Workspace:
         return comparison_rows(self.ledger)
 
     def audit(
-        self, *, task: str | None = None, device: str | None = None, progress: bool = False
+        self,
+        *,
+        task: str | None = None,
+        device: str | None = None,
+        progress: bool = False,
+        adopt_host: bool = False,
     ) -> dict[str, Any]:
         """Re-evaluate every trained task (or one) on ``device`` (default: the workspace's);
-        ``["verdict"]`` is "clean" when all match."""
+        ``["verdict"]`` is "clean" when all match. ``adopt_host``: record this host's logits
+        as the reference of every task that passed under another recipe (``audit
+        --adopt-host``)."""
         from .ops.audit import audit
 
         where = device or self.config.device
-        return audit(self.ledger, self.store, task=task, device=where, progress=progress)
+        return audit(
+            self.ledger,
+            self.store,
+            task=task,
+            device=where,
+            progress=progress,
+            adopt_host=adopt_host,
+        )
 
     def audit_history(self) -> list[dict[str, Any]]:
         """Past audits, oldest first."""

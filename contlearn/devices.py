@@ -14,11 +14,13 @@ evaluations are compared bit for bit only when their recipes match.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 from .errors import DeviceError
@@ -34,6 +36,32 @@ BACKBONE_DTYPES = {"fp32": "float32", **DTYPES}
 CUBLAS_WORKSPACE = ":4096:8"
 # What must be equal for two evaluations to be compared bit for bit.
 RECIPE_KEYS = ("device", "model", "torch", "cuda", "cudnn", "dtype", "batch_size", "threads")
+# The CPU instruction-set extensions that change which kernels torch, oneDNN and MKL run (and
+# so the order of a reduction): the vector widths, fused multiply-add, the dot-product and
+# bfloat16/fp16 extensions, and AMX's tiles.
+ISA_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx_vnni",
+    "avx512f",
+    "avx512bw",
+    "avx512dq",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "asimd",
+    "sve",
+    "sve2",
+    "bf16",
+    "i8mm",
+)
 
 
 def check_spec(spec: str) -> str:
@@ -239,14 +267,89 @@ def recipe(
     }
     if device.type == "cuda":
         found["capability"] = ".".join(map(str, torch.cuda.get_device_capability(device)))
+    if device.type == "cpu":
+        found["host"] = host_identity()
     return {**found, **(pinned or {})}
+
+
+@functools.cache
+def host_identity() -> dict[str, Any]:
+    """What decides the CPU kernels an evaluation runs, beyond the CPU's model name (which
+    "AMD EPYC" or a virtual machine's generic name leaves ambiguous): the micro-architecture
+    (vendor, family, model number, stepping), torch's dispatch level (``get_cpu_capability``:
+    DEFAULT, AVX2, AVX512...), the ISA extensions oneDNN and MKL dispatch on, the logical core
+    count and cache sizes their GEMMs block for, and the MKL and oneDNN builds. Two hosts that
+    agree on all of it run the same kernels with the same blocking."""
+    import torch
+
+    info = _cpuinfo()
+    flags = set(info.get("flags", info.get("Features", "")).split())
+    return {
+        "arch": platform.machine(),
+        "cpu": "/".join(info.get(k, "?") for k in ("vendor_id", "cpu family", "model", "stepping")),
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "isa": [f for f in ISA_FLAGS if f in flags],
+        "cores": os.cpu_count(),
+        "caches": _caches(),
+        **_math_libraries(torch.__config__.show()),
+    }
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields in /proc/cpuinfo (empty where there is none)."""
+    found: dict[str, str] = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return found
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, _, value = line.partition(":")
+        found.setdefault(key.strip(), value.strip())
+    return found
+
+
+def _caches() -> list[str]:
+    """``L1d 48K``, ``L2 1024K``...: the first CPU's caches, as sysfs lists them."""
+    found = []
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level, kind, size = (
+                (index / name).read_text().strip() for name in ("level", "type", "size")
+            )
+        except OSError:
+            continue
+        found.append(f"L{level}{ {'Data': 'd', 'Instruction': 'i'}.get(kind, '') } {size}")
+    return found
+
+
+def _math_libraries(config: str) -> dict[str, str | None]:
+    """The MKL and oneDNN builds torch was linked with, from ``torch.__config__.show()``."""
+    mkl = re.search(r"Math Kernel Library Version (\S+)", config)
+    onednn = re.search(r"MKL-DNN v(\S+)", config)
+    return {"mkl": mkl and mkl.group(1), "onednn": onednn and onednn.group(1)}
 
 
 def same_recipe(recorded: dict, now: dict) -> bool:
     """Whether two evaluations ran the same operations on the same kind of device and software,
     so that their logits must be equal bit for bit. A recipe recorded before recipes named the
-    device model holds fewer keys; only those it holds are compared."""
+    device model holds fewer keys; only those it holds are compared. A CPU recipe recorded
+    without the host's identity (releases 0.1 and 0.2) cannot prove it ran on this host, so it
+    is never the same as one that names a host."""
+    if now.get("host") is not None and recorded.get("host") != now["host"]:
+        return False
     return all(now.get(k) == recorded[k] for k in RECIPE_KEYS if k in recorded)
+
+
+def other_host(recorded: dict, now: dict) -> str | None:
+    """How the CPU host of ``now`` differs from ``recorded``'s (None when it does not, or the
+    device is not the CPU): a short phrase for notes."""
+    if now.get("host") is None or recorded.get("device", "cpu") != "cpu":
+        return None
+    was = recorded.get("host")
+    if was is None:
+        return "a host not recorded"
+    changed = [k for k in now["host"] if was.get(k) != now["host"][k]]
+    return ("another host: " + ", ".join(changed)) if changed else None
 
 
 def legacy_recipe(*, torch_version: str | None, batch_size: int, threads: int | None) -> dict:

@@ -113,7 +113,7 @@ class BadRequest(ContlearnError):
         status: int = 422,
         field: str | None = None,
         limit: str | None = None,
-        allowed: int | None = None,
+        allowed: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.field, self.limit, self.allowed = status, field, limit, allowed

@@ -16,6 +16,7 @@ from contlearn.api import Workspace
 from contlearn.cli import main
 from contlearn.config import CompareConfig
 from contlearn.ops.baselines.replay import Replay
+from contlearn.ops.compare import build_results
 from contlearn.ops.full_finetune import checkpoint_path
 from tests.conftest import write_keyword_task
 
@@ -135,18 +136,49 @@ def test_bad_baseline_settings_are_one_line_errors(
     assert trained.ledger.comparisons() == []
 
 
-def test_a_replay_buffer_larger_than_the_data_or_an_unknown_method_is_refused(
+def test_a_replay_buffer_larger_than_the_data_keeps_every_row_and_says_so(
     trained: Workspace,
 ) -> None:
     ws = _settings(trained, replay_buffer=500)
     done = CliRunner().invoke(main, ["compare", "--methods", "replay", "-q", "-w", str(ws.root)])
-    assert done.output.strip() == (
-        "Error: replay_buffer 500 is larger than the earlier tasks' 96 training examples: set "
-        "[compare] replay_buffer to at most 96"
+    assert done.exit_code == 0, done.output
+    line = (
+        "replay_buffer 500 is larger than the earlier tasks' 96 training examples: replay "
+        "keeps every one of them"
     )
-    done = CliRunner().invoke(main, ["compare", "--methods", "adapter,lwf", "-w", str(ws.root)])
+    assert done.stderr.strip().splitlines()[-1] == line  # after the plan's table
+    comparison = ws.ledger.comparisons()[-1]
+    assert comparison["config"]["baselines"]["replay"] == {
+        "buffer": 500,
+        "ratio": 0.25,
+        "keeps_all": 96,
+    }
+    assert build_results(ws.ledger, comparison["id"])["notes"] == [line]
+    runs = ws.ledger.runs(purpose="compare")
+    assert len(runs) == 3 and all(r.status == "succeeded" for r in runs)
+
+
+def test_a_replay_buffer_larger_than_the_rows_seen_holds_each_row_once(
+    trained: Workspace,
+) -> None:
+    from contlearn.ops.context import open_context
+
+    ctx = open_context(trained.ledger, trained.store, "cpu")
+    tasks = trained.ledger.tasks()
+    configs = {t.name: trained.config.train for t in tasks}
+    replay = Replay(CompareConfig(replay_buffer=500), tasks, configs)
+    for task in tasks[:2]:
+        ctx.model.add_task(task.name, num_outputs=2, adapter=None)
+        replay.after_task(ctx, task, replay._split(ctx, tasks.index(task)))
+    assert replay.buffer == [(p, i) for p in (0, 1) for i in range(43)]
+
+
+def test_an_unknown_method_is_refused(trained: Workspace) -> None:
+    done = CliRunner().invoke(
+        main, ["compare", "--methods", "adapter,lwf", "-w", str(trained.root)]
+    )
     assert done.exit_code != 0 and "unknown method(s) ['lwf']" in done.output
-    assert ws.ledger.comparisons() == [] and ws.ledger.runs(purpose="compare") == []
+    assert trained.ledger.comparisons() == [] and trained.ledger.runs(purpose="compare") == []
 
 
 def test_an_interrupted_ewc_and_replay_comparison_resumes_to_the_same_numbers(

@@ -58,8 +58,24 @@ def test_recipes_compare_only_what_both_name() -> None:
     assert not devices.same_recipe({**now, "threads": 3}, now)
     assert not devices.same_recipe({**now, "device": "cuda", "model": "NVIDIA H200"}, now)
     legacy = devices.legacy_recipe(torch_version=torch.__version__, batch_size=32, threads=2)
-    assert "model" not in legacy and devices.same_recipe(legacy, now)
-    assert not devices.same_recipe({**legacy, "batch_size": 64}, now)
+    # recorded without the host's identity (releases 0.1 and 0.2): possibly another machine
+    assert "model" not in legacy and not devices.same_recipe(legacy, now)
+    assert devices.other_host(legacy, now) == "a host not recorded"
+    assert devices.same_recipe({**legacy, "host": now["host"]}, now)
+    assert not devices.same_recipe({**legacy, "host": now["host"], "batch_size": 64}, now)
+    # the same CPU model name on another host: another ISA, core count or oneDNN build
+    for change in ({"cores": 64}, {"isa": ["avx2"]}, {"onednn": "3.0"}, {"capability": "AVX2"}):
+        elsewhere = {**now, "host": {**now["host"], **change}}
+        assert not devices.same_recipe(elsewhere, now)
+        assert devices.other_host(elsewhere, now) == "another host: " + next(iter(change))
+
+
+def test_the_host_identity_names_what_decides_the_cpu_kernels() -> None:
+    host = devices.host_identity()
+    assert host["capability"] == torch.backends.cpu.get_cpu_capability()
+    assert host["cores"] >= 1 and set(host["isa"]) <= set(devices.ISA_FLAGS)
+    assert host["onednn"] and host["mkl"]  # this torch is built with both
+    assert host["cpu"].count("/") == 3 and host["arch"]
 
 
 def test_tasks_toml_names_the_device_and_the_precision(tmp_path) -> None:

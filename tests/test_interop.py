@@ -18,6 +18,12 @@ from tests.conftest import invoke, write_keyword_task
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 
+# peft's default (IA)3 for BERT: feedforward_modules "output.dense" also matches the
+# attention's output projection, so both output projections are scaled on their input.
+PEFT_IA3 = {
+    "targets": ["key", "value", "attention_output", "ffn_output"],
+    "on_input": ["attention_output", "ffn_output"],
+}
 CASES = {  # method, its options, format, --include-norms
     "houlsby": ("houlsby", {"bottleneck": 8}, "adapterhub", True),
     "houlsby-shared": (
@@ -36,6 +42,7 @@ CASES = {  # method, its options, format, --include-norms
     ),
     "lora-norms": ("lora", {"rank": 2, "norms": "task"}, "peft", True),
     "ia3": ("ia3", {}, "peft", False),
+    "ia3-peft-default": ("ia3", PEFT_IA3, "peft", False),
 }
 
 
@@ -69,6 +76,7 @@ def test_export_then_import_is_bit_identical(workspace, tmp_path: Path, case: st
     assert result["logits_sha256"] == run.result["logits_sha256"]
     assert result["metrics"] == run.result["metrics"]
     assert [v["identical"] for v in result["verifications"]] == [True]
+    assert result["warnings"] == []  # the folder names this workspace's backbone
     b_run, b_files = current(workspace, "b")
     assert b_files["weights"].read_bytes() == files["weights"].read_bytes()
     assert b_run.config["imported"]["format"] == fmt
@@ -105,7 +113,7 @@ def dev_inputs(backbone: Path, data: Path) -> dict[str, torch.Tensor]:
     return tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
 
 
-@pytest.mark.parametrize("case", ["lora", "ia3"])
+@pytest.mark.parametrize("case", ["lora", "ia3", "ia3-peft-default"])
 def test_peft_loads_the_exported_folder_and_computes_the_same_logits(
     workspace, tiny_backbone: Path, tmp_path: Path, case: str
 ) -> None:
@@ -155,6 +163,131 @@ def test_peft_folder_a_peft_user_saved_imports(workspace, tmp_path: Path) -> Non
     assert workspace.ledger.trained_run(workspace.ledger.task("p").id).config["adapter"][
         "targets"
     ] == ["key", "value"]
+
+
+def saved_by_peft(ws, config, folder: Path, marker: str):
+    """A SEQ_CLS model made by peft on the workspace's backbone with ``config``, its ``marker``
+    weights randomised (at init they would leave the backbone as it is), saved to ``folder``."""
+    import peft
+    from transformers import AutoModelForSequenceClassification
+
+    root = Path(ws.ledger.backbone().identity)
+    base = AutoModelForSequenceClassification.from_pretrained(root, num_labels=2)
+    model = peft.get_peft_model(base, config)
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if marker in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3 + (1.0 if marker == "ia3" else 0))
+    model.save_pretrained(folder)
+    return root
+
+
+def reloaded_by_peft(root: Path, folder: Path, data: Path) -> torch.Tensor:
+    """Dev logits of ``PeftModel.from_pretrained`` on a fresh base model, as a peft user has."""
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    base = AutoModelForSequenceClassification.from_pretrained(root, num_labels=2)
+    model = PeftModel.from_pretrained(base, folder).eval()
+    with torch.no_grad():
+        return model(**dev_inputs(root, data)).logits
+
+
+def test_peft_default_seq_cls_lora_imports_with_the_backbones_pooler(
+    workspace, tmp_path: Path
+) -> None:
+    """peft's default SEQ_CLS LoRA saves the classifier alone (modules_to_save "classifier",
+    "score"): the pooler is the base model's, so the import takes the backbone's, as peft does."""
+    import peft
+
+    root = saved_by_peft(workspace, peft.LoraConfig(task_type="SEQ_CLS"), tmp_path / "p", "lora_B")
+    saved = load_file(tmp_path / "p" / "adapter_model.safetensors")
+    assert not any("pooler" in k for k in saved) and "base_model.model.classifier.weight" in saved
+    data = write_keyword_task(tmp_path / "data", seed=4)
+    result = workspace.import_adapter("p", tmp_path / "p", data)
+    ours = load_file(current(workspace, "p")[1]["logits"])["logits"]
+    theirs = reloaded_by_peft(root, tmp_path / "p", data)
+    assert (theirs - ours).abs().max().item() < 2e-6
+    assert torch.equal(theirs.argmax(-1), ours.argmax(-1))
+    run = workspace.ledger.trained_run(workspace.ledger.task("p").id)
+    assert run.config["imported"]["from_backbone"] == ["bert.pooler.dense"]
+    assert run.config["adapter"]["targets"] == ["query", "value"] and result["warnings"] == []
+
+
+def test_peft_default_ia3_imports_and_computes_what_peft_computes(
+    workspace, tmp_path: Path
+) -> None:
+    """peft's default (IA)3 for BERT scales the input of both output projections: imported as
+    ia3 with on_input = attention_output, ffn_output, it computes peft's logits."""
+    import peft
+
+    root = saved_by_peft(workspace, peft.IA3Config(task_type="SEQ_CLS"), tmp_path / "p", "ia3")
+    data = write_keyword_task(tmp_path / "data", seed=4)
+    workspace.import_adapter("p", tmp_path / "p", data)
+    ours = load_file(current(workspace, "p")[1]["logits"])["logits"]
+    theirs = reloaded_by_peft(root, tmp_path / "p", data)
+    assert (theirs - ours).abs().max().item() < 2e-6
+    assert torch.equal(theirs.argmax(-1), ours.argmax(-1))
+    adapter = workspace.ledger.trained_run(workspace.ledger.task("p").id).config["adapter"]
+    assert {k: adapter[k] for k in PEFT_IA3} == PEFT_IA3
+    assert workspace.audit()["verdict"] == "clean"
+
+
+def test_an_ia3_artifact_recorded_without_on_input_computes_as_before(
+    workspace, tmp_path: Path
+) -> None:
+    """Release 0.2 recorded no on_input: such an artifact reads as the feed-forward output
+    projection's input scaled, the others' output, and audits bit-identical."""
+    import sqlite3
+    from contextlib import closing
+
+    from contlearn.files import sha256_file
+
+    trained_task(workspace, tmp_path, "ia3")
+    config = current(workspace, "a")[1]["config"]
+    meta = json.loads(config.read_text())
+    assert meta["adapter"]["on_input"] == ["ffn_output"]
+    del meta["adapter"]["on_input"]
+    config.write_text(json.dumps(meta))
+    with closing(sqlite3.connect(workspace.root / "contlearn.db")) as db, db:
+        db.execute(
+            "UPDATE artifacts SET sha256 = ?, bytes = ? WHERE role = 'config'",
+            (sha256_file(config), config.stat().st_size),
+        )
+    audit = reopened(workspace).audit()
+    assert audit["verdict"] == "clean" and audit["tasks"][0]["logits_identical"] is True
+
+
+def reopened(ws):
+    from contlearn.api import Workspace
+
+    return Workspace.open(ws.root)
+
+
+def test_a_base_model_that_is_empty_or_another_warns_in_one_line(exported, tmp_path: Path) -> None:
+    ws, ah, pf, data = exported
+    cases = [
+        (pf, "base_model_name_or_path", "", "the adapter records no base model"),
+        (pf, "base_model_name_or_path", "org/another-model", "trained on 'org/another-model'"),
+        (ah, "model_name", None, "the adapter records no base model"),
+    ]
+    for i, (folder, key, value, message) in enumerate(cases):
+        moved = edited(
+            folder,
+            tmp_path / f"base{i}",
+            "adapter_config.json",
+            lambda c, k=key, v=value: c | {k: v},
+        )
+        result = invoke(
+            ws, "import-adapter", f"w{i}", "--from", str(moved), "--data", str(data), "-q"
+        )
+        assert result.exit_code == 0, result.output
+        warned = result.stderr.strip().splitlines()
+        assert len(warned) == 1 and warned[0].startswith("! ") and message in warned[0]
+        assert warned[0] not in result.stdout and ws.ledger.task(f"w{i}").status == "trained"
+    same = invoke(ws, "import-adapter", "same", "--from", str(pf), "--data", str(data), "-q")
+    assert same.exit_code == 0 and same.stderr == ""
 
 
 # -- bad input ----------------------------------------------------------------------------------

@@ -101,3 +101,28 @@ def test_ia3_computes_what_peft_computes() -> None:
     inputs = batch()
     assert torch.allclose(hidden(model.backbone, inputs), hidden(theirs, inputs), atol=1e-6)
     assert not torch.allclose(hidden(model.backbone, inputs), hidden(backbone("bert"), inputs))
+
+
+def test_ia3_on_input_computes_what_peft_default_ia3_computes() -> None:
+    """peft's default (IA)3 for BERT (target_modules key, value, output.dense;
+    feedforward_modules output.dense, which also matches attention.output.dense) is contlearn's
+    ia3 with attention_output and ffn_output scaled on their input."""
+    theirs = peft.get_peft_model(copy.deepcopy(backbone("bert")), peft.IA3Config())
+    randomise(theirs, "ia3_l")
+    model = adapted("bert")
+    options = {
+        "targets": ["key", "value", "attention_output", "ffn_output"],
+        "on_input": ["attention_output", "ffn_output"],
+    }
+    task = model.add_task("a", num_outputs=2, adapter=get_method("ia3").config(options))
+    state = task.state_dict()
+    copied = 0
+    for name, p in theirs.named_parameters():
+        if "ia3_l" in name:
+            kind, layer = site_and_layer(name)
+            state[f"scales.{kind}.{layer}.weight"].copy_(p.detach().reshape(-1))
+            copied += 1
+    assert copied == 4 * model.num_layers
+    model.activate("a")
+    inputs = batch()
+    assert torch.allclose(hidden(model.backbone, inputs), hidden(theirs, inputs), atol=1e-6)

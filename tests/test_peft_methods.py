@@ -26,6 +26,13 @@ CASES = [
     ("lora", {"norms": "task", "leave_out": [0], "dropout": 0.1}),
     ("ia3", {}),
     ("ia3", {"targets": ["query", "ffn_intermediate"], "norms": "task"}),
+    (
+        "ia3",
+        {
+            "targets": ["key", "value", "attention_output", "ffn_output"],
+            "on_input": ["attention_output", "ffn_output"],
+        },
+    ),
     ("topk", {}),
     ("topk", {"k": 2}),
     ("head", {}),
@@ -129,6 +136,12 @@ def test_topk_copies_hold_their_own_storage_and_the_backbone_stays_frozen() -> N
         ("lora", {"targets": []}, "targets must name at least one"),
         ("lora", {"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
         ("ia3", {"targets": ["key", "key"]}, "targets repeats a site"),
+        (
+            "ia3",
+            {"on_input": ["query"]},
+            "each on_input projection must be one of attention_output",
+        ),
+        ("ia3", {"on_input": ["ffn_output"] * 2}, "on_input repeats a site"),
         ("houlsby", {"norms": "mine"}, "norms must be one of task, shared"),
         ("houlsby", {"leave_out": [-1]}, "leave_out layers must be >= 0"),
         ("pfeiffer", {"leave_out": "0"}, "leave_out must be a list of ints"),

@@ -15,11 +15,13 @@ from click.testing import CliRunner
 
 from contlearn.api import Workspace
 from contlearn.cli import main
+from contlearn.config import TaskEntry
 from contlearn.errors import BadData, ConfigError, TaskNotFound, TaskNotTrained
 from contlearn.eval.recipe import predict_logits
 from contlearn.model.families import uses_token_types
 from contlearn.ops.context import open_context, read_task_data
 from contlearn.ops.evaluate import evaluate_task
+from contlearn.ops.intake import task_spec
 from contlearn.ops.predict import predict
 from contlearn.ops.predict_files import read_rows, write_rows
 from contlearn.train.batching import encode
@@ -267,3 +269,56 @@ def test_import_contlearn_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# GLUE pair aliases; max lengths within the backbone's positions
+
+
+def test_a_glue_pair_may_be_sent_as_sentence1_and_sentence2(
+    tmp_path: Path, tiny_backbone: Path
+) -> None:
+    ws = Workspace.create(tmp_path / "ws", backbone=str(tiny_backbone))
+    ws.add_task("mrpc", write_glue_task(tmp_path, "mrpc", n_train=24, n_dev=8))
+    ws.train_next(epochs=1, max_length=MAX_LENGTH)
+    pairs = [("He said so .", "In short , he said so ."), ("A cat .", "It was awful .")]
+    raw = predict(ws.ledger, ws.store, "mrpc", [{"#1 String": a, "#2 String": b} for a, b in pairs])
+    aliased = [{"sentence1": a, "sentence2": b} for a, b in pairs]
+    assert predict(ws.ledger, ws.store, "mrpc", aliased) == raw
+    path = tmp_path / "pairs.csv"
+    write_table_file(path, "csv", aliased)
+    done = cli(ws, "mrpc", "--input", str(path))
+    assert done.exit_code == 0, done.output
+    assert [r["label"] for r in parse_jsonl(done.output)] == [r["label"] for r in raw]
+    with pytest.raises(BadData, match=r"no column '#1 String' \(or 'sentence1'\)"):
+        predict(ws.ledger, ws.store, "mrpc", [{"text": "a"}])
+
+
+def test_a_max_length_beyond_the_backbones_positions_is_refused(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    data = write_keyword_task(tmp_path / "a", n_train=8, n_dev=4)
+    done = CliRunner().invoke(
+        main,
+        ["add-task", "a", "--data", str(data), "--max-length", "200", "-w", str(workspace.root)],
+    )
+    limit = f"the 160 positions of backbone {workspace.ledger.backbone().identity!r}"
+    assert (
+        done.output == f"Error: max length 200 is beyond {limit}: give --max-length 160 or less\n"
+    )
+    assert workspace.ledger.tasks() == []
+    workspace.add_task("a", data)
+    done = CliRunner().invoke(
+        main, ["train-next", "--max-length", "161", "-q", "-w", str(workspace.root)]
+    )
+    assert (
+        done.output == f"Error: max length 161 is beyond {limit}: give --max-length 160 or less\n"
+    )
+    spec = {**task_spec(TaskEntry("b", str(data)), read_task_data(workspace.ledger.task("a")))}
+    workspace.ledger.add_tasks([{**spec, "settings": {"max_length": 512}}])  # as 0.2 recorded it
+    done = CliRunner().invoke(main, ["train-next", "--all", "-q", "-w", str(workspace.root)])
+    assert done.output == (
+        f"Error: max length 512 is beyond {limit}: task 'b' was added with it; train it with "
+        "--max-length 160 or less\n"
+    )
+    assert workspace.ledger.runs() == []

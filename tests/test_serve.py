@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import logging
 import math
 import os
 import random
@@ -34,14 +35,17 @@ from contlearn.errors import BadRequest, ConfigError
 from contlearn.eval.recipe import torch_threads
 from contlearn.ops.context import open_context
 from contlearn.ops.predict import predict
+from contlearn.serve import bodies
 from contlearn.serve.batching import Batcher, Job
 from contlearn.serve.config import ServeConfig, read_token
+from contlearn.serve.transport import hide_query, protocol
 from tests.conftest import invoke, write_keyword_task
 from tests.fixtures_data import write_glue_task
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "s3cret-token"
 LIMITS = {"max_rows": 12, "max_text_chars": 200, "max_body_bytes": 4096}
+GUARDS = {"header_timeout": 2, "body_timeout": 3, "max_connections": 12}
 TEXTS = ["good movie", "bad film", "the cat", "very good", "dog news", "awful", "it is bad"]
 PAIRS = [("the cat chased a song", "a child found the river"), ("good", "bad"), ("a", "the dog")]
 
@@ -113,12 +117,17 @@ def cli_server(root: Path, log: Path, *args: str) -> Iterator[tuple[str, subproc
 @contextlib.contextmanager
 def thread_server(ws: Workspace, **settings: Any) -> Iterator[str]:
     """``contlearn.serve.app(workspace)`` under uvicorn in a thread of this process."""
+    import torch
     import uvicorn
 
+    # this process's thread count unless given: its predict() is then bit-identical to the server
+    settings.setdefault("threads", torch.get_num_threads())
     config = ServeConfig(port=free_port(), poll_seconds=0.2, **settings)
     app = serve.app(ws.root, config)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=config.host, port=config.port, log_level="warning")
+        uvicorn.Config(
+            app, host=config.host, port=config.port, log_level="warning", http=protocol(config)
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -152,10 +161,16 @@ def ws(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> Workspa
 
 
 @pytest.fixture(scope="module")
-def server(ws: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("server")
+def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The module server's folder: its token, and its log (server.log)."""
+    return tmp_path_factory.mktemp("server")
+
+
+@pytest.fixture(scope="module")
+def server(ws: Workspace, server_dir: Path) -> Iterator[str]:
+    folder = server_dir
     (folder / "token").write_text(TOKEN + "\n")
-    limits = [f"--{k.replace('_', '-')}={v}" for k, v in LIMITS.items()]
+    limits = [f"--{k.replace('_', '-')}={v}" for k, v in {**LIMITS, **GUARDS}.items()]
     args = ["--token-file", str(folder / "token"), "--max-wait-ms", "20", "--threads", "1", *limits]
     with cli_server(ws.root, folder / "server.log", *args) as (base, _proc):
         yield base
@@ -214,7 +229,8 @@ def test_tasks_lists_what_is_served(ws: Workspace, server: str) -> None:
 
 
 def test_health_and_metrics(server: str) -> None:
-    assert call(server, "GET", "/healthz", token=None) == (200, {"status": "ok", "tasks": 3})
+    ok = {"status": "ok", "tasks": 3, "refused": 0}
+    assert call(server, "GET", "/healthz", token=None) == (200, ok)
     call(server, "POST", "/v1/tasks/a/predict", {"inputs": [{"text": "good"}]})
     status, text = call(server, "GET", "/metrics")
     assert status == 200
@@ -281,6 +297,15 @@ BAD = [
     ("POST", "/v1/tasks/a/predict", {"inputs": [{"text": 5}]}, 422, "inputs[0].text"),
     ("POST", "/v1/tasks/a/predict", {"inputs": [{"text": "  "}]}, 422, "inputs[0].text"),
     ("POST", "/v1/tasks/a/predict", {"inputs": [{"text": "ok", "id": [1]}]}, 422, "inputs[0].id"),
+    ("POST", "/v1/tasks/a/predict", {"inputs": [{"text": "bad \ud800 x"}]}, 422, "inputs[0].text"),
+    (
+        "POST",
+        "/v1/tasks/a/predict",
+        {"inputs": [{"text": "ok", "id": "\udfff"}]},
+        422,
+        "inputs[0].id",
+    ),
+    ("POST", "/v1/predict", {"items": [{"task": "a\ud800", "text": "ok"}]}, 422, "items[0].task"),
     (
         "POST",
         "/v1/tasks/stsb/predict",
@@ -308,6 +333,129 @@ def test_bad_requests_get_a_json_error_naming_the_field(
     got, answer = call(server, method, path, body)
     assert (got, answer.get("field")) == (status, field), answer
     assert answer["status"] == status and answer["error"] and "Traceback" not in answer["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"[" * 3000, "nests JSON too deeply"),
+        (b"\xff\xfe{}", "not UTF-8 (byte 0)"),
+        (b'{"inputs": [{"text": "\xed\xa0\x80"}]}', "not UTF-8 (byte 22)"),
+        (b'{"inputs": [}', "not valid JSON: Expecting value at line 1 column 13"),
+    ],
+)
+def test_a_malformed_body_is_described_without_python_internals(
+    server: str, body: bytes, words: str
+) -> None:
+    status, answer = call(server, "POST", "/v1/tasks/a/predict", body)
+    assert status == 400 and words in answer["error"], answer
+    for internal in ("recursion", "sys.", "codec", "(char"):
+        assert internal not in answer["error"]
+
+
+def test_a_number_too_long_for_python_is_described_without_its_advice() -> None:
+    with pytest.raises(BadRequest, match="number too long") as refused:
+        bodies.parse_json(b'{"inputs": [{"text": "a", "id": ' + b"9" * 5000 + b"}]}")
+    assert refused.value.status == 400 and "sys." not in str(refused.value)
+
+
+def test_a_lone_surrogate_is_named_with_its_place(server: str) -> None:
+    body = b'{"inputs": [{"text": "good"}, {"text": "bad \\ud800 text"}]}'
+    status, answer = call(server, "POST", "/v1/tasks/a/predict", body)
+    assert (status, answer["field"]) == (422, "inputs[1].text")
+    assert "lone UTF-16 surrogate (U+D800 at character 4)" in answer["error"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile connections: raw sockets, byte for byte
+
+
+def address(base: str) -> tuple[str, int]:
+    host, port = base.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def until_closed(sock: socket.socket) -> bytes:
+    """All the server sends on ``sock`` until it closes it (a socket timeout if it never does)."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def post_head(length: int, *extra: str) -> bytes:
+    lines = [
+        "POST /v1/tasks/a/predict HTTP/1.1",
+        "Host: test",
+        f"Authorization: Bearer {TOKEN}",
+        f"Content-Length: {length}",
+        *extra,
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_a_body_of_megabytes_is_refused_with_a_413_the_client_can_read(server: str) -> None:
+    body = b'{"inputs": [{"text": "' + b"x" * 15_000_000 + b'"}]}'
+    status, answer = call(server, "POST", "/v1/tasks/a/predict", body)  # urllib: sends it all
+    assert (status, answer["limit"]) == (413, "max_body_bytes")
+
+
+def test_a_length_framed_twice_is_refused_and_its_connection_closed(server: str) -> None:
+    body = b'{"inputs": [{"text": "good"}]}'
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    behind = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"  # what a proxy may take for a body
+    with socket.create_connection(address(server), timeout=10) as sock:
+        sock.sendall(post_head(len(body), "Transfer-Encoding: chunked") + chunked + behind)
+        answer = until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"connection: close" in answer
+    assert b"both Content-Length and Transfer-Encoding" in answer
+    assert answer.count(b"HTTP/1.1 ") == 1  # nothing behind it was answered
+
+
+def test_a_slow_head_or_body_is_answered_408_and_closed(server: str) -> None:
+    slow_head = socket.create_connection(address(server), timeout=10)
+    slow_body = socket.create_connection(address(server), timeout=10)
+    start = time.monotonic()
+    slow_head.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+    slow_body.sendall(post_head(100) + b'{"inputs": [')
+    with slow_head, slow_body:
+        head, body = until_closed(slow_head), until_closed(slow_body)
+    assert time.monotonic() - start < GUARDS["body_timeout"] + 3
+    assert head.startswith(b"HTTP/1.1 408 ") and b"header_timeout (2 s)" in head
+    assert body.startswith(b"HTTP/1.1 408 ") and b'"limit":"body_timeout"' in body
+
+
+def test_connections_beyond_max_connections_are_answered_503(server: str) -> None:
+    idle = [socket.create_connection(address(server)) for _ in range(GUARDS["max_connections"])]
+    try:
+        status, answer = call(server, "GET", "/healthz", token=None)
+        assert status == 503 and "max_connections (12)" in answer["error"]
+    finally:
+        for sock in idle:
+            sock.close()
+    wait_until(lambda: answers(server), 10, "a connection below the limit")
+
+
+def test_a_client_leaving_mid_body_is_counted_apart_and_logged_in_one_line(
+    server: str, server_dir: Path
+) -> None:
+    with socket.create_connection(address(server), timeout=10) as sock:
+        sock.sendall(post_head(1000) + b'{"inputs": [{"text": ')
+    closed = 'contlearn_serve_requests_total{endpoint="/v1/tasks/{task}/predict",status="499"} 1'
+    wait_until(lambda: closed in call(server, "GET", "/metrics")[1], 10, "the count")
+    log = (server_dir / "server.log").read_text()
+    assert "POST /v1/tasks/{task}/predict: the client left before its answer" in log
+    assert "Traceback" not in log and "ERROR" not in log
+
+
+def test_a_token_in_the_query_string_is_hidden_from_the_access_log(
+    server: str, server_dir: Path
+) -> None:
+    assert call(server, "GET", "/healthz?token=leaked-secret&x", token=None)[0] == 200
+    log = server_dir / "server.log"
+    wait_until(lambda: '"GET /healthz?token=***&*** HTTP/1.1" 200' in log.read_text(), 10)
+    assert "leaked-secret" not in log.read_text()
+    assert hide_query("/v1/tasks?a=1&b=&c") == "/v1/tasks?a=***&b=***&***"
 
 
 def test_no_request_so_far_got_a_500(server: str) -> None:
@@ -471,6 +619,8 @@ def test_a_modified_artifact_is_refused_and_the_others_keep_serving(trained: Wor
     with thread_server(trained) as base:
         assert served(base) == ["a"]
         assert call(base, "GET", "/v1/tasks", token=None)[1]["refused"] == ["b"]
+        degraded = {"status": "degraded", "tasks": 1, "refused": 1}
+        assert call(base, "GET", "/healthz", token=None) == (200, degraded)
         status, body = call(base, "POST", "/v1/tasks/b/predict", good, token=None)
         assert status == 503 and "does not match" in body["error"]
         mixed = {"items": [{"task": "a", "text": "good"}, {"task": "b", "text": "good"}]}
@@ -479,13 +629,15 @@ def test_a_modified_artifact_is_refused_and_the_others_keep_serving(trained: Wor
         weights.write_bytes(original)  # restored: served again after the next poll
         wait_until(lambda: served(base) == ["a", "b"], 30, "task b")
         assert call(base, "POST", "/v1/tasks/b/predict", good, token=None)[0] == 200
+        assert call(base, "GET", "/healthz", token=None)[1]["status"] == "ok"
 
 
 def test_an_artifact_modified_while_served_is_refused_once_it_is_read_again(
-    trained: Workspace,
+    trained: Workspace, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The weights in memory were verified when loaded and keep answering; with one task
     resident, using b evicts a, and a's next use reads its file again: refused."""
+    caplog.set_level(logging.INFO, logger="contlearn")
     text = (trained.root / "tasks.toml").read_text()
     (trained.root / "tasks.toml").write_text(
         text.replace("resident_tasks = 64", "resident_tasks = 1")
@@ -500,6 +652,7 @@ def test_an_artifact_modified_while_served_is_refused_once_it_is_read_again(
         assert status == 503 and body["error"]
         assert call(base, "POST", "/v1/tasks/b/predict", good, token=None)[0] == 200
         wait_until(lambda: served(base) == ["b"], 30, "the refusal")
+    assert "no longer serving task 'a': its artifact is refused (" in caplog.text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -550,3 +703,63 @@ def test_an_empty_token_file_is_refused_in_one_line(ws: Workspace, tmp_path: Pat
         read_token(str(tmp_path / "token"))
     result = invoke(ws, "serve", "--token-file", str(tmp_path / "token"))
     assert result.exit_code == 1 and "is empty" in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs as users send them: GLUE pair aliases, rows longer than the backbone's positions
+
+
+@pytest.fixture(scope="module")
+def older(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> Workspace:
+    """Trained: "mrpc" (GLUE's "#1 String"/"#2 String"), and "long", trained with max length
+    200 on the tiny backbone's 160 positions as release 0.2 let it (its rows are short)."""
+    from contlearn.ops.runs import is_abandoned
+    from contlearn.ops.train_next import _claim
+    from contlearn.ops.train_task import train_one
+
+    tmp = tmp_path_factory.mktemp("older")
+    ws = Workspace.create(tmp / "ws", backbone=str(tiny_backbone))
+    ws.add_task("mrpc", write_glue_task(tmp, "mrpc", n_train=24, n_dev=8))
+    ws.train_next(epochs=1, max_length=24)
+    ws.add_task("long", write_keyword_task(tmp / "long", n_train=24, n_dev=8, seed=4))
+    ctx = open_context(ws.ledger, ws.store, "cpu")
+    task, run_id = ws.ledger.claim_next_pending(_claim(), is_abandoned)
+    train_one(
+        ctx, ws.config, task, run_id, overrides={"epochs": 1, "max_length": 200}, progress=False
+    )
+    assert ws.ledger.task("long").status == "trained"
+    return ws
+
+
+LONG_TEXT = " ".join(["good movie"] * 150)  # 300 words: far beyond 160 positions
+
+
+def test_glue_pair_and_long_rows_are_answered_as_predict_answers(older: Workspace) -> None:
+    raw = [{"#1 String": s1, "#2 String": s2} for s1, s2 in PAIRS]
+    aliased = [{"sentence1": s1, "sentence2": s2} for s1, s2 in PAIRS]
+    with torch_threads(1):
+        expected = predict(older.ledger, older.store, "mrpc", raw)
+        long_expected = predict(older.ledger, older.store, "long", [{"text": LONG_TEXT}])
+    with thread_server(older, threads=1) as base:
+        assert call(base, "POST", "/v1/tasks/mrpc/predict", {"inputs": aliased}, token=None) == (
+            200,
+            {"task": "mrpc", "predictions": expected},
+        )
+        items = [{"task": "mrpc", **row} for row in aliased] + [{"task": "long", "text": "a"}]
+        status, body = call(base, "POST", "/v1/predict", {"items": items}, token=None)
+        assert status == 200 and body["predictions"][:3] == expected
+        status, body = call(
+            base, "POST", "/v1/tasks/mrpc/predict", {"inputs": [{"x": "a"}]}, token=None
+        )
+        assert status == 422 and "(or sentence1, sentence2)" in body["error"]
+        long = {"inputs": [{"text": LONG_TEXT}]}
+        status, body = call(base, "POST", "/v1/tasks/long/predict", long, token=None)
+        assert status == 200 and body["predictions"] == long_expected
+
+
+def test_the_serving_thread_default_is_half_the_cores_one_to_four(older: Workspace) -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert ServeConfig().threads == min(4, max(1, cores // 2))
+    log = older.root / "serve.log"
+    with cli_server(older.root, log) as (base, _proc):  # no --threads: the default
+        assert call(base, "GET", "/healthz", token=None)[0] == 200

@@ -183,7 +183,7 @@ def test_cli_train_next_json_and_table(two_tasks: Workspace) -> None:
     out = runner.invoke(main, ["train-next", "-w", str(two_tasks.root), "-q", "--epochs", "1"])
     assert out.exit_code == 0, out.output
     assert "trained b:" in out.output and "verification of earlier tasks" in out.output
-    assert out.output.strip().splitlines()[-1].split()[-1] == "yes"
+    assert out.output.strip().splitlines()[-1].split()[-2:] == ["yes", "identical"]
     out = runner.invoke(main, ["train-next", "-w", str(two_tasks.root)])
     assert out.exit_code == 1 and "no pending task" in out.output
 

@@ -25,8 +25,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     The build runs on a copy of the sources, so that it leaves nothing in the checkout."""
     out = tmp_path_factory.mktemp("wheel")
     source = out / "source"
-    shutil.copytree(ROOT / "contlearn", source / "contlearn", ignore=IGNORED)
-    for name in ("pyproject.toml", "README.md"):
+    for folder in ("contlearn", "migrations"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=IGNORED)
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
         shutil.copy(ROOT / name, source / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run(
@@ -66,7 +67,9 @@ def test_the_wheel_carries_the_migrations(installed: Path, tmp_path: Path) -> No
     )
     where, versions = done.stdout.splitlines()
     assert Path(where).is_relative_to(installed)  # not the checkout's source tree
-    assert "0001_initial_ledger_schema.py" in versions.split() and len(versions.split()) >= 2
+    checkout = sorted(p.name for p in (ROOT / "migrations" / "versions").glob("*.py"))
+    assert versions.split() == checkout  # the top-level migrations/, every revision
+    assert not (ROOT / "contlearn" / "ledger" / "migrations").exists()  # one copy in the tree
 
 
 def test_init_add_task_status_and_db_current_from_the_wheel(

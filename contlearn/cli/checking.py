@@ -25,6 +25,12 @@ from .output import emit_json, format_table, plural
 @main.command()
 @click.option("--task", "task", default=None, help="Audit only this task.")
 @click.option("--history", "show_history", is_flag=True, help="List past audits and verdicts.")
+@click.option(
+    "--adopt-host",
+    is_flag=True,
+    help="Record this machine's logits as the reference of every task that passed under "
+    "another recipe (a workspace copied here), so that later checks here are bit for bit.",
+)
 @device_option
 @quiet_option
 @json_option("Print the per-task results as JSON.")
@@ -34,6 +40,7 @@ def audit(
     db: str | None,
     task: str | None,
     show_history: bool,
+    adopt_host: bool,
     device: str | None,
     quiet: bool,
     as_json: bool,
@@ -53,13 +60,16 @@ def audit(
         contlearn audit
         contlearn audit --task rte --json
         contlearn audit --history
+        contlearn audit --adopt-host
     """
     ws = open_workspace(workspace, db)
     if show_history:
         _print_history(ws.audit_history(), as_json)
         return
     try:
-        result = ws.audit(task=task, device=device, progress=show_bars(quiet, as_json))
+        result = ws.audit(
+            task=task, device=device, progress=show_bars(quiet, as_json), adopt_host=adopt_host
+        )
     except TaskNotTrained as exc:  # an unknown task is a usage error (exit 2) of its own
         raise UsageProblem(str(exc)) from exc
     if as_json:
@@ -79,8 +89,14 @@ def _print_history(rows: list[dict[str, Any]], as_json: bool) -> None:
 
 def _print_audit(result: dict[str, Any]) -> None:
     cols = ["position", "task", "metric", "recorded", "now", "delta"]
-    cols += ["logits_identical", "artifact_ok", "data_ok"]
+    cols += ["outcome", "logits_identical", "artifact_ok", "data_ok"]
     click.echo(format_table(result["tasks"], cols))
+    adopted = [row["task"] for row in result["tasks"] if row.get("adopted")]
+    if adopted:
+        click.echo(
+            f"adopted this host's logits as the reference of {', '.join(adopted)}: later "
+            "checks here compare with them bit for bit"
+        )
     for row in result["tasks"]:
         for finding in row["findings"]:
             click.echo(f"! {finding}")

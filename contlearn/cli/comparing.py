@@ -73,6 +73,8 @@ def compare(
     planned = ws.plan_comparison(methods=chosen, device=device, **given(budget))
     if not as_json:
         _print_plan(planned)
+    for line in planned["notes"]:
+        note(line)
     results = ws.compare(
         methods=chosen,
         progress=show_bars(quiet, as_json),

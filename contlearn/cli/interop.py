@@ -16,7 +16,7 @@ from .options import (
     show_bars,
     workspace_options,
 )
-from .output import emit_json, scores
+from .output import emit_json, note, scores
 from .training import print_verifications
 
 FORMATS = click.Choice(["adapterhub", "peft"])
@@ -124,6 +124,8 @@ def import_adapter(
         device=device,
         progress=show_bars(quiet, as_json),
     )
+    for warning in result["warnings"]:
+        note(f"! {warning}")
     if as_json:
         emit_json(result)
         return

@@ -44,7 +44,8 @@ from .options import device_option, open_workspace, workspace_options
 @click.option(
     "--threads",
     type=click.IntRange(1),
-    help="CPU threads per forward (default: one per core); fewer when the cores are shared.",
+    help="CPU threads per forward (default: half the cores, 1 to 4; one thread per core "
+    "oversubscribes cores that other processes share).",
 )
 @click.option("--max-body-bytes", type=click.IntRange(1), default=1 << 20, show_default=True)
 @click.option(
@@ -56,6 +57,27 @@ from .options import device_option, open_workspace, workspace_options
     default=10_000,
     show_default=True,
     help="Per text field.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds a connection has to send a request's head (408 and closed after).",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds to receive a whole request body (408 after).",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Connections open at once; one more is answered 503 and closed.",
 )
 @workspace_options
 def serve(
@@ -80,7 +102,8 @@ def serve(
     logging.getLogger("contlearn").setLevel(logging.INFO)  # what it serves, refuses, reloads
     ws = open_workspace(workspace, db)
     token = read_token(str(token_file)) if token_file is not None else None
-    config = ServeConfig(device=device or ws.config.device, token=token, **settings)
+    given = {k: v for k, v in settings.items() if v is not None}  # --threads: the default
+    config = ServeConfig(device=device or ws.config.device, token=token, **given)
     from ..serve.runner import run  # torch: only once the settings are known to be good
 
     run(ws, config)

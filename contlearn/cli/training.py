@@ -161,11 +161,12 @@ def print_verifications(result: dict[str, Any]) -> None:
             "now": scores(v["now"]),
             "logits": (v["logits_sha256"] or "-")[:16],
             "identical": v["identical"],
+            "outcome": v.get("outcome") or "",
         }
         for v in result["verifications"]
     ]
     if rows:
         others = "the other trained tasks" if result.get("supersedes") else "earlier tasks"
         click.echo(f"verification of {others}:")
-        columns = ["task", "mode", "rerun", "recorded", "now", "logits", "identical"]
+        columns = ["task", "mode", "rerun", "recorded", "now", "logits", "identical", "outcome"]
         click.echo(format_table(rows, columns))

@@ -23,6 +23,11 @@ _TEXT_PAIRS = (
 )
 
 
+# GLUE's pair tasks keep their own column names (MRPC: "#1 String", "#2 String"); a row to label
+# may also name the pair sentence1/sentence2, as RTE, MNLI and most copies of GLUE do.
+PAIR_ALIASES = ("sentence1", "sentence2")
+
+
 _TEXT_SINGLES = ("sentence", "text", "question", "review", "content", "document")
 
 
@@ -103,6 +108,22 @@ def _candidates(options: Sequence[Any]) -> str:
     if not options:
         return "no column has a usual name"
     return f"several fit: {listing([str(o) for o in options])}"
+
+
+def text_aliases(glue_task: str | None, text_fields: Sequence[str]) -> dict[str, str]:
+    """The other name a row to label may give each of a GLUE pair task's text fields."""
+    if glue_task is None or len(text_fields) != 2:
+        return {}
+    return {f: a for f, a in zip(text_fields, PAIR_ALIASES, strict=True) if f != a}
+
+
+def text_value(row: dict[str, Any], field: str, aliases: dict[str, str]) -> tuple[str, Any]:
+    """The name under which ``row`` holds ``field`` (its own name first, else its alias) and
+    the value there; the name is ``field`` and the value None when it holds neither."""
+    for name in (field, aliases.get(field)):
+        if name is not None and name in row:
+            return name, row[name]
+    return field, None
 
 
 def require_columns(table: Table, fields: Sequence[str]) -> None:

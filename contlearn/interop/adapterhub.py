@@ -178,8 +178,11 @@ def _about(config: dict[str, Any], naming: Naming, name: str, meta: dict[str, An
 
 
 # -- import -----------------------------------------------------------------------------------
-def to_contlearn(folder: Folder, naming: Naming, labels: list[str] | None) -> dict[str, Any]:
-    """The method, its options and the task state a folder holds, plus what it records."""
+def to_contlearn(
+    folder: Folder, naming: Naming, labels: list[str] | None, backbone: Any
+) -> dict[str, Any]:
+    """The method, its options and the task state a folder holds, plus what it records
+    (``backbone`` unused: AdapterHub's head carries all its layers)."""
     where = f"AdapterHub adapter {folder.path}"
     about = folder.config
     check_fit(naming, about.get("hidden_size"), about.get("model_type"), where)
@@ -194,6 +197,7 @@ def to_contlearn(folder: Folder, naming: Naming, labels: list[str] | None) -> di
         "options": options,
         "state": state,
         "base_model": about.get("model_name"),
+        "from_backbone": [],
     }
 
 

@@ -1,10 +1,11 @@
 """What both formats share: a task's LayerNorm copies under the backbone's own module names
-(the documented extra file), the order of a head's outputs, and the checks of a converted
-state."""
+(the documented extra file), the order of a head's outputs, the checks of a converted state,
+and the warning for a folder whose recorded base model is not the workspace's backbone."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any
 
 from ..errors import InteropError
@@ -119,3 +120,33 @@ def ordered_head(
     for param in ("weight", "bias"):
         state[f"head.out.{param}"] = reorder(state[f"head.out.{param}"], order)
     return state
+
+
+def base_model_warnings(recorded: Any, identity: str) -> list[str]:
+    """A one-line warning when a folder's recorded base model is empty or names another model
+    than the workspace's backbone ``identity`` (its shapes and module names fit, or the import
+    was refused before): the same name, folder or last path component counts as the same."""
+    if not isinstance(recorded, str) or not recorded.strip():
+        return [
+            f"the adapter records no base model: imported onto this workspace's backbone "
+            f"{identity!r}, which its shapes fit; check it was trained on that model"
+        ]
+    if _names(recorded) & _names(identity):
+        return []
+    return [
+        f"the adapter was trained on {recorded!r}, not this workspace's backbone {identity!r}: "
+        "imported, as its shapes fit; check its dev scores before relying on it"
+    ]
+
+
+def _names(model: str) -> set[str]:
+    """What a model name or folder may be called: as given, its folder resolved, its last
+    path component."""
+    from ..errors import BackboneError
+    from ..model.backbone import resolve
+
+    given = model.strip().rstrip("/")
+    names = {given, given.rpartition("/")[2].lower()}
+    with suppress(BackboneError, OSError):  # a folder without config.json: compared by name
+        names.add(resolve(given))  # an existing folder, resolved
+    return names

@@ -6,7 +6,9 @@
 ``PeftModel.from_pretrained(AutoModelForSequenceClassification..., DIR)`` computes the task.
 
 contlearn's head is dense, tanh, output on the first token: BERT's pooler plus its classifier,
-and RoBERTa's classification head; other families' heads differ, and are refused.
+and RoBERTa's classification head; other families' heads differ, and are refused. peft's
+default ``modules_to_save`` for SEQ_CLS is the classifier alone: BERT's pooler then stays the
+base model's, so an import takes it from the backbone, as ``PeftModel.from_pretrained`` does.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from ..errors import InteropError
 from ..model.methods.common import PROJECTIONS
-from ..model.methods.ia3 import ON_INPUT
+from ..model.methods.ia3 import INPUT_SIDE
 from .folder import Folder
 from .names import Naming
 from .parts import check_fit, check_layer, ordered_head, unmapped
@@ -79,7 +81,7 @@ def export(
             layer, inner = rest.split(".", 1)
             weights[f"{PREFIX}{naming.module(target, int(layer))}.{inner}"] = tensor
         elif part == "scales":
-            shape = (1, -1) if target in ON_INPUT else (-1, 1)
+            shape = (1, -1) if target in config.on_input else (-1, 1)
             module = naming.module(target, int(rest.split(".")[0]))
             weights[f"{PREFIX}{module}.ia3_l"] = tensor.reshape(shape)
     return {
@@ -111,7 +113,7 @@ def _config(config: Any, naming: Naming, meta: dict[str, Any]) -> dict[str, Any]
         "peft_version": _peft_version(),
     }
     if config.method == "ia3":
-        on_input = [t for t in config.targets if t in ON_INPUT]
+        on_input = [t for t in config.targets if t in config.on_input]
         forward = _pattern(naming, on_input, layers) if on_input else []
         return common | {"feedforward_modules": forward, "init_ia3_weights": True}
     return (
@@ -136,8 +138,11 @@ def _peft_version() -> str | None:
 
 
 # -- import -----------------------------------------------------------------------------------
-def to_contlearn(folder: Folder, naming: Naming, labels: list[str] | None) -> dict[str, Any]:
-    """The method, its options and the task state a folder holds, plus what it records."""
+def to_contlearn(
+    folder: Folder, naming: Naming, labels: list[str] | None, backbone: Any
+) -> dict[str, Any]:
+    """The method, its options and the task state a folder holds, plus what it records; the
+    head's layers the folder leaves to the base model are read from ``backbone``."""
     where = f"peft adapter {folder.path}"
     config = folder.config
     kind = config.get("peft_type")
@@ -148,6 +153,7 @@ def to_contlearn(folder: Folder, naming: Naming, labels: list[str] | None) -> di
         )
     heads, _ = _head_paths(naming, "import")
     own, head = _split(folder.weights, heads, naming, where)
+    borrowed = _from_backbone(head, heads, naming, backbone)
     if method == "lora":
         options, state = _lora(config, own, naming, where)
     else:
@@ -159,7 +165,26 @@ def to_contlearn(folder: Folder, naming: Naming, labels: list[str] | None) -> di
         "options": options,
         "state": state,
         "base_model": config.get("base_model_name_or_path"),
+        "from_backbone": borrowed,
     }
+
+
+def _from_backbone(head: dict[str, Any], heads: dict[str, str], naming, backbone) -> list[str]:
+    """Head layers of the base model (BERT's pooler) the folder does not carry, taken from the
+    backbone into ``head``; their module paths. A layer the backbone lacks stays missing."""
+    taken = []
+    for part, path in heads.items():
+        inside = path.removeprefix(f"{naming.prefix}.")
+        if inside == path or any(k.startswith(f"head.{part}.") for k in head):
+            continue
+        try:
+            module = backbone.get_submodule(inside)
+        except AttributeError:
+            continue
+        for param, tensor in module.named_parameters(recurse=False):
+            head[f"head.{part}.{param}"] = tensor.detach().clone()
+        taken.append(path)
+    return taken
 
 
 def _split(weights, heads, naming, where) -> tuple[dict[tuple, Any], dict[str, Any]]:
@@ -240,15 +265,24 @@ def _lora(config, own, naming, where) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _ia3(own, naming, where) -> tuple[dict[str, Any], dict[str, Any]]:
     targets, layers = _grid(own, where)
-    state = {}
+    state, sides = {}, {}
     for (target, layer, _), tensor in own.items():
         on_input = tensor.dim() == 2 and tensor.shape[0] == 1 and tensor.shape[1] != 1
-        if on_input != (target in ON_INPUT):
-            side = "input" if on_input else "output"
+        if sides.setdefault(target, on_input) != on_input:
             raise InteropError(
-                f"{where} scales {target}'s {side}: contlearn's (IA)3 scales the input of "
-                f"{', '.join(ON_INPUT)} and the output of the other projections"
+                f"{where} scales {target}'s input in some layers and its output in others: "
+                "contlearn scales one side of a target in every layer"
+            )
+        if on_input and target not in INPUT_SIDE:
+            raise InteropError(
+                f"{where} scales {target}'s input: contlearn's (IA)3 scales the input of "
+                f"{', '.join(INPUT_SIDE)} only (feedforward_modules), the output of the others"
             )
         state[f"scales.{target}.{layer}.weight"] = tensor.reshape(-1)
-    options = {"targets": targets, "norms": "shared", "leave_out": _leave_out(layers, naming)}
+    options = {
+        "targets": targets,
+        "on_input": [t for t in targets if sides[t]],
+        "norms": "shared",
+        "leave_out": _leave_out(layers, naming),
+    }
     return options, state

@@ -2,8 +2,9 @@
 
 This module owns the engine set-up (SQLite: WAL, foreign keys, a busy timeout, every transaction
 ``BEGIN IMMEDIATE``), the one place a SQLite URL is turned into a file path, the refusal of a
-database that belongs to another program, and alembic: the migrations ship inside the package
-(``contlearn.ledger:migrations``), so an installed wheel can create and upgrade a ledger.
+database that belongs to another program, and alembic. The migrations live in the repository's
+top-level ``migrations/``; the wheel carries them as ``contlearn/ledger/migrations`` (setup.py's
+build hook), so an installed contlearn can create and upgrade a ledger too.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from sqlalchemy.engine import Engine
 from .. import faults
 from ..errors import SchemaError
 
-SCRIPT_LOCATION = "contlearn.ledger:migrations"
+PACKAGED = Path(__file__).resolve().parent / "migrations"  # in an installed wheel
+CHECKOUT = Path(__file__).resolve().parents[2] / "migrations"  # in a source checkout
 SQLITE_PREFIX = "sqlite:///"
 
 
@@ -70,9 +72,20 @@ def alembic_config(connection: Any = None) -> Any:
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", SCRIPT_LOCATION)
+    config.set_main_option("script_location", str(script_location()))
     config.attributes["connection"] = connection
     return config
+
+
+def script_location() -> Path:
+    """Where the alembic environment is: inside the installed package, else the checkout's."""
+    for folder in (PACKAGED, CHECKOUT):
+        if (folder / "env.py").is_file():
+            return folder
+    raise SchemaError(
+        f"contlearn's schema migrations are missing (neither {PACKAGED} nor {CHECKOUT}): "
+        "reinstall contlearn"
+    )
 
 
 def _scripts() -> Any:

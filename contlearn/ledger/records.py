@@ -106,3 +106,5 @@ class EvaluationRecord:
     created_at: datetime | None = None
     recipe: dict[str, Any] | None = None
     mode: str | None = None  # a verification's: "full" or "probe" (None: recorded before, full)
+    outcome: str | None = None  # identical | equivalent | changed (None: recorded before 0007)
+    id: int | None = None

@@ -26,7 +26,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 TASK_STATUSES = ("pending", "training", "trained", "failed")
 RUN_STATUSES = ("running", "succeeded", "failed", "interrupted")
-EVALUATION_KINDS = ("post-train", "verification", "audit", "comparison")
+EVALUATION_KINDS = ("post-train", "verification", "audit", "comparison", "host-reference")
+# A replay's outcome: the logits bit for bit; or, on another machine or device, every
+# prediction and metric value the same with the weights proven unchanged; or neither.
+OUTCOMES = ("identical", "equivalent", "changed")
+# ``audit --adopt-host``: this host's reference logits of a task (an evaluation of this kind,
+# and an artifact of this role holding the logits), so that later replays here are bit for bit.
+HOST_REFERENCE = "host-reference"
+HOST_LOGITS = "host-logits"
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -156,7 +163,7 @@ class ArtifactRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
-    role: Mapped[str] = mapped_column(String(16))  # weights | config | logits
+    role: Mapped[str] = mapped_column(String(16))  # weights | config | logits | host-logits
     path: Mapped[str] = mapped_column(String(4096))  # relative to the workspace
     sha256: Mapped[str] = mapped_column(String(64))
     bytes: Mapped[int]
@@ -191,3 +198,5 @@ class EvaluationRow(Base):
     recipe: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # how a verification re-ran the task: "full" or "probe" (None before revision 0006: full)
     mode: Mapped[str | None] = mapped_column(String(8))
+    # identical | equivalent | changed (None before revision 0007: ``identical`` says if it passed)
+    outcome: Mapped[str | None] = mapped_column(String(16))

@@ -30,7 +30,17 @@ from ..errors import (
 )
 from .connect import connected, describe, fault
 from .records import ArtifactRecord, BackboneRecord, EvaluationRecord, RunRecord, TaskRecord
-from .schema import ArtifactRow, BackboneRow, ComparisonRow, EvaluationRow, RunRow, TaskRow, utcnow
+from .schema import (
+    HOST_LOGITS,
+    HOST_REFERENCE,
+    ArtifactRow,
+    BackboneRow,
+    ComparisonRow,
+    EvaluationRow,
+    RunRow,
+    TaskRow,
+    utcnow,
+)
 
 
 def _compared_runs(s: Session) -> set[int]:
@@ -389,6 +399,33 @@ class Ledger:
                 for task_id, row in runs.items()
             }
 
+    def host_references(
+        self, task_ids: Sequence[int]
+    ) -> dict[int, list[tuple[EvaluationRecord, ArtifactRecord]]]:
+        """For each of these tasks, the host references ``audit --adopt-host`` recorded (oldest
+        first), each with the file of its logits, read in two queries for all of them. Which of
+        them still count (those after the task's current post-train evaluation) is the
+        caller's to decide."""
+        with self.session() as s:
+            refs = s.scalars(
+                select(EvaluationRow)
+                .where(EvaluationRow.task_id.in_(list(task_ids)))
+                .where(EvaluationRow.kind == HOST_REFERENCE)
+                .order_by(EvaluationRow.id)
+            ).all()
+            files = s.scalars(
+                select(ArtifactRow)
+                .where(ArtifactRow.run_id.in_({r.run_id for r in refs}))
+                .where(ArtifactRow.role == HOST_LOGITS)
+            ).all()
+            by_key = {(a.run_id, a.task_id): _record(ArtifactRecord, a) for a in files}
+            found: dict[int, list[tuple[EvaluationRecord, ArtifactRecord]]] = {}
+            for r in refs:
+                if (r.run_id, r.task_id) in by_key:
+                    pair = (_record(EvaluationRecord, r), by_key[(r.run_id, r.task_id)])
+                    found.setdefault(r.task_id, []).append(pair)
+            return found
+
     def trained_run(self, task_id: int) -> RunRecord | None:
         """The task's current run: its latest successful adapter training run (a retrain that
         fails leaves the one before current)."""
@@ -416,13 +453,14 @@ class Ledger:
             ]
             keep = [r.id for r in current if r is not None]
             compared = ArtifactRow.run_id.in_(_compared_runs(s)) & (ArtifactRow.role == "logits")
+            since = {r.task_id: r.id for r in current if r is not None}
             rows = s.scalars(
                 select(ArtifactRow)
                 .where(ArtifactRow.deleted_at.is_(None), ArtifactRow.run_id.not_in(keep))
                 .where(~compared)
                 .order_by(ArtifactRow.id)
             )
-            return [_record(ArtifactRecord, r) for r in rows]
+            return [_record(ArtifactRecord, r) for r in rows if not _live_reference(r, since)]
 
     def artifacts_on_disk(self) -> list[ArtifactRecord]:
         """Every artifact whose file gc has not deleted."""
@@ -480,6 +518,12 @@ class Ledger:
                 if value is not None:
                     query = query.where(column == value)
             return [_record(EvaluationRecord, r) for r in s.scalars(query)]
+
+
+def _live_reference(row: ArtifactRow, current_runs: dict[int, int]) -> bool:
+    """Whether ``row`` is a host reference's logits recorded after its task's current run (one
+    recorded before it, or for a removed task, refers to weights no longer served)."""
+    return row.role == HOST_LOGITS and row.run_id > current_runs.get(row.task_id, row.run_id)
 
 
 def _rollback(session: Session) -> None:

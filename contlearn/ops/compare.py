@@ -94,19 +94,29 @@ def plan(
             f"unknown comparison setting {unknown[0]!r}: use one of {', '.join(BUDGET_KEYS)}"
         )
     tasks = trained_sequence(ledger)
-    every = tuple(methods) == ("all",)
     methods = check_methods(methods, len(tasks))
     runs = {t.name: ledger.trained_run(t.id) for t in tasks}
     configs = {t.name: full_finetune_config(runs[t.name], settings, overrides) for t in tasks}
-    if every and settings.replay_buffer > _earlier_rows(tasks, configs):
-        methods = tuple(m for m in methods if m != REPLAY)  # replay does not fit: too few
     if device is not None:  # the baseline's precision must be one the device can do
         configs = _resolved(configs, device)
     full = {name: asdict(config) for name, config in configs.items()}
     config = {"full_finetune": full, "adapter_runs": {n: r.id for n, r in runs.items()}}
     config["baselines"] = baseline_settings(methods, settings, tasks, configs)
     config["dev_targets"] = {t.name: dev_targets(t) for t in tasks}
-    return {"methods": list(methods), "task_names": [t.name for t in tasks], "config": config}
+    planned = {"methods": list(methods), "task_names": [t.name for t in tasks], "config": config}
+    return planned | {"notes": plan_notes(config["baselines"])}
+
+
+def plan_notes(baselines: dict[str, Any]) -> list[str]:
+    """One line per thing the user should know about a plan: a replay buffer larger than the
+    earlier tasks' training examples keeps every one of them."""
+    replay = baselines.get(REPLAY, {})
+    if "keeps_all" not in replay:
+        return []
+    return [
+        f"replay_buffer {replay['buffer']} is larger than the earlier tasks' "
+        f"{replay['keeps_all']} training examples: replay keeps every one of them"
+    ]
 
 
 def baseline_settings(methods, settings: CompareConfig, tasks, configs) -> dict[str, Any]:
@@ -119,13 +129,10 @@ def baseline_settings(methods, settings: CompareConfig, tasks, configs) -> dict[
             "fisher_examples": settings.fisher_examples,
         }
     if REPLAY in methods:
-        earlier = _earlier_rows(tasks, configs)
-        if settings.replay_buffer > earlier:
-            raise ContlearnError(
-                f"replay_buffer {settings.replay_buffer} is larger than the earlier tasks' "
-                f"{earlier} training examples: set [compare] replay_buffer to at most {earlier}"
-            )
         chosen[REPLAY] = {"buffer": settings.replay_buffer, "ratio": settings.replay_ratio}
+        earlier = _earlier_rows(tasks, configs)
+        if settings.replay_buffer > earlier:  # the reservoir keeps every row it sees
+            chosen[REPLAY]["keeps_all"] = earlier
     return chosen
 
 
@@ -269,6 +276,7 @@ def build_results(
         "methods": methods,
         "config": _shared_config(tasks, runs, meta["config"]),
         "fwt_reference": fwt_reference,
+        "notes": plan_notes(meta["config"].get("baselines", {})),
     }
 
 

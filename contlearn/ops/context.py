@@ -171,9 +171,17 @@ class ModelContext:
 
     def encode(self, task: TaskRecord, rows: Any, max_length: int) -> Split:
         """Tokenize a data split's rows and map its labels to targets."""
-        token_types = uses_token_types(self.backbone.model)
-        encoded = encode(self.backbone.tokenizer, rows.texts, max_length, token_types=token_types)
-        return Split(encoded, targets(task, rows.labels))
+        return Split(self.encode_texts(rows.texts, max_length), targets(task, rows.labels))
+
+    def encode_texts(self, texts: Any, max_length: int) -> Encoded:
+        """Token ids of ``texts`` (single texts or pairs), truncated at ``max_length`` and never
+        beyond the backbone's positions: a task recorded by release 0.2 with a longer max length
+        trained only on rows that fit (a longer one failed), so capping changes none of them."""
+        backbone = self.backbone
+        if backbone.positions is not None:
+            max_length = min(max_length, backbone.positions)
+        token_types = uses_token_types(backbone.model)
+        return encode(backbone.tokenizer, texts, max_length, token_types=token_types)
 
 
 def tensor_digest(state: dict[str, Any]) -> str:

@@ -19,8 +19,10 @@ from ..interrupts import checkpoint
 from ..ledger.engine import make_engine, sqlite_path, upgrade
 from ..ledger.records import BackboneRecord, TaskRecord
 from ..ledger.store import Ledger
+from ..model.backbone import positions_of
 from ..model.methods.registry import DEFAULT_METHOD, UNNAMED
 from .runs import is_abandoned
+from .settings import check_max_length
 
 
 def create_workspace(
@@ -123,9 +125,11 @@ def add_tasks(
             f"position {position} is beyond the end of the sequence ({len(known)} tasks): "
             f"give 1 to {len(known) + 1}, or no position to append"
         )
-    layers = ledger.backbone().num_layers
-    for entry in entries:  # the method and its options, before any data is read
+    layers, identity = ledger.backbone().num_layers, ledger.backbone().identity
+    limit = positions_of(identity)
+    for entry in entries:  # the method, its options and max length, before any data is read
         _check_method(config, entry, layers)
+        check_max_length(entry.max_length, limit, identity, "give --max-length")
     specs = [task_spec(entry, read_entry(config, entry)) for entry in entries]
     checkpoint()  # a signal while the data was read: stop before registering anything
     ledger.add_tasks(specs, position=position)

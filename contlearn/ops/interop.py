@@ -19,7 +19,7 @@ from ..config import TaskEntry, WorkspaceConfig, with_overrides
 from ..errors import ArtifactError, ConfigError, InteropError, TaskExists, TaskNotTrained
 from ..interop import adapterhub, folder, peft_format
 from ..interop.names import naming
-from ..interop.parts import norms_in, norms_out
+from ..interop.parts import base_model_warnings, norms_in, norms_out
 from ..ledger.store import Ledger
 from ..model.methods.registry import UNNAMED, method_config
 from ..naming import check_task_name
@@ -187,7 +187,7 @@ def import_adapter(
     train_cfg = with_overrides(defaults.train, max_length=max_length)
     train_cfg = replace(train_cfg, precision=ctx.precision(train_cfg.precision))
     _load(ctx, name, converted["state"], spec, adapter, train_cfg.dropout)
-    imported = _imported(found, converted)
+    imported = _imported(found, converted, ctx.backbone.identity)
     task, run_id = ledger.add_claimed_task(spec, _claim(ctx, train_cfg, adapter, imported))
     return _record(ctx, task, run_id, train_cfg, adapter, imported, progress, defaults.verify)
 
@@ -209,7 +209,7 @@ def _load(ctx, name: str, state: dict, spec: dict, adapter: Any, dropout: float)
 def convert(model: Any, found: folder.Folder, labels: list[str] | None) -> dict[str, Any]:
     """The folder as a contlearn method config and task state, checked to load strictly."""
     names = naming(model)
-    converted = FORMATS[found.format].to_contlearn(found, names, labels)
+    converted = FORMATS[found.format].to_contlearn(found, names, labels, model.backbone)
     if found.norms is not None:
         converted["state"] |= norms_in(found.norms, converted["method"], names)
         converted["options"]["norms"] = "task"
@@ -225,13 +225,16 @@ def convert(model: Any, found: folder.Folder, labels: list[str] | None) -> dict[
     return converted
 
 
-def _imported(found: folder.Folder, converted: dict[str, Any]) -> dict[str, Any]:
-    """What the run and artifact record about where the adapter came from."""
+def _imported(found: folder.Folder, converted: dict[str, Any], identity: str) -> dict[str, Any]:
+    """What the run and artifact record about where the adapter came from: its base model
+    (a warning when it names none or another model), the head layers taken from the backbone."""
     weights = {"adapterhub": "adapter.safetensors", "peft": "adapter_model.safetensors"}
     return {
         "format": found.format,
         "source": str(found.path.resolve()),
         "base_model": converted["base_model"],
+        "from_backbone": converted["from_backbone"],
+        "warnings": base_model_warnings(converted["base_model"], identity),
         "weights_sha256": files.sha256_file(found.path / weights[found.format]),
         "config": found.config,
     }
@@ -282,7 +285,7 @@ def _record(ctx, task, run_id, train_cfg, adapter, imported, progress, verify) -
         "best_epoch": None,
         "history": [],
         "seconds": 0.0,
-        "warnings": [],
+        "warnings": imported["warnings"],
         "verifications": [verification_row(ctx.ledger, v) for v in verifications],
     }
     post = evaluation_record(task, final, "post-train")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..artifacts import ArtifactStore
+from ..data.columns import text_aliases, text_value
 from ..errors import BadData, ConfigError, TaskNotFound
 from ..ledger.records import TaskRecord
 from ..ledger.store import Ledger
@@ -215,25 +216,28 @@ def _trained_records(
 
 
 def _row_texts(row: Any, i: int, task: TaskRecord) -> tuple[str, ...]:
-    """The row's text fields, in the task's order; every one a non-empty string."""
+    """The row's text fields, in the task's order (a GLUE pair also as sentence1/sentence2);
+    every one a non-empty string."""
     _require_mapping(row, i)
+    aliases = text_aliases(task.glue_task, task.text_fields)
     texts = []
     for field in task.text_fields:
-        if field not in row:
+        name, value = text_value(row, field, aliases)
+        if name not in row:
+            also = f" (or {aliases[field]!r})" if field in aliases else ""
             raise BadData(
-                f"row {i + 1} has no column {field!r} (task {task.name!r} reads "
+                f"row {i + 1} has no column {field!r}{also} (task {task.name!r} reads "
                 f"{', '.join(task.text_fields)}); the input's columns are "
-                f"{', '.join(map(str, row)) or 'none'}: rename the column to {field!r}"
+                f"{', '.join(map(str, row)) or 'none'}: rename the column to {field!r}{also}"
             )
-        value = row.get(field)
         if value is None or (isinstance(value, str) and not value.strip()):
             raise BadData(
-                f"row {i + 1}: no text in field {field!r} (task {task.name!r} reads "
+                f"row {i + 1}: no text in field {name!r} (task {task.name!r} reads "
                 f"{', '.join(task.text_fields)}); fill it in or drop the row"
             )
         if not isinstance(value, str):
             raise BadData(
-                f"row {i + 1}: field {field!r} holds a {type(value).__name__}, not text; "
+                f"row {i + 1}: field {name!r} holds a {type(value).__name__}, not text; "
                 "pass the text as a string"
             )
         texts.append(value)
@@ -253,13 +257,7 @@ def _can_mix(meta: dict[str, Any]) -> bool:
 
 
 def _encode(ctx: ModelContext, texts: Sequence[tuple[str, ...]], max_length: int) -> Any:
-    from ..model.families import uses_token_types
-    from ..train.batching import encode
-
-    backbone = ctx.backbone
-    return encode(
-        backbone.tokenizer, texts, max_length, token_types=uses_token_types(backbone.model)
-    )
+    return ctx.encode_texts(texts, max_length)
 
 
 def _predict_task(

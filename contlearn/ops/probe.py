@@ -23,6 +23,7 @@ from ..ledger.records import EvaluationRecord, TaskRecord
 from ..train.batching import canonical_batches
 from .context import ModelContext
 from .current import run_batch_size
+from .references import Reference, adopted_references, agreement, matching
 
 
 @dataclass(frozen=True)
@@ -34,16 +35,28 @@ class Recorded:
     files: dict[str, Any]  # its ArtifactRecords by role
     batch_size: int
     versions: dict[str, Any]
+    references: list[Reference]  # the host references adopted since (audit --adopt-host)
 
 
 def recorded(ctx: ModelContext, tasks: list[TaskRecord]) -> list[Recorded]:
-    """Each task's current run, artifacts and post-train evaluation (a few queries for all)."""
+    """Each task's current run, artifacts, post-train evaluation and adopted host references
+    (a few queries for all)."""
     found = ctx.ledger.current_records([task.id for task in tasks])
+    adopted = adopted_references(ctx.ledger, {t.id: found[t.id][2][-1] for t in tasks})
     facts = []
     for task in tasks:
         run, files, posts = found[task.id]
         roles = {a.role: a for a in files}
-        facts.append(Recorded(task, posts[-1], roles, run_batch_size(run), run.versions or {}))
+        facts.append(
+            Recorded(
+                task,
+                posts[-1],
+                roles,
+                run_batch_size(run),
+                run.versions or {},
+                adopted[task.id],
+            )
+        )
     return facts
 
 
@@ -90,10 +103,9 @@ def _probe_one(
         ctx.store.verify(files[role].path, files[role].sha256, task.name)
     findings = [_hashed(ctx, task, files)]
     ok = not findings[0].startswith("CHANGED")
-    rows, worst, recipe = 0, 0.0, None
+    rows, worst, recipe, verdict = 0, 0.0, None, "identical"
     if ok and batch is not None:
-        rows, same, worst, recipe, note = _rerun(ctx, fact, batch)
-        ok = same
+        rows, ok, worst, recipe, note, verdict = _rerun(ctx, fact, batch)
         findings.append(note)
     return EvaluationRecord(
         task_id=task.id,
@@ -110,6 +122,7 @@ def _probe_one(
         seconds=time.perf_counter() - start,
         recipe=recipe,
         mode="probe",
+        outcome=verdict if ok else "changed",
     )
 
 
@@ -126,9 +139,7 @@ def _hashed(ctx: ModelContext, task: TaskRecord, files: dict[str, Any]) -> str:
 
 def _rerun(ctx: ModelContext, fact: Recorded, batch: int):
     """Check (3): re-run canonical dev batch ``batch`` and compare with the recorded rows."""
-    from ..devices import legacy_recipe, same_recipe
-
-    task, files, post, size = fact.task, fact.files, fact.post, fact.batch_size
+    task, files, size = fact.task, fact.files, fact.batch_size
     if task.name not in ctx.model.tasks or ctx.loaded.get(task.name) != files["weights"].sha256:
         ctx.load_task(task)  # in eval mode, as the model is
     meta = ctx.metas.get(task.name) or ctx.store.load_json(files["config"].path)
@@ -136,19 +147,34 @@ def _rerun(ctx: ModelContext, fact: Recorded, batch: int):
     rows = canonical_batches(dev.encoded.lengths, size)[batch]
     ctx.model.activate(task.name)
     logits, recipe = evaluate_rows(
-        ctx.model, dev.encoded, rows, threads=post.threads, batch_size=size, device=ctx.device
+        ctx.model, dev.encoded, rows, threads=fact.post.threads, batch_size=size, device=ctx.device
     )
-    saved = ctx.store.load_tensors(files["logits"].path)["logits"][rows]
-    worst = float((saved - logits).abs().max()) if len(rows) else 0.0
-    was = post.recipe or legacy_recipe(
-        torch_version=fact.versions.get("torch"), batch_size=size, threads=post.threads
-    )
-    if same_recipe(was, recipe):
+    path, bitwise = _compared_with(fact, recipe)
+    if path != files["logits"].path:
+        ctx.store.verify(path, matching(fact.references, recipe).logits.sha256, task.name)
+    saved = ctx.store.load_tensors(path)["logits"][rows]
+    share, worst = agreement(saved, logits, regression=task.labels is None)
+    if bitwise:
         same = bool((saved == logits).all()) and saved.dtype == logits.dtype
-        kind = "bit for bit"
-    else:  # another device or library: the predictions must be the same
-        same = bool((saved.argmax(-1) == logits.argmax(-1)).all()) if task.labels else worst == 0
-        kind = "predictions (another recipe)"
-    verdict = "identical" if same else "DIFFERENT"
+        kind, verdict = "bit for bit", "identical" if same else "DIFFERENT"
+    else:  # another machine, device or library: the predictions must be the same
+        same = share == 1.0
+        kind, verdict = "predictions (another recipe)", "equivalent" if same else "DIFFERENT"
     note = f"probe: dev batch {batch} ({len(rows)} rows) re-run, {kind}: {verdict}"
-    return len(rows), same, worst, recipe, note
+    return len(rows), same, worst, recipe, note, verdict
+
+
+def _compared_with(fact: Recorded, recipe: dict[str, Any]) -> tuple[str, bool]:
+    """The ledger path of the logits the probe compares with, and whether bit for bit: this
+    host's adopted reference, else the post-train logits (bit for bit under their recipe)."""
+    from ..devices import legacy_recipe, same_recipe
+
+    adopted = matching(fact.references, recipe)
+    if adopted is not None:
+        return adopted.logits.path, True
+    was = fact.post.recipe or legacy_recipe(
+        torch_version=fact.versions.get("torch"),
+        batch_size=fact.batch_size,
+        threads=fact.post.threads,
+    )
+    return fact.files["logits"].path, same_recipe(was, recipe)

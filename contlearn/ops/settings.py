@@ -64,6 +64,34 @@ def check_overrides(
     return device
 
 
+def check_max_length(max_length: int | None, limit: int | None, identity: str, fix: str) -> None:
+    """Refuse a max length beyond the backbone's ``limit`` positions (its position embeddings
+    take no longer row); ``fix`` names where to give a smaller one."""
+    if max_length is not None and limit is not None and max_length > limit:
+        raise ConfigError(
+            f"max length {max_length} is beyond the {limit} positions of backbone "
+            f"{identity!r}: {fix} {limit} or less"
+        )
+
+
+def check_queue_lengths(
+    defaults: WorkspaceConfig, tasks: list[TaskRecord], overrides: dict[str, Any], identity: str
+) -> None:
+    """Before a task is claimed: each of ``tasks`` would train within the backbone's positions
+    (the caller's max length, else the task's own from add-task, else tasks.toml's)."""
+    from ..model.backbone import positions_of
+
+    limit = positions_of(identity)
+    if overrides.get("max_length") is not None:
+        check_max_length(overrides["max_length"], limit, identity, "give --max-length")
+        return
+    for task in tasks:
+        own = task.settings.get("max_length")
+        where = f"task {task.name!r} was added with it; train it with --max-length"
+        fix = where if own is not None else "set [train] max_length in tasks.toml to"
+        check_max_length(own or defaults.train.max_length, limit, identity, fix)
+
+
 def task_configs(
     defaults: WorkspaceConfig, task: TaskRecord, overrides: dict[str, Any]
 ) -> tuple[TrainConfig, Any]:

@@ -19,7 +19,7 @@ from ..train.world import SINGLE, World
 from ..train.world import from_environment as world_from_environment
 from .pace import Report
 from .runs import is_abandoned, record_failure, stamp
-from .settings import check_overrides
+from .settings import check_overrides, check_queue_lengths
 
 if TYPE_CHECKING:
     from .context import ModelContext
@@ -44,6 +44,10 @@ def train_pending(
     Under ``torchrun`` every process of the world calls this: rank 0 claims each task and
     records it, the others train beside it and return nothing."""
     device = check_overrides(defaults, overrides, device, _backbone_dtype(ledger))
+    pending = [t for t in ledger.tasks() if t.status == "pending"]
+    check_queue_lengths(
+        defaults, pending if all_tasks else pending[:1], overrides, _identity(ledger)
+    )
     world = world_from_environment()
     if world.distributed:
         return _train_distributed(
@@ -133,6 +137,7 @@ def retrain(
     current one only if it succeeds, its verification of every other trained task included;
     until then, and if it fails, the run before it serves the task."""
     device = check_overrides(defaults, overrides, device, _backbone_dtype(ledger))
+    check_queue_lengths(defaults, [ledger.task(name)], overrides, _identity(ledger))
     task, run_id, current = ledger.claim_retrain(name, _claim(), is_abandoned)
     ctx = _open_and_load(ledger, store, device, run_id, None)
     ctx.model.remove_task(task.name)  # the current version; the new run builds its own
@@ -202,3 +207,9 @@ def _open_and_load(
 def _backbone_dtype(ledger: Ledger) -> str:
     recorded = ledger.backbone()
     return recorded.dtype if recorded is not None else "float32"
+
+
+def _identity(ledger: Ledger) -> str:
+    """The workspace's backbone as the ledger names it (a folder, or the packaged name)."""
+    recorded = ledger.backbone()
+    return recorded.identity if recorded is not None else ""

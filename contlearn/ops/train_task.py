@@ -317,6 +317,7 @@ def verification_row(ledger: Ledger, v: EvaluationRecord) -> dict[str, Any]:
         "now": v.metrics,
         "logits_sha256": v.logits_sha256,
         "identical": v.identical,
+        "outcome": v.outcome,
         "mode": v.mode,
         "examples_rerun": v.example_count,
     }

@@ -3,11 +3,13 @@ recorded, and compare. ``train-next`` verifies every other trained task after tr
 ``audit`` replays every task the same way.
 
 PyTorch promises bitwise equality only for the same operations on the same kind of device and
-software. When the replay runs under the recorded recipe (device class and model, library
-versions, batch size, threads), identical means identical logits, bit for bit. Under another
-recipe (a GPU-trained workspace checked on a CPU, or after a torch upgrade) the replay is
-"reproduced on a different device": it passes only if every prediction and every metric value
-is the same, and it says how close the logits came.
+software. When the replay runs under the recorded recipe (device class and model, the CPU
+host's identity, library versions, batch size, threads), identical means identical logits, bit
+for bit. Under another recipe (a GPU-trained workspace checked on a CPU, a workspace copied to
+another machine, a torch upgrade) the replay is "reproduced on a different device" (or
+"machine"): it is equivalent, and passes, only if every prediction and every metric value is
+the same, and it says how close the logits came. ``audit --adopt-host`` makes this host's
+logits the reference, so that replays here are bit for bit again (:mod:`.references`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import VerifyConfig
-from ..devices import describe, legacy_recipe, same_recipe
+from ..devices import RECIPE_KEYS, describe, legacy_recipe, other_host, same_recipe
 from ..errors import VerificationFailed
 from ..eval.recipe import EvalResult
 from ..ledger.records import EvaluationRecord, TaskRecord
@@ -24,14 +26,18 @@ from ..ledger.store import Ledger
 from .context import ModelContext
 from .current import canonical_batch_size, recorded_post_train, trained_artifacts
 from .evaluate import evaluate_task, evaluation_record
+from .references import adopted_references, agreement, matching, metrics_agree
 
 
 @dataclass
 class Reproduction:
-    """A replayed evaluation, compared with the recorded one.
+    """A replayed evaluation, compared with the recorded one (or this host's adopted reference).
 
-    same_recipe: compared bit for bit; ok: it passes; prediction_share: the share of identical
-    predictions (1.0 when the logits are identical); max_abs_diff: the largest |logit change|.
+    same_recipe: compared bit for bit; ok: it passes; outcome: identical (the logits bit for
+    bit), equivalent (under another recipe: every prediction and metric value the same) or
+    changed; prediction_share: the share of identical predictions (1.0 when the logits are
+    identical); max_abs_diff: the largest |logit change|; logits_path: the ledger path of the
+    logits it was compared with; adopted: the audit run that adopted them for this host.
     """
 
     recorded: EvaluationRecord
@@ -42,11 +48,16 @@ class Reproduction:
     prediction_share: float = 1.0
     max_abs_diff: float = 0.0
     notes: list[str] = field(default_factory=list)
+    outcome: str = "identical"
+    logits_path: str | None = None
+    adopted: int | None = None
 
 
 def reproduce(ctx: ModelContext, task: TaskRecord, *, progress: bool = False) -> Reproduction:
     """Reload a trained task from its files, re-run its post-train evaluation with the recorded
-    max length, batch size and thread count on the context's device, and compare."""
+    max length, batch size and thread count on the context's device, and compare: bit for bit
+    with this host's adopted reference or the post-train evaluation when one ran under the
+    same recipe, else prediction by prediction."""
     recorded = recorded_post_train(ctx.ledger, task)
     run = ctx.ledger.trained_run(task.id)
     meta = ctx.load_task(task)
@@ -55,39 +66,61 @@ def reproduce(ctx: ModelContext, task: TaskRecord, *, progress: bool = False) ->
     now = evaluate_task(
         ctx, task, dev, threads=recorded.threads, batch_size=batch_size, progress=progress
     )
+    logits = trained_artifacts(ctx.ledger, task)["logits"]
+    adopted = matching(adopted_references(ctx.ledger, {task.id: recorded})[task.id], now.recipe)
+    if adopted is not None:
+        ctx.store.verify(adopted.logits.path, adopted.logits.sha256, task.name)
+        return _bit_for_bit(adopted.evaluation, now, adopted.logits.path, adopted.evaluation.run_id)
     was = recorded.recipe or legacy_recipe(
         torch_version=(run.versions or {}).get("torch"),
         batch_size=batch_size,
         threads=recorded.threads,
     )
     if same_recipe(was, now.recipe):
-        identical = now.logits_sha256 == recorded.logits_sha256 and now.metrics == recorded.metrics
-        return Reproduction(recorded, now, True, identical, identical)
-    return _across_devices(ctx, task, recorded, now, was)
+        return _bit_for_bit(recorded, now, logits.path)
+    return _elsewhere(ctx, task, recorded, now, was, logits)
 
 
-def _across_devices(ctx, task, recorded, now, was: dict[str, Any]) -> Reproduction:
-    """A replay under another recipe, compared prediction by prediction with the stored logits."""
-    logits_file = trained_artifacts(ctx.ledger, task)["logits"]
+def _bit_for_bit(
+    reference: EvaluationRecord, now: EvalResult, path: str, adopted: int | None = None
+) -> Reproduction:
+    same = now.logits_sha256 == reference.logits_sha256 and now.metrics == reference.metrics
+    outcome = "identical" if same else "changed"
+    return Reproduction(
+        reference, now, True, same, same, outcome=outcome, logits_path=path, adopted=adopted
+    )
+
+
+def _elsewhere(ctx, task, recorded, now, was: dict[str, Any], logits_file) -> Reproduction:
+    """A replay under another recipe, compared prediction by prediction with the stored logits:
+    equivalent when every prediction and metric value is the same (the weights were proven
+    unchanged when they loaded)."""
     ctx.store.verify(logits_file.path, logits_file.sha256, task.name)
     saved = ctx.store.load_tensors(logits_file.path)["logits"]
-    if saved.shape != now.logits.shape:
-        share, worst = 0.0, float("inf")
-    else:
-        share = (
-            float((saved.argmax(-1) == now.logits.argmax(-1)).float().mean()) if len(saved) else 1.0
-        )
-        worst = float((saved - now.logits).abs().max()) if len(saved) else 0.0
-    if task.labels is None:  # regression: the value is the prediction
-        share = 1.0 if worst == 0.0 else 0.0
-    identical = now.logits_sha256 == recorded.logits_sha256
-    ok = share == 1.0 and now.metrics == recorded.metrics
+    regression = task.labels is None
+    share, worst = agreement(saved, now.logits, regression=regression)
+    identical = now.logits_sha256 == recorded.logits_sha256 and now.metrics == recorded.metrics
+    agree = share == 1.0 and metrics_agree(recorded.metrics, now.metrics, regression=regression)
+    ok = identical or agree
+    outcome = "identical" if identical else "equivalent" if ok else "changed"
     note = (
-        f"task {task.name!r}: reproduced on a different device ({describe(was)} -> "
-        f"{describe(now.recipe)}): {share:.1%} of predictions identical, max |logit change| "
-        f"{worst:.3g}, metric {recorded.primary_value:.4f} -> {now.primary_value:.4f}"
+        f"task {task.name!r}: {where(was, now.recipe)}: {share:.1%} of predictions identical, "
+        f"max |logit change| {worst:.3g}, metric {recorded.primary_value:.4f} -> "
+        f"{now.primary_value:.4f} ({outcome})"
     )
-    return Reproduction(recorded, now, False, identical, ok, share, worst, [note])
+    return Reproduction(
+        recorded, now, False, identical, ok, share, worst, [note], outcome, logits_file.path
+    )
+
+
+def where(was: dict[str, Any], now: dict[str, Any]) -> str:
+    """``reproduced on a different machine (another host: cores)`` when only the CPU host
+    differs (or was not recorded), else ``reproduced on a different device (A -> B)``."""
+    host = other_host(was, now)
+    rest = [k for k in RECIPE_KEYS if k in was and was[k] != now.get(k)]
+    if host and not rest:
+        return f"reproduced on a different machine ({host})"
+    return f"reproduced on a different device ({describe(was)} -> {describe(now)})"
 
 
 def verify_earlier(
@@ -133,6 +166,7 @@ def _verify_one(ctx, task, current, progress) -> EvaluationRecord:
         max_abs_diff=check.max_abs_diff,
         findings=findings,
         mode="full",
+        outcome=check.outcome,
     )
 
 

@@ -4,8 +4,12 @@ refusal, the request metrics, and the model's thread started and stopped with th
 POST /v1/tasks/{task}/predict   {"inputs": [{field: text, ...}, ...]}
 POST /v1/predict                {"items": [{"task": name, field: text, ...}, ...]}
 GET  /v1/tasks                  the tasks served (and the names of those refused)
-GET  /healthz                   liveness and the count of tasks served (no token needed)
+GET  /healthz                   liveness, the tasks served and refused (no token needed)
 GET  /metrics                   Prometheus text
+
+A request answered 408 or 413 (its body not wholly read) or framed twice closes its
+connection; a client that goes away before its answer is counted as status 499 (nginx's
+"client closed request"), apart from the server's own faults.
 """
 
 from __future__ import annotations
@@ -20,20 +24,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..errors import ArtifactError, BadRequest, ContlearnError, TaskNotFound, TaskNotTrained
-from . import bodies
+from . import bodies, reading
 from .worker import ModelWorker
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Request], Awaitable[Response]]
 PREDICT_ONE = "/v1/tasks/{task}/predict"
 ENDPOINTS = ("/v1/predict", "/v1/tasks", "/healthz", "/metrics")
+CLIENT_CLOSED = 499  # the status a request whose client went away is counted under
+CLOSING = (408, 413)  # refusals whose body was not (wholly) read: the connection ends with them
 
 
 def build(worker: ModelWorker) -> Starlette:
@@ -57,7 +64,7 @@ def build(worker: ModelWorker) -> Starlette:
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http},
-        middleware=[Middleware(_Timed, worker=worker)],
+        middleware=[Middleware(_Timed, worker=worker), Middleware(_Framed)],
     )
     app.state.worker = worker
     return app
@@ -78,10 +85,13 @@ def _guarded(
             return await handler(request, worker)
         except BadRequest as exc:
             return error(exc)
+        except ClientDisconnect:  # the client's doing: one line, counted apart (never sent)
+            log.info("%s %s: the client left before its answer", request.method, _path(request))
+            return Response(status_code=CLIENT_CLOSED)
         except ContlearnError as exc:
             return error(_refusal(exc))
         except Exception:  # a fault of the server, never of the request: logged, not shown
-            log.exception("%s %s failed", request.method, _endpoint(request.url.path))
+            log.exception("%s %s failed", request.method, _path(request))
             return error(BadRequest("the server failed to answer: see its log", status=500))
 
     return endpoint
@@ -110,14 +120,17 @@ def _refusal(exc: ContlearnError) -> BadRequest:
     return BadRequest(str(exc), status=422)
 
 
-def error(exc: BadRequest) -> JSONResponse:
-    """The JSON body of a refusal: the message, and the field or limit when there is one."""
+def error(exc: BadRequest, *, close: bool = False) -> JSONResponse:
+    """The JSON body of a refusal: the message, and the field or limit when there is one;
+    ``close`` (or a status of CLOSING) ends the connection with it."""
     body: dict[str, Any] = {"error": str(exc), "status": exc.status}
     if exc.field is not None:
         body["field"] = exc.field
     if exc.limit is not None:
         body["limit"], body["allowed"] = exc.limit, exc.allowed
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    if close or exc.status in CLOSING:
+        headers["Connection"] = "close"
     return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
@@ -131,13 +144,13 @@ async def _http(request: Request, exc: Exception) -> Response:
 # -- the endpoints ----------------------------------------------------------------------------
 async def _predict_one(request: Request, worker: ModelWorker) -> Response:
     task = bodies.served_task(worker.snapshot, request.path_params["task"])
-    doc = bodies.parse_json(await _body(request, worker.config.max_body_bytes))
+    doc = bodies.parse_json(await _body(request, worker))
     rows = bodies.task_rows(doc, task, worker.config)
     return JSONResponse({"task": task.name, "predictions": await _run(worker, rows)})
 
 
 async def _predict_mixed(request: Request, worker: ModelWorker) -> Response:
-    doc = bodies.parse_json(await _body(request, worker.config.max_body_bytes))
+    doc = bodies.parse_json(await _body(request, worker))
     rows = bodies.mixed_rows(doc, worker.snapshot, worker.config)
     return JSONResponse({"predictions": await _run(worker, rows)})
 
@@ -153,36 +166,39 @@ async def _tasks(request: Request, worker: ModelWorker) -> Response:
 
 
 async def _health(request: Request, worker: ModelWorker) -> Response:
+    """200 while the model's thread runs: "ok", or "degraded" while a trained task is refused
+    (the others are served; every replica shares the workspace, so a balancer taking this
+    one out would gain nothing); 503 once it stopped."""
     if not worker.alive:
-        return JSONResponse({"status": "stopped", "tasks": 0}, status_code=503)
-    return JSONResponse({"status": "ok", "tasks": len(worker.snapshot.served)})
+        return JSONResponse({"status": "stopped", "tasks": 0, "refused": 0}, status_code=503)
+    snapshot = worker.snapshot
+    state = "degraded" if snapshot.refused else "ok"
+    return JSONResponse(
+        {"status": state, "tasks": len(snapshot.served), "refused": len(snapshot.refused)}
+    )
 
 
 async def _metrics(request: Request, worker: ModelWorker) -> Response:
     return PlainTextResponse(worker.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+async def _body(request: Request, worker: ModelWorker) -> bytes:
+    return await reading.body(request.receive, request.headers, worker.config)
 
 
-def _too_large(limit: int) -> BadRequest:
-    return BadRequest(
-        f"the body exceeds max_body_bytes ({limit} bytes): send fewer rows per request",
-        status=413,
-        limit="max_body_bytes",
-        allowed=limit,
-    )
+class _Framed:
+    """ASGI middleware: a request framed by both Content-Length and Transfer-Encoding is
+    refused (400) and its connection closed before any of it is read."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http":
+            refusal = reading.ambiguous(Headers(scope=scope))
+            if refusal is not None:
+                return await error(refusal, close=True)(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 class _Timed:
@@ -206,6 +222,10 @@ class _Timed:
         finally:
             seconds = time.perf_counter() - start
             self.worker.metrics.request(_endpoint(scope["path"]), status[0], seconds)
+
+
+def _path(request: Request) -> str:
+    return _endpoint(request.url.path)
 
 
 def _endpoint(path: str) -> str:

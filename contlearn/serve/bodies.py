@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..data.columns import text_value
 from ..errors import BadRequest
 from .catalog import ServedTask, Snapshot
 from .config import ServeConfig
@@ -18,11 +19,23 @@ SHOWN_NAME = 64  # at most this many characters of a name a request sent come ba
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object (400 when it is not one)."""
+    """The body as a JSON object (400 when it is not one), read as UTF-8 (RFC 8259). The
+    message says what is wrong with the body, never what Python said about it."""
     try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and bad UTF-8 are ValueErrors
-        raise BadRequest(f"the body is not valid JSON: {_short(str(exc))}", status=400) from exc
+        doc = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BadRequest(
+            f"the body is not UTF-8 (byte {exc.start}): send JSON encoded as UTF-8", status=400
+        ) from None
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise BadRequest(f"the body is not valid JSON: {exc.msg} at {where}", status=400) from None
+    except RecursionError:
+        raise BadRequest(
+            "the body nests JSON too deeply: send a flat list of row objects", status=400
+        ) from None
+    except ValueError:  # an integer of more digits than Python converts
+        raise BadRequest("the body holds a number too long to read", status=400) from None
     if not isinstance(doc, dict):
         raise BadRequest(f"the body is a JSON {_kind(doc)}, not an object", status=400)
     return doc
@@ -48,6 +61,7 @@ def mixed_rows(
             raise BadRequest(
                 f"{where}.task: name the item's task (a string)", field=f"{where}.task"
             )
+        _require_unicode(name, f"{where}.task")
         rows.append(_row(item, where, served_task(snapshot, name, f"{where}.task"), config))
     return rows
 
@@ -98,11 +112,14 @@ def _row(item: Any, where: str, task: ServedTask, config: ServeConfig) -> dict[s
     """The queued row: the task's text fields, its id when given, and its task."""
     _require_object(item, where)
     row: dict[str, Any] = {TASK_KEY: task.name}
-    for name in task.text_fields:
-        row[name] = _text(item, name, f"{where}.{name}", task, config)
+    for name in task.text_fields:  # a GLUE pair's fields also as sentence1/sentence2
+        given, _ = text_value(item, name, task.aliases)
+        row[name] = _text(item, given, f"{where}.{given}", task, config)
     if "id" in item:
         if not isinstance(item["id"], str | int) or isinstance(item["id"], bool):
             raise BadRequest(f"{where}.id must be a string or an integer", field=f"{where}.id")
+        if isinstance(item["id"], str):
+            _require_unicode(item["id"], f"{where}.id")
         row["id"] = item["id"]
     return row
 
@@ -110,12 +127,14 @@ def _row(item: Any, where: str, task: ServedTask, config: ServeConfig) -> dict[s
 def _text(item: dict, name: str, where: str, task: ServedTask, config: ServeConfig) -> str:
     if name not in item:
         fields = ", ".join(task.text_fields)
+        fields += f" (or {', '.join(task.aliases.values())})" if task.aliases else ""
         raise BadRequest(f"{where} is missing: task {task.name!r} reads {fields}", field=where)
     value = item[name]
     if not isinstance(value, str):
         raise BadRequest(f"{where} must be a string, not a {_kind(value)}", field=where)
     if not value.strip():
         raise BadRequest(f"{where} is empty: give the text to label", field=where)
+    _require_unicode(value, where)
     if len(value) > config.max_text_chars:
         raise BadRequest(
             f"{where} holds {len(value)} characters; max_text_chars is {config.max_text_chars}",
@@ -129,6 +148,20 @@ def _text(item: dict, name: str, where: str, task: ServedTask, config: ServeConf
 def _require_object(item: Any, where: str) -> None:
     if not isinstance(item, dict):
         raise BadRequest(f"{where} must be an object, not a {_kind(item)}", field=where)
+
+
+def _require_unicode(value: str, where: str) -> None:
+    """Refuse a lone UTF-16 surrogate (``"\\ud800"`` in JSON): no tokenizer reads it and no
+    answer could carry it back."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = f"U+{ord(value[exc.start]):04X}"
+        raise BadRequest(
+            f"{where} holds a lone UTF-16 surrogate ({code} at character {exc.start}): "
+            "send valid Unicode text",
+            field=where,
+        ) from None
 
 
 def _kind(value: Any) -> str:

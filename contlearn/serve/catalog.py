@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..data.columns import text_aliases
 from ..errors import ContlearnError
 from ..ledger.records import TaskRecord
 from ..ops.context import ModelContext
@@ -31,6 +32,7 @@ class ServedTask:
     text_fields: tuple[str, ...]
     weights_sha256: str
     info: dict[str, Any]
+    aliases: dict[str, str] = field(default_factory=dict)  # text field -> its other name
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,9 @@ class Catalog:
                 served[task.name] = entry
             else:
                 refused[task.name] = entry
-        self._unload(set(before.served) - set(served))
         self._recheck.clear()
         self.snapshot = Snapshot(served, refused, untrained)
+        self._unload(set(before.served) - set(served))
         return self.snapshot
 
     def _serve(self, task: TaskRecord, row: dict[str, Any], before: Snapshot) -> ServedTask | str:
@@ -89,12 +91,22 @@ class Catalog:
                 log.warning("refused task %r, the others are still served: %s", task.name, exc)
             return str(exc)
         log.info("%s task %r", "reloaded" if known else "serving", task.name)
-        return ServedTask(task.name, tuple(task.text_fields), sha256, _info(task, row))
+        aliases = text_aliases(task.glue_task, task.text_fields)
+        return ServedTask(task.name, tuple(task.text_fields), sha256, _info(task, row), aliases)
 
     def _unload(self, names: set[str]) -> None:
         for name in sorted(names):
             self.ctx.unload(name)
-            log.info("no longer serving task %r (no longer trained in the ledger)", name)
+            log.info("no longer serving task %r: %s", name, _gone(self.snapshot, name))
+
+
+def _gone(snapshot: Snapshot, name: str) -> str:
+    """Why a task served until now is not served any more."""
+    if name in snapshot.refused:
+        return f"its artifact is refused ({snapshot.refused[name]})"
+    if name in snapshot.untrained:
+        return f"it is {snapshot.untrained[name]} in the ledger"
+    return "it is no longer in the ledger"
 
 
 def _info(task: TaskRecord, row: dict[str, Any]) -> dict[str, Any]:

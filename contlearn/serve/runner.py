@@ -31,6 +31,7 @@ def run(workspace: str | Path | Any, config: ServeConfig, *, db: str | None = No
     import uvicorn
 
     from .asgi import build
+    from .transport import uvicorn_settings
 
     worker = worker_for(workspace, config, db=db)
     worker.start()  # a backbone or ledger problem stops here, before anything listens
@@ -46,6 +47,7 @@ def run(workspace: str | Path | Any, config: ServeConfig, *, db: str | None = No
         port=config.port,
         log_level="info",
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        **uvicorn_settings(config),
     )
 
 

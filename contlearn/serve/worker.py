@@ -79,12 +79,11 @@ class ModelWorker:
     # -- the model's thread ----------------------------------------------------------------------
     def _run(self) -> None:
         try:
+            import torch
+
             from ..ops.context import open_context
 
-            if self.config.threads is not None:
-                import torch
-
-                torch.set_num_threads(self.config.threads)
+            torch.set_num_threads(self.config.threads)
             self.catalog = Catalog(open_context(self.ledger, self.store, self.config.device))
             self._refresh()
         except BaseException as exc:  # handed to start(), which raises it in its caller

@@ -2,8 +2,8 @@
 
 contlearn runs migrations itself (``contlearn db upgrade``, or on opening a workspace) and passes
 an open connection in ``config.attributes["connection"]``. Run by hand (``alembic.ini`` at the
-repository root points at ``contlearn.ledger:migrations``), ``alembic`` takes the URL from
-``sqlalchemy.url`` or ``CONTLEARN_DB``.
+repository root points here), ``alembic`` takes the URL from ``sqlalchemy.url`` or
+``CONTLEARN_DB``. The wheel carries this folder as ``contlearn/ledger/migrations``.
 """
 
 import os
