@@ -54,7 +54,9 @@ class TaskExists(ContlearnError):
 
 
 class TaskNotFound(ContlearnError):
-    """A task name that is not registered."""
+    """A task name that is not registered: a usage error (exit code 2), as an unknown option."""
+
+    exit_code = 2
 
 
 class TaskBusy(ContlearnError):

@@ -77,6 +77,13 @@ except SystemExit as exit:
         (["report", "--comparison", "9"], "no comparison 9 in the ledger (comparisons: none"),
         (["compare"], "compare needs every task trained with adapters first (c not trained)"),
         (["train-next", "--epochs", "0"], "Invalid value for '--epochs'"),
+        (["export", "nope", "--format", "peft", "--out", "{tmp}/out"], "no task named 'nope'"),
+        (["export", "a", "--format", "peft", "--out", "{tmp}/out"], "use --format adapterhub"),
+        (["tradeoff", "nope"], "no task named 'nope'"),
+        (["tradeoff", "a", "--grid", "bogus"], "unknown method 'bogus'"),
+        (["import-adapter", "a", "--from", "{tmp}", "--data", "{tmp}"], "already registered"),
+        (["import-adapter", "d", "--from", "{tmp}", "--data", "{tmp}"], "no adapter_config.json"),
+        (["serve", "--token-file", "{tmp}/token.txt"], "token.txt is empty"),
     ],
 )
 def test_errors_that_need_no_model_import_no_torch(
@@ -88,7 +95,8 @@ def test_errors_that_need_no_model_import_no_torch(
         message = "no pending task"
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"text": "good"}\n')
-    args = [a.format(rows=rows, missing=tmp_path / "missing.csv") for a in args]
+    (tmp_path / "token.txt").write_text("")
+    args = [a.format(rows=rows, missing=tmp_path / "missing.csv", tmp=tmp_path) for a in args]
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *args, "-w", str(trained.root)],
         capture_output=True,
@@ -304,3 +312,124 @@ def test_a_task_put_before_trained_ones_says_what_that_means(
         "baselines (`contlearn compare`) will see the new order\n"
     )
     assert trained.audit()["verdict"] == "clean"
+
+
+# -- 12. exit codes, names and files a new user meets next ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["predict", "nope", "--input", "{rows}"],
+        ["retrain", "nope"],
+        ["remove", "nope"],
+        ["runs", "nope"],
+        ["export", "nope", "--format", "peft", "--out", "{out}"],
+        ["tradeoff", "nope"],
+        ["audit", "--task", "nope"],
+    ],
+)
+def test_an_unknown_task_is_a_usage_error_for_every_command(
+    two_tasks: Workspace, tmp_path: Path, args: list[str]
+) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"text": "good"}\n')
+    args = [a.format(rows=rows, out=tmp_path / "out") for a in args]
+    result = cli(two_tasks, *args)
+    assert result.exit_code == 2, result.output
+    assert result.output == "Error: no task named 'nope': `contlearn status` lists the tasks\n"
+    assert "2    usage: an unknown task or option" in CliRunner().invoke(main, ["--help"]).output
+
+
+@pytest.mark.parametrize("extra", [[], ["--include-norms"]])
+def test_export_names_the_format_a_method_needs_first(
+    trained: Workspace, tmp_path: Path, extra: list[str]
+) -> None:
+    out = tmp_path / "out"
+    result = cli(trained, "export", "a", "--format", "peft", "--out", str(out), *extra)
+    assert result.exit_code == 1 and not out.exists()
+    assert result.output == (
+        "Error: method 'houlsby' cannot be exported as peft (peft holds lora, ia3): use "
+        "--format adapterhub\n"
+    )
+
+
+def test_a_comparison_still_renders_after_remove_and_gc(trained: Workspace) -> None:
+    compared = cli(trained, "compare", "--methods", "adapter", "-q", "--json")
+    assert compared.exit_code == 0, compared.output
+    before = json.loads(compared.stdout)["methods"]["adapter"]
+    assert cli(trained, "remove", "a").exit_code == 0
+    collected = cli(trained, "gc", "--json")
+    assert collected.exit_code == 0, collected.output
+    deleted = json.loads(collected.stdout)["deleted"]
+    assert deleted and not any(p.endswith("dev_logits.safetensors") for p in deleted)
+    kept = [p.name for p in (trained.store.folder / "a").rglob("*") if p.is_file()]
+    assert kept == ["dev_logits.safetensors"]  # what the comparison needs, nothing more
+    report = cli(trained, "report", "--json")
+    assert report.exit_code == 0, report.output
+    after = json.loads(report.stdout)["methods"]["adapter"]
+    assert after["summary"] == before["summary"] and after["intervals"] == before["intervals"]
+
+
+def test_compare_names_the_baseline_it_trains(trained: Workspace, tmp_path: Path) -> None:
+    args = ["--methods", "sequential,ewc", "--epochs", "1", "--max-train-examples", "40"]
+    result = cli(trained, "compare", *args, "--batch-size", "8", "--out", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    estimates = [line.split(":")[0] for line in result.stderr.splitlines() if "examples x" in line]
+    assert estimates == ["a (sequential)", "b (sequential)", "a (ewc)", "b (ewc)"]
+
+
+def test_runs_shows_each_runs_method_and_a_tradeoff_points_score(trained: Workspace) -> None:
+    grid = ["--grid", "lora:rank=2,head", "--epochs", "1", "--max-train-examples", "20", "-q"]
+    assert cli(trained, "tradeoff", "a", *grid).exit_code == 0
+    task_id = trained.ledger.task("b").id
+    old = {"purpose": "train", "method": "adapter", "config": {}, "versions": {}}
+    trained.ledger.start_run(task_id=task_id, **old)  # as releases before named methods did
+    rows = json.loads(cli(trained, "runs", "--json").stdout)["runs"]
+    shown = [(r["task"], r["purpose"], r["method"]) for r in rows]
+    assert shown == [
+        ("a", "train", "houlsby"),
+        ("b", "train", "houlsby"),
+        ("a", "tradeoff", "lora"),
+        ("a", "tradeoff", "head"),
+        ("b", "train", "houlsby"),
+    ]
+    assert all(isinstance(r["metric"], float) for r in rows[:4])
+    table = cli(trained, "runs").stdout.splitlines()
+    assert table[3].split()[:4] == ["3", "a", "tradeoff", "lora"] and " - " not in table[3]
+
+
+def test_progress_bars_stay_out_of_a_log_file(two_tasks: Workspace, tmp_path: Path) -> None:
+    log = tmp_path / "train.log"
+    args = ["train-next", "--batch-size", "8", "--epochs", "1", "-w", str(two_tasks.root)]
+    with log.open("w") as stderr:
+        done = subprocess.run(
+            [sys.executable, "-m", "contlearn.cli", *args], stderr=stderr, stdout=subprocess.PIPE
+        )
+    assert done.returncode == 0, log.read_text()
+    text = log.read_text()
+    assert "\r" not in text and "%|" not in text, text
+    assert re.search(r"^a: 86 examples x 1 epochs = 11 steps of 8; about .*\n", text, re.M)
+
+
+def test_the_api_is_quiet_unless_asked(trained: Workspace, capfd: pytest.CaptureFixture) -> None:
+    assert trained.audit()["verdict"] == "clean"
+    assert capfd.readouterr() == ("", "")
+    trained.audit(progress=True)
+    assert "evaluating a" in capfd.readouterr().err
+
+
+ROOT = Path(__file__).resolve().parents[1]
+GLUE = ROOT.parent / "shared" / "data" / "glue"  # the GLUE folders beside a clone
+
+
+def test_every_readme_data_path_is_the_shared_glue_folder() -> None:
+    readme = (ROOT / "README.md").read_text()
+    given = re.findall(r"--data (\S+)", readme) + re.findall(r'add_task\("\w+", "([^"]+)"', readme)
+    from_ws = re.findall(r'^data = "([^"]+)"', readme, re.M)  # tasks.toml: from the workspace
+    paths = [ROOT / p for p in given if p != "PATH"] + [ROOT / "ws" / p for p in from_ws]
+    assert len(paths) >= 6
+    for path in paths:
+        folder = Path(os.path.normpath(path))
+        assert folder.parent == GLUE and folder.name in {"RTE", "MRPC", "SST-2"}, path
+        assert folder.is_dir() or not GLUE.is_dir(), path

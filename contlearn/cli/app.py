@@ -16,7 +16,7 @@ def main() -> None:
     \b
     Example:
         contlearn init
-        contlearn add-task rte --data ./RTE
+        contlearn add-task rte --data ../shared/data/glue/RTE
         contlearn train-next --all --epochs 3 --max-train-examples 2000
         contlearn audit
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..errors import TaskNotFound, TaskNotTrained
+from ..errors import TaskNotTrained
 from .app import main
 from .options import (
     UsageProblem,
@@ -16,6 +16,7 @@ from .options import (
     json_option,
     open_workspace,
     quiet_option,
+    show_bars,
     workspace_options,
 )
 from .output import emit_json, format_table, plural
@@ -67,9 +68,9 @@ def audit(
         return
     try:
         result = ws.audit(
-            task=task, device=device, progress=not quiet and not as_json, adopt_host=adopt_host
+            task=task, device=device, progress=show_bars(quiet, as_json), adopt_host=adopt_host
         )
-    except (TaskNotFound, TaskNotTrained) as exc:
+    except TaskNotTrained as exc:  # an unknown task is a usage error (exit 2) of its own
         raise UsageProblem(str(exc)) from exc
     if as_json:
         emit_json(result)

@@ -19,6 +19,7 @@ from .options import (
     json_option,
     open_workspace,
     quiet_option,
+    show_bars,
     workspace_options,
 )
 from .output import emit_json, format_table, note
@@ -76,7 +77,7 @@ def compare(
         note(line)
     results = ws.compare(
         methods=chosen,
-        progress=not quiet and not as_json,
+        progress=show_bars(quiet, as_json),
         on_estimate=None if quiet or as_json else print_estimate,
         device=device,
         **given(budget),
@@ -176,7 +177,7 @@ def tradeoff(
         task,
         grid=grid,
         device=device,
-        progress=not quiet and not as_json,
+        progress=show_bars(quiet, as_json),
         on_point=show,
         on_estimate=None if quiet or as_json else print_estimate,
         **given(budget),

@@ -19,9 +19,10 @@ from .output import emit_json, format_table
 def runs(workspace: Path, db: str | None, task: str | None, as_json: bool) -> None:
     """List runs, oldest first: every run, or those of TASK.
 
-    A training run's metric is its dev score, an audit's its verdict; "current" marks the run
-    that serves each task; "verified" says how a training run proved the other tasks unchanged
-    (full or probe, and the dev rows it re-ran).
+    "method" is what trained (houlsby, lora, head ... for adapter runs; sequential, ewc ... for
+    a comparison's baselines). A training or trade-off run's metric is its dev score, an
+    audit's its verdict; "current" marks the run that serves each task; "verified" says how a
+    training run proved the other tasks unchanged (full or probe, and the dev rows it re-ran).
 
     \b
     Example:

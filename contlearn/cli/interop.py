@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 
 from .app import main
-from .options import device_option, json_option, open_workspace, quiet_option, workspace_options
+from .options import (
+    device_option,
+    json_option,
+    open_workspace,
+    quiet_option,
+    show_bars,
+    workspace_options,
+)
 from .output import emit_json, note, scores
 from .training import print_verifications
 
@@ -103,8 +110,9 @@ def import_adapter(
 
     \b
     Example:
-        contlearn import-adapter rte --from ./rte-adapter --data ./RTE
-        contlearn import-adapter sst2 --from ./sst2-lora --data ./SST-2 --format peft --json
+        contlearn import-adapter rte --from ./rte-adapter --data ../shared/data/glue/RTE
+        contlearn import-adapter sst2 --from ./sst2-lora --data ../shared/data/glue/SST-2 \\
+            --format peft --json
     """
     ws = open_workspace(workspace, db)
     result = ws.import_adapter(
@@ -114,7 +122,7 @@ def import_adapter(
         fmt=fmt,
         max_length=max_length,
         device=device,
-        progress=not quiet and not as_json,
+        progress=show_bars(quiet, as_json),
     )
     for warning in result["warnings"]:
         note(f"! {warning}")

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,12 @@ def json_option(help: str) -> Callable[[Callable], Callable]:
 def quiet_option(func: Callable) -> Callable:
     """``--quiet/-q``: no progress bars and no time estimates."""
     return click.option("--quiet", "-q", is_flag=True, help="No progress bars.")(func)
+
+
+def show_bars(quiet: bool, as_json: bool = False) -> bool:
+    """Progress bars: unless --quiet or --json, and only on a terminal. In a file or a pipe
+    they are carriage-return noise that the time estimate and notes land inside."""
+    return not quiet and not as_json and sys.stderr.isatty()
 
 
 PRECISION = click.option(

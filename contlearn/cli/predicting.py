@@ -9,7 +9,14 @@ import click
 
 from ..interrupts import interruptible
 from .app import main
-from .options import device_option, json_option, open_workspace, quiet_option, workspace_options
+from .options import (
+    device_option,
+    json_option,
+    open_workspace,
+    quiet_option,
+    show_bars,
+    workspace_options,
+)
 from .output import emit_json, note, plural
 
 
@@ -92,7 +99,7 @@ def predict(
             keep_columns=keep,
             batch_size=batch_size,
             device=device,
-            progress=not quiet,
+            progress=show_bars(quiet),
             on_note=None if quiet else note,
         )
     seconds = time.perf_counter() - start

@@ -97,7 +97,6 @@ def serve(
              -d '{"inputs": [{"sentence": "a gripping, funny film"}]}'
     """
     from ..serve.config import ServeConfig, read_token
-    from ..serve.runner import run
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s:     %(message)s")
     logging.getLogger("contlearn").setLevel(logging.INFO)  # what it serves, refuses, reloads
@@ -105,4 +104,6 @@ def serve(
     token = read_token(str(token_file)) if token_file is not None else None
     given = {k: v for k, v in settings.items() if v is not None}  # --threads: the default
     config = ServeConfig(device=device or ws.config.device, token=token, **given)
+    from ..serve.runner import run  # torch: only once the settings are known to be good
+
     run(ws, config)

@@ -130,9 +130,9 @@ def add_task(
 
     \b
     Example:
-        contlearn add-task rte --data ../glue/RTE
+        contlearn add-task rte --data ../shared/data/glue/RTE
         contlearn add-task reviews --data ./reviews --text-fields text --label-field stars
-        contlearn add-task mrpc --data ../glue/MRPC --method lora --set rank=16
+        contlearn add-task mrpc --data ../shared/data/glue/MRPC --method lora --set rank=16
         contlearn add-task --from-config
     """
     ws = open_workspace(workspace, db)

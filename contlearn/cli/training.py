@@ -17,6 +17,7 @@ from .options import (
     json_option,
     open_workspace,
     quiet_option,
+    show_bars,
     training_options,
     workspace_options,
 )
@@ -75,7 +76,7 @@ def train_next(
     ws = open_workspace(workspace, db)
     results = ws.train_next(
         all_tasks=all_tasks,
-        progress=not quiet and not as_json,
+        progress=show_bars(quiet, as_json),
         on_result=None if as_json else print_training,
         on_estimate=None if quiet or as_json else print_estimate,
         **given(settings),
@@ -110,7 +111,7 @@ def retrain(
     ws = open_workspace(workspace, db)
     result = ws.retrain(
         task,
-        progress=not quiet and not as_json,
+        progress=show_bars(quiet, as_json),
         on_estimate=None if quiet or as_json else print_estimate,
         **given(settings),
     )
@@ -125,8 +126,11 @@ def retrain(
 
 
 def print_estimate(plan: dict[str, Any]) -> None:
+    """The size and estimated time of a training, named by its task (and its method, for a
+    baseline or a trade-off point)."""
+    what = f"{plan['task']} ({plan['method']})" if plan.get("method") else plan["task"]
     note(
-        f"{plan['task']}: {plan['examples']:,} examples x {plan['epochs']} epochs = "
+        f"{what}: {plan['examples']:,} examples x {plan['epochs']} epochs = "
         f"{plan['steps']:,} steps of {plan['batch_size']}; about {duration(plan['seconds'])} of "
         f"training ({plan['seconds_per_step']:.2f} s per step), plus a "
         f"{plan.get('selection', 'dev')} evaluation per epoch"

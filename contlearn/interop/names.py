@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..model.families import Family
+if TYPE_CHECKING:
+    from ..model.families import Family
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,12 @@ from .schema import (
 )
 
 
+def _compared_runs(s: Session) -> set[int]:
+    """The adapter runs that some comparison used (recorded in its config)."""
+    configs = s.scalars(select(ComparisonRow.config))
+    return {int(i) for c in configs for i in (c or {}).get("adapter_runs", {}).values()}
+
+
 def _record(cls: type, row: Any) -> Any:
     return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
 
@@ -438,17 +444,20 @@ class Ledger:
 
     def garbage_artifacts(self) -> list[ArtifactRecord]:
         """Artifacts whose files are still on disk but that no task uses: those of superseded
-        runs and of removed tasks."""
+        runs and of removed tasks, except the dev logits of an adapter run a comparison used
+        (its report's confidence intervals are computed from them)."""
         with self.session() as s:
             current = [
                 self._trained_run_row(s, task_id)
                 for task_id in s.scalars(select(TaskRow.id).where(TaskRow.removed_at.is_(None)))
             ]
             keep = [r.id for r in current if r is not None]
+            compared = ArtifactRow.run_id.in_(_compared_runs(s)) & (ArtifactRow.role == "logits")
             since = {r.task_id: r.id for r in current if r is not None}
             rows = s.scalars(
                 select(ArtifactRow)
                 .where(ArtifactRow.deleted_at.is_(None), ArtifactRow.run_id.not_in(keep))
+                .where(~compared)
                 .order_by(ArtifactRow.id)
             )
             return [_record(ArtifactRecord, r) for r in rows if not _live_reference(r, since)]

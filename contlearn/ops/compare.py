@@ -348,13 +348,14 @@ def _metric(task: TaskRecord) -> Any:
 
 def _adapter_predictions(ledger, runs, tasks, store) -> tuple[list, list] | None:
     """Each task's dev predictions from its adapter run's recorded dev logits (verified
-    identical after every later task: the final predictions are these too)."""
+    identical after every later task: the final predictions are these too); None when a run
+    has none, or gc deleted them before it kept those of compared runs (no intervals then)."""
     if store is None:
         return None
     out = []
     for run, task in zip(runs, tasks, strict=True):
         files = {a.role: a for a in ledger.artifacts(run.id)}
-        if "logits" not in files:
+        if "logits" not in files or files["logits"].deleted_at is not None:
             return None
         logits = store.load_tensors(files["logits"].path)["logits"]
         out.append(kind_of(task).predictions(logits))

@@ -151,7 +151,9 @@ def _train_and_evaluate(
     values = comparison_run_values(comparison_id, task, config, ctx.model.family.name, method)
     with recorded_run(ctx.ledger, values, "fine-tuning") as run_id:
         hooks = None if strategy is None else strategy.hooks(ctx, task, config)
-        result, split = fine_tune(ctx, settings, task, config, progress, on_estimate, hooks)
+        result, split = fine_tune(
+            ctx, settings, task, config, progress, on_estimate, hooks, label=method
+        )
         if strategy is not None:
             strategy.after_task(ctx, task, split)
         evaluated = [evaluate_on_dev(ctx, settings, earlier, task, progress) for earlier in so_far]
@@ -180,10 +182,18 @@ def finish_baseline_run(ctx, run_id, result, evaluated, trainable: int, stored: 
 
 
 def fine_tune(
-    ctx, settings, task: TaskRecord, config: TrainConfig, progress: bool, on_estimate, hooks=None
+    ctx,
+    settings,
+    task: TaskRecord,
+    config: TrainConfig,
+    progress: bool,
+    on_estimate,
+    hooks=None,
+    label: str = "full fine-tuning",
 ):
     """Fine-tune the whole backbone and the task's new head on the task; returns the training
-    result and the encoded training split."""
+    result and the encoded training split. ``label`` names what trains (a baseline's name) in
+    the progress bar and the time estimate."""
     from ..train.loop import train
     from ..train.seeding import seed_everything
 
@@ -196,6 +206,7 @@ def fine_tune(
     ctx.model.activate(task.name)
     ctx.model.backbone.requires_grad_(True)
     picked = {"task": task.name, "selection": "dev" if held is None else "holdout"}
+    picked["method"] = label
     report = None if on_estimate is None else (lambda e: on_estimate({**picked, **e}))
     params = list(ctx.model.backbone.parameters()) + ctx.model.trainable_parameters(task.name)
     result = train(
@@ -207,7 +218,7 @@ def fine_tune(
         kind=kind_of(task),
         progress=progress,
         evaluate=lambda: evaluate_task(ctx, task, pick).primary_value,
-        desc=f"{task.name} (full fine-tuning)",
+        desc=f"{task.name} ({label})",
         device=ctx.device,
         on_step=estimator(
             training_plan(len(split.encoded), config.epochs, config.batch_size), report

@@ -8,7 +8,10 @@ from typing import Any
 from ..errors import ContlearnError
 from ..ledger.records import RunRecord
 from ..ledger.store import Ledger
+from ..model.methods.registry import UNNAMED
 from .runs import is_abandoned
+
+SCORED_AS = {"train": "post-train", "tradeoff": "tradeoff"}  # purpose -> its evaluation's kind
 
 
 def run_rows(ledger: Ledger, task: str | None = None) -> list[dict[str, Any]]:
@@ -27,7 +30,7 @@ def _run_row(
         "id": run.id,
         "task": names.get(run.task_id),
         "purpose": run.purpose,
-        "method": run.method,
+        "method": _method(run),
         "status": _status(run),
         "current": run.id in current,
         "metric": _score(ledger, run),
@@ -51,6 +54,14 @@ def _verified(ledger: Ledger, run: RunRecord) -> dict[str, Any]:
     }
 
 
+def _method(run: RunRecord) -> str | None:
+    """The method by name: an adapter run's (houlsby, lora, head ...: its config records it;
+    runs recorded before it did were houlsby), else the run's own (sequential, ewc ...)."""
+    if run.method != "adapter":
+        return run.method
+    return (run.config or {}).get("method") or UNNAMED
+
+
 def _status(run: RunRecord) -> str:
     if run.status == "running" and is_abandoned(run):
         return f"abandoned (process {run.pid} gone)"
@@ -58,10 +69,11 @@ def _status(run: RunRecord) -> str:
 
 
 def _score(ledger: Ledger, run: RunRecord) -> Any:
-    """A training run's post-train score, an audit's verdict, a baseline step's score."""
+    """A training run's post-train score, an audit's verdict, a baseline step's or a
+    trade-off point's score."""
     if run.purpose == "audit":
         return run.verdict
-    kind = "post-train" if run.purpose == "train" else "comparison"
+    kind = SCORED_AS.get(run.purpose, "comparison")
     for e in reversed(ledger.evaluations(run_id=run.id, kind=kind)):
         if e.task_id == run.task_id:
             return e.primary_value

@@ -49,8 +49,8 @@ def export_task(
     recorded = trained_artifacts(ledger, task)
     meta = _recorded_meta(store, recorded, name)
     adapter = method_config(meta.get("method", UNNAMED), meta["adapter"])
+    _check_method(adapter.method, fmt)  # first: --include-norms cannot fix another method
     _check_norms(adapter, include_norms, fmt, name)
-    _check_method(adapter.method, fmt)
     from .context import open_context
 
     ctx = open_context(ledger, store, "cpu")

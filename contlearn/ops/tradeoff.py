@@ -16,7 +16,6 @@ from ..config import TrainConfig, WorkspaceConfig, with_overrides
 from ..errors import ConfigError, ContlearnError
 from ..ledger.records import RunRecord, TaskRecord
 from ..ledger.store import Ledger
-from ..model.adapted import count_parameters
 from ..model.methods.common import check_depth
 from ..model.methods.registry import get_method
 from .pace import Report
@@ -268,6 +267,7 @@ class _Trainer:
         return self._adapter(self.shared, point, config, train, run_id)
 
     def _adapter(self, ctx, point, config, train, run_id) -> dict[str, Any]:
+        from ..model.adapted import count_parameters
         from .train_task import fit_task
 
         adapter = get_method(point.method).config(config["adapter"])
@@ -283,6 +283,7 @@ class _Trainer:
         return {"train": outcome["train"], "eval": outcome["eval"], "trainable": trainable}
 
     def _full(self, ctx, train) -> dict[str, Any]:
+        from ..model.adapted import count_parameters
         from .context import read_task_data
         from .evaluate import evaluate_task
         from .full_finetune import fine_tune

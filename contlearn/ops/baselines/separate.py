@@ -47,7 +47,7 @@ def _one(ctx, settings, comparison_id, task, progress, on_estimate) -> None:
     config = settings[task.name]
     values = comparison_run_values(comparison_id, task, config, ctx.model.family.name, NAME)
     with recorded_run(ctx.ledger, values, "fine-tuning") as run_id:
-        result, _ = fine_tune(ctx, settings, task, config, progress, on_estimate)
+        result, _ = fine_tune(ctx, settings, task, config, progress, on_estimate, label=NAME)
         evaluated = [evaluate_on_dev(ctx, settings, task, task, progress)]
     trainable = count_parameters(ctx.model.backbone) + count_parameters(ctx.model.tasks[task.name])
     finish_baseline_run(ctx, run_id, result, evaluated, trainable, 4 * trainable)
