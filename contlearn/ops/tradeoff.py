@@ -19,7 +19,7 @@ from ..ledger.store import Ledger
 from ..model.methods.common import check_depth
 from ..model.methods.registry import get_method
 from .pace import Report
-from .runs import record_failure, run_values
+from .runs import recorded_run, run_values
 from .settings import TRAIN_KEYS, task_configs
 
 PURPOSE = "tradeoff"
@@ -246,15 +246,12 @@ class _Trainer:
         values = run_values(
             PURPOSE, config, method="full-finetune" if point.method == FULL else "adapter"
         )
-        run_id = self.ledger.start_run(task_id=self.task.id, seed=train.seed, **values)
+        values |= {"task_id": self.task.id, "seed": train.seed}
         try:
-            outcome = self._train(point, config, train, run_id)
-        except (ContlearnError, RuntimeError, ValueError) as exc:
-            record_failure(self.ledger, run_id, exc, task_status=None)
-            return
-        except BaseException as exc:
-            record_failure(self.ledger, run_id, exc, task_status=None)
-            raise
+            with recorded_run(self.ledger, values, "training a trade-off point") as run_id:
+                outcome = self._train(point, config, train, run_id)
+        except (ContlearnError, RuntimeError, ValueError):
+            return  # recorded failed; the sweep goes on with the next point
         self._finish(run_id, outcome)
 
     def _train(self, point, config, train, run_id) -> dict[str, Any]:
