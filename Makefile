@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo
 GLUE ?=
 
-.PHONY: install postgres test demo lint format bench bench-methods bench-backbones bench-baselines bench-serving bench-scale stress gpu-check gpu-scale-check interop-check clean
+.PHONY: install postgres test test-fast demo lint format bench bench-methods bench-backbones bench-baselines bench-serving bench-scale stress gpu-check gpu-scale-check interop-check clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ postgres:
 
 test: install postgres
 	$(VENV)/bin/pytest
+
+# The suite without the tests marked slow (other processes, PostgreSQL): for quick iterations.
+test-fast: install
+	$(VENV)/bin/pytest -m "not slow"
 
 stress: install postgres
 	CONTLEARN_KILLS=20 $(VENV)/bin/pytest tests/test_crash.py tests/test_workers.py

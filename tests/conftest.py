@@ -222,3 +222,26 @@ def db_url(request, tmp_path: Path) -> str:
 
     server = request.getfixturevalue("pg_server")
     return create_database(server, f"t_{abs(hash(request.node.nodeid)) % 10**10}")
+
+
+# Tests that start other processes (the CLI, torchrun, a built wheel, signals, crashes) or a
+# PostgreSQL server: marked ``slow``. `make test` and CI run every test; `make test-fast` (or
+# ``pytest -m "not slow"``) leaves these out while working.
+SLOW_MODULES = {
+    "test_wheel",
+    "test_distributed",
+    "test_crash",
+    "test_signals",
+    "test_workers",
+    "test_faults",
+    "test_gpu_check",
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        on_postgres = "pg_server" in item.fixturenames or params.get("db_url") == "postgresql"
+        if module in SLOW_MODULES or on_postgres:
+            item.add_marker(pytest.mark.slow)
