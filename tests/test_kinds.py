@@ -71,6 +71,10 @@ def test_a_task_records_its_kind_and_its_artifact_too(trained: Workspace) -> Non
     config = next(a for a in trained.ledger.artifacts(run.id) if a.role == "config")
     meta = json.loads((trained.root / config.path).read_text())
     assert (meta["kind"], meta["head"]) == ("classification", "pooled")
+    assert {row["name"]: row["kind"] for row in trained.status()} == {
+        "a": "classification",
+        "b": "classification",
+    }
 
 
 def test_a_kind_that_does_not_fit_the_data_is_refused_with_nothing_written(

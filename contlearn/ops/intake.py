@@ -191,6 +191,7 @@ def status(
             "dev_rows": task.dev_rows,
             "labels": task.labels,
             "problem_type": task.problem_type,
+            "kind": task.kind,
             "metric": task.metric,
             "score": scores.get(task.id) if task.status == "trained" else None,
             "text_fields": task.text_fields,
