@@ -116,13 +116,15 @@ def test_adopting_the_host_makes_later_checks_bit_for_bit(trained: Workspace, tm
     host_logits = [a for a in trained.ledger.artifacts(reference.run_id) if a.role == "host-logits"]
     assert (trained.root / host_logits[0].path).is_file()
     assert trained.ledger.evaluations(task_id=reference.task_id, kind="post-train")
-    # and a new task verifies it bit for bit, by the full replay and by the probe
+    # and the probe of a new task's verification compares it bit for bit with that reference
     trained.add_task("c", write_keyword_task(tmp_path / "c", seed=6))
-    (result,) = trained.train_next(epochs=1)
-    assert {v["task"]: v["outcome"] for v in result["verifications"]} == {
-        "a": "identical",
-        "b": "identical",
-    }
+    result = cli(trained, "train-next", "--epochs", "1", "--verify", "probe", "-q")
+    assert result.exit_code == 0, result.output
+    c = trained.ledger.task("c").id
+    records = [r for r in trained.ledger.evaluations(kind="verification") if r.after_task_id == c]
+    probed = {trained.ledger.task_by_id(r.task_id).name: r for r in records}
+    assert probed["a"].outcome == "identical" and probed["b"].outcome == "identical"
+    assert "bit for bit: identical" in probed["a"].findings[1]
 
 
 def test_a_tampered_host_reference_is_refused(trained: Workspace) -> None:
