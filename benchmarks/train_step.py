@@ -30,6 +30,7 @@ from common import (
     synthetic_targets,
     write_json,
 )
+from contlearn import devices
 from contlearn.config import CompareConfig, TrainConfig
 from contlearn.model.adapted import AdaptedModel, count_parameters
 from contlearn.model.methods.houlsby import HoulsbyConfig
@@ -84,6 +85,10 @@ def parameter_counts(model: AdaptedModel, params: list) -> dict[str, int]:
 def step_runner(model, params, args, steps: int):
     """A function that runs training step ``i`` with the product's own optimizer step."""
     config = TrainConfig(batch_size=args.batch, max_length=max(8, args.length), epochs=1)
+    # the loop takes a resolved precision (fp32, bf16, fp16), as train-next hands it: "auto" is
+    # resolved for the device first, as ModelContext.precision does for train-next
+    precision = devices.resolve_precision(config.precision, torch.device("cpu"))
+    config = replace(config, precision=precision)
     if args.method == "full":
         config = replace(config, lr=CompareConfig().full_finetune_lr)
     count = args.batch * steps
