@@ -21,8 +21,8 @@ from dataclasses import replace
 import torch
 
 from common import (
-    BERT_BASE,
     grad_check,
+    random_bert_config,
     set_threads,
     step_parser,
     step_record,
@@ -46,15 +46,15 @@ KEEP_ATTENTION_DROPOUT = {  # per method: does the backbone keep its attention d
 
 
 def load_backbone(name: str):
-    """The packaged MiniLM through contlearn's own loader, or a random BERT-base."""
+    """The packaged MiniLM through contlearn's own loader, or a random BERT (bert-base, tiny)."""
     if name == "minilm":
         from contlearn.model import backbone as bb
 
         return bb.load(bb.DEFAULT_BACKBONE).model
-    from transformers import AutoModel, BertConfig
+    from transformers import AutoModel
 
     torch.manual_seed(0)
-    return AutoModel.from_config(BertConfig(**BERT_BASE))
+    return AutoModel.from_config(random_bert_config(name))
 
 
 def prepare(model: AdaptedModel, method: str, bottleneck: int) -> list[torch.nn.Parameter]:
