@@ -240,8 +240,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> None:
     args = parse()
     plan = QUICK if args.quick else TINY if args.tiny else FULL
-    # a quick or tiny run never overwrites the repository's BENCHMARKS.md
-    md = args.md or (ROOT / "BENCHMARKS.md" if plan is FULL else args.out / "BENCHMARKS.md")
+    # only a full run into benchmarks/out writes the repository's BENCHMARKS.md
+    repository = plan is FULL and args.out.resolve() == OUT
+    md = args.md or (ROOT / "BENCHMARKS.md" if repository else args.out / "BENCHMARKS.md")
     ok = args.report_only or run(plan, args.threads, args.out)
     report.write(args.out, md)
     print(f"[bench] wrote {md}")
