@@ -98,9 +98,9 @@ def _scripts() -> Any:
 
 
 def head_revision() -> str:
-    """The newest schema revision this code knows: the one no other migration revises. Read from
-    the migration files. ``revision`` lines, without importing alembic (~0.1-0.3 s),
-    so that opening a ledger already at head (every command but the first) stays fast."""
+    """The newest schema revision this code knows: the one no other migration revises, read from
+    the migration files' ``revision`` lines without importing alembic (~0.1-0.3 s), so that
+    opening a ledger already at head (every command but the first) stays fast."""
     revisions, revised = set(), set()
     for path in (script_location() / "versions").glob("*.py"):
         found = dict(m.groups() for m in _REVISION.finditer(path.read_text(encoding="utf-8")))
