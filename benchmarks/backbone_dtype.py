@@ -61,6 +61,7 @@ def measure(folder: str, dtype: str, precision: str, shape: str) -> dict:
     ``precision``."""
     import torch
 
+    from contlearn import kinds
     from contlearn.config import TrainConfig
     from contlearn.model.adapted import AdaptedModel
     from contlearn.model.backbone import load
@@ -95,7 +96,7 @@ def measure(folder: str, dtype: str, precision: str, shape: str) -> dict:
     config = TrainConfig(batch_size=batch, epochs=1000, precision=precision)
     params = model.trainable_parameters("t")
     step = optimizer_step(
-        model, params, Encoded(ids, None, 0), [0] * batch, config, "classification"
+        model, params, Encoded(ids, None, 0), [0] * batch, config, kinds.get("classification")
     )
     every = list(range(batch))
     step(every)

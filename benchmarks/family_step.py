@@ -19,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from contlearn import kinds  # noqa: E402
 from contlearn.config import TrainConfig  # noqa: E402
 from contlearn.model.adapted import AdaptedModel  # noqa: E402
 from contlearn.model.methods.registry import get_method  # noqa: E402
@@ -55,7 +56,7 @@ def step_seconds(
     encoded = Encoded(ids, None, 0)
     config = TrainConfig(batch_size=batch, epochs=1000, precision="fp32")
     params = model.trainable_parameters("t")
-    step = optimizer_step(model, params, encoded, [0] * batch, config, "classification")
+    step = optimizer_step(model, params, encoded, [0] * batch, config, kinds.get("classification"))
     every = list(range(batch))
     for _ in range(warmup):
         step(every)

@@ -30,7 +30,7 @@ from common import (
     synthetic_targets,
     write_json,
 )
-from contlearn import devices
+from contlearn import devices, kinds
 from contlearn.config import CompareConfig, TrainConfig
 from contlearn.model.adapted import AdaptedModel, count_parameters
 from contlearn.model.methods.houlsby import HoulsbyConfig
@@ -95,7 +95,9 @@ def step_runner(model, params, args, steps: int):
     ids = synthetic_ids(count, args.length, model.backbone.config.vocab_size, seed=0)
     encoded = Encoded(ids, [[0] * args.length for _ in ids], pad_id=0)
     targets = synthetic_targets(count, CLASSES, seed=0)
-    step = training.optimizer_step(model, params, encoded, targets, config, "classification")
+    step = training.optimizer_step(
+        model, params, encoded, targets, config, kinds.get("classification")
+    )
     return lambda i: step(list(range(i * args.batch, (i + 1) * args.batch)))
 
 
