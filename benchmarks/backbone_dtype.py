@@ -6,6 +6,7 @@ checkpoint's pages alike) every 2 ms to find its peak while loading.
 
 Example:
     python benchmarks/backbone_dtype.py
+    python benchmarks/backbone_dtype.py --tiny   # tests' tiny BERT, batch 2 x 16, one step
 """
 
 from __future__ import annotations
@@ -21,11 +22,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12}
-BATCH, LENGTH, STEPS = 8, 128, 3
+SHAPES = {  # name -> (BERT config, batch, length, timed steps)
+    "bert-base": (
+        {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12},
+        *(8, 128, 3),
+    ),
+    "tiny": (
+        {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2},
+        *(2, 16, 1),
+    ),
+}
+INTERMEDIATE = {"bert-base": 3072, "tiny": 64}
 
 
-def save_backbone(folder: Path) -> None:
+def save_backbone(folder: Path, shape: str) -> None:
     import torch
     from transformers import AutoModel, BertConfig, BertTokenizerFast
 
@@ -34,7 +44,8 @@ def save_backbone(folder: Path) -> None:
     torch.manual_seed(0)
     (folder / "vocab.txt").write_text("\n".join(tiny_vocab()) + "\n")
     BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
-    AutoModel.from_config(BertConfig(**BASE, intermediate_size=3072)).save_pretrained(folder)
+    config = BertConfig(**SHAPES[shape][0], intermediate_size=INTERMEDIATE[shape])
+    AutoModel.from_config(config).save_pretrained(folder)
 
 
 def rss_mb(field: str = "VmRSS") -> float:
@@ -45,11 +56,12 @@ def rss_mb(field: str = "VmRSS") -> float:
     return 0.0
 
 
-def measure(folder: str, dtype: str, precision: str) -> dict:
+def measure(folder: str, dtype: str, precision: str, shape: str) -> dict:
     """In this process: load the backbone in ``dtype``, then time a training step in
     ``precision``."""
     import torch
 
+    from contlearn import kinds
     from contlearn.config import TrainConfig
     from contlearn.model.adapted import AdaptedModel
     from contlearn.model.backbone import load
@@ -79,16 +91,17 @@ def measure(folder: str, dtype: str, precision: str) -> dict:
     model.add_task("t", num_outputs=2, adapter=get_method("houlsby").config({}))
     model.activate("t")
     model.train()
-    ids = [[5 + (i * 7 + j) % 90 for j in range(LENGTH)] for i in range(BATCH)]
-    config = TrainConfig(batch_size=BATCH, epochs=1000, precision=precision)
+    _, batch, length, steps = SHAPES[shape]
+    ids = [[5 + (i * 7 + j) % 90 for j in range(length)] for i in range(batch)]
+    config = TrainConfig(batch_size=batch, epochs=1000, precision=precision)
     params = model.trainable_parameters("t")
     step = optimizer_step(
-        model, params, Encoded(ids, None, 0), [0] * BATCH, config, "classification"
+        model, params, Encoded(ids, None, 0), [0] * batch, config, kinds.get("classification")
     )
-    every = list(range(BATCH))
+    every = list(range(batch))
     step(every)
     start = time.perf_counter()
-    for _ in range(STEPS):
+    for _ in range(steps):
         step(every)
     return {
         "dtype": dtype,
@@ -98,23 +111,25 @@ def measure(folder: str, dtype: str, precision: str) -> dict:
         "anon_after_mb": after["RssAnon"],
         "rss_peak_mb": peak["VmRSS"] - before["VmRSS"],
         "rss_after_mb": after["VmRSS"],
-        "step_s": (time.perf_counter() - start) / STEPS,
+        "step_s": (time.perf_counter() - start) / steps,
     }
 
 
 def main() -> int:
-    if len(sys.argv) == 4:  # a measuring child
+    if len(sys.argv) == 5:  # a measuring child
         print(json.dumps(measure(*sys.argv[1:])))
         return 0
+    shape = "tiny" if sys.argv[1:] == ["--tiny"] else "bert-base"
+    _, batch, length, _ = SHAPES[shape]
     with tempfile.TemporaryDirectory() as tmp:
-        save_backbone(Path(tmp))
+        save_backbone(Path(tmp), shape)
         rows = []
         for dtype, precision in (("float32", "fp32"), ("float32", "bf16"), ("bfloat16", "bf16")):
-            child = [sys.executable, __file__, tmp, dtype, precision]
+            child = [sys.executable, __file__, tmp, dtype, precision, shape]
             out = subprocess.run(child, capture_output=True, text=True, check=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
     fp32 = rows[0]
-    print(f"BERT-base shape, Houlsby step at batch {BATCH} x {LENGTH} tokens, this CPU")
+    print(f"{shape} BERT shape, Houlsby step at batch {batch} x {length} tokens, this CPU")
     print("MB added by loading: anonymous memory (allocated tensors) and resident memory (also")
     print("the checkpoint's mapped pages, which fp32 weights are read from without a copy).")
     print()

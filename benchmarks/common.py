@@ -24,6 +24,16 @@ BERT_BASE = {
     "num_attention_heads": 12,
     "intermediate_size": 3072,
 }
+# tests/conftest.py's tiny BERT (with BERT's vocabulary, which the synthetic batches draw from):
+# every benchmark runs at this size in the test suite, so that none can rot unnoticed
+TINY = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+}
+RANDOM_SHAPES = {"bert-base": BERT_BASE, "tiny": TINY}  # backbones built from a config
+BACKBONES = ("minilm", *RANDOM_SHAPES)
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,13 @@ class Shape:
             config.intermediate_size,
             config.vocab_size,
         )
+
+
+def random_bert_config(name: str):
+    """The transformers config of the random-weight backbone ``name`` (bert-base or tiny)."""
+    from transformers import BertConfig
+
+    return BertConfig(**RANDOM_SHAPES[name])
 
 
 def set_threads(threads: int) -> int:
@@ -190,7 +207,7 @@ def step_parser(description: str, *, with_method: bool) -> argparse.ArgumentPars
     import torch
 
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--backbone", choices=["minilm", "bert-base"], default="minilm")
+    parser.add_argument("--backbone", choices=BACKBONES, default="minilm")
     if with_method:
         parser.add_argument(
             "--method", choices=["adapter", "adapter-nodrop", "full"], default="adapter"

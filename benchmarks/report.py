@@ -14,7 +14,11 @@ from common import FLOP_FORMULA, median
 
 ROOT = Path(__file__).resolve().parent.parent
 
-NAMES = {"minilm": "MiniLM-L6 (packaged)", "bert-base": "BERT-base shape (random)"}
+NAMES = {
+    "minilm": "MiniLM-L6 (packaged)",
+    "bert-base": "BERT-base shape (random)",
+    "tiny": "tiny BERT (random, test size)",
+}
 METHODS = {
     "adapter": "adapters",
     "adapter-nodrop": "adapters, attention dropout off",
@@ -799,6 +803,7 @@ def reproduce_section() -> list[str]:
         "make bench-scale                     # section 10: hundreds of tasks (~15 min)",
         "make gpu-check gpu-scale-check       # sections 5 and 10 on a GPU (minutes)",
         "python benchmarks/run.py --quick     # a few minutes; writes benchmarks/out/BENCHMARKS.md",
+        "python benchmarks/run.py --tiny --out DIR  # every job on a tiny BERT (the test suite)",
         "bash benchmarks/peer/setup.sh        # the peer's venv alone (idempotent)",
         "```",
         "",

@@ -21,8 +21,8 @@ from dataclasses import replace
 import torch
 
 from common import (
-    BERT_BASE,
     grad_check,
+    random_bert_config,
     set_threads,
     step_parser,
     step_record,
@@ -30,6 +30,7 @@ from common import (
     synthetic_targets,
     write_json,
 )
+from contlearn import devices, kinds
 from contlearn.config import CompareConfig, TrainConfig
 from contlearn.model.adapted import AdaptedModel, count_parameters
 from contlearn.model.methods.houlsby import HoulsbyConfig
@@ -45,15 +46,15 @@ KEEP_ATTENTION_DROPOUT = {  # per method: does the backbone keep its attention d
 
 
 def load_backbone(name: str):
-    """The packaged MiniLM through contlearn's own loader, or a random BERT-base."""
+    """The packaged MiniLM through contlearn's own loader, or a random BERT (bert-base, tiny)."""
     if name == "minilm":
         from contlearn.model import backbone as bb
 
         return bb.load(bb.DEFAULT_BACKBONE).model
-    from transformers import AutoModel, BertConfig
+    from transformers import AutoModel
 
     torch.manual_seed(0)
-    return AutoModel.from_config(BertConfig(**BERT_BASE))
+    return AutoModel.from_config(random_bert_config(name))
 
 
 def prepare(model: AdaptedModel, method: str, bottleneck: int) -> list[torch.nn.Parameter]:
@@ -84,13 +85,19 @@ def parameter_counts(model: AdaptedModel, params: list) -> dict[str, int]:
 def step_runner(model, params, args, steps: int):
     """A function that runs training step ``i`` with the product's own optimizer step."""
     config = TrainConfig(batch_size=args.batch, max_length=max(8, args.length), epochs=1)
+    # the loop takes a resolved precision (fp32, bf16, fp16), as train-next hands it: "auto" is
+    # resolved for the device first, as ModelContext.precision does for train-next
+    precision = devices.resolve_precision(config.precision, torch.device("cpu"))
+    config = replace(config, precision=precision)
     if args.method == "full":
         config = replace(config, lr=CompareConfig().full_finetune_lr)
     count = args.batch * steps
     ids = synthetic_ids(count, args.length, model.backbone.config.vocab_size, seed=0)
     encoded = Encoded(ids, [[0] * args.length for _ in ids], pad_id=0)
     targets = synthetic_targets(count, CLASSES, seed=0)
-    step = training.optimizer_step(model, params, encoded, targets, config, "classification")
+    step = training.optimizer_step(
+        model, params, encoded, targets, config, kinds.get("classification")
+    )
     return lambda i: step(list(range(i * args.batch, (i + 1) * args.batch)))
 
 

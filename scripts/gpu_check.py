@@ -176,6 +176,7 @@ def step_throughput(args: argparse.Namespace, method: str) -> dict:
     import torch
     from transformers import BertConfig, BertModel
 
+    from contlearn import kinds
     from contlearn.config import TrainConfig
     from contlearn.devices import resolve
     from contlearn.model.adapted import AdaptedModel
@@ -202,7 +203,7 @@ def step_throughput(args: argparse.Namespace, method: str) -> dict:
     precision = "bf16" if device.type == "cuda" else "fp32"
     train_cfg = TrainConfig(batch_size=batch, epochs=1000, precision=precision)
     step = optimizer_step(
-        model, params, encoded, [0] * batch, train_cfg, "classification", device=device
+        model, params, encoded, [0] * batch, train_cfg, kinds.get("classification"), device=device
     )
     every = list(range(batch))
     for _ in range(args.warmup):

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 from sqlalchemy import inspect, text
 
 from contlearn.cli import main
 from contlearn.errors import LedgerError, SchemaError, TaskExists
-from contlearn.ledger.engine import current_revision, head_revision, make_engine, upgrade
+from contlearn.ledger.engine import (
+    alembic_config,
+    current_revision,
+    head_revision,
+    make_engine,
+    upgrade,
+)
 from contlearn.ledger.schema import Base
 from contlearn.ledger.store import Ledger
 
@@ -28,6 +38,33 @@ def test_empty_database_upgrades_to_head_without_drift(db_url: str) -> None:
     assert {"tasks", "runs", "artifacts", "evaluations", "backbones"} <= set(
         inspect(engine).get_table_names()
     )
+
+
+def test_head_read_from_the_migration_files_is_alembics() -> None:
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def test_status_json_on_a_ledger_at_head_imports_neither_alembic_nor_torch(workspace) -> None:
+    """``status --json`` (BENCHMARKS.md: <= 1 s with 1,000 tasks) pays for no migration tooling
+    and no model library when the ledger is already current."""
+    workspace.ledger.add_tasks([_spec(f"t{i}") for i in range(3)])
+    code = (
+        "import json, sys\n"
+        "from contlearn.cli import main\n"
+        "try:\n"
+        "    main(['status', '--json', '-w', sys.argv[1]])\n"
+        "except SystemExit as done:\n"
+        "    assert not done.code, done.code\n"
+        "heavy = ('alembic', 'torch', 'transformers', 'numpy')\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & set(heavy))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(workspace.root)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    listing, imported = done.stdout.rsplit("\n", 2)[:2]
+    assert [t["name"] for t in json.loads(listing)["tasks"]] == ["t0", "t1", "t2"]
+    assert json.loads(imported) == []
 
 
 def test_sqlite_pragmas(tmp_path: Path) -> None:

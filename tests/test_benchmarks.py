@@ -1,0 +1,128 @@
+"""Every benchmark script runs at a tiny size, in a subprocess, and writes what its report reads,
+so that none can rot between the runs that measure (release 0.2's `make bench` died on every
+training job and nothing noticed). ``benchmarks/run.py --tiny`` runs the jobs of `make bench`
+on a random BERT of tests/conftest.py's shape; the scripts outside it take ``--tiny`` too.
+``scripts/gpu_check.py`` has its own test (test_gpu_check.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+PEER_PYTHON = BENCH / "peer" / ".venv" / "bin" / "python"
+METHODS = ("adapter", "full")  # the tiny plan's (adapter-nodrop differs by one flag)
+
+
+def bench(name: str, *args: object, python: Path | str = sys.executable):
+    command = [str(python), str(BENCH / name), *(str(a) for a in args)]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`make bench` at the tiny size: its results folder and its output."""
+    out = tmp_path_factory.mktemp("bench") / "out"
+    done = bench("run.py", "--tiny", "--threads", "1", "--out", out)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out, done.stdout
+
+
+def read(out: Path, name: str) -> dict:
+    return json.loads((out / f"{name}.json").read_text())
+
+
+def test_machine_measures_a_matmul_peak_at_the_start_and_the_end(tiny_run) -> None:
+    out, _ = tiny_run
+    for name in ("machine", "machine-end"):
+        machine = read(out, name)
+        assert machine["matmul_peak_gflops"] > 0 and machine["torch_threads"] == 1
+        assert machine["versions"]["contlearn"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_train_step_times_contlearns_own_step(tiny_run, method: str) -> None:
+    record = read(tiny_run[0], f"train-tiny-{method}-16")
+    assert record["examples_per_second"] > 0 and record["shape"]["hidden"] == 32
+    assert record["grads"]["finite"]
+    unused = 2 if method == "full" else 0  # the backbone's pooler: the task head reads [CLS]
+    assert record["grads"]["with_grad"] == record["grads"]["tensors"] - unused
+    params = record["params"]
+    if method == "full":
+        assert params["trainable"] == params["backbone"] + params["head"]
+    else:  # two 32 -> 16 -> 32 adapters with biases per layer, 2 layers
+        assert params["adapters"] == 2 * 2 * (2 * 32 * 16 + 32 + 16)
+
+
+def test_peer_step_matches_contlearns_adapter_or_names_its_interpreter(tiny_run) -> None:
+    out, stdout = tiny_run
+    if PEER_PYTHON.exists():  # the AdapterHub venv (benchmarks/peer/setup.sh) ran its step
+        peer, ours = read(out, "peer-tiny-16"), read(out, "train-tiny-adapter-16")
+        assert peer["params"]["adapters"] == ours["params"]["adapters"]
+        assert peer["examples_per_second"] > 0 and peer["grads"]["finite"]
+        return
+    assert "AdapterHub jobs are skipped" in stdout
+    done = bench("peer_step.py", "--backbone", "tiny", "--out", out / "peer.json")
+    assert done.returncode == 1
+    assert "run it with benchmarks/peer/.venv/bin/python" in done.stderr
+
+
+def test_inference_compares_plain_adapted_and_head_only(tiny_run) -> None:
+    record = read(tiny_run[0], "inference-tiny")
+    assert record["inputs"] == "synthetic" and record["examples"] == 12
+    for recipe in ("canonical", "grouped"):
+        rates = record["throughput"][recipe]
+        assert {name: rates[name]["examples_per_second"] > 0 for name in rates} == {
+            "plain": True,
+            "adapter": True,
+            "head_only": True,
+        }
+
+
+def test_growth_audits_clean_and_times_the_cli(tiny_run) -> None:
+    growth = read(tiny_run[0], "growth")
+    assert [row["tasks"] for row in growth["audit"]] == [1, 2]
+    assert [row["verdicts"] for row in growth["audit"]] == [["clean"], ["clean"]]
+    assert growth["audit"][1]["dev_examples"] == 2 * 8
+    assert growth["cli"]["listed_by_status"] == 20
+    assert growth["cli"]["median_status_json_seconds"] > 0
+
+
+def test_the_report_renders_sections_1_to_4(tiny_run) -> None:
+    out, _ = tiny_run
+    assert all(job["ok"] for job in read(out, "run")["jobs"])
+    text = (out / "BENCHMARKS.md").read_text()
+    for section in ("## 1. Training", "## 2. Peer", "## 3. Inference", "## 4. Growth"):
+        assert section in text
+    assert "| tiny BERT (random, test size) | 16 | adapters |" in text
+
+
+def markdown_rows(text: str) -> list[list[str]]:
+    """The body rows of the Markdown table in ``text``."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def test_family_step_times_every_family_against_bert() -> None:
+    done = bench("family_step.py", "--tiny")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = markdown_rows(done.stdout)
+    assert [row[0] for row in rows][:2] == ["bert", "deberta-v2"] and len(rows) == 8
+    assert rows[0][2] == "1.00x" and all(float(row[1]) > 0 for row in rows)
+
+
+def test_backbone_dtype_loads_fp32_and_bf16() -> None:
+    done = bench("backbone_dtype.py", "--tiny")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = markdown_rows(done.stdout)
+    assert [row[:2] for row in rows] == [
+        ["float32", "fp32"],
+        ["float32", "bf16"],
+        ["bfloat16", "bf16"],
+    ]
+    assert float(rows[2][2]) < float(rows[0][2])  # MB of weights: bf16 holds fewer
