@@ -174,7 +174,7 @@ def memory_per_task(root: Path) -> dict:
 
     from contlearn.api import Workspace
     from contlearn.model.adapted import count_parameters
-    from contlearn.ops.context import open_context
+    from contlearn.runtime.context import open_context
 
     ws = Workspace.open(root)
     ctx = open_context(ws.ledger, ws.store, "cpu")

@@ -121,7 +121,7 @@ class Workspace:
 
     def artifact_files(self, name: str) -> dict[str, Path]:
         """The files of task ``name``'s current run, by role: weights, config, logits."""
-        from .ops.context import trained_artifacts
+        from .runtime.context import trained_artifacts
 
         records = trained_artifacts(self.ledger, self.ledger.task(name))
         return {role: self.store.resolve(record.path) for role, record in records.items()}

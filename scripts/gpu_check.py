@@ -105,8 +105,8 @@ def reevaluate_in_a_new_process(ws: Path, task: str, device: str) -> str:
     code = (
         "import sys\n"
         "from contlearn.api import Workspace\n"
-        "from contlearn.ops.context import open_context\n"
-        "from contlearn.ops.verify import reproduce\n"
+        "from contlearn.runtime.context import open_context\n"
+        "from contlearn.runtime.verify import reproduce\n"
         "ws = Workspace.open(sys.argv[1])\n"
         "ctx = open_context(ws.ledger, ws.store, sys.argv[3])\n"
         "check = reproduce(ctx, ws.ledger.task(sys.argv[2]))\n"

@@ -99,7 +99,7 @@ def test_ewc_penalty_keeps_earlier_tasks_closer(trained: Workspace) -> None:
 
 
 def test_the_reservoir_keeps_its_size_and_its_state_round_trips(trained: Workspace) -> None:
-    from contlearn.ops.context import open_context
+    from contlearn.runtime.context import open_context
 
     ctx = open_context(trained.ledger, trained.store, "cpu")
     tasks = trained.ledger.tasks()
@@ -161,7 +161,7 @@ def test_a_replay_buffer_larger_than_the_data_keeps_every_row_and_says_so(
 def test_a_replay_buffer_larger_than_the_rows_seen_holds_each_row_once(
     trained: Workspace,
 ) -> None:
-    from contlearn.ops.context import open_context
+    from contlearn.runtime.context import open_context
 
     ctx = open_context(trained.ledger, trained.store, "cpu")
     tasks = trained.ledger.tasks()

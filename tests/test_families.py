@@ -89,7 +89,7 @@ def test_a_listed_type_with_a_broken_layer_is_refused_naming_it() -> None:
 
 
 def test_runs_and_artifacts_record_the_family_and_a_different_one_is_refused(two_tasks) -> None:
-    from contlearn.ops.context import open_context
+    from contlearn.runtime.context import open_context
 
     ws = two_tasks
     ws.train_next()

@@ -18,11 +18,15 @@ LOWER = (
     "contlearn.data",
     "contlearn.ledger",
     "contlearn.report",
+    "contlearn.interop",
 )
 UPPER = ("contlearn.ops", "contlearn.api", "contlearn.cli", "contlearn.serve")
+# The runtime the use cases share (context, verification, training one task, runs...) sits
+# below them: it never imports a use case, the API, the CLI or the server.
+RUNTIME = ("contlearn.runtime",)
 # Model, training and evaluation code runs without a ledger, artifact files or use cases.
 NO_LEDGER = ("contlearn.kinds", "contlearn.model", "contlearn.train", "contlearn.eval")
-LEDGER_SIDE = ("contlearn.ledger", "contlearn.artifacts", "contlearn.files", *UPPER)
+LEDGER_SIDE = ("contlearn.ledger", "contlearn.artifacts", "contlearn.files", *RUNTIME, *UPPER)
 
 
 def module_name(path: Path) -> str:
@@ -86,7 +90,8 @@ def _cycle() -> list[str] | None:
 def test_the_graph_is_read_from_real_imports() -> None:
     assert "contlearn.ops.train_next" in GRAPH["contlearn.api"]  # a function-level import
     assert "contlearn.model.routing" in GRAPH["contlearn.model.adapted"]
-    assert "contlearn.ops.context" in GRAPH["contlearn.ops.verify"]
+    assert "contlearn.runtime.context" in GRAPH["contlearn.runtime.verify"]
+    assert "contlearn.runtime.verify" in GRAPH["contlearn.ops.audit"]
 
 
 def test_no_import_cycle() -> None:
@@ -109,6 +114,16 @@ def _inside(module: str, prefixes: tuple[str, ...]) -> bool:
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if _inside(m, LOWER)))
 def test_lower_layers_never_import_the_use_cases_api_or_cli(module: str) -> None:
     assert not [m for m in GRAPH[module] if _inside(m, UPPER)]
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _inside(m, RUNTIME)))
+def test_the_runtime_never_imports_the_use_cases_api_cli_or_server(module: str) -> None:
+    assert not [m for m in GRAPH[module] if _inside(m, UPPER)]
+
+
+def test_lower_layers_never_import_the_runtime() -> None:
+    lower = [m for m in MODULES if _inside(m, LOWER)]
+    assert not [(m, n) for m in lower for n in GRAPH[m] if _inside(n, RUNTIME)]
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if _inside(m, NO_LEDGER)))

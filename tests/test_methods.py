@@ -69,7 +69,7 @@ def test_tasks_toml_names_the_method(tmp_path: Path) -> None:
 def test_an_artifact_without_a_method_loads_as_houlsby_and_an_unknown_one_is_refused(
     two_tasks,
 ) -> None:
-    from contlearn.ops.context import open_context
+    from contlearn.runtime.context import open_context
 
     ws = two_tasks
     (result,) = ws.train_next()

@@ -127,7 +127,7 @@ def test_predict_with_a_task_field_equals_each_tasks_own_predictions(four_method
 
 
 def test_at_most_the_resident_limit_of_tasks_stays_built(four_methods) -> None:
-    from contlearn.ops.context import open_context
+    from contlearn.runtime.context import open_context
 
     ws = four_methods
     ctx = open_context(ws.ledger, ws.store, "cpu")

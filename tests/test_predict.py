@@ -19,11 +19,11 @@ from contlearn.config import TaskEntry
 from contlearn.errors import BadData, ConfigError, TaskNotFound, TaskNotTrained
 from contlearn.eval.recipe import predict_logits
 from contlearn.model.families import uses_token_types
-from contlearn.ops.context import open_context, read_task_data
-from contlearn.ops.evaluate import evaluate_task
 from contlearn.ops.intake import task_spec
 from contlearn.ops.predict import predict
 from contlearn.ops.predict_files import read_rows, write_rows
+from contlearn.runtime.context import open_context, read_task_data
+from contlearn.runtime.evaluate import evaluate_task
 from contlearn.train.batching import encode
 from tests.conftest import write_keyword_task
 from tests.fixtures_data import write_glue_task, write_table_file

@@ -13,9 +13,9 @@ import torch
 
 from contlearn.config import VerifyConfig
 from contlearn.errors import BackboneMismatch, BadData, VerificationFailed
-from contlearn.ops.context import open_context
-from contlearn.ops.probe import probe_plan, recorded
-from contlearn.ops.verify import verify_earlier
+from contlearn.runtime.context import open_context
+from contlearn.runtime.probe import probe_plan, recorded
+from contlearn.runtime.verify import verify_earlier
 from tests.conftest import invoke, write_keyword_task
 
 
@@ -103,7 +103,7 @@ def test_the_probe_catches_a_changed_earlier_task_tensor(three) -> None:
     by_task = {three.ledger.task_by_id(r.task_id).name: r for r in records}
     assert by_task["a"].identical and not by_task["b"].identical
     assert "tensors in memory differ" in by_task["b"].findings[0]
-    from contlearn.ops.verify import require_identical
+    from contlearn.runtime.verify import require_identical
 
     with pytest.raises(VerificationFailed, match="'b'"):
         require_identical(three.ledger, current, records)

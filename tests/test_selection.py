@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from contlearn.config import TrainConfig, recorded_train_config
-from contlearn.ops.context import training_rows
+from contlearn.runtime.context import training_rows
 from tests.conftest import invoke
 
 
@@ -26,7 +26,7 @@ def _replace(rows, **values):
 
 @pytest.fixture(autouse=True)
 def _plain_replace(monkeypatch):
-    import contlearn.ops.context as context
+    import contlearn.runtime.context as context
 
     monkeypatch.setattr(context, "replace", _replace)
 

@@ -33,8 +33,8 @@ from contlearn import serve
 from contlearn.api import Workspace
 from contlearn.errors import BadRequest, ConfigError
 from contlearn.eval.recipe import torch_threads
-from contlearn.ops.context import open_context
 from contlearn.ops.predict import predict
+from contlearn.runtime.context import open_context
 from contlearn.serve import bodies
 from contlearn.serve.batching import Batcher, Job
 from contlearn.serve.config import ServeConfig, read_token
@@ -713,9 +713,9 @@ def test_an_empty_token_file_is_refused_in_one_line(ws: Workspace, tmp_path: Pat
 def older(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> Workspace:
     """Trained: "mrpc" (GLUE's "#1 String"/"#2 String"), and "long", trained with max length
     200 on the tiny backbone's 160 positions as release 0.2 let it (its rows are short)."""
-    from contlearn.ops.runs import is_abandoned
     from contlearn.ops.train_next import _claim
-    from contlearn.ops.train_task import train_one
+    from contlearn.runtime.runs import is_abandoned
+    from contlearn.runtime.train_task import train_one
 
     tmp = tmp_path_factory.mktemp("older")
     ws = Workspace.create(tmp / "ws", backbone=str(tiny_backbone))

@@ -65,8 +65,8 @@ def test_optimizer_holds_exactly_the_task_parameters(two_tasks, monkeypatch) -> 
         return real(params, **kw)
 
     monkeypatch.setattr(torch.optim, "AdamW", spy)
-    from contlearn.ops.context import open_context
-    from contlearn.ops.train_task import train_one
+    from contlearn.runtime.context import open_context
+    from contlearn.runtime.train_task import train_one
 
     ctx = open_context(two_tasks.ledger, two_tasks.store)
     claimed = two_tasks.ledger.claim_next_pending(
@@ -82,9 +82,9 @@ def _digest_in_fresh_process(root: Path, task: str) -> str:
     code = (
         "import sys\n"
         "from contlearn.api import Workspace\n"
-        "from contlearn.ops.context import open_context, read_task_data\n"
-        "from contlearn.ops.evaluate import evaluate_task\n"
-        "from contlearn.ops.verify import recorded_post_train\n"
+        "from contlearn.runtime.context import open_context, read_task_data\n"
+        "from contlearn.runtime.evaluate import evaluate_task\n"
+        "from contlearn.runtime.verify import recorded_post_train\n"
         f"ws = Workspace.open({str(root)!r})\n"
         f"t = ws.ledger.task({task!r})\n"
         "ctx = open_context(ws.ledger, ws.store); meta = ctx.load_task(t)\n"
@@ -208,8 +208,8 @@ def _train_config(ws: Workspace, task: str) -> dict:
 def test_backbone_attention_dropout_switch_is_recorded_and_changes_training(
     two_tasks: Workspace, tiny_backbone: Path, tmp_path: Path
 ) -> None:
-    from contlearn.ops.context import open_context
-    from contlearn.ops.train_task import train_one
+    from contlearn.runtime.context import open_context
+    from contlearn.runtime.train_task import train_one
 
     ctx = open_context(two_tasks.ledger, two_tasks.store)
     before = [getattr(o, a) for o, a in ctx.model.attention_dropouts]

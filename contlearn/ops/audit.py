@@ -20,11 +20,11 @@ from ..interrupts import interruptible
 from ..ledger.records import ArtifactRecord, EvaluationRecord, TaskRecord
 from ..ledger.schema import HOST_LOGITS, HOST_REFERENCE
 from ..ledger.store import Ledger
-from .current import recorded_post_train, trained_artifacts
-from .runs import failure_recorded, run_values
+from ..runtime.current import recorded_post_train, trained_artifacts
+from ..runtime.runs import failure_recorded, run_values
 
 if TYPE_CHECKING:
-    from .context import ModelContext
+    from ..runtime.context import ModelContext
 
 
 def audit(
@@ -42,7 +42,7 @@ def audit(
     later replays here are bit for bit (:mod:`.references`)."""
     tasks = _tasks_to_audit(ledger, task)  # before anything loads: an unknown task is quick
     from .. import devices
-    from .context import open_context
+    from ..runtime.context import open_context
 
     devices.resolve(device)  # a device this machine lacks is refused before a run is recorded
 
@@ -180,7 +180,7 @@ def _check_files(ctx: ModelContext, task: TaskRecord, row: dict[str, Any]) -> No
 
 
 def _reevaluate(ctx, task, recorded: EvaluationRecord, row, progress) -> Any:
-    from .verify import reproduce
+    from ..runtime.verify import reproduce
 
     check = reproduce(ctx, task, progress=progress)
     now = check.now
@@ -248,7 +248,7 @@ def adopt(ctx: ModelContext, run_id: int, audited: list) -> tuple[list, list]:
     written atomically under the audit run's folder, and the artifact and evaluation records
     that the audit run's closing transaction adds (history kept: earlier references stay)."""
     from .. import faults, files
-    from .evaluate import evaluation_record
+    from ..runtime.evaluate import evaluation_record
 
     artifacts, evaluations = [], []
     for row, _, check in audited:

@@ -23,7 +23,7 @@ from ..eval import forgetting
 from ..kinds import kind_of
 from ..ledger.records import RunRecord, TaskRecord
 from ..ledger.store import Ledger
-from .pace import Report
+from ..runtime.pace import Report
 
 ADAPTER, FULL = "adapter", "sequential"
 EWC, REPLAY, JOINT, SEPARATE = "ewc", "replay", "joint", "separate"
@@ -148,7 +148,7 @@ def _earlier_rows(tasks: list[TaskRecord], configs: dict[str, TrainConfig]) -> i
 
 def dev_targets(task: TaskRecord) -> list:
     """The task's dev labels as the model predicts them (class indices, or values)."""
-    from .context import read_task_data, targets
+    from ..runtime.context import read_task_data, targets
 
     return targets(task, read_task_data(task).dev.labels)
 

@@ -18,11 +18,11 @@ from ..kinds import kind_of
 from ..ledger.records import TaskRecord
 from ..ledger.store import Ledger
 from ..model.adapted import count_parameters
+from ..runtime.context import ModelContext, open_context, read_task_data, training_rows
+from ..runtime.evaluate import evaluate_task, evaluation_record
+from ..runtime.pace import Report, estimator, training_plan
+from ..runtime.runs import recorded_run, run_values
 from ..train.loop import StepHooks
-from .context import ModelContext, open_context, read_task_data, training_rows
-from .evaluate import evaluate_task, evaluation_record
-from .pace import Report, estimator, training_plan
-from .runs import recorded_run, run_values
 
 METHOD = "sequential"
 LEGACY_METHOD = "full-finetune"  # what comparisons recorded before the other baselines existed

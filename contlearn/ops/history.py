@@ -9,7 +9,7 @@ from ..errors import ContlearnError
 from ..ledger.records import RunRecord
 from ..ledger.store import Ledger
 from ..model.methods.registry import UNNAMED
-from .runs import is_abandoned
+from ..runtime.runs import is_abandoned
 
 SCORED_AS = {"train": "post-train", "tradeoff": "tradeoff"}  # purpose -> its evaluation's kind
 

@@ -22,8 +22,8 @@ from ..ledger.records import BackboneRecord, TaskRecord
 from ..ledger.store import Ledger
 from ..model.backbone import positions_of
 from ..model.methods.registry import DEFAULT_METHOD, UNNAMED
-from .runs import is_abandoned
-from .settings import check_max_length
+from ..runtime.runs import is_abandoned
+from ..runtime.settings import check_max_length
 
 
 def create_workspace(
@@ -142,7 +142,7 @@ def add_tasks(
 
 def _check_method(config: cfg.WorkspaceConfig, entry: cfg.TaskEntry, layers: int) -> None:
     from ..model.methods.common import check_depth
-    from .settings import method_config
+    from ..runtime.settings import method_config
 
     settings = {"method": entry.method, "options": entry.options, "bottleneck": entry.bottleneck}
     try:

@@ -24,10 +24,10 @@ from ..kinds import kind_of
 from ..ledger.store import Ledger
 from ..model.methods.registry import UNNAMED, method_config
 from ..naming import check_task_name
+from ..runtime.current import trained_artifacts
+from ..runtime.runs import stamp
+from ..runtime.settings import check_overrides
 from ..version import library_versions
-from .current import trained_artifacts
-from .runs import stamp
-from .settings import check_overrides
 
 FORMATS = {"adapterhub": adapterhub, "peft": peft_format}
 
@@ -51,7 +51,7 @@ def export_task(
     adapter = method_config(meta.get("method", UNNAMED), meta["adapter"])
     _check_method(adapter.method, fmt)  # first: --include-norms cannot fix another method
     _check_norms(adapter, include_norms, fmt, name)
-    from .context import open_context
+    from ..runtime.context import open_context
 
     ctx = open_context(ledger, store, "cpu")
     ctx.load_task(task)
@@ -180,7 +180,7 @@ def import_adapter(
     device = check_overrides(defaults, {}, device, backbone.dtype)
     task_data = read_entry(defaults, entry)
     spec = task_spec(entry, task_data)
-    from .context import open_context
+    from ..runtime.context import open_context
 
     ctx = open_context(ledger, store, device)
     converted = convert(ctx.model, found, spec)
@@ -251,7 +251,7 @@ def _imported(found: folder.Folder, converted: dict[str, Any], identity: str) ->
 
 
 def _claim(ctx, train_cfg, adapter, imported) -> dict[str, Any]:
-    from .train_task import run_config
+    from ..runtime.train_task import run_config
 
     values = run_config(ctx, train_cfg, adapter)
     values["config"] |= {"imported": imported}
@@ -261,10 +261,10 @@ def _claim(ctx, train_cfg, adapter, imported) -> dict[str, Any]:
 def _record(ctx, task, run_id, train_cfg, adapter, imported, progress, verify) -> dict[str, Any]:
     """Evaluate, write, verify and record, as ``train_one`` does after training; any failure
     undoes the import (its run recorded failed, the task taken out of the sequence)."""
-    from .context import read_task_data
-    from .evaluate import evaluate_task, evaluation_record
-    from .train_task import undo_run, verification_row, write_artifact
-    from .verify import require_identical, verify_earlier
+    from ..runtime.context import read_task_data
+    from ..runtime.evaluate import evaluate_task, evaluation_record
+    from ..runtime.train_task import undo_run, verification_row, write_artifact
+    from ..runtime.verify import require_identical, verify_earlier
 
     written: list[Path] = []
     verifications: list = []

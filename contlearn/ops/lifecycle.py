@@ -8,7 +8,7 @@ from typing import Any
 
 from ..artifacts import ArtifactStore
 from ..ledger.store import Ledger
-from .runs import is_abandoned
+from ..runtime.runs import is_abandoned
 
 
 def remove_task(ledger: Ledger, name: str) -> dict[str, Any]:

@@ -22,12 +22,12 @@ from ..errors import BadData, ConfigError, TaskNotFound
 from ..kinds import kind_of
 from ..ledger.records import TaskRecord
 from ..ledger.store import Ledger
-from .current import trained_artifacts
+from ..runtime.current import trained_artifacts
 
 if TYPE_CHECKING:
     import torch
 
-    from .context import ModelContext
+    from ..runtime.context import ModelContext
 
 PROGRESS_MIN_ROWS = 256  # fewer rows than this finish before a progress bar would help
 
@@ -66,7 +66,7 @@ def predict(
     ]
     if not rows:
         return []
-    from .context import open_context  # every row checked: only now load the model
+    from ..runtime.context import open_context  # every row checked: only now load the model
 
     ctx = context or open_context(ledger, store, device)
     show = progress and len(rows) >= PROGRESS_MIN_ROWS

@@ -18,9 +18,9 @@ from ..ledger.records import RunRecord, TaskRecord
 from ..ledger.store import Ledger
 from ..model.methods.common import check_depth
 from ..model.methods.registry import get_method
-from .pace import Report
-from .runs import recorded_run, run_values
-from .settings import TRAIN_KEYS, task_configs
+from ..runtime.pace import Report
+from ..runtime.runs import recorded_run, run_values
+from ..runtime.settings import TRAIN_KEYS, task_configs
 
 PURPOSE = "tradeoff"
 FULL = "full"  # full fine-tuning: the reference point
@@ -163,7 +163,7 @@ def tradeoff(
 ) -> dict[str, Any]:
     """Train every point of ``grid`` on task ``name`` not yet finished with the same settings,
     and return the trade-off: each point's trainable parameters, dev score and seconds."""
-    from .settings import check_overrides
+    from ..runtime.settings import check_overrides
 
     unknown = sorted(set(overrides) - set(TRAIN_KEYS))
     if unknown:
@@ -255,7 +255,7 @@ class _Trainer:
         self._finish(run_id, outcome)
 
     def _train(self, point, config, train, run_id) -> dict[str, Any]:
-        from .context import open_context
+        from ..runtime.context import open_context
 
         if point.method == FULL:
             ctx = open_context(self.ledger, self.store, self.device)
@@ -265,7 +265,7 @@ class _Trainer:
 
     def _adapter(self, ctx, point, config, train, run_id) -> dict[str, Any]:
         from ..model.adapted import count_parameters
-        from .train_task import fit_task
+        from ..runtime.train_task import fit_task
 
         adapter = get_method(point.method).config(config["adapter"])
         train = replace(train, precision=ctx.precision(train.precision))
@@ -281,8 +281,8 @@ class _Trainer:
 
     def _full(self, ctx, train) -> dict[str, Any]:
         from ..model.adapted import count_parameters
-        from .context import read_task_data
-        from .evaluate import evaluate_task
+        from ..runtime.context import read_task_data
+        from ..runtime.evaluate import evaluate_task
         from .full_finetune import fine_tune
 
         train = replace(train, precision=ctx.precision(train.precision))
@@ -296,7 +296,7 @@ class _Trainer:
         return {"train": result, "eval": final, "trainable": trainable}
 
     def _finish(self, run_id: int, outcome: dict[str, Any]) -> None:
-        from .evaluate import evaluation_record
+        from ..runtime.evaluate import evaluation_record
 
         result, final = outcome["train"], outcome["eval"]
         self.ledger.finish_run(

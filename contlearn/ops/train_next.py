@@ -15,14 +15,14 @@ from ..artifacts import ArtifactStore
 from ..config import WorkspaceConfig
 from ..errors import NoPendingTask, PeerFailed
 from ..ledger.store import Ledger
+from ..runtime.pace import Report
+from ..runtime.runs import is_abandoned, record_failure, stamp
+from ..runtime.settings import check_overrides, check_queue_lengths
 from ..train.world import SINGLE, World
 from ..train.world import from_environment as world_from_environment
-from .pace import Report
-from .runs import is_abandoned, record_failure, stamp
-from .settings import check_overrides, check_queue_lengths
 
 if TYPE_CHECKING:
-    from .context import ModelContext
+    from ..runtime.context import ModelContext
 
 
 def train_pending(
@@ -67,7 +67,7 @@ def train_pending(
     results: list[dict[str, Any]] = []
     while (claimed := ledger.claim_next_pending(_claim(), is_abandoned)) is not None:
         ctx = ctx or _open_and_load(ledger, store, device, claimed[1], "pending")
-        from .train_task import train_one
+        from ..runtime.train_task import train_one
 
         results.append(train_one(ctx, defaults, *claimed, **options))
         if on_result is not None:
@@ -100,7 +100,7 @@ def _train_distributed(
             if claimed is None:
                 break
             ctx = ctx or _open_and_load(ledger, store, str(target), claimed[1], "pending", world)
-            from .train_task import train_one
+            from ..runtime.train_task import train_one
 
             try:
                 result = train_one(ctx, defaults, *claimed, **options)
@@ -141,7 +141,7 @@ def retrain(
     task, run_id, current = ledger.claim_retrain(name, _claim(), is_abandoned)
     ctx = _open_and_load(ledger, store, device, run_id, None)
     ctx.model.remove_task(task.name)  # the current version; the new run builds its own
-    from .train_task import train_one
+    from ..runtime.train_task import train_one
 
     return train_one(
         ctx,
@@ -188,7 +188,7 @@ def _open_and_load(
     train), the most recent ones when there are more than ``[workspace] resident_tasks``; if
     that fails, run ``run_id`` is recorded failed and its task set to ``task_status`` (None:
     left as it is)."""
-    from .context import open_context
+    from ..runtime.context import open_context
 
     try:
         ctx = open_context(ledger, store, device, world)

@@ -18,9 +18,9 @@ from ..data.columns import text_aliases
 from ..errors import ContlearnError
 from ..kinds import kind_of
 from ..ledger.records import TaskRecord
-from ..ops.context import ModelContext
-from ..ops.current import trained_artifacts
 from ..ops.intake import status
+from ..runtime.context import ModelContext
+from ..runtime.current import trained_artifacts
 
 log = logging.getLogger(__name__)
 

@@ -81,7 +81,7 @@ class ModelWorker:
         try:
             import torch
 
-            from ..ops.context import open_context
+            from ..runtime.context import open_context
 
             torch.set_num_threads(self.config.threads)
             self.catalog = Catalog(open_context(self.ledger, self.store, self.config.device))

@@ -14,9 +14,9 @@ import torch
 from ...config import CompareConfig, TrainConfig
 from ...kinds import kind_of
 from ...ledger.records import TaskRecord
+from ...runtime.context import ModelContext
 from ...train.batching import collate
 from ...train.loop import StepHooks
-from ..context import ModelContext
 
 NAME = "ewc"
 

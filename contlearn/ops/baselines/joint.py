@@ -14,10 +14,11 @@ from ...config import TrainConfig
 from ...kinds import TaskKind, kind_of
 from ...ledger.records import TaskRecord
 from ...model.adapted import count_parameters
+from ...runtime.context import read_task_data, training_rows
+from ...runtime.evaluate import evaluate_task
+from ...runtime.runs import recorded_run
 from ...train.batching import Encoded, training_batches
 from ...train.loop import StepHooks
-from ..context import read_task_data, training_rows
-from ..evaluate import evaluate_task
 from ..full_finetune import (
     _add_head,
     comparison_run_values,
@@ -26,7 +27,6 @@ from ..full_finetune import (
     finished_runs,
     open_baseline_context,
 )
-from ..runs import recorded_run
 
 NAME = "joint"
 

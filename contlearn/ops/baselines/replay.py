@@ -14,9 +14,9 @@ import torch
 from ...config import CompareConfig, TrainConfig
 from ...kinds import kind_of
 from ...ledger.records import TaskRecord
+from ...runtime.context import ModelContext, read_task_data, training_rows
 from ...train.batching import collate
 from ...train.loop import StepHooks
-from ..context import ModelContext, read_task_data, training_rows
 
 NAME = "replay"
 

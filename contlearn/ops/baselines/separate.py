@@ -5,6 +5,7 @@ task. Each task's run starts from the pretrained weights again."""
 from __future__ import annotations
 
 from ...model.adapted import count_parameters
+from ...runtime.runs import recorded_run
 from ..full_finetune import (
     comparison_run_values,
     evaluate_on_dev,
@@ -13,7 +14,6 @@ from ..full_finetune import (
     finished_runs,
     open_baseline_context,
 )
-from ..runs import recorded_run
 
 NAME = "separate"
 
