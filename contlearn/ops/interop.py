@@ -271,9 +271,8 @@ def _record(ctx, task, run_id, train_cfg, adapter, imported, progress, verify) -
     try:
         dev = ctx.dev_split(task, train_cfg.max_length, read_task_data(task))
         final = evaluate_task(ctx, task, dev, progress=progress)
-        outcome = {"eval": final}
         extra = {"imported": {k: v for k, v in imported.items() if k != "config"}}
-        records = write_artifact(ctx, task, run_id, train_cfg, adapter, outcome, written, extra)
+        records = write_artifact(ctx, task, run_id, train_cfg, adapter, final, written, extra)
         verifications = verify_earlier(ctx, task, settings=verify, progress=progress)
         require_identical(ctx.ledger, task, verifications)
         ctx.check_backbone()

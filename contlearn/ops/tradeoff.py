@@ -277,7 +277,7 @@ class _Trainer:
         finally:
             if self.task.name in ctx.model.tasks:
                 ctx.model.remove_task(self.task.name)
-        return {"train": outcome["train"], "eval": outcome["eval"], "trainable": trainable}
+        return {"train": outcome.train, "eval": outcome.final, "trainable": trainable}
 
     def _full(self, ctx, train) -> dict[str, Any]:
         from ..model.adapted import count_parameters

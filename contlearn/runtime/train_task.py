@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .. import devices, faults, files, interrupts
 from ..config import TrainConfig, WorkspaceConfig
-from ..eval.recipe import CANONICAL_BATCH_SIZE
+from ..eval.recipe import CANONICAL_BATCH_SIZE, EvalResult
 from ..kinds import kind_of
 from ..ledger.records import ArtifactRecord, EvaluationRecord, TaskRecord
 from ..ledger.store import Ledger
 from ..model.adapted import count_parameters
 from ..train.distributed import allreduce_bytes
+from ..train.loop import TrainResult
 from ..version import library_versions
 from .context import ModelContext, read_task_data, training_rows
 from .current import recorded_post_train
@@ -60,7 +61,7 @@ def train_one(
         outcome = fit_task(ctx, task, run_id, train_cfg, adapter_cfg, progress, on_estimate)
         interrupts.checkpoint()
         stage = "writing artifacts"
-        records = write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written)
+        records = write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome.final, written)
         stage = "verifying earlier tasks"
         settings = verify_settings(defaults, overrides)
         began = time.perf_counter()
@@ -76,7 +77,7 @@ def train_one(
         with interrupts.held():  # a second signal waits until the clean-up is recorded
             undo_run(ctx, task, run_id, exc, written, verifications, status, stage)
         raise
-    post = evaluation_record(task, outcome["eval"], "post-train")
+    post = evaluation_record(task, outcome.final, "post-train")
     result = _result(ctx, task, run_id, outcome, records, verifications)
     result["supersedes"] = supersedes
     result["verification_seconds"] = verify_seconds
@@ -86,9 +87,9 @@ def train_one(
         task_status="trained",
         artifacts=records,
         evaluations=[post, *verifications],
-        seconds=outcome["train"].seconds,
-        examples=outcome["train"].examples,
-        examples_per_second=outcome["train"].examples_per_second,
+        seconds=outcome.train.seconds,
+        examples=outcome.train.examples,
+        examples_per_second=outcome.train.examples_per_second,
         result=result,
     )
     return result
@@ -138,6 +139,19 @@ def _distributed(ctx: ModelContext, train: TrainConfig) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Fitted:
+    """What fitting one task produced: the training (every rank) and, on rank 0, the final
+    canonical dev evaluation, what the user should know about it, the bytes summed across
+    processes per step and the frozen prefix cache's summary."""
+
+    train: TrainResult
+    final: EvalResult | None = None
+    warnings: list[str] = field(default_factory=list)
+    allreduce_bytes: int = 0
+    prefix_cache: dict[str, Any] | None = None
+
+
 def fit_task(
     ctx: ModelContext,
     task: TaskRecord,
@@ -146,7 +160,7 @@ def fit_task(
     adapter_cfg: Any,
     progress: bool,
     on_estimate: Report | None = None,
-) -> dict[str, Any]:
+) -> Fitted:
     from ..train.loop import train
     from ..train.seeding import seed_everything
 
@@ -193,16 +207,16 @@ def fit_task(
             prefix=cache,
         )
     if not main:
-        return {"train": result}
+        return Fitted(result)
     final = evaluate_task(ctx, task, dev, progress=progress)
     sent = allreduce_bytes(model.trainable_parameters(task.name)) if world.distributed else 0
-    return {
-        "train": result,
-        "eval": final,
-        "warnings": kind_of(task).warnings(task.name, task.labels, dev.targets, final.logits),
-        "allreduce_bytes": sent,
-        "prefix_cache": None if cache is None else cache.summary(),
-    }
+    return Fitted(
+        result,
+        final,
+        kind_of(task).warnings(task.name, task.labels, dev.targets, final.logits),
+        sent,
+        None if cache is None else cache.summary(),
+    )
 
 
 def artifact_config(
@@ -230,16 +244,17 @@ def artifact_config(
     }
 
 
-def write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome, written, extra=None):
-    """Write weights, config and dev logits atomically; return their ledger records.
+def write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, final, written, extra=None):
+    """Write weights, config and dev logits (of ``final``, the canonical dev evaluation)
+    atomically; return their ledger records.
     ``extra``: more keys for the config (where an imported adapter came from)."""
     paths = ctx.store.paths(task.name, run_id)  # a folder of its own: nothing else is in it
     meta = artifact_config(ctx, task, adapter_cfg, train_cfg) | (extra or {})
-    meta["eval_threads"] = outcome["eval"].threads
+    meta["eval_threads"] = final.threads
     blobs = {
         "weights": files.tensors_bytes(ctx.model.task_state(task.name)),
         "config": files.json_bytes(meta),
-        "logits": files.tensors_bytes({"logits": outcome["eval"].logits}),
+        "logits": files.tensors_bytes({"logits": final.logits}),
     }
     where = ctx.store.relative(ctx.store.run_dir(task.name, run_id))
     faults.require_space(ctx.store.folder, sum(map(len, blobs.values())), where)
@@ -276,7 +291,7 @@ def undo_run(ctx, task, run_id, exc, written, verifications, task_status, stage=
 
 
 def _result(ctx, task, run_id, outcome, records, verifications) -> dict[str, Any]:
-    trained, final = outcome["train"], outcome["eval"]
+    trained, final = outcome.train, outcome.final
     weights = next(r for r in records if r.role == "weights")
     return {
         "task": task.name,
@@ -291,10 +306,10 @@ def _result(ctx, task, run_id, outcome, records, verifications) -> dict[str, Any
         "seconds": trained.seconds,
         "examples_per_second": trained.examples_per_second,
         "real_token_share": trained.real_token_share,
-        "warnings": outcome["warnings"],
+        "warnings": outcome.warnings,
         "world_size": ctx.world.size,
-        "allreduce_bytes_per_step": outcome["allreduce_bytes"],
-        "prefix_cache": outcome["prefix_cache"],
+        "allreduce_bytes_per_step": outcome.allreduce_bytes,
+        "prefix_cache": outcome.prefix_cache,
         "verifications": [verification_row(ctx.ledger, v) for v in verifications],
     }
 
