@@ -322,3 +322,20 @@ def test_a_max_length_beyond_the_backbones_positions_is_refused(
         "--max-length 160 or less\n"
     )
     assert workspace.ledger.runs() == []
+
+
+def test_many_rows_without_progress_bars_say_when_predicting_begins(
+    ws: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    rows = tmp_path / "many.jsonl"
+    rows.write_text('{"text": "a good film"}\n' * 300)
+    out = tmp_path / "labels.jsonl"
+    args = ["predict", "a", "--input", str(rows), "--output", str(out), "-w", str(ws.root)]
+    result = CliRunner().invoke(main, args)  # stderr is no terminal here: no bars
+    assert result.exit_code == 0, result.output
+    assert "predicting 300 rows of 'a'\n" in result.stderr
+    quiet = CliRunner().invoke(main, [*args, "-q"])
+    assert "predicting" not in quiet.stderr
+    capsys.readouterr()
+    assert len(ws.predict("a", [{"text": "a good film"}] * 300)) == 300
+    assert capsys.readouterr().err == ""  # the API stays quiet unless asked

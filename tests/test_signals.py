@@ -136,8 +136,9 @@ def _interrupt_predict(ws: Workspace, tmp_path: Path, signum: int) -> None:
 
 
 def _progress_shown(proc: subprocess.Popen) -> bool:
-    """The progress bar has started: the rows are being predicted (stderr is read from here
-    on by ``communicate``)."""
+    """Predicting has begun: with standard error a pipe, no bars are drawn, and the one line
+    saying the rows are being predicted is printed (stderr is read from here on by
+    ``communicate``)."""
     fd = proc.stderr.fileno()
     os.set_blocking(fd, False)
     try:

@@ -55,7 +55,8 @@ def predict(
     defaults to the evaluation's; ``context`` reuses a loaded backbone. Every row is checked
     before the backbone loads. Rows of several tasks run together in mixed-task batches (one
     forward pass per batch); a task whose method cannot mix runs its rows in batches of their
-    own, which ``on_note`` hears about.
+    own, which ``on_note`` hears about. Without progress bars, ``on_note`` also hears when the
+    prediction of many rows begins.
     """
     _check_request(task, task_field, batch_size)
     rows = list(rows)
@@ -70,6 +71,9 @@ def predict(
 
     ctx = context or open_context(ledger, store, device)
     show = progress and len(rows) >= PROGRESS_MIN_ROWS
+    if not progress and on_note is not None and len(rows) >= PROGRESS_MIN_ROWS:
+        # no bars (a log file, a pipe): one line says the long part has begun
+        on_note(f"predicting {len(rows)} rows of {', '.join(map(repr, records))}")
     run = _Run(ctx, records, names, texts, batch_size, show)
     outputs = run.outputs(on_note)
     pairs = enumerate(zip(rows, outputs, strict=True))
