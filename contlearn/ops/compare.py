@@ -5,7 +5,9 @@ the diagonal, the verifications of earlier tasks below it). Sequential full fine
 of the backbone is fine-tuned on task 1 with task 1's head, then task 2 with task 2's head, and so
 on; after each task every task so far is evaluated with its own head on the current backbone.
 EWC and replay are that sequence with a penalty or with earlier examples mixed in; joint trains
-one model on every task at once; separate fine-tunes one model per task (``ops/baselines``).
+one model on every task at once; separate fine-tunes one model per task. Each of these ways is a
+``Baseline`` registered in ``ops/baselines``: this module asks it how it runs, what it records,
+how its results are read back and what it stores, and never branches on its name.
 Each finished task leaves a temporary checkpoint, so an interrupted comparison resumes per
 method from the last finished task; the checkpoints are removed when the comparison completes.
 """
@@ -13,7 +15,6 @@ method from the last finished task; the checkpoints are removed when the compari
 from __future__ import annotations
 
 from dataclasses import asdict, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from ..artifacts import ArtifactStore
@@ -24,19 +25,8 @@ from ..kinds import kind_of
 from ..ledger.records import RunRecord, TaskRecord
 from ..ledger.store import Ledger
 from ..runtime.pace import Report
-
-ADAPTER, FULL = "adapter", "sequential"
-EWC, REPLAY, JOINT, SEPARATE = "ewc", "replay", "joint", "separate"
-METHODS = (ADAPTER, FULL, EWC, REPLAY, JOINT, SEPARATE)
-ALIASES = {"full-finetune": FULL}  # the sequential baseline's name before the others existed
-LABELS = {
-    ADAPTER: "Adapters (frozen backbone)",
-    FULL: "Sequential full fine-tuning",
-    EWC: "EWC (online, sequential full fine-tuning)",
-    REPLAY: "Experience replay (sequential full fine-tuning)",
-    JOINT: "Joint multi-task training (all data at once)",
-    SEPARATE: "Separate models (one fine-tuned model per task)",
-}
+from .baselines.base import Job, Recorded
+from .baselines.registry import ADAPTERS, SEQUENTIAL, current_name, get_baseline, registered
 
 
 def trained_sequence(ledger: Ledger) -> list[TaskRecord]:
@@ -55,15 +45,14 @@ def trained_sequence(ledger: Ledger) -> list[TaskRecord]:
 def check_methods(methods: tuple[str, ...], task_count: int | None = None) -> tuple[str, ...]:
     """The methods by their current names, in the order given (``all``: every method that fits
     a sequence of ``task_count`` tasks); refuses an unknown one."""
+    known = [b.name for b in registered()]
     if tuple(methods) == ("all",):
         few = task_count is not None and task_count < 2  # nothing earlier to keep or replay
-        return tuple(m for m in METHODS if not (few and m in (EWC, REPLAY, JOINT)))
-    named = tuple(dict.fromkeys(ALIASES.get(m, m) for m in methods))
-    unknown = sorted(set(named) - set(METHODS))
+        return tuple(b.name for b in registered() if not (few and b.needs_earlier))
+    named = tuple(dict.fromkeys(current_name(m) for m in methods))
+    unknown = sorted(set(named) - set(known))
     if unknown or not named:
-        raise ContlearnError(
-            f"unknown method(s) {unknown}: choose from {', '.join(METHODS)}, or all"
-        )
+        raise ContlearnError(f"unknown method(s) {unknown}: choose from {', '.join(known)}, or all")
     return named
 
 
@@ -81,21 +70,22 @@ BUDGET_KEYS = (
 def plan(
     ledger: Ledger,
     settings: CompareConfig,
-    methods: tuple[str, ...] = METHODS,
+    methods: tuple[str, ...] | None = None,
     overrides: dict[str, Any] | None = None,
     device: str | None = None,
 ) -> dict[str, Any]:
     """What a comparison will run, before it runs: the tasks in order, the adapter run it
     reuses for each, each task's full fine-tuning settings (``overrides`` applied: the
     budget, and ``lr`` for the baselines' learning rate), the baselines' own settings and
-    each task's dev targets (for the confidence intervals)."""
+    each task's dev targets (for the confidence intervals). ``methods`` by name (None: every
+    registered one), or ``("all",)``: every one that fits the sequence."""
     unknown = sorted(set(overrides or {}) - set(BUDGET_KEYS))
     if unknown:
         raise UnknownSetting(
             f"unknown comparison setting {unknown[0]!r}: use one of {', '.join(BUDGET_KEYS)}"
         )
     tasks = trained_sequence(ledger)
-    methods = check_methods(methods, len(tasks))
+    methods = check_methods(methods or tuple(b.name for b in registered()), len(tasks))
     runs = {t.name: ledger.trained_run(t.id) for t in tasks}
     configs = {t.name: full_finetune_config(runs[t.name], settings, overrides) for t in tasks}
     if device is not None:  # the baseline's precision must be one the device can do
@@ -109,41 +99,23 @@ def plan(
 
 
 def plan_notes(baselines: dict[str, Any]) -> list[str]:
-    """One line per thing the user should know about a plan: a replay buffer larger than the
-    earlier tasks' training examples keeps every one of them."""
-    replay = baselines.get(REPLAY, {})
-    if "keeps_all" not in replay:
-        return []
-    return [
-        f"replay_buffer {replay['buffer']} is larger than the earlier tasks' "
-        f"{replay['keeps_all']} training examples: replay keeps every one of them"
-    ]
+    """One line per thing the user should know about a plan, from each baseline's recorded
+    settings (a replay buffer larger than the earlier tasks' training examples, say)."""
+    lines: list[str] = []
+    for baseline in registered():
+        if baseline.notes is not None and baseline.name in baselines:
+            lines += baseline.notes(baselines[baseline.name])
+    return lines
 
 
 def baseline_settings(methods, settings: CompareConfig, tasks, configs) -> dict[str, Any]:
-    """The settings of the chosen baselines that have any, checked against the tasks."""
+    """The settings of the chosen baselines that have any, checked against the tasks (in the
+    registry's order, whatever the order chosen)."""
     chosen: dict[str, Any] = {"bootstrap": {"resamples": settings.bootstrap_resamples, "seed": 0}}
-    if EWC in methods:
-        chosen[EWC] = {
-            "lambda": settings.ewc_lambda,
-            "decay": settings.ewc_decay,
-            "fisher_examples": settings.fisher_examples,
-        }
-    if REPLAY in methods:
-        chosen[REPLAY] = {"buffer": settings.replay_buffer, "ratio": settings.replay_ratio}
-        earlier = _earlier_rows(tasks, configs)
-        if settings.replay_buffer > earlier:  # the reservoir keeps every row it sees
-            chosen[REPLAY]["keeps_all"] = earlier
+    for baseline in registered():
+        if baseline.settings is not None and baseline.name in methods:
+            chosen[baseline.name] = baseline.settings(settings, tasks, configs)
     return chosen
-
-
-def _earlier_rows(tasks: list[TaskRecord], configs: dict[str, TrainConfig]) -> int:
-    """Training examples of every task but the last (what replay can keep)."""
-    rows = 0
-    for task in tasks[:-1]:
-        limit = configs[task.name].max_train_examples
-        rows += min(task.train_rows, limit) if limit else task.train_rows
-    return rows
 
 
 def dev_targets(task: TaskRecord) -> list:
@@ -158,7 +130,7 @@ def compare(
     store: ArtifactStore,
     settings: CompareConfig,
     *,
-    methods: tuple[str, ...] = METHODS,
+    methods: tuple[str, ...] | None = None,
     overrides: dict[str, Any] | None = None,
     progress: bool = False,
     on_estimate: Report | None = None,
@@ -174,22 +146,10 @@ def compare(
         name: recorded_train_config(values)
         for name, values in meta["config"]["full_finetune"].items()
     }
-    from .baselines import run_baseline  # loads models: only once the plan is sound
-
-    for method in planned["methods"]:
-        if method != ADAPTER:
-            run_baseline(
-                method,
-                ledger,
-                store,
-                comparison_id,
-                tasks,
-                configs,
-                settings,
-                progress=progress,
-                on_estimate=on_estimate,
-                device=device,
-            )
+    job = Job(ledger, store, comparison_id, tasks, configs, settings, progress, on_estimate, device)
+    for baseline in map(get_baseline, planned["methods"]):
+        if baseline.run is not None:  # loads models: only once the plan is sound
+            baseline.run(job)
     results = build_results(ledger, comparison_id, store)
     ledger.finish_comparison(comparison_id, results)
     return results
@@ -199,7 +159,7 @@ def _open_comparison(ledger: Ledger, planned: dict[str, Any]) -> int:
     names, config, methods = planned["task_names"], planned["config"], planned["methods"]
     for row in reversed(ledger.comparisons()):
         same = row["task_names"] == names and _same_config(row["config"], config)
-        if same and [ALIASES.get(m, m) for m in row["methods"]] == methods:
+        if same and [current_name(m) for m in row["methods"]] == methods:
             return row["id"]  # resume an interrupted one, or reuse a finished one
     return ledger.start_comparison(methods=methods, task_names=names, config=config)
 
@@ -256,14 +216,12 @@ def build_results(
     runs = compared_runs(ledger, meta)
     tasks = [ledger.task_by_id(r.task_id) for r in runs]
     bb = ledger.backbone()
+    recorded = Recorded(ledger, comparison_id, tasks, runs, store, _wants_intervals(meta))
     methods = {}
-    for name in (ALIASES.get(m, m) for m in meta["methods"]):
-        if name == ADAPTER:
-            methods[ADAPTER] = _adapter_method(ledger, tasks, runs)
-        else:
-            methods[name] = _baseline_method(ledger, tasks, comparison_id, name, meta)
+    for baseline in map(get_baseline, meta["methods"]):
+        methods[baseline.name] = baseline.collect(baseline, recorded)
     fwt_reference = _add_references(methods, meta, tasks)
-    _add_intervals(ledger, methods, meta, tasks, runs, store)
+    _add_intervals(methods, meta, tasks)
     return {
         "comparison_id": comparison_id,
         "created_at": str(meta["started_at"]),
@@ -286,21 +244,28 @@ def _add_references(methods: dict[str, Any], meta: dict, tasks: list[TaskRecord]
     majority class's dev score) and intransigence against joint's, where it ran; returns which
     reference FWT used (None: none could be had)."""
     reference, source = _fwt_reference(methods, meta, tasks)
-    joint = methods.get(JOINT, {}).get("matrix")
+    joint = _reference_matrix(methods, lambda b: b.intransigence_reference)
     for name, method in methods.items():
         summary = forgetting.summarize(
             method["matrix"], reference=reference, joint=joint[-1] if joint else None
         )
-        if name == JOINT:  # no sequence: nothing was learned before anything else
+        if not get_baseline(name).sequence:  # nothing was learned before anything else
             summary |= {k: None for k in ("bwt", "forgetting", "forgetting_avalanche", "fwt")}
         method["summary"] = summary
     return source
 
 
+def _reference_matrix(methods: dict[str, Any], role) -> list[list] | None:
+    """The matrix of the first method compared whose baseline plays ``role``, if any."""
+    found = [m["matrix"] for name, m in methods.items() if role(get_baseline(name))]
+    return found[0] if found else None
+
+
 def _fwt_reference(methods, meta, tasks) -> tuple[list[float] | None, str | None]:
-    separate = methods.get(SEPARATE, {}).get("matrix")
-    if separate:
-        return [row[j] for j, row in enumerate(separate)], "separate models"
+    for name, method in methods.items():
+        source = get_baseline(name).fwt_reference
+        if source and method["matrix"]:
+            return [row[j] for j, row in enumerate(method["matrix"])], source
     wanted = meta["config"].get("dev_targets")
     if not wanted:
         return None, None  # no dev targets recorded
@@ -310,21 +275,26 @@ def _fwt_reference(methods, meta, tasks) -> tuple[list[float] | None, str | None
     return scores, "majority class"
 
 
-def _add_intervals(ledger, methods, meta, tasks, runs, store) -> None:
+def _wants_intervals(meta: dict[str, Any]) -> bool:
+    """Whether the comparison recorded what intervals need: dev targets and bootstrap settings
+    (one recorded before intervals existed did not)."""
+    config = meta["config"]
+    return bool(config.get("dev_targets") and config.get("baselines", {}).get("bootstrap"))
+
+
+def _add_intervals(methods, meta, tasks) -> None:
     """95% bootstrap intervals (dev examples resampled, seeded) of every method's final task
     scores, ACC and BWT, where the predictions and dev targets were recorded."""
     from ..eval.bootstrap import bootstrap_summary
 
-    wanted = meta["config"].get("dev_targets")
-    boot = meta["config"].get("baselines", {}).get("bootstrap")
-    if not wanted or not boot:
-        return  # a comparison recorded before intervals existed
+    if not _wants_intervals(meta):
+        return
+    wanted = meta["config"]["dev_targets"]
+    boot = meta["config"]["baselines"]["bootstrap"]
     targets = [wanted[t.name] for t in tasks]
     metric = [_metric(t) for t in tasks]
-    for name, method in methods.items():
+    for method in methods.values():
         predicted = method.pop("predictions", None)
-        if name == ADAPTER:
-            predicted = _adapter_predictions(ledger, runs, tasks, store)
         if predicted is None:
             continue
         final, diagonal = predicted
@@ -346,22 +316,6 @@ def _metric(task: TaskRecord) -> Any:
     return score
 
 
-def _adapter_predictions(ledger, runs, tasks, store) -> tuple[list, list] | None:
-    """Each task's dev predictions from its adapter run's recorded dev logits (verified
-    identical after every later task: the final predictions are these too); None when a run
-    has none, or gc deleted them before it kept those of compared runs (no intervals then)."""
-    if store is None:
-        return None
-    out = []
-    for run, task in zip(runs, tasks, strict=True):
-        files = {a.role: a for a in ledger.artifacts(run.id)}
-        if "logits" not in files or files["logits"].deleted_at is not None:
-            return None
-        logits = store.load_tensors(files["logits"].path)["logits"]
-        out.append(kind_of(task).predictions(logits))
-    return out, out
-
-
 def _shared_config(
     tasks: list[TaskRecord], adapter_runs: list[RunRecord], recorded: dict[str, Any]
 ) -> dict[str, Any]:
@@ -372,9 +326,11 @@ def _shared_config(
         config[key] = _per_task(tasks, [run[key] for run in runs])
     adapter_lr = _per_task(tasks, [run["lr"] for run in runs])
     full_lr = _per_task(tasks, [recorded["full_finetune"][t.name]["lr"] for t in tasks])
-    config["lr"] = {ADAPTER: adapter_lr, FULL: full_lr}
+    # keyed by the adapters and by full fine-tuning, whose settings every other baseline uses
+    adapters, full = ADAPTERS.name, SEQUENTIAL.name
+    config["lr"] = {adapters: adapter_lr, full: full_lr}
     kept = _per_task(tasks, [run["backbone_attention_dropout"] for run in runs])
-    config["backbone_attention_dropout"] = {ADAPTER: kept, FULL: True}
+    config["backbone_attention_dropout"] = {adapters: kept, full: True}
     return config
 
 
@@ -382,143 +338,3 @@ def _per_task(tasks: list[TaskRecord], values: list[Any]) -> Any:
     if len(set(values)) == 1:
         return values[0]
     return " / ".join(f"{t.name} {v}" for t, v in zip(tasks, values, strict=True))
-
-
-def _matrix(tasks: list[TaskRecord], cells: dict[tuple[int, int], float]) -> list[list]:
-    index = {t.id: i for i, t in enumerate(tasks)}
-    size = len(tasks)
-    matrix: list[list[float | None]] = [[None] * size for _ in range(size)]
-    for (after, task), value in cells.items():
-        if after in index and task in index and index[task] <= index[after]:
-            matrix[index[after]][index[task]] = value
-    return matrix
-
-
-def _method(label, tasks, cells, identical, runs, bytes_per_task, total_bytes, params):
-    matrix = _matrix(tasks, cells)
-    forgetting.validate_matrix(matrix)
-    return {
-        "label": label,
-        "matrix": matrix,
-        "summary": forgetting.summarize(matrix),
-        "identical": identical,
-        "cost": {
-            "trainable_params": params,
-            "bytes": bytes_per_task,
-            "total_bytes": total_bytes,
-            "train_seconds": [r.seconds for r in runs],
-            "examples_per_second": [r.examples_per_second for r in runs],
-        },
-    }
-
-
-def _adapter_method(
-    ledger: Ledger, tasks: list[TaskRecord], runs: list[RunRecord]
-) -> dict[str, Any]:
-    """The adapter matrix from the recorded runs: the diagonal from each run's post-train
-    evaluation, the cells below it from the verifications later runs made of that very run. A
-    task retrained after a later task was trained was never verified by it: that cell repeats
-    the task's own score (adapters leave it as trained) and is not counted as a check."""
-    cells: dict[tuple[int, int], float] = {}
-    same = total = 0
-    trained_at = {t.id: r.finished_at for t, r in zip(tasks, runs, strict=True)}
-    for task, run in zip(tasks, runs, strict=True):
-        for e in ledger.evaluations(run_id=run.id):
-            if e.kind == "post-train" and e.task_id == task.id:
-                cells[(task.id, task.id)] = e.primary_value
-            elif e.kind == "verification" and e.task_id in trained_at:
-                if _utc(e.created_at) < _utc(trained_at[e.task_id]):
-                    continue  # it verified an earlier run of that task
-                cells[(task.id, e.task_id)] = e.primary_value
-                same, total = same + bool(e.identical), total + 1
-    _fill_unverified(tasks, cells)
-    files = [ledger.artifacts(r.id) for r in runs]
-    sizes = [sum(a.bytes for a in f if a.role in ("weights", "config")) for f in files]
-    params = [next(a.trainable_params for a in f if a.role == "weights") for f in files]
-    backbone_bytes = ledger.backbone().num_parameters * 4
-    return _method(
-        LABELS[ADAPTER],
-        tasks,
-        cells,
-        {"identical": same, "total": total},
-        runs,
-        sizes,
-        backbone_bytes + sum(sizes),
-        params,
-    )
-
-
-def _fill_unverified(tasks: list[TaskRecord], cells: dict[tuple[int, int], float]) -> None:
-    for i, later in enumerate(tasks):
-        for earlier in tasks[:i]:
-            cells.setdefault((later.id, earlier.id), cells[(earlier.id, earlier.id)])
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _baseline_method(
-    ledger: Ledger, tasks: list[TaskRecord], comparison_id: int, name: str, meta: dict
-) -> dict[str, Any]:
-    """A baseline's matrix, costs and recorded predictions from its runs."""
-    from .full_finetune import finished_runs
-
-    runs = finished_runs(ledger, comparison_id, name)
-    cells: dict[tuple[int, int], float] = {}
-    for run in runs.values():
-        for e in ledger.evaluations(run_id=run.id, kind="comparison"):
-            cells[(e.after_task_id, e.task_id)] = e.primary_value
-    if name == JOINT:
-        return _joint_method(ledger, tasks, runs, cells)
-    ordered = [runs[t.id] for t in tasks if t.id in runs]
-    if len(ordered) != len(tasks):
-        raise ContlearnError(
-            f"the {name} baseline of this comparison is not finished: run `contlearn compare`"
-        )
-    if name == SEPARATE:
-        _fill_unverified(tasks, cells)  # each task keeps its own model: it never changes
-    params = [r.result["trainable_params"] for r in ordered]
-    sizes = [r.result["bytes_if_kept"] for r in ordered]
-    total = sum(sizes) if name == SEPARATE else _one_model_bytes(ledger, params)
-    if name == EWC:
-        total += 8 * ledger.backbone().num_parameters  # Fisher and anchor, to go on
-    method = _method(LABELS[name], tasks, cells, None, ordered, sizes, total, params)
-    method["predictions"] = _recorded_predictions(ordered, tasks, name)
-    return method
-
-
-def _one_model_bytes(ledger: Ledger, params: list[int]) -> int:
-    """One backbone and every task's head, in fp32: what serves every task at the end."""
-    backbone = ledger.backbone().num_parameters
-    return 4 * (backbone + sum(p - backbone for p in params))
-
-
-def _joint_method(ledger, tasks, runs, cells) -> dict[str, Any]:
-    if len(runs) != 1:
-        raise ContlearnError(
-            "the joint baseline of this comparison is not finished: run `contlearn compare`"
-        )
-    (run,) = runs.values()
-    last = tasks[-1].id
-    for i, later in enumerate(tasks):  # one model, evaluated once: the same row throughout
-        for earlier in tasks[: i + 1]:
-            cells[(later.id, earlier.id)] = cells[(last, earlier.id)]
-    params = [run.result["trainable_params"]] * len(tasks)
-    size = run.result["bytes_if_kept"]
-    method = _method(LABELS[JOINT], tasks, cells, None, [run], [size], size, params)
-    preds = run.result.get("predictions")
-    final = [preds[str(t.id)] for t in tasks] if preds else None
-    method["predictions"] = None if final is None else (final, None)
-    return method
-
-
-def _recorded_predictions(ordered, tasks, name) -> tuple[list, list] | None:
-    """(final, just trained) dev predictions per task, from the runs' results."""
-    if not all("predictions" in r.result for r in ordered):
-        return None  # runs recorded before predictions were
-    diagonal = [r.result["predictions"][str(t.id)] for r, t in zip(ordered, tasks, strict=True)]
-    if name == SEPARATE:
-        return diagonal, diagonal
-    last = ordered[-1].result["predictions"]
-    return [last[str(t.id)] for t in tasks], diagonal

@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import ContlearnError
 from ..ledger.store import Ledger
 from ..report.write import write_report
+from .baselines.registry import plot_styles
 from .compare import build_results
 from .history import require_comparison
 
@@ -28,7 +29,7 @@ def write_comparison_report(
     """Render the report files for ``results`` and record where they are: relative to the
     workspace folder ``root`` when inside it (as artifacts are), else absolute."""
     folder = (Path(out) if out else default_report_dir(root)).resolve()
-    files = write_report(results, folder)
+    files = write_report(results, folder, plot_styles())
     ledger.set_report_path(results["comparison_id"], recorded_path(root, folder))
     return files
 

@@ -28,11 +28,6 @@ DEFAULT_GRID = (
     "houlsby:bottleneck=2,houlsby:bottleneck=8,houlsby:bottleneck=64,houlsby:bottleneck=256,"
     "pfeiffer:bottleneck=64,lora:rank=1,lora:rank=8,lora:rank=64,ia3,topk:k=1,topk:k=3,head,full"
 )
-# Learning rates that suit each kind of point when the grid gives none (`:lr=...`): (IA)^3's
-# scaling vectors want a higher one, fine-tuned layers a far lower one; the others train with
-# the task's own (tasks.toml's lr, 1e-3 by default). Full fine-tuning uses [compare]
-# full_finetune_lr.
-POINT_LR = {"ia3": 5e-3, "topk": 1e-4}
 
 
 @dataclass(frozen=True)
@@ -117,11 +112,19 @@ def point_train_config(
     """The task's training settings with the point's learning rate, then the caller's
     overrides (the budget: epochs, examples, batch size, length, seed)."""
     train, _ = task_configs(defaults, task, {})
-    lr = point.lr or (defaults.compare.full_finetune_lr if point.method == FULL else None)
-    train = replace(train, lr=lr or POINT_LR.get(point.method, train.lr))
+    train = replace(train, lr=point.lr or _default_lr(defaults, point) or train.lr)
     if point.method == FULL:  # the backbone trains: it keeps its attention dropout
         train = replace(train, backbone_attention_dropout=True)
     return with_overrides(train, **{k: overrides.get(k) for k in TRAIN_KEYS})
+
+
+def _default_lr(defaults: WorkspaceConfig, point: Point) -> float | None:
+    """The learning rate a point trains with when the grid gives none: [compare]
+    full_finetune_lr for full fine-tuning, else its method's ``tradeoff_lr`` (None: the
+    task's own, tasks.toml's lr)."""
+    if point.method == FULL:
+        return defaults.compare.full_finetune_lr
+    return get_method(point.method).tradeoff_lr
 
 
 def point_config(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import math
 import textwrap
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .content import format_bytes, method_label, method_summary, per_task, plain, task_names
@@ -13,16 +15,17 @@ from .content import format_bytes, method_label, method_summary, per_task, plain
 DPI = 110
 
 
-# Line style and marker per method in curves.png; other methods fall back to dotted.
-STYLES = {
-    "adapter": ("-", "o"),
-    "full-finetune": ("--", "s"),
-    "sequential": ("--", "s"),
-    "ewc": ("-.", "D"),
-    "replay": (":", "v"),
-    "joint": ((0, (1, 1)), "*"),
-    "separate": ((0, (5, 1)), "P"),
-}
+@dataclass(frozen=True)
+class PlotStyle:
+    """How a method is drawn: its line style (curves.png) and marker (curves and storage)."""
+
+    linestyle: Any
+    marker: str
+
+
+# A method the caller gives no style for (each comparison method gives its own).
+DEFAULT_STYLE = PlotStyle(":", "^")
+Styles = Mapping[str, PlotStyle]
 
 
 def pyplot():
@@ -108,7 +111,7 @@ def _task_axes(ax, results: dict) -> None:
     ax.set_ylabel("after training")
 
 
-def curves_png(results: dict) -> bytes:
+def curves_png(results: dict, styles: Styles | None = None) -> bytes:
     """One panel per task: its metric from its own training step on, one line per method."""
     plt = pyplot()
     names = task_names(results)
@@ -122,25 +125,26 @@ def curves_png(results: dict) -> bytes:
         if j >= size:
             ax.set_visible(False)
             continue
-        _curve_panel(ax, results, j)
+        _curve_panel(ax, results, j, styles)
+    drawn = [_style(key, styles) for key in results["methods"]]
     handles = [
-        plt.Line2D([], [], color="0.3", linestyle=_style(key)[0], marker=_style(key)[1])
-        for key in results["methods"]
+        plt.Line2D([], [], color="0.3", linestyle=s.linestyle, marker=s.marker) for s in drawn
     ]
     labels = [plain(method_label(k, m), 60) for k, m in results["methods"].items()]
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
     return png_bytes(fig)
 
 
-def _curve_panel(ax, results: dict, j: int) -> None:
+def _curve_panel(ax, results: dict, j: int, styles: Styles | None) -> None:
     task = results["tasks"][j]
     names = task_names(results)
     colour = f"C{j % 10}"
     steps = list(range(j, len(names)))
     for key, method in results["methods"].items():
-        linestyle, marker = _style(key)
+        style = _style(key, styles)
         values = [method["matrix"][i][j] for i in steps]
-        ax.plot(steps, values, color=colour, linestyle=linestyle, marker=marker, markersize=5)
+        line, marker = style.linestyle, style.marker
+        ax.plot(steps, values, color=colour, linestyle=line, marker=marker, markersize=5)
     ax.set_title(f"{plain(task['name'])} ({plain(task.get('metric', '?'))})", fontsize=10)
     ax.set_xlim(-0.4, len(names) - 0.6)
     labels = [f"after {plain(name, 14)}" for name in names]
@@ -149,8 +153,8 @@ def _curve_panel(ax, results: dict, j: int) -> None:
     ax.grid(alpha=0.3)
 
 
-def _style(key: str) -> tuple[str, str]:
-    return STYLES.get(key, (":", "^"))
+def _style(key: str, styles: Styles | None) -> PlotStyle:
+    return (styles or {}).get(key, DEFAULT_STYLE)
 
 
 def costs_png(results: dict) -> bytes:
@@ -226,7 +230,7 @@ def _cost_legend(key: str, method: dict) -> str:
     return plain(method_label(key, method), 60) + suffix
 
 
-def storage_png(results: dict) -> bytes:
+def storage_png(results: dict, styles: Styles | None = None) -> bytes:
     """Final ACC against total storage (log x), one point per method, with its interval and
     its forgetting written beside it."""
     plt = pyplot()
@@ -238,12 +242,11 @@ def storage_png(results: dict) -> bytes:
             continue
         ci = (method.get("intervals") or {}).get("acc") or {}
         low, high = ci.get("ci") or (acc, acc)
-        _, marker = _style(key)
         ax.errorbar(
             [total],
             [acc],
             yerr=[[acc - low], [high - acc]],
-            fmt=marker,
+            fmt=_style(key, styles).marker,
             color=f"C{i % 10}",
             capsize=4,
             label=plain(method_label(key, method), 48),

@@ -13,31 +13,32 @@ from pathlib import Path
 from ..faults import require_space
 from ..files import atomic_write
 from .content import FIGURES, check_results, slug
-from .figures import costs_png, curves_png, heatmaps_png, storage_png
+from .figures import Styles, costs_png, curves_png, heatmaps_png, storage_png
 from .text import matrix_csv, render_html, render_markdown
 
 
-def write_report(results: dict, out_dir: Path) -> dict[str, Path]:
-    """Write report.md/.html/.json, one matrix CSV per method and three PNGs into ``out_dir``.
+def write_report(results: dict, out_dir: Path, styles: Styles | None = None) -> dict[str, Path]:
+    """Write report.md/.html/.json, one matrix CSV per method and three PNGs into ``out_dir``;
+    ``styles``: each method's line and marker in the figures (by its key in the results).
 
     Each file is written atomically. Returns the paths by kind: md, html, json, heatmaps,
     curves, costs and ``csv_<method>`` per method.
     """
     check_results(results)
-    outputs = _render(results)
+    outputs = _render(results, styles)
     return _write(Path(out_dir), outputs)
 
 
 MANIFEST = ".contlearn-report.json"
 
 
-def _render(results: dict) -> dict[str, tuple[str, bytes]]:
+def _render(results: dict, styles: Styles | None) -> dict[str, tuple[str, bytes]]:
     """Every file of the report by kind: (file name, bytes)."""
     pngs = {
         "heatmaps": heatmaps_png(results),
-        "curves": curves_png(results),
+        "curves": curves_png(results, styles),
         "costs": costs_png(results),
-        "storage": storage_png(results),
+        "storage": storage_png(results, styles),
     }
     files = {name: f"{name}.png" for name in FIGURES}
     images_b64 = {name: base64.b64encode(data).decode("ascii") for name, data in pngs.items()}

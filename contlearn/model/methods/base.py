@@ -61,7 +61,8 @@ class Method:
     site_kinds: the sites it may attach to (a backbone family must provide those a config
     uses: ``sites_used(config, sites)``, default all of them);
     build(config, sites): the task's modules; added_parameters(config, sites): how many
-    parameters they add (the head not counted).
+    parameters they add (the head not counted); tradeoff_lr: the learning rate its trade-off
+    points train with when the grid gives none (None: the task's own).
     """
 
     name: str
@@ -72,6 +73,7 @@ class Method:
     summary: str
     sites_used: Callable[[Any, Sites], tuple[str, ...]] | None = None
     mixes: bool = True  # its hooks can serve rows of a mixed-task batch (hooks.MIXABLE)
+    tradeoff_lr: float | None = None
 
     def needs(self, config: Any, sites: Sites) -> tuple[str, ...]:
         """The sites ``config`` attaches to on this backbone (all of ``site_kinds`` unless the

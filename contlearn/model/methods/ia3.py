@@ -132,4 +132,5 @@ METHOD = Method(
     build=build,
     added_parameters=added_parameters,
     summary="(IA)^3: learned scaling of keys, values and the feed-forward activation",
+    tradeoff_lr=5e-3,  # scaling vectors around 1 want a higher rate than adapters
 )

@@ -76,4 +76,5 @@ METHOD = Method(
     added_parameters=added_parameters,
     summary="fine-tune the top k layers: own copies of them, the rest frozen and shared",
     mixes=False,  # whole layers of its own: its rows run in batches of their own
+    tradeoff_lr=1e-4,  # fine-tuned layers want a far lower rate than adapters
 )

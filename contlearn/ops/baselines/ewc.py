@@ -17,8 +17,14 @@ from ...ledger.records import TaskRecord
 from ...runtime.context import ModelContext
 from ...train.batching import collate
 from ...train.loop import StepHooks
+from .base import Job
+from .sequential import run_with
 
 NAME = "ewc"
+
+
+def run(job: Job) -> None:
+    run_with(job, NAME, EWC(job.settings))
 
 
 class EWC:

@@ -27,8 +27,21 @@ from ..full_finetune import (
     finished_runs,
     open_baseline_context,
 )
+from .base import Job
 
 NAME = "joint"
+
+
+def run(job: Job) -> None:
+    run_joint(
+        job.ledger,
+        job.store,
+        job.comparison_id,
+        job.tasks,
+        job.configs,
+        progress=job.progress,
+        device=job.device,
+    )
 
 
 def run_joint(ledger, store, comparison_id, tasks, settings, *, progress=False, device="auto"):

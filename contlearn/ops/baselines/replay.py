@@ -17,8 +17,14 @@ from ...ledger.records import TaskRecord
 from ...runtime.context import ModelContext, read_task_data, training_rows
 from ...train.batching import collate
 from ...train.loop import StepHooks
+from .base import Job
+from .sequential import run_with
 
 NAME = "replay"
+
+
+def run(job: Job) -> None:
+    run_with(job, NAME, Replay(job.settings, job.tasks, job.configs))
 
 
 class Replay:

@@ -14,8 +14,22 @@ from ..full_finetune import (
     finished_runs,
     open_baseline_context,
 )
+from .base import Job
 
 NAME = "separate"
+
+
+def run(job: Job) -> None:
+    run_separate(
+        job.ledger,
+        job.store,
+        job.comparison_id,
+        job.tasks,
+        job.configs,
+        progress=job.progress,
+        on_estimate=job.on_estimate,
+        device=job.device,
+    )
 
 
 def run_separate(
