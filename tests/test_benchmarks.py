@@ -2,7 +2,8 @@
 so that none can rot between the runs that measure (release 0.2's `make bench` died on every
 training job and nothing noticed). ``benchmarks/run.py --tiny`` runs the jobs of `make bench`
 on a random BERT of tests/conftest.py's shape; the scripts outside it take ``--tiny`` too.
-``scripts/gpu_check.py`` has its own test (test_gpu_check.py)."""
+``scripts/gpu_check.py`` has its own test (test_gpu_check.py); ``scripts/gpu_scale_check.py --tiny``
+runs here."""
 
 from __future__ import annotations
 
@@ -126,3 +127,25 @@ def test_backbone_dtype_loads_fp32_and_bf16() -> None:
         ["bfloat16", "bf16"],
     ]
     assert float(rows[2][2]) < float(rows[0][2])  # MB of weights: bf16 holds fewer
+
+
+def test_gpu_scale_check_verifies_by_probe_and_mixes_tasks_on_a_cpu(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "scripts" / "gpu_scale_check.py"), "--tiny"]
+    done = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((out / "gpu_scale_check.json").read_text())
+    flow = report["workflow"]
+    assert flow["verifications"] == [
+        {"task": "d", "of": "a", "mode": "probe", "rerun": 16, "identical": True}
+    ]
+    assert flow["audit"] == "clean"
+    assert flow["predict"]["same_label"] == flow["predict"]["rows"] == 48
+    (row,) = report["throughput"]
+    assert row["batch"] == 16 and set(row["examples_per_second"]) == {
+        "single_task",
+        "mixed",
+        "grouped_in_batch",
+    }
+    assert all(rate > 0 for rate in row["examples_per_second"].values())
+    assert report["memory"] == []  # device memory is read on a GPU only
