@@ -149,3 +149,18 @@ def test_gpu_scale_check_verifies_by_probe_and_mixes_tasks_on_a_cpu(tmp_path: Pa
     }
     assert all(rate > 0 for rate in row["examples_per_second"].values())
     assert report["memory"] == []  # device memory is read on a GPU only
+
+
+def test_interop_exports_and_imports_back_bit_identically(tmp_path: Path) -> None:
+    done = bench("interop.py", "--tiny", "--out", tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = {row["format"]: row for row in json.loads((tmp_path / "interop.json").read_text())}
+    assert set(rows) == {"adapterhub", "peft"}
+    assert all(row["round_trip_identical"] and row["rows"] == 16 for row in rows.values())
+    assert rows["peft"]["argmax_agreement"] == 1.0 and rows["peft"]["max_abs_diff"] < 1e-4
+    if not PEER_PYTHON.exists():  # AdapterHub's side needs the peer venv
+        assert "no peer venv" in done.stdout and rows["adapterhub"]["argmax_agreement"] is None
+    else:
+        assert rows["adapterhub"]["argmax_agreement"] == 1.0
+    table = markdown_rows((tmp_path / "INTEROP.md").read_text())
+    assert [row[:2] for row in table] == [["houlsby", "adapterhub"], ["lora", "peft"]]
