@@ -164,3 +164,21 @@ def test_interop_exports_and_imports_back_bit_identically(tmp_path: Path) -> Non
         assert rows["adapterhub"]["argmax_agreement"] == 1.0
     table = markdown_rows((tmp_path / "INTEROP.md").read_text())
     assert [row[:2] for row in table] == [["houlsby", "adapterhub"], ["lora", "peft"]]
+
+
+def test_scale_grows_mixes_and_bounds_resident_tasks(tmp_path: Path) -> None:
+    done = bench("scale.py", "--tiny", "--out", tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "scale.json").read_text())
+    assert set(result["growth"]) == {"auto", "full"}
+    for rows in result["growth"].values():
+        assert [row["verified_tasks"] for row in rows] == [0, 1]
+        assert all(row["all_identical"] for row in rows) and rows[1]["examples_rerun"] == 16
+        assert rows[1]["modes"] == ["full"]  # auto: full at 16 rows, under full_max_examples
+    (mixed,) = result["mixed"]
+    assert mixed["rows"] == 16 and mixed["tasks"] == 2
+    assert all(rate > 0 for rate in mixed["examples_per_second"].values())
+    built = [(m["tasks_used"], m["resident_limit"], m["tasks_built"]) for m in result["memory"]]
+    assert built == [(2, 0, 2), (4, 2, 2)]
+    text = (tmp_path / "SCALE.md").read_text()
+    assert "| 2 | full |" in text and "| 8 |" in text and "| 4 | 2 | 2 |" in text
