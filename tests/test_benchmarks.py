@@ -182,3 +182,16 @@ def test_scale_grows_mixes_and_bounds_resident_tasks(tmp_path: Path) -> None:
     assert built == [(2, 0, 2), (4, 2, 2)]
     text = (tmp_path / "SCALE.md").read_text()
     assert "| 2 | full |" in text and "| 8 |" in text and "| 4 | 2 | 2 |" in text
+
+
+def test_baselines_compares_every_method_on_two_tasks(tmp_path: Path) -> None:
+    done = bench("baselines.py", "--tiny", "--out", tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary, _, final = (tmp_path / "BASELINES.md").read_text().partition("Final dev scores")
+    methods = ["adapter", "sequential", "ewc", "replay", "joint", "separate"]
+    rows = markdown_rows(summary)
+    assert [row[0] for row in rows] == methods
+    assert rows[4][2] == "—" and all(row[2] != "—" for row in rows[:4])  # joint: no BWT
+    scores = markdown_rows(final)
+    assert [row[0] for row in scores] == methods
+    assert all(len(row) == 3 and 0 <= float(row[1]) <= 1 for row in scores)
