@@ -4,8 +4,12 @@ folders, used where they are), adapters trained by ``train-next`` and the five b
 ``compare --methods all``. Writes benchmarks/out/baselines/BASELINES.md (the table and the
 report's figures) and prints the table.
 
+``--tiny`` (the test suite) runs the same commands on tests' tiny random BERT with two
+generated keyword tasks (48 train and 16 dev rows, 1 epoch, 32 tokens), everything under --out.
+
 Example:
     python benchmarks/baselines.py --glue ../shared/data/glue
+    python benchmarks/baselines.py --tiny --out DIR
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ SEQUENCE = (
 # adapters at 1e-3, the baselines at 5e-5 (README: the demo).
 SETTINGS = {"epochs": "2", "max_train_examples": "1000", "max_length": "96"}
 COMPARE = {"full_finetune_lr": "5e-05", "replay_buffer": "500", "ewc_lambda": "100000.0"}
+TINY_SETTINGS = {"epochs": "1", "max_train_examples": "48", "max_length": "32"}
+TINY_COMPARE = COMPARE | {"replay_buffer": "8"}
 
 
 def sh(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
@@ -65,6 +71,24 @@ def setup(ws: Path, glue: Path) -> None:
         else:
             data = glue / folder
         sh("add-task", name, "--data", str(data), *w)
+
+
+def setup_tiny(ws: Path) -> None:
+    """The tiny run's workspace: tests' tiny BERT and two generated keyword tasks."""
+    sys.path.insert(0, str(ROOT))
+    from tests.conftest import save_tiny_backbone, write_keyword_task
+
+    shutil.rmtree(ws, ignore_errors=True)
+    backbone = save_tiny_backbone(ws.parent / "tiny-bert")
+    sh("init", "-w", str(ws), "--backbone", str(backbone))
+    text = (ws / "tasks.toml").read_text()
+    (ws / "tasks.toml").write_text(_set(_set(text, TINY_SETTINGS), TINY_COMPARE))
+    keywords = ({"pos": "good", "neg": "bad"}, {"x": "cat", "y": "dog"})
+    for seed, words in enumerate(keywords):
+        data = write_keyword_task(
+            ws.parent / f"data-{seed}", n_train=48, n_dev=16, seed=seed, keywords=words
+        )
+        sh("add-task", f"task{seed}", "--data", str(data), "-w", str(ws))
 
 
 def table(results: dict) -> list[str]:
@@ -103,20 +127,32 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--glue", type=Path, default=ROOT.parent / "shared" / "data" / "glue")
     parser.add_argument("--workspace", type=Path, default=ROOT / "benchmarks" / "out" / "ws5")
+    parser.add_argument("--out", type=Path, default=OUT, help="Where BASELINES.md goes.")
+    parser.add_argument("--tiny", action="store_true", help="Tiny BERT, two tasks (tests).")
     args = parser.parse_args()
+    out = args.out.resolve()
+    if args.tiny:
+        args.workspace = out / "ws"
     ws, w = args.workspace.resolve(), ["-w", str(args.workspace.resolve())]
     start = time.perf_counter()
-    setup(ws, args.glue.resolve())
+    setup_tiny(ws) if args.tiny else setup(ws, args.glue.resolve())
     sh("train-next", "--all", "-q", *w)
     trained = time.perf_counter() - start
-    report = OUT / "report"
+    report = out / "report"
     if report.exists():
         shutil.rmtree(report)
     sh("compare", "--methods", "all", "-q", "--out", str(report), *w)
     results = json.loads((report / "report.json").read_text())
+    names = ", ".join(t["name"] for t in results["tasks"])
+    budget = (
+        f"Two tasks on tests' tiny random BERT ({names}); each 1 epoch on 48 examples of at most "
+        "32 tokens"
+        if args.tiny
+        else f"Five tasks on MiniLM ({names}); each 2 epochs on at most 1,000 examples of at most "
+        "96 tokens"
+    )
     lines = [
-        f"Five tasks on MiniLM ({', '.join(t['name'] for t in results['tasks'])}); "
-        f"each 2 epochs on at most 1,000 examples of at most 96 tokens, selection "
+        f"{budget}, selection "
         f"{results['config'].get('selection', '?')}; adapters (Houlsby, lr 1e-3) trained in "
         f"{trained:.0f} s, all of it in {time.perf_counter() - start:.0f} s on this CPU.",
         "",
@@ -126,8 +162,8 @@ def main() -> int:
         "",
         *final_scores(results),
     ]
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "BASELINES.md").write_text("\n".join(lines) + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "BASELINES.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

