@@ -115,8 +115,6 @@ def _audit_task(ctx: ModelContext, task: TaskRecord, progress: bool):
             row["artifact_ok"] = False
             row["findings"].append(str(exc))
     row["ok"] = not row["findings"]
-    if not row["ok"] and row["outcome"] != "changed":
-        row["outcome"] = None
     evaluation = EvaluationRecord(
         task_id=task.id,
         kind="audit",
