@@ -123,7 +123,9 @@ class LengthBucket(TaskKind):
     def num_classes(self, labels: Sequence[str] | None) -> int | None:
         return len(labels)
 
-    def outputs(self, logits: torch.Tensor, labels: Sequence[str] | None) -> list[dict[str, Any]]:
+    def outputs(
+        self, logits: torch.Tensor, labels: Sequence[str] | None, texts: Any = None
+    ) -> list[dict[str, Any]]:
         return [{"label": labels[i], "probabilities": None} for i in self.predictions(logits)]
 
     def describe_outputs(self, labels: Sequence[str] | None) -> str:

@@ -24,3 +24,11 @@ def logits_digest(logits: torch.Tensor) -> str:
 
 def predictions_digest(preds: Sequence) -> str:
     return hashlib.sha256(repr(list(preds)).encode()).hexdigest()
+
+
+def bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors hold the same bytes: same dtype and shape, and every element the
+    same bit pattern (a NaN marking no output equals itself; -0.0 differs from 0.0)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return bool((a.contiguous().view(torch.uint8) == b.contiguous().view(torch.uint8)).all())

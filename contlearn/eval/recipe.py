@@ -23,7 +23,6 @@ from ..devices import recipe, reproducible
 from ..kinds import TaskKind
 from ..train.batching import Encoded, canonical_batches, collate
 from .digests import logits_digest, predictions_digest
-from .metrics import compute_metrics
 
 CANONICAL_BATCH_SIZE = 32  # recorded per run; audits replay the recorded size
 
@@ -70,9 +69,12 @@ def predict_logits(
     device: torch.device | None = None,
     progress: bool = False,
     desc: str = "evaluating",
+    width: int | None = None,
 ) -> torch.Tensor:
     """Logits [N, C] for every example, in original order, by the canonical recipe (a batch size
     other than the canonical one changes the padding, so the bytes may differ in the last bit).
+    With per-token outputs (``encoded.positions``): [N, W, C], row w of an example the logits at
+    its w-th position, NaN past its last (``width``: W, by default the split's widest example).
 
     The batches run on ``device`` (the CPU by default) into a buffer there; the logits come back
     to the CPU once, at the end."""
@@ -85,12 +87,28 @@ def predict_logits(
     for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
         batch = {k: v.to(device, non_blocking=True) for k, v in collate(encoded, idx).items()}
         logits = model(**batch).float()
+        if encoded.positions is not None:
+            wide = encoded.width if width is None else width
+            logits = at_positions(logits, [encoded.positions[i] for i in idx], wide)
         if out is None:
-            out = torch.empty((len(encoded), logits.shape[-1]), dtype=torch.float32, device=device)
+            shape = (len(encoded), *logits.shape[1:])
+            out = torch.empty(shape, dtype=torch.float32, device=device)
         out[torch.tensor(idx, device=device)] = logits
     if was_training:
         model.train()
     return out.cpu() if out is not None else torch.empty((0, 0))
+
+
+def at_positions(logits: torch.Tensor, positions: Sequence[Sequence[int]], width: int):
+    """[B, T, C] per-token logits -> [B, width, C]: row w of example b the logits at
+    ``positions[b][w]``; NaN where an example has no such position (past its last, or -1)."""
+    index = torch.full((len(positions), width), -1, dtype=torch.long)
+    for row, where in enumerate(positions):
+        index[row, : len(where)] = torch.tensor(where, dtype=torch.long)
+    index = index.to(logits.device)
+    rows = torch.arange(len(positions), device=logits.device)[:, None]
+    picked = logits[rows, index.clamp(min=0)]  # [B, width, C]
+    return picked.masked_fill((index < 0)[..., None], float("nan"))
 
 
 def evaluate_rows(
@@ -105,13 +123,11 @@ def evaluate_rows(
     """Logits [n, C] of one canonical batch (``rows``, as ``canonical_batches`` ordered them)
     computed exactly as the whole split's evaluation computes that batch, and the recipe."""
     device = device or torch.device("cpu")
-    batch = Encoded(
-        [encoded.input_ids[i] for i in rows],
-        None if encoded.token_type_ids is None else [encoded.token_type_ids[i] for i in rows],
-        encoded.pad_id,
-    )
+    batch = encoded.rows(rows)
     with torch_threads(threads) as used, reproducible(device) as pinned:
-        logits = predict_logits(model, batch, batch_size=batch_size, device=device)
+        logits = predict_logits(
+            model, batch, batch_size=batch_size, device=device, width=encoded.width
+        )
     made = recipe(
         device, batch_size=batch_size, threads=used, pinned=pinned, dtype=computes_in(model)
     )
@@ -130,7 +146,7 @@ def evaluate(
     *,
     metrics: Sequence[str],
     kind: TaskKind,
-    num_classes: int | None,
+    labels: Sequence[str] | None,
     threads: int | None = None,
     batch_size: int = CANONICAL_BATCH_SIZE,
     device: torch.device | None = None,
@@ -146,7 +162,7 @@ def evaluate(
             model, encoded, batch_size=batch_size, device=device, progress=progress, desc=desc
         )
     preds = kind.predictions(logits)
-    values = compute_metrics(metrics, y_true=list(targets), y_pred=preds, num_classes=num_classes)
+    values = kind.score(metrics, list(targets), preds, labels)
     return EvalResult(
         logits=logits,
         metrics=values,

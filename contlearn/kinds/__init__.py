@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from .base import TaskKind
 from .classification import Classification
 from .regression import Regression
+from .tagging import Tagging
 
 KINDS: dict[str, TaskKind] = {}
 
@@ -46,5 +47,6 @@ def kind_of(task: Any) -> TaskKind:
 
 register(Classification())
 register(Regression())
+register(Tagging())
 
 __all__ = ["KINDS", "TaskKind", "get", "kind_of", "register"]

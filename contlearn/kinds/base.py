@@ -14,6 +14,8 @@ from ..errors import BadData
 if TYPE_CHECKING:
     import torch
 
+    from ..train.batching import Encoded
+
 
 class TaskKind:
     """One kind of task. Subclasses set ``name``, ``head`` and ``predicts`` and implement the
@@ -37,6 +39,19 @@ class TaskKind:
                 f"cannot learn: leave out --kind (recognised: {recognised}) or fix the labels"
             )
 
+    def encode(
+        self, tokenizer: Any, texts: Sequence[Sequence[str]], max_length: int, token_types: bool
+    ) -> Encoded:
+        """A split's texts (each row's text fields) as token ids, truncated at ``max_length``."""
+        from ..train.batching import encode
+
+        return encode(tokenizer, texts, max_length, token_types=token_types)
+
+    def predict_inputs(self, texts: Sequence[Sequence[str]]) -> list[tuple[str, ...]]:
+        """Rows as ``predict`` was given them (each row's text fields) -> what :meth:`encode`
+        takes."""
+        return [tuple(row) for row in texts]
+
     def num_outputs(self, labels: Sequence[str] | None) -> int:
         """The width of the head's output for a task with these labels."""
         raise NotImplementedError
@@ -45,8 +60,9 @@ class TaskKind:
         """A split's labels (as the data holds them) as training targets, one per example."""
         raise NotImplementedError
 
-    def target_tensor(self, targets: Sequence[Any]) -> torch.Tensor:
-        """Targets (from :meth:`encode_targets`) as the tensor the loss reads."""
+    def target_tensor(self, targets: Sequence[Any], encoded: Encoded | None = None) -> torch.Tensor:
+        """Targets (from :meth:`encode_targets`) of the examples ``encoded`` holds, as the
+        tensor the loss reads (one row per example)."""
         import torch
 
         return torch.tensor(list(targets), dtype=torch.float64)
@@ -75,6 +91,23 @@ class TaskKind:
         """Per row of two [N, C] logit tensors: whether the prediction is the same."""
         raise NotImplementedError
 
+    def score(
+        self,
+        metrics: Sequence[str],
+        targets: Sequence[Any],
+        predictions: Sequence[Any],
+        labels: Sequence[str] | None,
+    ) -> dict[str, float]:
+        """The ``metrics`` of ``predictions`` (from :meth:`predictions`) against ``targets``."""
+        from ..eval.metrics import compute_metrics
+
+        return compute_metrics(
+            metrics,
+            y_true=list(targets),
+            y_pred=list(predictions),
+            num_classes=self.num_classes(labels),
+        )
+
     def metrics_agree(self, recorded: dict[str, float], now: dict[str, float]) -> bool:
         """Whether a replay under another recipe scored what was recorded."""
         return recorded == now
@@ -96,8 +129,14 @@ class TaskKind:
         """What a user should know about a freshly trained task's dev predictions."""
         return []
 
-    def outputs(self, logits: torch.Tensor, labels: Sequence[str] | None) -> list[dict[str, Any]]:
-        """What ``predict`` returns per row: ``label`` and ``probabilities`` (or None)."""
+    def outputs(
+        self,
+        logits: torch.Tensor,
+        labels: Sequence[str] | None,
+        texts: Sequence[Sequence[str]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """What ``predict`` returns per row (``texts``: each row's text fields as given):
+        ``label`` and ``probabilities`` (or None), and what the kind adds."""
         raise NotImplementedError
 
     def describe_outputs(self, labels: Sequence[str] | None) -> str:

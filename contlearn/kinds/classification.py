@@ -60,7 +60,12 @@ class Classification(TaskKind):
             "its input; train longer (--epochs, --max-train-examples) or with another --lr"
         ]
 
-    def outputs(self, logits: torch.Tensor, labels: Sequence[str] | None) -> list[dict[str, Any]]:
+    def outputs(
+        self,
+        logits: torch.Tensor,
+        labels: Sequence[str] | None,
+        texts: Sequence[Sequence[str]] | None = None,
+    ) -> list[dict[str, Any]]:
         """Each row's label and the softmax probability of every label."""
         import torch
 

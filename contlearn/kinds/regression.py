@@ -47,7 +47,12 @@ class Regression(TaskKind):
             for k in recorded
         )
 
-    def outputs(self, logits: torch.Tensor, labels: Sequence[str] | None) -> list[dict[str, Any]]:
+    def outputs(
+        self,
+        logits: torch.Tensor,
+        labels: Sequence[str] | None,
+        texts: Sequence[Sequence[str]] | None = None,
+    ) -> list[dict[str, Any]]:
         """Each row's value; a regression has no probabilities."""
         return [{"label": v, "probabilities": None} for v in self.predictions(logits)]
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from ..errors import ArtifactError
 from ..naming import check_task_name
 from . import families
-from .heads import TaskHead
+from .heads import make_head
 from .methods.base import Hook, MethodModules
 from .methods.hooks import mixable
 from .methods.registry import DEFAULT_METHOD, get_method
@@ -44,7 +44,7 @@ class TaskModules(nn.Module):
     A head-only task (full fine-tuning) has no parts and no hooks.
     """
 
-    def __init__(self, modules: MethodModules, head: TaskHead):
+    def __init__(self, modules: MethodModules, head: nn.Module):
         super().__init__()
         for name, part in modules.parts.items():
             self.add_module(name, part)
@@ -141,10 +141,17 @@ class AdaptedModel(nn.Module):
         return self.router.name
 
     def add_task(
-        self, name: str, *, num_outputs: int, adapter: Any | None, dropout: float = 0.1
+        self,
+        name: str,
+        *,
+        num_outputs: int,
+        adapter: Any | None,
+        dropout: float = 0.1,
+        head: str = "pooled",
     ) -> TaskModules:
         """Build and register task ``name``'s modules. ``adapter`` is a method's config (its
-        class names the method); ``None`` means head only."""
+        class names the method); ``None`` means head only. ``head``: the head type
+        (``model.heads.HEADS``) its kind attaches."""
         check_task_name(name)
         if name in self.tasks:
             raise ValueError(f"task {name!r} already exists")
@@ -153,8 +160,8 @@ class AdaptedModel(nn.Module):
             method = get_method(adapter.method)
             self.adapt(method.needs(adapter, self))
             modules = method.build(adapter, self)
-        head = TaskHead(self.hidden_size, num_outputs, dropout, pooling=self.family.pooling)
-        task = TaskModules(modules, head)  # fp32, whatever the backbone's dtype (copies too)
+        made = make_head(head, self.hidden_size, num_outputs, dropout, self.family.pooling)
+        task = TaskModules(modules, made)  # fp32, whatever the backbone's dtype (copies too)
         self.tasks[name] = task.to(next(self.backbone.parameters()).device, torch.float32)
         task.train(self.training)  # a task added to a model in eval mode evaluates (no dropout)
         return task
@@ -219,7 +226,8 @@ class AdaptedModel(nn.Module):
     def forward(
         self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None
     ) -> Tensor:
-        """Logits [B, num_outputs] of the active task for input_ids [B, T]."""
+        """Logits [B, num_outputs] of the active task for input_ids [B, T] ([B, T,
+        num_outputs] for a task with a per-token head)."""
         if self.router.task is None:
             raise RuntimeError("no active task: call activate(name) first")
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -299,10 +307,13 @@ class AdaptedModel(nn.Module):
         num_outputs: int,
         adapter: Any | None,
         dropout: float = 0.1,
+        head: str = "pooled",
     ) -> None:
         """Build task ``name`` and load ``state`` into it strictly; raises ArtifactError on a
         missing or unexpected key or a shape mismatch (and leaves no task behind)."""
-        task = self.add_task(name, num_outputs=num_outputs, adapter=adapter, dropout=dropout)
+        task = self.add_task(
+            name, num_outputs=num_outputs, adapter=adapter, dropout=dropout, head=head
+        )
         problem = _state_mismatch(task.state_dict(), state)
         if problem:
             del self.tasks[name]

@@ -224,7 +224,9 @@ def _changed(ctx, task, check: Any, row: dict[str, Any]) -> None:
     recorded, now = check.recorded, check.now
     saved = ctx.store.load_tensors(check.logits_path)["logits"]
     row["max_abs_diff"] = (
-        float((saved - now.logits).abs().max()) if saved.shape == now.logits.shape else None
+        float((saved - now.logits).abs().nan_to_num().max())
+        if saved.shape == now.logits.shape
+        else None
     )
     if row["predictions_identical"]:
         row["findings"].append(

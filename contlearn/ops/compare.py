@@ -305,13 +305,10 @@ def _add_intervals(methods, meta, tasks) -> None:
 
 def _metric(task: TaskRecord) -> Any:
     """Task ``task``'s primary metric as a function of (targets, predictions)."""
-    from ..eval.metrics import compute_metrics
-
-    classes = kind_of(task).num_classes(task.labels)
+    kind = kind_of(task)
 
     def score(y_true, y_pred) -> float:
-        values = compute_metrics([task.metric], y_true=y_true, y_pred=y_pred, num_classes=classes)
-        return values[task.metric]
+        return kind.score([task.metric], y_true, y_pred, task.labels)[task.metric]
 
     return score
 

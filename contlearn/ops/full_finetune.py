@@ -96,9 +96,13 @@ def finished_runs(ledger: Ledger, comparison_id: int, method: str) -> dict[int, 
 
 
 def _add_head(ctx: ModelContext, settings: dict[str, TrainConfig], task: TaskRecord) -> None:
-    dropout = settings[task.name].dropout
+    dropout, kind = settings[task.name].dropout, kind_of(task)
     ctx.model.add_task(
-        task.name, num_outputs=kind_of(task).num_outputs(task.labels), adapter=None, dropout=dropout
+        task.name,
+        num_outputs=kind.num_outputs(task.labels),
+        adapter=None,
+        dropout=dropout,
+        head=kind.head,
     )
 
 

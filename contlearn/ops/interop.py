@@ -203,6 +203,7 @@ def _load(ctx, name: str, state: dict, spec: dict, adapter: Any, dropout: float)
             num_outputs=kinds.get(spec["kind"]).num_outputs(spec["labels"]),
             adapter=adapter,
             dropout=dropout,
+            head=kinds.get(spec["kind"]).head,
         )
     except ArtifactError as exc:
         detail = str(exc).split(": ", 1)[-1]

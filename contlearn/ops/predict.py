@@ -95,7 +95,7 @@ class _Run:
         """Each row's output, in input order: rows of the tasks that can mix (when there are
         several) in mixed-task batches, every other task's rows in batches of their own."""
         metas = {name: self.ctx.task_config(r) for name, r in self.records.items()}
-        mixing = [n for n in self.records if _can_mix(metas[n])]
+        mixing = [n for n in self.records if _can_mix(metas[n], self.records[n])]
         mixed = mixing if len(mixing) > 1 else []
         outputs: list[dict[str, Any]] = [{} for _ in self.names]
         if mixed:
@@ -140,7 +140,10 @@ class _Run:
         for name in dict.fromkeys(names[i] for i in where):
             mine = [i for i in where if names[i] == name]
             part = _encode(
-                self.ctx, [self.texts[i] for i in mine], metas[name]["train"]["max_length"]
+                self.ctx,
+                records[name],
+                [self.texts[i] for i in mine],
+                metas[name]["train"]["max_length"],
             )
             ids |= dict(zip(mine, part.input_ids, strict=True))
             types |= dict(zip(mine, part.token_type_ids or [], strict=False))
@@ -157,7 +160,7 @@ class _Run:
             prepare=lambda present: self.ctx.ensure([records[n] for n in present]),
         )
         pairs = zip(where, logits, strict=True)
-        return [_outputs(records[names[i]], row[None])[0] for i, row in pairs]
+        return [_outputs(records[names[i]], row[None], [self.texts[i]])[0] for i, row in pairs]
 
 
 OUTPUT_FIELDS = ("index", "id", "task", "label", "probabilities")
@@ -254,15 +257,19 @@ def _require_mapping(row: Any, i: int) -> None:
         raise BadData(f"row {i + 1} is a {type(row).__name__}, not an object with named fields")
 
 
-def _can_mix(meta: dict[str, Any]) -> bool:
-    """Whether a task's method can share a forward pass (its hooks split; topk's do not)."""
+def _can_mix(meta: dict[str, Any], task: TaskRecord) -> bool:
+    """Whether a task's rows can share a forward pass: its method's hooks split (topk's do not)
+    and its head gives one output row per text."""
     from ..model.methods.registry import UNNAMED, get_method
 
-    return get_method(meta.get("method", UNNAMED)).mixes
+    return get_method(meta.get("method", UNNAMED)).mixes and kind_of(task).head == "pooled"
 
 
-def _encode(ctx: ModelContext, texts: Sequence[tuple[str, ...]], max_length: int) -> Any:
-    return ctx.encode_texts(texts, max_length)
+def _encode(
+    ctx: ModelContext, task: TaskRecord, texts: Sequence[tuple[str, ...]], max_length: int
+) -> Any:
+    kind = kind_of(task)
+    return ctx.encode_texts(kind.predict_inputs(texts), max_length, kind=kind)
 
 
 def _predict_task(
@@ -278,7 +285,7 @@ def _predict_task(
     from ..eval.recipe import CANONICAL_BATCH_SIZE, predict_logits
 
     batch_size = batch_size or CANONICAL_BATCH_SIZE
-    encoded = _encode(ctx, texts, meta["train"]["max_length"])
+    encoded = _encode(ctx, task, texts, meta["train"]["max_length"])
     ctx.ensure([task])
     ctx.model.activate(task.name)
     logits = predict_logits(  # [N, C] float32, input order
@@ -289,8 +296,11 @@ def _predict_task(
         progress=progress,
         desc=f"predicting {task.name}",
     )
-    return _outputs(task, logits)
+    return _outputs(task, logits, texts)
 
 
-def _outputs(task: TaskRecord, logits: torch.Tensor) -> list[dict[str, Any]]:
-    return [{"task": task.name, **row} for row in kind_of(task).outputs(logits, task.labels)]
+def _outputs(
+    task: TaskRecord, logits: torch.Tensor, texts: Sequence[tuple[str, ...]]
+) -> list[dict[str, Any]]:
+    rows = kind_of(task).outputs(logits, task.labels, texts)
+    return [{"task": task.name, **row} for row in rows]

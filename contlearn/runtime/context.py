@@ -146,6 +146,7 @@ class ModelContext:
             num_outputs=kind_of(task).num_outputs(task.labels),
             adapter=adapter,
             dropout=dropout,
+            head=kind_of(task).head,
         )
         self.loaded[task.name], self.metas[task.name] = sha, meta
         self.digests[task.name] = tensor_digest(state)
@@ -176,9 +177,10 @@ class ModelContext:
 
     def encode(self, task: TaskRecord, rows: Any, max_length: int) -> Split:
         """Tokenize a data split's rows and map its labels to targets."""
-        return Split(self.encode_texts(rows.texts, max_length), targets(task, rows.labels))
+        encoded = self.encode_texts(rows.texts, max_length, kind=kind_of(task))
+        return Split(encoded, targets(task, rows.labels))
 
-    def encode_texts(self, texts: Any, max_length: int) -> Encoded:
+    def encode_texts(self, texts: Any, max_length: int, *, kind: Any = None) -> Encoded:
         """Token ids of ``texts`` (single texts or pairs), truncated at ``max_length`` and never
         beyond the backbone's positions: a task recorded by release 0.2 with a longer max length
         trained only on rows that fit (a longer one failed), so capping changes none of them."""
@@ -186,7 +188,9 @@ class ModelContext:
         if backbone.positions is not None:
             max_length = min(max_length, backbone.positions)
         token_types = uses_token_types(backbone.model)
-        return encode(backbone.tokenizer, texts, max_length, token_types=token_types)
+        if kind is None:
+            return encode(backbone.tokenizer, texts, max_length, token_types=token_types)
+        return kind.encode(backbone.tokenizer, texts, max_length, token_types)
 
 
 def tensor_digest(state: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ def evaluate_task(
         split.targets,
         metrics=task.metrics,
         kind=kind_of(task),
-        num_classes=kind_of(task).num_classes(task.labels),
+        labels=task.labels,
         threads=threads,
         batch_size=batch_size,
         device=ctx.device,

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..eval.digests import bitwise_equal
 from ..eval.recipe import evaluate_rows
 from ..kinds import kind_of
 from ..ledger.records import EvaluationRecord, TaskRecord
@@ -156,7 +157,7 @@ def _rerun(ctx: ModelContext, fact: Recorded, batch: int):
     saved = ctx.store.load_tensors(path)["logits"][rows]
     share, worst = kind_of(task).agreement(saved, logits)
     if bitwise:
-        same = bool((saved == logits).all()) and saved.dtype == logits.dtype
+        same = bitwise_equal(saved, logits)
         kind, verdict = "bit for bit", "identical" if same else "DIFFERENT"
     else:  # another machine, device or library: the predictions must be the same
         same = share == 1.0

@@ -176,6 +176,7 @@ def fit_task(
         num_outputs=kind_of(task).num_outputs(task.labels),
         adapter=adapter_cfg,
         dropout=train_cfg.dropout,
+        head=kind_of(task).head,
     )
     model.activate(task.name)
     main, world = ctx.world.main, ctx.world

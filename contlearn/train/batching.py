@@ -19,11 +19,16 @@ MEGABATCH_FACTOR = 50
 
 @dataclass(frozen=True)
 class Encoded:
-    """Token ids per example (unpadded), and token type ids where the model uses them."""
+    """Token ids per example (unpadded), and token type ids where the model uses them.
+
+    ``positions``: for a kind whose outputs are per token (``tagging``), each example's token
+    positions whose outputs it reads (the first sub-token of each word kept); None for one
+    output per example."""
 
     input_ids: list[list[int]]
     token_type_ids: list[list[int]] | None
     pad_id: int
+    positions: list[list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -31,6 +36,26 @@ class Encoded:
     @property
     def lengths(self) -> list[int]:
         return [len(ids) for ids in self.input_ids]
+
+    @property
+    def width(self) -> int | None:
+        """The most output rows one example has (per-token outputs), None for one per example."""
+        if self.positions is None:
+            return None
+        return max((len(p) for p in self.positions), default=0)
+
+    def rows(self, keep: Sequence[int]) -> Encoded:
+        """The examples ``keep``, in that order."""
+
+        def pick(values: list | None) -> list | None:
+            return None if values is None else [values[i] for i in keep]
+
+        return Encoded(
+            [self.input_ids[i] for i in keep],
+            pick(self.token_type_ids),
+            self.pad_id,
+            pick(self.positions),
+        )
 
 
 def encode(
@@ -56,6 +81,45 @@ def encode(
             types = None
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return Encoded(ids, types, pad)
+
+
+def encode_words(
+    tokenizer: Any,
+    words: Sequence[Sequence[str]],
+    max_length: int,
+    *,
+    token_types: bool = True,
+    chunk: int = 2048,
+) -> Encoded:
+    """Tokenize texts given as words (a fast tokenizer's ``is_split_into_words``), truncated at
+    ``max_length``; ``positions`` holds each example's first sub-token of each word that fits
+    (a word cut off by the truncation has none)."""
+    ids: list[list[int]] = []
+    types: list[list[int]] | None = [] if token_types else None
+    positions: list[list[int]] = []
+    for start in range(0, len(words), chunk):
+        part = [list(w) for w in words[start : start + chunk]]
+        out = tokenizer(
+            part, is_split_into_words=True, truncation=True, max_length=max_length, padding=False
+        )
+        ids += out["input_ids"]
+        if types is not None and "token_type_ids" in out:
+            types += out["token_type_ids"]
+        else:
+            types = None
+        positions += [first_pieces(out.word_ids(i)) for i in range(len(part))]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return Encoded(ids, types, pad, positions)
+
+
+def first_pieces(word_ids: Sequence[int | None]) -> list[int]:
+    """The position of each word's first sub-token, in word order, up to the last word with a
+    sub-token; -1 for a word the tokenizer made no sub-token of (a zero-width character)."""
+    found: dict[int, int] = {}
+    for position, word in enumerate(word_ids):
+        if word is not None and word not in found:
+            found[word] = position
+    return [found.get(word, -1) for word in range(max(found, default=-1) + 1)]
 
 
 def collate(encoded: Encoded, indices: Sequence[int]) -> dict[str, torch.Tensor]:

@@ -152,7 +152,6 @@ def optimizer_step(
     device = device or torch.device("cpu")
     batches_per_epoch = math.ceil(len(encoded) / (config.batch_size * world.size))
     optimizer, scheduler = make_optimizer(params, config, batches_per_epoch * config.epochs)
-    target_tensor = kind.target_tensor(targets).to(device)
     precision = getattr(config, "precision", "fp32")
     scaler = grad_scaler(device, precision)
     synchronise = gradient_sum(world, params) if world.distributed else None
@@ -168,8 +167,8 @@ def optimizer_step(
         finally:
             if prefix is not None:
                 prefix.end()
-        wanted = target_tensor[torch.tensor(idx, device=device)]
-        return routed.loss(logits.float(), wanted)
+        wanted = routed.target_tensor([targets[i] for i in idx], encoded.rows(idx))
+        return routed.loss(logits.float(), wanted.to(device))
 
     def step(idx: list[int]) -> torch.Tensor:
         if synchronise is None:

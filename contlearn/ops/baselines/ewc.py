@@ -83,9 +83,9 @@ def fisher_diagonal(
     model.backbone.requires_grad_(True)
     for i in range(count):
         batch = {k: v.to(device) for k, v in collate(split.encoded, [i]).items()}
-        target = torch.tensor([split.targets[i]], device=device)  # the kind's loss casts it
+        target = kind_of(task).target_tensor([split.targets[i]], split.encoded.rows([i]))
         model.zero_grad(set_to_none=True)
-        kind_of(task).loss(model(**batch).float(), target).backward()
+        kind_of(task).loss(model(**batch).float(), target.to(device)).backward()
         for n, p in weights.items():
             if p.grad is not None:
                 sums[n] += p.grad.detach().square()

@@ -86,8 +86,9 @@ def _train(ctx, tasks, settings, config: TrainConfig, progress: bool):
         [ids for s in splits for ids in s.encoded.input_ids],
         _token_types(splits),
         splits[0].encoded.pad_id,
+        _positions(splits),
     )
-    targets = [float(t) for s in splits for t in s.targets]
+    targets = [t for s in splits for t in s.targets]
 
     def route(idx: list[int]) -> TaskKind:
         task = tasks[owner[idx[0]]]
@@ -118,6 +119,14 @@ def _train(ctx, tasks, settings, config: TrainConfig, progress: bool):
     )
     ctx.model.backbone.requires_grad_(False)
     return result
+
+
+def _positions(splits: list[Any]) -> list[list[int]] | None:
+    """Each example's output positions when a task has per-token outputs (none for the
+    others' examples), else None."""
+    if all(s.encoded.positions is None for s in splits):
+        return None
+    return [p for s in splits for p in (s.encoded.positions or [[]] * len(s.encoded))]
 
 
 def _token_types(splits: list[Any]) -> list[list[int]] | None:

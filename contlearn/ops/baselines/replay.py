@@ -59,8 +59,9 @@ class Replay:
         earlier, split = self.tasks[position], self._split(ctx, position)
         ctx.model.activate(earlier.name)
         batch = {k: v.to(ctx.device) for k, v in collate(split.encoded, rows).items()}
-        wanted = torch.tensor([split.targets[i] for i in rows], device=ctx.device)  # kind casts
-        return kind_of(earlier).loss(ctx.model(**batch).float(), wanted)
+        kind = kind_of(earlier)
+        wanted = kind.target_tensor([split.targets[i] for i in rows], split.encoded.rows(rows))
+        return kind.loss(ctx.model(**batch).float(), wanted.to(ctx.device))
 
     def _split(self, ctx: ModelContext, position: int) -> Any:
         if position not in self.splits:  # after a resume: encoded again, the same way
