@@ -101,6 +101,11 @@ def _csv(rows: Sequence[dict[str, Any]]) -> str:
     writer.writeheader()
     for row in rows:
         probs = row.get("probabilities") or {}
-        flat = {k: v for k, v in row.items() if k != "probabilities"}
+        flat = {k: _cell(v) for k, v in row.items() if k != "probabilities"}
         writer.writerow({**flat, **{f"p_{label}": p for label, p in probs.items()}})
     return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    """A csv cell: lists and objects (a tagging row's words and entities) as JSON."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else value
