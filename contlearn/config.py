@@ -20,9 +20,11 @@ from .validation import check_types as _check_types
 
 CONFIG_FILE = "tasks.toml"
 DEFAULT_DB_FILE = "contlearn.db"
-METRICS = ("accuracy", "f1", "matthews", "pearson", "spearman")
+CLASSIFICATION_METRICS = ("accuracy", "f1", "matthews")
 REGRESSION_METRICS = ("pearson", "spearman")
-CLASSIFICATION_METRICS = tuple(m for m in METRICS if m not in REGRESSION_METRICS)
+# Entity-level scores by the CoNLL definition, then the share of words tagged right.
+TAGGING_METRICS = ("entity_f1", "entity_precision", "entity_recall", "token_accuracy")
+METRICS = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS, *TAGGING_METRICS)
 # Settings added to TrainConfig after release 0.1, with the value every run before them used.
 ADDED_TRAIN_SETTINGS = {
     "backbone_attention_dropout": True,

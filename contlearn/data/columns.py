@@ -51,7 +51,7 @@ def choose_fields(
     text_fields: Sequence[str] | str | None,
     label_field: str | None,
 ) -> tuple[tuple[str, ...], str]:
-    texts = _given_fields(text_fields)
+    texts = given_fields(text_fields)
     texts = texts or (glue.text_fields if glue else _infer_texts(table))
     label = label_field or (glue.label_field if glue else _infer_label(table))
     if label in texts:
@@ -59,7 +59,7 @@ def choose_fields(
     return texts, label
 
 
-def _given_fields(text_fields: Sequence[str] | str | None) -> tuple[str, ...] | None:
+def given_fields(text_fields: Sequence[str] | str | None) -> tuple[str, ...] | None:
     if text_fields is None:
         return None
     if isinstance(text_fields, str):  # "a,b" as typed after --text-fields

@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import CLASSIFICATION_METRICS, METRICS, REGRESSION_METRICS
+from ..config import CLASSIFICATION_METRICS, METRICS, REGRESSION_METRICS, TAGGING_METRICS
 from ..errors import BadData
 from .glue import Glue
 from .messages import listing, show
@@ -152,20 +152,37 @@ def _dev_classes(table: Table, values: Sequence[Any], vocab: tuple[str, ...]) ->
     return labels
 
 
-def choose_metrics(glue: Glue | None, regression: bool, metric: str | None) -> tuple[str, ...]:
-    """GLUE's metrics for its task, else the usual ones; an explicit ``metric`` goes first."""
-    defaults = REGRESSION_METRICS if regression else ("accuracy",)
-    if glue and (glue.metrics[0] in REGRESSION_METRICS) == regression:
+# What each problem type (TaskData.problem_type) may be scored by, and by default.
+_FITTING = {
+    "classification": CLASSIFICATION_METRICS,
+    "regression": REGRESSION_METRICS,
+    "tagging": TAGGING_METRICS,
+}
+_DEFAULTS = {
+    "classification": ("accuracy",),
+    "regression": REGRESSION_METRICS,
+    "tagging": TAGGING_METRICS,
+}
+_LABELS_ARE = {
+    "classification": "classes",
+    "regression": "numbers (regression)",
+    "tagging": "one tag per word (tagging)",
+}
+
+
+def choose_metrics(glue: Glue | None, problem: str, metric: str | None) -> tuple[str, ...]:
+    """GLUE's metrics for its task, else the usual ones for the ``problem`` type
+    (classification, regression or tagging); an explicit ``metric`` goes first."""
+    fits, defaults = _FITTING[problem], _DEFAULTS[problem]
+    if glue and glue.metrics[0] in fits:
         defaults = glue.metrics
     if metric is None:
         return defaults
     if metric not in METRICS:
         raise BadData(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
-    if (metric in REGRESSION_METRICS) != regression:
-        kind = "numbers (regression)" if regression else "classes"
-        fits = REGRESSION_METRICS if regression else CLASSIFICATION_METRICS
+    if metric not in fits:
         raise BadData(
-            f"metric {metric!r} does not fit this task, whose labels are {kind}; "
+            f"metric {metric!r} does not fit this task, whose labels are {_LABELS_ARE[problem]}; "
             f"use one of {', '.join(fits)}"
         )
     return (metric, *(m for m in defaults if m != metric))

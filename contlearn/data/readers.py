@@ -186,7 +186,32 @@ def _read_parquet(path: Path, name: str) -> Table:
             f"{name} is not a readable parquet file ({one_line(exc)}); re-save it with "
             "pandas.DataFrame.to_parquet or pyarrow"
         ) from exc
-    return Table(name, columns, table.num_rows, partial(arrow_values, table, name))
+    names = listed_class_names(parquet.schema_arrow.metadata)
+    return Table(
+        name, columns, table.num_rows, partial(arrow_values, table, name), class_names=names
+    )
+
+
+def listed_class_names(metadata: dict[bytes, bytes] | None) -> dict[str, tuple[str, ...]]:
+    """The ClassLabel names of each column of lists of ints (``ner_tags``), as ``datasets``'
+    ``to_parquet`` records them in the file's schema metadata; {} where it recorded none."""
+    try:
+        features = json.loads((metadata or {}).get(b"huggingface", b"{}"))["info"]["features"]
+    except (KeyError, RecursionError, TypeError, ValueError):
+        return {}
+    if not isinstance(features, dict):
+        return {}
+    listed = {field: _listed_names(feature) for field, feature in features.items()}
+    return {field: names for field, names in listed.items() if names is not None}
+
+
+def _listed_names(feature: Any) -> tuple[str, ...] | None:
+    """A list feature's ClassLabel names ({"feature": {"_type": "ClassLabel", ...}}), or None."""
+    inner = feature.get("feature") if isinstance(feature, dict) else None
+    if not isinstance(inner, dict) or inner.get("_type") != "ClassLabel":
+        return None
+    names = inner.get("names")
+    return tuple(str(n) for n in names) if isinstance(names, list) else None
 
 
 def arrow_values(table: Any, name: str, column: str) -> list[Any]:

@@ -20,3 +20,9 @@ CHUNK = 1 << 20
 
 TRAIN_STEMS = ("train",)
 DEV_STEMS = ("validation", "dev")
+
+
+# CoNLL column files (one word and its tag per line): their extensions, and the dev split's
+# names, which add CoNLL-2003's "valid".
+CONLL_FORMATS = ("txt", "conll", "iob", "iob2", "bio")
+CONLL_DEV_STEMS = ("valid", *DEV_STEMS)

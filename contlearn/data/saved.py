@@ -110,6 +110,7 @@ def _dataset_table(ds: Any, split: str) -> Table:
     import datasets
 
     name = f"split {split!r}"
+    listed = _listed_class_names(ds.features)
 
     def column(field: str) -> list[Any]:
         values = arrow_values(ds.with_format("arrow")[:], name, field)
@@ -118,7 +119,19 @@ def _dataset_table(ds: Any, split: str) -> Table:
             values = _class_names(values, feature.names, name)
         return values
 
-    return Table(name, tuple(ds.column_names), ds.num_rows, column)
+    return Table(name, tuple(ds.column_names), ds.num_rows, column, class_names=listed)
+
+
+def _listed_class_names(features: Any) -> dict[str, tuple[str, ...]]:
+    """The names of each column that holds a list of ClassLabel ints per row (``ner_tags``): the
+    tagging data reads the ints as these names."""
+    import datasets
+
+    return {
+        field: tuple(feature.feature.names)
+        for field, feature in features.items()
+        if isinstance(getattr(feature, "feature", None), datasets.ClassLabel)
+    }
 
 
 def _class_names(values: list[Any], names: list[str], split: str) -> list[str | None]:

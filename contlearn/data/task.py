@@ -1,12 +1,13 @@
 """Task data: a folder on disk -> validated train and dev splits.
 
-This subpackage owns reading a task's data folder, in one of three layouts (``folder``): GLUE's
+This subpackage owns reading a task's data folder, in one of four layouts (``folder``): GLUE's
 original TSV layout (``glue``: ``train.tsv`` + ``dev.tsv``, the task recognised by folder name or
 header row); a folder of ``train.*`` and ``validation.*`` / ``dev.*`` files in csv, tsv, jsonl,
-json or parquet (``readers``); or a ``datasets`` ``save_to_disk`` folder (``saved``). It chooses
-the text and label columns (``columns``), validates every row, decides classification or
-regression and the metrics (``labels``), and fingerprints the bytes it read so that a later run
-can prove it trains on the same data. Every problem a user can fix raises
+json or parquet (``readers``); a ``datasets`` ``save_to_disk`` folder (``saved``); or CoNLL
+column files, one word and its tag per line (``conll``). It chooses the text and label columns
+(``columns``), validates every row, decides classification, regression or tagging (one tag per
+word: ``tagging``) and the metrics (``labels``), and fingerprints the bytes it read so that a
+later run can prove it trains on the same data. Every problem a user can fix raises
 :class:`~contlearn.errors.BadData` with a one-line message naming the problem and the fix.
 This module holds the entry points.
 """
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from . import rules
 from .columns import choose_fields, require_columns
@@ -26,6 +28,14 @@ from .folder import data_folder, read_folder
 from .glue import GLUE_TASKS
 from .labels import choose_metrics, read_labels, read_texts
 from .messages import unreadable
+from .tables import Folder
+from .tagging import (
+    check_dev_tags,
+    is_tagging,
+    read_sentences,
+    tagging_fields,
+    vocabulary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +43,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Split:
     """One split's rows: ``texts[i]`` holds row i's text fields in order, ``labels[i]`` its label
-    (a ``str`` class for classification, a ``float`` for regression)."""
+    (a ``str`` class for classification, a ``float`` for regression). For tagging, row i is a
+    sentence: ``texts[i]`` its words and ``labels[i]`` their tags, one ``str`` per word."""
 
     texts: tuple[tuple[str, ...], ...]
     labels: tuple
@@ -73,37 +84,78 @@ def load_task_data(
     text_fields: Sequence[str] | str | None = None,
     label_field: str | None = None,
     metric: str | None = None,
+    kind: str | None = None,
 ) -> TaskData:
     """Read and validate the task data in folder ``path``.
 
     ``text_fields`` / ``label_field`` name the columns to use (``text_fields`` may also be one
     comma-separated string); left out, they come from the GLUE task or are inferred from common
-    column names. ``metric`` becomes the primary metric. Raises :class:`BadData`.
+    column names. ``metric`` becomes the primary metric. ``kind`` is the task kind the data is
+    registered for: ``"tagging"`` reads it as tagging data (a list of words and of their tags
+    per row), which is otherwise recognised from the files (CoNLL files, or ``tokens`` and
+    ``tags`` / ``ner_tags`` columns of lists); other kinds read as recognised. Raises
+    :class:`BadData`.
     """
     source = data_folder(path)
     folder = read_folder(source)
-    glue = GLUE_TASKS.get(folder.glue_task or "")
-    texts, label = choose_fields(folder.train, glue, text_fields, label_field)
-    for table in (folder.train, folder.dev):
-        require_columns(table, (*texts, label))
-    train_texts, dev_texts = read_texts(folder.train, texts), read_texts(folder.dev, texts)
-    vocab, train_labels, dev_labels = read_labels(folder, label)
+    if kind == "tagging" or is_tagging(folder, text_fields, label_field):
+        fields = _tagging_fields(folder, text_fields, label_field, metric)
+    else:
+        fields = _labelled_fields(folder, text_fields, label_field, metric)
     data = TaskData(
         source=source,
         format=folder.format,
         glue_task=folder.glue_task,
         files=folder.files,
         fingerprint=data_fingerprint(source, folder.files),
-        text_fields=texts,
-        label_field=label,
-        problem_type="regression" if vocab is None else "classification",
-        labels=vocab,
-        metrics=choose_metrics(glue, vocab is None, metric),
-        train=Split(train_texts, train_labels),
-        dev=Split(dev_texts, dev_labels),
+        **fields,
     )
     log.info("read %s: %d train / %d dev rows", data.source, folder.train.rows, folder.dev.rows)
     return data
+
+
+def _labelled_fields(
+    folder: Folder, text_fields: Sequence[str] | str | None, label: str | None, metric: str | None
+) -> dict[str, Any]:
+    """The TaskData fields of one label (a class or a number) per row of text fields."""
+    glue = GLUE_TASKS.get(folder.glue_task or "")
+    texts, label = choose_fields(folder.train, glue, text_fields, label)
+    for table in (folder.train, folder.dev):
+        require_columns(table, (*texts, label))
+    train_texts, dev_texts = read_texts(folder.train, texts), read_texts(folder.dev, texts)
+    vocab, train_labels, dev_labels = read_labels(folder, label)
+    problem = "regression" if vocab is None else "classification"
+    return {
+        "text_fields": texts,
+        "label_field": label,
+        "problem_type": problem,
+        "labels": vocab,
+        "metrics": choose_metrics(glue, problem, metric),
+        "train": Split(train_texts, train_labels),
+        "dev": Split(dev_texts, dev_labels),
+    }
+
+
+def _tagging_fields(
+    folder: Folder, text_fields: Sequence[str] | str | None, label: str | None, metric: str | None
+) -> dict[str, Any]:
+    """The TaskData fields of tagging data: a sentence's words per row, and one tag per word."""
+    words, tags = tagging_fields(folder.train, text_fields, label)
+    for table in (folder.train, folder.dev):
+        require_columns(table, (words, tags))
+    train = Split(*read_sentences(folder.train, words, tags))
+    vocab = vocabulary(folder.train, tags, train.labels)
+    dev = Split(*read_sentences(folder.dev, words, tags))
+    check_dev_tags(folder.dev, dev.labels, vocab)
+    return {
+        "text_fields": (words,),
+        "label_field": tags,
+        "problem_type": "tagging",
+        "labels": vocab,
+        "metrics": choose_metrics(None, "tagging", metric),
+        "train": train,
+        "dev": dev,
+    }
 
 
 def data_fingerprint(source: Path, files: Sequence[str]) -> str:

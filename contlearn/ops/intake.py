@@ -106,6 +106,7 @@ def read_entry(config: cfg.WorkspaceConfig, entry: cfg.TaskEntry) -> TaskData:
         text_fields=entry.text_fields,
         label_field=entry.label_field,
         metric=entry.metric,
+        kind=entry.kind,
     )
 
 

@@ -271,6 +271,7 @@ def read_task_data(task: TaskRecord) -> TaskData:
         text_fields=task.text_fields,
         label_field=task.label_field,
         metric=task.metric,
+        kind=task.kind,
     )
     if data.fingerprint != task.data_fingerprint:
         raise BadData(
