@@ -12,6 +12,7 @@ import torch
 from contlearn import kinds
 from contlearn.api import Workspace
 from contlearn.eval.recipe import at_positions
+from contlearn.report.content import overview
 from contlearn.train.batching import Encoded, encode_words, first_pieces
 from tests.conftest import save_tiny_backbone, tiny_vocab, write_keyword_task
 
@@ -151,3 +152,49 @@ def test_a_tagging_task_trains_verifies_audits_and_predicts(
     for entity in row["entities"]:
         text = "the cat saw news tech"
         assert text[entity["start"] : entity["end"]] == entity["text"]
+
+
+METHODS = ["houlsby", "pfeiffer", "parallel", "lora", "ia3", "topk", "head"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_learns_a_tagging_task_in_isolation(
+    method: str, workspace: Workspace, tmp_path: Path
+) -> None:
+    """Tagging first, a classification task after it: the tagging task's weights, logits and
+    scores are identical afterwards, and the classification task trained beside it."""
+    workspace.add_task("ner", write_tagging_task(tmp_path / "ner", n_train=48), method=method)
+    workspace.add_task("words", write_keyword_task(tmp_path / "words", seed=4), method=method)
+    first, second = workspace.train_next(all_tasks=True, epochs=2, lr=0.02)
+    assert first["metrics"]["token_accuracy"] > 0.5
+    assert first["trainable_params"] > 0
+    assert [(v["task"], v["outcome"]) for v in second["verifications"]] == [("ner", "identical")]
+    assert workspace.ledger.task("ner").kind == "tagging"
+    assert workspace.audit()["verdict"] == "clean"
+
+
+def test_compare_runs_every_baseline_on_a_sequence_that_mixes_kinds(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """words (classification) -> ner (tagging): each baseline learns both, each task scored by
+    its own primary metric, and the report names them."""
+    workspace.add_task("words", write_keyword_task(tmp_path / "words", seed=4))
+    workspace.add_task("ner", write_tagging_task(tmp_path / "ner", n_train=48))
+    workspace.train_next(all_tasks=True, epochs=2, lr=0.02)
+    results = workspace.compare(epochs=1)
+    assert set(results["methods"]) == {
+        "adapter",
+        "sequential",
+        "ewc",
+        "replay",
+        "joint",
+        "separate",
+    }
+    assert [t["metric"] for t in results["tasks"]] == ["accuracy", "entity_f1"]
+    for method in results["methods"].values():
+        (first, _), (after, last) = method["matrix"]
+        assert None not in (first, after, last)  # every task scored after every later one
+        assert method["intervals"]["tasks"][1]["ci"][0] <= last  # intervals over sentences
+    assert results["methods"]["adapter"]["identical"] == {"identical": 1, "total": 1}
+    assert results["methods"]["adapter"]["summary"]["bwt"] == 0.0
+    assert "2. ner (entity_f1)" in dict(overview(results))["Tasks, in training order (T = 2)"]

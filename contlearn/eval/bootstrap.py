@@ -87,10 +87,21 @@ def _scores(predictions, targets, metric, indices) -> list[tuple[float, np.ndarr
     """Per task: (score on all examples, array of scores on each resample)."""
     result = []
     for pred, true, score, idx in zip(predictions, targets, metric, indices, strict=False):
-        pred, true = np.asarray(pred), np.asarray(true)
+        pred, true = _rows(pred), _rows(true)
         resampled = np.array([score(true[rows], pred[rows]) for rows in idx], dtype=float)
         result.append((float(score(true, pred)), resampled))
     return result
+
+
+def _rows(values) -> np.ndarray:
+    """One entry per example: a number, or (a tagging task's) a sequence kept whole."""
+    values = list(values)
+    if not values or not isinstance(values[0], list | tuple):
+        return np.asarray(values)
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        out[i] = tuple(value)
+    return out
 
 
 def _mean_estimate(scores: list[tuple[float, np.ndarray]], level: float) -> dict:
