@@ -328,6 +328,18 @@ def test_given_columns_are_used(tmp_path: Path) -> None:
 # The kind hint, metrics, and registration
 
 
+def test_a_word_list_beside_one_label_per_row_stays_classification(tmp_path: Path) -> None:
+    rows = [{"tokens": ["a", "b"], "text": "a b", "label": "x"}]
+    path = folder(tmp_path, {"train.jsonl": jsonl(rows), "dev.jsonl": jsonl(rows)})
+    for kwargs in ({}, {"label_field": "label"}):
+        d = load_task_data(path, **kwargs)
+        assert (d.problem_type, d.text_fields, d.train.labels) == (
+            "classification",
+            ("text",),
+            ("x",),
+        )
+
+
 def test_kind_tagging_on_classification_data_is_one_line(tmp_path: Path) -> None:
     path = folder(tmp_path, {"train.csv": "text,label\na b,x\n", "dev.csv": "text,label\nc,x\n"})
     assert load_task_data(path).problem_type == "classification"
