@@ -33,16 +33,22 @@ _PREFIXES = "BIES"  # the order of a type's tags in the vocabulary
 
 def is_tagging(folder: Folder, text_fields: Any, label_field: str | None) -> bool:
     """Whether ``folder`` holds tagging data: CoNLL files, or a table whose words column (the
-    one text field given, else ``tokens``) holds lists and that has a tags column."""
+    one text field given, else ``tokens``) and tags column both hold lists."""
     if folder.format == "conll":
         return True
     fields = given_fields(text_fields) or (WORD_FIELD,)
     table = folder.train
-    if len(fields) != 1 or fields[0] not in table.columns:
+    tags = _tag_field(table, label_field)
+    if len(fields) != 1 or tags is None:
         return False
-    if _tag_field(table, label_field) is None:
+    return all(_holds_lists(table, field) for field in (fields[0], tags))
+
+
+def _holds_lists(table: Table, field: str) -> bool:
+    """Whether the column's first value (that is not missing) is a list."""
+    if field not in table.columns:
         return False
-    first = next((v for v in table.column(fields[0]) if v is not None), None)
+    first = next((v for v in table.column(field) if v is not None), None)
     return isinstance(first, (list, tuple))
 
 
