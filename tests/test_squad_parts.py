@@ -241,6 +241,13 @@ def test_bad_squad_questions(tmp_path: Path, change, expected: str) -> None:
     assert expected in one_line_bad(write_squad(tmp_path / "qa", V1_TRAIN, dev))
 
 
+def test_a_pretty_printed_squad_file_with_a_key_twice(tmp_path: Path) -> None:
+    folder = write_squad(tmp_path / "qa", V1_TRAIN, V1_DEV)
+    text = json.dumps(V1_DEV, indent=2).replace('"id": "n2"', '"id": "n2", "id": "n3"')
+    (folder / "dev.json").write_text(text)
+    assert "dev.json: duplicated key 'id' in one object; remove one" in one_line_bad(folder)
+
+
 def test_bad_folders(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "cols" / "train.jsonl", [{"question": "q", "context": "c"}])
     write_jsonl(tmp_path / "cols" / "dev.jsonl", [{"question": "q", "context": "c"}])
@@ -652,3 +659,11 @@ def test_a_span_in_two_windows_keeps_its_best_score(tokenizer) -> None:
     start, end = b.offsets[shared]
     assert spans[0] == Span(LONG[start:end], start, end, 10.0)
     assert sum(s.start_char == start and s.end_char == end for s in spans) == 1
+
+
+def test_the_row_limit_holds_for_squad_json(tmp_path: Path, monkeypatch) -> None:
+    from contlearn.data import rules
+
+    monkeypatch.setattr(rules, "MAX_ROWS", 1)
+    message = one_line_bad(write_squad(tmp_path / "qa", V1_TRAIN, V1_DEV))
+    assert message.startswith("train.json has over 1 rows, the limit per split")

@@ -14,11 +14,12 @@ file, the question id and the fix; nothing is read half.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadData
+from ..errors import BadData, ContlearnError
 from . import rules
 from .files import check_file, extension
 from .messages import listing, show, too_many_rows, unreadable
@@ -85,7 +86,7 @@ def looks_like_qa(source: Path) -> bool:
         if extension(train) == "json" and _squad_document(source / train, train) is not None:
             return True
         return _has_qa_columns(read_table(source, train, None))
-    except (BadData, OSError):
+    except (ContlearnError, OSError):
         return False
 
 
@@ -130,10 +131,12 @@ def _squad_document(path: Path, name: str) -> dict[str, Any] | None:
     if not text.lstrip().startswith("{"):
         return None
     try:
-        document = json_value(text, name)
-    except BadData:
-        return None  # JSON lines: one object per line, not one document
-    return document if isinstance(document, dict) and "data" in document else None
+        document = json.loads(text)
+    except (RecursionError, ValueError):
+        return None  # JSON lines (one object per line), or broken JSON the table reader names
+    if not isinstance(document, dict) or "data" not in document:
+        return None
+    return json_value(text, name)  # again, refusing what json alone lets pass (a key twice)
 
 
 def _squad_rows(document: dict[str, Any], name: str) -> tuple[QARow, ...]:
