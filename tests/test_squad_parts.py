@@ -255,6 +255,9 @@ def test_bad_folders(tmp_path: Path) -> None:
     write_squad(tmp_path / "two", V1_TRAIN, V1_DEV)
     write_jsonl(tmp_path / "two" / "validation.jsonl", table_rows(True))
     assert "2 validation files" in one_line_bad(tmp_path / "two")
+    write_jsonl(tmp_path / "empty" / "train.jsonl", table_rows(True))
+    (tmp_path / "empty" / "dev.jsonl").write_text("")
+    assert one_line_bad(tmp_path / "empty") == "dev.jsonl has no data rows; add rows to it"
     (tmp_path / "nodev").mkdir()
     (tmp_path / "nodev" / "train.json").write_text(json.dumps(V1_TRAIN))
     assert "no validation split" in one_line_bad(tmp_path / "nodev")

@@ -168,6 +168,10 @@ def _squad_row(qa: Any, context: str, where: str, name: str) -> QARow:
 
 
 def _table_rows(table: Table) -> tuple[QARow, ...]:
+    if table.rows == 0:
+        raise BadData(f"{table.file} has no data rows; add rows to it")
+    if table.rows > rules.MAX_ROWS:  # the text readers stop earlier; a saved dataset does not
+        raise too_many_rows(table.file)
     missing = [c for c in QA_COLUMNS if c not in table.columns]
     if missing:
         raise BadData(
