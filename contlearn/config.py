@@ -24,7 +24,8 @@ CLASSIFICATION_METRICS = ("accuracy", "f1", "matthews")
 REGRESSION_METRICS = ("pearson", "spearman")
 # Entity-level scores by the CoNLL definition, then the share of words tagged right.
 TAGGING_METRICS = ("entity_f1", "entity_precision", "entity_recall", "token_accuracy")
-METRICS = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS, *TAGGING_METRICS)
+QA_METRICS = ("qa_f1", "qa_exact_match")  # SQuAD's token F1 and exact match, over questions
+METRICS = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS, *TAGGING_METRICS, *QA_METRICS)
 # Settings added to TrainConfig after release 0.1, with the value every run before them used.
 ADDED_TRAIN_SETTINGS = {
     "backbone_attention_dropout": True,

@@ -138,17 +138,41 @@ def tiny_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_backbone(tmp_path_factory.mktemp("backbone") / "tiny-bert")
 
 
-@pytest.fixture()
-def workspace(tmp_path: Path, tiny_backbone: Path):
-    """An initialised workspace on the tiny backbone, with fast training defaults."""
+@pytest.fixture(scope="session")
+def word_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT with a WordPiece tokenizer that knows the tiny vocabulary, built from the
+    vocabulary itself (``BertTokenizerFast(vocab_file=...)`` loads no vocabulary under
+    transformers 5: ``tiny_backbone``'s tokenizer reads every word as [UNK]). The kinds that
+    point at words (tagging, extractive QA) need to tell them apart."""
+    from transformers import BertTokenizerFast
+
+    folder = save_tiny_backbone(tmp_path_factory.mktemp("words") / "tiny-bert", seed=1)
+    vocab = {word: i for i, word in enumerate(tiny_vocab())}
+    BertTokenizerFast(vocab=vocab, do_lower_case=True).save_pretrained(folder)
+    return folder
+
+
+def fast_workspace(root: Path, backbone: Path):
+    """An initialised workspace on ``backbone``, with fast training defaults."""
     from contlearn.api import Workspace
 
-    root = tmp_path / "ws"
-    Workspace.create(root, backbone=str(tiny_backbone))
+    Workspace.create(root, backbone=str(backbone))
     text = (root / "tasks.toml").read_text()
     text = text.replace("epochs = 3", "epochs = 2").replace("max_length = 128", "max_length = 32")
     (root / "tasks.toml").write_text(text.replace("lr = 0.001", "lr = 0.005"))
     return Workspace.open(root)
+
+
+@pytest.fixture()
+def word_workspace(tmp_path: Path, word_backbone: Path):
+    """``workspace`` on ``word_backbone``."""
+    return fast_workspace(tmp_path / "ws", word_backbone)
+
+
+@pytest.fixture()
+def workspace(tmp_path: Path, tiny_backbone: Path):
+    """An initialised workspace on the tiny backbone, with fast training defaults."""
+    return fast_workspace(tmp_path / "ws", tiny_backbone)
 
 
 def write_keyword_task(

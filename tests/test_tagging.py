@@ -14,7 +14,7 @@ from contlearn.api import Workspace
 from contlearn.eval.recipe import at_positions
 from contlearn.report.content import overview
 from contlearn.train.batching import Encoded, encode_words, first_pieces
-from tests.conftest import save_tiny_backbone, tiny_vocab, write_keyword_task
+from tests.conftest import write_keyword_task
 
 ENTITIES = {"cat": "ANI", "dog": "ANI", "news": "ORG", "tech": "ORG"}
 FILLERS = ["the", "movie", "was", "very", "good", "bad", "this", "it", "is", "a"]
@@ -44,26 +44,9 @@ def write_tagging_task(folder: Path, *, n_train: int = 96, n_dev: int = 32, seed
     return folder
 
 
-@pytest.fixture(scope="module")
-def word_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny BERT with a WordPiece tokenizer that knows the tiny vocabulary (built from the
-    vocabulary itself: tagging needs to tell words apart)."""
-    from transformers import BertTokenizerFast
-
-    folder = save_tiny_backbone(tmp_path_factory.mktemp("words") / "tiny-bert", seed=1)
-    vocab = {word: i for i, word in enumerate(tiny_vocab())}
-    BertTokenizerFast(vocab=vocab, do_lower_case=True).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture()
-def workspace(tmp_path: Path, word_backbone: Path) -> Workspace:
-    root = tmp_path / "ws"
-    Workspace.create(root, backbone=str(word_backbone))
-    text = (root / "tasks.toml").read_text()
-    text = text.replace("epochs = 3", "epochs = 2").replace("max_length = 128", "max_length = 32")
-    (root / "tasks.toml").write_text(text.replace("lr = 0.001", "lr = 0.005"))
-    return Workspace.open(root)
+def workspace(word_workspace: Workspace) -> Workspace:
+    return word_workspace
 
 
 # -- the pieces ---------------------------------------------------------------------------

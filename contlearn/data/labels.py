@@ -9,7 +9,13 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import CLASSIFICATION_METRICS, METRICS, REGRESSION_METRICS, TAGGING_METRICS
+from ..config import (
+    CLASSIFICATION_METRICS,
+    METRICS,
+    QA_METRICS,
+    REGRESSION_METRICS,
+    TAGGING_METRICS,
+)
 from ..errors import BadData
 from .glue import Glue
 from .messages import listing, show
@@ -157,16 +163,19 @@ _FITTING = {
     "classification": CLASSIFICATION_METRICS,
     "regression": REGRESSION_METRICS,
     "tagging": TAGGING_METRICS,
+    "extractive-qa": QA_METRICS,
 }
 _DEFAULTS = {
     "classification": ("accuracy",),
     "regression": REGRESSION_METRICS,
     "tagging": TAGGING_METRICS,
+    "extractive-qa": QA_METRICS,
 }
 _LABELS_ARE = {
     "classification": "classes",
     "regression": "numbers (regression)",
     "tagging": "one tag per word (tagging)",
+    "extractive-qa": "answer spans (extractive QA)",
 }
 
 

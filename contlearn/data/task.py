@@ -28,6 +28,7 @@ from .folder import data_folder, read_folder
 from .glue import GLUE_TASKS
 from .labels import choose_metrics, read_labels, read_texts
 from .messages import unreadable
+from .squad import looks_like_qa
 from .tables import Folder
 from .tagging import (
     check_dev_tags,
@@ -97,6 +98,8 @@ def load_task_data(
     :class:`BadData`.
     """
     source = data_folder(path)
+    if kind == QA or (kind is None and looks_like_qa(source)):
+        return _qa_data(source, metric)
     folder = read_folder(source)
     if kind == "tagging" or is_tagging(folder, text_fields, label_field):
         fields = _tagging_fields(folder, text_fields, label_field, metric)
@@ -156,6 +159,44 @@ def _tagging_fields(
         "train": train,
         "dev": dev,
     }
+
+
+QA = "extractive-qa"
+
+
+def _qa_data(source: Path, metric: str | None) -> TaskData:
+    """Extractive QA data (``data.squad``): each row's (question, context), and as its label
+    the context with its answers and the question's id, (context, ((text, start), ...), id):
+    what scoring a predicted span and naming the question need. The task's labels: what a
+    prediction can be, an answer (and, when any question has none, as in SQuAD v2.0, no
+    answer)."""
+    from .squad import read_qa_folder
+
+    qa = read_qa_folder(source)
+
+    def split(rows: Any) -> Split:
+        texts = tuple((row.question, row.context) for row in rows)
+        labels = (
+            (row.context, tuple((a.text, a.start) for a in row.answers), row.id) for row in rows
+        )
+        return Split(texts, tuple(labels))
+
+    data = TaskData(
+        source=source,
+        format="squad",
+        glue_task=None,
+        files=qa.files,
+        fingerprint=data_fingerprint(source, qa.files),
+        text_fields=("question", "context"),
+        label_field="answers",
+        problem_type=QA,
+        labels=("answer", "no answer") if qa.v2 else ("answer",),
+        metrics=choose_metrics(None, QA, metric),
+        train=split(qa.train),
+        dev=split(qa.dev),
+    )
+    log.info("read %s: %d train / %d dev questions", source, len(qa.train), len(qa.dev))
+    return data
 
 
 def data_fingerprint(source: Path, files: Sequence[str]) -> str:

@@ -90,6 +90,8 @@ def predict_logits(
         if encoded.positions is not None:
             wide = encoded.width if width is None else width
             logits = at_positions(logits, [encoded.positions[i] for i in idx], wide)
+            if encoded.notes is not None:
+                logits = torch.cat([logits, noted(encoded, idx, wide, device)], dim=-1)
         if out is None:
             shape = (len(encoded), *logits.shape[1:])
             out = torch.empty(shape, dtype=torch.float32, device=device)
@@ -109,6 +111,16 @@ def at_positions(logits: torch.Tensor, positions: Sequence[Sequence[int]], width
     rows = torch.arange(len(positions), device=logits.device)[:, None]
     picked = logits[rows, index.clamp(min=0)]  # [B, width, C]
     return picked.masked_fill((index < 0)[..., None], float("nan"))
+
+
+def noted(encoded: Encoded, idx: Sequence[int], width: int, device: Any) -> torch.Tensor:
+    """[B, width, k] float32: each example's notes per position, NaN past its last."""
+    k = len(encoded.notes[idx[0]][0]) if encoded.notes[idx[0]] else 0
+    out = torch.full((len(idx), width, k), float("nan"), dtype=torch.float32)
+    for row, i in enumerate(idx):
+        if encoded.notes[i]:
+            out[row, : len(encoded.notes[i])] = torch.tensor(encoded.notes[i], dtype=torch.float32)
+    return out.to(device)
 
 
 def evaluate_rows(

@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import ConfigError
 from .base import TaskKind
 from .classification import Classification
+from .extractive_qa import ExtractiveQA
 from .regression import Regression
 from .tagging import Tagging
 
@@ -48,5 +49,6 @@ def kind_of(task: Any) -> TaskKind:
 register(Classification())
 register(Regression())
 register(Tagging())
+register(ExtractiveQA())
 
 __all__ = ["KINDS", "TaskKind", "get", "kind_of", "register"]

@@ -40,9 +40,15 @@ class TaskKind:
             )
 
     def encode(
-        self, tokenizer: Any, texts: Sequence[Sequence[str]], max_length: int, token_types: bool
+        self,
+        tokenizer: Any,
+        texts: Sequence[Sequence[str]],
+        max_length: int,
+        token_types: bool,
+        targets: Sequence[Any] | None = None,
     ) -> Encoded:
-        """A split's texts (each row's text fields) as token ids, truncated at ``max_length``."""
+        """A split's texts (each row's text fields) as token ids, truncated at ``max_length``
+        (``targets``: the rows' targets, for a kind whose inputs depend on them)."""
         from ..train.batching import encode
 
         return encode(tokenizer, texts, max_length, token_types=token_types)
@@ -66,6 +72,13 @@ class TaskKind:
         import torch
 
         return torch.tensor(list(targets), dtype=torch.float64)
+
+    def batch_targets(
+        self, targets: Sequence[Any], encoded: Encoded, idx: Sequence[int]
+    ) -> torch.Tensor:
+        """The target tensor of the batch of rows ``idx`` of ``encoded`` (whose targets are
+        ``targets``)."""
+        return self.target_tensor([targets[i] for i in idx], encoded.rows(idx))
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The mean loss of a batch: ``logits`` [B, C] float32, ``targets`` [B] rows of

@@ -142,7 +142,7 @@ def _with_targets(
             raise BadData(
                 f"question {ids[example]!r}: its answer (characters {answer[0]}-{answer[1]}) "
                 f"lies whole in no window of max_length {max_length}, doc_stride {stride}; "
-                "raise doc_stride or max_length"
+                "raise max_length (doc_stride grows with it), or shorten the answer"
             )
     return out
 

@@ -32,7 +32,12 @@ class Tagging(TaskKind):
     predicts = "tags"
 
     def encode(
-        self, tokenizer: Any, texts: Sequence[Sequence[str]], max_length: int, token_types: bool
+        self,
+        tokenizer: Any,
+        texts: Sequence[Sequence[str]],
+        max_length: int,
+        token_types: bool,
+        targets: Sequence[Any] | None = None,
     ) -> Encoded:
         from ..train.batching import encode_words
 

@@ -203,7 +203,7 @@ def fine_tune(
 
     data = read_task_data(task)
     rows, held = training_rows(data.train, config)
-    split = ctx.encode(task, rows, config.max_length)
+    split = ctx.encode(task, rows, config.max_length, training=True)
     pick = ctx.encode(task, data.dev if held is None else held, config.max_length)
     seed_everything(config.seed)
     _add_head(ctx, settings, task)

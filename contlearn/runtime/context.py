@@ -175,12 +175,19 @@ class ModelContext:
                 f"backbone is {self.model.family.name!r}: restore the original backbone"
             )
 
-    def encode(self, task: TaskRecord, rows: Any, max_length: int) -> Split:
-        """Tokenize a data split's rows and map its labels to targets."""
-        encoded = self.encode_texts(rows.texts, max_length, kind=kind_of(task))
-        return Split(encoded, targets(task, rows.labels))
+    def encode(
+        self, task: TaskRecord, rows: Any, max_length: int, *, training: bool = False
+    ) -> Split:
+        """Tokenize a data split's rows and map its labels to targets (``training``: a split
+        the model learns from, whose encoding may depend on its targets)."""
+        wanted = targets(task, rows.labels)
+        given = wanted if training else None
+        encoded = self.encode_texts(rows.texts, max_length, kind=kind_of(task), targets=given)
+        return Split(encoded, wanted)
 
-    def encode_texts(self, texts: Any, max_length: int, *, kind: Any = None) -> Encoded:
+    def encode_texts(
+        self, texts: Any, max_length: int, *, kind: Any = None, targets: Any = None
+    ) -> Encoded:
         """Token ids of ``texts`` (single texts or pairs), truncated at ``max_length`` and never
         beyond the backbone's positions: a task recorded by release 0.2 with a longer max length
         trained only on rows that fit (a longer one failed), so capping changes none of them."""
@@ -190,7 +197,7 @@ class ModelContext:
         token_types = uses_token_types(backbone.model)
         if kind is None:
             return encode(backbone.tokenizer, texts, max_length, token_types=token_types)
-        return kind.encode(backbone.tokenizer, texts, max_length, token_types)
+        return kind.encode(backbone.tokenizer, texts, max_length, token_types, targets)
 
 
 def tensor_digest(state: dict[str, Any]) -> str:

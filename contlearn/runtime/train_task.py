@@ -166,7 +166,7 @@ def fit_task(
 
     data = read_task_data(task)
     rows, held = training_rows(data.train, train_cfg)
-    train_split = ctx.encode(task, rows, train_cfg.max_length)
+    train_split = ctx.encode(task, rows, train_cfg.max_length, training=True)
     dev = ctx.dev_split(task, train_cfg.max_length, data)
     pick = dev if held is None else ctx.encode(task, held, train_cfg.max_length)
     model = ctx.model

@@ -23,12 +23,17 @@ class Encoded:
 
     ``positions``: for a kind whose outputs are per token (``tagging``), each example's token
     positions whose outputs it reads (the first sub-token of each word kept); None for one
-    output per example."""
+    output per example. ``notes``: per example, per position, numbers the kind reads back with
+    the logits (an extractive-QA window's character offsets and example), appended to them in
+    the canonical output; ``targets``: per example, what the loss wants when the kind derives
+    it from the encoding (a QA window's answer tokens)."""
 
     input_ids: list[list[int]]
     token_type_ids: list[list[int]] | None
     pad_id: int
     positions: list[list[int]] | None = None
+    notes: list[list[tuple[float, ...]]] | None = None
+    targets: list[Any] | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -55,6 +60,8 @@ class Encoded:
             pick(self.token_type_ids),
             self.pad_id,
             pick(self.positions),
+            pick(self.notes),
+            pick(self.targets),
         )
 
 

@@ -167,7 +167,7 @@ def optimizer_step(
         finally:
             if prefix is not None:
                 prefix.end()
-        wanted = routed.target_tensor([targets[i] for i in idx], encoded.rows(idx))
+        wanted = routed.batch_targets(targets, encoded, idx)
         return routed.loss(logits.float(), wanted.to(device))
 
     def step(idx: list[int]) -> torch.Tensor:

@@ -83,7 +83,7 @@ def fisher_diagonal(
     model.backbone.requires_grad_(True)
     for i in range(count):
         batch = {k: v.to(device) for k, v in collate(split.encoded, [i]).items()}
-        target = kind_of(task).target_tensor([split.targets[i]], split.encoded.rows([i]))
+        target = kind_of(task).batch_targets(split.targets, split.encoded, [i])
         model.zero_grad(set_to_none=True)
         kind_of(task).loss(model(**batch).float(), target.to(device)).backward()
         for n, p in weights.items():

@@ -76,7 +76,7 @@ def _train(ctx, tasks, settings, config: TrainConfig, progress: bool):
     for task in tasks:
         data, own = read_task_data(task), settings[task.name]
         rows, held = training_rows(data.train, own)
-        splits.append(ctx.encode(task, rows, own.max_length))
+        splits.append(ctx.encode(task, rows, own.max_length, training=True))
         picks.append(ctx.encode(task, data.dev if held is None else held, own.max_length))
     seed_everything(config.seed)
     for task in tasks:
@@ -86,9 +86,16 @@ def _train(ctx, tasks, settings, config: TrainConfig, progress: bool):
         [ids for s in splits for ids in s.encoded.input_ids],
         _token_types(splits),
         splits[0].encoded.pad_id,
-        _positions(splits),
+        _joined(splits, "positions", []),
+        _joined(splits, "notes", []),
+        _joined(splits, "targets", None),
     )
-    targets = [t for s in splits for t in s.targets]
+    # one target per encoded row (a QA task's rows are windows: its encoding holds theirs)
+    targets = [
+        t
+        for s in splits
+        for t in (s.targets if s.encoded.targets is None else [None] * len(s.encoded))
+    ]
 
     def route(idx: list[int]) -> TaskKind:
         task = tasks[owner[idx[0]]]
@@ -121,12 +128,12 @@ def _train(ctx, tasks, settings, config: TrainConfig, progress: bool):
     return result
 
 
-def _positions(splits: list[Any]) -> list[list[int]] | None:
-    """Each example's output positions when a task has per-token outputs (none for the
-    others' examples), else None."""
-    if all(s.encoded.positions is None for s in splits):
+def _joined(splits: list[Any], field: str, empty: Any) -> list | None:
+    """The splits' per-row ``field`` of their encodings, one after the other (``empty`` for
+    the rows of a split without it); None when no split has it."""
+    if all(getattr(s.encoded, field) is None for s in splits):
         return None
-    return [p for s in splits for p in (s.encoded.positions or [[]] * len(s.encoded))]
+    return [v for s in splits for v in (getattr(s.encoded, field) or [empty] * len(s.encoded))]
 
 
 def _token_types(splits: list[Any]) -> list[list[int]] | None:

@@ -60,7 +60,7 @@ class Replay:
         ctx.model.activate(earlier.name)
         batch = {k: v.to(ctx.device) for k, v in collate(split.encoded, rows).items()}
         kind = kind_of(earlier)
-        wanted = kind.target_tensor([split.targets[i] for i in rows], split.encoded.rows(rows))
+        wanted = kind.batch_targets(split.targets, split.encoded, rows)
         return kind.loss(ctx.model(**batch).float(), wanted.to(ctx.device))
 
     def _split(self, ctx: ModelContext, position: int) -> Any:
@@ -68,7 +68,7 @@ class Replay:
             task = self.tasks[position]
             config = self.configs[task.name]
             rows, _ = training_rows(read_task_data(task).train, config)
-            self.splits[position] = ctx.encode(task, rows, config.max_length)
+            self.splits[position] = ctx.encode(task, rows, config.max_length, training=True)
         return self.splits[position]
 
     def after_task(self, ctx: ModelContext, task: TaskRecord, split: Any) -> None:

@@ -1,0 +1,214 @@
+"""``extractive-qa``: the answer to a question as a span of its context (SQuAD v1.1 / v2.0).
+
+A row's text fields are (question, context). A context longer than a window is cut into
+overlapping windows (``qa_windows``: ``max_length`` tokens, consecutive windows sharing
+``doc_stride`` = a third of it), each holding the whole question; the windows are the model's
+rows. A per-token head gives a start and an end logit per token. The canonical evaluation
+keeps, per window, the [CLS] token's and every context token's (start, end) logits, followed
+by the characters the token covers and the window's example: [W, P, 5], NaN past a window's
+last context token. Its digest covers every window's start and end logits; decoding needs
+nothing else: n-best spans (``N_BEST``, ``MAX_ANSWER_TOKENS``) mapped back to characters, and
+for SQuAD v2 (a task whose data has unanswerable questions) no answer when the null score
+beats the best span. Metrics: the official SQuAD exact match and F1, over questions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .base import TaskKind
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..train.batching import Encoded
+
+N_BEST = 20
+MAX_ANSWER_TOKENS = 30
+NO_ANSWER = "no answer"  # the second label of a task that can have none (SQuAD v2)
+LOGITS = 2  # start, end; then the notes: start character, end character, example
+
+
+def doc_stride(max_length: int) -> int:
+    """Context tokens consecutive windows share: a third of the window (128 of 384)."""
+    return max(1, max_length // 3)
+
+
+class ExtractiveQA(TaskKind):
+    name = "extractive-qa"
+    head = "token"
+    reads = "extractive-qa"
+    predicts = "span"
+
+    def encode(
+        self,
+        tokenizer: Any,
+        texts: Sequence[Sequence[str]],
+        max_length: int,
+        token_types: bool,
+        targets: Sequence[Any] | None = None,
+    ) -> Encoded:
+        """Each row's windows; with ``targets`` (a training split), each window's answer
+        tokens ([CLS] when it does not hold the answer whole; a question whose answer no window
+        holds is refused in one line)."""
+        from ..train.batching import Encoded
+        from .qa_windows import make_windows
+
+        answers = None if targets is None else [first_answer(t) for t in targets]
+        windows = make_windows(
+            tokenizer,
+            [row[0] for row in texts],
+            [row[1] for row in texts],
+            max_length,
+            doc_stride(max_length),
+            ids=None if targets is None else [str(t[2]) for t in targets],
+            answers=answers,
+        )
+        positions, notes = [], []
+        for window in windows:
+            inside = [t for t, span in enumerate(window.offsets) if span is not None]
+            positions.append([0, *inside])
+            spans = [(-1, -1), *(window.offsets[t] for t in inside)]
+            notes.append([(float(a), float(b), float(window.example)) for a, b in spans])
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        return Encoded(
+            [list(w.input_ids) for w in windows],
+            [list(w.token_type_ids) for w in windows] if token_types else None,
+            pad,
+            positions,
+            notes,
+            [(w.start_position, w.end_position) for w in windows] if targets else None,
+        )
+
+    def num_outputs(self, labels: Sequence[str] | None) -> int:
+        return LOGITS
+
+    def encode_targets(self, values: Sequence[Any], labels: Sequence[str] | None) -> list:
+        """Each row's (context, ((answer text, start character), ...), question id)."""
+        return [(c, tuple(tuple(a) for a in answers), q) for c, answers, q in values]
+
+    def batch_targets(
+        self, targets: Sequence[Any], encoded: Encoded, idx: Sequence[int]
+    ) -> torch.Tensor:
+        """[B, 2]: each window's answer start and end token ([CLS]: not in this window)."""
+        import torch
+
+        return torch.tensor([encoded.targets[i] for i in idx], dtype=torch.long)
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The mean of the start and the end token's cross-entropy: ``logits`` [B, T, 2]."""
+        import torch.nn.functional as F
+
+        start = F.cross_entropy(logits[..., 0], targets[:, 0].long())
+        return (start + F.cross_entropy(logits[..., 1], targets[:, 1].long())) / 2
+
+    def predictions(self, logits: torch.Tensor) -> list:
+        """Per question: (start character, end character, score, null-score difference) of
+        its best span; (0, 0, score, None) when no span is valid."""
+        by_example: dict[int, list[Any]] = {}
+        for row in logits:
+            real = row[~row[:, 0].isnan()]
+            by_example.setdefault(int(real[0, 4]), []).append(real)
+        return [_best(by_example[i]) for i in range(len(by_example))]
+
+    def agreement(self, saved: torch.Tensor, now: torch.Tensor) -> tuple[float, float]:
+        """Per question: the share of identical answers, and the largest logit change."""
+        if saved.shape != now.shape:
+            return 0.0, float("inf")
+        if len(saved) == 0:
+            return 1.0, 0.0
+        before, after = self.predictions(saved), self.predictions(now)
+        same = sum(a[:2] == b[:2] for a, b in zip(before, after, strict=True)) / len(before)
+        change = (saved[..., :LOGITS] - now[..., :LOGITS]).abs().nan_to_num()
+        return float(same), float(change.max())
+
+    def score(
+        self,
+        metrics: Sequence[str],
+        targets: Sequence[Any],
+        predictions: Sequence[Any],
+        labels: Sequence[str] | None,
+    ) -> dict[str, float]:
+        """SQuAD's F1 and exact match over questions (v2.0: with the HasAns / NoAns
+        breakdowns), as fractions; the asked metrics first."""
+        from ..eval.squad import squad_v1, squad_v2
+
+        v2 = NO_ANSWER in (labels or ())
+        golds = {str(i): [a[0] for a in target[1]] for i, target in enumerate(targets)}
+        answered = {
+            str(i): answer_text(target[0], p, v2)
+            for i, (target, p) in enumerate(zip(targets, predictions, strict=True))
+        }
+        if not v2:
+            got = squad_v1(answered, golds)
+            values = {"qa_f1": got["f1"], "qa_exact_match": got["exact_match"]}
+        else:
+            got = squad_v2(answered, golds)
+            values = {"qa_f1": got["f1"], "qa_exact_match": got["exact"]}
+            for group, prefix in (("HasAns", "has_answer"), ("NoAns", "no_answer")):
+                if f"{group}_f1" in got:
+                    values[f"{prefix}_f1"] = got[f"{group}_f1"]
+                    values[f"{prefix}_exact_match"] = got[f"{group}_exact"]
+        return {**{m: values[m] for m in metrics}, **values}
+
+    def outputs(
+        self,
+        logits: torch.Tensor,
+        labels: Sequence[str] | None,
+        texts: Sequence[Sequence[str]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Per question: the answer (``label``), its character offsets in the context and its
+        score (start + end logit); SQuAD v2 tasks answer "" when the null score wins."""
+        v2 = NO_ANSWER in (labels or ())
+        rows = []
+        for i, p in enumerate(self.predictions(logits)):
+            context = texts[i][1] if texts is not None else ""
+            text = answer_text(context, p, v2)
+            start, end = (p[0], p[1]) if text else (None, None)
+            rows.append(
+                {"label": text, "probabilities": None, "start": start, "end": end, "score": p[2]}
+            )
+        return rows
+
+    def describe_outputs(self, labels: Sequence[str] | None) -> str:
+        return "answer spans" + (" (or no answer)" if NO_ANSWER in (labels or ()) else "")
+
+
+def first_answer(target: Any) -> tuple[int, int] | None:
+    """The (start, end) characters of a row's first answer, the one a window learns; None
+    for an unanswerable question."""
+    answers = target[1]
+    if not answers:
+        return None
+    text, start = answers[0]
+    return int(start), int(start) + len(text)
+
+
+def answer_text(context: str, prediction: Sequence[Any], v2: bool) -> str:
+    """The predicted answer: its span of ``context``, or "" (no answer: a v2 task whose null
+    score beats the best span, or no valid span)."""
+    start, end, _, diff = prediction
+    if start == end or (v2 and diff is not None and diff > 0):
+        return ""
+    return context[start:end]
+
+
+def _best(windows: list[Any]) -> tuple[int, int, float, float | None]:
+    """One question's best span over its windows' rows ([CLS], then context tokens)."""
+    from .qa_windows import Window, best_spans, choose_answer
+
+    starts, ends, made = [], [], []
+    for rows in windows:
+        offsets = (None, *((int(r[2]), int(r[3])) for r in rows[1:]))
+        made.append(Window(int(rows[0, 4]), (), (), offsets))
+        starts.append(rows[:, 0].tolist())
+        ends.append(rows[:, 1].tolist())
+    spans = best_spans(
+        starts, ends, made, "", n_best=N_BEST, max_answer_length=MAX_ANSWER_TOKENS, with_null=True
+    )
+    best, diff = choose_answer(spans, math.inf)  # the best non-null span, and the difference
+    if best.start_char == best.end_char == 0 and not math.isfinite(diff):
+        return 0, 0, best.score, None
+    return best.start_char, best.end_char, best.score, diff
