@@ -170,3 +170,30 @@ def test_compare_runs_every_baseline_on_classification_then_qa(
         assert None not in (first, after, last)
         assert "intervals" in method and method["intervals"]["acc"]["value"] is not None
     assert results["methods"]["adapter"]["identical"] == {"identical": 1, "total": 1}
+
+
+def test_an_answer_not_in_its_context_is_refused_at_intake_with_nothing_written(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    folder = write_qa_task(tmp_path / "bad", n_train=8, n_dev=4)
+    document = json.loads((folder / "dev.json").read_text())
+    qa = document["data"][0]["paragraphs"][2]["qas"][0]
+    qa["answers"][0]["answer_start"] += 1
+    (folder / "dev.json").write_text(json.dumps(document))
+    before = sorted(p.name for p in workspace.root.rglob("*"))
+    with pytest.raises(BadData, match=rf"question {qa['id']!r}.*answer_start") as caught:
+        workspace.add_task("bad", folder)
+    assert "\n" not in str(caught.value)
+    assert workspace.ledger.tasks() == []
+    assert sorted(p.name for p in workspace.root.rglob("*")) == before
+
+
+def test_kind_extractive_qa_forces_the_reading_and_a_wrong_kind_is_refused(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    folder = write_qa_task(tmp_path / "qa", n_train=8, n_dev=4)
+    with pytest.raises(BadData, match="extractive-qa"):
+        workspace.add_task("wrong", folder, kind="classification")
+    assert workspace.add_task("qa", folder, kind="extractive-qa").kind == "extractive-qa"
+    with pytest.raises(BadData):
+        workspace.add_task("notqa", write_keyword_task(tmp_path / "kw"), kind="extractive-qa")

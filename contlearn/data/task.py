@@ -98,7 +98,7 @@ def load_task_data(
     :class:`BadData`.
     """
     source = data_folder(path)
-    if kind == QA or (kind is None and looks_like_qa(source)):
+    if kind == QA or looks_like_qa(source):
         return _qa_data(source, metric)
     folder = read_folder(source)
     if kind == "tagging" or is_tagging(folder, text_fields, label_field):
