@@ -197,3 +197,21 @@ def test_kind_extractive_qa_forces_the_reading_and_a_wrong_kind_is_refused(
     assert workspace.add_task("qa", folder, kind="extractive-qa").kind == "extractive-qa"
     with pytest.raises(BadData):
         workspace.add_task("notqa", write_keyword_task(tmp_path / "kw"), kind="extractive-qa")
+
+
+def test_the_probe_reruns_a_qa_and_a_tagging_batch_bit_for_bit(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """verify = probe: one canonical dev batch of each earlier task re-run and compared byte for
+    byte (a tagging batch's NaN past each sentence's last word included)."""
+    from tests.test_tagging import write_tagging_task
+
+    workspace.add_task("squad", write_qa_task(tmp_path / "squad", n_train=16, n_dev=40))
+    workspace.add_task("ner", write_tagging_task(tmp_path / "ner", n_train=16, n_dev=40))
+    workspace.add_task("words", write_keyword_task(tmp_path / "words", seed=4))
+    workspace.train_next(all_tasks=True, epochs=1, verify="probe")
+    probes = workspace.ledger.evaluations(kind="verification")
+    checked = {workspace.ledger.task(n).id for n in ("squad", "ner")}
+    assert {e.task_id for e in probes} == checked and {e.mode for e in probes} == {"probe"}
+    assert all(e.identical for e in probes)
+    assert any("bit for bit: identical" in " ".join(e.findings) for e in probes)

@@ -105,13 +105,13 @@ class ExtractiveQA(TaskKind):
         return (start + F.cross_entropy(logits[..., 1], targets[:, 1].long())) / 2
 
     def predictions(self, logits: torch.Tensor) -> list:
-        """Per question: (start character, end character, score, null-score difference) of
-        its best span; (0, 0, score, None) when no span is valid."""
+        """Per question present (in question order): (start character, end character, score,
+        null-score difference) of its best span; (0, 0, score, None) when no span is valid."""
         by_example: dict[int, list[Any]] = {}
         for row in logits:
             real = row[~row[:, 0].isnan()]
             by_example.setdefault(int(real[0, 4]), []).append(real)
-        return [_best(by_example[i]) for i in range(len(by_example))]
+        return [_best(by_example[i]) for i in sorted(by_example)]  # a batch: some questions
 
     def agreement(self, saved: torch.Tensor, now: torch.Tensor) -> tuple[float, float]:
         """Per question: the share of identical answers, and the largest logit change."""
