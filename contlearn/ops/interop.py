@@ -50,6 +50,7 @@ def export_task(
     meta = _recorded_meta(store, recorded, name)
     adapter = method_config(meta.get("method", UNNAMED), meta["adapter"])
     _check_method(adapter.method, fmt)  # first: --include-norms cannot fix another method
+    _check_kind(kind_of(task), fmt, name)
     _check_norms(adapter, include_norms, fmt, name)
     from ..runtime.context import open_context
 
@@ -57,12 +58,14 @@ def export_task(
     ctx.load_task(task)
     names = naming(ctx.model)
     module = FORMATS[fmt]
-    module.check_exportable(adapter.method, adapter, names)
+    head = kind_of(task).head
+    module.check_exportable(adapter.method, adapter, names, head)
     state = ctx.model.task_state(name)
     about = {
         "model_name": ctx.backbone.identity,
         "labels": task.labels,
         "dropout": meta["train"]["dropout"],
+        "head": head,
     }
     content = (
         module.export(state, adapter, names, name, about)
@@ -97,6 +100,16 @@ def _check_method(method: str, fmt: str) -> None:
         raise InteropError(
             f"method {method!r} cannot be exported as {fmt} ({fmt} holds "
             f"{', '.join(known)}): {hint}"
+        )
+
+
+def _check_kind(kind: Any, fmt: str, name: str) -> None:
+    """The format has a head of the task's kind (peft's task types, AdapterHub's head types)."""
+    holds = FORMATS[fmt].HEAD_TYPES
+    if kind.head not in holds:
+        raise InteropError(
+            f"task {name!r} is a {kind.name} task, whose head {fmt} has no place for ({fmt} "
+            f"holds {', '.join(holds.values())} heads): it cannot be exported as {fmt}"
         )
 
 
