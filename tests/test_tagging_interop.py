@@ -300,10 +300,10 @@ def test_export_refuses_a_family_whose_token_classification_head_differs() -> No
     from contlearn.model.methods.registry import get_method
 
     lora = get_method("lora").config({})
-    for family in ("bert", "roberta", "electra", "distilbert", "deberta-v2"):
+    for family in ("bert", "roberta", "electra", "distilbert", "deberta-v2", "llama", "gemma2"):
         naming = Naming(BY_NAME[family], "base", family, "Model", 32, 2)
         peft_format.check_exportable("lora", lora, naming, "token")
-    for family in ("modernbert", "gpt2", "llama"):
+    for family in ("modernbert", "gpt2", "phi3"):
         naming = Naming(BY_NAME[family], "model", family, "Model", 32, 2)
         with pytest.raises(InteropError) as caught:
             peft_format.check_exportable("lora", lora, naming, "token")
@@ -311,3 +311,53 @@ def test_export_refuses_a_family_whose_token_classification_head_differs() -> No
             f"family {family!r}: its transformers token-classification model's head is not known"
             in str(caught.value)
         )
+
+
+# -- every family whose token-classification head is contlearn's ---------------------------
+
+
+@pytest.mark.parametrize(
+    "label", ["bert", "roberta", "electra", "distilbert", "deberta-v2", "llama", "qwen3", "gemma2"]
+)
+def test_peft_computes_an_exported_tagging_task_on_each_family_it_is_exported_for(
+    label: str, tmp_path: Path
+) -> None:
+    """A LoRA tagging task on a tiny model of the family, exported as contlearn does: peft
+    loads it onto the family's ``...ForTokenClassification`` (its ``classifier``, or the
+    decoders' ``score``) and computes the same logits at every real token."""
+    from peft import PeftModel
+    from transformers import AutoModelForTokenClassification
+
+    from contlearn.interop import peft_format
+    from contlearn.interop.names import naming
+    from contlearn.model.adapted import AdaptedModel
+    from contlearn.model.methods.registry import get_method
+    from contlearn.ops.interop import _serialised
+    from tests.family_configs import tiny_model
+    from tests.test_family_matrix import inputs
+
+    backbone = tiny_model(label)
+    backbone.save_pretrained(tmp_path / "base")
+    model = AdaptedModel(backbone)
+    lora = get_method("lora").config({"rank": 2, "targets": ["query", "value", "ffn_output"]})
+    model.add_task("t", num_outputs=5, adapter=lora, head="token")
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for param in model.tasks["t"].parameters():  # LoRA's B is zero at init
+            param.copy_(torch.randn(param.shape, generator=g) * 0.3)
+    meta = {"model_name": str(tmp_path / "base"), "head": "token"}
+    content = peft_format.export(model.task_state("t"), lora, naming(model), meta)
+    (tmp_path / "out").mkdir()
+    for name, blob in _serialised(content).items():
+        (tmp_path / "out" / name).write_bytes(blob)
+    base = AutoModelForTokenClassification.from_pretrained(tmp_path / "base", num_labels=5)
+    theirs = PeftModel.from_pretrained(base, tmp_path / "out").eval()
+    batch = inputs()
+    model.eval().activate("t")
+    with torch.no_grad():
+        ours, got = model(**batch), theirs(**batch).logits
+    real = batch["attention_mask"].bool()
+    assert ours.shape == got.shape == (*batch["input_ids"].shape, 5)
+    assert (ours[real] - got[real]).abs().max().item() < 1e-5
+    with theirs.disable_adapter(), torch.no_grad():
+        assert not torch.allclose(theirs(**batch).logits[real], ours[real], atol=1e-3)

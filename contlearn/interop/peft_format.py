@@ -12,8 +12,9 @@ base model's, so an import takes it from the backbone, as ``PeftModel.from_pretr
 
 A tagging task's head (dropout, then one linear layer on every token) is the ``classifier`` of
 the encoder families' ``...ForTokenClassification`` (BERT, RoBERTa, ELECTRA, DistilBERT,
-DeBERTa-v2), saved with ``task_type`` ``TOKEN_CLS``; ModernBERT's adds a dense layer and a norm,
-and decoders' are not exported (their adapters' module names are unchecked against peft).
+DeBERTa-v2) and the ``score`` of Llama's, Gemma's and Gemma 2's, saved with ``task_type``
+``TOKEN_CLS``. ModernBERT's adds a dense layer and a norm; GPT-2 (``Conv1D`` projections) and
+Phi-3 (fused projections) are not matched to peft's: they are refused.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ HEADS = {
     },
     "token": {
         family: TOKEN_HEAD for family in ("bert", "roberta", "electra", "distilbert", "deberta-v2")
-    },
+    }
+    | {family: ({"out": "score"}, ["score"]) for family in ("llama", "gemma", "gemma2")},
 }
 KINDS = {"lora": "LORA", "ia3": "IA3"}
 LORA_PLAIN = {  # LoraConfig fields contlearn's LoRA has no counterpart for, at their neutral value
