@@ -193,19 +193,28 @@ def test_peft_loads_the_exported_tagging_folder_and_computes_the_same_logits(
         )
 
 
+TAGS = ["O", "B-ANI", "B-ORG", "I-ORG"]  # the order contlearn gives the data's tags
+
+
+@pytest.mark.parametrize("theirs", [TAGS, ["B-ORG", "O", "I-ORG", "B-ANI"]])
 def test_a_token_cls_folder_saved_by_peft_imports_and_computes_what_peft_does(
     workspace: Workspace,
     word_backbone: Path,  # noqa: F811
     tmp_path: Path,
+    theirs: list[str],
 ) -> None:
+    """peft's own save of a TOKEN_CLS LoRA imports. With the model's config.json beside it, its
+    id2label orders the head's outputs; without it, output i is the data's tag i."""
     import peft
     from transformers import BertForTokenClassification
 
     data = write_tagging_task(tmp_path / "data", n_train=48, n_dev=16)
     workspace.add_task("first", write_keyword_task(tmp_path / "words", seed=4))
     workspace.train_next(epochs=1)
-    tags = ["O", "B-ANI", "B-ORG", "I-ORG"]
-    base = BertForTokenClassification.from_pretrained(word_backbone, num_labels=len(tags))
+    id2label = dict(enumerate(theirs))
+    base = BertForTokenClassification.from_pretrained(
+        word_backbone, num_labels=len(theirs), id2label=id2label
+    )
     config = peft.LoraConfig(
         task_type="TOKEN_CLS", r=2, lora_alpha=6, target_modules=["key", "value"]
     )
@@ -216,12 +225,15 @@ def test_a_token_cls_folder_saved_by_peft_imports_and_computes_what_peft_does(
             if "lora_B" in name or "classifier" in name:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
     model.save_pretrained(tmp_path / "theirs")
-    assert json.loads((tmp_path / "theirs" / "adapter_config.json").read_text())["task_type"] == (
-        "TOKEN_CLS"
-    )
+    if theirs != TAGS:
+        base.config.save_pretrained(tmp_path / "theirs")  # config.json, with id2label
+    saved = json.loads((tmp_path / "theirs" / "adapter_config.json").read_text())
+    assert saved["task_type"] == "TOKEN_CLS"
     result = workspace.import_adapter("ner", tmp_path / "theirs", data)
-    assert list(workspace.ledger.task("ner").labels) == tags  # peft's outputs in the same order
-    close(per_word(model, word_backbone, data), saved_logits(workspace, "ner"), atol=2e-6)
+    assert list(workspace.ledger.task("ner").labels) == TAGS
+    order = [theirs.index(tag) for tag in TAGS]  # our output j is their output order[j]
+    expected = per_word(model, word_backbone, data)[..., order]
+    close(expected, saved_logits(workspace, "ner"), atol=2e-6)
     assert result["method"] == "lora" and result["warnings"] == []
     assert [v["task"] for v in result["verifications"]] == ["first"]
     assert {"entity_f1", "token_accuracy"} <= set(result["metrics"])

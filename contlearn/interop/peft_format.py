@@ -181,8 +181,7 @@ def to_contlearn(
         options, state = _lora(config, own, naming, where)
     else:
         options, state = _ia3(own, naming, where)
-    names = (folder.provenance or {}).get("labels")
-    state |= ordered_head(head, names, labels, where, task_kind)
+    state |= ordered_head(head, _labels(folder), labels, where, task_kind)
     return {
         "method": method,
         "options": options,
@@ -190,6 +189,21 @@ def to_contlearn(
         "base_model": config.get("base_model_name_or_path"),
         "from_backbone": borrowed,
     }
+
+
+def _labels(folder: Folder) -> list[str] | None:
+    """The head's labels in output order: contlearn's provenance file's, else ``id2label`` of a
+    transformers ``config.json`` saved beside the adapter; None when neither names them."""
+    recorded = (folder.provenance or {}).get("labels")
+    if recorded is not None:
+        return recorded
+    id2label = (folder.model_config or {}).get("id2label")
+    if not isinstance(id2label, dict):
+        return None
+    try:
+        return [str(id2label[key]) for key in sorted(id2label, key=int)]
+    except (TypeError, ValueError):  # keys that are not output indices: not a label map
+        return None
 
 
 def _from_backbone(head: dict[str, Any], heads: dict[str, str], naming, backbone) -> list[str]:
