@@ -10,6 +10,7 @@ in one line with nothing written.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -256,28 +257,30 @@ def failed(ws: Workspace, *args: str) -> str:
 def test_a_head_of_another_kind_than_the_data_is_refused_in_one_line(
     workspace: Workspace, tmp_path: Path
 ) -> None:
-    tagging = trained_tagging(workspace, tmp_path, "lora")
+    tagging = trained_tagging(workspace, tmp_path, "houlsby")
     words = write_keyword_task(tmp_path / "words", seed=4)
-    workspace.add_task("cls", words, method="houlsby", options={"norms": "shared"})
+    workspace.add_task("cls", words, method="lora")
     workspace.train_next(epochs=1)
-    for task, fmt in (("ner", "peft"), ("cls", "adapterhub")):
-        workspace.export(task, fmt, tmp_path / f"{task}-{fmt}")
-    message = failed(
-        workspace, "import-adapter", "x", "--from", str(tmp_path / "ner-peft"), "--data", str(words)
-    )
-    assert "has a TOKEN_CLS head (one output row per token)" in message
-    assert "makes a classification task, whose head is SEQ_CLS" in message
-    message = failed(
-        workspace,
-        "import-adapter",
-        "x",
-        "--from",
-        str(tmp_path / "cls-adapterhub"),
-        "--data",
-        str(tagging),
-    )
-    assert "has a classification head (one output row per text)" in message
-    assert "a tagging task, whose head is tagging" in message
+    workspace.export("ner", "adapterhub", tmp_path / "ner-ah")
+    workspace.export("cls", "peft", tmp_path / "cls-peft")
+
+    def imported(folder: Path, data: Path) -> str:
+        return failed(workspace, "import-adapter", "x", "--from", str(folder), "--data", str(data))
+
+    message = imported(tmp_path / "ner-ah", words)
+    assert "has a tagging head (one output row per token)" in message
+    assert "makes a classification task, whose head is classification" in message
+    message = imported(tmp_path / "cls-peft", tagging)
+    assert "has a SEQ_CLS head (one output row per text)" in message
+    assert "makes a tagging task, whose head is TOKEN_CLS" in message
+
+    deeper = tmp_path / "deeper"
+    shutil.copytree(tmp_path / "ner-ah", deeper)
+    about = json.loads((deeper / "head_config.json").read_text())
+    about["config"]["layers"] = 2
+    (deeper / "head_config.json").write_text(json.dumps(about))
+    message = imported(deeper, tagging)
+    assert "head has layers = 2: contlearn's tagging head is a 1-layer tagging head" in message
 
 
 class Spans(TaskKind):
