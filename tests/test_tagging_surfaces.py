@@ -7,13 +7,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from contlearn.api import Workspace
 from tests.conftest import invoke, write_keyword_task
-from tests.test_serve import call, cli_predict, thread_server
+from tests.test_serve import TOKEN, call, cli_predict, cli_server
 from tests.test_tagging import word_backbone, write_tagging_task  # noqa: F401 (a fixture)
 
 TEXT = "the cat saw news tech"
@@ -31,8 +32,12 @@ def ws(tmp_path_factory: pytest.TempPathFactory, word_backbone: Path) -> Workspa
 
 
 @pytest.fixture(scope="module")
-def server(ws: Workspace) -> str:
-    with thread_server(ws, threads=1) as base:  # one thread, as cli_predict computes
+def server(ws: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``contlearn serve`` as a subprocess, on one thread (as ``cli_predict`` computes)."""
+    folder = tmp_path_factory.mktemp("server")
+    (folder / "token").write_text(TOKEN + "\n")
+    args = ["--token-file", str(folder / "token"), "--threads", "1", "--max-wait-ms", "20"]
+    with cli_server(ws.root, folder / "server.log", *args) as (base, _proc):
         yield base
 
 
@@ -118,6 +123,17 @@ def test_hostile_input_for_a_tagging_task_is_a_4xx_never_a_500(server: str, body
     status, answer = call(server, "POST", "/v1/tasks/ner/predict", body)
     assert 400 <= status < 500, answer
     assert answer["error"] and "Traceback" not in answer["error"]
+
+
+def test_a_text_longer_than_max_length_answers_every_word(ws: Workspace, server: str) -> None:
+    """Words past the recorded max length (32 word pieces) have no logits: tagged O."""
+    text = " ".join(["the cat saw news tech"] * 20)
+    status, body = call(server, "POST", "/v1/tasks/ner/predict", {"inputs": [{"tokens": text}]})
+    assert status == 200, body
+    (row,) = body["predictions"]
+    assert [w["word"] for w in row["words"]] == text.split()
+    assert {w["tag"] for w in row["words"][40:]} == {"O"}
+    assert all(e["end"] <= len(" ".join(text.split()[:31])) for e in row["entities"])
 
 
 def test_hostile_input_in_a_mixed_batch_is_a_4xx_never_a_500(server: str) -> None:
