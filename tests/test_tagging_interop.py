@@ -308,6 +308,29 @@ def test_a_kind_whose_head_no_format_holds_is_refused_in_one_line() -> None:
             check_head_type(None, module.HEAD_TYPES, Spans(), "folder f")
 
 
+def test_a_task_of_a_kind_whose_head_no_format_holds_is_refused_before_anything_is_written(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trained task recorded as a kind of its own (registered for this test) whose head type
+    neither format has: ``export`` refuses it in one line, and no folder appears."""
+    import sqlite3
+    from contextlib import closing
+
+    from contlearn import kinds
+
+    trained_tagging(workspace, tmp_path, "lora")
+    monkeypatch.setitem(kinds.KINDS, "spans", Spans())
+    with closing(sqlite3.connect(workspace.root / "contlearn.db")) as db, db:
+        db.execute("UPDATE tasks SET kind = 'spans' WHERE name = 'ner'")
+    for fmt in ("peft", "adapterhub"):
+        out = tmp_path / f"out-{fmt}"
+        result = invoke(workspace, "export", "ner", "--format", fmt, "--out", str(out))
+        assert result.exit_code == 1, result.output
+        message = result.output.strip()
+        assert message.startswith("Error: task 'ner' is a spans task") and "\n" not in message
+        assert not out.exists() and not list(tmp_path.glob(f".out-{fmt}.*"))
+
+
 def test_export_refuses_a_family_whose_token_classification_head_differs() -> None:
     from contlearn.interop import peft_format
     from contlearn.interop.names import Naming

@@ -49,8 +49,9 @@ def export_task(
     recorded = trained_artifacts(ledger, task)
     meta = _recorded_meta(store, recorded, name)
     adapter = method_config(meta.get("method", UNNAMED), meta["adapter"])
-    _check_method(adapter.method, fmt)  # first: --include-norms cannot fix another method
-    _check_kind(kind_of(task), fmt, name)
+    _check_format(fmt)
+    _check_kind(kind_of(task), fmt, name)  # first: no method or option gives it a head
+    _check_method(adapter.method, fmt)  # --include-norms cannot fix another method
     _check_norms(adapter, include_norms, fmt, name)
     from ..runtime.context import open_context
 
@@ -89,9 +90,12 @@ def _recorded_meta(store: ArtifactStore, recorded: dict, name: str) -> dict[str,
     return meta
 
 
-def _check_method(method: str, fmt: str) -> None:
+def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
         raise InteropError(f"unknown format {fmt!r}: use adapterhub or peft")
+
+
+def _check_method(method: str, fmt: str) -> None:
     known = adapterhub.PRESETS if fmt == "adapterhub" else peft_format.KINDS
     if method not in known:
         other = "peft" if fmt == "adapterhub" else "adapterhub"
