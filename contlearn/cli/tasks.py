@@ -224,7 +224,6 @@ def _status_row(row: dict[str, Any]) -> dict[str, Any]:
     fields = f"{','.join(row['text_fields'])} -> {row['label_field']}"
     return {
         **row,
-        "kind": row["kind"] or row["problem_type"],
         "labels": labels,
         "rows": f"{row['train_rows']}/{row['dev_rows']}",
         "fields": fields,

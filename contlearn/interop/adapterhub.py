@@ -85,16 +85,15 @@ ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "swish": "swish", "silu": "swish"
 # head (a Sequential: per layer a Dropout, then a Linear and, but for the last, the activation)
 HEAD_TYPES = {"pooled": "classification", "token": "tagging"}
 HEAD = {"pooled": {"dense": "1", "out": "4"}, "token": {"out": "1"}}
-# what AdapterHub's head must be to compute contlearn's (keys its head_config.json may hold)
+# what AdapterHub's head of that type must be to compute contlearn's (its head_config.json)
 HEAD_SHAPE = {
     "pooled": {
-        "head_type": "classification",
         "layers": 2,
         "activation_function": "tanh",
         "use_pooler": False,
         "bias": True,
     },
-    "token": {"head_type": "tagging", "layers": 1, "bias": True},
+    "token": {"layers": 1, "bias": True},
 }
 HEAD_WORDS = {
     "pooled": "a 2-layer tanh classification head on the first token (no pooler)",
@@ -103,7 +102,8 @@ HEAD_WORDS = {
 
 
 def check_exportable(method: str, config: Any, naming: Naming, head: str) -> None:
-    """``head``: the task's head type; both that AdapterHub holds sit on every family here."""
+    """``head``: the task's head type (AdapterHub's classification and tagging heads are the
+    same on each of its families)."""
     if method not in PRESETS:
         raise InteropError(
             f"method {method!r} has no AdapterHub preset: export houlsby, pfeiffer or parallel "

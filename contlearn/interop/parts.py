@@ -14,6 +14,7 @@ from .names import Naming
 NORM_KINDS = ("attention_norm", "ffn_norm")
 # contlearn's head layers per head type (contlearn.model.heads): what a converted head must hold
 HEAD_LAYERS = {"pooled": ("dense", "out"), "token": ("out",)}
+HEAD_NAMES = {"pooled": "one output row per text", "token": "one output row per token"}
 ONE_PER_LAYER = ("pfeiffer", "parallel")  # their copies: slot i is layer i's ffn_norm
 
 
@@ -144,9 +145,6 @@ def check_head_type(found: Any, holds: dict[str, str], kind: Any, where: str) ->
             f"{where} has {what}, but the task's data makes a {kind.name} task, whose head is "
             f"{wanted}: import it with the data it was trained on"
         )
-
-
-HEAD_NAMES = {"pooled": "one output row per text", "token": "one output row per token"}
 
 
 def base_model_warnings(recorded: Any, identity: str) -> list[str]:
