@@ -113,8 +113,8 @@ def test_predict_with_a_task_field_equals_each_tasks_own_predictions(four_method
     notes: list[str] = []
     mixed = four_methods.predict(None, rows, task_field="task", on_note=notes.append)
     assert notes == [
-        "task 'c' cannot share a forward pass with other tasks' rows: its rows ran in batches "
-        "of their own"
+        "task 'c' cannot share a forward pass with other tasks' rows (its method topk changes "
+        "whole layers): its rows ran in batches of their own"
     ]
     for name in "abcd":
         mine = [i for i, r in enumerate(rows) if r["task"] == name]

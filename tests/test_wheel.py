@@ -79,7 +79,7 @@ def test_init_add_task_status_and_db_current_from_the_wheel(
     out = run(installed, tmp_path, "init", "-w", "ws", "--backbone", str(tiny_backbone))
     assert "created workspace" in out and (tmp_path / "ws" / "contlearn.db").is_file()
     out = run(installed, tmp_path, "add-task", "reviews", "--data", str(data), "-w", "ws")
-    assert "added reviews at position 1" in out
+    assert "added reviews (classification) at position 1" in out
     (task,) = json.loads(run(installed, tmp_path, "status", "--json", "-w", "ws"))["tasks"]
     assert (task["name"], task["status"]) == ("reviews", "pending")
     current = run(installed, tmp_path, "db", "current", "-w", "ws").split()

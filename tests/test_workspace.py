@@ -58,7 +58,8 @@ def test_commands_outside_a_workspace_say_so(tmp_path: Path) -> None:
 def test_add_task_glue_and_status_json(workspace: Workspace, tmp_path: Path) -> None:
     rte = write_glue_task(tmp_path / "data", "rte", n_train=40, n_dev=12)
     out = run("add-task", "rte", "--data", str(rte), "-w", str(workspace.root)).output
-    assert "added rte at position 1: 40 train / 12 dev rows, 2 labels, metric accuracy" in out
+    added = "added rte (classification) at position 1: 40 train / 12 dev rows, 2 labels"
+    assert f"{added}, metric accuracy" in out
     status = json.loads(run("status", "--json", "-w", str(workspace.root)).output)
     (task,) = status["tasks"]
     assert task["name"] == "rte" and task["position"] == 1 and task["status"] == "pending"
@@ -162,6 +163,7 @@ def test_status_table(workspace: Workspace, tmp_path: Path) -> None:
         "name",
         "status",
         "method",
+        "kind",
         "rows",
         "labels",
         "metric",

@@ -51,9 +51,10 @@ def export(
     """Write trained TASK as an AdapterHub or peft adapter folder.
 
     adapterhub: houlsby, pfeiffer and parallel tasks (DoubleSeqBnConfig, SeqBnConfig,
-    ParBnConfig) with their head; load it with model.load_adapter(DIR). peft: lora and ia3
-    tasks, the head in modules_to_save; load it with PeftModel.from_pretrained(base, DIR).
-    contlearn_export.json records the task, run, artifact sha256 and contlearn version.
+    ParBnConfig) with their head (classification, or tagging for a tagging task); load it with
+    model.load_adapter(DIR). peft: lora and ia3 tasks, the head in modules_to_save (task type
+    SEQ_CLS, or TOKEN_CLS for a tagging task); load it with PeftModel.from_pretrained(base,
+    DIR). contlearn_export.json records the task, run, artifact sha256 and contlearn version.
 
     \b
     Example:
@@ -105,8 +106,9 @@ def import_adapter(
 
     Checks the folder fits this backbone, converts it without loss, evaluates it on the
     data's dev split, records the run like a trained task's and verifies every earlier task.
-    Bad input (another format, another backbone, a pickle, keys that do not map) writes
-    nothing.
+    The data decides the task's kind, and the folder's head must be that kind's (a TOKEN_CLS
+    or tagging head for tagging data). Bad input (another format, another backbone, a pickle,
+    keys that do not map, a head of another kind) writes nothing.
 
     \b
     Example:

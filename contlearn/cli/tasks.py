@@ -163,11 +163,14 @@ def _task_options(name: str | None, data: Path | None, kw: dict[str, Any]) -> di
 def _print_added(rows: list[dict[str, Any]], later: list[str]) -> None:
     if not rows:
         click.echo("nothing to add: every task in tasks.toml is registered")
+    from .. import kinds
+
     for r in rows:
-        labels = "regression" if r["labels"] is None else f"{len(r['labels'])} labels"
+        outputs = kinds.get(r["kind"]).describe_outputs(r["labels"])  # "2 labels", "9 tags"
         click.echo(
-            f"added {r['name']} at position {r['position']}: {r['train_rows']} train / "
-            f"{r['dev_rows']} dev rows, {labels}, metric {r['metric']}, method {r['method']}"
+            f"added {r['name']} ({r['kind']}) at position {r['position']}: {r['train_rows']} "
+            f"train / {r['dev_rows']} dev rows, {outputs}, metric {r['metric']}, method "
+            f"{r['method']}"
         )
     if later:
         note(
@@ -181,8 +184,8 @@ def _print_added(rows: list[dict[str, Any]], later: list[str]) -> None:
 @json_option('Print {"tasks": [...]} as JSON.')
 @workspace_options
 def status(workspace: Path, db: str | None, verbose: bool, as_json: bool) -> None:
-    """Show the task sequence: position, name, status, method, rows, labels, metric, score,
-    and the fields `predict` needs (text fields -> label field).
+    """Show the task sequence: position, name, status, method, kind, rows, labels, metric,
+    score, and the fields `predict` needs (text fields -> label field).
 
     \b
     Example:
@@ -207,6 +210,7 @@ STATUS_COLUMNS = [
     "name",
     "status",
     "method",
+    "kind",
     "rows",
     "labels",
     "metric",

@@ -3,7 +3,9 @@
 ``hidden_size``, ``model_class``, ``model_name``, ``model_type``, ``name``, ``version``),
 ``adapter.safetensors`` with keys ``{prefix}.encoder.layer.{i}.{owner}.adapters.{name}.
 adapter_down.0.weight`` (and ``adapter_up``), and the head as ``head_config.json`` and
-``model_head.safetensors`` (``heads.{name}.1`` dense, tanh, ``heads.{name}.4`` output).
+``model_head.safetensors`` (a classification head: ``heads.{name}.1`` dense, tanh,
+``heads.{name}.4`` output; a tagging head of one layer: dropout, ``heads.{name}.1`` output on
+every token).
 
 contlearn's bottleneck methods are AdapterHub presets: houlsby is ``DoubleSeqBnConfig``,
 pfeiffer ``SeqBnConfig``, parallel ``ParBnConfig`` (post-LN families, head on the first token).
@@ -18,7 +20,7 @@ from typing import Any
 from ..errors import InteropError
 from .folder import Folder
 from .names import Naming
-from .parts import check_fit, check_layer, ordered_head, unmapped
+from .parts import check_fit, check_head_type, check_layer, ordered_head, unmapped
 
 VERSION = "adapters.1.3.0"  # the release whose format this writes
 FAMILIES = ("bert", "roberta", "electra")  # post-LN, AdapterHub adapts their output modules
@@ -79,10 +81,29 @@ COMPUTES = (
 )
 SITES = {"houlsby": ("attention_output", "ffn_output")}  # the others: ffn_output alone
 ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "swish": "swish", "silu": "swish", "tanh": "tanh"}
-HEAD = {"dense": "1", "out": "4"}  # contlearn's head -> AdapterHub's layer index
+# contlearn's head type -> AdapterHub's head type; its layers -> their index in AdapterHub's
+# head (a Sequential: per layer a Dropout, then a Linear and, but for the last, the activation)
+HEAD_TYPES = {"pooled": "classification", "token": "tagging"}
+HEAD = {"pooled": {"dense": "1", "out": "4"}, "token": {"out": "1"}}
+# what AdapterHub's head of that type must be to compute contlearn's (its head_config.json)
+HEAD_SHAPE = {
+    "pooled": {
+        "layers": 2,
+        "activation_function": "tanh",
+        "use_pooler": False,
+        "bias": True,
+    },
+    "token": {"layers": 1, "bias": True},
+}
+HEAD_WORDS = {
+    "pooled": "a 2-layer tanh classification head on the first token (no pooler)",
+    "token": "a 1-layer tagging head (one linear layer on every token)",
+}
 
 
-def check_exportable(method: str, config: Any, naming: Naming) -> None:
+def check_exportable(method: str, config: Any, naming: Naming, head: str) -> None:
+    """``head``: the task's head type (AdapterHub's classification and tagging heads are the
+    same on each of its families)."""
     if method not in PRESETS:
         raise InteropError(
             f"method {method!r} has no AdapterHub preset: export houlsby, pfeiffer or parallel "
@@ -117,7 +138,7 @@ def export(
     state: dict[str, Any], config: Any, naming: Naming, name: str, meta: dict[str, Any]
 ) -> dict[str, Any]:
     """The folder's content (file name -> tensors dict or JSON object) for a task's ``state``.
-    ``meta``: model_name, labels (None: regression), dropout."""
+    ``meta``: model_name, labels (None: regression), dropout, head (the task's head type)."""
     method = config.method
     weights, head = {}, {}
     for key, tensor in state.items():
@@ -128,7 +149,7 @@ def export(
             inner = "adapter_down.0" if proj == "down" else "adapter_up"
             weights[f"{naming.owner(kind, layer)}.adapters.{name}.{inner}.{param}"] = tensor
         elif part == "head":
-            head[f"heads.{name}.{HEAD[slot]}.{rest}"] = tensor
+            head[f"heads.{name}.{HEAD[meta['head']][slot]}.{rest}"] = tensor
     return {
         "adapter_config.json": _about(_config(config, naming), naming, name, meta),
         "adapter.safetensors": weights,
@@ -152,6 +173,15 @@ def _config(config: Any, naming: Naming) -> dict[str, Any]:
 
 def _head_config(meta: dict[str, Any]) -> dict[str, Any]:
     labels = meta["labels"] or ["LABEL_0"]
+    if meta["head"] == "token":  # exactly TaggingHead's arguments: its config is passed as them
+        return {
+            "activation_function": "tanh",  # unused with one layer; TaggingHead's default
+            "dropout_prob": meta["dropout"],
+            "head_type": "tagging",
+            "label2id": {label: i for i, label in enumerate(labels)},
+            "layers": 1,
+            "num_labels": len(labels),
+        }
     return {
         "activation_function": "tanh",
         "bias": True,
@@ -265,26 +295,20 @@ def _head_state(folder: Folder, labels: list[str] | None, where: str, kind: Any)
             "with model.save_adapter(DIR, NAME, with_head=True, use_safetensors=True)"
         )
     config = folder.head_config.get("config", {})
-    expected = {
-        "head_type": "classification",
-        "layers": 2,
-        "activation_function": "tanh",
-        "use_pooler": False,
-        "bias": True,
-    }
-    for key, value in expected.items():
+    check_head_type(config.get("head_type"), HEAD_TYPES, kind, where)
+    for key, value in HEAD_SHAPE[kind.head].items():
         if config.get(key, value) != value:
             raise InteropError(
-                f"{where}'s head has {key} = {config.get(key)!r}: contlearn's head is a "
-                "2-layer tanh classification head on the first token (no pooler)"
+                f"{where}'s head has {key} = {config.get(key)!r}: contlearn's {kind.name} head "
+                f"is {HEAD_WORDS[kind.head]}"
             )
     name = str(folder.head_config.get("name", ""))
-    index = {v: k for k, v in HEAD.items()}
+    index = {v: k for k, v in HEAD[kind.head].items()}
     state = {}
     for key, tensor in folder.head.items():
         found = re.fullmatch(rf"heads\.{re.escape(name)}\.(\d+)\.(weight|bias)", key)
         if not found or found.group(1) not in index:
-            raise unmapped(key, "AdapterHub's classification head")
+            raise unmapped(key, f"AdapterHub's {HEAD_TYPES[kind.head]} head")
         state[f"head.{index[found.group(1)]}.{found.group(2)}"] = tensor
     theirs = config.get("label2id")
     names = sorted(theirs, key=theirs.get) if isinstance(theirs, dict) else None

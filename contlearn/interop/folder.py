@@ -23,12 +23,14 @@ LAYOUT = {
 }
 HEAD = ("head_config.json", "model_head.safetensors", "pytorch_model_head.bin")  # AdapterHub's
 PROVENANCE = "contlearn_export.json"
+MODEL_CONFIG = "config.json"  # a transformers config saved beside a peft adapter (id2label)
 NORMS = "contlearn_layer_norms.safetensors"
 
 
 @dataclass(frozen=True)
 class Folder:
-    """A folder read back: its format, config, weights, and the optional extras."""
+    """A folder read back: its format, config, weights, and the optional extras (peft's:
+    the model's ``config.json``, when it was saved beside the adapter)."""
 
     path: Path
     format: str
@@ -38,6 +40,7 @@ class Folder:
     head: dict[str, Any] | None = None
     norms: dict[str, Any] | None = None
     provenance: dict[str, Any] | None = None
+    model_config: dict[str, Any] | None = None
 
 
 def detect(path: Path) -> str:
@@ -79,6 +82,8 @@ def read(path: Path, expected: str | None = None) -> Folder:
         extras["norms"] = read_tensors(path, NORMS, None)
     if (path / PROVENANCE).is_file():
         extras["provenance"] = read_json(path / PROVENANCE)
+    if found == "peft" and (path / MODEL_CONFIG).is_file():
+        extras["model_config"] = read_json(path / MODEL_CONFIG)
     weights = read_tensors(path, weights_name, pickle_name)
     return Folder(path, found, read_json(path / config_name), weights, **extras)
 

@@ -9,6 +9,12 @@ contlearn's head is dense, tanh, output on the first token: BERT's pooler plus i
 and RoBERTa's classification head; other families' heads differ, and are refused. peft's
 default ``modules_to_save`` for SEQ_CLS is the classifier alone: BERT's pooler then stays the
 base model's, so an import takes it from the backbone, as ``PeftModel.from_pretrained`` does.
+
+A tagging task's head (dropout, then one linear layer on every token) is the ``classifier`` of
+the encoder families' ``...ForTokenClassification`` (BERT, RoBERTa, ELECTRA, DistilBERT,
+DeBERTa-v2) and the ``score`` of Llama's, Gemma's and Gemma 2's, saved with ``task_type``
+``TOKEN_CLS``. ModernBERT's adds a dense layer and a norm; GPT-2 (``Conv1D`` projections) and
+Phi-3 (fused projections) are not matched to peft's: they are refused.
 """
 
 from __future__ import annotations
@@ -22,16 +28,29 @@ from ..model.methods.common import PROJECTIONS
 from ..model.methods.ia3 import INPUT_SIDE
 from .folder import Folder
 from .names import Naming
-from .parts import check_fit, check_layer, ordered_head, unmapped
+from .parts import check_fit, check_head_type, check_layer, ordered_head, unmapped
 
 PREFIX = "base_model.model."
-# family -> (where contlearn's head dense and output layer are, modules_to_save)
+# contlearn's head type -> peft's task type (the transformers model class whose head it is)
+HEAD_TYPES = {"pooled": "SEQ_CLS", "token": "TOKEN_CLS"}
+MODEL_CLASSES = {"pooled": "sequence-classification", "token": "token-classification"}
+TOKEN_HEAD = ({"out": "classifier"}, ["classifier"])
+# head type -> family -> (where contlearn's head layers are, modules_to_save)
 HEADS = {
-    "bert": ({"dense": "{prefix}.pooler.dense", "out": "classifier"}, ["classifier", "pooler"]),
-    "roberta": (
-        {"dense": "classifier.dense", "out": "classifier.out_proj"},
-        ["classifier"],
-    ),
+    "pooled": {
+        "bert": (
+            {"dense": "{prefix}.pooler.dense", "out": "classifier"},
+            ["classifier", "pooler"],
+        ),
+        "roberta": (
+            {"dense": "classifier.dense", "out": "classifier.out_proj"},
+            ["classifier"],
+        ),
+    },
+    "token": {
+        family: TOKEN_HEAD for family in ("bert", "roberta", "electra", "distilbert", "deberta-v2")
+    }
+    | {family: ({"out": "score"}, ["score"]) for family in ("llama", "gemma", "gemma2")},
 }
 KINDS = {"lora": "LORA", "ia3": "IA3"}
 LORA_PLAIN = {  # LoraConfig fields contlearn's LoRA has no counterpart for, at their neutral value
@@ -46,23 +65,25 @@ LORA_PLAIN = {  # LoraConfig fields contlearn's LoRA has no counterpart for, at 
 }
 
 
-def check_exportable(method: str, config: Any, naming: Naming) -> None:
+def check_exportable(method: str, config: Any, naming: Naming, head: str) -> None:
+    """``head``: the task's head type (its kind's)."""
     if method not in KINDS:
         raise InteropError(
             f"method {method!r} has no peft equivalent: export lora and ia3 tasks as peft "
             "(houlsby, pfeiffer and parallel as adapterhub)"
         )
-    _head_paths(naming, "export")
+    _head_paths(naming, "export", head)
 
 
-def _head_paths(naming: Naming, verb: str) -> tuple[dict[str, str], list[str]]:
-    if naming.family.name not in HEADS:
+def _head_paths(naming: Naming, verb: str, head: str) -> tuple[dict[str, str], list[str]]:
+    families = HEADS[head]
+    if naming.family.name not in families:
         raise InteropError(
-            f"backbone family {naming.family.name!r}: its transformers sequence-classification "
-            f"head differs from contlearn's, so peft cannot {verb} the task's head exactly "
-            f"(families: {', '.join(HEADS)})"
+            f"backbone family {naming.family.name!r}: its transformers {MODEL_CLASSES[head]} "
+            f"model's head is not known to match contlearn's, so peft cannot {verb} the "
+            f"task's head exactly (families: {', '.join(families)})"
         )
-    paths, save = HEADS[naming.family.name]
+    paths, save = families[naming.family.name]
     return {k: v.format(prefix=naming.prefix) for k, v in paths.items()}, save
 
 
@@ -70,8 +91,8 @@ def export(
     state: dict[str, Any], config: Any, naming: Naming, meta: dict[str, Any]
 ) -> dict[str, Any]:
     """The folder's content (file name -> tensors dict or JSON object) for a task's ``state``.
-    ``meta``: model_name."""
-    heads, _ = _head_paths(naming, "export")
+    ``meta``: model_name, head (the task's head type)."""
+    heads, _ = _head_paths(naming, "export", meta["head"])
     weights = {}
     for key, tensor in state.items():
         part, target, rest = key.split(".", 2)
@@ -103,10 +124,10 @@ def _config(config: Any, naming: Naming, meta: dict[str, Any]) -> dict[str, Any]
     layers = kept_layers(config.leave_out, naming.num_layers)
     common = {
         "peft_type": KINDS[config.method],
-        "task_type": "SEQ_CLS",
+        "task_type": HEAD_TYPES[meta["head"]],
         "base_model_name_or_path": meta["model_name"],
         "target_modules": _pattern(naming, config.targets, layers),
-        "modules_to_save": _head_paths(naming, "export")[1],
+        "modules_to_save": _head_paths(naming, "export", meta["head"])[1],
         "inference_mode": True,
         "fan_in_fan_out": False,
         "revision": None,
@@ -152,15 +173,15 @@ def to_contlearn(
         raise InteropError(
             f"{where} is a {kind} adapter: contlearn imports peft's LORA and IA3 adapters"
         )
-    heads, _ = _head_paths(naming, "import")
+    check_head_type(config.get("task_type"), HEAD_TYPES, task_kind, where)
+    heads, _ = _head_paths(naming, "import", task_kind.head)
     own, head = _split(folder.weights, heads, naming, where)
     borrowed = _from_backbone(head, heads, naming, backbone)
     if method == "lora":
         options, state = _lora(config, own, naming, where)
     else:
         options, state = _ia3(own, naming, where)
-    names = (folder.provenance or {}).get("labels")
-    state |= ordered_head(head, names, labels, where, task_kind)
+    state |= ordered_head(head, _labels(folder), labels, where, task_kind)
     return {
         "method": method,
         "options": options,
@@ -168,6 +189,21 @@ def to_contlearn(
         "base_model": config.get("base_model_name_or_path"),
         "from_backbone": borrowed,
     }
+
+
+def _labels(folder: Folder) -> list[str] | None:
+    """The head's labels in output order: contlearn's provenance file's, else ``id2label`` of a
+    transformers ``config.json`` saved beside the adapter; None when neither names them."""
+    recorded = (folder.provenance or {}).get("labels")
+    if recorded is not None:
+        return recorded
+    id2label = (folder.model_config or {}).get("id2label")
+    if not isinstance(id2label, dict):
+        return None
+    try:
+        return [str(id2label[key]) for key in sorted(id2label, key=int)]
+    except (TypeError, ValueError):  # keys that are not output indices: not a label map
+        return None
 
 
 def _from_backbone(head: dict[str, Any], heads: dict[str, str], naming, backbone) -> list[str]:

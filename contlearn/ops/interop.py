@@ -49,7 +49,9 @@ def export_task(
     recorded = trained_artifacts(ledger, task)
     meta = _recorded_meta(store, recorded, name)
     adapter = method_config(meta.get("method", UNNAMED), meta["adapter"])
-    _check_method(adapter.method, fmt)  # first: --include-norms cannot fix another method
+    _check_format(fmt)
+    _check_kind(kind_of(task), fmt, name)  # first: no method or option gives it a head
+    _check_method(adapter.method, fmt)  # --include-norms cannot fix another method
     _check_norms(adapter, include_norms, fmt, name)
     from ..runtime.context import open_context
 
@@ -57,12 +59,14 @@ def export_task(
     ctx.load_task(task)
     names = naming(ctx.model)
     module = FORMATS[fmt]
-    module.check_exportable(adapter.method, adapter, names)
+    head = kind_of(task).head
+    module.check_exportable(adapter.method, adapter, names, head)
     state = ctx.model.task_state(name)
     about = {
         "model_name": ctx.backbone.identity,
         "labels": task.labels,
         "dropout": meta["train"]["dropout"],
+        "head": head,
     }
     content = (
         module.export(state, adapter, names, name, about)
@@ -86,9 +90,12 @@ def _recorded_meta(store: ArtifactStore, recorded: dict, name: str) -> dict[str,
     return meta
 
 
-def _check_method(method: str, fmt: str) -> None:
+def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
         raise InteropError(f"unknown format {fmt!r}: use adapterhub or peft")
+
+
+def _check_method(method: str, fmt: str) -> None:
     known = adapterhub.PRESETS if fmt == "adapterhub" else peft_format.KINDS
     if method not in known:
         other = "peft" if fmt == "adapterhub" else "adapterhub"
@@ -97,6 +104,16 @@ def _check_method(method: str, fmt: str) -> None:
         raise InteropError(
             f"method {method!r} cannot be exported as {fmt} ({fmt} holds "
             f"{', '.join(known)}): {hint}"
+        )
+
+
+def _check_kind(kind: Any, fmt: str, name: str) -> None:
+    """The format has a head of the task's kind (peft's task types, AdapterHub's head types)."""
+    holds = FORMATS[fmt].HEAD_TYPES
+    if kind.head not in holds:
+        raise InteropError(
+            f"task {name!r} is a {kind.name} task, whose head {fmt} has no place for ({fmt} "
+            f"holds {', '.join(holds.values())} heads): it cannot be exported as {fmt}"
         )
 
 

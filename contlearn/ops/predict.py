@@ -95,7 +95,8 @@ class _Run:
         """Each row's output, in input order: rows of the tasks that can mix (when there are
         several) in mixed-task batches, every other task's rows in batches of their own."""
         metas = {name: self.ctx.task_config(r) for name, r in self.records.items()}
-        mixing = [n for n in self.records if _can_mix(metas[n], self.records[n])]
+        alone = {n: _why_alone(metas[n], r) for n, r in self.records.items()}
+        mixing = [n for n in self.records if alone[n] is None]
         mixed = mixing if len(mixing) > 1 else []
         outputs: list[dict[str, Any]] = [{} for _ in self.names]
         if mixed:
@@ -104,10 +105,10 @@ class _Run:
         for name, record in self.records.items():
             if name in mixed:
                 continue
-            if name not in mixing and on_note is not None:
+            if alone[name] is not None and len(self.records) > 1 and on_note is not None:
                 on_note(
-                    f"task {name!r} cannot share a forward pass with other tasks' rows: its "
-                    "rows ran in batches of their own"
+                    f"task {name!r} cannot share a forward pass with other tasks' rows "
+                    f"({alone[name]}): its rows ran in batches of their own"
                 )
             where = [i for i, n in enumerate(self.names) if n == name]
             texts = [self.texts[i] for i in where]
@@ -257,12 +258,19 @@ def _require_mapping(row: Any, i: int) -> None:
         raise BadData(f"row {i + 1} is a {type(row).__name__}, not an object with named fields")
 
 
-def _can_mix(meta: dict[str, Any], task: TaskRecord) -> bool:
-    """Whether a task's rows can share a forward pass: its method's hooks split (topk's do not)
-    and its head gives one output row per text."""
+def _why_alone(meta: dict[str, Any], task: TaskRecord) -> str | None:
+    """Why a task's rows cannot share a forward pass with other tasks' rows, or None when they
+    can: its method's hooks must split by row (topk's do not) and its head must give one output
+    row per text (a tagging head gives one per token)."""
     from ..model.methods.registry import UNNAMED, get_method
 
-    return get_method(meta.get("method", UNNAMED)).mixes and kind_of(task).head == "pooled"
+    method = meta.get("method", UNNAMED)
+    if not get_method(method).mixes:
+        return f"its method {method} changes whole layers"
+    kind = kind_of(task)
+    if kind.head != "pooled":
+        return f"a {kind.name} task's head gives one output row per token"
+    return None
 
 
 def _encode(
