@@ -19,7 +19,7 @@ from contlearn.api import Workspace
 from contlearn.errors import BackboneError, ConfigError
 from contlearn.model import backbone as bb
 from contlearn.runtime.context import load_recorded_backbone
-from tests.conftest import invoke, write_keyword_task
+from tests.conftest import invoke, save_family_backbone, write_keyword_task
 from tests.family_configs import CONFIGS, VOCAB
 
 gguf = pytest.importorskip("gguf")
@@ -264,3 +264,19 @@ def test_a_workspace_missing_its_converted_folder_says_so(tmp_path: Path, tiny_g
     shutil.rmtree(ws.root / "backbone")
     with pytest.raises(BackboneError, match=r"holds none: restore that folder, or init a new"):
         load_recorded_backbone(ws.ledger, ws.root)
+
+
+def test_a_causal_lm_folder_is_a_backbone_as_it_is(tmp_path: Path) -> None:
+    """A transformers causal-LM folder needs no conversion: its base model is the backbone (the
+    LM head is not used), read straight from the folder."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    folder = save_family_backbone(tmp_path / "lm", "llama")
+    model_type, values = CONFIGS["llama"]
+    torch.manual_seed(1)
+    causal = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **values))
+    causal.save_pretrained(folder)
+    ws = Workspace.create(tmp_path / "ws", backbone=str(folder))
+    recorded = ws.ledger.backbone()
+    assert recorded.fingerprint == bb.fingerprint(causal.model) and recorded.source is None
+    assert not (ws.root / "backbone").exists()
