@@ -187,9 +187,9 @@ def _print_added(rows: list[dict[str, Any]], later: list[str]) -> None:
 @json_option('Print {"backbone": {...}, "tasks": [...]} as JSON.')
 @workspace_options
 def status(workspace: Path, db: str | None, verbose: bool, as_json: bool) -> None:
-    """Show the backbone (and, for a GGUF one, what it was converted from), then the task
-    sequence: position, name, status, method, rows, labels, metric, score, and the fields
-    `predict` needs (text fields -> label field).
+    """Show the task sequence: position, name, status, method, rows, labels, metric, score,
+    and the fields `predict` needs (text fields -> label field); then the backbone (and, for a
+    GGUF one, what it was converted from).
 
     \b
     Example:
@@ -202,18 +202,18 @@ def status(workspace: Path, db: str | None, verbose: bool, as_json: bool) -> Non
     if as_json:
         emit_json({"backbone": backbone, "tasks": rows})
         return
+    if not rows:
+        click.echo("no tasks yet: `contlearn add-task NAME --data PATH` registers one")
+    else:
+        click.echo(format_table([_status_row(r) for r in rows], STATUS_COLUMNS))
+    for row in rows if verbose else ():
+        _print_run(row)
     click.echo(
         f"backbone {backbone['identity']} ({backbone['model_type']}, {backbone['dtype']}), "
         f"fingerprint {backbone['fingerprint'][:12]}"
     )
     if backbone["converted"]:
         click.echo(f"  {backbone['converted']}")
-    if not rows:
-        click.echo("no tasks yet: `contlearn add-task NAME --data PATH` registers one")
-        return
-    click.echo(format_table([_status_row(r) for r in rows], STATUS_COLUMNS))
-    for row in rows if verbose else ():
-        _print_run(row)
 
 
 def _backbone(record: Any) -> dict[str, Any]:
