@@ -137,8 +137,8 @@ def _read(source: GgufSource) -> tuple[Any, Any]:
             folder, gguf_file=name, dtype=torch.float32, **dense
         )
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise BackboneError(
+    except (ImportError, OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise BackboneError(  # ImportError: a gguf older than transformers needs
             f"transformers cannot read {source.path} ({source.architecture}, "
             f"{source.file_type}): {str(exc).splitlines()[0]}"
         ) from exc
