@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ..config import METRICS
+from ..model.converted import summary
 from .app import main
 from .options import json_option, method_options, open_workspace, workspace_options
 from .output import emit_json, format_table, note, plural, scores
@@ -42,7 +43,9 @@ def init(
 ) -> None:
     """Create a workspace: tasks.toml, the ledger and artifacts/.
 
-    Loads the backbone once and records its identity, dtype and weight fingerprint.
+    Loads the backbone once and records its identity, dtype and weight fingerprint. A GGUF
+    file (--backbone model.gguf, needs `pip install gguf`) is dequantised once into the
+    workspace's backbone/ folder, which every later command loads.
 
     \b
     Example:
@@ -50,6 +53,7 @@ def init(
         contlearn init -w ./ws --backbone ./my-bert --db postgresql://u@localhost/cl
         contlearn init -w ./ws --backbone ./my-encoder --layout layout.toml
         contlearn init -w ./ws --backbone ./Qwen3-0.6B --backbone-dtype bf16
+        contlearn init -w ./ws --backbone ./SmolLM2-135M-Instruct.Q4_1.gguf
     """
     from ..api import Workspace
 
@@ -67,6 +71,8 @@ def init(
     click.echo(
         f"backbone {bb.identity} ({bb.model_type}, {bb.num_parameters:,} parameters, {bb.dtype})"
     )
+    if bb.source is not None:
+        click.echo(summary(bb.source, bb.dtype))
     click.echo(f"fingerprint {bb.fingerprint}")
     click.echo(f"ledger {ws.db_url}")
 
@@ -181,11 +187,12 @@ def _print_added(rows: list[dict[str, Any]], later: list[str]) -> None:
 
 @main.command()
 @click.option("--verbose", "-v", is_flag=True, help="Add each task's current run.")
-@json_option('Print {"tasks": [...]} as JSON.')
+@json_option('Print {"backbone": {...}, "tasks": [...]} as JSON.')
 @workspace_options
 def status(workspace: Path, db: str | None, verbose: bool, as_json: bool) -> None:
     """Show the task sequence: position, name, status, method, kind, rows, labels, metric,
-    score, and the fields `predict` needs (text fields -> label field).
+    score, and the fields `predict` needs (text fields -> label field); then the backbone (and,
+    for a GGUF one, what it was converted from).
 
     \b
     Example:
@@ -193,16 +200,31 @@ def status(workspace: Path, db: str | None, verbose: bool, as_json: bool) -> Non
         contlearn status --verbose
         contlearn status --json | jq '.tasks[].name'
     """
-    rows = open_workspace(workspace, db).status(verbose=verbose)
+    ws = open_workspace(workspace, db)
+    rows, backbone = ws.status(verbose=verbose), _backbone(ws.ledger.backbone())
     if as_json:
-        emit_json({"tasks": rows})
+        emit_json({"backbone": backbone, "tasks": rows})
         return
     if not rows:
         click.echo("no tasks yet: `contlearn add-task NAME --data PATH` registers one")
-        return
-    click.echo(format_table([_status_row(r) for r in rows], STATUS_COLUMNS))
+    else:
+        click.echo(format_table([_status_row(r) for r in rows], STATUS_COLUMNS))
     for row in rows if verbose else ():
         _print_run(row)
+    click.echo(
+        f"backbone {backbone['identity']} ({backbone['model_type']}, {backbone['dtype']}), "
+        f"fingerprint {backbone['fingerprint'][:12]}"
+    )
+    if backbone["converted"]:
+        click.echo(f"  {backbone['converted']}")
+
+
+def _backbone(record: Any) -> dict[str, Any]:
+    """What status says of the backbone: the ledger's record, and a line on what a converted
+    one was converted from (None for a backbone loaded as given)."""
+    fields = ("identity", "model_type", "dtype", "fingerprint", "num_parameters", "source")
+    converted = record.source and summary(record.source, record.dtype)
+    return {key: getattr(record, key) for key in fields} | {"converted": converted or None}
 
 
 STATUS_COLUMNS = [

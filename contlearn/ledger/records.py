@@ -18,6 +18,8 @@ class BackboneRecord:
     num_parameters: int
     versions: dict[str, Any]
     dtype: str = "float32"  # what the weights are loaded in (ledgers before 0005: float32)
+    # the file a converted backbone came from (a GGUF: path, sha256, quantisation); else None
+    source: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

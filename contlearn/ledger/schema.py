@@ -67,6 +67,7 @@ class BackboneRow(Base):
     versions: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     dtype: Mapped[str] = mapped_column(String(16), default="float32", server_default="float32")
+    source: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # a converted backbone's origin
 
 
 ACTIVE = "removed_at IS NULL"

