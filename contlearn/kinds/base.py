@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from ..train.batching import Encoded
 
 
+TRAIN_MORE = "train longer (--epochs, --max-train-examples) or with another --lr"
+
+
 class TaskKind:
     """One kind of task. Subclasses set ``name``, ``head`` and ``predicts`` and implement the
     methods; the defaults here fit kinds whose canonical output is one row of logits per

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .base import TaskKind
+from .base import TRAIN_MORE, TaskKind
 
 if TYPE_CHECKING:
     import torch
@@ -57,7 +57,7 @@ class Classification(TaskKind):
         label, share = labels[collapsed[0]], collapsed[1]
         return [
             f"{share:.0%} of {task}'s dev predictions are {label!r}: the task barely uses "
-            "its input; train longer (--epochs, --max-train-examples) or with another --lr"
+            f"its input; {TRAIN_MORE}"
         ]
 
     def outputs(

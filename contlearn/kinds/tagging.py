@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .base import TaskKind
+from .base import TRAIN_MORE, TaskKind
 
 if TYPE_CHECKING:
     import torch
@@ -144,10 +144,7 @@ class Tagging(TaskKind):
         found = {names[t] for row in self.predictions(logits) for t in row if t >= 0}
         if not targets or found - {OUTSIDE}:
             return []
-        return [
-            f"{task} tagged every dev word {OUTSIDE!r} (no entity found): train longer "
-            "(--epochs, --max-train-examples) or with another --lr"
-        ]
+        return [f"{task} tagged every dev word {OUTSIDE!r} (no entity found): {TRAIN_MORE}"]
 
     def outputs(
         self,
