@@ -4,6 +4,9 @@ while loading and once loaded, and a Houlsby training step on this CPU. A BERT-b
 dtype; a thread samples the process's resident memory (VmRSS: allocated tensors and the mapped
 checkpoint's pages alike) every 2 ms to find its peak while loading.
 
+``--tiny`` (the test suite) measures the three rows one after another in one child process:
+a new process spends seconds importing torch, and a tiny model's memory figures say nothing.
+
 Example:
     python benchmarks/backbone_dtype.py
     python benchmarks/backbone_dtype.py --tiny   # tests' tiny BERT, batch 2 x 16, one step
@@ -115,19 +118,33 @@ def measure(folder: str, dtype: str, precision: str, shape: str) -> dict:
     }
 
 
+ROWS = (("float32", "fp32"), ("float32", "bf16"), ("bfloat16", "bf16"))  # (dtype, precision)
+
+
+def measure_in_children(folder: str, shape: str, one_child: bool) -> list[dict]:
+    """Each row of ROWS measured in a new process (all of them in one with ``one_child``)."""
+    pairs = [f"{dtype}:{precision}" for dtype, precision in ROWS]
+    groups = [pairs] if one_child else [[pair] for pair in pairs]
+    rows = []
+    for group in groups:
+        child = [sys.executable, __file__, "--child", folder, shape, *group]
+        out = subprocess.run(child, capture_output=True, text=True, check=True).stdout
+        rows += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return rows
+
+
 def main() -> int:
-    if len(sys.argv) == 5:  # a measuring child
-        print(json.dumps(measure(*sys.argv[1:])))
+    if sys.argv[1:2] == ["--child"]:  # a measuring child: FOLDER SHAPE DTYPE:PRECISION...
+        folder, shape, *pairs = sys.argv[2:]
+        for pair in pairs:
+            print(json.dumps(measure(folder, *pair.split(":"), shape)), flush=True)
         return 0
-    shape = "tiny" if sys.argv[1:] == ["--tiny"] else "bert-base"
+    tiny = sys.argv[1:] == ["--tiny"]
+    shape = "tiny" if tiny else "bert-base"
     _, batch, length, _ = SHAPES[shape]
     with tempfile.TemporaryDirectory() as tmp:
         save_backbone(Path(tmp), shape)
-        rows = []
-        for dtype, precision in (("float32", "fp32"), ("float32", "bf16"), ("bfloat16", "bf16")):
-            child = [sys.executable, __file__, tmp, dtype, precision, shape]
-            out = subprocess.run(child, capture_output=True, text=True, check=True).stdout
-            rows.append(json.loads(out.strip().splitlines()[-1]))
+        rows = measure_in_children(tmp, shape, one_child=tiny)
     fp32 = rows[0]
     print(f"{shape} BERT shape, Houlsby step at batch {batch} x {length} tokens, this CPU")
     print("MB added by loading: anonymous memory (allocated tensors) and resident memory (also")

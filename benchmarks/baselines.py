@@ -5,7 +5,9 @@ folders, used where they are), adapters trained by ``train-next`` and the five b
 report's figures) and prints the table.
 
 ``--tiny`` (the test suite) runs the same commands on tests' tiny random BERT with two
-generated keyword tasks (48 train and 16 dev rows, 1 epoch, 32 tokens), everything under --out.
+generated keyword tasks (48 train and 16 dev rows, 1 epoch, 32 tokens), everything under --out;
+every command but ``compare`` in this process (benchmarks/clirun.py): a new process spends
+seconds importing torch, more than the tiny work.
 
 Example:
     python benchmarks/baselines.py --glue ../shared/data/glue
@@ -23,9 +25,10 @@ import sys
 import time
 from pathlib import Path
 
+import clirun
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "baselines"
-CONTLEARN = [sys.executable, "-m", "contlearn.cli"]
 SEQUENCE = (
     ("bbc-topic", None),
     ("imdb-sentiment", None),
@@ -41,11 +44,24 @@ TINY_SETTINGS = {"epochs": "1", "max_train_examples": "48", "max_length": "32"}
 TINY_COMPARE = COMPARE | {"replay_buffer": "8"}
 
 
-def sh(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
+def sh(*args: str, capture: bool = False, here: bool = False) -> subprocess.CompletedProcess:
+    """``contlearn ARGS`` in a new process (its output shown unless ``capture``), or in this one
+    with ``here`` (its output shown after it); a failure raises CalledProcessError."""
     print(f"$ contlearn {' '.join(args)}", flush=True)
-    return subprocess.run(
-        [*CONTLEARN, *args], check=True, text=True, capture_output=capture, cwd=ROOT
-    )
+    if not here:
+        return subprocess.run(
+            [sys.executable, "-m", "contlearn.cli", *args],
+            check=True,
+            text=True,
+            capture_output=capture,
+            cwd=ROOT,
+        )
+    done = clirun.in_this_process(args)
+    if not capture:
+        print(done.stdout, end="", flush=True)
+        print(done.stderr, end="", file=sys.stderr, flush=True)
+    done.check_returncode()
+    return done
 
 
 def _set(text: str, values: dict[str, str]) -> str:
@@ -80,7 +96,7 @@ def setup_tiny(ws: Path) -> None:
 
     shutil.rmtree(ws, ignore_errors=True)
     backbone = save_tiny_backbone(ws.parent / "tiny-bert")
-    sh("init", "-w", str(ws), "--backbone", str(backbone))
+    sh("init", "-w", str(ws), "--backbone", str(backbone), here=True)
     text = (ws / "tasks.toml").read_text()
     (ws / "tasks.toml").write_text(_set(_set(text, TINY_SETTINGS), TINY_COMPARE))
     keywords = ({"pos": "good", "neg": "bad"}, {"x": "cat", "y": "dog"})
@@ -88,7 +104,7 @@ def setup_tiny(ws: Path) -> None:
         data = write_keyword_task(
             ws.parent / f"data-{seed}", n_train=48, n_dev=16, seed=seed, keywords=words
         )
-        sh("add-task", f"task{seed}", "--data", str(data), "-w", str(ws))
+        sh("add-task", f"task{seed}", "--data", str(data), "-w", str(ws), here=True)
 
 
 def table(results: dict) -> list[str]:
@@ -136,7 +152,7 @@ def main() -> int:
     ws, w = args.workspace.resolve(), ["-w", str(args.workspace.resolve())]
     start = time.perf_counter()
     setup_tiny(ws) if args.tiny else setup(ws, args.glue.resolve())
-    sh("train-next", "--all", "-q", *w)
+    sh("train-next", "--all", "-q", *w, here=args.tiny)
     trained = time.perf_counter() - start
     report = out / "report"
     if report.exists():

@@ -5,6 +5,10 @@ Every configuration runs in a fresh subprocess that writes one JSON file to benc
 matmul peak, training (adapters vs full fine-tuning), the peer (AdapterHub ``adapters`` in its own
 virtual environment), inference and real-token share, growth (audit, CLI), GPU.
 
+The tiny run (the test suite) runs the jobs between the two machine jobs in this process instead
+(``Plan.jobs_here``): a new process spends seconds importing torch and transformers, more than a
+tiny job's work.
+
 Example:
     python benchmarks/run.py                 # full run: about 15 min on 2 idle cores
     python benchmarks/run.py --quick         # MiniLM, length 64, few steps: a few minutes
@@ -15,11 +19,14 @@ Example:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
 import sys
 import time
+import traceback
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -61,6 +68,7 @@ class Plan:
     cli_repeats: int = 5
     task_counts: tuple[int, ...] = (1, 4, 16)  # trained tasks at which the audit is timed
     registered_tasks: int = 1000  # tasks registered when the CLI's start-up is timed
+    jobs_here: bool = False  # the training, inference and growth jobs in this process
 
 
 FULL = Plan("full")
@@ -95,6 +103,7 @@ TINY = Plan(
     cli_repeats=1,
     task_counts=(1, 2),
     registered_tasks=20,
+    jobs_here=True,
 )
 
 
@@ -126,6 +135,43 @@ def run_job(name: str, command: list[str], log: list[dict], out: Path, **env: st
     )
     print(f"[bench] {name}: {'ok' if ok else 'FAILED'} in {seconds:.0f} s", flush=True)
     return ok
+
+
+def run_here(name: str, module: str, args: list, log: list[dict], out: Path) -> bool:
+    """Run the job ``module`` (a script here with ``parse``, ``measure`` and an ``--out``) in
+    this process, its output to OUT/logs/NAME.log; the logged entry says ``in_process``."""
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    print(f"[bench] {name} (in this process) ...", flush=True)
+    load, start, threads = os.getloadavg()[0], time.perf_counter(), torch.get_num_threads()
+    log_file = out / "logs" / f"{name}.log"
+    with open(log_file, "w", encoding="utf-8") as err, redirect_stdout(err), redirect_stderr(err):
+        ok = _measure_here(module, [str(a) for a in args])
+    torch.set_num_threads(threads)  # the job set its own
+    seconds = time.perf_counter() - start
+    entry = {"name": name, "seconds": seconds, "ok": ok, "returncode": 0 if ok else 1}
+    log.append(entry | {"load_average": [load, os.getloadavg()[0]], "in_process": True})
+    print(f"[bench] {name}: {'ok' if ok else 'FAILED'} in {seconds:.0f} s", flush=True)
+    return ok
+
+
+def _measure_here(module: str, argv: list[str]) -> bool:
+    """What the script's ``__main__`` does; a failure's traceback goes to the log."""
+    try:
+        job = importlib.import_module(module)
+        args = job.parse(argv)
+        write_json(args.out, job.measure(args))
+        return True
+    except (Exception, SystemExit):
+        traceback.print_exc()
+        return False
+
+
+def job(plan: Plan, name: str, module: str, args: list, log: list[dict], out: Path) -> bool:
+    """The job ``module`` (benchmarks/MODULE.py ARGS) in a new process, or here for
+    ``plan.jobs_here``."""
+    if plan.jobs_here:
+        return run_here(name, module, args, log, out)
+    return run_job(name, script(f"{module}.py", *args), log, out)
 
 
 def script(name: str, *args: object, python: Path | str = sys.executable) -> list[str]:
@@ -167,7 +213,7 @@ def training(plan: Plan, threads: int, peer: bool, log: list[dict], out: Path) -
             for method in plan.methods:
                 name = f"train-{backbone}-{method}-{length}"
                 args = [*common, "--method", method, "--out", out / f"{name}.json"]
-                run_job(name, script("train_step.py", *args), log, out)
+                job(plan, name, "train_step", args, log, out)
             if peer:
                 name = f"peer-{backbone}-{length}"
                 args = [*common, "--out", out / f"{name}.json"]
@@ -182,14 +228,14 @@ def inference(plan: Plan, threads: int, log: list[dict], out: Path) -> None:
         args += ["--rounds", plan.inference_rounds, "--out", out / f"{name}.json"]
         if GLUE.is_dir() and plan is not TINY:  # the tiny run's inputs are synthetic
             args += ["--glue", GLUE]
-        run_job(name, script("inference.py", *args), log, out)
+        job(plan, name, "inference", args, log, out)
 
 
 def growth(plan: Plan, log: list[dict], out: Path) -> None:
     args = ["--dev-rows", plan.dev_rows, "--audit-repeats", plan.audit_repeats]
     args += ["--task-counts", *plan.task_counts, "--tasks", plan.registered_tasks]
     args += ["--cli-repeats", plan.cli_repeats, "--out", out / "growth.json"]
-    run_job("growth", script("growth.py", *args), log, out)
+    job(plan, "growth", "growth", args, log, out)
 
 
 def clear_results(out: Path) -> None:

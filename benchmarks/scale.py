@@ -14,7 +14,8 @@ task weights cost as tasks accumulate.
 
 ``--tiny`` (the test suite) runs the three parts on tests' tiny random BERT: 2 tasks of 16 dev
 rows grown, 16 generated sentences over 2 tasks in batches of 8, and 2 then 4 tasks built
-(resident limit 2) for the memory probes.
+(resident limit 2) for the memory probes, both in one fresh process (a new process spends
+seconds importing torch, and a tiny model's memory figures say nothing).
 
 Example:
     python benchmarks/scale.py --glue ../shared/data/glue --out benchmarks/out/scale
@@ -238,18 +239,24 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def memory(runs: tuple = MEMORY_RUNS, backbone: str | None = None) -> list[dict]:
+def memory(
+    runs: tuple = MEMORY_RUNS, backbone: str | None = None, one_process: bool = False
+) -> list[dict]:
+    """The probes of ``runs`` (tasks used, resident limit), each in a fresh process (all of
+    them in one with ``one_process``)."""
+    pairs = [f"{count}:{limit}" for count, limit in runs]
     out = []
-    for count, limit in runs:
-        on = [backbone] if backbone else []
+    for group in [pairs] if one_process else [[pair] for pair in pairs]:
         done = subprocess.run(
-            [sys.executable, __file__, "--memory-probe", str(count), str(limit), *on],
+            [sys.executable, __file__, "--memory-probe", backbone or "-", *group],
             capture_output=True,
             text=True,
             check=True,
         )
-        out.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(f"  memory {count} tasks, limit {limit}: {out[-1]['rss_mb']:.0f} MB", file=sys.stderr)
+        out += [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    for row in out:
+        used, limit, rss = row["tasks_used"], row["resident_limit"], row["rss_mb"]
+        print(f"  memory {used} tasks, limit {limit}: {rss:.0f} MB", file=sys.stderr)
     return out
 
 
@@ -369,7 +376,7 @@ def measure(args: argparse.Namespace) -> dict:
             result.update(backbone="tiny BERT", sentences="generated")
             mixed = mixed_throughput(args.glue, args.rows, 2, args.rounds, str(backbone), (8,))
             result["mixed"] = mixed
-            result["memory"] = memory(TINY_MEMORY_RUNS, str(backbone))
+            result["memory"] = memory(TINY_MEMORY_RUNS, str(backbone), one_process=True)
             return result
     result["mixed"] = mixed_throughput(args.glue, args.rows, 16, args.rounds)
     result["memory"] = memory()
@@ -393,8 +400,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["--memory-probe"]:
-        print(json.dumps(memory_probe(int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:5])))
+    if sys.argv[1:2] == ["--memory-probe"]:  # a probing child: BACKBONE|- COUNT:LIMIT...
+        backbone = None if sys.argv[2] == "-" else sys.argv[2]
+        for pair in sys.argv[3:]:
+            count, limit = map(int, pair.split(":"))
+            print(json.dumps(memory_probe(count, limit, backbone)), flush=True)
         return
     args = parse()
     if args.report_only:  # the tables again from the last run's numbers

@@ -16,7 +16,10 @@ Run it where the project is installed (`make gpu-check`), or on a machine with t
 transformers but without the project: `pip install --no-deps --no-index --find-links WHEELS
 contlearn sqlalchemy alembic click tqdm safetensors` first (the wheels built here), then
 `python scripts/gpu_check.py --out OUT`. `--device cpu --shape tiny` runs the same steps on a CPU
-in under a minute (gloo instead of NCCL, fp32), which the test suite does.
+in under a minute (gloo instead of NCCL, fp32). `--tiny` (the test suite) is that with a few dozen
+rows and a few steps, and runs the commands of steps 1 and 3 in this process (the second process
+and torchrun of steps 2 and 4 are new processes still): each new process spends seconds
+importing torch, more than the tiny work.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import random
 import subprocess
 import sys
@@ -34,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import clirun  # noqa: E402
 from common import BERT_BASE, Shape, train_flops  # noqa: E402
 
 SHAPES = {
@@ -52,9 +55,10 @@ WORDS = [
 NOMINAL_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0}  # dense, vendor figures
 
 
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "contlearn.cli", *args]
-    done = subprocess.run(command, capture_output=True, text=True, env=env or os.environ.copy())
+def cli(*args: str, env: dict | None = None, here: bool = False) -> subprocess.CompletedProcess:
+    """``contlearn ARGS`` in a new process, or in this one with ``here`` (benchmarks/clirun.py);
+    a failure ends the check with the command's standard error."""
+    done = clirun.in_this_process(args) if here else clirun.in_new_process(args, env=env)
     if done.returncode != 0:
         raise SystemExit(f"contlearn {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return done
@@ -129,19 +133,20 @@ def reevaluate_in_a_new_process(ws: Path, task: str, device: str) -> str:
 def workflow(work: Path, args: argparse.Namespace) -> dict:
     """Steps 1-4: train, re-evaluate elsewhere, audit on two devices, train under torchrun."""
     bb = backbone(work / "backbone", args.shape)
-    ws = work / "ws"
-    cli("init", "-w", str(ws), "--backbone", str(bb))
+    ws, here = work / "ws", args.tiny
+    cli("init", "-w", str(ws), "--backbone", str(bb), here=here)
     for name, seed in (("a", 1), ("b", 2)):
         data = keyword_task(work / name, seed, args.train_rows, 256, args.words)
-        cli("add-task", name, "--data", str(data), "-w", str(ws))
+        cli("add-task", name, "--data", str(data), "-w", str(ws), here=here)
     precision = "bf16" if args.device.startswith("cuda") else "fp32"
     budget = ["--epochs", "1", "--max-length", "128", "--precision", precision, "--json", "-q"]
     start = time.perf_counter()
-    trained = json.loads(cli("train-next", "--device", args.device, *budget, "-w", str(ws)).stdout)
-    seconds = time.perf_counter() - start
+    train = cli("train-next", "--device", args.device, *budget, "-w", str(ws), here=here)
+    trained, seconds = json.loads(train.stdout), time.perf_counter() - start
     again = reevaluate_in_a_new_process(ws, "a", args.device)
-    same = json.loads(cli("audit", "--device", args.device, "--json", "-q", "-w", str(ws)).stdout)
-    cpu = json.loads(cli("audit", "--device", "cpu", "--json", "-q", "-w", str(ws)).stdout)
+    audit = ("audit", "--json", "-q", "-w", str(ws))
+    same = json.loads(cli(*audit, "--device", args.device, here=here).stdout)
+    cpu = json.loads(cli(*audit, "--device", "cpu", here=here).stdout)
     nproc = cli("train-next", "--nproc", "1", "--device", args.device, *budget, "-w", str(ws))
     (parallel,) = json.loads(nproc.stdout)["runs"]
     (run,) = trained["runs"]
@@ -342,7 +347,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20)
-    return parser.parse_args(argv)
+    parser.add_argument("--tiny", action="store_true", help="CPU, tiny shape, few rows (tests).")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.device, args.shape, args.train_rows, args.words = "cpu", "tiny", 48, 10
+        args.length, args.batch, args.warmup, args.steps = 32, 8, 1, 2
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,9 @@ downloaded), with generated keyword tasks:
 Run it where the project is installed, or as scripts/gpu_check.py describes.
 `--device cpu --shape tiny` runs the same steps on a CPU; `--tiny` (the test suite) runs them on
 the CPU at the smallest size that still takes every step: two tasks (houlsby, then topk with its
-options) of a few dozen rows, one resident task, length 16 and one batch size.
+options) of a few dozen rows, one resident task, length 16 and one batch size; its commands run
+in this process (benchmarks/clirun.py), but for ``audit``, which runs in a new one, as users run
+it: a new process spends seconds importing torch, more than the tiny work.
 """
 
 from __future__ import annotations
@@ -60,16 +62,17 @@ TINY = Size(METHODS[::3], 32, 16, 8, 16, (16,), 1, 1)  # houlsby and topk: two t
 
 def workflow(work: Path, args: argparse.Namespace) -> dict:
     bb = backbone(work / "backbone", args.shape)
-    ws = work / "ws"
+    ws, here = work / "ws", args.tiny
     size = args.size
-    cli("init", "-w", str(ws), "--backbone", str(bb))
+    cli("init", "-w", str(ws), "--backbone", str(bb), here=here)
     for i, (name, method, extra) in enumerate(size.methods):
         data = keyword_task(work / name, i, size.train_rows, size.dev_rows, size.words)
-        cli("add-task", name, "--data", str(data), "--method", method, *extra, "-w", str(ws))
+        add = ("add-task", name, "--data", str(data), "--method", method, *extra)
+        cli(*add, "-w", str(ws), here=here)
     runs = []
     for _ in size.methods:
         budget = ["--epochs", "1", "--max-length", "64", "--verify", "probe", "--json", "-q"]
-        out = cli("train-next", "--device", args.device, *budget, "-w", str(ws)).stdout
+        out = cli("train-next", "--device", args.device, *budget, "-w", str(ws), here=here).stdout
         runs += json.loads(out)["runs"]
     audit = json.loads(cli("audit", "--device", args.device, "--json", "-q", "-w", str(ws)).stdout)
     return {
@@ -85,13 +88,13 @@ def workflow(work: Path, args: argparse.Namespace) -> dict:
             for v in r["verifications"]
         ],
         "audit": audit["verdict"],
-        "predict": mixed_predict(ws, work, args.device, [m[0] for m in size.methods]),
+        "predict": mixed_predict(ws, work, args.device, [m[0] for m in size.methods], here),
     }
 
 
-def mixed_predict(ws: Path, work: Path, device: str, tasks: list[str]) -> dict:
+def mixed_predict(ws: Path, work: Path, device: str, tasks: list[str], here: bool) -> dict:
     """``predict --task-field`` over ``tasks`` with half of them resident, against each task's
-    own predictions."""
+    own predictions (the commands in this process with ``here``)."""
     resident = f"resident_tasks = {len(tasks) // 2}"
     text = (ws / "tasks.toml").read_text().replace("resident_tasks = 64", resident)
     (ws / "tasks.toml").write_text(text)
@@ -114,7 +117,8 @@ def mixed_predict(ws: Path, work: Path, device: str, tasks: list[str]) -> dict:
         str(ws),
     ]
     mixed = [
-        json.loads(x) for x in cli("predict", "--task-field", "task", *args).stdout.splitlines()
+        json.loads(x)
+        for x in cli("predict", "--task-field", "task", *args, here=here).stdout.splitlines()
     ]
     same, worst = 0, 0.0
     for name in tasks:
@@ -123,7 +127,8 @@ def mixed_predict(ws: Path, work: Path, device: str, tasks: list[str]) -> dict:
         texts = [{"text": rows[r["index"]]["text"]} for r in mine]
         path.write_text("".join(json.dumps(row) + "\n" for row in texts))
         own_args = ["--input", str(path), "--device", device, "-q", "-w", str(ws)]
-        alone = [json.loads(x) for x in cli("predict", name, *own_args).stdout.splitlines()]
+        own = cli("predict", name, *own_args, here=here).stdout
+        alone = [json.loads(x) for x in own.splitlines()]
         for m, a in zip(mine, alone, strict=True):
             same += m["label"] == a["label"]
             worst = max(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import string
 from pathlib import Path
 
@@ -153,7 +154,7 @@ def word_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def fast_workspace(root: Path, backbone: Path):
-    """An initialised workspace on ``backbone``, with fast training defaults."""
+    """An initialised workspace at ``root`` on ``backbone``, with fast training defaults."""
     from contlearn.api import Workspace
 
     Workspace.create(root, backbone=str(backbone))
@@ -173,6 +174,25 @@ def word_workspace(tmp_path: Path, word_backbone: Path):
 def workspace(tmp_path: Path, tiny_backbone: Path):
     """An initialised workspace on the tiny backbone, with fast training defaults."""
     return fast_workspace(tmp_path / "ws", tiny_backbone)
+
+
+def settled(ws) -> Path:
+    """``ws``'s root once its ledger connections are closed (the last one folds SQLite's WAL
+    into the database file), ready to be copied by :func:`copy_workspace`."""
+    ws.ledger.engine.dispose()
+    return ws.root
+
+
+def copy_workspace(source: Path, root: Path):
+    """A copy at ``root`` of the workspace at ``source`` (tasks.toml, ledger, artifacts), open.
+
+    A fixture that trains the same workspace for several tests builds it once and hands each
+    test a copy: the ledger records the backbone and each task's data folder by absolute path,
+    and those stay where they are (shared, so a test that edits them builds its own)."""
+    from contlearn.api import Workspace
+
+    shutil.copytree(source, root)
+    return Workspace.open(root)
 
 
 def write_keyword_task(
@@ -203,21 +223,35 @@ def write_keyword_task(
     return folder
 
 
+def add_two_tasks(ws, data: Path):
+    """``ws`` with two keyword tasks registered, a then b, their folders under ``data``."""
+    a = write_keyword_task(data / "a", seed=1)
+    b = write_keyword_task(data / "b", seed=2, keywords={"x": "cat", "y": "dog", "z": "news"})
+    ws.add_task("a", a)
+    ws.add_task("b", b)
+    return ws
+
+
 @pytest.fixture()
 def two_tasks(workspace, tmp_path: Path):
     """The workspace with two keyword tasks registered, a then b."""
-    a = write_keyword_task(tmp_path / "a", seed=1)
-    b = write_keyword_task(tmp_path / "b", seed=2, keywords={"x": "cat", "y": "dog", "z": "news"})
-    workspace.add_task("a", a)
-    workspace.add_task("b", b)
-    return workspace
+    return add_two_tasks(workspace, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def trained_once(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> Path:
+    """The root of ``two_tasks``'s workspace with both tasks trained, built once a session."""
+    base = tmp_path_factory.mktemp("trained")
+    ws = add_two_tasks(fast_workspace(base / "ws", tiny_backbone), base)
+    ws.train_next(all_tasks=True, epochs=1)
+    return settled(ws)
 
 
 @pytest.fixture()
-def trained(two_tasks):
-    """``two_tasks`` with both tasks trained (one epoch each)."""
-    two_tasks.train_next(all_tasks=True, epochs=1)
-    return two_tasks
+def trained(trained_once: Path, tmp_path: Path):
+    """A copy of ``two_tasks`` with both tasks trained (one epoch each), at ``tmp_path / "ws"``;
+    the tasks' data folders are shared: read them, never edit them."""
+    return copy_workspace(trained_once, tmp_path / "ws")
 
 
 def invoke(ws, *args: str, stdin: str | None = None):

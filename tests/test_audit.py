@@ -13,18 +13,35 @@ from click.testing import CliRunner
 
 from contlearn.api import Workspace
 from contlearn.cli import main
-from tests.conftest import save_tiny_backbone, write_keyword_task
+from tests.conftest import copy_workspace, save_tiny_backbone, settled, write_keyword_task
+
+
+def _train(folder: Path) -> Workspace:
+    """Two trained tasks on their own backbone, all under ``folder``."""
+    backbone = save_tiny_backbone(folder / "backbone")
+    ws = Workspace.create(folder / "ws", backbone=str(backbone))
+    ws.add_task("a", write_keyword_task(folder / "a", n_train=48, n_dev=24, seed=1))
+    ws.add_task("b", write_keyword_task(folder / "b", n_train=48, n_dev=24, seed=2))
+    ws.train_next(all_tasks=True, epochs=1, max_length=24)
+    return ws
 
 
 @pytest.fixture()
-def trained(tmp_path: Path) -> Workspace:
-    """Two trained tasks on a backbone folder this test may change."""
-    backbone = save_tiny_backbone(tmp_path / "backbone")
-    ws = Workspace.create(tmp_path / "ws", backbone=str(backbone))
-    ws.add_task("a", write_keyword_task(tmp_path / "a", n_train=48, n_dev=24, seed=1))
-    ws.add_task("b", write_keyword_task(tmp_path / "b", n_train=48, n_dev=24, seed=2))
-    ws.train_next(all_tasks=True, epochs=1, max_length=24)
-    return ws
+def own(tmp_path: Path) -> Workspace:
+    """Two trained tasks on a backbone folder and data folders this test may change."""
+    return _train(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return settled(_train(tmp_path_factory.mktemp("audit")))
+
+
+@pytest.fixture()
+def trained(trained_once: Path, tmp_path: Path) -> Workspace:
+    """A copy of the module's two trained tasks (its artifacts and ledger) for this test to
+    change; their backbone and data folders are shared."""
+    return copy_workspace(trained_once, tmp_path / "ws")
 
 
 def cli(ws: Workspace, *args: str):
@@ -70,18 +87,18 @@ def test_a_deleted_artifact_is_named(trained: Workspace) -> None:
     assert "verdict: tampered (2 tasks," in result.output
 
 
-def test_a_different_backbone_is_refused(trained: Workspace, tmp_path: Path) -> None:
+def test_a_different_backbone_is_refused(own: Workspace, tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "backbone")
     save_tiny_backbone(tmp_path / "backbone", seed=7)
-    result = cli(trained)
+    result = cli(own)
     assert result.exit_code == 1 and "fingerprint" in result.output
     assert "restore the original backbone" in result.output
 
 
-def test_edited_data_is_reported_as_data_drift(trained: Workspace) -> None:
-    dev = Path(trained.ledger.task("a").data_source) / "dev.csv"
+def test_edited_data_is_reported_as_data_drift(own: Workspace) -> None:
+    dev = Path(own.ledger.task("a").data_source) / "dev.csv"
     dev.write_text(dev.read_text().replace("good", "bad", 1))
-    result = cli(trained, "--json")
+    result = cli(own, "--json")
     assert result.exit_code == 1
     rows = {r["task"]: r for r in json.loads(result.output)["tasks"]}
     assert not rows["a"]["data_ok"] and rows["a"]["artifact_ok"]

@@ -18,7 +18,7 @@ from contlearn.config import CompareConfig
 from contlearn.ops.baselines.replay import Replay
 from contlearn.ops.compare import build_results
 from contlearn.ops.full_finetune import checkpoint_path
-from tests.conftest import write_keyword_task
+from tests.conftest import copy_workspace, fast_workspace, settled, write_keyword_task
 
 
 def _write(ws: Workspace, **values: object) -> None:
@@ -33,14 +33,24 @@ def _settings(ws: Workspace, **values: object) -> Workspace:
     return Workspace.open(ws.root)
 
 
-@pytest.fixture()
-def trained(workspace: Workspace, tmp_path: Path) -> Workspace:
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> Path:
+    """Three keyword tasks trained with adapters, built once for this module."""
+    base = tmp_path_factory.mktemp("baselines")
+    workspace = fast_workspace(base / "ws", tiny_backbone)
     keywords = ({"p": "good", "n": "bad"}, {"x": "cat", "y": "dog"}, {"u": "news", "v": "it"})
     for i, (name, words) in enumerate(zip(("a", "b", "c"), keywords, strict=True)):
-        data = write_keyword_task(tmp_path / name, n_train=48, n_dev=16, seed=i, keywords=words)
+        data = write_keyword_task(base / name, n_train=48, n_dev=16, seed=i, keywords=words)
         workspace.add_task(name, data)
     workspace.train_next(all_tasks=True, epochs=1)
-    return _settings(workspace, replay_buffer=24, fisher_examples=8, bootstrap_resamples=200)
+    _write(workspace, replay_buffer=24, fisher_examples=8, bootstrap_resamples=200)
+    return settled(workspace)
+
+
+@pytest.fixture()
+def trained(trained_once: Path, tmp_path: Path) -> Workspace:
+    """A copy of the module's trained workspace for this test to change."""
+    return copy_workspace(trained_once, tmp_path / "ws")
 
 
 def test_every_method_runs_records_and_reports(trained: Workspace, tmp_path: Path) -> None:

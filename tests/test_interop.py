@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from contlearn.errors import InteropError
-from tests.conftest import invoke, write_keyword_task
+from tests.conftest import copy_workspace, fast_workspace, invoke, settled, write_keyword_task
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 
@@ -307,15 +308,29 @@ def failed_import(ws, folder: Path, data: Path, *extra: str) -> str:
     return message
 
 
-@pytest.fixture()
-def exported(workspace, tmp_path: Path):
-    """A trained houlsby task (shared norms) and a lora task, exported; their data folder."""
-    data = trained_task(workspace, tmp_path, "houlsby-shared", "a")
+@pytest.fixture(scope="module")
+def exported_once(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> Path:
+    """``exported``'s folders, built once for the module."""
+    base = tmp_path_factory.mktemp("interop")
+    workspace = fast_workspace(base / "ws", tiny_backbone)
+    data = trained_task(workspace, base, "houlsby-shared", "a")
     workspace.add_task("l", data, method="lora", options={"rank": 2})
     workspace.train_next(epochs=1)
-    workspace.export("a", "adapterhub", tmp_path / "ah")
-    workspace.export("l", "peft", tmp_path / "pf")
-    return workspace, tmp_path / "ah", tmp_path / "pf", data
+    workspace.export("a", "adapterhub", base / "ah")
+    workspace.export("l", "peft", base / "pf")
+    settled(workspace)
+    return base
+
+
+@pytest.fixture()
+def exported(exported_once: Path, tmp_path: Path):
+    """A trained houlsby task (shared norms) and a lora task, exported; their data folder
+    (shared: read it, never edit it). The workspace and the exported folders are copies of the
+    module's for this test to change."""
+    ws = copy_workspace(exported_once / "ws", tmp_path / "ws")
+    for name in ("ah", "pf"):
+        shutil.copytree(exported_once / name, tmp_path / name)
+    return ws, tmp_path / "ah", tmp_path / "pf", exported_once / "data-a"
 
 
 def edited(src: Path, dst: Path, file: str, change) -> Path:

@@ -16,18 +16,43 @@ from contlearn.errors import BackboneMismatch, BadData, VerificationFailed
 from contlearn.runtime.context import open_context
 from contlearn.runtime.probe import probe_plan, recorded
 from contlearn.runtime.verify import verify_earlier
-from tests.conftest import invoke, write_keyword_task
+from tests.conftest import (
+    copy_workspace,
+    fast_workspace,
+    invoke,
+    settled,
+    write_keyword_task,
+)
 
 
-@pytest.fixture()
-def three(workspace, tmp_path: Path):
-    """Three keyword tasks (a, b trained; c pending), 40 dev rows each."""
+def _three(workspace, data: Path):
+    """Three keyword tasks (a, b trained; c pending), 40 dev rows each, their folders under
+    ``data``."""
     for i, name in enumerate("abc"):
-        data = write_keyword_task(tmp_path / name, seed=i, n_train=48, n_dev=40)
-        workspace.add_task(name, data)
+        task = write_keyword_task(data / name, seed=i, n_train=48, n_dev=40)
+        workspace.add_task(name, task)
     workspace.train_next(epochs=1)
     workspace.train_next(epochs=1)
     return workspace
+
+
+@pytest.fixture(scope="module")
+def three_once(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> Path:
+    base = tmp_path_factory.mktemp("probe")
+    return settled(_three(fast_workspace(base / "ws", tiny_backbone), base))
+
+
+@pytest.fixture()
+def three(three_once: Path, tmp_path: Path):
+    """A copy of the module's three tasks (a, b trained; c pending), 40 dev rows each; their
+    data folders are shared."""
+    return copy_workspace(three_once, tmp_path / "ws")
+
+
+@pytest.fixture()
+def three_own(workspace, tmp_path: Path):
+    """The three tasks built for this test, their data folders under ``tmp_path``."""
+    return _three(workspace, tmp_path)
 
 
 def _verifications(ws, name: str) -> list:
@@ -123,7 +148,8 @@ def test_the_probe_sample_is_seeded_and_bounded(three) -> None:
     assert plans == {(earlier[0].id,), (earlier[1].id,)}
 
 
-def test_a_full_verification_reads_each_dev_split_once_per_process(three, tmp_path) -> None:
+def test_a_full_verification_reads_each_dev_split_once_per_process(three_own, tmp_path) -> None:
+    three = three_own
     ctx, current = _context_with_c_claimed(three)
     verify_earlier(ctx, current, settings=VerifyConfig(mode="full"))
     assert len(ctx.splits) == 2
