@@ -26,7 +26,7 @@ from ..model.methods.registry import UNNAMED, method_config
 from ..naming import check_task_name
 from ..runtime.current import trained_artifacts
 from ..runtime.runs import stamp
-from ..runtime.settings import check_overrides
+from ..runtime.settings import resolve
 from ..version import library_versions
 
 FORMATS = {"adapterhub": adapterhub, "peft": peft_format}
@@ -177,12 +177,12 @@ def import_adapter(
         name=check_task_name(name), data=str(Path(data).resolve()), max_length=max_length
     )
     backbone = ledger.backbone()
-    device = check_overrides(defaults, {}, device, backbone.dtype)
+    settings = resolve(defaults, {}, device, backbone.dtype)
     task_data = read_entry(defaults, entry)
     spec = task_spec(entry, task_data)
-    from ..runtime.context import open_context
+    from ..runtime.context import build_context
 
-    ctx = open_context(ledger, store, device)
+    ctx = build_context(ledger, store, settings.target, defaults)
     converted = convert(ctx.model, found, spec)
     spec["settings"] |= {"method": converted["method"], "options": converted["options"]}
     adapter = converted["config"]

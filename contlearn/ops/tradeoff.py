@@ -20,7 +20,7 @@ from ..model.methods.common import check_depth
 from ..model.methods.registry import get_method
 from ..runtime.pace import Report
 from ..runtime.runs import recorded_run, run_values
-from ..runtime.settings import TRAIN_KEYS, task_configs
+from ..runtime.settings import TRAIN_KEYS, resolve, task_configs
 
 PURPOSE = "tradeoff"
 FULL = "full"  # full fine-tuning: the reference point
@@ -166,12 +166,10 @@ def tradeoff(
 ) -> dict[str, Any]:
     """Train every point of ``grid`` on task ``name`` not yet finished with the same settings,
     and return the trade-off: each point's trainable parameters, dev score and seconds."""
-    from ..runtime.settings import check_overrides
-
     unknown = sorted(set(overrides) - set(TRAIN_KEYS))
     if unknown:
         raise ConfigError(f"tradeoff takes the training budget only, not {unknown[0]!r}")
-    device = check_overrides(defaults, overrides, device, ledger.backbone().dtype)
+    settings = resolve(defaults, overrides, device, ledger.backbone().dtype)
     task = ledger.task(name)
     points = _grid(grid, ledger.backbone().num_layers)
     configs = [
@@ -179,7 +177,7 @@ def tradeoff(
         for p in points
     ]
     done = ledger.runs(purpose=PURPOSE, task_id=task.id)
-    trainer = _Trainer(ledger, store, device, task, progress, on_estimate)
+    trainer = _Trainer(ledger, store, settings, task, progress, on_estimate)
     params = ledger.backbone().num_parameters
     for point, config in zip(points, configs, strict=True):
         if not any(_reusable(run, config) for run in done):
@@ -239,8 +237,8 @@ class _Trainer:
     """Trains the points, on one backbone for the parameter-efficient ones and on a fresh copy
     for each full fine-tuning."""
 
-    def __init__(self, ledger, store, device, task, progress, on_estimate):
-        self.ledger, self.store, self.device, self.task = ledger, store, device, task
+    def __init__(self, ledger, store, settings, task, progress, on_estimate):
+        self.ledger, self.store, self.settings, self.task = ledger, store, settings, task
         self.progress, self.on_estimate = progress, on_estimate
         self.shared = None
 
@@ -258,13 +256,16 @@ class _Trainer:
         self._finish(run_id, outcome)
 
     def _train(self, point, config, train, run_id) -> dict[str, Any]:
-        from ..runtime.context import open_context
-
         if point.method == FULL:
-            ctx = open_context(self.ledger, self.store, self.device)
-            return self._full(ctx, train)
-        self.shared = self.shared or open_context(self.ledger, self.store, self.device)
+            return self._full(self._context(), train)
+        self.shared = self.shared or self._context()
         return self._adapter(self.shared, point, config, train, run_id)
+
+    def _context(self) -> Any:
+        """A fresh copy of the backbone on the command's device."""
+        from ..runtime.context import build_context
+
+        return build_context(self.ledger, self.store, self.settings.target, self.settings.workspace)
 
     def _adapter(self, ctx, point, config, train, run_id) -> dict[str, Any]:
         from ..model.adapted import count_parameters

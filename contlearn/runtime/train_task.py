@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import devices, faults, files, interrupts
-from ..config import TrainConfig, WorkspaceConfig
+from ..config import TrainConfig
 from ..eval.recipe import CANONICAL_BATCH_SIZE, EvalResult
 from ..kinds import kind_of
 from ..ledger.records import ArtifactRecord, EvaluationRecord, TaskRecord
@@ -28,17 +28,16 @@ from .current import recorded_post_train
 from .evaluate import evaluate_task, evaluation_record
 from .pace import Report, chain, estimator, training_plan
 from .runs import heartbeat, record_failure
-from .settings import task_configs, verify_settings
+from .settings import Resolved
 from .verify import require_identical, verify_earlier
 
 
 def train_one(
     ctx: ModelContext,
-    defaults: WorkspaceConfig,
+    settings: Resolved,
     task: TaskRecord,
     run_id: int,
     *,
-    overrides: dict,
     progress: bool,
     supersedes: int | None = None,
     on_estimate: Report | None = None,
@@ -47,14 +46,14 @@ def train_one(
     ``supersedes`` is the run a retrain replaces (the task stays trained if this one fails).
     On a rank other than 0 of a data-parallel world it only trains, and returns None."""
     if not ctx.world.main:
-        train_cfg, adapter_cfg = _configs(ctx, defaults, task, overrides)
+        train_cfg, adapter_cfg = _configs(ctx, settings, task)
         fit_task(ctx, task, run_id, train_cfg, adapter_cfg, False)
         return None
     written: list[Path] = []
     verifications: list[EvaluationRecord] = []
     stage = "preparing"  # what an interrupted run records it was doing
     try:
-        train_cfg, adapter_cfg = _configs(ctx, defaults, task, overrides)
+        train_cfg, adapter_cfg = _configs(ctx, settings, task)
         ctx.ledger.update_run(run_id, **run_config(ctx, train_cfg, adapter_cfg))
         ctx.check_backbone()
         stage = "training"
@@ -63,10 +62,9 @@ def train_one(
         stage = "writing artifacts"
         records = write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome.final, written)
         stage = "verifying earlier tasks"
-        settings = verify_settings(defaults, overrides)
         began = time.perf_counter()
         with interrupts.interruptible():
-            verifications = verify_earlier(ctx, task, settings=settings, progress=progress)
+            verifications = verify_earlier(ctx, task, settings=settings.verify, progress=progress)
         verify_seconds = time.perf_counter() - began
         require_identical(ctx.ledger, task, verifications)
         ctx.check_backbone()
@@ -95,10 +93,10 @@ def train_one(
     return result
 
 
-def _configs(ctx: ModelContext, defaults, task: TaskRecord, overrides: dict) -> tuple:
+def _configs(ctx: ModelContext, settings: Resolved, task: TaskRecord) -> tuple:
     """The run's training and method configs, the precision resolved on the context's device
     (a run records what it used, never "auto")."""
-    train_cfg, adapter_cfg = task_configs(defaults, task, overrides)
+    train_cfg, adapter_cfg = settings.task_configs(task)
     return replace(train_cfg, precision=ctx.precision(train_cfg.precision)), adapter_cfg
 
 
