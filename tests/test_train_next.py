@@ -73,7 +73,7 @@ def test_optimizer_holds_exactly_the_task_parameters(two_tasks, monkeypatch) -> 
     claimed = two_tasks.ledger.claim_next_pending(
         {"method": "adapter", "config": {}, "versions": {}}
     )
-    train_one(ctx, resolve(two_tasks.config, {}), *claimed, progress=False)
+    train_one(ctx, resolve(two_tasks.config, {}), *claimed)
     expected = {id(p) for p in ctx.model.tasks["a"].parameters()}
     assert seen == [expected]
     assert not any(id(p) in expected for p in ctx.model.backbone.parameters())
@@ -218,7 +218,7 @@ def test_backbone_attention_dropout_switch_is_recorded_and_changes_training(
     claimed = two_tasks.ledger.claim_next_pending(
         {"method": "adapter", "config": {}, "versions": {}}
     )
-    kept = train_one(ctx, resolve(two_tasks.config, {}), *claimed, progress=False)
+    kept = train_one(ctx, resolve(two_tasks.config, {}), *claimed)
     assert _train_config(two_tasks, "a")["backbone_attention_dropout"] is True  # the default
 
     off_ws = Workspace.create(tmp_path / "off", backbone=str(tiny_backbone))
@@ -238,7 +238,6 @@ def test_backbone_attention_dropout_switch_is_recorded_and_changes_training(
         ctx,
         resolve(two_tasks.config, {"backbone_attention_dropout": False}),
         *claimed,
-        progress=False,
     )
     assert _train_config(two_tasks, "b")["backbone_attention_dropout"] is False
     assert [getattr(o, a) for o, a in ctx.model.attention_dropouts] == before == [0.1, 0.1]

@@ -21,6 +21,7 @@ from ..ledger.records import ArtifactRecord, EvaluationRecord, TaskRecord
 from ..ledger.schema import HOST_LOGITS, HOST_REFERENCE
 from ..ledger.store import Ledger
 from ..runtime.current import recorded_post_train, trained_artifacts
+from ..runtime.events import QUIET, Events
 from ..runtime.runs import failure_recorded, run_values
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def audit(
     *,
     task: str | None = None,
     device: str = "auto",
-    progress: bool = False,
+    events: Events = QUIET,
     adopt_host: bool = False,
 ) -> dict[str, Any]:
     """Audit the trained tasks (or one) on ``device``; returns per-task rows and a verdict.
@@ -55,7 +56,7 @@ def audit(
         ledger.finish_run(run_id, status="succeeded", verdict="backbone-mismatch", error=str(exc))
         raise
     with failure_recorded(ledger, run_id, "auditing"), interruptible():
-        audited = [_audit_task(ctx, record, progress) for record in tasks]
+        audited = [_audit_task(ctx, record, events) for record in tasks]
         adopted = adopt(ctx, run_id, audited) if adopt_host else ([], [])
     summary = _summary([row for row, _, _ in audited], time.perf_counter() - start, run_id)
     ledger.finish_run(
@@ -102,7 +103,7 @@ def _tasks_to_audit(ledger: Ledger, name: str | None) -> list[TaskRecord]:
     return [t for t in ledger.tasks() if t.status == "trained"]
 
 
-def _audit_task(ctx: ModelContext, task: TaskRecord, progress: bool):
+def _audit_task(ctx: ModelContext, task: TaskRecord, events: Events):
     """One task's audit row, the evaluation record of it and its replay (None if none ran)."""
     recorded = recorded_post_train(ctx.ledger, task)
     row = _blank_row(task, recorded)
@@ -110,7 +111,7 @@ def _audit_task(ctx: ModelContext, task: TaskRecord, progress: bool):
     check = None
     if row["artifact_ok"] and row["data_ok"]:
         try:
-            check = _reevaluate(ctx, task, recorded, row, progress)
+            check = _reevaluate(ctx, task, recorded, row, events)
         except ArtifactError as exc:  # checksum matched but the file does not load
             row["artifact_ok"] = False
             row["findings"].append(str(exc))
@@ -177,10 +178,10 @@ def _check_files(ctx: ModelContext, task: TaskRecord, row: dict[str, Any]) -> No
         )
 
 
-def _reevaluate(ctx, task, recorded: EvaluationRecord, row, progress) -> Any:
+def _reevaluate(ctx, task, recorded: EvaluationRecord, row, events: Events) -> Any:
     from ..runtime.verify import reproduce
 
-    check = reproduce(ctx, task, progress=progress)
+    check = reproduce(ctx, task, events=events)
     now = check.now
     row.update(
         now=now.primary_value,

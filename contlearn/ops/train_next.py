@@ -7,7 +7,6 @@ bad setting comes back without loading the backbone (or importing torch).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import interrupts
@@ -15,7 +14,7 @@ from ..artifacts import ArtifactStore
 from ..config import WorkspaceConfig
 from ..errors import NoPendingTask, PeerFailed
 from ..ledger.store import Ledger
-from ..runtime.pace import Report
+from ..runtime.events import QUIET, Events
 from ..runtime.runs import is_abandoned, record_failure, stamp
 from ..runtime.settings import Resolved, check_queue_lengths, resolve
 from ..train.world import SINGLE, World
@@ -31,15 +30,13 @@ def train_pending(
     defaults: WorkspaceConfig,
     *,
     all_tasks: bool = False,
-    progress: bool = False,
-    on_result: Callable[[dict[str, Any]], None] | None = None,
-    on_estimate: Report | None = None,
+    events: Events = QUIET,
     device: str | None = None,
     **overrides: Any,
 ) -> list[dict[str, Any]]:
-    """Train the first pending task (or every pending task, in order). ``on_result`` gets each
-    run's result as it finishes, ``on_estimate`` each training's size and estimated time once
-    its first steps are timed. ``device`` defaults to the workspace's (tasks.toml).
+    """Train the first pending task (or every pending task, in order). ``events`` hears each
+    run's result as it finishes and each training's size and estimated time once its first
+    steps are timed. ``device`` defaults to the workspace's (tasks.toml).
 
     Under ``torchrun`` every process of the world calls this: rank 0 claims each task and
     records it, the others train beside it and return nothing."""
@@ -50,19 +47,15 @@ def train_pending(
     )
     world = world_from_environment()
     if world.distributed:
-        return _train_distributed(
-            ledger, store, settings, world, all_tasks, progress, on_result, on_estimate
-        )
-    options = {"progress": progress, "on_estimate": on_estimate}
+        return _train_distributed(ledger, store, settings, world, all_tasks, events)
     ctx: ModelContext | None = None
     results: list[dict[str, Any]] = []
     while (claimed := ledger.claim_next_pending(_claim(), is_abandoned)) is not None:
         ctx = ctx or _open_and_load(ledger, store, settings, claimed[1], "pending")
         from ..runtime.train_task import train_one
 
-        results.append(train_one(ctx, settings, *claimed, **options))
-        if on_result is not None:
-            on_result(results[-1])
+        results.append(train_one(ctx, settings, *claimed, events=events))
+        events.result(results[-1])
         if not all_tasks:
             break
     if not results:
@@ -70,9 +63,7 @@ def train_pending(
     return results
 
 
-def _train_distributed(
-    ledger, store, settings, world, all_tasks, progress, on_result, on_estimate
-) -> list[dict[str, Any]]:
+def _train_distributed(ledger, store, settings, world, all_tasks, events) -> list[dict[str, Any]]:
     """The same queue over several processes: rank 0 claims a task and shares it, every rank
     trains it, rank 0 writes, verifies and records."""
     from .. import devices
@@ -81,7 +72,7 @@ def _train_distributed(
     target = devices.resolve(distributed.rank_device(settings.device, world))
     world = distributed.start(world, target)
     main = world.main
-    options = {"progress": progress and main, "on_estimate": on_estimate}
+    events = events if main else events.without_bars()
     ctx, results = None, []
     try:
         while True:
@@ -96,14 +87,13 @@ def _train_distributed(
             from ..runtime.train_task import train_one
 
             try:
-                result = train_one(ctx, settings, *claimed, **options)
+                result = train_one(ctx, settings, *claimed, events=events)
                 distributed.share(world, None)  # the others wait while rank 0 records
             except RuntimeError as exc:
                 raise _peer_failure(exc, claimed[0].name) from exc
             if main:
                 results.append(result)
-                if on_result is not None:
-                    on_result(result)
+                events.result(result)
             if not all_tasks:
                 break
     except BaseException:
@@ -121,8 +111,7 @@ def retrain(
     defaults: WorkspaceConfig,
     name: str,
     *,
-    progress: bool = False,
-    on_estimate: Report | None = None,
+    events: Events = QUIET,
     device: str | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
@@ -141,9 +130,8 @@ def retrain(
         settings,
         task,
         run_id,
-        progress=progress,
+        events=events,
         supersedes=current,
-        on_estimate=on_estimate,
     )
 
 

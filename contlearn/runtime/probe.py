@@ -66,8 +66,6 @@ def probe_earlier(
     current: TaskRecord,
     earlier: list[TaskRecord],
     budget: int,
-    *,
-    progress: bool = False,
 ) -> list[EvaluationRecord]:
     """One probe record per earlier task (the batch re-run, if it was sampled)."""
     ctx.check_backbone()

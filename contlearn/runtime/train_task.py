@@ -26,7 +26,8 @@ from ..version import library_versions
 from .context import ModelContext, read_task_data, training_rows
 from .current import recorded_post_train
 from .evaluate import evaluate_task, evaluation_record
-from .pace import Report, chain, estimator, training_plan
+from .events import QUIET, Events
+from .pace import chain, estimator, training_plan
 from .runs import heartbeat, record_failure
 from .settings import Resolved
 from .verify import require_identical, verify_earlier
@@ -38,16 +39,15 @@ def train_one(
     task: TaskRecord,
     run_id: int,
     *,
-    progress: bool,
+    events: Events = QUIET,
     supersedes: int | None = None,
-    on_estimate: Report | None = None,
 ) -> dict[str, Any]:
     """Train ``task`` (claimed by run ``run_id``), write and verify; returns the run's result.
     ``supersedes`` is the run a retrain replaces (the task stays trained if this one fails).
     On a rank other than 0 of a data-parallel world it only trains, and returns None."""
     if not ctx.world.main:
         train_cfg, adapter_cfg = _configs(ctx, settings, task)
-        fit_task(ctx, task, run_id, train_cfg, adapter_cfg, False)
+        fit_task(ctx, task, run_id, train_cfg, adapter_cfg, events.without_bars())
         return None
     written: list[Path] = []
     verifications: list[EvaluationRecord] = []
@@ -57,14 +57,14 @@ def train_one(
         ctx.ledger.update_run(run_id, **run_config(ctx, train_cfg, adapter_cfg))
         ctx.check_backbone()
         stage = "training"
-        outcome = fit_task(ctx, task, run_id, train_cfg, adapter_cfg, progress, on_estimate)
+        outcome = fit_task(ctx, task, run_id, train_cfg, adapter_cfg, events)
         interrupts.checkpoint()
         stage = "writing artifacts"
         records = write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome.final, written)
         stage = "verifying earlier tasks"
         began = time.perf_counter()
         with interrupts.interruptible():
-            verifications = verify_earlier(ctx, task, settings=settings.verify, progress=progress)
+            verifications = verify_earlier(ctx, task, settings=settings.verify, events=events)
         verify_seconds = time.perf_counter() - began
         require_identical(ctx.ledger, task, verifications)
         ctx.check_backbone()
@@ -156,8 +156,7 @@ def fit_task(
     run_id: int,
     train_cfg: TrainConfig,
     adapter_cfg: Any,
-    progress: bool,
-    on_estimate: Report | None = None,
+    events: Events = QUIET,
 ) -> Fitted:
     from ..train.loop import train
     from ..train.seeding import seed_everything
@@ -177,11 +176,10 @@ def fit_task(
     )
     model.activate(task.name)
     main, world = ctx.world.main, ctx.world
-    picked = {"task": task.name, "selection": "dev" if held is None else "holdout"}
     size = training_plan(
         len(train_split.encoded), train_cfg.epochs, train_cfg.batch_size * world.size
     )
-    report = None if on_estimate is None else (lambda e: on_estimate({**picked, **e}))
+    report = events.estimates(task=task.name, selection="dev" if held is None else "holdout")
     on_step = chain(heartbeat(ctx.ledger, run_id), estimator(size, report)) if main else None
     limit = train_cfg.prefix_cache_mb * 2**20 if train_cfg.cache_frozen_prefix else None
     with (
@@ -197,7 +195,7 @@ def fit_task(
             train_cfg,
             kind=kind_of(task),
             evaluate=lambda: evaluate_task(ctx, task, pick).primary_value,
-            progress=progress,
+            progress=events.bars,
             desc=task.name,
             on_step=on_step,
             device=ctx.device,
@@ -206,7 +204,7 @@ def fit_task(
         )
     if not main:
         return Fitted(result)
-    final = evaluate_task(ctx, task, dev, progress=progress)
+    final = evaluate_task(ctx, task, dev, events=events)
     sent = allreduce_bytes(model.trainable_parameters(task.name)) if world.distributed else 0
     return Fitted(
         result,
