@@ -203,10 +203,12 @@ class Workspace:
         from .ops.train_next import train_pending
         from .runtime.events import Events
 
-        events = Events(bars=progress, on_estimate=on_estimate, on_result=on_result)
-        return train_pending(
+        hear = None if on_result is None else (lambda result: on_result(result.as_dict()))
+        events = Events(bars=progress, on_estimate=on_estimate, on_result=hear)
+        results = train_pending(
             self.ledger, self.store, self.config, all_tasks=all_tasks, events=events, **options
         )
+        return [result.as_dict() for result in results]
 
     def retrain(
         self, name: str, *, progress: bool = False, on_estimate: Any = None, **options: Any
@@ -217,7 +219,8 @@ class Workspace:
         from .runtime.events import Events
 
         events = Events(bars=progress, on_estimate=on_estimate)
-        return retrain(self.ledger, self.store, self.config, name, events=events, **options)
+        result = retrain(self.ledger, self.store, self.config, name, events=events, **options)
+        return result.as_dict()
 
     def export(
         self, name: str, fmt: str, out: str | Path, *, include_norms: bool = False

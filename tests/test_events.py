@@ -7,7 +7,6 @@ from contlearn.runtime.events import QUIET, Events
 
 def test_an_events_object_without_hooks_hears_nothing_and_times_nothing() -> None:
     assert QUIET.bars is False and QUIET.estimates(task="a") is None
-    QUIET.result({"task": "a"})
     QUIET.point({"label": "lora"})
     heard: list = []
     events = Events(bars=True, on_estimate=heard.append)

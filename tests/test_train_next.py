@@ -229,7 +229,7 @@ def test_backbone_attention_dropout_switch_is_recorded_and_changes_training(
     assert out.exit_code == 0, out.output
     (off,) = json.loads(out.output)["runs"]
     assert _train_config(off_ws, "a")["backbone_attention_dropout"] is False
-    assert off["history"][0]["loss"] != kept["history"][0]["loss"]  # the switch reached training
+    assert off["history"][0]["loss"] != kept.history[0]["loss"]  # the switch reached training
 
     claimed = two_tasks.ledger.claim_next_pending(
         {"method": "adapter", "config": {}, "versions": {}}

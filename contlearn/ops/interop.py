@@ -296,7 +296,7 @@ def _record(ctx, task, run_id, train_cfg, adapter, imported, events, verify) -> 
         "history": [],
         "seconds": 0.0,
         "warnings": imported["warnings"],
-        "verifications": [verification_row(ctx.ledger, v) for v in verifications],
+        "verifications": [verification_row(ctx.ledger, v).as_dict() for v in verifications],
     }
     post = evaluation_record(task, final, "post-train")
     ctx.ledger.finish_run(

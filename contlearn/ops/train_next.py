@@ -22,6 +22,7 @@ from ..train.world import from_environment as world_from_environment
 
 if TYPE_CHECKING:
     from ..runtime.context import ModelContext
+    from ..runtime.results import RunResult
 
 
 def train_pending(
@@ -33,7 +34,7 @@ def train_pending(
     events: Events = QUIET,
     device: str | None = None,
     **overrides: Any,
-) -> list[dict[str, Any]]:
+) -> list[RunResult]:
     """Train the first pending task (or every pending task, in order). ``events`` hears each
     run's result as it finishes and each training's size and estimated time once its first
     steps are timed. ``device`` defaults to the workspace's (tasks.toml).
@@ -49,7 +50,7 @@ def train_pending(
     if world.distributed:
         return _train_distributed(ledger, store, settings, world, all_tasks, events)
     ctx: ModelContext | None = None
-    results: list[dict[str, Any]] = []
+    results: list[RunResult] = []
     while (claimed := ledger.claim_next_pending(_claim(), is_abandoned)) is not None:
         ctx = ctx or _open_and_load(ledger, store, settings, claimed[1], "pending")
         from ..runtime.train_task import train_one
@@ -63,7 +64,7 @@ def train_pending(
     return results
 
 
-def _train_distributed(ledger, store, settings, world, all_tasks, events) -> list[dict[str, Any]]:
+def _train_distributed(ledger, store, settings, world, all_tasks, events) -> list[RunResult]:
     """The same queue over several processes: rank 0 claims a task and shares it, every rank
     trains it, rank 0 writes, verifies and records."""
     from .. import devices
@@ -114,7 +115,7 @@ def retrain(
     events: Events = QUIET,
     device: str | None = None,
     **overrides: Any,
-) -> dict[str, Any]:
+) -> RunResult:
     """Train task ``name`` again, a new adapter from scratch. The new run becomes the task's
     current one only if it succeeds, its verification of every other trained task included;
     until then, and if it fails, the run before it serves the task."""

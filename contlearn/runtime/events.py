@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .pace import Report
+from .results import RunResult
 
 Hear = Callable[[dict[str, Any]], None]
 
@@ -23,7 +24,7 @@ class Events:
 
     bars: bool = False
     on_estimate: Report | None = None
-    on_result: Hear | None = None
+    on_result: Callable[[RunResult], None] | None = None
     on_point: Hear | None = None
 
     def estimates(self, **about: Any) -> Report | None:
@@ -34,7 +35,7 @@ class Events:
         hear = self.on_estimate
         return lambda plan: hear({**about, **plan})
 
-    def result(self, result: dict[str, Any]) -> None:
+    def result(self, result: RunResult) -> None:
         if self.on_result is not None:
             self.on_result(result)
 

@@ -28,6 +28,7 @@ from .current import recorded_post_train
 from .evaluate import evaluate_task, evaluation_record
 from .events import QUIET, Events
 from .pace import chain, estimator, training_plan
+from .results import RunResult, Verification
 from .runs import heartbeat, record_failure
 from .settings import Resolved
 from .verify import require_identical, verify_earlier
@@ -41,7 +42,7 @@ def train_one(
     *,
     events: Events = QUIET,
     supersedes: int | None = None,
-) -> dict[str, Any]:
+) -> RunResult | None:
     """Train ``task`` (claimed by run ``run_id``), write and verify; returns the run's result.
     ``supersedes`` is the run a retrain replaces (the task stays trained if this one fails).
     On a rank other than 0 of a data-parallel world it only trains, and returns None."""
@@ -76,9 +77,8 @@ def train_one(
             undo_run(ctx, task, run_id, exc, written, verifications, status, stage)
         raise
     post = evaluation_record(task, outcome.final, "post-train")
-    result = _result(ctx, task, run_id, outcome, records, verifications)
-    result["supersedes"] = supersedes
-    result["verification_seconds"] = verify_seconds
+    ran = (supersedes, verify_seconds)
+    result = _result(ctx, task, run_id, outcome, records, verifications, ran)
     ctx.ledger.finish_run(
         run_id,
         status="succeeded",
@@ -88,7 +88,7 @@ def train_one(
         seconds=outcome.train.seconds,
         examples=outcome.train.examples,
         examples_per_second=outcome.train.examples_per_second,
-        result=result,
+        result=result.as_dict(),
     )
     return result
 
@@ -286,39 +286,43 @@ def undo_run(ctx, task, run_id, exc, written, verifications, task_status, stage=
     record_failure(ctx.ledger, run_id, exc, verifications, task_status=task_status, during=stage)
 
 
-def _result(ctx, task, run_id, outcome, records, verifications) -> dict[str, Any]:
+def _result(ctx, task, run_id, outcome, records, verifications, ran) -> RunResult:
+    """The run's result; ``ran``: the run a retrain replaces, and the seconds verifying took."""
     trained, final = outcome.train, outcome.final
     weights = next(r for r in records if r.role == "weights")
-    return {
-        "task": task.name,
-        "run_id": run_id,
-        "metrics": final.metrics,
-        "metric": task.metric,
-        "logits_sha256": final.logits_sha256,
-        "trainable_params": weights.trainable_params,
-        "trainable_pct": 100.0 * weights.trainable_params / weights.backbone_params,
-        "best_epoch": trained.best_epoch,
-        "history": trained.history,
-        "seconds": trained.seconds,
-        "examples_per_second": trained.examples_per_second,
-        "real_token_share": trained.real_token_share,
-        "warnings": outcome.warnings,
-        "world_size": ctx.world.size,
-        "allreduce_bytes_per_step": outcome.allreduce_bytes,
-        "prefix_cache": outcome.prefix_cache,
-        "verifications": [verification_row(ctx.ledger, v) for v in verifications],
-    }
+    return RunResult(
+        task=task.name,
+        run_id=run_id,
+        metrics=final.metrics,
+        metric=task.metric,
+        logits_sha256=final.logits_sha256,
+        trainable_params=weights.trainable_params,
+        trainable_pct=100.0 * weights.trainable_params / weights.backbone_params,
+        best_epoch=trained.best_epoch,
+        history=trained.history,
+        seconds=trained.seconds,
+        examples_per_second=trained.examples_per_second,
+        real_token_share=trained.real_token_share,
+        warnings=outcome.warnings,
+        world_size=ctx.world.size,
+        allreduce_bytes_per_step=outcome.allreduce_bytes,
+        prefix_cache=outcome.prefix_cache,
+        verifications=tuple(verification_row(ctx.ledger, v) for v in verifications),
+        supersedes=ran[0],
+        verification_seconds=ran[1],
+    )
 
 
-def verification_row(ledger: Ledger, v: EvaluationRecord) -> dict[str, Any]:
+def verification_row(ledger: Ledger, v: EvaluationRecord) -> Verification:
+    """What a run's result says of one verification record."""
     earlier = ledger.task_by_id(v.task_id)
-    return {
-        "task": earlier.name,
-        "recorded": recorded_post_train(ledger, earlier).metrics,
-        "now": v.metrics,
-        "logits_sha256": v.logits_sha256,
-        "identical": v.identical,
-        "outcome": v.outcome,
-        "mode": v.mode,
-        "examples_rerun": v.example_count,
-    }
+    return Verification(
+        task=earlier.name,
+        recorded=recorded_post_train(ledger, earlier).metrics,
+        now=v.metrics,
+        logits_sha256=v.logits_sha256,
+        identical=v.identical,
+        outcome=v.outcome,
+        mode=v.mode,
+        examples_rerun=v.example_count,
+    )
