@@ -31,7 +31,7 @@ from .events import QUIET, Events
 from .references import adopted_references, matching
 
 
-@dataclass
+@dataclass(frozen=True)
 class Reproduction:
     """A replayed evaluation, compared with the recorded one (or this host's adopted reference).
 
