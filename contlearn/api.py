@@ -399,9 +399,19 @@ class Workspace:
 
         return rebuild_report(self.ledger, self.root, comparison_id, out)
 
-    def predict(self, task: str, rows: Iterable[dict[str, Any]], **kwargs: Any) -> list[dict]:
+    def predict(
+        self,
+        task: str,
+        rows: Iterable[dict[str, Any]],
+        *,
+        progress: bool = False,
+        on_note: Any = None,
+        **kwargs: Any,
+    ) -> list[dict]:
         """One result per row: the predicted label (or value) and the class probabilities."""
         from .ops.predict import predict
+        from .runtime.events import Events
 
         kwargs["device"] = kwargs.get("device") or self.config.device
-        return predict(self.ledger, self.store, task, rows, **kwargs)
+        events = Events(bars=progress, on_note=on_note)
+        return predict(self.ledger, self.store, task, rows, events=events, **kwargs)

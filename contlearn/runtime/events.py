@@ -20,12 +20,14 @@ Hear = Callable[[dict[str, Any]], None]
 class Events:
     """bars: draw progress bars (the CLI: only on a terminal, never with --quiet or --json).
     on_estimate: a training's plan and estimated seconds; on_result: a finished run's result;
-    on_point: a finished trade-off point's row."""
+    on_point: a finished trade-off point's row; on_note: a line worth telling while predicting
+    (long work begins without bars; a task's rows ran in batches of their own)."""
 
     bars: bool = False
     on_estimate: Report | None = None
     on_result: Callable[[RunResult], None] | None = None
     on_point: Hear | None = None
+    on_note: Callable[[str], None] | None = None
 
     def estimates(self, **about: Any) -> Report | None:
         """The estimate hook of one training, its plan headed by ``about`` (its task, how it
@@ -42,6 +44,10 @@ class Events:
     def point(self, row: dict[str, Any]) -> None:
         if self.on_point is not None:
             self.on_point(row)
+
+    def note(self, message: str) -> None:
+        if self.on_note is not None:
+            self.on_note(message)
 
     def without_bars(self) -> Events:
         """The same hooks, no progress bars (a data-parallel rank other than 0)."""
