@@ -300,6 +300,7 @@ class Workspace:
             device=where,
             events=Events(bars=progress),
             adopt_host=adopt_host,
+            workspace=self.config,
         )
 
     def audit_history(self) -> list[dict[str, Any]]:
@@ -414,4 +415,5 @@ class Workspace:
 
         kwargs["device"] = kwargs.get("device") or self.config.device
         events = Events(bars=progress, on_note=on_note)
-        return predict(self.ledger, self.store, task, rows, events=events, **kwargs)
+        kwargs |= {"events": events, "workspace": self.config}
+        return predict(self.ledger, self.store, task, rows, **kwargs)

@@ -60,3 +60,15 @@ def test_resolved_settings_are_frozen_and_merge_a_task_between_workspace_and_cal
     train, adapter = resolved.task_configs(two_tasks.ledger.task("a"))
     assert train.epochs == 1 and train.lr == two_tasks.config.train.lr
     assert adapter == two_tasks.config.adapter
+
+
+def test_audit_uses_the_workspace_s_tasks_toml_and_resolves_its_device_once(
+    trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: Counter = Counter()
+    for module, name in ((config, "load_config"), (devices, "resolve")):
+        _count(monkeypatch, calls, module, name)
+    out = CliRunner().invoke(main, ["audit", "-w", str(trained.root), "--device", "cpu", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["verdict"] == "clean"
+    assert calls == {"load_config": 1, "resolve": 1}

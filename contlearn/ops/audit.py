@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..artifacts import ArtifactStore
+from ..config import WorkspaceConfig
 from ..data.task import data_fingerprint
 from ..devices import describe
 from ..errors import ArtifactError, BackboneMismatch, ContlearnError, TaskNotTrained
@@ -36,22 +37,26 @@ def audit(
     device: str = "auto",
     events: Events = QUIET,
     adopt_host: bool = False,
+    workspace: WorkspaceConfig | None = None,
 ) -> dict[str, Any]:
     """Audit the trained tasks (or one) on ``device``; returns per-task rows and a verdict.
     ``adopt_host``: every task that passed under another recipe (equivalent, or identical but
     recorded without this host's identity) gets this host's logits as its reference, so that
-    later replays here are bit for bit (:mod:`.references`)."""
+    later replays here are bit for bit (:mod:`.references`). ``workspace``: ``tasks.toml`` as
+    the caller read it (read here when not given)."""
     tasks = _tasks_to_audit(ledger, task)  # before anything loads: an unknown task is quick
     from .. import devices
-    from ..runtime.context import open_context
+    from ..runtime.context import build_context, read_workspace
 
-    devices.resolve(device)  # a device this machine lacks is refused before a run is recorded
+    # a device this machine lacks is refused before a run is recorded
+    target = devices.resolve(device)
+    workspace = workspace or read_workspace(store)
 
     settings = {"task": task, "device": device} | ({"adopt_host": True} if adopt_host else {})
     run_id = ledger.start_run(**run_values("audit", settings))
     start = time.perf_counter()
     try:
-        ctx = open_context(ledger, store, device)
+        ctx = build_context(ledger, store, target, workspace)
     except BackboneMismatch as exc:
         ledger.finish_run(run_id, status="succeeded", verdict="backbone-mismatch", error=str(exc))
         raise

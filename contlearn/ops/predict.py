@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..artifacts import ArtifactStore
+from ..config import WorkspaceConfig
 from ..data.columns import text_aliases, text_value
 from ..errors import BadData, ConfigError, TaskNotFound
 from ..kinds import kind_of
@@ -45,6 +46,7 @@ def predict(
     context: ModelContext | None = None,
     device: str = "auto",
     events: Events = QUIET,
+    workspace: WorkspaceConfig | None = None,
 ) -> list[dict[str, Any]]:
     """One result per row, in input order: ``{"index", "id"?, kept columns, "task", "label",
     "probabilities"}``; ``index`` is the row's 0-based place in ``rows``.
@@ -52,7 +54,8 @@ def predict(
     ``task`` names the task of every row; or ``task_field`` names the field in which each row
     names its own (exactly one of the two). ``keep_columns`` echoes input fields (``"*"``: all
     of them; one named like an output field comes back as ``input_<name>``). ``batch_size``
-    defaults to the evaluation's; ``context`` reuses a loaded backbone. Every row is checked
+    defaults to the evaluation's; ``context`` reuses a loaded backbone (else one is loaded with
+    ``workspace``, tasks.toml as the caller read it). Every row is checked
     before the backbone loads. Rows of several tasks run together in mixed-task batches (one
     forward pass per batch); a task whose method cannot mix runs its rows in batches of their
     own, which ``events`` hears as a note. Without progress bars, it also hears when the
@@ -69,7 +72,7 @@ def predict(
         return []
     from ..runtime.context import open_context  # every row checked: only now load the model
 
-    ctx = context or open_context(ledger, store, device)
+    ctx = context or open_context(ledger, store, device, workspace=workspace)
     show = events.bars and len(rows) >= PROGRESS_MIN_ROWS
     if not events.bars and len(rows) >= PROGRESS_MIN_ROWS:
         # no bars (a log file, a pipe): one line says the long part has begun
