@@ -187,21 +187,40 @@ class Workspace:
         return [e.name for e in entries]
 
     # -- training, checking, comparing ---------------------------------------------------------
-    def train_next(self, *, all_tasks: bool = False, **options: Any) -> list[dict[str, Any]]:
+    def train_next(
+        self,
+        *,
+        all_tasks: bool = False,
+        progress: bool = False,
+        on_result: Any = None,
+        on_estimate: Any = None,
+        **options: Any,
+    ) -> list[dict[str, Any]]:
         """Train the next pending task (or all of them) with adapters; returns run results.
 
         ``options``: training settings (``epochs``, ``lr``, ``max_train_examples`` ...; an
         unknown one raises ``TypeError``), and ``progress``, ``on_result``, ``on_estimate``."""
         from .ops.train_next import train_pending
+        from .runtime.events import Events
 
-        return train_pending(self.ledger, self.store, self.config, all_tasks=all_tasks, **options)
+        hear = None if on_result is None else (lambda result: on_result(result.as_dict()))
+        events = Events(bars=progress, on_estimate=on_estimate, on_result=hear)
+        results = train_pending(
+            self.ledger, self.store, self.config, all_tasks=all_tasks, events=events, **options
+        )
+        return [result.as_dict() for result in results]
 
-    def retrain(self, name: str, **options: Any) -> dict[str, Any]:
+    def retrain(
+        self, name: str, *, progress: bool = False, on_estimate: Any = None, **options: Any
+    ) -> dict[str, Any]:
         """Train task ``name`` again, a new adapter from scratch; it becomes current only if it
         succeeds and every other trained task verifies identical (options as ``train_next``)."""
         from .ops.train_next import retrain
+        from .runtime.events import Events
 
-        return retrain(self.ledger, self.store, self.config, name, **options)
+        events = Events(bars=progress, on_estimate=on_estimate)
+        result = retrain(self.ledger, self.store, self.config, name, events=events, **options)
+        return result.as_dict()
 
     def export(
         self, name: str, fmt: str, out: str | Path, *, include_norms: bool = False
@@ -215,15 +234,23 @@ class Workspace:
         )
 
     def import_adapter(
-        self, name: str, source: str | Path, data: str | Path, **options: Any
+        self,
+        name: str,
+        source: str | Path,
+        data: str | Path,
+        *,
+        progress: bool = False,
+        **options: Any,
     ) -> dict[str, Any]:
         """Register task ``name`` from an AdapterHub or peft folder ``source`` and the data
         folder ``data``: evaluated, recorded and every earlier task verified. ``options``:
         ``fmt``, ``max_length``, ``device``, ``progress``."""
         from .ops.interop import import_adapter
+        from .runtime.events import Events
 
+        source, data, events = Path(source), Path(data), Events(bars=progress)
         return import_adapter(
-            self.ledger, self.store, self.config, name, Path(source), Path(data), **options
+            self.ledger, self.store, self.config, name, source, data, events=events, **options
         )
 
     def remove(self, name: str) -> dict[str, Any]:
@@ -263,6 +290,7 @@ class Workspace:
         as the reference of every task that passed under another recipe (``audit
         --adopt-host``)."""
         from .ops.audit import audit
+        from .runtime.events import Events
 
         where = device or self.config.device
         return audit(
@@ -270,8 +298,9 @@ class Workspace:
             self.store,
             task=task,
             device=where,
-            progress=progress,
+            events=Events(bars=progress),
             adopt_host=adopt_host,
+            workspace=self.config,
         )
 
     def audit_history(self) -> list[dict[str, Any]]:
@@ -309,6 +338,7 @@ class Workspace:
         ``seed`` and ``lr`` (the baselines') override the settings taken from each task's
         adapter run."""
         from .ops.compare import compare
+        from .runtime.events import Events
 
         return compare(
             self.ledger,
@@ -316,8 +346,7 @@ class Workspace:
             self.config.compare,
             methods=tuple(methods),
             overrides=budget,
-            progress=progress,
-            on_estimate=on_estimate,
+            events=Events(bars=progress, on_estimate=on_estimate),
             device=device or self.config.device,
         )
 
@@ -338,6 +367,7 @@ class Workspace:
         trained as a ``tradeoff`` run, finished points reused. ``budget``: ``epochs``,
         ``max_train_examples``, ``batch_size``, ``max_length``, ``seed``, ``precision``."""
         from .ops.tradeoff import tradeoff
+        from .runtime.events import Events
 
         return tradeoff(
             self.ledger,
@@ -346,9 +376,7 @@ class Workspace:
             name,
             grid=grid,
             device=device,
-            progress=progress,
-            on_point=on_point,
-            on_estimate=on_estimate,
+            events=Events(bars=progress, on_estimate=on_estimate, on_point=on_point),
             **budget,
         )
 
@@ -372,9 +400,20 @@ class Workspace:
 
         return rebuild_report(self.ledger, self.root, comparison_id, out)
 
-    def predict(self, task: str, rows: Iterable[dict[str, Any]], **kwargs: Any) -> list[dict]:
+    def predict(
+        self,
+        task: str,
+        rows: Iterable[dict[str, Any]],
+        *,
+        progress: bool = False,
+        on_note: Any = None,
+        **kwargs: Any,
+    ) -> list[dict]:
         """One result per row: the predicted label (or value) and the class probabilities."""
         from .ops.predict import predict
+        from .runtime.events import Events
 
         kwargs["device"] = kwargs.get("device") or self.config.device
+        events = Events(bars=progress, on_note=on_note)
+        kwargs |= {"events": events, "workspace": self.config}
         return predict(self.ledger, self.store, task, rows, **kwargs)

@@ -715,6 +715,7 @@ def older(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> Work
     200 on the tiny backbone's 160 positions as release 0.2 let it (its rows are short)."""
     from contlearn.ops.train_next import _claim
     from contlearn.runtime.runs import is_abandoned
+    from contlearn.runtime.settings import resolve
     from contlearn.runtime.train_task import train_one
 
     tmp = tmp_path_factory.mktemp("older")
@@ -724,9 +725,7 @@ def older(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> Work
     ws.add_task("long", write_keyword_task(tmp / "long", n_train=24, n_dev=8, seed=4))
     ctx = open_context(ws.ledger, ws.store, "cpu")
     task, run_id = ws.ledger.claim_next_pending(_claim(), is_abandoned)
-    train_one(
-        ctx, ws.config, task, run_id, overrides={"epochs": 1, "max_length": 200}, progress=False
-    )
+    train_one(ctx, resolve(ws.config, {"epochs": 1, "max_length": 200}), task, run_id)
     assert ws.ledger.task("long").status == "trained"
     return ws
 

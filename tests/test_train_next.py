@@ -66,13 +66,14 @@ def test_optimizer_holds_exactly_the_task_parameters(two_tasks, monkeypatch) -> 
 
     monkeypatch.setattr(torch.optim, "AdamW", spy)
     from contlearn.runtime.context import open_context
+    from contlearn.runtime.settings import resolve
     from contlearn.runtime.train_task import train_one
 
     ctx = open_context(two_tasks.ledger, two_tasks.store)
     claimed = two_tasks.ledger.claim_next_pending(
         {"method": "adapter", "config": {}, "versions": {}}
     )
-    train_one(ctx, two_tasks.config, *claimed, overrides={}, progress=False)
+    train_one(ctx, resolve(two_tasks.config, {}), *claimed)
     expected = {id(p) for p in ctx.model.tasks["a"].parameters()}
     assert seen == [expected]
     assert not any(id(p) in expected for p in ctx.model.backbone.parameters())
@@ -209,6 +210,7 @@ def test_backbone_attention_dropout_switch_is_recorded_and_changes_training(
     two_tasks: Workspace, tiny_backbone: Path, tmp_path: Path
 ) -> None:
     from contlearn.runtime.context import open_context
+    from contlearn.runtime.settings import resolve
     from contlearn.runtime.train_task import train_one
 
     ctx = open_context(two_tasks.ledger, two_tasks.store)
@@ -216,7 +218,7 @@ def test_backbone_attention_dropout_switch_is_recorded_and_changes_training(
     claimed = two_tasks.ledger.claim_next_pending(
         {"method": "adapter", "config": {}, "versions": {}}
     )
-    kept = train_one(ctx, two_tasks.config, *claimed, overrides={}, progress=False)
+    kept = train_one(ctx, resolve(two_tasks.config, {}), *claimed)
     assert _train_config(two_tasks, "a")["backbone_attention_dropout"] is True  # the default
 
     off_ws = Workspace.create(tmp_path / "off", backbone=str(tiny_backbone))
@@ -227,17 +229,15 @@ def test_backbone_attention_dropout_switch_is_recorded_and_changes_training(
     assert out.exit_code == 0, out.output
     (off,) = json.loads(out.output)["runs"]
     assert _train_config(off_ws, "a")["backbone_attention_dropout"] is False
-    assert off["history"][0]["loss"] != kept["history"][0]["loss"]  # the switch reached training
+    assert off["history"][0]["loss"] != kept.history[0]["loss"]  # the switch reached training
 
     claimed = two_tasks.ledger.claim_next_pending(
         {"method": "adapter", "config": {}, "versions": {}}
     )
     train_one(
         ctx,
-        two_tasks.config,
+        resolve(two_tasks.config, {"backbone_attention_dropout": False}),
         *claimed,
-        overrides={"backbone_attention_dropout": False},
-        progress=False,
     )
     assert _train_config(two_tasks, "b")["backbone_attention_dropout"] is False
     assert [getattr(o, a) for o, a in ctx.model.attention_dropouts] == before == [0.1, 0.1]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..artifacts import ArtifactStore
+from ..config import WorkspaceConfig
 from ..data.task import data_fingerprint
 from ..devices import describe
 from ..errors import ArtifactError, BackboneMismatch, ContlearnError, TaskNotTrained
@@ -21,6 +22,7 @@ from ..ledger.records import ArtifactRecord, EvaluationRecord, TaskRecord
 from ..ledger.schema import HOST_LOGITS, HOST_REFERENCE
 from ..ledger.store import Ledger
 from ..runtime.current import recorded_post_train, trained_artifacts
+from ..runtime.events import QUIET, Events
 from ..runtime.runs import failure_recorded, run_values
 
 if TYPE_CHECKING:
@@ -33,29 +35,33 @@ def audit(
     *,
     task: str | None = None,
     device: str = "auto",
-    progress: bool = False,
+    events: Events = QUIET,
     adopt_host: bool = False,
+    workspace: WorkspaceConfig | None = None,
 ) -> dict[str, Any]:
     """Audit the trained tasks (or one) on ``device``; returns per-task rows and a verdict.
     ``adopt_host``: every task that passed under another recipe (equivalent, or identical but
     recorded without this host's identity) gets this host's logits as its reference, so that
-    later replays here are bit for bit (:mod:`.references`)."""
+    later replays here are bit for bit (:mod:`.references`). ``workspace``: ``tasks.toml`` as
+    the caller read it (read here when not given)."""
     tasks = _tasks_to_audit(ledger, task)  # before anything loads: an unknown task is quick
     from .. import devices
-    from ..runtime.context import open_context
+    from ..runtime.context import build_context, read_workspace
 
-    devices.resolve(device)  # a device this machine lacks is refused before a run is recorded
+    # a device this machine lacks is refused before a run is recorded
+    target = devices.resolve(device)
+    workspace = workspace or read_workspace(store)
 
     settings = {"task": task, "device": device} | ({"adopt_host": True} if adopt_host else {})
     run_id = ledger.start_run(**run_values("audit", settings))
     start = time.perf_counter()
     try:
-        ctx = open_context(ledger, store, device)
+        ctx = build_context(ledger, store, target, workspace)
     except BackboneMismatch as exc:
         ledger.finish_run(run_id, status="succeeded", verdict="backbone-mismatch", error=str(exc))
         raise
     with failure_recorded(ledger, run_id, "auditing"), interruptible():
-        audited = [_audit_task(ctx, record, progress) for record in tasks]
+        audited = [_audit_task(ctx, record, events) for record in tasks]
         adopted = adopt(ctx, run_id, audited) if adopt_host else ([], [])
     summary = _summary([row for row, _, _ in audited], time.perf_counter() - start, run_id)
     ledger.finish_run(
@@ -102,7 +108,7 @@ def _tasks_to_audit(ledger: Ledger, name: str | None) -> list[TaskRecord]:
     return [t for t in ledger.tasks() if t.status == "trained"]
 
 
-def _audit_task(ctx: ModelContext, task: TaskRecord, progress: bool):
+def _audit_task(ctx: ModelContext, task: TaskRecord, events: Events):
     """One task's audit row, the evaluation record of it and its replay (None if none ran)."""
     recorded = recorded_post_train(ctx.ledger, task)
     row = _blank_row(task, recorded)
@@ -110,7 +116,7 @@ def _audit_task(ctx: ModelContext, task: TaskRecord, progress: bool):
     check = None
     if row["artifact_ok"] and row["data_ok"]:
         try:
-            check = _reevaluate(ctx, task, recorded, row, progress)
+            check = _reevaluate(ctx, task, recorded, row, events)
         except ArtifactError as exc:  # checksum matched but the file does not load
             row["artifact_ok"] = False
             row["findings"].append(str(exc))
@@ -177,10 +183,10 @@ def _check_files(ctx: ModelContext, task: TaskRecord, row: dict[str, Any]) -> No
         )
 
 
-def _reevaluate(ctx, task, recorded: EvaluationRecord, row, progress) -> Any:
+def _reevaluate(ctx, task, recorded: EvaluationRecord, row, events: Events) -> Any:
     from ..runtime.verify import reproduce
 
-    check = reproduce(ctx, task, progress=progress)
+    check = reproduce(ctx, task, events=events)
     now = check.now
     row.update(
         now=now.primary_value,

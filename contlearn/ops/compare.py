@@ -24,7 +24,7 @@ from ..eval import forgetting
 from ..kinds import kind_of
 from ..ledger.records import RunRecord, TaskRecord
 from ..ledger.store import Ledger
-from ..runtime.pace import Report
+from ..runtime.events import QUIET, Events
 from .baselines.base import Job, Recorded
 from .baselines.registry import ADAPTERS, SEQUENTIAL, current_name, get_baseline, registered
 
@@ -132,8 +132,7 @@ def compare(
     *,
     methods: tuple[str, ...] | None = None,
     overrides: dict[str, Any] | None = None,
-    progress: bool = False,
-    on_estimate: Report | None = None,
+    events: Events = QUIET,
     device: str = "auto",
 ) -> dict[str, Any]:
     """Run (or resume) the comparison, the baselines on ``device``; returns the results the
@@ -146,7 +145,7 @@ def compare(
         name: recorded_train_config(values)
         for name, values in meta["config"]["full_finetune"].items()
     }
-    job = Job(ledger, store, comparison_id, tasks, configs, settings, progress, on_estimate, device)
+    job = Job(ledger, store, comparison_id, tasks, configs, settings, events, device)
     for baseline in map(get_baseline, planned["methods"]):
         if baseline.run is not None:  # loads models: only once the plan is sound
             baseline.run(job)

@@ -20,7 +20,8 @@ from ..ledger.store import Ledger
 from ..model.adapted import count_parameters
 from ..runtime.context import ModelContext, open_context, read_task_data, training_rows
 from ..runtime.evaluate import evaluate_task, evaluation_record
-from ..runtime.pace import Report, estimator, training_plan
+from ..runtime.events import QUIET, Events
+from ..runtime.pace import estimator, training_plan
 from ..runtime.runs import recorded_run, run_values
 from ..train.loop import StepHooks
 
@@ -48,8 +49,7 @@ def run_sequence(
     tasks: list[TaskRecord],
     settings: dict[str, TrainConfig],
     *,
-    progress: bool = False,
-    on_estimate: Report | None = None,
+    events: Events = QUIET,
     device: str = "auto",
     method: str = METHOD,
     strategy: Strategy | None = None,
@@ -71,8 +71,7 @@ def run_sequence(
             comparison_id,
             task,
             tasks[: i + 1],
-            progress,
-            on_estimate=on_estimate,
+            events,
             method=method,
             strategy=strategy,
         )
@@ -145,9 +144,8 @@ def _train_and_evaluate(
     comparison_id,
     task,
     so_far,
-    progress,
+    events,
     *,
-    on_estimate=None,
     method: str = METHOD,
     strategy: Strategy | None = None,
 ) -> None:
@@ -155,12 +153,10 @@ def _train_and_evaluate(
     values = comparison_run_values(comparison_id, task, config, ctx.model.family.name, method)
     with recorded_run(ctx.ledger, values, "fine-tuning") as run_id:
         hooks = None if strategy is None else strategy.hooks(ctx, task, config)
-        result, split = fine_tune(
-            ctx, settings, task, config, progress, on_estimate, hooks, label=method
-        )
+        result, split = fine_tune(ctx, settings, task, config, events, hooks, label=method)
         if strategy is not None:
             strategy.after_task(ctx, task, split)
-        evaluated = [evaluate_on_dev(ctx, settings, earlier, task, progress) for earlier in so_far]
+        evaluated = [evaluate_on_dev(ctx, settings, earlier, task, events) for earlier in so_far]
     trainable = count_parameters(ctx.model.backbone) + count_parameters(ctx.model.tasks[task.name])
     finish_baseline_run(ctx, run_id, result, evaluated, trainable, 4 * trainable)
 
@@ -190,8 +186,7 @@ def fine_tune(
     settings,
     task: TaskRecord,
     config: TrainConfig,
-    progress: bool,
-    on_estimate,
+    events: Events,
     hooks=None,
     label: str = "full fine-tuning",
 ):
@@ -209,9 +204,8 @@ def fine_tune(
     _add_head(ctx, settings, task)
     ctx.model.activate(task.name)
     ctx.model.backbone.requires_grad_(True)
-    picked = {"task": task.name, "selection": "dev" if held is None else "holdout"}
-    picked["method"] = label
-    report = None if on_estimate is None else (lambda e: on_estimate({**picked, **e}))
+    selection = "dev" if held is None else "holdout"
+    report = events.estimates(task=task.name, selection=selection, method=label)
     params = list(ctx.model.backbone.parameters()) + ctx.model.trainable_parameters(task.name)
     result = train(
         ctx.model,
@@ -220,7 +214,7 @@ def fine_tune(
         split.targets,
         config,
         kind=kind_of(task),
-        progress=progress,
+        progress=events.bars,
         evaluate=lambda: evaluate_task(ctx, task, pick).primary_value,
         desc=f"{task.name} ({label})",
         device=ctx.device,
@@ -233,13 +227,13 @@ def fine_tune(
     return result, split
 
 
-def evaluate_on_dev(ctx, settings, task: TaskRecord, after: TaskRecord, progress) -> tuple:
+def evaluate_on_dev(ctx, settings, task: TaskRecord, after: TaskRecord, events) -> tuple:
     """Task ``task``'s canonical dev evaluation now (after training ``after``): its ledger
     record, and its predictions."""
     config = settings[task.name]
     dev = ctx.encode(task, read_task_data(task).dev, config.max_length)
     with torch.no_grad():
-        result = evaluate_task(ctx, task, dev, progress=progress)
+        result = evaluate_task(ctx, task, dev, events=events)
     record = evaluation_record(task, result, "comparison", after_task_id=after.id)
     return record, kind_of(task).predictions(result.logits)
 

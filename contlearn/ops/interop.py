@@ -25,8 +25,9 @@ from ..ledger.store import Ledger
 from ..model.methods.registry import UNNAMED, method_config
 from ..naming import check_task_name
 from ..runtime.current import trained_artifacts
+from ..runtime.events import QUIET, Events
 from ..runtime.runs import stamp
-from ..runtime.settings import check_overrides
+from ..runtime.settings import resolve
 from ..version import library_versions
 
 FORMATS = {"adapterhub": adapterhub, "peft": peft_format}
@@ -180,7 +181,7 @@ def import_adapter(
     fmt: str | None = None,
     max_length: int | None = None,
     device: str | None = None,
-    progress: bool = False,
+    events: Events = QUIET,
 ) -> dict[str, Any]:
     """Register task ``name`` from the adapter folder ``source`` and the data folder ``data``,
     evaluated, recorded and with every earlier task verified; returns the run's result."""
@@ -194,12 +195,12 @@ def import_adapter(
         name=check_task_name(name), data=str(Path(data).resolve()), max_length=max_length
     )
     backbone = ledger.backbone()
-    device = check_overrides(defaults, {}, device, backbone.dtype)
+    settings = resolve(defaults, {}, device, backbone.dtype)
     task_data = read_entry(defaults, entry)
     spec = task_spec(entry, task_data)
-    from ..runtime.context import open_context
+    from ..runtime.context import build_context
 
-    ctx = open_context(ledger, store, device)
+    ctx = build_context(ledger, store, settings.target, defaults)
     converted = convert(ctx.model, found, spec)
     spec["settings"] |= {"method": converted["method"], "options": converted["options"]}
     adapter = converted["config"]
@@ -208,7 +209,7 @@ def import_adapter(
     _load(ctx, name, converted["state"], spec, adapter, train_cfg.dropout)
     imported = _imported(found, converted, ctx.backbone.identity)
     task, run_id = ledger.add_claimed_task(spec, _claim(ctx, train_cfg, adapter, imported))
-    return _record(ctx, task, run_id, train_cfg, adapter, imported, progress, defaults.verify)
+    return _record(ctx, task, run_id, train_cfg, adapter, imported, events, defaults.verify)
 
 
 def _load(ctx, name: str, state: dict, spec: dict, adapter: Any, dropout: float) -> None:
@@ -276,7 +277,7 @@ def _claim(ctx, train_cfg, adapter, imported) -> dict[str, Any]:
     return {"method": "adapter", **values} | stamp()
 
 
-def _record(ctx, task, run_id, train_cfg, adapter, imported, progress, verify) -> dict[str, Any]:
+def _record(ctx, task, run_id, train_cfg, adapter, imported, events, verify) -> dict[str, Any]:
     """Evaluate, write, verify and record, as ``train_one`` does after training; any failure
     undoes the import (its run recorded failed, the task taken out of the sequence)."""
     from ..runtime.context import read_task_data
@@ -288,10 +289,10 @@ def _record(ctx, task, run_id, train_cfg, adapter, imported, progress, verify) -
     verifications: list = []
     try:
         dev = ctx.dev_split(task, train_cfg.max_length, read_task_data(task))
-        final = evaluate_task(ctx, task, dev, progress=progress)
+        final = evaluate_task(ctx, task, dev, events=events)
         extra = {"imported": {k: v for k, v in imported.items() if k != "config"}}
         records = write_artifact(ctx, task, run_id, train_cfg, adapter, final, written, extra)
-        verifications = verify_earlier(ctx, task, settings=verify, progress=progress)
+        verifications = verify_earlier(ctx, task, settings=verify, events=events)
         require_identical(ctx.ledger, task, verifications)
         ctx.check_backbone()
     except BaseException as exc:
@@ -313,7 +314,7 @@ def _record(ctx, task, run_id, train_cfg, adapter, imported, progress, verify) -
         "history": [],
         "seconds": 0.0,
         "warnings": imported["warnings"],
-        "verifications": [verification_row(ctx.ledger, v) for v in verifications],
+        "verifications": [verification_row(ctx.ledger, v).as_dict() for v in verifications],
     }
     post = evaluation_record(task, final, "post-train")
     ctx.ledger.finish_run(

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..artifacts import ArtifactStore
+from ..config import WorkspaceConfig
 from ..data.columns import text_aliases, text_value
 from ..errors import BadData, ConfigError, TaskNotFound
 from ..kinds import kind_of
 from ..ledger.records import TaskRecord
 from ..ledger.store import Ledger
 from ..runtime.current import trained_artifacts
+from ..runtime.events import QUIET, Events
 
 if TYPE_CHECKING:
     import torch
@@ -41,10 +43,10 @@ def predict(
     task_field: str | None = None,
     keep_columns: Sequence[str] = (),
     batch_size: int | None = None,
-    progress: bool = False,
     context: ModelContext | None = None,
     device: str = "auto",
-    on_note: Callable[[str], None] | None = None,
+    events: Events = QUIET,
+    workspace: WorkspaceConfig | None = None,
 ) -> list[dict[str, Any]]:
     """One result per row, in input order: ``{"index", "id"?, kept columns, "task", "label",
     "probabilities"}``; ``index`` is the row's 0-based place in ``rows``.
@@ -52,10 +54,11 @@ def predict(
     ``task`` names the task of every row; or ``task_field`` names the field in which each row
     names its own (exactly one of the two). ``keep_columns`` echoes input fields (``"*"``: all
     of them; one named like an output field comes back as ``input_<name>``). ``batch_size``
-    defaults to the evaluation's; ``context`` reuses a loaded backbone. Every row is checked
+    defaults to the evaluation's; ``context`` reuses a loaded backbone (else one is loaded with
+    ``workspace``, tasks.toml as the caller read it). Every row is checked
     before the backbone loads. Rows of several tasks run together in mixed-task batches (one
     forward pass per batch); a task whose method cannot mix runs its rows in batches of their
-    own, which ``on_note`` hears about. Without progress bars, ``on_note`` also hears when the
+    own, which ``events`` hears as a note. Without progress bars, it also hears when the
     prediction of many rows begins.
     """
     _check_request(task, task_field, batch_size)
@@ -69,13 +72,13 @@ def predict(
         return []
     from ..runtime.context import open_context  # every row checked: only now load the model
 
-    ctx = context or open_context(ledger, store, device)
-    show = progress and len(rows) >= PROGRESS_MIN_ROWS
-    if not progress and on_note is not None and len(rows) >= PROGRESS_MIN_ROWS:
+    ctx = context or open_context(ledger, store, device, workspace=workspace)
+    show = events.bars and len(rows) >= PROGRESS_MIN_ROWS
+    if not events.bars and len(rows) >= PROGRESS_MIN_ROWS:
         # no bars (a log file, a pipe): one line says the long part has begun
-        on_note(f"predicting {len(rows)} rows of {', '.join(map(repr, records))}")
+        events.note(f"predicting {len(rows)} rows of {', '.join(map(repr, records))}")
     run = _Run(ctx, records, names, texts, batch_size, show)
-    outputs = run.outputs(on_note)
+    outputs = run.outputs(events.note)
     pairs = enumerate(zip(rows, outputs, strict=True))
     return [_result(i, row, output, keep_columns) for i, (row, output) in pairs]
 
@@ -91,7 +94,7 @@ class _Run:
     batch_size: int | None
     progress: bool
 
-    def outputs(self, on_note: Callable[[str], None] | None) -> list[dict[str, Any]]:
+    def outputs(self, note: Callable[[str], None]) -> list[dict[str, Any]]:
         """Each row's output, in input order: rows of the tasks that can mix (when there are
         several) in mixed-task batches, every other task's rows in batches of their own."""
         metas = {name: self.ctx.task_config(r) for name, r in self.records.items()}
@@ -105,8 +108,8 @@ class _Run:
         for name, record in self.records.items():
             if name in mixed:
                 continue
-            if alone[name] is not None and len(self.records) > 1 and on_note is not None:
-                on_note(
+            if alone[name] is not None and len(self.records) > 1:
+                note(
                     f"task {name!r} cannot share a forward pass with other tasks' rows "
                     f"({alone[name]}): its rows ran in batches of their own"
                 )

@@ -7,7 +7,7 @@ reused, so an interrupted grid resumes where it stopped."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -18,9 +18,9 @@ from ..ledger.records import RunRecord, TaskRecord
 from ..ledger.store import Ledger
 from ..model.methods.common import check_depth
 from ..model.methods.registry import get_method
-from ..runtime.pace import Report
+from ..runtime.events import QUIET, Events
 from ..runtime.runs import recorded_run, run_values
-from ..runtime.settings import TRAIN_KEYS, task_configs
+from ..runtime.settings import TRAIN_KEYS, resolve, task_configs
 
 PURPOSE = "tradeoff"
 FULL = "full"  # full fine-tuning: the reference point
@@ -159,19 +159,16 @@ def tradeoff(
     *,
     grid: str | None = None,
     device: str | None = None,
-    progress: bool = False,
-    on_point: Callable[[dict[str, Any]], None] | None = None,
-    on_estimate: Report | None = None,
+    events: Events = QUIET,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Train every point of ``grid`` on task ``name`` not yet finished with the same settings,
-    and return the trade-off: each point's trainable parameters, dev score and seconds."""
-    from ..runtime.settings import check_overrides
-
+    and return the trade-off: each point's trainable parameters, dev score and seconds;
+    ``events`` hears each point's row once it is done (or reused) and each training's estimate."""
     unknown = sorted(set(overrides) - set(TRAIN_KEYS))
     if unknown:
         raise ConfigError(f"tradeoff takes the training budget only, not {unknown[0]!r}")
-    device = check_overrides(defaults, overrides, device, ledger.backbone().dtype)
+    settings = resolve(defaults, overrides, device, ledger.backbone().dtype)
     task = ledger.task(name)
     points = _grid(grid, ledger.backbone().num_layers)
     configs = [
@@ -179,13 +176,12 @@ def tradeoff(
         for p in points
     ]
     done = ledger.runs(purpose=PURPOSE, task_id=task.id)
-    trainer = _Trainer(ledger, store, device, task, progress, on_estimate)
+    trainer = _Trainer(ledger, store, settings, task, events)
     params = ledger.backbone().num_parameters
     for point, config in zip(points, configs, strict=True):
         if not any(_reusable(run, config) for run in done):
             trainer.run(point, config)
-        if on_point is not None:
-            on_point(_point_row(ledger.runs(purpose=PURPOSE, task_id=task.id), config, params))
+        events.point(_point_row(ledger.runs(purpose=PURPOSE, task_id=task.id), config, params))
     return tradeoff_result(ledger, task, configs)
 
 
@@ -239,9 +235,9 @@ class _Trainer:
     """Trains the points, on one backbone for the parameter-efficient ones and on a fresh copy
     for each full fine-tuning."""
 
-    def __init__(self, ledger, store, device, task, progress, on_estimate):
-        self.ledger, self.store, self.device, self.task = ledger, store, device, task
-        self.progress, self.on_estimate = progress, on_estimate
+    def __init__(self, ledger, store, settings, task, events):
+        self.ledger, self.store, self.settings, self.task = ledger, store, settings, task
+        self.events = events
         self.shared = None
 
     def run(self, point: Point, config: dict[str, Any]) -> None:
@@ -258,13 +254,16 @@ class _Trainer:
         self._finish(run_id, outcome)
 
     def _train(self, point, config, train, run_id) -> dict[str, Any]:
-        from ..runtime.context import open_context
-
         if point.method == FULL:
-            ctx = open_context(self.ledger, self.store, self.device)
-            return self._full(ctx, train)
-        self.shared = self.shared or open_context(self.ledger, self.store, self.device)
+            return self._full(self._context(), train)
+        self.shared = self.shared or self._context()
         return self._adapter(self.shared, point, config, train, run_id)
+
+    def _context(self) -> Any:
+        """A fresh copy of the backbone on the command's device."""
+        from ..runtime.context import build_context
+
+        return build_context(self.ledger, self.store, self.settings.target, self.settings.workspace)
 
     def _adapter(self, ctx, point, config, train, run_id) -> dict[str, Any]:
         from ..model.adapted import count_parameters
@@ -273,9 +272,7 @@ class _Trainer:
         adapter = get_method(point.method).config(config["adapter"])
         train = replace(train, precision=ctx.precision(train.precision))
         try:
-            outcome = fit_task(
-                ctx, self.task, run_id, train, adapter, self.progress, self.on_estimate
-            )
+            outcome = fit_task(ctx, self.task, run_id, train, adapter, self.events)
             trainable = count_parameters(ctx.model.tasks[self.task.name])
         finally:
             if self.task.name in ctx.model.tasks:
@@ -289,11 +286,9 @@ class _Trainer:
         from .full_finetune import fine_tune
 
         train = replace(train, precision=ctx.precision(train.precision))
-        result, _ = fine_tune(
-            ctx, {self.task.name: train}, self.task, train, self.progress, self.on_estimate
-        )
+        result, _ = fine_tune(ctx, {self.task.name: train}, self.task, train, self.events)
         dev = ctx.encode(self.task, read_task_data(self.task).dev, train.max_length)
-        final = evaluate_task(ctx, self.task, dev, progress=self.progress)
+        final = evaluate_task(ctx, self.task, dev, events=self.events)
         trainable = count_parameters(ctx.model.backbone)
         trainable += count_parameters(ctx.model.tasks[self.task.name])
         return {"train": result, "eval": final, "trainable": trainable}

@@ -7,7 +7,6 @@ bad setting comes back without loading the backbone (or importing torch).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import interrupts
@@ -15,14 +14,15 @@ from ..artifacts import ArtifactStore
 from ..config import WorkspaceConfig
 from ..errors import NoPendingTask, PeerFailed
 from ..ledger.store import Ledger
-from ..runtime.pace import Report
+from ..runtime.events import QUIET, Events
 from ..runtime.runs import is_abandoned, record_failure, stamp
-from ..runtime.settings import check_overrides, check_queue_lengths
+from ..runtime.settings import Resolved, check_queue_lengths, resolve
 from ..train.world import SINGLE, World
 from ..train.world import from_environment as world_from_environment
 
 if TYPE_CHECKING:
     from ..runtime.context import ModelContext
+    from ..runtime.results import RunResult
 
 
 def train_pending(
@@ -31,47 +31,32 @@ def train_pending(
     defaults: WorkspaceConfig,
     *,
     all_tasks: bool = False,
-    progress: bool = False,
-    on_result: Callable[[dict[str, Any]], None] | None = None,
-    on_estimate: Report | None = None,
+    events: Events = QUIET,
     device: str | None = None,
     **overrides: Any,
-) -> list[dict[str, Any]]:
-    """Train the first pending task (or every pending task, in order). ``on_result`` gets each
-    run's result as it finishes, ``on_estimate`` each training's size and estimated time once
-    its first steps are timed. ``device`` defaults to the workspace's (tasks.toml).
+) -> list[RunResult]:
+    """Train the first pending task (or every pending task, in order). ``events`` hears each
+    run's result as it finishes and each training's size and estimated time once its first
+    steps are timed. ``device`` defaults to the workspace's (tasks.toml).
 
     Under ``torchrun`` every process of the world calls this: rank 0 claims each task and
     records it, the others train beside it and return nothing."""
-    device = check_overrides(defaults, overrides, device, _backbone_dtype(ledger))
+    settings = resolve(defaults, overrides, device, _backbone_dtype(ledger))
     pending = [t for t in ledger.tasks() if t.status == "pending"]
     check_queue_lengths(
         defaults, pending if all_tasks else pending[:1], overrides, _identity(ledger)
     )
     world = world_from_environment()
     if world.distributed:
-        return _train_distributed(
-            ledger,
-            store,
-            defaults,
-            world,
-            device,
-            all_tasks,
-            progress,
-            on_result,
-            on_estimate,
-            overrides,
-        )
-    options = {"overrides": overrides, "progress": progress, "on_estimate": on_estimate}
+        return _train_distributed(ledger, store, settings, world, all_tasks, events)
     ctx: ModelContext | None = None
-    results: list[dict[str, Any]] = []
+    results: list[RunResult] = []
     while (claimed := ledger.claim_next_pending(_claim(), is_abandoned)) is not None:
-        ctx = ctx or _open_and_load(ledger, store, device, claimed[1], "pending")
+        ctx = ctx or _open_and_load(ledger, store, settings, claimed[1], "pending")
         from ..runtime.train_task import train_one
 
-        results.append(train_one(ctx, defaults, *claimed, **options))
-        if on_result is not None:
-            on_result(results[-1])
+        results.append(train_one(ctx, settings, *claimed, events=events))
+        events.result(results[-1])
         if not all_tasks:
             break
     if not results:
@@ -79,18 +64,16 @@ def train_pending(
     return results
 
 
-def _train_distributed(
-    ledger, store, defaults, world, device, all_tasks, progress, on_result, on_estimate, overrides
-) -> list[dict[str, Any]]:
+def _train_distributed(ledger, store, settings, world, all_tasks, events) -> list[RunResult]:
     """The same queue over several processes: rank 0 claims a task and shares it, every rank
     trains it, rank 0 writes, verifies and records."""
     from .. import devices
     from ..train import distributed
 
-    target = devices.resolve(distributed.rank_device(device, world))
+    target = devices.resolve(distributed.rank_device(settings.device, world))
     world = distributed.start(world, target)
     main = world.main
-    options = {"overrides": overrides, "progress": progress and main, "on_estimate": on_estimate}
+    events = events if main else events.without_bars()
     ctx, results = None, []
     try:
         while True:
@@ -99,18 +82,19 @@ def _train_distributed(
             )
             if claimed is None:
                 break
-            ctx = ctx or _open_and_load(ledger, store, str(target), claimed[1], "pending", world)
+            ctx = ctx or _open_and_load(
+                ledger, store, settings, claimed[1], "pending", world, target
+            )
             from ..runtime.train_task import train_one
 
             try:
-                result = train_one(ctx, defaults, *claimed, **options)
+                result = train_one(ctx, settings, *claimed, events=events)
                 distributed.share(world, None)  # the others wait while rank 0 records
             except RuntimeError as exc:
                 raise _peer_failure(exc, claimed[0].name) from exc
             if main:
                 results.append(result)
-                if on_result is not None:
-                    on_result(result)
+                events.result(result)
             if not all_tasks:
                 break
     except BaseException:
@@ -128,30 +112,27 @@ def retrain(
     defaults: WorkspaceConfig,
     name: str,
     *,
-    progress: bool = False,
-    on_estimate: Report | None = None,
+    events: Events = QUIET,
     device: str | None = None,
     **overrides: Any,
-) -> dict[str, Any]:
+) -> RunResult:
     """Train task ``name`` again, a new adapter from scratch. The new run becomes the task's
     current one only if it succeeds, its verification of every other trained task included;
     until then, and if it fails, the run before it serves the task."""
-    device = check_overrides(defaults, overrides, device, _backbone_dtype(ledger))
+    settings = resolve(defaults, overrides, device, _backbone_dtype(ledger))
     check_queue_lengths(defaults, [ledger.task(name)], overrides, _identity(ledger))
     task, run_id, current = ledger.claim_retrain(name, _claim(), is_abandoned)
-    ctx = _open_and_load(ledger, store, device, run_id, None)
+    ctx = _open_and_load(ledger, store, settings, run_id, None)
     ctx.model.remove_task(task.name)  # the current version; the new run builds its own
     from ..runtime.train_task import train_one
 
     return train_one(
         ctx,
-        defaults,
+        settings,
         task,
         run_id,
-        overrides=overrides,
-        progress=progress,
+        events=events,
         supersedes=current,
-        on_estimate=on_estimate,
     )
 
 
@@ -179,19 +160,21 @@ def _peer_failure(exc: RuntimeError, task: str) -> Exception:
 def _open_and_load(
     ledger: Ledger,
     store: ArtifactStore,
-    device: str,
+    settings: Resolved,
     run_id: int,
     task_status: str | None,
     world: World = SINGLE,
+    target: Any = None,
 ) -> ModelContext:
     """The backbone, checked, with the trained tasks loaded (on rank 0: the others only
     train), the most recent ones when there are more than ``[workspace] resident_tasks``; if
     that fails, run ``run_id`` is recorded failed and its task set to ``task_status`` (None:
-    left as it is)."""
-    from ..runtime.context import open_context
+    left as it is). ``target``: this process's device (default: the command's)."""
+    from ..runtime.context import build_context
 
     try:
-        ctx = open_context(ledger, store, device, world)
+        target = target if target is not None else settings.target
+        ctx = build_context(ledger, store, target, settings.workspace, world)
         trained = [t for t in ledger.tasks() if t.status == "trained"] if world.main else []
         limit = ctx.residency.limit or len(trained)
         for task in trained[-limit:] if limit else ():

@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import devices
 from ..artifacts import CONFIG, ArtifactStore
-from ..config import TrainConfig
+from ..config import TrainConfig, WorkspaceConfig
 from ..data.task import TaskData, load_task_data
 from ..errors import ArtifactError, BackboneError, BadData, ContlearnError
 from ..kinds import kind_of
@@ -237,40 +237,50 @@ def load_recorded_backbone(ledger: Ledger, root: Path) -> bb.LoadedBackbone:
 
 
 def open_context(
-    ledger: Ledger, store: ArtifactStore, device: str = "auto", world: World = SINGLE
+    ledger: Ledger,
+    store: ArtifactStore,
+    device: str = "auto",
+    world: World = SINGLE,
+    workspace: WorkspaceConfig | None = None,
 ) -> ModelContext:
     """A fresh copy of the workspace's backbone, checked, with its sites wrapped, on ``device``
-    (``auto``: CUDA if there is one, else MPS, else the CPU); one process of ``world``."""
-    target = devices.resolve(device)
+    (``auto``: CUDA if there is one, else MPS, else the CPU); one process of ``world``.
+    ``workspace``: its ``tasks.toml`` as the caller read it (read here when not given)."""
+    return build_context(
+        ledger, store, devices.resolve(device), workspace or read_workspace(store), world
+    )
+
+
+def build_context(
+    ledger: Ledger,
+    store: ArtifactStore,
+    target: Any,
+    workspace: WorkspaceConfig,
+    world: World = SINGLE,
+) -> ModelContext:
+    """:func:`open_context` on the ``torch.device`` ``target`` its caller resolved, with the
+    ``[backbone.layout]`` and ``[workspace] resident_tasks`` of ``workspace``."""
+    from ..model.families import from_layout
+
     devices.prepare(target)
     recorded = ledger.backbone()
     if recorded is not None:  # a low-precision backbone needs a device that computes in it
         devices.check_backbone_dtype(devices.short_dtype(recorded.dtype), target)
     loaded = load_recorded_backbone(ledger, store.root)
-    model = AdaptedModel(loaded.model, layout=described_layout(store)).to(target)
+    layout = from_layout(workspace.layout) if workspace.layout else None
+    model = AdaptedModel(loaded.model, layout=layout).to(target)
     ctx = ModelContext(ledger, store, loaded, model, target, world=world)
-    ctx.residency.limit = resident_limit(store)
+    ctx.residency.limit = workspace.resident_tasks
     return ctx
 
 
-def resident_limit(store: ArtifactStore) -> int:
-    """``[workspace] resident_tasks`` of the workspace's tasks.toml (its default without one)."""
-    from ..config import CONFIG_FILE, RESIDENT_TASKS, load_config
-
-    if not (store.root / CONFIG_FILE).is_file():
-        return RESIDENT_TASKS
-    return load_config(store.root).resident_tasks
-
-
-def described_layout(store: ArtifactStore) -> Any:
-    """The family the workspace's ``[backbone.layout]`` describes, if it has one."""
+def read_workspace(store: ArtifactStore) -> WorkspaceConfig:
+    """The workspace's ``tasks.toml`` (its defaults without one)."""
     from ..config import CONFIG_FILE, load_config
-    from ..model.families import from_layout
 
     if not (store.root / CONFIG_FILE).is_file():
-        return None
-    layout = load_config(store.root).layout
-    return from_layout(layout) if layout else None
+        return WorkspaceConfig(root=store.root)
+    return load_config(store.root)
 
 
 def read_task_data(task: TaskRecord) -> TaskData:

@@ -8,6 +8,7 @@ from ..eval.recipe import CANONICAL_BATCH_SIZE, EvalResult, evaluate
 from ..kinds import kind_of
 from ..ledger.records import EvaluationRecord, TaskRecord
 from .context import ModelContext, Split
+from .events import QUIET, Events
 
 
 def evaluate_task(
@@ -17,9 +18,10 @@ def evaluate_task(
     *,
     threads: int | None = None,
     batch_size: int = CANONICAL_BATCH_SIZE,
-    progress: bool = False,
+    events: Events = QUIET,
 ) -> EvalResult:
-    """The canonical evaluation of ``task`` with its own modules and head."""
+    """The canonical evaluation of ``task`` with its own modules and head (a progress bar if
+    ``events`` draws them)."""
     ctx.model.activate(task.name)
     return evaluate(
         ctx.model,
@@ -31,7 +33,7 @@ def evaluate_task(
         threads=threads,
         batch_size=batch_size,
         device=ctx.device,
-        progress=progress,
+        progress=events.bars,
         desc=f"evaluating {task.name}",
     )
 

@@ -40,6 +40,20 @@ class Recorded:
     references: list[Reference]  # the host references adopted since (audit --adopt-host)
 
 
+@dataclass(frozen=True)
+class Rerun:
+    """Check (3) of one task: the rows of the dev batch re-run (0 when none was), whether they
+    reproduced, the largest |logit change|, the recipe they ran under, a note for the findings
+    and the verdict (identical, equivalent or DIFFERENT)."""
+
+    rows: int
+    same: bool
+    worst: float
+    recipe: dict[str, Any] | None
+    note: str
+    verdict: str
+
+
 def recorded(ctx: ModelContext, tasks: list[TaskRecord]) -> list[Recorded]:
     """Each task's current run, artifacts, post-train evaluation and adopted host references
     (a few queries for all)."""
@@ -67,8 +81,6 @@ def probe_earlier(
     current: TaskRecord,
     earlier: list[TaskRecord],
     budget: int,
-    *,
-    progress: bool = False,
 ) -> list[EvaluationRecord]:
     """One probe record per earlier task (the batch re-run, if it was sampled)."""
     ctx.check_backbone()
@@ -105,26 +117,26 @@ def _probe_one(
         ctx.store.verify(files[role].path, files[role].sha256, task.name)
     findings = [_hashed(ctx, task, files)]
     ok = not findings[0].startswith("CHANGED")
-    rows, worst, recipe, verdict = 0, 0.0, None, "identical"
+    rerun = Rerun(0, ok, 0.0, None, "", "identical")
     if ok and batch is not None:
-        rows, ok, worst, recipe, note, verdict = _rerun(ctx, fact, batch)
-        findings.append(note)
+        rerun = _rerun(ctx, fact, batch)
+        findings.append(rerun.note)
     return EvaluationRecord(
         task_id=task.id,
         kind="verification",
         metrics=post.metrics,  # carried: weights, backbone and probed logits unchanged
         primary_value=post.primary_value,
-        example_count=rows,
+        example_count=rerun.rows,
         logits_sha256=None,
         after_task_id=current.id,
-        identical=ok,
-        max_abs_diff=worst,
+        identical=rerun.same,
+        max_abs_diff=rerun.worst,
         findings=findings,
         threads=post.threads,
         seconds=time.perf_counter() - start,
-        recipe=recipe,
+        recipe=rerun.recipe,
         mode="probe",
-        outcome=verdict if ok else "changed",
+        outcome=rerun.verdict if rerun.same else "changed",
     )
 
 
@@ -139,7 +151,7 @@ def _hashed(ctx: ModelContext, task: TaskRecord, files: dict[str, Any]) -> str:
     return "probe: artifact files match their recorded sha256; tensors in memory match them"
 
 
-def _rerun(ctx: ModelContext, fact: Recorded, batch: int):
+def _rerun(ctx: ModelContext, fact: Recorded, batch: int) -> Rerun:
     """Check (3): re-run canonical dev batch ``batch`` and compare with the recorded rows."""
     task, files, size = fact.task, fact.files, fact.batch_size
     if task.name not in ctx.model.tasks or ctx.loaded.get(task.name) != files["weights"].sha256:
@@ -163,7 +175,7 @@ def _rerun(ctx: ModelContext, fact: Recorded, batch: int):
         same = share == 1.0
         kind, verdict = "predictions (another recipe)", "equivalent" if same else "DIFFERENT"
     note = f"probe: dev batch {batch} ({len(rows)} rows) re-run, {kind}: {verdict}"
-    return len(rows), same, worst, recipe, note, verdict
+    return Rerun(len(rows), same, worst, recipe, note, verdict)
 
 
 def _compared_with(fact: Recorded, recipe: dict[str, Any]) -> tuple[str, bool]:

@@ -4,7 +4,10 @@ recorded."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 from ..config import TrainConfig, VerifyConfig, WorkspaceConfig, with_overrides
@@ -30,15 +33,41 @@ VERIFY_KEYS = ("verify",)
 SETTINGS = TRAIN_KEYS + ADAPTER_KEYS + VERIFY_KEYS
 
 
-def check_overrides(
+@dataclass(frozen=True)
+class Resolved:
+    """One command's settings, resolved once at its top and handed down: the workspace's
+    ``tasks.toml`` as its caller read it, the caller's checked overrides, the workspace's
+    training settings with them, how earlier tasks are verified, and the device (its spec;
+    ``target``, the ``torch.device`` it names, is resolved the first time it is asked)."""
+
+    workspace: WorkspaceConfig
+    overrides: Mapping[str, Any]
+    train: TrainConfig
+    verify: VerifyConfig
+    device: str
+
+    @cached_property
+    def target(self) -> Any:
+        """The ``torch.device`` this command runs on, resolved once."""
+        from .. import devices
+
+        return devices.resolve(self.device)
+
+    def task_configs(self, task: TaskRecord) -> tuple[TrainConfig, Any]:
+        """Task ``task``'s training and method configs (its own settings between the
+        workspace's and the caller's)."""
+        return task_configs(self.workspace, task, self.overrides)
+
+
+def resolve(
     defaults: WorkspaceConfig,
-    overrides: dict[str, Any],
+    overrides: Mapping[str, Any],
     device: str | None = None,
     backbone: str = "float32",
-) -> str:
+) -> Resolved:
     """Refuse an unknown setting, an invalid value, a device this machine lacks or a precision
     it cannot do (with a backbone loaded in ``backbone``), before anything loads or is
-    recorded; returns the device to train on."""
+    recorded; returns what the command runs with."""
     unknown = sorted(set(overrides) - set(SETTINGS))
     if unknown:
         raise UnknownSetting(
@@ -52,16 +81,23 @@ def check_overrides(
             "method options need the method they belong to: give --method NAME with --set"
         )
     method_config(defaults.adapter, {}, overrides)
-    verify_settings(defaults, overrides)
-    device = device or defaults.device
-    if device != "auto" or train.precision != "auto" or backbone != "float32":
-        from .. import devices
+    verify = verify_settings(defaults, overrides)
+    resolved = Resolved(
+        defaults, MappingProxyType(dict(overrides)), train, verify, device or defaults.device
+    )
+    if resolved.device != "auto" or train.precision != "auto" or backbone != "float32":
+        _check_device(resolved, backbone)
+    return resolved
 
-        target = devices.resolve(device)
-        if backbone != "float32":
-            devices.check_backbone_dtype(devices.short_dtype(backbone), target)
-        devices.resolve_precision(train.precision, target, backbone)
-    return device
+
+def _check_device(resolved: Resolved, backbone: str) -> None:
+    """The device exists here and computes in the backbone's dtype and the asked precision."""
+    from .. import devices
+
+    target = resolved.target
+    if backbone != "float32":
+        devices.check_backbone_dtype(devices.short_dtype(backbone), target)
+    devices.resolve_precision(resolved.train.precision, target, backbone)
 
 
 def check_max_length(max_length: int | None, limit: int | None, identity: str, fix: str) -> None:
@@ -75,7 +111,7 @@ def check_max_length(max_length: int | None, limit: int | None, identity: str, f
 
 
 def check_queue_lengths(
-    defaults: WorkspaceConfig, tasks: list[TaskRecord], overrides: dict[str, Any], identity: str
+    defaults: WorkspaceConfig, tasks: list[TaskRecord], overrides: Mapping[str, Any], identity: str
 ) -> None:
     """Before a task is claimed: each of ``tasks`` would train within the backbone's positions
     (the caller's max length, else the task's own from add-task, else tasks.toml's)."""
@@ -93,7 +129,7 @@ def check_queue_lengths(
 
 
 def task_configs(
-    defaults: WorkspaceConfig, task: TaskRecord, overrides: dict[str, Any]
+    defaults: WorkspaceConfig, task: TaskRecord, overrides: Mapping[str, Any]
 ) -> tuple[TrainConfig, Any]:
     """Workspace defaults, then the task's own settings, then command-line overrides."""
     settings = task.settings
@@ -102,18 +138,18 @@ def task_configs(
     return train, method_config(defaults.adapter, settings, overrides)
 
 
-def verify_settings(defaults: WorkspaceConfig, overrides: dict[str, Any]) -> VerifyConfig:
+def verify_settings(defaults: WorkspaceConfig, overrides: Mapping[str, Any]) -> VerifyConfig:
     """How earlier tasks are verified: tasks.toml's ``[verify]``, its mode replaced by the
     caller's ``verify`` (auto, full or probe)."""
     return with_overrides(defaults.verify, mode=overrides.get("verify"))
 
 
-def method_name(default: Any, settings: dict[str, Any], overrides: dict[str, Any]) -> str:
+def method_name(default: Any, settings: dict[str, Any], overrides: Mapping[str, Any]) -> str:
     """The method a task trains with: the caller's, else the task's own, else the workspace's."""
     return overrides.get("method") or settings.get("method") or default.method
 
 
-def method_config(default: Any, settings: dict[str, Any], overrides: dict[str, Any]) -> Any:
+def method_config(default: Any, settings: dict[str, Any], overrides: Mapping[str, Any]) -> Any:
     """The task's method config: the workspace's ``[adapter]`` values when the method is the
     workspace's, then the task's own options (``add-task --set``, ``--bottleneck``) when they
     belong to this method, then the caller's. Raises :class:`ConfigError` naming a bad option."""
@@ -125,7 +161,7 @@ def method_config(default: Any, settings: dict[str, Any], overrides: dict[str, A
     return get_method(name).config(values)
 
 
-def _options(settings: dict[str, Any]) -> dict[str, Any]:
+def _options(settings: Mapping[str, Any]) -> dict[str, Any]:
     options = dict(settings.get("options") or {})
     if settings.get("bottleneck") is not None:
         options["bottleneck"] = settings["bottleneck"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import devices, faults, files, interrupts
-from ..config import TrainConfig, WorkspaceConfig
+from ..config import TrainConfig
 from ..eval.recipe import CANONICAL_BATCH_SIZE, EvalResult
 from ..kinds import kind_of
 from ..ledger.records import ArtifactRecord, EvaluationRecord, TaskRecord
@@ -26,47 +26,46 @@ from ..version import library_versions
 from .context import ModelContext, read_task_data, training_rows
 from .current import recorded_post_train
 from .evaluate import evaluate_task, evaluation_record
-from .pace import Report, chain, estimator, training_plan
+from .events import QUIET, Events
+from .pace import chain, estimator, training_plan
+from .results import RunResult, Verification
 from .runs import heartbeat, record_failure
-from .settings import task_configs, verify_settings
+from .settings import Resolved
 from .verify import require_identical, verify_earlier
 
 
 def train_one(
     ctx: ModelContext,
-    defaults: WorkspaceConfig,
+    settings: Resolved,
     task: TaskRecord,
     run_id: int,
     *,
-    overrides: dict,
-    progress: bool,
+    events: Events = QUIET,
     supersedes: int | None = None,
-    on_estimate: Report | None = None,
-) -> dict[str, Any]:
+) -> RunResult | None:
     """Train ``task`` (claimed by run ``run_id``), write and verify; returns the run's result.
     ``supersedes`` is the run a retrain replaces (the task stays trained if this one fails).
     On a rank other than 0 of a data-parallel world it only trains, and returns None."""
     if not ctx.world.main:
-        train_cfg, adapter_cfg = _configs(ctx, defaults, task, overrides)
-        fit_task(ctx, task, run_id, train_cfg, adapter_cfg, False)
+        train_cfg, adapter_cfg = _configs(ctx, settings, task)
+        fit_task(ctx, task, run_id, train_cfg, adapter_cfg, events.without_bars())
         return None
     written: list[Path] = []
     verifications: list[EvaluationRecord] = []
     stage = "preparing"  # what an interrupted run records it was doing
     try:
-        train_cfg, adapter_cfg = _configs(ctx, defaults, task, overrides)
+        train_cfg, adapter_cfg = _configs(ctx, settings, task)
         ctx.ledger.update_run(run_id, **run_config(ctx, train_cfg, adapter_cfg))
         ctx.check_backbone()
         stage = "training"
-        outcome = fit_task(ctx, task, run_id, train_cfg, adapter_cfg, progress, on_estimate)
+        outcome = fit_task(ctx, task, run_id, train_cfg, adapter_cfg, events)
         interrupts.checkpoint()
         stage = "writing artifacts"
         records = write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome.final, written)
         stage = "verifying earlier tasks"
-        settings = verify_settings(defaults, overrides)
         began = time.perf_counter()
         with interrupts.interruptible():
-            verifications = verify_earlier(ctx, task, settings=settings, progress=progress)
+            verifications = verify_earlier(ctx, task, settings=settings.verify, events=events)
         verify_seconds = time.perf_counter() - began
         require_identical(ctx.ledger, task, verifications)
         ctx.check_backbone()
@@ -78,9 +77,8 @@ def train_one(
             undo_run(ctx, task, run_id, exc, written, verifications, status, stage)
         raise
     post = evaluation_record(task, outcome.final, "post-train")
-    result = _result(ctx, task, run_id, outcome, records, verifications)
-    result["supersedes"] = supersedes
-    result["verification_seconds"] = verify_seconds
+    ran = (supersedes, verify_seconds)
+    result = _result(ctx, task, run_id, outcome, records, verifications, ran)
     ctx.ledger.finish_run(
         run_id,
         status="succeeded",
@@ -90,15 +88,15 @@ def train_one(
         seconds=outcome.train.seconds,
         examples=outcome.train.examples,
         examples_per_second=outcome.train.examples_per_second,
-        result=result,
+        result=result.as_dict(),
     )
     return result
 
 
-def _configs(ctx: ModelContext, defaults, task: TaskRecord, overrides: dict) -> tuple:
+def _configs(ctx: ModelContext, settings: Resolved, task: TaskRecord) -> tuple:
     """The run's training and method configs, the precision resolved on the context's device
     (a run records what it used, never "auto")."""
-    train_cfg, adapter_cfg = task_configs(defaults, task, overrides)
+    train_cfg, adapter_cfg = settings.task_configs(task)
     return replace(train_cfg, precision=ctx.precision(train_cfg.precision)), adapter_cfg
 
 
@@ -158,8 +156,7 @@ def fit_task(
     run_id: int,
     train_cfg: TrainConfig,
     adapter_cfg: Any,
-    progress: bool,
-    on_estimate: Report | None = None,
+    events: Events = QUIET,
 ) -> Fitted:
     from ..train.loop import train
     from ..train.seeding import seed_everything
@@ -180,11 +177,10 @@ def fit_task(
     )
     model.activate(task.name)
     main, world = ctx.world.main, ctx.world
-    picked = {"task": task.name, "selection": "dev" if held is None else "holdout"}
     size = training_plan(
         len(train_split.encoded), train_cfg.epochs, train_cfg.batch_size * world.size
     )
-    report = None if on_estimate is None else (lambda e: on_estimate({**picked, **e}))
+    report = events.estimates(task=task.name, selection="dev" if held is None else "holdout")
     on_step = chain(heartbeat(ctx.ledger, run_id), estimator(size, report)) if main else None
     limit = train_cfg.prefix_cache_mb * 2**20 if train_cfg.cache_frozen_prefix else None
     with (
@@ -200,7 +196,7 @@ def fit_task(
             train_cfg,
             kind=kind_of(task),
             evaluate=lambda: evaluate_task(ctx, task, pick).primary_value,
-            progress=progress,
+            progress=events.bars,
             desc=task.name,
             on_step=on_step,
             device=ctx.device,
@@ -209,7 +205,7 @@ def fit_task(
         )
     if not main:
         return Fitted(result)
-    final = evaluate_task(ctx, task, dev, progress=progress)
+    final = evaluate_task(ctx, task, dev, events=events)
     sent = allreduce_bytes(model.trainable_parameters(task.name)) if world.distributed else 0
     return Fitted(
         result,
@@ -291,39 +287,43 @@ def undo_run(ctx, task, run_id, exc, written, verifications, task_status, stage=
     record_failure(ctx.ledger, run_id, exc, verifications, task_status=task_status, during=stage)
 
 
-def _result(ctx, task, run_id, outcome, records, verifications) -> dict[str, Any]:
+def _result(ctx, task, run_id, outcome, records, verifications, ran) -> RunResult:
+    """The run's result; ``ran``: the run a retrain replaces, and the seconds verifying took."""
     trained, final = outcome.train, outcome.final
     weights = next(r for r in records if r.role == "weights")
-    return {
-        "task": task.name,
-        "run_id": run_id,
-        "metrics": final.metrics,
-        "metric": task.metric,
-        "logits_sha256": final.logits_sha256,
-        "trainable_params": weights.trainable_params,
-        "trainable_pct": 100.0 * weights.trainable_params / weights.backbone_params,
-        "best_epoch": trained.best_epoch,
-        "history": trained.history,
-        "seconds": trained.seconds,
-        "examples_per_second": trained.examples_per_second,
-        "real_token_share": trained.real_token_share,
-        "warnings": outcome.warnings,
-        "world_size": ctx.world.size,
-        "allreduce_bytes_per_step": outcome.allreduce_bytes,
-        "prefix_cache": outcome.prefix_cache,
-        "verifications": [verification_row(ctx.ledger, v) for v in verifications],
-    }
+    return RunResult(
+        task=task.name,
+        run_id=run_id,
+        metrics=final.metrics,
+        metric=task.metric,
+        logits_sha256=final.logits_sha256,
+        trainable_params=weights.trainable_params,
+        trainable_pct=100.0 * weights.trainable_params / weights.backbone_params,
+        best_epoch=trained.best_epoch,
+        history=trained.history,
+        seconds=trained.seconds,
+        examples_per_second=trained.examples_per_second,
+        real_token_share=trained.real_token_share,
+        warnings=outcome.warnings,
+        world_size=ctx.world.size,
+        allreduce_bytes_per_step=outcome.allreduce_bytes,
+        prefix_cache=outcome.prefix_cache,
+        verifications=tuple(verification_row(ctx.ledger, v) for v in verifications),
+        supersedes=ran[0],
+        verification_seconds=ran[1],
+    )
 
 
-def verification_row(ledger: Ledger, v: EvaluationRecord) -> dict[str, Any]:
+def verification_row(ledger: Ledger, v: EvaluationRecord) -> Verification:
+    """What a run's result says of one verification record."""
     earlier = ledger.task_by_id(v.task_id)
-    return {
-        "task": earlier.name,
-        "recorded": recorded_post_train(ledger, earlier).metrics,
-        "now": v.metrics,
-        "logits_sha256": v.logits_sha256,
-        "identical": v.identical,
-        "outcome": v.outcome,
-        "mode": v.mode,
-        "examples_rerun": v.example_count,
-    }
+    return Verification(
+        task=earlier.name,
+        recorded=recorded_post_train(ledger, earlier).metrics,
+        now=v.metrics,
+        logits_sha256=v.logits_sha256,
+        identical=v.identical,
+        outcome=v.outcome,
+        mode=v.mode,
+        examples_rerun=v.example_count,
+    )

@@ -27,10 +27,11 @@ from ..ledger.store import Ledger
 from .context import ModelContext
 from .current import canonical_batch_size, recorded_post_train, trained_artifacts
 from .evaluate import evaluate_task, evaluation_record
+from .events import QUIET, Events
 from .references import adopted_references, matching
 
 
-@dataclass
+@dataclass(frozen=True)
 class Reproduction:
     """A replayed evaluation, compared with the recorded one (or this host's adopted reference).
 
@@ -54,7 +55,7 @@ class Reproduction:
     adopted: int | None = None
 
 
-def reproduce(ctx: ModelContext, task: TaskRecord, *, progress: bool = False) -> Reproduction:
+def reproduce(ctx: ModelContext, task: TaskRecord, *, events: Events = QUIET) -> Reproduction:
     """Reload a trained task from its files, re-run its post-train evaluation with the recorded
     max length, batch size and thread count on the context's device, and compare: bit for bit
     with this host's adopted reference or the post-train evaluation when one ran under the
@@ -65,7 +66,7 @@ def reproduce(ctx: ModelContext, task: TaskRecord, *, progress: bool = False) ->
     batch_size = canonical_batch_size(ctx.ledger, task)
     dev = ctx.dev_split(task, meta["train"]["max_length"])
     now = evaluate_task(
-        ctx, task, dev, threads=recorded.threads, batch_size=batch_size, progress=progress
+        ctx, task, dev, threads=recorded.threads, batch_size=batch_size, events=events
     )
     logits = trained_artifacts(ctx.ledger, task)["logits"]
     adopted = matching(adopted_references(ctx.ledger, {task.id: recorded})[task.id], now.recipe)
@@ -129,7 +130,7 @@ def verify_earlier(
     current: TaskRecord,
     *,
     settings: VerifyConfig | None = None,
-    progress: bool = False,
+    events: Events = QUIET,
 ) -> list[EvaluationRecord]:
     """Prove every other trained task unchanged, fully or by the probe (``settings.mode``;
     ``auto`` chooses by the earlier tasks' dev examples), one record each."""
@@ -139,8 +140,8 @@ def verify_earlier(
     if choose_mode(ctx.ledger, earlier, settings) == "probe":
         from .probe import probe_earlier
 
-        return probe_earlier(ctx, current, earlier, settings.probe_examples, progress=progress)
-    return [_verify_one(ctx, task, current, progress) for task in earlier]
+        return probe_earlier(ctx, current, earlier, settings.probe_examples)
+    return [_verify_one(ctx, task, current, events) for task in earlier]
 
 
 def choose_mode(ledger: Ledger, earlier: list[TaskRecord], settings: VerifyConfig) -> str:
@@ -153,8 +154,8 @@ def choose_mode(ledger: Ledger, earlier: list[TaskRecord], settings: VerifyConfi
     return "full" if total <= settings.full_max_examples else "probe"
 
 
-def _verify_one(ctx, task, current, progress) -> EvaluationRecord:
-    check = reproduce(ctx, task, progress=progress)
+def _verify_one(ctx, task, current, events: Events) -> EvaluationRecord:
+    check = reproduce(ctx, task, events=events)
     findings = list(check.notes)
     if not check.ok and check.same_recipe:
         findings.append(f"recorded {check.recorded.logits_sha256}, now {check.now.logits_sha256}")

@@ -14,12 +14,13 @@ from ...config import CompareConfig, TrainConfig
 from ...ledger.records import RunRecord, TaskRecord
 from ...ledger.store import Ledger
 from ...report.figures import PlotStyle
+from ...runtime.events import QUIET, Events
 
 
 @dataclass(frozen=True)
 class Job:
     """What a baseline's run is handed: the comparison, its tasks in order, each task's full
-    fine-tuning settings and the baselines' own settings."""
+    fine-tuning settings, the baselines' own settings and what the user hears of it."""
 
     ledger: Ledger
     store: ArtifactStore
@@ -27,8 +28,7 @@ class Job:
     tasks: list[TaskRecord]
     configs: dict[str, TrainConfig]
     settings: CompareConfig
-    progress: bool = False
-    on_estimate: Any = None
+    events: Events = QUIET
     device: str = "auto"
 
 

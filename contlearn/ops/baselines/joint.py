@@ -16,6 +16,7 @@ from ...ledger.records import TaskRecord
 from ...model.adapted import count_parameters
 from ...runtime.context import read_task_data, training_rows
 from ...runtime.evaluate import evaluate_task
+from ...runtime.events import QUIET, Events
 from ...runtime.runs import recorded_run
 from ...train.batching import Encoded, training_batches
 from ...train.loop import StepHooks
@@ -39,12 +40,12 @@ def run(job: Job) -> None:
         job.comparison_id,
         job.tasks,
         job.configs,
-        progress=job.progress,
+        events=job.events,
         device=job.device,
     )
 
 
-def run_joint(ledger, store, comparison_id, tasks, settings, *, progress=False, device="auto"):
+def run_joint(ledger, store, comparison_id, tasks, settings, *, events=QUIET, device="auto"):
     """Train and evaluate the joint model, unless this comparison already has it."""
     if finished_runs(ledger, comparison_id, NAME):
         return
@@ -53,8 +54,8 @@ def run_joint(ledger, store, comparison_id, tasks, settings, *, progress=False, 
     config = joint_config(tasks, settings)
     values = comparison_run_values(comparison_id, last, config, ctx.model.family.name, NAME)
     with recorded_run(ledger, values, "training jointly") as run_id:
-        result = _train(ctx, tasks, settings, config, progress)
-        evaluated = [evaluate_on_dev(ctx, settings, t, last, progress) for t in tasks]
+        result = _train(ctx, tasks, settings, config, events)
+        evaluated = [evaluate_on_dev(ctx, settings, t, last, events) for t in tasks]
     trainable = count_parameters(ctx.model.backbone) + sum(
         count_parameters(ctx.model.tasks[t.name]) for t in tasks
     )
@@ -68,7 +69,7 @@ def joint_config(tasks: list[TaskRecord], settings: dict[str, TrainConfig]) -> T
     return replace(settings[tasks[0].name], epochs=epochs)
 
 
-def _train(ctx, tasks, settings, config: TrainConfig, progress: bool):
+def _train(ctx, tasks, settings, config: TrainConfig, events: Events):
     from ...train.loop import train
     from ...train.seeding import seed_everything
 
@@ -118,7 +119,7 @@ def _train(ctx, tasks, settings, config: TrainConfig, progress: bool):
         targets,
         config,
         kind=kind_of(tasks[0]),
-        progress=progress,
+        progress=events.bars,
         evaluate=evaluate,
         desc="joint (all tasks)",
         device=ctx.device,

@@ -5,6 +5,7 @@ task. Each task's run starts from the pretrained weights again."""
 from __future__ import annotations
 
 from ...model.adapted import count_parameters
+from ...runtime.events import QUIET
 from ...runtime.runs import recorded_run
 from ..full_finetune import (
     comparison_run_values,
@@ -26,8 +27,7 @@ def run(job: Job) -> None:
         job.comparison_id,
         job.tasks,
         job.configs,
-        progress=job.progress,
-        on_estimate=job.on_estimate,
+        events=job.events,
         device=job.device,
     )
 
@@ -39,8 +39,7 @@ def run_separate(
     tasks,
     settings,
     *,
-    progress=False,
-    on_estimate=None,
+    events=QUIET,
     device="auto",
 ):
     """Fine-tune a fresh copy of the backbone on each task not yet done in this comparison."""
@@ -53,15 +52,15 @@ def run_separate(
             ctx = open_baseline_context(ledger, store, device)
             pristine = {k: v.clone() for k, v in ctx.model.backbone.state_dict().items()}
         ctx.model.backbone.load_state_dict(pristine)
-        _one(ctx, settings, comparison_id, task, progress, on_estimate)
+        _one(ctx, settings, comparison_id, task, events)
         ctx.model.remove_task(task.name)
 
 
-def _one(ctx, settings, comparison_id, task, progress, on_estimate) -> None:
+def _one(ctx, settings, comparison_id, task, events) -> None:
     config = settings[task.name]
     values = comparison_run_values(comparison_id, task, config, ctx.model.family.name, NAME)
     with recorded_run(ctx.ledger, values, "fine-tuning") as run_id:
-        result, _ = fine_tune(ctx, settings, task, config, progress, on_estimate, label=NAME)
-        evaluated = [evaluate_on_dev(ctx, settings, task, task, progress)]
+        result, _ = fine_tune(ctx, settings, task, config, events, label=NAME)
+        evaluated = [evaluate_on_dev(ctx, settings, task, task, events)]
     trainable = count_parameters(ctx.model.backbone) + count_parameters(ctx.model.tasks[task.name])
     finish_baseline_run(ctx, run_id, result, evaluated, trainable, 4 * trainable)
