@@ -26,6 +26,15 @@ class TaskKind:
     head: str = "pooled"  # the head type recorded in the artifact config
     predicts: str = ""  # what one prediction is: "class", "value"...
 
+    labels_name_outputs = True  # the head's output i scores label i (they can be reordered)
+
+    @property
+    def role(self) -> str:
+        """What the head's outputs mean, as libraries with task heads tell heads apart: its
+        head type ("pooled": one row per text, "token": one row per token), unless the kind
+        says otherwise (extractive QA: "span", a start and an end logit per token)."""
+        return self.head
+
     # what the data layer recognises a task's rows as ("classification": class labels,
     # "regression": numbers); a kind trains on data of this shape
     reads: str = ""

@@ -39,6 +39,8 @@ def doc_stride(max_length: int) -> int:
 class ExtractiveQA(TaskKind):
     name = "extractive-qa"
     head = "token"
+    role = "span"  # a token head, whose two outputs other libraries keep apart from tags
+    labels_name_outputs = False  # the outputs are start and end, whatever the labels
     reads = "extractive-qa"
     predicts = "span"
 
