@@ -151,3 +151,36 @@ def test_predict_refuses_a_qa_row_without_its_context_in_one_line(ws: Workspace)
     assert result.exit_code != 0
     message = result.output.strip()
     assert message.startswith("Error: ") and "\n" not in message and "context" in message
+
+
+def test_the_verification_table_shows_a_qa_or_tagging_tasks_primary_metric_alone(
+    word_workspace: Workspace, tmp_path: Path
+) -> None:
+    """Their scores include breakdowns (v2's has/no answer, per entity type): the table's
+    recorded and now columns show the primary metric; ``--json`` and the ledger keep all."""
+    from tests.test_tagging import write_tagging_task
+
+    ws = word_workspace
+    ws.add_task("squad", write_qa_task(tmp_path / "squad", n_train=16, n_dev=9, v2=True))
+    ws.add_task("ner", write_tagging_task(tmp_path / "ner", n_train=16, n_dev=8))
+    ws.add_task("words", write_keyword_task(tmp_path / "words", n_train=16, n_dev=8, seed=4))
+    ws.train_next(all_tasks=True, epochs=1)
+    ws.add_task("more", write_keyword_task(tmp_path / "more", n_train=16, n_dev=8, seed=5))
+    result = invoke(ws, "train-next", "-q", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    header, *rows = result.output.split("verification of earlier tasks:\n")[1].splitlines()
+    cells = {row.split()[0]: row for row in rows}
+    recorded = {t: ws.ledger.trained_run(ws.ledger.task(t).id).result["metrics"] for t in cells}
+    assert len(recorded["squad"]) > 2 and len(recorded["ner"]) > 4  # the breakdowns
+    assert f"qa_f1 {recorded['squad']['qa_f1']:.4f}" in cells["squad"]
+    assert "exact_match" not in cells["squad"] and "answer" not in cells["squad"]
+    assert cells["ner"].count("entity_f1") == 2 and "token_accuracy" not in cells["ner"]
+    words = ", ".join(f"{k} {v:.4f}" for k, v in recorded["words"].items())
+    assert cells["words"].count(words) == 2  # a classification task's: every metric
+    ws.add_task("last", write_keyword_task(tmp_path / "last", n_train=16, n_dev=8, seed=6))
+    result = invoke(ws, "train-next", "--json", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    (run,) = json.loads(result.output)["runs"]
+    rows = {v["task"]: v for v in run["verifications"]}
+    assert rows["squad"]["recorded"] == recorded["squad"] and rows["squad"]["shown"] == ["qa_f1"]
+    assert rows["ner"]["now"] == recorded["ner"] and rows["ner"]["metric"] == "entity_f1"

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from ..train.batching import Encoded
 
 
+def primary_only(metrics: Sequence[str], primary: str) -> list[str]:
+    """``[primary]`` when it was recorded, else every metric (a record from before it was)."""
+    return [primary] if primary in metrics else list(metrics)
+
+
 class TaskKind:
     """One kind of task. Subclasses set ``name``, ``head`` and ``predicts`` and implement the
     methods; the defaults here fit kinds whose canonical output is one row of logits per
@@ -133,6 +138,11 @@ class TaskKind:
     def metrics_agree(self, recorded: dict[str, float], now: dict[str, float]) -> bool:
         """Whether a replay under another recipe scored what was recorded."""
         return recorded == now
+
+    def shown_metrics(self, metrics: Sequence[str], primary: str) -> list[str]:
+        """Which of a task's recorded ``metrics`` a one-row summary (the verification table)
+        shows: all of them, a kind's few; a kind that adds breakdowns shows ``primary``."""
+        return list(metrics)
 
     def num_classes(self, labels: Sequence[str] | None) -> int | None:
         """What the metric functions take as ``num_classes`` (None: not classes)."""
