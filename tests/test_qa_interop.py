@@ -304,7 +304,7 @@ def test_peft_computes_an_exported_qa_task_on_each_family_it_is_exported_for(
     from peft import PeftModel
     from transformers import AutoModelForQuestionAnswering
 
-    from contlearn.interop import peft_format
+    from contlearn.interop import folder, peft_format
     from contlearn.interop.names import naming
     from contlearn.model.adapted import AdaptedModel
     from contlearn.model.methods.registry import get_method
@@ -339,3 +339,9 @@ def test_peft_computes_an_exported_qa_task_on_each_family_it_is_exported_for(
     with theirs.disable_adapter(), torch.no_grad():
         bare = theirs(**batch)
     assert not torch.allclose(bare.start_logits[real], ours[real][:, 0], atol=1e-3)
+    # and the folder reads back as the same task state (its keys named as the QA model's)
+    found = folder.read(tmp_path / "out", "peft")
+    qa = kinds.get("extractive-qa")
+    back = peft_format.to_contlearn(found, naming(model), ["answer"], backbone, qa)["state"]
+    state = model.task_state("t")
+    assert set(back) == set(state) and all(torch.equal(back[k], state[k]) for k in state)
