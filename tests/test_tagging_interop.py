@@ -21,7 +21,7 @@ from contlearn.api import Workspace
 from contlearn.errors import InteropError
 from contlearn.kinds.base import TaskKind
 from tests.conftest import invoke, write_keyword_task
-from tests.test_tagging import word_backbone, write_tagging_task  # noqa: F401 (a fixture)
+from tests.test_tagging import write_tagging_task
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 
@@ -42,7 +42,7 @@ TAGGING_HEAD_ARGS = {"num_labels", "layers", "activation_function", "id2label", 
 
 
 @pytest.fixture()
-def workspace(tmp_path: Path, word_backbone: Path) -> Workspace:  # noqa: F811
+def workspace(tmp_path: Path, word_backbone: Path) -> Workspace:
     root = tmp_path / "ws"
     Workspace.create(root, backbone=str(word_backbone))
     text = (root / "tasks.toml").read_text()
@@ -173,7 +173,7 @@ def test_adapterhubs_tagging_head_config_is_what_its_tagging_head_is_built_from(
 @pytest.mark.parametrize("case", ["lora", "ia3"])
 def test_peft_loads_the_exported_tagging_folder_and_computes_the_same_logits(
     workspace: Workspace,
-    word_backbone: Path,  # noqa: F811
+    word_backbone: Path,
     tmp_path: Path,
     case: str,
 ) -> None:
@@ -200,7 +200,7 @@ TAGS = ["O", "B-ANI", "B-ORG", "I-ORG"]  # the order contlearn gives the data's 
 @pytest.mark.parametrize("theirs", [TAGS, ["B-ORG", "O", "I-ORG", "B-ANI"]])
 def test_a_token_cls_folder_saved_by_peft_imports_and_computes_what_peft_does(
     workspace: Workspace,
-    word_backbone: Path,  # noqa: F811
+    word_backbone: Path,
     tmp_path: Path,
     theirs: list[str],
 ) -> None:
@@ -284,10 +284,10 @@ def test_a_head_of_another_kind_than_the_data_is_refused_in_one_line(
 
 
 class Spans(TaskKind):
-    """A kind whose head no format holds (extractive QA's start and end per token, say)."""
+    """A kind whose head no format holds (a pair of texts scored per token pair, say)."""
 
     name = "spans"
-    head = "span"
+    head = "pair"
 
 
 def test_a_kind_whose_head_no_format_holds_is_refused_in_one_line() -> None:
@@ -295,7 +295,10 @@ def test_a_kind_whose_head_no_format_holds_is_refused_in_one_line() -> None:
     from contlearn.interop.parts import check_head_type
     from contlearn.ops.interop import _check_kind
 
-    for fmt, holds in (("peft", "SEQ_CLS, TOKEN_CLS"), ("adapterhub", "classification, tagging")):
+    for fmt, holds in (
+        ("peft", "SEQ_CLS, TOKEN_CLS, QUESTION_ANS"),
+        ("adapterhub", "classification, tagging, question_answering"),
+    ):
         with pytest.raises(InteropError) as caught:
             _check_kind(Spans(), fmt, "qa")
         message = str(caught.value)

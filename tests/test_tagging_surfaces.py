@@ -15,13 +15,13 @@ import pytest
 from contlearn.api import Workspace
 from tests.conftest import invoke, write_keyword_task
 from tests.test_serve import TOKEN, call, cli_predict, cli_server
-from tests.test_tagging import word_backbone, write_tagging_task  # noqa: F401 (a fixture)
+from tests.test_tagging import write_tagging_task
 
 TEXT = "the cat saw news tech"
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory, word_backbone: Path) -> Workspace:  # noqa: F811
+def ws(tmp_path_factory: pytest.TempPathFactory, word_backbone: Path) -> Workspace:
     """Trained: "words" (classification: pos / neg), "ner" (tagging: ANI, ORG)."""
     tmp = tmp_path_factory.mktemp("surfaces")
     ws = Workspace.create(tmp / "ws", backbone=str(word_backbone))
@@ -176,7 +176,7 @@ def test_status_shows_each_tasks_kind(ws: Workspace) -> None:
 
 def test_add_task_recognises_a_conll_folder_and_kind_forces_tagging(
     tmp_path: Path,
-    word_backbone: Path,  # noqa: F811
+    word_backbone: Path,
 ) -> None:
     ws = Workspace.create(tmp_path / "ws", backbone=str(word_backbone))
     data = write_tagging_task(tmp_path / "ner", n_train=8, n_dev=4)

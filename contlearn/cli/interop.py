@@ -51,9 +51,10 @@ def export(
     """Write trained TASK as an AdapterHub or peft adapter folder.
 
     adapterhub: houlsby, pfeiffer and parallel tasks (DoubleSeqBnConfig, SeqBnConfig,
-    ParBnConfig) with their head (classification, or tagging for a tagging task); load it with
-    model.load_adapter(DIR). peft: lora and ia3 tasks, the head in modules_to_save (task type
-    SEQ_CLS, or TOKEN_CLS for a tagging task); load it with PeftModel.from_pretrained(base,
+    ParBnConfig) with their head (classification; tagging for a tagging task,
+    question_answering for an extractive-QA task); load it with model.load_adapter(DIR). peft:
+    lora and ia3 tasks, the head in modules_to_save (task type SEQ_CLS; TOKEN_CLS for a tagging
+    task, QUESTION_ANS for an extractive-QA task); load it with PeftModel.from_pretrained(base,
     DIR). contlearn_export.json records the task, run, artifact sha256 and contlearn version.
 
     \b
@@ -107,8 +108,9 @@ def import_adapter(
     Checks the folder fits this backbone, converts it without loss, evaluates it on the
     data's dev split, records the run like a trained task's and verifies every earlier task.
     The data decides the task's kind, and the folder's head must be that kind's (a TOKEN_CLS
-    or tagging head for tagging data). Bad input (another format, another backbone, a pickle,
-    keys that do not map, a head of another kind) writes nothing.
+    or tagging head for tagging data, QUESTION_ANS or question_answering for SQuAD data). Bad
+    input (another format, another backbone, a pickle, keys that do not map, a head of another
+    kind) writes nothing.
 
     \b
     Example:

@@ -150,6 +150,12 @@ def print_training(result: dict[str, Any]) -> None:
     print_verifications(result)
 
 
+def shown(metrics: dict[str, float], row: dict[str, Any]) -> dict[str, float]:
+    """The metrics a verification row's kind shows in the table (``--json``: all of them)."""
+    names = row.get("shown")
+    return metrics if names is None else {k: metrics[k] for k in names if k in metrics}
+
+
 def print_verifications(result: dict[str, Any]) -> None:
     """The run's verification of the other trained tasks, as a table."""
     rows = [
@@ -157,8 +163,8 @@ def print_verifications(result: dict[str, Any]) -> None:
             "task": v["task"],
             "mode": v.get("mode") or "full",
             "rerun": v.get("examples_rerun", ""),
-            "recorded": scores(v["recorded"]),
-            "now": scores(v["now"]),
+            "recorded": scores(shown(v["recorded"], v)),
+            "now": scores(shown(v["now"], v)),
             "logits": (v["logits_sha256"] or "-")[:16],
             "identical": v["identical"],
             "outcome": v.get("outcome") or "",

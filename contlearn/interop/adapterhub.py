@@ -5,7 +5,8 @@
 adapter_down.0.weight`` (and ``adapter_up``), and the head as ``head_config.json`` and
 ``model_head.safetensors`` (a classification head: ``heads.{name}.1`` dense, tanh,
 ``heads.{name}.4`` output; a tagging head of one layer: dropout, ``heads.{name}.1`` output on
-every token).
+every token; a question-answering head of one layer: the same, its two outputs the start and
+the end logit, as its ``QuestionAnsweringHead`` splits them).
 
 contlearn's bottleneck methods are AdapterHub presets: houlsby is ``DoubleSeqBnConfig``,
 pfeiffer ``SeqBnConfig``, parallel ``ParBnConfig`` (post-LN families, head on the first token).
@@ -81,10 +82,11 @@ COMPUTES = (
 )
 SITES = {"houlsby": ("attention_output", "ffn_output")}  # the others: ffn_output alone
 ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "swish": "swish", "silu": "swish", "tanh": "tanh"}
-# contlearn's head type -> AdapterHub's head type; its layers -> their index in AdapterHub's
-# head (a Sequential: per layer a Dropout, then a Linear and, but for the last, the activation)
-HEAD_TYPES = {"pooled": "classification", "token": "tagging"}
-HEAD = {"pooled": {"dense": "1", "out": "4"}, "token": {"out": "1"}}
+# a kind's head role (contlearn.kinds) -> AdapterHub's head type; its layers -> their index in
+# AdapterHub's head (a Sequential: per layer a Dropout, then a Linear and, but for the last,
+# the activation)
+HEAD_TYPES = {"pooled": "classification", "token": "tagging", "span": "question_answering"}
+HEAD = {"pooled": {"dense": "1", "out": "4"}, "token": {"out": "1"}, "span": {"out": "1"}}
 # what AdapterHub's head of that type must be to compute contlearn's (its head_config.json)
 HEAD_SHAPE = {
     "pooled": {
@@ -94,16 +96,18 @@ HEAD_SHAPE = {
         "bias": True,
     },
     "token": {"layers": 1, "bias": True},
+    "span": {"layers": 1, "num_labels": 2},
 }
 HEAD_WORDS = {
     "pooled": "a 2-layer tanh classification head on the first token (no pooler)",
     "token": "a 1-layer tagging head (one linear layer on every token)",
+    "span": "a 1-layer question-answering head (start and end logits on every token)",
 }
 
 
 def check_exportable(method: str, config: Any, naming: Naming, head: str) -> None:
-    """``head``: the task's head type (AdapterHub's classification and tagging heads are the
-    same on each of its families)."""
+    """``head``: the task's head role (AdapterHub's classification, tagging and
+    question-answering heads are the same on each of its families)."""
     if method not in PRESETS:
         raise InteropError(
             f"method {method!r} has no AdapterHub preset: export houlsby, pfeiffer or parallel "
@@ -173,6 +177,15 @@ def _config(config: Any, naming: Naming) -> dict[str, Any]:
 
 def _head_config(meta: dict[str, Any]) -> dict[str, Any]:
     labels = meta["labels"] or ["LABEL_0"]
+    if meta["head"] == "span":  # QuestionAnsweringHead's arguments; it names no outputs
+        return {
+            "activation_function": "tanh",  # unused with one layer; its default
+            "dropout_prob": meta["dropout"],
+            "head_type": "question_answering",
+            "label2id": None,
+            "layers": 1,
+            "num_labels": 2,
+        }
     if meta["head"] == "token":  # exactly TaggingHead's arguments: its config is passed as them
         return {
             "activation_function": "tanh",  # unused with one layer; TaggingHead's default
@@ -296,19 +309,19 @@ def _head_state(folder: Folder, labels: list[str] | None, where: str, kind: Any)
         )
     config = folder.head_config.get("config", {})
     check_head_type(config.get("head_type"), HEAD_TYPES, kind, where)
-    for key, value in HEAD_SHAPE[kind.head].items():
+    for key, value in HEAD_SHAPE[kind.role].items():
         if config.get(key, value) != value:
             raise InteropError(
                 f"{where}'s head has {key} = {config.get(key)!r}: contlearn's {kind.name} head "
-                f"is {HEAD_WORDS[kind.head]}"
+                f"is {HEAD_WORDS[kind.role]}"
             )
     name = str(folder.head_config.get("name", ""))
-    index = {v: k for k, v in HEAD[kind.head].items()}
+    index = {v: k for k, v in HEAD[kind.role].items()}
     state = {}
     for key, tensor in folder.head.items():
         found = re.fullmatch(rf"heads\.{re.escape(name)}\.(\d+)\.(weight|bias)", key)
         if not found or found.group(1) not in index:
-            raise unmapped(key, f"AdapterHub's {HEAD_TYPES[kind.head]} head")
+            raise unmapped(key, f"AdapterHub's {HEAD_TYPES[kind.role]} head")
         state[f"head.{index[found.group(1)]}.{found.group(2)}"] = tensor
     theirs = config.get("label2id")
     names = sorted(theirs, key=theirs.get) if isinstance(theirs, dict) else None

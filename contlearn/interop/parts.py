@@ -14,7 +14,12 @@ from .names import Naming
 NORM_KINDS = ("attention_norm", "ffn_norm")
 # contlearn's head layers per head type (contlearn.model.heads): what a converted head must hold
 HEAD_LAYERS = {"pooled": ("dense", "out"), "token": ("out",)}
-HEAD_NAMES = {"pooled": "one output row per text", "token": "one output row per token"}
+# what a head's outputs are, per role (contlearn.kinds: a kind's head type, or "span")
+HEAD_NAMES = {
+    "pooled": "one output row per text",
+    "token": "one output row per token",
+    "span": "a start and an end logit per token",
+}
 ONE_PER_LAYER = ("pfeiffer", "parallel")  # their copies: slot i is layer i's ffn_norm
 
 
@@ -115,15 +120,17 @@ def ordered_head(
 ) -> dict[str, Any]:
     """A converted head checked (its layers are those of ``kind``'s head, its output count fits
     the task's data) and its output rows put in the task's label order (``names``: the folder's
-    labels in output order, if it has them)."""
+    labels in output order, if it has them; a kind whose labels do not name its outputs, such
+    as QA's start and end, keeps the folder's order)."""
     if set(state) != {
         f"head.{layer}.{p}" for layer in HEAD_LAYERS[kind.head] for p in ("weight", "bias")
     }:
         raise InteropError(
             f"{where}'s head lacks weights (found {sorted(state)}): re-save it with its head"
         )
-    check_outputs(state["head.out.weight"].shape[0], labels, where, kind)
-    order = label_order(names, labels, where)
+    count = state["head.out.weight"].shape[0]
+    check_outputs(count, labels, where, kind)
+    order = label_order(names, labels, where) if kind.labels_name_outputs else list(range(count))
     for param in ("weight", "bias"):
         state[f"head.out.{param}"] = reorder(state[f"head.out.{param}"], order)
     return state
@@ -132,19 +139,24 @@ def ordered_head(
 def check_head_type(found: Any, holds: dict[str, str], kind: Any, where: str) -> None:
     """The folder's head type (``found``, in its format's words) is the one that format gives
     ``kind``'s head (``holds``: contlearn head type -> the format's name for it)."""
-    wanted = holds.get(kind.head)
+    wanted = holds.get(kind.role)
     if wanted is None:
         raise InteropError(
-            f"{where} cannot become a {kind.name} task: its format has no head for that kind "
+            f"{where} cannot become {a(kind.name)} task: its format has no head for that kind "
             f"(it holds {', '.join(holds.values())} heads)"
         )
     if found is not None and found != wanted:
         theirs = {v: k for k, v in holds.items()}.get(found)
         what = f"a {found} head" + (f" ({HEAD_NAMES[theirs]})" if theirs else "")
         raise InteropError(
-            f"{where} has {what}, but the task's data makes a {kind.name} task, whose head is "
+            f"{where} has {what}, but the task's data makes {a(kind.name)} task, whose head is "
             f"{wanted}: import it with the data it was trained on"
         )
+
+
+def a(word: str) -> str:
+    """``word`` with its indefinite article: "a tagging", "an extractive-qa"."""
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + word
 
 
 def base_model_warnings(recorded: Any, identity: str) -> list[str]:

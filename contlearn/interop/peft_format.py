@@ -15,11 +15,19 @@ the encoder families' ``...ForTokenClassification`` (BERT, RoBERTa, ELECTRA, Dis
 DeBERTa-v2) and the ``score`` of Llama's, Gemma's and Gemma 2's, saved with ``task_type``
 ``TOKEN_CLS``. ModernBERT's adds a dense layer and a norm; GPT-2 (``Conv1D`` projections) and
 Phi-3 (fused projections) are not matched to peft's: they are refused.
+
+An extractive-QA task's head (a token head whose two outputs are the start and the end logit,
+in that order, as transformers splits them) is the ``qa_outputs`` of ``...ForQuestionAnswering``
+(the same encoder families, and the Llama family's model types that have one: Llama, Mistral,
+Qwen2, Qwen3), saved with ``task_type`` ``QUESTION_ANS``. Those decoders' QA models keep their
+base model under their own attribute (``transformer`` for Llama and Qwen), so the weights are
+named as that class names them. Gemma and Gemma 2 have no QA model in transformers: refused.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from importlib import metadata
 from typing import Any
 
@@ -31,11 +39,19 @@ from .names import Naming
 from .parts import check_fit, check_head_type, check_layer, ordered_head, unmapped
 
 PREFIX = "base_model.model."
-# contlearn's head type -> peft's task type (the transformers model class whose head it is)
-HEAD_TYPES = {"pooled": "SEQ_CLS", "token": "TOKEN_CLS"}
-MODEL_CLASSES = {"pooled": "sequence-classification", "token": "token-classification"}
+# a kind's head role (contlearn.kinds) -> peft's task type (the transformers model class whose
+# head it is)
+HEAD_TYPES = {"pooled": "SEQ_CLS", "token": "TOKEN_CLS", "span": "QUESTION_ANS"}
+MODEL_CLASSES = {
+    "pooled": "sequence-classification",
+    "token": "token-classification",
+    "span": "question-answering",
+}
 TOKEN_HEAD = ({"out": "classifier"}, ["classifier"])
-# head type -> family -> (where contlearn's head layers are, modules_to_save)
+HEAD_MODULES = ("classifier", "score", "qa_outputs")  # heads' top-level modules, no base model
+QA_HEAD = ({"out": "qa_outputs"}, ["qa_outputs"])  # peft's own modules_to_save for QUESTION_ANS
+ENCODERS = ("bert", "roberta", "electra", "distilbert", "deberta-v2")
+# role -> family -> (where contlearn's head layers are, modules_to_save)
 HEADS = {
     "pooled": {
         "bert": (
@@ -47,10 +63,9 @@ HEADS = {
             ["classifier"],
         ),
     },
-    "token": {
-        family: TOKEN_HEAD for family in ("bert", "roberta", "electra", "distilbert", "deberta-v2")
-    }
+    "token": {family: TOKEN_HEAD for family in ENCODERS}
     | {family: ({"out": "score"}, ["score"]) for family in ("llama", "gemma", "gemma2")},
+    "span": {family: QA_HEAD for family in (*ENCODERS, "llama")},
 }
 KINDS = {"lora": "LORA", "ia3": "IA3"}
 LORA_PLAIN = {  # LoraConfig fields contlearn's LoRA has no counterpart for, at their neutral value
@@ -76,6 +91,8 @@ def check_exportable(method: str, config: Any, naming: Naming, head: str) -> Non
 
 
 def _head_paths(naming: Naming, verb: str, head: str) -> tuple[dict[str, str], list[str]]:
+    """Where the head's layers are in the transformers model of role ``head``, and what peft
+    saves whole (``modules_to_save``)."""
     families = HEADS[head]
     if naming.family.name not in families:
         raise InteropError(
@@ -83,8 +100,29 @@ def _head_paths(naming: Naming, verb: str, head: str) -> tuple[dict[str, str], l
             f"model's head is not known to match contlearn's, so peft cannot {verb} the "
             f"task's head exactly (families: {', '.join(families)})"
         )
+    model_naming(naming, verb, head)  # the model type has such a model
     paths, save = families[naming.family.name]
     return {k: v.format(prefix=naming.prefix) for k, v in paths.items()}, save
+
+
+def model_naming(naming: Naming, verb: str, head: str) -> Naming:
+    """The backbone's module names inside the transformers model of role ``head``: a QA model
+    may keep its base model under another attribute than the bare model's prefix
+    (``LlamaForQuestionAnswering``: ``transformer``); a model type without one is refused."""
+    if head != "span":
+        return naming
+    import transformers
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES as QA_MODELS,
+    )
+
+    model = getattr(transformers, QA_MODELS.get(naming.model_type, ""), None)
+    if model is None:
+        raise InteropError(
+            f"model type {naming.model_type!r} has no question-answering model in "
+            f"transformers, so peft cannot {verb} a QUESTION_ANS head for it"
+        )
+    return replace(naming, prefix=model.base_model_prefix)
 
 
 def export(
@@ -93,6 +131,7 @@ def export(
     """The folder's content (file name -> tensors dict or JSON object) for a task's ``state``.
     ``meta``: model_name, head (the task's head type)."""
     heads, _ = _head_paths(naming, "export", meta["head"])
+    naming = model_naming(naming, "export", meta["head"])
     weights = {}
     for key, tensor in state.items():
         part, target, rest = key.split(".", 2)
@@ -119,6 +158,7 @@ def _pattern(naming: Naming, targets: Any, layers: list[int]) -> str:
 
 
 def _config(config: Any, naming: Naming, meta: dict[str, Any]) -> dict[str, Any]:
+    """``naming``: as inside the model of the task's head (:func:`model_naming`)."""
     from ..model.methods.common import kept_layers
 
     layers = kept_layers(config.leave_out, naming.num_layers)
@@ -174,7 +214,8 @@ def to_contlearn(
             f"{where} is a {kind} adapter: contlearn imports peft's LORA and IA3 adapters"
         )
     check_head_type(config.get("task_type"), HEAD_TYPES, task_kind, where)
-    heads, _ = _head_paths(naming, "import", task_kind.head)
+    heads, _ = _head_paths(naming, "import", task_kind.role)
+    naming = model_naming(naming, "import", task_kind.role)
     own, head = _split(folder.weights, heads, naming, where)
     borrowed = _from_backbone(head, heads, naming, backbone)
     if method == "lora":
@@ -249,7 +290,7 @@ def _split(weights, heads, naming, where) -> tuple[dict[tuple, Any], dict[str, A
 def _foreign(key: str, naming: Naming, where: str) -> None:
     """A key of another model's base (``roberta.`` on a BERT workspace) says so."""
     base = key.removeprefix(PREFIX).split(".")[0]
-    if key.startswith(PREFIX) and base != naming.prefix and base not in ("classifier", "score"):
+    if key.startswith(PREFIX) and base != naming.prefix and base not in HEAD_MODULES:
         raise InteropError(
             f"{where} was made for a model whose base is {base!r}, but this workspace's "
             f"backbone is {naming.model_type!r} ({naming.prefix!r}): import it into a "

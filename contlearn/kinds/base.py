@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 TRAIN_MORE = "train longer (--epochs, --max-train-examples) or with another --lr"
 
 
+def primary_only(metrics: Sequence[str], primary: str) -> list[str]:
+    """``[primary]`` when it was recorded, else every metric (a record from before it was)."""
+    return [primary] if primary in metrics else list(metrics)
+
+
 class TaskKind:
     """One kind of task. Subclasses set ``name``, ``head`` and ``predicts`` and implement the
     methods; the defaults here fit kinds whose canonical output is one row of logits per
@@ -28,6 +33,15 @@ class TaskKind:
     name: str = ""
     head: str = "pooled"  # the head type recorded in the artifact config
     predicts: str = ""  # what one prediction is: "class", "value"...
+
+    labels_name_outputs = True  # the head's output i scores label i (they can be reordered)
+
+    @property
+    def role(self) -> str:
+        """What the head's outputs mean, as libraries with task heads tell heads apart: its
+        head type ("pooled": one row per text, "token": one row per token), unless the kind
+        says otherwise (extractive QA: "span", a start and an end logit per token)."""
+        return self.head
 
     # what the data layer recognises a task's rows as ("classification": class labels,
     # "regression": numbers); a kind trains on data of this shape
@@ -127,6 +141,11 @@ class TaskKind:
     def metrics_agree(self, recorded: dict[str, float], now: dict[str, float]) -> bool:
         """Whether a replay under another recipe scored what was recorded."""
         return recorded == now
+
+    def shown_metrics(self, metrics: Sequence[str], primary: str) -> list[str]:
+        """Which of a task's recorded ``metrics`` a one-row summary (the verification table)
+        shows: all of them, a kind's few; a kind that adds breakdowns shows ``primary``."""
+        return list(metrics)
 
     def num_classes(self, labels: Sequence[str] | None) -> int | None:
         """What the metric functions take as ``num_classes`` (None: not classes)."""

@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .base import TaskKind
+from .base import TaskKind, primary_only
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +39,8 @@ def doc_stride(max_length: int) -> int:
 class ExtractiveQA(TaskKind):
     name = "extractive-qa"
     head = "token"
+    role = "span"  # a token head, whose two outputs other libraries keep apart from tags
+    labels_name_outputs = False  # the outputs are start and end, whatever the labels
     reads = "extractive-qa"
     predicts = "span"
 
@@ -171,6 +173,10 @@ class ExtractiveQA(TaskKind):
                 {"label": text, "probabilities": None, "start": start, "end": end, "score": p[2]}
             )
         return rows
+
+    def shown_metrics(self, metrics: Sequence[str], primary: str) -> list[str]:
+        """The primary metric alone: the others include breakdowns (a row would run wide)."""
+        return primary_only(metrics, primary)
 
     def describe_outputs(self, labels: Sequence[str] | None) -> str:
         return "answer spans" + (" (or no answer)" if NO_ANSWER in (labels or ()) else "")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .base import TRAIN_MORE, TaskKind
+from .base import TRAIN_MORE, TaskKind, primary_only
 
 if TYPE_CHECKING:
     import torch
@@ -179,6 +179,10 @@ class Tagging(TaskKind):
                 }
             )
         return rows
+
+    def shown_metrics(self, metrics: Sequence[str], primary: str) -> list[str]:
+        """The primary metric alone: the others include breakdowns (a row would run wide)."""
+        return primary_only(metrics, primary)
 
     def describe_outputs(self, labels: Sequence[str] | None) -> str:
         return f"{len(labels or ())} tags"

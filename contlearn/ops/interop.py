@@ -19,7 +19,7 @@ from ..config import TaskEntry, WorkspaceConfig, with_overrides
 from ..errors import ArtifactError, ConfigError, InteropError, TaskExists, TaskNotTrained
 from ..interop import adapterhub, folder, peft_format
 from ..interop.names import naming
-from ..interop.parts import base_model_warnings, norms_in, norms_out
+from ..interop.parts import a, base_model_warnings, norms_in, norms_out
 from ..kinds import kind_of
 from ..ledger.store import Ledger
 from ..model.methods.registry import UNNAMED, method_config
@@ -60,7 +60,7 @@ def export_task(
     ctx.load_task(task)
     names = naming(ctx.model)
     module = FORMATS[fmt]
-    head = kind_of(task).head
+    head = kind_of(task).role
     module.check_exportable(adapter.method, adapter, names, head)
     state = ctx.model.task_state(name)
     about = {
@@ -111,9 +111,9 @@ def _check_method(method: str, fmt: str) -> None:
 def _check_kind(kind: Any, fmt: str, name: str) -> None:
     """The format has a head of the task's kind (peft's task types, AdapterHub's head types)."""
     holds = FORMATS[fmt].HEAD_TYPES
-    if kind.head not in holds:
+    if kind.role not in holds:
         raise InteropError(
-            f"task {name!r} is a {kind.name} task, whose head {fmt} has no place for ({fmt} "
+            f"task {name!r} is {a(kind.name)} task, whose head {fmt} has no place for ({fmt} "
             f"holds {', '.join(holds.values())} heads): it cannot be exported as {fmt}"
         )
 

@@ -12,12 +12,14 @@ from typing import Any
 @dataclass(frozen=True)
 class Verification:
     """One earlier task proven unchanged (or not) after a run: its recorded and current
-    metrics, the current logits' sha256 (None for a probe), whether it passed, its outcome
+    metrics (its primary metric, and those a table shows), the current logits' sha256 (None for a probe), whether it passed, its outcome
     (identical, equivalent or changed), the mode (full or probe) and the examples re-run."""
 
     task: str
     recorded: dict[str, float]
     now: dict[str, float]
+    metric: str  # the task's primary metric
+    shown: list[str]  # the metrics a table shows (tagging, QA: the primary one)
     logits_sha256: str | None
     identical: bool | None
     outcome: str | None

@@ -317,10 +317,13 @@ def _result(ctx, task, run_id, outcome, records, verifications, ran) -> RunResul
 def verification_row(ledger: Ledger, v: EvaluationRecord) -> Verification:
     """What a run's result says of one verification record."""
     earlier = ledger.task_by_id(v.task_id)
+    recorded = recorded_post_train(ledger, earlier).metrics
     return Verification(
         task=earlier.name,
-        recorded=recorded_post_train(ledger, earlier).metrics,
+        recorded=recorded,
         now=v.metrics,
+        metric=earlier.metric,
+        shown=kind_of(earlier).shown_metrics(list(recorded), earlier.metric),
         logits_sha256=v.logits_sha256,
         identical=v.identical,
         outcome=v.outcome,
