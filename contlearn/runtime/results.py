@@ -12,8 +12,9 @@ from typing import Any
 @dataclass(frozen=True)
 class Verification:
     """One earlier task proven unchanged (or not) after a run: its recorded and current
-    metrics (its primary metric, and those a table shows), the current logits' sha256 (None for a probe), whether it passed, its outcome
-    (identical, equivalent or changed), the mode (full or probe) and the examples re-run."""
+    metrics (its primary metric, and those a table shows), the current logits' sha256 (None
+    for a probe), whether it passed, its outcome (identical, equivalent or changed), the mode
+    (full or probe) and the examples re-run."""
 
     task: str
     recorded: dict[str, float]
