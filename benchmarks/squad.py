@@ -1,0 +1,365 @@
+"""Extractive QA on SQuAD v1.1 at CPU scale: the comparison of Houlsby et al. 2019 (section 3.3,
+adapters of size 64 against full fine-tuning, BERT-large: 90.4 and 90.7 F1) on the packaged
+MiniLM, with LoRA beside them. ``contlearn tradeoff`` trains one ``extractive-qa`` task with each
+method from scratch and records its dev F1 and exact match, trainable parameters and training
+seconds. Writes benchmarks/out/squad/SQUAD.md (the data's sha256s and question counts, the
+budget, the machine, the wall time, the table) and prints the table.
+
+SQuAD is not shipped: ``--squad-train`` and ``--squad-dev`` take SQuAD JSON files. The task
+folder (``train.json``, ``dev.json``) is assembled under the out folder from copies of them
+(contlearn refuses links that leave a data folder), the dev file cut to its first N questions
+with ``--dev-questions N``; nothing is written into the repository outside benchmarks/out.
+
+``--tiny`` (the test suite) runs the same commands on tests' tiny BERT with a word tokenizer and a
+generated SQuAD file (three training articles, two dev articles), everything under --out.
+
+Example:
+    python benchmarks/squad.py --squad-train /data/squad/train-v1.1.json \\
+        --squad-dev /data/squad/dev-v1.1.json --max-train-examples 1500 --dev-questions 1000
+    python benchmarks/squad.py --tiny --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "out" / "squad"
+CONTLEARN = [sys.executable, "-m", "contlearn.cli"]
+TASK = "squad"
+# Houlsby et al. 2019, table 2 / section 3.3: BERT-large on SQuAD v1.1 dev, F1.
+PAPER = {"houlsby": "90.4 (adapters, size 64)", "full": "90.7 (full fine-tuning)"}
+METHODS = ("houlsby", "lora", "full")  # Houlsby size 64, LoRA rank 8, full fine-tuning
+TINY_FILLERS = ["the", "movie", "was", "very", "good", "bad", "this", "it", "is", "a", "news"]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What each method trains with: questions, epochs, window length, learning rates."""
+
+    max_train_examples: int
+    epochs: int
+    max_length: int
+    batch_size: int
+    adapter_lr: float
+    full_lr: float
+    dev_questions: int  # 0: the whole dev file
+    methods: tuple[str, ...] = METHODS
+
+    def grid(self) -> str:
+        """The trade-off grid: each method with its learning rate."""
+        points = {
+            "houlsby": f"houlsby:bottleneck=64:lr={self.adapter_lr}",
+            "lora": f"lora:rank=8:lr={self.adapter_lr}",
+            "full": f"full:lr={self.full_lr}",
+        }
+        return ",".join(points[m] for m in self.methods)
+
+    def flags(self) -> list[str]:
+        return [
+            *("--epochs", str(self.epochs), "--max-length", str(self.max_length)),
+            *("--max-train-examples", str(self.max_train_examples)),
+            *("--batch-size", str(self.batch_size)),
+        ]
+
+
+TINY_BUDGET = Budget(48, 1, 32, 16, 1e-3, 5e-5, 0)
+
+
+def sh(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
+    print(f"$ contlearn {' '.join(args)}", flush=True)
+    return subprocess.run(
+        [*CONTLEARN, *args], check=True, text=True, capture_output=capture, cwd=ROOT
+    )
+
+
+# -- the data ---------------------------------------------------------------------------------
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe(path: Path) -> dict:
+    """A SQuAD file's path, sha256, bytes, article titles and question count."""
+    data = json.loads(path.read_text(encoding="utf-8"))["data"]
+    questions = sum(len(p["qas"]) for a in data for p in a["paragraphs"])
+    return {
+        "path": str(path),
+        "sha256": sha256(path),
+        "bytes": path.stat().st_size,
+        "articles": len(data),
+        "titles": [a.get("title", "") for a in data],
+        "questions": questions,
+    }
+
+
+def first_questions(document: dict, count: int) -> dict:
+    """The SQuAD document cut after its first ``count`` questions, in file order."""
+    kept, left = [], count
+    for article in document["data"]:
+        paragraphs = []
+        for paragraph in article["paragraphs"]:
+            if left <= 0:
+                break
+            qas = paragraph["qas"][:left]
+            left -= len(qas)
+            paragraphs.append(paragraph | {"qas": qas})
+        if paragraphs:
+            kept.append(article | {"paragraphs": paragraphs})
+    return document | {"data": kept}
+
+
+def task_folder(folder: Path, train: Path, dev: Path, dev_questions: int) -> Path:
+    """``folder`` with copies of ``train`` (``train.json``) and of ``dev`` or its first
+    ``dev_questions`` questions (``dev.json``): contlearn refuses links out of a data folder."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    shutil.copyfile(train, folder / "train.json")
+    if dev_questions:
+        document = json.loads(dev.read_text(encoding="utf-8"))
+        text = json.dumps(first_questions(document, dev_questions), ensure_ascii=False)
+        (folder / "dev.json").write_text(text, encoding="utf-8")
+    else:
+        shutil.copyfile(dev, folder / "dev.json")
+    return folder
+
+
+def tiny_squad(folder: Path) -> tuple[Path, Path]:
+    """Two SQuAD v1.1 files of generated articles (three to train on, two for dev): contexts of
+    filler words holding one animal, the answer to "which animal"."""
+    rng = random.Random(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, articles in (("train-tiny.json", 3), ("dev-tiny.json", 2)):
+        data = []
+        for a in range(articles):
+            paragraphs = []
+            for q in range(8 if name.startswith("dev") else 16):
+                words = rng.choices(TINY_FILLERS, k=10)
+                animal = rng.choice(["cat", "dog"])
+                words.insert(rng.randrange(len(words) + 1), animal)
+                context = " ".join(words)
+                answer = {"text": animal, "answer_start": context.index(animal)}
+                qa = {"id": f"{name[:3]}-{a}-{q}", "question": "which animal", "answers": [answer]}
+                paragraphs.append({"context": context, "qas": [qa]})
+            data.append({"title": f"{name[:3]}-article-{a}", "paragraphs": paragraphs})
+        path = folder / name
+        path.write_text(json.dumps({"version": "1.1", "data": data}), encoding="utf-8")
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+# -- the workspace ----------------------------------------------------------------------------
+def tiny_backbone(folder: Path) -> Path:
+    """tests' tiny BERT with a WordPiece tokenizer that knows its words (as tests/conftest.py's
+    ``word_backbone``: the default tiny tokenizer reads every word as [UNK])."""
+    sys.path.insert(0, str(ROOT))
+    from transformers import BertTokenizerFast
+
+    from tests.conftest import save_tiny_backbone, tiny_vocab
+
+    folder = save_tiny_backbone(folder, seed=1)
+    vocab = {word: i for i, word in enumerate(tiny_vocab())}
+    BertTokenizerFast(vocab=vocab, do_lower_case=True).save_pretrained(folder)
+    return folder
+
+
+def register(ws: Path, data: Path, budget: Budget, backbone: Path | None) -> None:
+    """A fresh workspace (the packaged MiniLM, or ``backbone``) holding the one QA task."""
+    shutil.rmtree(ws, ignore_errors=True)
+    sh("init", "-w", str(ws), *(("--backbone", str(backbone)) if backbone else ()))
+    sh("add-task", TASK, "--data", str(data), "--max-length", str(budget.max_length), "-w", str(ws))
+
+
+def run_metrics(ws: Path) -> dict[int, dict]:
+    """Each trade-off run's recorded dev metrics, by run id."""
+    sys.path.insert(0, str(ROOT))
+    from contlearn.api import Workspace
+
+    ledger = Workspace.open(ws).ledger
+    runs = ledger.runs(purpose="tradeoff", task_id=ledger.task(TASK).id)
+    return {r.id: (r.result or {}).get("metrics", {}) for r in runs}
+
+
+# -- the report -------------------------------------------------------------------------------
+def table(points: list[dict], metrics: dict[int, dict]) -> list[str]:
+    lines = [
+        "| method | lr | F1 | EM | trainable params | % of backbone | train s "
+        "| paper, BERT-large F1 |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for p in points:
+        m = metrics.get(p["run_id"], {})
+        f1, em = m.get("qa_f1"), m.get("qa_exact_match")
+        paper = PAPER.get(p["method"], "—")
+        if p["method"] == "houlsby" and p["options"].get("bottleneck") != 64:
+            paper = "—"
+        lines.append(
+            f"| {p['label']} | {p['lr']:g} | {pct(f1)} | {pct(em)} "
+            f"| {p['trainable_params'] or 0:,} | {p['percent_of_backbone'] or 0:.2f} "
+            f"| {p['seconds'] or 0:.0f} | {paper} |"
+        )
+    return lines
+
+
+def pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
+def data_lines(train: dict, dev: dict, used: dict | None, note: str | None) -> list[str]:
+    shared = sorted(set(train["titles"]) & set(dev["titles"]))
+    lines = [
+        "| split | file | articles | questions | bytes | sha256 |",
+        "|---|---|---:|---:|---:|---|",
+        row("train", train),
+        row("dev", dev),
+    ]
+    if used is not None:
+        lines.append(row("dev (evaluated)", used))
+    lines += [
+        "",
+        f"Article titles shared by the training and dev files: {len(shared)}"
+        + (f" ({', '.join(shared[:5])})" if shared else " (disjoint articles)")
+        + ".",
+    ]
+    return lines + ([note] if note else [])
+
+
+def row(split: str, info: dict) -> str:
+    return (
+        f"| {split} | `{info['path']}` | {info['articles']} | {info['questions']:,} "
+        f"| {info['bytes']:,} | `{info['sha256']}` |"
+    )
+
+
+def machine() -> str:
+    model = "unknown"
+    with open("/proc/cpuinfo", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{model}, {os.cpu_count()} cores (load average at the end {load}), {platform.system()}"
+
+
+def budget_line(budget: Budget, backbone: str) -> str:
+    dev = f"the first {budget.dev_questions:,}" if budget.dev_questions else "all"
+    return (
+        f"{backbone}; each method trained from scratch on at most {budget.max_train_examples:,} "
+        f"training questions (a seeded subsample after the 10% holdout that picks the best "
+        f"epoch), {budget.epochs} epoch(s), windows of {budget.max_length} tokens "
+        f"(doc stride {budget.max_length // 3}), batch {budget.batch_size}; adapters at lr "
+        f"{budget.adapter_lr:g}, full fine-tuning at {budget.full_lr:g}; scored on {dev} dev "
+        "questions with SQuAD's official F1 and exact match, shown x100 as in the paper."
+    )
+
+
+# -- the run ----------------------------------------------------------------------------------
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--squad-train", type=Path, help="SQuAD JSON to train on.")
+    parser.add_argument("--squad-dev", type=Path, help="SQuAD JSON to evaluate on.")
+    parser.add_argument("--out", type=Path, default=OUT, help="Where SQUAD.md and the ws go.")
+    parser.add_argument("--max-train-examples", type=int, default=1500)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--adapter-lr", type=float, default=1e-3)
+    parser.add_argument("--full-lr", type=float, default=5e-5)
+    parser.add_argument("--dev-questions", type=int, default=0, help="0: the whole dev file.")
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help="Comma-separated: houlsby, lora, full."
+    )
+    parser.add_argument("--note", help="A sentence about the data, written under its table.")
+    parser.add_argument("--tiny", action="store_true", help="Tiny BERT, generated data (tests).")
+    return parser.parse_args()
+
+
+def check_out(out: Path) -> None:
+    """The out folder lies under benchmarks/out or outside the repository, never in it."""
+    inside = out == ROOT or ROOT in out.parents
+    allowed = ROOT / "benchmarks" / "out"
+    if inside and out != allowed and allowed not in out.parents:
+        sys.exit(
+            f"--out {out} is inside the repository: use benchmarks/out/... or a folder outside"
+        )
+
+
+def main() -> int:
+    args = parse_args()
+    out = args.out.resolve()
+    check_out(out)
+    start = time.perf_counter()
+    backbone = None
+    if args.tiny:
+        budget = TINY_BUDGET
+        args.squad_train, args.squad_dev = tiny_squad(out / "tiny-data")
+        backbone = tiny_backbone(out / "tiny-bert")
+    else:
+        if args.squad_train is None or args.squad_dev is None:
+            sys.exit("--squad-train and --squad-dev are needed (SQuAD JSON files), or --tiny")
+        for path in (args.squad_train, args.squad_dev):
+            if not path.is_file():
+                sys.exit(f"{path} is not a file: pass SQuAD JSON files (e.g. dev-v1.1.json)")
+        budget = Budget(
+            args.max_train_examples,
+            args.epochs,
+            args.max_length,
+            args.batch_size,
+            args.adapter_lr,
+            args.full_lr,
+            args.dev_questions,
+            tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        )
+        unknown = sorted(set(budget.methods) - set(METHODS))
+        if unknown or not budget.methods:
+            sys.exit(f"--methods {args.methods!r}: choose among {', '.join(METHODS)}")
+    train, dev = args.squad_train.resolve(), args.squad_dev.resolve()
+    data = task_folder(out / "data" / TASK, train, dev, budget.dev_questions)
+    ws = out / "ws"
+    register(ws, data, budget, backbone)
+    report = out / "tradeoff"
+    shutil.rmtree(report, ignore_errors=True)
+    w = ("-w", str(ws))
+    sh("tradeoff", TASK, "--grid", budget.grid(), *budget.flags(), "-q", "--out", str(report), *w)
+    points = json.loads((report / "tradeoff.json").read_text())["points"]
+    metrics = run_metrics(ws)
+    used = describe(data / "dev.json") if budget.dev_questions else None
+    used = used and used | {"path": str(data / "dev.json")}
+    name = "tests' tiny random BERT (word tokenizer)" if args.tiny else "MiniLM-L6 (packaged)"
+    lines = [
+        budget_line(budget, name),
+        "",
+        *table(points, metrics),
+        "",
+        "Data:",
+        "",
+        *data_lines(describe(train), describe(dev), used, args.note),
+        "",
+        f"Machine: {machine()}. Wall time, all of it: {time.perf_counter() - start:.0f} s.",
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "SQUAD.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
