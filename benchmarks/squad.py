@@ -7,8 +7,9 @@ budget, the machine, the wall time, the table) and prints the table.
 
 SQuAD is not shipped: ``--squad-train`` and ``--squad-dev`` take SQuAD JSON files. The task
 folder (``train.json``, ``dev.json``) is assembled under the out folder from copies of them
-(contlearn refuses links that leave a data folder), the dev file cut to its first N questions
-with ``--dev-questions N``; nothing is written into the repository outside benchmarks/out.
+(contlearn refuses links that leave a data folder), either cut to its first N questions with
+``--train-questions N`` / ``--dev-questions N``; nothing is written into the repository
+outside benchmarks/out.
 
 ``--tiny`` (the test suite) runs the same commands on tests' tiny BERT with a word tokenizer and a
 generated SQuAD file (three training articles, two dev articles), everything under --out.
@@ -54,6 +55,7 @@ class Budget:
     batch_size: int
     adapter_lr: float
     full_lr: float
+    train_questions: int  # the training file's first N questions (0: all of them)
     dev_questions: int  # 0: the whole dev file
     methods: tuple[str, ...] = METHODS
 
@@ -74,7 +76,7 @@ class Budget:
         ]
 
 
-TINY_BUDGET = Budget(48, 1, 32, 16, 1e-3, 5e-5, 0)
+TINY_BUDGET = Budget(40, 1, 32, 16, 1e-3, 5e-5, 44, 0)
 
 
 def sh(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
@@ -123,18 +125,19 @@ def first_questions(document: dict, count: int) -> dict:
     return document | {"data": kept}
 
 
-def task_folder(folder: Path, train: Path, dev: Path, dev_questions: int) -> Path:
-    """``folder`` with copies of ``train`` (``train.json``) and of ``dev`` or its first
-    ``dev_questions`` questions (``dev.json``): contlearn refuses links out of a data folder."""
+def task_folder(folder: Path, files: dict[str, tuple[Path, int]]) -> Path:
+    """``folder`` holding a copy of each split's file (``train.json``, ``dev.json``), cut to
+    its first N questions where N is given (0: whole): contlearn refuses links out of a data
+    folder, and nothing of SQuAD is written into the repository outside benchmarks/out."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    shutil.copyfile(train, folder / "train.json")
-    if dev_questions:
-        document = json.loads(dev.read_text(encoding="utf-8"))
-        text = json.dumps(first_questions(document, dev_questions), ensure_ascii=False)
-        (folder / "dev.json").write_text(text, encoding="utf-8")
-    else:
-        shutil.copyfile(dev, folder / "dev.json")
+    for split, (path, questions) in files.items():
+        if not questions:
+            shutil.copyfile(path, folder / f"{split}.json")
+            continue
+        document = json.loads(path.read_text(encoding="utf-8"))
+        text = json.dumps(first_questions(document, questions), ensure_ascii=False)
+        (folder / f"{split}.json").write_text(text, encoding="utf-8")
     return folder
 
 
@@ -220,16 +223,18 @@ def pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}"
 
 
-def data_lines(train: dict, dev: dict, used: dict | None, note: str | None) -> list[str]:
-    shared = sorted(set(train["titles"]) & set(dev["titles"]))
+def data_lines(files: dict[str, dict], used: dict[str, dict], note: str | None) -> list[str]:
+    """The data's table (each file, and the cut of it the task read where one was made), the
+    articles the splits share, and ``note``."""
     lines = [
         "| split | file | articles | questions | bytes | sha256 |",
         "|---|---|---:|---:|---:|---|",
-        row("train", train),
-        row("dev", dev),
     ]
-    if used is not None:
-        lines.append(row("dev (evaluated)", used))
+    for split, info in files.items():
+        lines.append(row(split, info))
+        if split in used:
+            lines.append(row(f"{split} (the task's copy: first questions)", used[split]))
+    shared = sorted(set(files["train"]["titles"]) & set(files["dev"]["titles"]))
     lines += [
         "",
         f"Article titles shared by the training and dev files: {len(shared)}"
@@ -259,10 +264,12 @@ def machine() -> str:
 
 def budget_line(budget: Budget, backbone: str) -> str:
     dev = f"the first {budget.dev_questions:,}" if budget.dev_questions else "all"
+    pool = f"the first {budget.train_questions:,}" if budget.train_questions else "all"
     return (
         f"{backbone}; each method trained from scratch on at most {budget.max_train_examples:,} "
-        f"training questions (a seeded subsample after the 10% holdout that picks the best "
-        f"epoch), {budget.epochs} epoch(s), windows of {budget.max_length} tokens "
+        f"training questions (a seeded subsample of {pool} questions of the training file, "
+        f"after the 10% holdout that picks the best epoch), {budget.epochs} epoch(s), "
+        f"windows of {budget.max_length} tokens "
         f"(doc stride {budget.max_length // 3}), batch {budget.batch_size}; adapters at lr "
         f"{budget.adapter_lr:g}, full fine-tuning at {budget.full_lr:g}; scored on {dev} dev "
         "questions with SQuAD's official F1 and exact match, shown x100 as in the paper."
@@ -283,6 +290,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--adapter-lr", type=float, default=1e-3)
     parser.add_argument("--full-lr", type=float, default=5e-5)
+    parser.add_argument(
+        "--train-questions", type=int, default=0, help="The training file's first N (0: all)."
+    )
     parser.add_argument("--dev-questions", type=int, default=0, help="0: the whole dev file.")
     parser.add_argument(
         "--methods", default=",".join(METHODS), help="Comma-separated: houlsby, lora, full."
@@ -302,6 +312,30 @@ def check_out(out: Path) -> None:
         )
 
 
+def budget_of(args: argparse.Namespace) -> Budget:
+    """The run's budget from the command line; a missing file or an unknown method ends the
+    run in one line before anything is written."""
+    if args.squad_train is None or args.squad_dev is None:
+        sys.exit("--squad-train and --squad-dev are needed (SQuAD JSON files), or --tiny")
+    for path in (args.squad_train, args.squad_dev):
+        if not path.is_file():
+            sys.exit(f"{path} is not a file: pass SQuAD JSON files (e.g. dev-v1.1.json)")
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    if not methods or set(methods) - set(METHODS):
+        sys.exit(f"--methods {args.methods!r}: choose among {', '.join(METHODS)}")
+    return Budget(
+        args.max_train_examples,
+        args.epochs,
+        args.max_length,
+        args.batch_size,
+        args.adapter_lr,
+        args.full_lr,
+        args.train_questions,
+        args.dev_questions,
+        methods,
+    )
+
+
 def main() -> int:
     args = parse_args()
     out = args.out.resolve()
@@ -309,30 +343,12 @@ def main() -> int:
     start = time.perf_counter()
     backbone = None
     if args.tiny:
-        budget = TINY_BUDGET
         args.squad_train, args.squad_dev = tiny_squad(out / "tiny-data")
         backbone = tiny_backbone(out / "tiny-bert")
-    else:
-        if args.squad_train is None or args.squad_dev is None:
-            sys.exit("--squad-train and --squad-dev are needed (SQuAD JSON files), or --tiny")
-        for path in (args.squad_train, args.squad_dev):
-            if not path.is_file():
-                sys.exit(f"{path} is not a file: pass SQuAD JSON files (e.g. dev-v1.1.json)")
-        budget = Budget(
-            args.max_train_examples,
-            args.epochs,
-            args.max_length,
-            args.batch_size,
-            args.adapter_lr,
-            args.full_lr,
-            args.dev_questions,
-            tuple(m.strip() for m in args.methods.split(",") if m.strip()),
-        )
-        unknown = sorted(set(budget.methods) - set(METHODS))
-        if unknown or not budget.methods:
-            sys.exit(f"--methods {args.methods!r}: choose among {', '.join(METHODS)}")
-    train, dev = args.squad_train.resolve(), args.squad_dev.resolve()
-    data = task_folder(out / "data" / TASK, train, dev, budget.dev_questions)
+    budget = TINY_BUDGET if args.tiny else budget_of(args)
+    paths = {"train": args.squad_train.resolve(), "dev": args.squad_dev.resolve()}
+    cuts = {"train": budget.train_questions, "dev": budget.dev_questions}
+    data = task_folder(out / "data" / TASK, {k: (paths[k], cuts[k]) for k in paths})
     ws = out / "ws"
     register(ws, data, budget, backbone)
     report = out / "tradeoff"
@@ -340,18 +356,17 @@ def main() -> int:
     w = ("-w", str(ws))
     sh("tradeoff", TASK, "--grid", budget.grid(), *budget.flags(), "-q", "--out", str(report), *w)
     points = json.loads((report / "tradeoff.json").read_text())["points"]
-    metrics = run_metrics(ws)
-    used = describe(data / "dev.json") if budget.dev_questions else None
-    used = used and used | {"path": str(data / "dev.json")}
+    files = {split: describe(path) for split, path in paths.items()}
+    used = {split: describe(data / f"{split}.json") for split in paths if cuts[split]}
     name = "tests' tiny random BERT (word tokenizer)" if args.tiny else "MiniLM-L6 (packaged)"
     lines = [
         budget_line(budget, name),
         "",
-        *table(points, metrics),
+        *table(points, run_metrics(ws)),
         "",
         "Data:",
         "",
-        *data_lines(describe(train), describe(dev), used, args.note),
+        *data_lines(files, used, args.note),
         "",
         f"Machine: {machine()}. Wall time, all of it: {time.perf_counter() - start:.0f} s.",
     ]

@@ -216,6 +216,7 @@ def test_squad_compares_adapters_with_full_fine_tuning_on_squad_json(tmp_path: P
         path = tmp_path / "tiny-data" / name
         assert files[split][3] == str(questions)
         assert files[split][5] == f"`{hashlib.sha256(path.read_bytes()).hexdigest()}`"
+    assert files["train (the task's copy: first questions)"][3] == "44"  # --train-questions 44
     task = tmp_path / "data" / "squad"
     assert not (task / "train.json").is_symlink()  # copies: contlearn refuses outside links
     assert "Article titles shared by the training and dev files: 0" in data
