@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "squad"
 CONTLEARN = [sys.executable, "-m", "contlearn.cli"]
 TASK = "squad"
+STAMP = "squad-data.json"  # in the workspace: what its task was registered from
 # Houlsby et al. 2019, table 2 / section 3.3: BERT-large on SQuAD v1.1 dev, F1.
 PAPER = {"houlsby": "90.4 (adapters, size 64)", "full": "90.7 (full fine-tuning)"}
 METHODS = ("houlsby", "lora", "full")  # Houlsby size 64, LoRA rank 8, full fine-tuning
@@ -181,40 +182,66 @@ def tiny_backbone(folder: Path) -> Path:
     return folder
 
 
-def register(ws: Path, data: Path, budget: Budget, backbone: Path | None) -> None:
-    """A fresh workspace (the packaged MiniLM, or ``backbone``) holding the one QA task."""
+def register(ws: Path, data: Path, budget: Budget, backbone: Path | None) -> bool:
+    """A workspace (the packaged MiniLM, or ``backbone``) holding the one QA task: the one
+    already at ``ws`` when it was made for the same data, backbone and length (True; the
+    trade-off then reuses the points it finished), else a fresh one (False)."""
+    stamp = {
+        "train": sha256(data / "train.json"),
+        "dev": sha256(data / "dev.json"),
+        "backbone": str(backbone),
+        "max_length": budget.max_length,
+    }
+    made = ws / STAMP
+    if made.is_file() and json.loads(made.read_text()) == stamp:
+        print(f"reusing {shown(ws)}: same data, backbone and length", flush=True)
+        return True
     shutil.rmtree(ws, ignore_errors=True)
     sh("init", "-w", str(ws), *(("--backbone", str(backbone)) if backbone else ()))
     sh("add-task", TASK, "--data", str(data), "--max-length", str(budget.max_length), "-w", str(ws))
+    made.write_text(json.dumps(stamp))
+    return False
 
 
-def run_metrics(ws: Path) -> dict[int, dict]:
-    """Each trade-off run's recorded dev metrics, by run id."""
+def shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it, else as it is."""
+    return str(path.relative_to(ROOT)) if ROOT in path.parents else str(path)
+
+
+def recorded(ws: Path) -> dict[int, dict]:
+    """Each trade-off run's recorded dev metrics and wall seconds (training, the holdout and
+    the dev evaluation), by run id."""
     sys.path.insert(0, str(ROOT))
     from contlearn.api import Workspace
 
     ledger = Workspace.open(ws).ledger
     runs = ledger.runs(purpose="tradeoff", task_id=ledger.task(TASK).id)
-    return {r.id: (r.result or {}).get("metrics", {}) for r in runs}
+    return {
+        r.id: {
+            "metrics": (r.result or {}).get("metrics", {}),
+            "wall": (r.finished_at - r.started_at).total_seconds() if r.finished_at else None,
+        }
+        for r in runs
+    }
 
 
 # -- the report -------------------------------------------------------------------------------
-def table(points: list[dict], metrics: dict[int, dict]) -> list[str]:
+def table(points: list[dict], runs: dict[int, dict]) -> list[str]:
     lines = [
-        "| method | lr | F1 | EM | trainable params | % of backbone | train s "
+        "| method | lr | F1 | EM | trainable params | % of backbone | train s | run s "
         "| paper, BERT-large F1 |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for p in points:
-        m = metrics.get(p["run_id"], {})
-        f1, em = m.get("qa_f1"), m.get("qa_exact_match")
+        run = runs.get(p["run_id"], {})
+        f1, em = (run.get("metrics", {}).get(k) for k in ("qa_f1", "qa_exact_match"))
         paper = PAPER.get(p["method"], "—")
         if p["method"] == "houlsby" and p["options"].get("bottleneck") != 64:
             paper = "—"
         lines.append(
             f"| {p['label']} | {p['lr']:g} | {pct(f1)} | {pct(em)} "
             f"| {p['trainable_params'] or 0:,} | {p['percent_of_backbone'] or 0:.2f} "
-            f"| {p['seconds'] or 0:.0f} | {paper} |"
+            f"| {p['seconds'] or 0:.0f} | {run.get('wall') or 0:.0f} | {paper} |"
         )
     return lines
 
@@ -246,7 +273,7 @@ def data_lines(files: dict[str, dict], used: dict[str, dict], note: str | None) 
 
 def row(split: str, info: dict) -> str:
     return (
-        f"| {split} | `{info['path']}` | {info['articles']} | {info['questions']:,} "
+        f"| {split} | `{shown(Path(info['path']))}` | {info['articles']} | {info['questions']:,} "
         f"| {info['bytes']:,} | `{info['sha256']}` |"
     )
 
@@ -350,25 +377,30 @@ def main() -> int:
     cuts = {"train": budget.train_questions, "dev": budget.dev_questions}
     data = task_folder(out / "data" / TASK, {k: (paths[k], cuts[k]) for k in paths})
     ws = out / "ws"
-    register(ws, data, budget, backbone)
+    earlier = set(recorded(ws)) if register(ws, data, budget, backbone) else set()
     report = out / "tradeoff"
     shutil.rmtree(report, ignore_errors=True)
     w = ("-w", str(ws))
     sh("tradeoff", TASK, "--grid", budget.grid(), *budget.flags(), "-q", "--out", str(report), *w)
     points = json.loads((report / "tradeoff.json").read_text())["points"]
+    runs = recorded(ws)
+    trained = sum(p["run_id"] not in earlier for p in points)
     files = {split: describe(path) for split, path in paths.items()}
     used = {split: describe(data / f"{split}.json") for split in paths if cuts[split]}
     name = "tests' tiny random BERT (word tokenizer)" if args.tiny else "MiniLM-L6 (packaged)"
     lines = [
         budget_line(budget, name),
         "",
-        *table(points, run_metrics(ws)),
+        *table(points, runs),
         "",
         "Data:",
         "",
         *data_lines(files, used, args.note),
         "",
-        f"Machine: {machine()}. Wall time, all of it: {time.perf_counter() - start:.0f} s.",
+        f"Machine: {machine()}. Wall time of this invocation: "
+        f"{time.perf_counter() - start:.0f} s, {trained} of {len(points)} points trained in it "
+        "(the others reused from the same workspace). train s: the recorded training time "
+        "(the holdout evaluation included); run s: the whole point, the dev evaluation included.",
     ]
     out.mkdir(parents=True, exist_ok=True)
     (out / "SQUAD.md").write_text("\n".join(lines) + "\n")
