@@ -1,4 +1,4 @@
-"""Extractive QA on SQuAD v1.1 at CPU scale: the comparison of Houlsby et al. 2019 (section 3.3,
+"""Extractive QA on SQuAD v1.1 at CPU scale: the comparison of Houlsby et al. 2019 (section 3.5,
 adapters of size 64 against full fine-tuning, BERT-large: 90.4 and 90.7 F1) on the packaged
 MiniLM, with LoRA beside them. ``contlearn tradeoff`` trains one ``extractive-qa`` task with each
 method from scratch and records its dev F1 and exact match, trainable parameters and training
@@ -40,7 +40,7 @@ OUT = ROOT / "benchmarks" / "out" / "squad"
 CONTLEARN = [sys.executable, "-m", "contlearn.cli"]
 TASK = "squad"
 STAMP = "squad-data.json"  # in the workspace: what its task was registered from
-# Houlsby et al. 2019, table 2 / section 3.3: BERT-large on SQuAD v1.1 dev, F1.
+# Houlsby et al. 2019, section 3.5 and figure 5: BERT-large on SQuAD v1.1 dev, F1.
 PAPER = {"houlsby": "90.4 (adapters, size 64)", "full": "90.7 (full fine-tuning)"}
 METHODS = ("houlsby", "lora", "full")  # Houlsby size 64, LoRA rank 8, full fine-tuning
 TINY_FILLERS = ["the", "movie", "was", "very", "good", "bad", "this", "it", "is", "a", "news"]
