@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo
 GLUE ?=
 
-.PHONY: install postgres test test-fast demo lint format bench bench-methods bench-backbones bench-baselines bench-serving bench-scale stress gpu-check gpu-scale-check interop-check clean
+.PHONY: install postgres test test-fast demo lint format bench bench-methods bench-backbones bench-baselines bench-serving bench-scale bench-squad stress gpu-check gpu-scale-check interop-check clean
 
 install: $(STAMP)
 
@@ -71,6 +71,13 @@ bench-serving: install
 # Section 10: hundreds of tasks: verification growth, mixed-task batches, resident memory (~15 min).
 bench-scale: install
 	$(PY) benchmarks/scale.py --glue $(GLUE_DIR)
+
+# Section 11: SQuAD v1.1, adapters against full fine-tuning (SQuAD JSON files by path; ~35 min).
+SQUAD_TRAIN ?=
+SQUAD_DEV ?=
+SQUAD_FLAGS ?=
+bench-squad: install
+	$(PY) benchmarks/squad.py --squad-train $(SQUAD_TRAIN) --squad-dev $(SQUAD_DEV) $(SQUAD_FLAGS)
 
 # Exported adapters loaded by the real libraries: AdapterHub 1.3 (peer venv) and peft (~20 min on 2 CPU cores).
 interop-check: install

@@ -195,3 +195,42 @@ def test_baselines_compares_every_method_on_two_tasks(tmp_path: Path) -> None:
     scores = markdown_rows(final)
     assert [row[0] for row in scores] == methods
     assert all(len(row) == 3 and 0 <= float(row[1]) <= 1 for row in scores)
+
+
+def test_squad_compares_adapters_with_full_fine_tuning_on_squad_json(tmp_path: Path) -> None:
+    import hashlib
+
+    done = bench("squad.py", "--tiny", "--out", tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results, _, data = (tmp_path / "SQUAD.md").read_text().partition("Data:")
+    rows = markdown_rows(results)
+    assert [row[0] for row in rows] == ["houlsby bottleneck=64", "lora rank=8", "full fine-tuning"]
+    for row in rows:
+        assert 0 <= float(row[3]) <= float(row[2]) <= 100  # EM <= F1
+        assert 0 <= float(row[6]) <= float(row[7])  # training, then the whole point
+    params = [int(row[4].replace(",", "")) for row in rows]
+    assert params[2] > params[0] > params[1] > 0  # full > adapters of 64 > LoRA rank 8
+    assert float(rows[2][5]) > 100 and [r[1] for r in rows] == ["0.001", "0.001", "5e-05"]
+    assert [row[8] for row in rows] == ["90.4 (adapters, size 64)", "—", "90.7 (full fine-tuning)"]
+    files = {row[0]: row for row in markdown_rows(data)}
+    for split, name, questions in (("train", "train-tiny.json", 48), ("dev", "dev-tiny.json", 16)):
+        path = tmp_path / "tiny-data" / name
+        assert files[split][3] == str(questions)
+        assert files[split][5] == f"`{hashlib.sha256(path.read_bytes()).hexdigest()}`"
+    assert files["train (the task's copy: first questions)"][3] == "44"  # --train-questions 44
+    task = tmp_path / "data" / "squad"
+    assert not (task / "train.json").is_symlink()  # copies: contlearn refuses outside links
+    assert "Article titles shared by the training and dev files: 0" in data
+    again = bench("squad.py", "--tiny", "--out", tmp_path)  # the finished points are reused
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "reusing" in again.stdout and "$ contlearn init" not in again.stdout
+    assert markdown_rows(again.stdout.partition("Data:")[0]) == rows
+
+
+def test_squad_refuses_an_out_folder_in_the_repository_and_missing_files() -> None:
+    done = bench(
+        "squad.py", "--out", ROOT / "docs" / "squad", "--squad-train", "x", "--squad-dev", "y"
+    )
+    assert done.returncode == 1 and "is inside the repository" in done.stderr
+    done = bench("squad.py", "--squad-train", "x.json")
+    assert done.returncode == 1 and "--squad-train and --squad-dev are needed" in done.stderr
