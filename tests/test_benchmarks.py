@@ -195,3 +195,37 @@ def test_baselines_compares_every_method_on_two_tasks(tmp_path: Path) -> None:
     scores = markdown_rows(final)
     assert [row[0] for row in scores] == methods
     assert all(len(row) == 3 and 0 <= float(row[1]) <= 1 for row in scores)
+
+
+def test_methods_runs_every_part_through_the_cli(tmp_path: Path) -> None:
+    done = bench("methods.py", "--tiny", "--out", tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for method in ("houlsby", "lora"):
+        runs = read(tmp_path, f"sequence-{method}")["runs"]
+        assert [run["task"] for run in runs] == ["a", "b"]
+        assert [v["identical"] for v in runs[1]["verifications"]] == [True]
+        assert all(run["trainable_params"] > 0 and run["seconds"] > 0 for run in runs)
+    points = read(tmp_path, "tradeoff-a")["points"]
+    assert [p["label"] for p in points] == ["houlsby bottleneck=4", "full fine-tuning"]
+    assert all(p["score"] is not None and p["trainable_params"] > 0 for p in points)
+    variants = read(tmp_path, "prefix")["variants"]
+    caches = [[run["prefix_cache"] for run in v["runs"]] for v in variants]
+    assert caches[0] == caches[1] == [None, None]  # without the flag nothing is kept
+    assert all(cache["batches_from_cache"] > 0 for cache in caches[2])  # epoch 2 reads it
+    sequence, _, rest = (tmp_path / "METHODS.md").read_text().partition("## Trade-off")
+    tradeoff, _, prefix = rest.partition("## Frozen prefix")
+    assert [row[0] for row in markdown_rows(sequence)] == ["houlsby", "lora"]
+    assert all(
+        row[-1] == "1/1" and int(row[2].replace(",", "")) > 0 for row in markdown_rows(sequence)
+    )
+    assert [row[0] for row in markdown_rows(tradeoff)] == [
+        "houlsby bottleneck=4",
+        "full fine-tuning",
+    ]
+    rows = markdown_rows(prefix)
+    assert [row[:2] for row in rows[::2]] == [
+        ["all layers", "a"],
+        ["top half", "a"],
+        ["top half, prefix kept", "a"],
+    ]
+    assert rows[0][4] == "1.00x" and all(float(row[3]) > 0 for row in rows)
