@@ -229,3 +229,28 @@ def test_methods_runs_every_part_through_the_cli(tmp_path: Path) -> None:
         ["top half, prefix kept", "a"],
     ]
     assert rows[0][4] == "1.00x" and all(float(row[3]) > 0 for row in rows)
+
+
+def test_serving_loads_a_real_server_in_both_modes(tmp_path: Path) -> None:
+    done = bench("serving.py", "--tiny", "--out", tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = read(tmp_path, "serving")
+    assert result["seconds"] == 1.0 and result["train_seconds"] > 0
+    cells = [(r["mode"], r["traffic"], r["clients"]) for r in result["rows"]]
+    assert cells == [
+        (mode, traffic, clients)
+        for mode in ("dynamic batching", "per request")
+        for traffic in ("one task", "2 tasks")
+        for clients in (1, 2)
+    ]
+    for row in result["rows"]:
+        assert row["requests"] > 0 and row["per_second"] > 0
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+    assert result["rows"][3]["batch_rows"] >= 1 and result["rows"][3]["batch_tasks"] >= 1
+    memory = result["memory"]
+    assert memory["per_task_params"] > 0 and memory["backbone_rss_mb"] > 0
+    text = (tmp_path / "SERVING.md").read_text()
+    rows = markdown_rows(text)
+    assert [row[:3] for row in rows] == [[m, t, str(c)] for m, t, c in cells]
+    assert [row[6] for row in rows[4:]] == ["1.00x"] * 4
+    assert "2 Houlsby tasks" in text and "Training the 2 tasks" in text
