@@ -71,6 +71,7 @@ class Plan:
         (task, *budget) for task, budget in TRADEOFF_BUDGET.items()
     )
     grid: tuple[str, ...] = ()  # tradeoff's --grid (none: its default grid)
+    length: tuple[str, ...] = ()  # tradeoff's --max-length (none: tasks.toml's)
     prefix_variants: tuple = PREFIX_VARIANTS
     prefix_budget: tuple[str, ...] = PREFIX_BUDGET
     prefix_tasks: tuple[str, ...] = ("mrpc", "sst2")
@@ -98,6 +99,7 @@ def tiny_plan(out: Path) -> Plan:
         sequence_budget=("--epochs", "1", "--max-train-examples", "40", *TINY_LENGTH),
         tradeoff_budget=(("a", "40", "1"),),
         grid=("--grid", "houlsby:bottleneck=4,full"),
+        length=TINY_LENGTH,
         prefix_variants=(
             ("all layers", (), ()),
             ("top half", leave_out, ()),
@@ -117,9 +119,18 @@ def write_tiny_inputs(plan: Plan) -> None:
     from tests.conftest import save_tiny_backbone, write_keyword_task
 
     save_tiny_backbone(Path(plan.backbone[1]))
+    one_thread()
     for seed, (name, folder, _) in enumerate(plan.tasks):
         keywords = TINY_KEYWORDS[name]
         write_keyword_task(folder, n_train=40, n_dev=16, seed=seed, keywords=keywords)
+
+
+def one_thread() -> None:
+    """One torch thread for the tiny run's in-process commands: tiny matrices gain nothing
+    from a second, and on a busy machine its waits doubled the run's CPU time."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def contlearn(plan: Plan, *args: str) -> str:
@@ -153,9 +164,8 @@ def sequence(plan: Plan, only: set[str] | None = None) -> None:
 def tradeoff(plan: Plan) -> None:
     ws = workspace(plan, "ws-tradeoff", plan.data(tuple(t for t, _, _ in plan.tradeoff_budget)))
     for task, examples, epochs in plan.tradeoff_budget:
-        budget = ("--epochs", epochs, "--max-train-examples", examples, "--device", "cpu")
-        if plan.here:
-            budget += TINY_LENGTH
+        budget = ("--epochs", epochs, "--max-train-examples", examples, *plan.length)
+        budget += ("--device", "cpu")
         out = plan.out / f"tradeoff-{task}"
         text = contlearn(
             plan,

@@ -156,6 +156,14 @@ def sentences(plan: Plan, root: Path, glue: Path) -> list[str]:
     return texts
 
 
+def one_thread() -> None:
+    """One torch thread for the tiny run's training here (the servers take ``--threads``):
+    tiny matrices gain nothing from a second, and on a busy machine its waits cost CPU time."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -342,6 +350,7 @@ def main() -> int:
     plan = tiny_plan(args.out.resolve()) if args.tiny else Plan(args.out.resolve())
     if args.tiny:
         sys.path.insert(0, str(ROOT))  # this checkout's contlearn and tests
+        one_thread()
         args.workspace, args.seconds, args.clients = plan.out / "ws", 1.0, [1, 2]
     plan.out.mkdir(parents=True, exist_ok=True)
     glue = args.glue.resolve()
