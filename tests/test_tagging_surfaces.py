@@ -171,7 +171,7 @@ def test_status_shows_each_tasks_kind(ws: Workspace) -> None:
     assert table.exit_code == 0
     header, *lines = table.output.splitlines()
     assert header.split()[:6] == ["position", "name", "status", "method", "kind", "rows"]
-    assert [line.split()[4] for line in lines] == ["classification", "tagging"]
+    assert [line.split()[4] for line in lines[:2]] == ["classification", "tagging"]
 
 
 def test_add_task_recognises_a_conll_folder_and_kind_forces_tagging(

@@ -120,8 +120,9 @@ def _file_rows(source: Path, name: str) -> tuple[QARow, ...]:
 
 
 def _squad_document(path: Path, name: str) -> dict[str, Any] | None:
-    """The parsed file when it is one JSON object with a ``data`` key (SQuAD JSON), else None
-    (a JSON array or JSON lines, which the table reader takes)."""
+    """The parsed file when it is one JSON object whose ``data`` holds articles with
+    paragraphs (SQuAD JSON), else None (a JSON array, JSON lines or another object, which the
+    table reader takes)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -134,9 +135,20 @@ def _squad_document(path: Path, name: str) -> dict[str, Any] | None:
         document = json.loads(text)
     except (RecursionError, ValueError):
         return None  # JSON lines (one object per line), or broken JSON the table reader names
-    if not isinstance(document, dict) or "data" not in document:
+    if not isinstance(document, dict) or not _articles(document.get("data")):
         return None
-    return json_value(text, name)  # again, refusing what json alone lets pass (a key twice)
+    return json_value(text, name)
+
+
+def _articles(data: Any) -> bool:
+    """Whether a JSON object's ``data`` is SQuAD's: a list of articles, each with its
+    ``paragraphs`` (a table wrapped in ``{"data": [rows]}`` is not)."""
+    return (
+        isinstance(data, list)
+        and bool(data)
+        and isinstance(data[0], dict)
+        and "paragraphs" in data[0]
+    )  # again, refusing what json alone lets pass (a key twice)
 
 
 def _squad_rows(document: dict[str, Any], name: str) -> tuple[QARow, ...]:
