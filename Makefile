@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo
 GLUE ?=
 
-.PHONY: install postgres test test-fast demo lint format bench bench-methods bench-backbones bench-baselines bench-serving bench-scale stress gpu-check gpu-scale-check interop-check clean
+.PHONY: install postgres test test-fast demo lint format bench bench-methods bench-backbones bench-baselines bench-serving bench-scale bench-kinds stress gpu-check gpu-scale-check interop-check clean
 
 install: $(STAMP)
 
@@ -71,6 +71,13 @@ bench-serving: install
 # Section 10: hundreds of tasks: verification growth, mixed-task batches, resident memory (~15 min).
 bench-scale: install
 	$(PY) benchmarks/scale.py --glue $(GLUE_DIR)
+
+# Section 11: the task kinds on real data: CoNLL-2003 NER three ways, SST-2 -> NER against every
+# baseline (~25 min on 2 cores); SQuAD joins with SQUAD=path once the extractive-qa kind exists.
+CONLL_DIR ?= ../shared/data/conll2003
+SQUAD ?=
+bench-kinds: install
+	$(PY) benchmarks/kinds.py --conll $(CONLL_DIR) --glue $(GLUE_DIR) $(if $(SQUAD),--squad $(SQUAD),)
 
 # Exported adapters loaded by the real libraries: AdapterHub 1.3 (peer venv) and peft (~20 min on 2 CPU cores).
 interop-check: install

@@ -783,6 +783,16 @@ def scale_section() -> list[str]:
     return [*head, measured.read_text().strip(), "", *tail]
 
 
+def kinds_section() -> list[str]:
+    """`make bench-kinds`'s tables (benchmarks/kinds.py: NER three ways, a sequence of task
+    kinds against every baseline) when it has been run here."""
+    measured = ROOT / "benchmarks" / "out" / "kinds" / "KINDS.md"
+    head = ["## 11. Task kinds: NER (and SQuAD)", ""]
+    if not measured.is_file():
+        return [*head, "Not run yet: `make bench-kinds` (about 25 minutes on 2 cores).", ""]
+    return [*head, measured.read_text().strip(), ""]
+
+
 SCALE_INTRO = (
     "`make bench-scale` (benchmarks/scale.py, about 15 minutes on 2 cores): what verification, "
     "mixed-task batches and resident task weights cost as tasks accumulate. Measured "
@@ -801,6 +811,7 @@ def reproduce_section() -> list[str]:
         "make bench-baselines                 # section 8: five tasks, six methods (~30 min)",
         "make bench-serving                   # section 9: serving 16 tasks over HTTP (minutes)",
         "make bench-scale                     # section 10: hundreds of tasks (~15 min)",
+        "make bench-kinds                     # section 11: NER, SST-2 -> NER (~25 min)",
         "make gpu-check gpu-scale-check       # sections 5 and 10 on a GPU (minutes)",
         "python benchmarks/run.py --quick     # a few minutes; writes benchmarks/out/BENCHMARKS.md",
         "python benchmarks/run.py --tiny --out DIR  # every job on a tiny BERT (the test suite)",
@@ -827,6 +838,7 @@ def render(r: Results) -> str:
         baselines_section(),
         serving_section(),
         scale_section(),
+        kinds_section(),
         reproduce_section(),
     ]
     return "\n".join(line for part in parts for line in part).rstrip() + "\n"
