@@ -72,8 +72,8 @@ class Budget:
 
     def text(self) -> str:
         return (
-            f"each task {self.epochs} epoch(s) on at most {self.examples:,} training examples "
-            f"of at most {self.max_length} tokens"
+            f"each task {self.epochs} epoch{'s' * (self.epochs > 1)} on at most "
+            f"{self.examples:,} training examples of at most {self.max_length} tokens"
         )
 
 
@@ -295,8 +295,10 @@ def machine_line(info: dict) -> str:
 
 def render(record: dict) -> list[str]:
     qa = "" if record["squad"] else " (SQuAD: not run, see `--squad`)"
-    return [
-        f"Run {record['date']}, `{record['command']}`, {record['wall_seconds'] / 60:.1f} min.",
+    done = "" if "checks" in record else " (not finished: rerunning the command resumes it)"
+    head = [
+        f"Run {record['date']}, `{record['command']}`, {record['wall_seconds'] / 60:.1f} min"
+        f"{done}.",
         "",
         f"Budget: {record['budget_text']}; tasks: {', '.join(record['tasks'])}{qa}.",
         "",
@@ -308,6 +310,11 @@ def render(record: dict) -> list[str]:
         "",
         "### The sequence " + " -> ".join(record["tasks"]) + ": adapters and the baselines",
         "",
+    ]
+    if "checks" not in record:
+        return [*head, "Not finished."]
+    return [
+        *head,
         "Each task's final dev score with its 95% bootstrap interval (dev examples resampled; "
         "a tagging task's sentences whole), ACC and BWT:",
         "",
@@ -315,6 +322,18 @@ def render(record: dict) -> list[str]:
         "",
         checks_line(record["checks"]),
     ]
+
+
+def save(out: Path, record: dict, start: float) -> list[str]:
+    """Write kinds.json and KINDS.md as the run stands (after each step, so that a run cut
+    short leaves what it measured); returns KINDS.md's lines."""
+    record["wall_seconds"] = time.perf_counter() - start
+    record["machine"]["load_average_end"] = os.getloadavg()[0]
+    lines = render(record)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "kinds.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    (out / "KINDS.md").write_text("\n".join(lines) + "\n")
+    return lines
 
 
 def stage(start: float, name: str) -> None:
@@ -335,10 +354,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace) -> list[str]:
+    """Every step, KINDS.md written after each; returns its lines."""
     start, out = time.perf_counter(), args.out.resolve()
     check_squad(args.squad)
-    info = machine()
     squad = args.squad.resolve() if args.squad else None
     if args.tiny:
         ws, budget, settings = out / "ws", TINY, TINY_COMPARE
@@ -350,41 +369,30 @@ def run(args: argparse.Namespace) -> dict:
         tasks = real_tasks(argparse.Namespace(**{**vars(args), "squad": squad}))
     workspace = open_workspace(ws, budget, settings, backbone)
     add_tasks(workspace, tasks)
-    stage(start, "1. ner: " + GRID)
-    ner = ner_methods(workspace)
-    stage(start, "2. train-next --all")
-    trained = train_sequence(workspace)
-    stage(start, "2. compare --methods all")
-    results = compare(workspace, out)
-    stage(start, "2. contlearn audit")
-    check = checks(trained, results, audit(ws))
-    stage(start, "done")
-    info["load_average_end"] = os.getloadavg()[0]
-    return {
+    record = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python " + " ".join([str(Path(sys.argv[0]).as_posix()), *sys.argv[1:]]),
-        "wall_seconds": time.perf_counter() - start,
         "budget": asdict(budget),
         "budget_text": budget.text(),
         "tasks": [name for name, _ in tasks],
         "squad": squad is not None,
-        "machine": info,
-        "ner": ner,
-        "trained": trained,
-        "compare": results,
-        "checks": check,
+        "machine": machine(),
     }
+    stage(start, "1. ner: " + GRID)
+    record["ner"] = ner_methods(workspace)
+    save(out, record, start)
+    stage(start, "2. train-next --all")
+    record["trained"] = train_sequence(workspace)
+    stage(start, "2. compare --methods all")
+    record["compare"] = compare(workspace, out)
+    stage(start, "2. contlearn audit")
+    record["checks"] = checks(record["trained"], record["compare"], audit(ws))
+    stage(start, "done")
+    return save(out, record, start)
 
 
 def main() -> int:
-    args = parse()
-    record = run(args)
-    out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    lines = render(record)
-    (out / "kinds.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    (out / "KINDS.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print("\n".join(run(parse())))
     return 0
 
 
