@@ -789,7 +789,7 @@ def kinds_section() -> list[str]:
     measured = ROOT / "benchmarks" / "out" / "kinds" / "KINDS.md"
     head = ["## 11. Task kinds: NER (and SQuAD)", ""]
     if not measured.is_file():
-        return [*head, "Not run yet: `make bench-kinds` (about 25 minutes on 2 cores).", ""]
+        return [*head, "Not run yet: `make bench-kinds` (over an hour on 2 shared cores).", ""]
     return [*head, measured.read_text().strip(), ""]
 
 
@@ -811,7 +811,7 @@ def reproduce_section() -> list[str]:
         "make bench-baselines                 # section 8: five tasks, six methods (~30 min)",
         "make bench-serving                   # section 9: serving 16 tasks over HTTP (minutes)",
         "make bench-scale                     # section 10: hundreds of tasks (~15 min)",
-        "make bench-kinds                     # section 11: NER, SST-2 -> NER (~25 min)",
+        "make bench-kinds                     # section 11: NER, SST-2 -> NER (1 h+)",
         "make gpu-check gpu-scale-check       # sections 5 and 10 on a GPU (minutes)",
         "python benchmarks/run.py --quick     # a few minutes; writes benchmarks/out/BENCHMARKS.md",
         "python benchmarks/run.py --tiny --out DIR  # every job on a tiny BERT (the test suite)",
