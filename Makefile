@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo
 GLUE ?=
 
-.PHONY: install postgres test test-fast demo lint format bench bench-methods bench-backbones bench-baselines bench-serving bench-scale bench-squad stress gpu-check gpu-scale-check interop-check clean
+.PHONY: install postgres test test-fast demo lint format bench bench-methods bench-backbones bench-baselines bench-serving bench-scale bench-kinds bench-squad stress gpu-check gpu-scale-check interop-check clean
 
 install: $(STAMP)
 
@@ -72,7 +72,14 @@ bench-serving: install
 bench-scale: install
 	$(PY) benchmarks/scale.py --glue $(GLUE_DIR)
 
-# Section 11: SQuAD v1.1, adapters against full fine-tuning (SQuAD JSON files by path; ~35 min).
+# Section 11: the task kinds on real data: CoNLL-2003 NER three ways, SST-2 -> NER against every
+# baseline (over an hour on 2 shared cores); SQuAD joins with SQUAD=path once the extractive-qa kind exists.
+CONLL_DIR ?= ../shared/data/conll2003
+SQUAD ?=
+bench-kinds: install
+	$(PY) benchmarks/kinds.py --conll $(CONLL_DIR) --glue $(GLUE_DIR) $(if $(SQUAD),--squad $(SQUAD),)
+
+# Section 12: SQuAD v1.1, adapters against full fine-tuning (SQuAD JSON files by path; ~35 min).
 SQUAD_TRAIN ?=
 SQUAD_DEV ?=
 SQUAD_FLAGS ?=

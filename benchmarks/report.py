@@ -783,11 +783,21 @@ def scale_section() -> list[str]:
     return [*head, measured.read_text().strip(), "", *tail]
 
 
+def kinds_section() -> list[str]:
+    """`make bench-kinds`'s tables (benchmarks/kinds.py: NER three ways, a sequence of task
+    kinds against every baseline) when it has been run here."""
+    measured = ROOT / "benchmarks" / "out" / "kinds" / "KINDS.md"
+    head = ["## 11. Task kinds: NER (and SQuAD)", ""]
+    if not measured.is_file():
+        return [*head, "Not run yet: `make bench-kinds` (over an hour on 2 shared cores).", ""]
+    return [*head, measured.read_text().strip(), ""]
+
+
 def squad_section() -> list[str]:
     """`make bench-squad`'s table (benchmarks/squad.py: adapters against full fine-tuning on
     SQuAD v1.1, the comparison of Houlsby et al. 2019) when it has been run here."""
     measured = ROOT / "benchmarks" / "out" / "squad" / "SQUAD.md"
-    head = ["## 11. Extractive QA: SQuAD v1.1 (adapters vs full fine-tuning)", "", SQUAD_INTRO, ""]
+    head = ["## 12. Extractive QA: SQuAD v1.1 (adapters vs full fine-tuning)", "", SQUAD_INTRO, ""]
     if not measured.is_file():
         return [*head, "Not run yet: `make bench-squad SQUAD_TRAIN=... SQUAD_DEV=...`.", ""]
     return [*head, measured.read_text().strip(), "", SQUAD_READING, ""]
@@ -837,8 +847,9 @@ def reproduce_section() -> list[str]:
         "make bench-baselines                 # section 8: five tasks, six methods (~30 min)",
         "make bench-serving                   # section 9: serving 16 tasks over HTTP (minutes)",
         "make bench-scale                     # section 10: hundreds of tasks (~15 min)",
+        "make bench-kinds                     # section 11: NER, SST-2 -> NER (1 h+)",
         "make gpu-check gpu-scale-check       # sections 5 and 10 on a GPU (minutes)",
-        "make bench-squad SQUAD_TRAIN=F SQUAD_DEV=F  # section 11: SQuAD, adapters vs full",
+        "make bench-squad SQUAD_TRAIN=F SQUAD_DEV=F  # section 12: SQuAD, adapters vs full",
         "python benchmarks/run.py --quick     # a few minutes; writes benchmarks/out/BENCHMARKS.md",
         "python benchmarks/run.py --tiny --out DIR  # every job on a tiny BERT (the test suite)",
         "bash benchmarks/peer/setup.sh        # the peer's venv alone (idempotent)",
@@ -864,6 +875,7 @@ def render(r: Results) -> str:
         baselines_section(),
         serving_section(),
         scale_section(),
+        kinds_section(),
         squad_section(),
         reproduce_section(),
     ]

@@ -293,3 +293,81 @@ def test_serving_loads_a_real_server_in_both_modes(tmp_path: Path) -> None:
     assert [row[:3] for row in rows] == [[m, t, str(c)] for m, t, c in cells]
     assert [row[6] for row in rows[4:]] == ["1.00x"] * 4
     assert "2 Houlsby tasks" in text and "Training the 2 tasks" in text
+
+
+def test_kinds_compares_methods_on_ner_and_every_baseline_on_a_sequence_of_kinds(
+    tmp_path: Path,
+) -> None:
+    """benchmarks/kinds.py at the tiny size: a tagging task trained three ways, then a
+    classification -> tagging sequence by adapters and the five baselines, verified and
+    audited (SQuAD joins only where the extractive-qa kind exists: not asked for here)."""
+    done = bench("kinds.py", "--tiny", "--out", tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = (tmp_path / "KINDS.md").read_text()
+    ner, _, sequence = text.partition("### The sequence sst2 -> ner")
+    rows = markdown_rows(ner)
+    assert [row[0].split(" (lr")[0] for row in rows] == [
+        "houlsby bottleneck=64",
+        "lora rank=8",
+        "full fine-tuning",
+    ]
+    assert all(0 <= float(cell) <= 1 for row in rows for cell in row[1:5])
+    params = [int(row[5].replace(",", "")) for row in rows]
+    assert params[1] < params[0] < params[2]  # lora rank 8 < houlsby 64 < the whole backbone
+    methods = ["adapter", "sequential", "ewc", "replay", "joint", "separate"]
+    scores = markdown_rows(sequence)
+    assert [row[0] for row in scores] == methods
+    assert scores[0][4].startswith("0.0000 [0.000, 0.000]")  # adapters: BWT exactly 0
+    assert scores[4][4] == "—"  # joint: no sequence, no BWT
+    assert "1 of 1 identical; compare's adapter re-evaluations: 1 of 1 identical" in text
+    assert "`audit`: clean" in text and "(SQuAD: not run" in text
+    record = json.loads((tmp_path / "kinds.json").read_text())
+    assert [t["metric"] for t in record["compare"]["tasks"]] == ["accuracy", "entity_f1"]
+    assert record["checks"]["all_identical"] and record["budget"]["examples"] == 48
+
+
+def test_kinds_refuses_squad_in_one_line_without_the_qa_kind(tmp_path: Path) -> None:
+    from contlearn import kinds
+
+    if "extractive-qa" in kinds.KINDS:
+        pytest.skip("the extractive-qa kind exists: --squad is accepted")
+    done = bench("kinds.py", "--tiny", "--squad", tmp_path, "--out", tmp_path / "out")
+    assert done.returncode == 1 and not (tmp_path / "out").exists()
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("--squad needs the extractive-qa task kind, which this contlearn")
+    assert line.endswith("tagging): run without --squad")
+
+
+def write_tiny_squad(folder: Path, *, n_train: int = 48, n_dev: int = 16) -> Path:
+    """SQuAD v1.1 train.json / dev.json in the tiny vocabulary: which animal is good?"""
+    import random
+
+    rng = random.Random(0)
+    for name, count in (("train.json", n_train), ("dev.json", n_dev)):
+        paragraphs = []
+        for i in range(count):
+            good, bad = rng.sample(["cat", "dog", "news", "tech", "money", "sport"], 2)
+            context = f"the {good} is good and the {bad} is bad ."
+            question = {"id": f"{name[0]}{i}", "question": "what is good ?"}
+            question["answers"] = [{"text": good, "answer_start": context.index(good)}]
+            paragraphs.append({"context": context, "qas": [question]})
+        doc = {"version": "1.1", "data": [{"title": "t", "paragraphs": paragraphs}]}
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(json.dumps(doc))
+    return folder
+
+
+def test_kinds_adds_squad_to_the_sequence_where_the_qa_kind_exists(tmp_path: Path) -> None:
+    from contlearn import kinds
+
+    if "extractive-qa" not in kinds.KINDS:
+        pytest.skip("the extractive-qa kind is not registered yet: --squad is refused")
+    squad = write_tiny_squad(tmp_path / "squad")
+    done = bench("kinds.py", "--tiny", "--squad", squad, "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = (tmp_path / "out" / "KINDS.md").read_text()
+    assert "### The sequence sst2 -> ner -> squad" in text and "`audit`: clean" in text
+    assert "sequence: 3 of 3 identical" in text  # sst2 after ner; sst2 and ner after squad
+    record = json.loads((tmp_path / "out" / "kinds.json").read_text())
+    assert [t["name"] for t in record["compare"]["tasks"]] == ["sst2", "ner", "squad"]
+    assert record["checks"]["all_identical"]
