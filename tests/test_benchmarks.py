@@ -299,12 +299,13 @@ def test_kinds_compares_methods_on_ner_and_every_baseline_on_a_sequence_of_kinds
     tmp_path: Path,
 ) -> None:
     """benchmarks/kinds.py at the tiny size: a tagging task trained three ways, then a
-    classification -> tagging sequence by adapters and the five baselines, verified and
-    audited (SQuAD joins only where the extractive-qa kind exists: not asked for here)."""
-    done = bench("kinds.py", "--tiny", "--out", tmp_path)
+    classification -> tagging -> extractive-QA sequence by adapters and the five baselines,
+    verified and audited."""
+    squad = write_tiny_squad(tmp_path / "squad")
+    done = bench("kinds.py", "--tiny", "--squad", squad, "--out", tmp_path / "out")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    text = (tmp_path / "KINDS.md").read_text()
-    ner, _, sequence = text.partition("### The sequence sst2 -> ner")
+    text = (tmp_path / "out" / "KINDS.md").read_text()
+    ner, _, sequence = text.partition("### The sequence sst2 -> ner -> squad")
     rows = markdown_rows(ner)
     assert [row[0].split(" (lr")[0] for row in rows] == [
         "houlsby bottleneck=64",
@@ -317,25 +318,13 @@ def test_kinds_compares_methods_on_ner_and_every_baseline_on_a_sequence_of_kinds
     methods = ["adapter", "sequential", "ewc", "replay", "joint", "separate"]
     scores = markdown_rows(sequence)
     assert [row[0] for row in scores] == methods
-    assert scores[0][4].startswith("0.0000 [0.000, 0.000]")  # adapters: BWT exactly 0
-    assert scores[4][4] == "—"  # joint: no sequence, no BWT
-    assert "1 of 1 identical; compare's adapter re-evaluations: 1 of 1 identical" in text
-    assert "`audit`: clean" in text and "(SQuAD: not run" in text
-    record = json.loads((tmp_path / "kinds.json").read_text())
-    assert [t["metric"] for t in record["compare"]["tasks"]] == ["accuracy", "entity_f1"]
+    assert scores[0][5].startswith("0.0000 [0.000, 0.000]")  # adapters: BWT exactly 0
+    assert scores[4][5] == "—"  # joint: no sequence, no BWT
+    assert "3 of 3 identical; compare's adapter re-evaluations: 3 of 3 identical" in text
+    assert "`audit`: clean" in text
+    record = json.loads((tmp_path / "out" / "kinds.json").read_text())
+    assert [t["metric"] for t in record["compare"]["tasks"]] == ["accuracy", "entity_f1", "qa_f1"]
     assert record["checks"]["all_identical"] and record["budget"]["examples"] == 48
-
-
-def test_kinds_refuses_squad_in_one_line_without_the_qa_kind(tmp_path: Path) -> None:
-    from contlearn import kinds
-
-    if "extractive-qa" in kinds.KINDS:
-        pytest.skip("the extractive-qa kind exists: --squad is accepted")
-    done = bench("kinds.py", "--tiny", "--squad", tmp_path, "--out", tmp_path / "out")
-    assert done.returncode == 1 and not (tmp_path / "out").exists()
-    (line,) = done.stderr.strip().splitlines()
-    assert line.startswith("--squad needs the extractive-qa task kind, which this contlearn")
-    assert line.endswith("tagging): run without --squad")
 
 
 def write_tiny_squad(folder: Path, *, n_train: int = 48, n_dev: int = 16) -> Path:
@@ -355,19 +344,3 @@ def write_tiny_squad(folder: Path, *, n_train: int = 48, n_dev: int = 16) -> Pat
         folder.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(json.dumps(doc))
     return folder
-
-
-def test_kinds_adds_squad_to_the_sequence_where_the_qa_kind_exists(tmp_path: Path) -> None:
-    from contlearn import kinds
-
-    if "extractive-qa" not in kinds.KINDS:
-        pytest.skip("the extractive-qa kind is not registered yet: --squad is refused")
-    squad = write_tiny_squad(tmp_path / "squad")
-    done = bench("kinds.py", "--tiny", "--squad", squad, "--out", tmp_path / "out")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    text = (tmp_path / "out" / "KINDS.md").read_text()
-    assert "### The sequence sst2 -> ner -> squad" in text and "`audit`: clean" in text
-    assert "sequence: 3 of 3 identical" in text  # sst2 after ner; sst2 and ner after squad
-    record = json.loads((tmp_path / "out" / "kinds.json").read_text())
-    assert [t["name"] for t in record["compare"]["tasks"]] == ["sst2", "ner", "squad"]
-    assert record["checks"]["all_identical"]
