@@ -73,7 +73,7 @@ bench-scale: install
 	$(PY) benchmarks/scale.py --glue $(GLUE_DIR)
 
 # Section 11: the task kinds on real data: CoNLL-2003 NER three ways, SST-2 -> NER against every
-# baseline (over an hour on 2 shared cores); SQuAD joins with SQUAD=path once the extractive-qa kind exists.
+# baseline (over an hour on 2 shared cores); SQUAD=path adds SQuAD as a third task.
 CONLL_DIR ?= ../shared/data/conll2003
 SQUAD ?=
 bench-kinds: install
