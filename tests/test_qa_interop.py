@@ -25,20 +25,10 @@ from contlearn.errors import InteropError
 from tests.conftest import write_keyword_task
 from tests.test_extractive_qa import write_qa_task
 from tests.test_tagging import write_tagging_task
-from tests.test_tagging_interop import failed
+from tests.test_tagging_interop import CASES, failed
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 
-CASES = {  # method, options, format
-    "lora": (
-        "lora",
-        {"rank": 4, "alpha": 8.0, "targets": ["query", "value", "ffn_output"]},
-        "peft",
-    ),
-    "ia3": ("ia3", {}, "peft"),
-    "houlsby": ("houlsby", {"bottleneck": 8, "norms": "shared"}, "adapterhub"),
-    "pfeiffer": ("pfeiffer", {"bottleneck": 16, "norms": "shared"}, "adapterhub"),
-}
 # AdapterHub 1.x builds a head as ``QuestionAnsweringHead(model, name, **config)`` once it has
 # taken head_type out and turned label2id into id2label: these are its arguments.
 QA_HEAD_ARGS = {"num_labels", "layers", "activation_function", "id2label", "dropout_prob"}
