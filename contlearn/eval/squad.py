@@ -56,12 +56,23 @@ def squad_v1(
     predictions: Mapping[str, str], golds: Mapping[str, Sequence[str]]
 ) -> dict[str, float]:
     """``{"exact_match", "f1"}`` over every question of ``golds`` (each with gold answers)."""
+    em, f1 = question_scores(predictions, golds, v2=False)
+    return {"exact_match": _mean(list(em.values())), "f1": _mean(list(f1.values()))}
+
+
+def question_scores(
+    predictions: Mapping[str, str], golds: Mapping[str, Sequence[str]], *, v2: bool
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Per question, (exact, F1) as v1.1's script (``v2`` False) or v2.0's (before any
+    no-answer threshold) scores it: the metrics are their means over questions."""
+    if v2:
+        return raw_scores(predictions, golds)
     _check_ids(predictions, golds)
     if any(not answers for answers in golds.values()):
         raise ValueError("SQuAD v1.1 has an answer for every question; score these with squad_v2")
-    em = [max(exact(g, predictions[q]) for g in golds[q]) for q in golds]
-    f1 = [max(token_f1(g, predictions[q], v2=False) for g in golds[q]) for q in golds]
-    return {"exact_match": _mean(em), "f1": _mean(f1)}
+    em = {q: max(exact(g, predictions[q]) for g in golds[q]) for q in golds}
+    f1 = {q: max(token_f1(g, predictions[q], v2=False) for g in golds[q]) for q in golds}
+    return em, f1
 
 
 def raw_scores(

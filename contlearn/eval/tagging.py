@@ -54,6 +54,48 @@ def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) 
     return scores | _type_f1(gold_lists, pred_lists)
 
 
+COUNTED = ("entity_f1", "entity_precision", "entity_recall", "token_accuracy")
+
+
+def entity_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> list[tuple]:
+    """Per sentence: (true positives, predicted entities, gold entities, right tags, words),
+    whose sums over sentences give the micro scores of :func:`entity_scores` (seqeval reads the
+    sentences as one sequence with an ``O`` between them, so no entity spans two)."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    rows = []
+    for g, p in zip(*_checked(gold, pred), strict=True):
+        true, found = set(get_entities(g)), set(get_entities(p))
+        right = sum(a == b for a, b in zip(g, p, strict=True))
+        rows.append((len(true & found), len(found), len(true), right, len(g)))
+    return rows
+
+
+def from_counts(metric: str, sums):
+    """``metric`` (one of :data:`COUNTED`) from summed :func:`entity_counts` [..., 5], computed
+    as seqeval computes it (a ratio with a zero denominator is 0)."""
+    import numpy as np
+
+    sums = np.asarray(sums, dtype=float)
+    tp, predicted, true, right, words = (sums[..., i] for i in range(5))
+    if metric == "token_accuracy":
+        return _ratio(right, words)
+    precision, recall = _ratio(tp, predicted), _ratio(tp, true)
+    if metric == "entity_precision":
+        return precision
+    if metric == "entity_recall":
+        return recall
+    if metric != "entity_f1":
+        raise ValueError(f"{metric!r} is not computed from counts; these are: {COUNTED}")
+    return _ratio(2 * precision * recall, precision + recall)
+
+
+def _ratio(top, bottom):
+    import numpy as np
+
+    return np.divide(top, bottom, out=np.zeros_like(top), where=bottom != 0)
+
+
 def _type_f1(gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
     """``f1_<TYPE>`` for the types in ``gold``; seqeval scores the union of gold and predicted
     types in sorted order, which names its per-type arrays."""

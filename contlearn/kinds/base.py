@@ -14,6 +14,7 @@ from ..errors import BadData
 if TYPE_CHECKING:
     import torch
 
+    from ..eval.bootstrap import Additive
     from ..train.batching import Encoded
 
 
@@ -137,6 +138,11 @@ class TaskKind:
             y_pred=list(predictions),
             num_classes=self.num_classes(labels),
         )
+
+    def additive(self, metric: str, labels: Sequence[str] | None) -> Additive | None:
+        """``metric`` as counts per example summed over examples (the bootstrap's fast path),
+        or None where the kind does not give one."""
+        return None
 
     def metrics_agree(self, recorded: dict[str, float], now: dict[str, float]) -> bool:
         """Whether a replay under another recipe scored what was recorded."""

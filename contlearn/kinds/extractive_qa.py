@@ -23,6 +23,7 @@ from .base import TaskKind, primary_only
 if TYPE_CHECKING:
     import torch
 
+    from ..eval.bootstrap import Additive
     from ..train.batching import Encoded
 
 N_BEST = 20
@@ -138,11 +139,7 @@ class ExtractiveQA(TaskKind):
         from ..eval.squad import squad_v1, squad_v2
 
         v2 = NO_ANSWER in (labels or ())
-        golds = {str(i): [a[0] for a in target[1]] for i, target in enumerate(targets)}
-        answered = {
-            str(i): answer_text(target[0], p, v2)
-            for i, (target, p) in enumerate(zip(targets, predictions, strict=True))
-        }
+        golds, answered = _answers(targets, predictions, v2)
         if not v2:
             got = squad_v1(answered, golds)
             values = {"qa_f1": got["f1"], "qa_exact_match": got["exact_match"]}
@@ -154,6 +151,23 @@ class ExtractiveQA(TaskKind):
                     values[f"{prefix}_f1"] = got[f"{group}_f1"]
                     values[f"{prefix}_exact_match"] = got[f"{group}_exact"]
         return {**{m: values[m] for m in metrics}, **values}
+
+    def additive(self, metric: str, labels: Sequence[str] | None) -> Additive | None:
+        """F1 and exact match over all questions: means of per-question scores."""
+        from ..eval.bootstrap import Additive
+        from ..eval.squad import question_scores
+
+        if metric not in ("qa_f1", "qa_exact_match"):
+            return None
+        v2 = NO_ANSWER in (labels or ())
+
+        def parts(targets: Sequence[Any], predictions: Sequence[Any]) -> list[tuple]:
+            golds, answered = _answers(targets, predictions, v2)
+            exact, f1 = question_scores(answered, golds, v2=v2)
+            chosen = f1 if metric == "qa_f1" else exact
+            return [(chosen[q], 1.0) for q in sorted(chosen, key=int)]
+
+        return Additive(parts, lambda sums: sums[..., 0] / sums[..., 1])
 
     def outputs(
         self,
@@ -180,6 +194,18 @@ class ExtractiveQA(TaskKind):
 
     def describe_outputs(self, labels: Sequence[str] | None) -> str:
         return "answer spans" + (" (or no answer)" if NO_ANSWER in (labels or ()) else "")
+
+
+def _answers(
+    targets: Sequence[Any], predictions: Sequence[Any], v2: bool
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Per question (keyed by its index): the gold answers, and the predicted answer."""
+    golds = {str(i): [a[0] for a in target[1]] for i, target in enumerate(targets)}
+    answered = {
+        str(i): answer_text(target[0], p, v2)
+        for i, (target, p) in enumerate(zip(targets, predictions, strict=True))
+    }
+    return golds, answered
 
 
 def first_answer(target: Any) -> tuple[int, int] | None:

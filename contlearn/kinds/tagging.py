@@ -19,6 +19,7 @@ from .base import TRAIN_MORE, TaskKind, primary_only
 if TYPE_CHECKING:
     import torch
 
+    from ..eval.bootstrap import Additive
     from ..train.batching import Encoded
 
 IGNORED = -100  # the loss's ignore_index: sub-tokens after a word's first, special tokens
@@ -129,6 +130,26 @@ class Tagging(TaskKind):
         pred = [self.tag_names(p, names, len(g)) for p, g in zip(predictions, gold, strict=True)]
         values = entity_scores(gold, pred)
         return {**{m: values[m] for m in metrics}, **values}
+
+    def additive(self, metric: str, labels: Sequence[str] | None) -> Additive | None:
+        """Entity precision, recall, F1 and token accuracy from per-sentence counts."""
+        from functools import partial
+
+        from ..eval.bootstrap import Additive
+        from ..eval.tagging import COUNTED, entity_counts, from_counts
+
+        if metric not in COUNTED:
+            return None
+        names = list(labels or ())
+
+        def parts(targets: Sequence[Any], predictions: Sequence[Any]) -> list[tuple]:
+            gold = [[names[t] for t in tags] for tags in targets]
+            pred = [
+                self.tag_names(p, names, len(g)) for p, g in zip(predictions, gold, strict=True)
+            ]
+            return entity_counts(gold, pred)
+
+        return Additive(parts, partial(from_counts, metric))
 
     @staticmethod
     def tag_names(predicted: Sequence[int], names: Sequence[str], words: int) -> list[str]:

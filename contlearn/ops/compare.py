@@ -292,13 +292,20 @@ def _add_intervals(methods, meta, tasks) -> None:
     boot = meta["config"]["baselines"]["bootstrap"]
     targets = [wanted[t.name] for t in tasks]
     metric = [_metric(t) for t in tasks]
+    additive = [kind_of(t).additive(t.metric, t.labels) for t in tasks]
     for method in methods.values():
         predicted = method.pop("predictions", None)
         if predicted is None:
             continue
         final, diagonal = predicted
         method["intervals"] = bootstrap_summary(
-            final, diagonal, targets, metric, resamples=boot["resamples"], seed=boot["seed"]
+            final,
+            diagonal,
+            targets,
+            metric,
+            resamples=boot["resamples"],
+            seed=boot["seed"],
+            additive=additive,
         )
 
 
