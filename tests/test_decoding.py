@@ -15,9 +15,11 @@ from contlearn.errors import BackboneError, ConfigError, UnsupportedArchitecture
 from contlearn.model import backbone as bb
 from contlearn.model.adapted import AdaptedModel
 from contlearn.model.decoding import Decoding, generate, nucleus
+from contlearn.model.families import BY_NAME
 from contlearn.model.methods.registry import METHODS, get_method
+from contlearn.model.output import OutputWeights
 from tests.conftest import save_causal_backbone, save_family_backbone
-from tests.family_configs import CONFIGS, VOCAB
+from tests.family_configs import CONFIGS, FAMILY_OF, VOCAB, tiny_causal_lm
 from tests.test_family_matrix import CASES
 
 FAMILIES = ("llama", "gpt2")
@@ -115,6 +117,33 @@ def test_base_model_generates_what_transformers_generates(folders, label: str) -
         if len(stopped):
             expected[row, int(stopped[0]) + 1 :] = -1
     assert torch.equal(ours, expected)
+
+
+DECODERS = [label for label, family in FAMILY_OF.items() if BY_NAME[family].causal]
+
+
+@pytest.mark.parametrize("label", DECODERS)
+def test_every_decoder_family_is_its_causal_lm_with_and_without_the_cache(label: str) -> None:
+    """Built in memory: the reference is computed before the base model is wrapped (which
+    changes no weight); Gemma 2's logit soft-capping included."""
+    lm = tiny_causal_lm(label)
+    ids, mask = prompts()
+    with torch.no_grad():
+        logits = lm(input_ids=ids[2:], attention_mask=mask[2:]).logits  # row 2: no padding
+        theirs = lm.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=5,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=0,
+        )[:, ids.shape[1] :]
+    weights = OutputWeights(lm.get_output_embeddings().weight.detach())
+    model = AdaptedModel(lm.base_model, output_embeddings=lambda: weights).eval()
+    with torch.no_grad():
+        assert torch.equal(model.lm_logits(ids[2:], mask[2:]), logits.float())
+    assert torch.equal(generate(model, ids, mask, greedy(5)), theirs)
+    assert torch.equal(generate(model, ids, mask, greedy(5, use_cache=False)), theirs)
 
 
 # -- the key/value cache ---------------------------------------------------------------------
@@ -281,6 +310,8 @@ def test_a_batch_that_cannot_generate_is_refused_in_one_line(folders) -> None:
         generate(model, ids, right, greedy(2))
     with pytest.raises(ConfigError, match="give one per row"):
         generate(model, ids, mask, greedy(2), ["a"])
+    empty = generate(model, ids[:0], mask[:0], greedy(2))
+    assert empty.shape == (0, 2)
     limit = CONFIGS["gpt2"][1]["n_positions"]
     with pytest.raises(ConfigError, match=f"more than the backbone's {limit} positions"):
         generate(model, ids, mask, greedy(limit))
@@ -332,6 +363,9 @@ def test_an_untied_projection_is_read_from_the_folders_safetensors(tmp_path, sha
     assert bb.fingerprint(loaded.model) == before  # the backbone's fingerprint as it was
     half = bb.load(str(folder), "bfloat16").output_embeddings()
     assert half.weight.dtype == torch.bfloat16
+    model.double()  # the projection moves with the model, as a buffer (never in its state)
+    assert model.output_projection().weight.dtype == torch.float64
+    assert not any("lm_output" in key for key in model.state_dict())
 
 
 def test_a_base_model_folder_without_an_lm_head_refuses_generation(tmp_path) -> None:
