@@ -95,6 +95,17 @@ def test_base_model_logits_are_the_causal_lms_bit_for_bit(folders, label: str) -
     assert model.lm_logits(ids, mask).dtype == torch.float32
 
 
+def test_a_generation_tasks_forward_is_its_lm_logits_whatever_the_padding(folders) -> None:
+    model = adapted(folders["llama"])
+    add_task(model, "t", "lora")
+    model.activate("t")
+    ids, mask = prompts()  # left-padded: positions from the mask, not the column
+    with torch.no_grad():
+        assert torch.equal(model(ids, mask), model.lm_logits(ids, mask))
+        alone = model(ids[:1, 2:], mask[:1, 2:])  # row 0 (5 tokens) without its padding
+        assert torch.allclose(model(ids, mask)[0, 2:], alone[0], atol=1e-5)
+
+
 @pytest.mark.parametrize("label", FAMILIES)
 def test_base_model_generates_what_transformers_generates(folders, label: str) -> None:
     model, lm = adapted(folders[label]), reference(folders[label])
