@@ -20,6 +20,7 @@ from contlearn.errors import BadData
 from contlearn.eval import generation as gen
 from contlearn.eval.squad import normalize_answer
 from contlearn.ledger.records import TaskRecord
+from contlearn.ops.intake import read_entry, task_spec
 from contlearn.runtime.context import read_task_data
 
 LONG = "a reply of quite a few words, more than five"
@@ -287,6 +288,29 @@ def test_classification_and_tagging_data_stay_what_they_were(tmp_path: Path) -> 
     mixed = files(tmp_path, {"train.jsonl": jsonl(rows), "dev.jsonl": jsonl(rows)}, "mixed")
     assert load_task_data(mixed, text_fields="text", label_field="label").kind == "classification"
     assert load_task_data(mixed).kind == "generation"
+
+
+def test_generation_data_registered_as_classification_is_refused(tmp_path: Path) -> None:
+    config = cfg.WorkspaceConfig(root=tmp_path)
+    path = write(tmp_path, "parquet", CHAT_TRAIN, CHAT_DEV)
+    entry = cfg.TaskEntry(name="chat", data=str(path), kind="classification")
+    with pytest.raises(BadData, match="its data holds generation labels, which a classification"):
+        task_spec(entry, read_entry(config, entry))
+
+
+def test_a_task_of_another_kind_that_named_prompt_and_response_columns_stays_it(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "csv", SENTIMENT_TRAIN, SENTIMENT_DEV[1:])
+    named = {"text_fields": ("prompt",), "label_field": "output"}
+    d = load_task_data(path, kind="classification", **named)  # a re-read of such a task
+    assert (d.kind, d.labels, d.metrics) == (
+        "classification",
+        ("negative", "positive"),
+        ("accuracy",),
+    )
+    assert load_task_data(path, **named).kind == "generation"  # no kind: recognised
+    assert load_task_data(path, kind="classification").kind == "generation"  # the kind refuses it
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from functools import cache
+from functools import cache, lru_cache
 
 from ..config import GENERATION_METRICS
 from .squad import normalize_answer
@@ -80,15 +80,20 @@ def label_of(text: str, labels: Sequence[str]) -> str | None:
     stripped = text.strip()
     if stripped in labels:
         return stripped
-    words = normalize(text).split()
+    words = _words(text)
     fitting = [
         label
         for label in labels
-        if (label_words := normalize(label).split()) and words[: len(label_words)] == label_words
+        if (label_words := _words(label)) and words[: len(label_words)] == label_words
     ]
     if not fitting:
         return None
-    return max(fitting, key=lambda label: (len(normalize(label).split()), len(label)))
+    return max(fitting, key=lambda label: (len(_words(label)), len(label)))
+
+
+@lru_cache(maxsize=1024)  # a closed set's few labels, normalised once per run, not per example
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(normalize(text).split())
 
 
 def accuracy(golds: Sequence[str], preds: Sequence[str], labels: Sequence[str]) -> float:
