@@ -481,6 +481,24 @@ def test_ambiguous_columns_ask_which(tmp_path: Path) -> None:
     assert load_task_data(path, **two).kind == "classification"  # as asked, without the kind
 
 
+def test_a_prompt_column_of_turns_asks_for_messages(tmp_path: Path) -> None:
+    rows = [{"prompt": [U], "completion": [A]}]  # TRL's conversational prompt-completion
+    path = files(tmp_path, {"train.jsonl": jsonl(rows), "dev.jsonl": jsonl(rows)})
+    bad(path, "train.jsonl: column 'prompt' holds lists, not prompt text", "messages column")
+
+
+def test_one_column_as_prompt_and_response(tmp_path: Path) -> None:
+    path = write(tmp_path, "jsonl", OPEN_TRAIN, OPEN_DEV)
+    bad(path, "column 'prompt' cannot be both the prompt and the response", label_field="prompt")
+
+
+def test_alpaca_instruction_named_as_the_prompt_keeps_the_input(tmp_path: Path) -> None:
+    path = write(tmp_path, "jsonl", ALPACA_TRAIN, ALPACA_DEV)
+    d = load_task_data(path, text_fields="instruction", label_field="output", kind="generation")
+    assert d == load_task_data(path)
+    assert d.train.texts[0] == ("user", "Translate to French.\n\ncat")
+
+
 def test_an_alpaca_input_that_is_not_text(tmp_path: Path) -> None:
     train = [*ALPACA_TRAIN, {"instruction": "i", "input": ["x"], "output": "o"}]
     bad(

@@ -48,18 +48,18 @@ Turns = tuple[str, ...]  # a flattened conversation: role1, content1, role2, con
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a table holds each row's prompt and response. ``kind``: "prompt" (a prompt column
+    """Where a table holds each row's prompt and response. ``name``: "prompt" (a prompt column
     and a response column), "alpaca" (``prompt`` is the instruction column, ``input`` the
     optional input column) or "chat" (``prompt`` and ``response`` are both the turns column)."""
 
-    kind: str
+    name: str
     prompt: str
     response: str
     input: str | None = None
 
     @property
     def text_fields(self) -> tuple[str, ...]:
-        return ("prompt",) if self.kind == "alpaca" else (self.prompt,)
+        return ("prompt",) if self.name == "alpaca" else (self.prompt,)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -73,7 +73,7 @@ def is_generation(table: Table, text_fields: Any, label_field: str | None) -> bo
     layout = _inferred_layout(table, label_field)
     if layout is None or not _agrees(layout, given_fields(text_fields), label_field):
         return False
-    return layout.kind != "chat" or _holds_lists(table, layout.prompt)
+    return layout.name != "chat" or _holds_lists(table, layout.prompt)
 
 
 def generation_layout(table: Table, text_fields: Any, label_field: str | None) -> Layout:
@@ -82,7 +82,7 @@ def generation_layout(table: Table, text_fields: Any, label_field: str | None) -
     given = given_fields(text_fields)
     inferred = _inferred_layout(table, label_field)
     if inferred is not None and _agrees(inferred, given, label_field):
-        return inferred
+        return _distinct(inferred)
     if given is not None and len(given) != 1:
         raise BadData(
             f"a generation task reads one prompt column, not {len(given)} ({listing(given)}); "
@@ -102,9 +102,16 @@ def generation_layout(table: Table, text_fields: Any, label_field: str | None) -
             f"{table.file} fits no generation layout (columns are {listing(table.columns)}); "
             f"write {LAYOUTS}, or pass --text-fields P --label-field R"
         )
-    if prompt == response:
-        raise BadData(f"column {prompt!r} cannot be both the prompt and the response")
-    return Layout("prompt", prompt, response)
+    return _distinct(Layout("prompt", prompt, response))
+
+
+def _distinct(layout: Layout) -> Layout:
+    if layout.name != "chat" and layout.prompt == layout.response:
+        raise BadData(
+            f"column {layout.prompt!r} cannot be both the prompt and the response; pass "
+            "--label-field R naming the response column"
+        )
+    return layout
 
 
 def require_layout(table: Table, layout: Layout) -> None:
@@ -116,7 +123,7 @@ def require_layout(table: Table, layout: Layout) -> None:
             ("the response", "--label-field R"),
         ),
         "prompt": (("the prompt", "--text-fields P"), ("the response", "--label-field R")),
-    }[layout.kind]
+    }[layout.name]
     for column, (what, option) in zip(layout.columns, roles, strict=True):
         if column not in table.columns:
             raise BadData(
@@ -126,8 +133,10 @@ def require_layout(table: Table, layout: Layout) -> None:
 
 
 def _agrees(layout: Layout, given: tuple[str, ...] | None, label_field: str | None) -> bool:
-    """Whether the fields given (as a task records them, or typed) are ``layout``'s own."""
-    return given in (None, layout.text_fields) and label_field in (None, layout.response)
+    """Whether the fields given (as a task records them, or typed) are ``layout``'s own
+    (Alpaca's instruction column named as the prompt still reads with its input)."""
+    prompts = (None, layout.text_fields, (layout.prompt,))
+    return given in prompts and label_field in (None, layout.response)
 
 
 def _inferred_layout(table: Table, label_field: str | None) -> Layout | None:
@@ -170,10 +179,16 @@ def _holds_lists(table: Table, field: str) -> bool:
 
 def read_generation(table: Table, layout: Layout) -> tuple[tuple[Turns, ...], tuple[str, ...]]:
     """Each row's prompt, as a flattened conversation ending with a user turn, and response."""
-    if layout.kind == "chat":
+    if layout.name == "chat":
         turns = table.column(layout.prompt)
         rows = [_chat_row(table, i, value, layout.prompt) for i, value in enumerate(turns)]
         return tuple(p for p, _ in rows), tuple(r for _, r in rows)
+    if _holds_lists(table, layout.prompt):
+        raise BadData(
+            f"{table.file}: column {layout.prompt!r} holds lists, not prompt text; write a "
+            "conversation as a messages column of {role, content} turns ending with the "
+            "assistant's reply"
+        )
     pairs = read_texts(table, (layout.prompt, layout.response))
     prompts = [p for p, _ in pairs]
     if layout.input is not None and layout.input in table.columns:
