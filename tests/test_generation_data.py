@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contlearn import config as cfg
 from contlearn.data.labels import choose_metrics
@@ -622,3 +624,23 @@ def test_wrong_metric_input_is_a_value_error() -> None:
         gen.generation_scores(["accuracy"], ["a"], ["a"], None)
     with pytest.raises(ValueError, match="unknown generation metric 'bleu'"):
         gen.per_example("bleu", ["a"], ["a"])
+
+
+_TEXTS = st.text(alphabet="ab .,!Éé猫Ж_-", max_size=12)
+_RESPONSES = _TEXTS.map(str.strip).filter(bool)  # as the data layer gives them
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_RESPONSES, _TEXTS), min_size=1, max_size=6))
+def test_scores_are_fractions_and_the_means_of_their_parts(pairs: list[tuple[str, str]]) -> None:
+    golds, preds = [g for g, _ in pairs], [p for _, p in pairs]
+    labels = tuple(sorted(set(golds)))
+    scores = gen.generation_scores(["exact_match"], golds, preds, labels)
+    for name, value in scores.items():
+        parts = gen.per_example(name, golds, preds, labels)
+        assert 0 <= value <= 1 and sum(parts) / len(parts) == pytest.approx(value)
+    same = gen.generation_scores([], golds, golds, labels)
+    assert same["exact_match"] == 1.0 and same["accuracy"] == 1.0
+    for gold in golds:  # a text against itself: ROUGE-L 1 when it has a token, else 0
+        has_tokens = bool(gen.UnicodeTokenizer().tokenize(gold))
+        assert gen.rouge_l_pair(gold, gold) == float(has_tokens)
