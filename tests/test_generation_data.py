@@ -558,6 +558,10 @@ def test_rouge_l_empty_and_non_latin_text() -> None:
     # CJK: a token per character; 4 of 5 characters in order
     assert gen.rouge_l_pair("猫が座った", "猫が立った") == pytest.approx(0.8)
     assert gen.rouge_l_pair("café au lait", "cafe au lait") == pytest.approx(2 / 3)
+    assert gen.rouge_l_pair("café", "cafe\u0301") == 1.0  # composed or not, the same word
+    # Devanagari's vowel signs and virama are combining marks: they stay in their word
+    assert gen.UnicodeTokenizer().tokenize("नमस्ते दुनिया") == ["नमस्ते", "दुनिया"]
+    assert gen.UnicodeTokenizer().tokenize("안녕 세상") == ["안녕", "세상"]  # Korean: words
     for pred in ("", "   ", "?!"):
         assert gen.rouge_l_pair("some answer", pred) == 0.0
     assert gen.rouge_l(["some answer", "x"], ["", "x"]) == 0.5

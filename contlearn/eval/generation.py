@@ -7,9 +7,9 @@
   ``rouge-score`` package. Its default tokenizer keeps only ``[a-z0-9]`` runs, so text in other
   scripts becomes no tokens at all and two identical Russian sentences would score 0; the
   tokenizer here (:class:`UnicodeTokenizer`) gives the same tokens on ASCII text and keeps the
-  letters and digits of every script, each CJK character a token of its own (those scripts do
-  not separate words by spaces). A side with no tokens (an empty text, or only punctuation)
-  scores 0.
+  letters, digits and combining marks of every script (NFC-normalised), each Chinese or
+  Japanese character a token of its own (those scripts do not separate words by spaces). A
+  side with no tokens (an empty text, or only punctuation) scores 0.
 - ``accuracy``, for a closed label set (a sentiment, a topic name): the share of generated
   texts that answer their gold label (:func:`label_of`).
 
@@ -22,16 +22,15 @@ programming errors, as in :mod:`contlearn.eval.metrics`.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from functools import cache, lru_cache
 
 from ..config import GENERATION_METRICS
 from .squad import normalize_answer
 
-# CJK ideographs, kana and hangul: one token per character; elsewhere a run of letters and
-# digits of any script ([^\W_]: word characters but the underscore) is a token.
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-_TOKEN = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+")
+# Chinese and Japanese (written without spaces between words): one token per character.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 
 
 def normalize(text: str) -> str:
@@ -40,12 +39,28 @@ def normalize(text: str) -> str:
 
 
 class UnicodeTokenizer:
-    """rouge-score's tokenizer interface (``tokenize(text) -> list[str]``): lower-cased runs of
-    letters and digits of any script, each CJK character alone. On ASCII text the tokens are
-    those of rouge-score's default tokenizer (without stemming)."""
+    """rouge-score's tokenizer interface (``tokenize(text) -> list[str]``): the NFC-normalised,
+    lower-cased text's runs of letters, digits and combining marks of any script (Devanagari's
+    vowel signs belong to their word), each Chinese or Japanese character alone. On ASCII text
+    the tokens are those of rouge-score's default tokenizer (without stemming)."""
+
+    def __init__(self) -> None:
+        self._token = _token_pattern()
 
     def tokenize(self, text: str) -> list[str]:
-        return _TOKEN.findall(text.lower())
+        return self._token.findall(unicodedata.normalize("NFC", text).lower())
+
+
+@cache
+def _token_pattern() -> re.Pattern[str]:
+    """CJK characters one by one, else runs of word characters (not ``_``) and combining marks,
+    which Python's ``\\w`` leaves out. The marks are those of the Basic Multilingual Plane
+    (scanning it takes some tens of milliseconds, once); a mark beyond it, of a rare or historic
+    script, splits its word."""
+    marks = "".join(
+        f"\\u{cp:04x}" for cp in range(0x10000) if unicodedata.category(chr(cp)).startswith("M")
+    )
+    return re.compile(f"[{_CJK}]|(?:[^\\W_{_CJK}]|[{marks}])+")
 
 
 @cache
