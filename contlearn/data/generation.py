@@ -15,8 +15,8 @@ folder) holds one of three layouts, its column names compared case-insensitively
 column of turns given as the prompt reads as chat). Each row's prompt becomes a flattened
 conversation ``(role1, content1, role2, content2, ...)`` that ends with a user turn, and its
 label the response, stripped of surrounding whitespace. When the training responses take at
-most 20 distinct values of at most 5 words each (a sentiment, a topic name), they form a closed
-label set and accuracy scores the task as well.
+most 20 distinct values of at most 5 words each (``rules``; a sentiment, a topic name), they
+form a closed label set and accuracy scores the task as well.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadData
+from . import rules
 from .columns import by_lower_name, given_fields
 from .labels import read_texts
 from .messages import listing, show
@@ -36,8 +37,6 @@ log = logging.getLogger(__name__)
 
 GENERATION = "generation"
 ROLES = ("system", "user", "assistant")
-MAX_CLOSED_LABELS = 20  # distinct training responses ...
-MAX_LABEL_WORDS = 5  # ... of at most this many words each: a closed label set
 _RESPONSE_NAMES = ("response", "completion", "output")
 LAYOUTS = (
     "prompt + response (or completion / output) columns, Alpaca's instruction + optional "
@@ -267,11 +266,12 @@ def _check_order(where: str, roles: Sequence[str]) -> None:
 
 def closed_labels(responses: Sequence[str]) -> tuple[str, ...] | None:
     """The sorted distinct training responses when they form a closed label set (at most
-    MAX_CLOSED_LABELS of them, each of at most MAX_LABEL_WORDS words), else None."""
+    ``rules.MAX_CLOSED_LABELS`` of them, each of at most ``rules.MAX_LABEL_WORDS`` words), else
+    None."""
     distinct = set(responses)
-    if len(distinct) > MAX_CLOSED_LABELS:
+    if len(distinct) > rules.MAX_CLOSED_LABELS:
         return None
-    if any(len(r.split()) > MAX_LABEL_WORDS for r in distinct):
+    if any(len(r.split()) > rules.MAX_LABEL_WORDS for r in distinct):
         return None
     return tuple(sorted(distinct))
 
