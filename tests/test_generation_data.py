@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contlearn import config as cfg
+from contlearn.data.generation import alpaca_prompt, conversation_prompt
 from contlearn.data.labels import choose_metrics
 from contlearn.data.task import load_task_data
 from contlearn.errors import BadData
@@ -414,7 +416,7 @@ U, A, S = (
             [{"role": "bot", "content": "x"}, A],
             "turn 1: unknown role 'bot'; use system, user, assistant",
         ),
-        ([U, A, U], "ends with a user turn, not the assistant's"),
+        ([U, A, U], "ends with the user's turn, not the assistant's"),
         ([S, A], "no user turn"),
         ([U, S, A], "turn 2: a system turn after the first"),
         ([U, U, A], "turn 2: two user turns in a row"),
@@ -426,6 +428,26 @@ U, A, S = (
 def test_bad_conversations(tmp_path: Path, turns: list, words: str) -> None:
     message = bad(_chat(tmp_path, turns), "train.jsonl line 3", words)
     assert len(message) < 300
+
+
+def test_a_prompt_to_answer_given_as_turns() -> None:
+    assert conversation_prompt([S, U], "row 1") == ("system", "s", "user", "u")
+    assert conversation_prompt([U, A, U], "row 1") == ("user", "u", "assistant", "a", "user", "u")
+    cases = [
+        ([U, A], "row 2: the conversation ends with the assistant's turn, not the user's"),
+        ([S], "row 2: the conversation ends with the system's turn"),
+        ([A, U], "row 2 turn 1: a first assistant turn"),
+        ([U, {"role": "assistant", "content": ""}, U], "row 2 turn 2: empty assistant message"),
+        ("hi", "row 2: column 'messages' holds 'hi', not a list of {role, content} turns"),
+    ]
+    for turns, message in cases:
+        with pytest.raises(BadData, match=f"^{re.escape(message)}"):
+            conversation_prompt(turns, "row 2")
+
+
+def test_alpaca_prompt() -> None:
+    assert alpaca_prompt("Translate.", "cat") == "Translate.\n\ncat"
+    assert alpaca_prompt("Translate.", " ") == alpaca_prompt("Translate.", None) == "Translate."
 
 
 def test_a_dev_split_missing_a_column(tmp_path: Path) -> None:

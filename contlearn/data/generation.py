@@ -197,7 +197,6 @@ def read_generation(table: Table, layout: Layout) -> tuple[tuple[Turns, ...], tu
 
 
 def _with_input(table: Table, i: int, instruction: str, value: Any, field: str) -> str:
-    """Alpaca's prompt: the instruction, then a blank line and the input when there is one."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
         value = str(value)
     if value is None or (isinstance(value, float) and value != value):  # a hole (NaN) in a table
@@ -207,11 +206,31 @@ def _with_input(table: Table, i: int, instruction: str, value: Any, field: str) 
             f"{table.where(i)}: column {field!r} holds a {type(value).__name__}, not text; "
             "write the input as text, or leave it empty"
         )
-    return f"{instruction}\n\n{value}" if value.strip() else instruction
+    return alpaca_prompt(instruction, value)
+
+
+def alpaca_prompt(instruction: str, input: str | None) -> str:
+    """Alpaca's prompt: the instruction, then a blank line and the input when there is one."""
+    return f"{instruction}\n\n{input}" if input and input.strip() else instruction
 
 
 def _chat_row(table: Table, i: int, value: Any, field: str) -> tuple[Turns, str]:
     where = table.where(i)
+    turns = _turns(where, value, field)
+    _check_order(where, [role for role, _ in turns], "assistant")
+    return tuple(part for turn in turns[:-1] for part in turn), turns[-1][1].strip()
+
+
+def conversation_prompt(value: Any, where: str, field: str = "messages") -> Turns:
+    """A prompt given as a list of ``{role, content}`` turns (a row to answer, as ``predict``
+    or a server gets it), checked and flattened: one system turn may come first, then user and
+    assistant turns alternate, ending with the user's. ``where`` names the row in messages."""
+    turns = _turns(where, value, field)
+    _check_order(where, [role for role, _ in turns], "user")
+    return tuple(part for turn in turns for part in turn)
+
+
+def _turns(where: str, value: Any, field: str) -> list[tuple[str, str]]:
     if not isinstance(value, (list, tuple)):
         raise BadData(
             f"{where}: column {field!r} holds {show(value)}, not a list of {{role, content}} "
@@ -219,12 +238,11 @@ def _chat_row(table: Table, i: int, value: Any, field: str) -> tuple[Turns, str]
         )
     if not value:
         raise BadData(f"{where}: an empty conversation in column {field!r}; drop the row")
-    turns = [_turn(f"{where} turn {j + 1}", turn) for j, turn in enumerate(value)]
-    _check_order(where, [role for role, _ in turns])
-    return tuple(part for turn in turns[:-1] for part in turn), turns[-1][1].strip()
+    last = len(value) - 1
+    return [_turn(f"{where} turn {j + 1}", turn, j == last) for j, turn in enumerate(value)]
 
 
-def _turn(where: str, turn: Any) -> tuple[str, str]:
+def _turn(where: str, turn: Any, last: bool) -> tuple[str, str]:
     role = turn.get("role") if isinstance(turn, dict) else None
     content = turn.get("content") if isinstance(turn, dict) else None
     if not isinstance(role, str) or not isinstance(content, str):
@@ -235,21 +253,26 @@ def _turn(where: str, turn: Any) -> tuple[str, str]:
     if role not in ROLES:
         raise BadData(f"{where}: unknown role {show(role)}; use {', '.join(ROLES)}")
     if not content.strip():
-        what = "response" if role == "assistant" else f"{role} message"
+        what = "response" if last and role == "assistant" else f"{role} message"
         raise BadData(f"{where}: empty {what}; write it or drop the row")
     return role, content
 
 
-def _check_order(where: str, roles: Sequence[str]) -> None:
-    """One system turn may come first; then user and assistant alternate, from a user turn to
-    the assistant's last turn (what chat templates accept)."""
+def _check_order(where: str, roles: Sequence[str], last: str) -> None:
+    """One system turn may come first; then user and assistant turns alternate, from a user
+    turn to a ``last`` one (the assistant's reply to learn, or the user's message of a prompt):
+    what chat templates accept."""
     if "system" in roles[1:]:
         turn = roles.index("system", 1) + 1
         raise BadData(f"{where} turn {turn}: a system turn after the first; put it first, once")
-    if roles[-1] != "assistant":
+    if roles[-1] != last:
+        fix = (
+            "end it with the assistant's reply (the response to learn)"
+            if last == "assistant"
+            else "a prompt ends with the user's message, which the model answers"
+        )
         raise BadData(
-            f"{where}: the conversation ends with a {roles[-1]} turn, not the assistant's; end it "
-            "with the assistant's reply (the response to learn)"
+            f"{where}: the conversation ends with the {roles[-1]}'s turn, not the {last}'s; {fix}"
         )
     if "user" not in roles:
         raise BadData(f"{where}: no user turn; add the user's message before the assistant's")
