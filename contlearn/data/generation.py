@@ -16,7 +16,9 @@ column of turns given as the prompt reads as chat). Each row's prompt becomes a 
 conversation ``(role1, content1, role2, content2, ...)`` that ends with a user turn, and its
 label the response, stripped of surrounding whitespace. When the training responses take at
 most 20 distinct values of at most 5 words each (``rules``; a sentiment, a topic name), they
-form a closed label set and accuracy scores the task as well.
+form a closed label set and accuracy scores the task as well; a dev response outside that set
+is allowed (it scores as wrong) and logged. :func:`conversation_prompt` and
+:func:`alpaca_prompt` give the same prompts for rows to answer, which have no response.
 """
 
 from __future__ import annotations
