@@ -156,11 +156,13 @@ class Workspace:
         options: dict[str, Any] | None = None,
         position: int | None = None,
         kind: str | None = None,
+        max_new_tokens: int | None = None,
     ) -> TaskRecord:
         """Register a task from a data folder (appended, or inserted before ``position``);
         ``method`` and its ``options`` (e.g. ``method="lora", options={"rank": 16}``) default
         to the workspace's ``[adapter]``; ``kind`` (``contlearn.kinds``) to the kind the data
-        is recognised as."""
+        is recognised as; ``max_new_tokens``: a generation task's decoding budget (default
+        ``[train] max_new_tokens``)."""
         from .ops.intake import add_tasks
 
         entry = cfg.TaskEntry(
@@ -174,6 +176,7 @@ class Workspace:
             method=method,
             options=dict(options) if options else None,
             kind=kind,
+            max_new_tokens=max_new_tokens,
         )
         add_tasks(self.ledger, self.config, [entry], position=position)
         return self.ledger.task(name)

@@ -29,7 +29,7 @@ CANONICAL_BATCH_SIZE = 32  # recorded per run; audits replay the recorded size
 
 @dataclass(frozen=True)
 class EvalResult:
-    logits: torch.Tensor  # [N, C] float32, original order
+    logits: torch.Tensor  # [N, C] float32, original order (the kind's canonical outputs)
     metrics: dict[str, float]
     primary: str
     example_count: int
@@ -131,15 +131,16 @@ def evaluate_rows(
     threads: int | None,
     batch_size: int,
     device: torch.device | None = None,
+    kind: TaskKind | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Logits [n, C] of one canonical batch (``rows``, as ``canonical_batches`` ordered them)
-    computed exactly as the whole split's evaluation computes that batch, and the recipe."""
+    """Outputs [n, ...] of one canonical batch (``rows``, as ``canonical_batches`` ordered
+    them) computed exactly as the whole split's evaluation computes that batch (by ``kind``'s
+    canonical outputs; the logits when none is given), and the recipe."""
     device = device or torch.device("cpu")
     batch = encoded.rows(rows)
+    run = predict_logits if kind is None else kind.canonical_outputs
     with torch_threads(threads) as used, reproducible(device) as pinned:
-        logits = predict_logits(
-            model, batch, batch_size=batch_size, device=device, width=encoded.width
-        )
+        logits = run(model, batch, batch_size=batch_size, device=device, width=encoded.width)
     made = recipe(
         device, batch_size=batch_size, threads=used, pinned=pinned, dtype=computes_in(model)
     )
@@ -170,10 +171,10 @@ def evaluate(
     device = device or torch.device("cpu")
     start = time.perf_counter()
     with torch_threads(threads) as used, reproducible(device) as pinned:
-        logits = predict_logits(
+        logits = kind.canonical_outputs(
             model, encoded, batch_size=batch_size, device=device, progress=progress, desc=desc
         )
-    preds = kind.predictions(logits)
+    preds = kind.read(logits, encoded)
     values = kind.score(metrics, list(targets), preds, labels)
     return EvalResult(
         logits=logits,
