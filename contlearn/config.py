@@ -26,13 +26,20 @@ REGRESSION_METRICS = ("pearson", "spearman")
 # Entity-level scores by the CoNLL definition, then the share of words tagged right.
 TAGGING_METRICS = ("entity_f1", "entity_precision", "entity_recall", "token_accuracy")
 QA_METRICS = ("qa_f1", "qa_exact_match")  # SQuAD's token F1 and exact match, over questions
-GENERATION_METRICS = ("rouge_l", "exact_match")  # and accuracy, over a closed label set
-METRICS = (
-    *CLASSIFICATION_METRICS,
-    *REGRESSION_METRICS,
-    *TAGGING_METRICS,
-    *QA_METRICS,
-    *GENERATION_METRICS,
+# Generation (free-text responses): with a closed set of responses (a sentiment, a topic name),
+# the share answering the right one, then exact match and ROUGE-L; else ROUGE-L and exact match.
+GENERATION_METRICS = ("accuracy", "exact_match", "rouge_l")
+OPEN_GENERATION_METRICS = ("rouge_l", "exact_match")
+METRICS = tuple(  # "accuracy" is both a classification and a generation metric: listed once
+    dict.fromkeys(
+        (
+            *CLASSIFICATION_METRICS,
+            *REGRESSION_METRICS,
+            *TAGGING_METRICS,
+            *QA_METRICS,
+            *GENERATION_METRICS,
+        )
+    )
 )
 # Settings added to TrainConfig after release 0.1, with the value every run before them used.
 ADDED_TRAIN_SETTINGS = {
