@@ -12,6 +12,7 @@ from typing import Any
 
 from .devices import PRECISIONS, check_spec
 from .errors import ConfigError
+from .eval.generation import GENERATION_METRICS, OPEN_GENERATION_METRICS  # noqa: F401 (data.labels)
 from .kinds.generation import DEFAULT_MAX_NEW_TOKENS, MAX_NEW_TOKENS
 from .model.backbone import DEFAULT_BACKBONE
 from .model.methods.registry import DEFAULT_METHOD, METHODS, default_config, get_method
@@ -26,10 +27,7 @@ REGRESSION_METRICS = ("pearson", "spearman")
 # Entity-level scores by the CoNLL definition, then the share of words tagged right.
 TAGGING_METRICS = ("entity_f1", "entity_precision", "entity_recall", "token_accuracy")
 QA_METRICS = ("qa_f1", "qa_exact_match")  # SQuAD's token F1 and exact match, over questions
-# Generation (free-text responses): with a closed set of responses (a sentiment, a topic name),
-# the share answering the right one, then exact match and ROUGE-L; else ROUGE-L and exact match.
-GENERATION_METRICS = ("accuracy", "exact_match", "rouge_l")
-OPEN_GENERATION_METRICS = ("rouge_l", "exact_match")
+# Generation (free-text responses): eval.generation's, with and without a closed label set.
 METRICS = tuple(  # "accuracy" is both a classification and a generation metric: listed once
     dict.fromkeys(
         (

@@ -25,8 +25,13 @@ import re
 from collections.abc import Callable, Sequence
 from functools import cache
 
-from ..config import GENERATION_METRICS
 from .squad import normalize_answer
+
+# With a closed set of responses (a sentiment, a topic name), the share answering the right one,
+# then exact match and ROUGE-L; else ROUGE-L and exact match (``contlearn.config`` lists them
+# with the other kinds' metrics; defined here so that the metrics import no configuration).
+GENERATION_METRICS = ("accuracy", "exact_match", "rouge_l")
+OPEN_GENERATION_METRICS = ("rouge_l", "exact_match")
 
 # CJK ideographs, kana and hangul: one token per character; elsewhere a run of letters and
 # digits of any script ([^\W_]: word characters but the underscore) is a token.

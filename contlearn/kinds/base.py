@@ -133,7 +133,7 @@ class TaskKind:
         """The canonical evaluation's output tensor for ``encoded`` (the stored and digested
         ``logits``), in original order, by the canonical batches of ``batch_size`` rows:
         the model's logits (``eval.recipe.predict_logits``), unless the kind says otherwise."""
-        from ..eval.recipe import predict_logits
+        from ..eval.logits import predict_logits
 
         return predict_logits(
             model,
