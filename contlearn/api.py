@@ -403,6 +403,33 @@ class Workspace:
 
         return rebuild_report(self.ledger, self.root, comparison_id, out)
 
+    def generate(
+        self,
+        task: str,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int | None = None,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        device: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Answer ``prompts`` with the generation task ``task``: per prompt ``{"index",
+        "prompt", "text", "tokens"}``. Greedy unless ``temperature`` > 0 (then sampled, top-p
+        ``top_p``, reproducible with ``seed``); ``max_new_tokens`` defaults to the task's."""
+        from .ops.generate import Sampling, generate
+
+        sampling = Sampling(max_new_tokens, temperature, top_p, seed)
+        return generate(
+            self.ledger,
+            self.store,
+            task,
+            prompts,
+            sampling,
+            device=device or self.config.device,
+            workspace=self.config,
+        )
+
     def predict(
         self,
         task: str,

@@ -36,6 +36,7 @@ class TaskKind:
 
     labels_name_outputs = True  # the head's output i scores label i (they can be reordered)
     needs_decoder = False  # only a decoder backbone (a causal LM) can learn it
+    generates = False  # its predictions are generated text (``contlearn generate`` answers it)
 
     @property
     def role(self) -> str:

@@ -6,7 +6,7 @@ summarised so that a digest covers them all. Imported by the generation kind whe
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +70,7 @@ def canonical_generation(
     """[N, 1 + G + 16 + 3W] float32, original order, by canonical batches (sorted by prompt
     length): each batch's prompts decoded greedily (left padded), then its teacher-forced rows
     run once (right padded). ``width``: W, by default the split's longest reference."""
-    from ..model.decoding import Decoding, generate
+    from ..model.decoding import Decoding
 
     device = device or torch.device("cpu")
     wide = encoded.width if width is None else width
@@ -80,10 +80,7 @@ def canonical_generation(
     was_training = model.training
     if was_training:
         model.eval()
-    batches = canonical_batches(encoded.lengths, batch_size)
-    for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
-        ids, mask = left_padded([encoded.input_ids[i] for i in idx], encoded.pad_id)
-        made = generate(model, ids.to(device), mask.to(device), decoding).cpu()  # [B, G]
+    for idx, made in decoded_batches(model, encoded, decoding, batch_size, device, progress, desc):
         rows = torch.tensor(idx)
         out[rows, 0] = float(slots)
         out[rows, 1 : 1 + slots] = made.float().masked_fill(made < 0, NAN)
@@ -92,6 +89,27 @@ def canonical_generation(
     if was_training:
         model.train()
     return out
+
+
+def decoded_batches(
+    model: Any,
+    encoded: Encoded,
+    decoding: Any,
+    batch_size: int,
+    device: Any,
+    progress: bool = False,
+    desc: str = "generating",
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Per canonical batch of ``encoded``'s prompts (sorted by length): its rows and their
+    generated ids [B, G] (-1 after a row stopped), decoded by ``decoding`` (a
+    ``model.decoding.Decoding``) with the active task, left padded."""
+    from ..model.decoding import generate
+
+    batches = canonical_batches(encoded.lengths, batch_size)
+    for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
+        ids, mask = left_padded([encoded.input_ids[i] for i in idx], encoded.pad_id)
+        with torch.no_grad():
+            yield idx, generate(model, ids.to(device), mask.to(device), decoding).cpu()
 
 
 def left_padded(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -70,6 +70,7 @@ class Generation(TaskKind):
     predicts = "text"
     labels_name_outputs = False  # the outputs are the vocabulary, whatever the labels
     needs_decoder = True
+    generates = True
 
     def encode(
         self,
