@@ -161,8 +161,6 @@ class AdaptedModel(nn.Module):
             self.adapt(method.needs(adapter, self))
             modules = method.build(adapter, self)
         made = make_head(head, self.hidden_size, num_outputs, dropout, self.family.pooling)
-        if head == "lm":  # STAND-IN until gen-model lands
-            made.__dict__["weight"] = self.backbone.get_input_embeddings().weight
         task = TaskModules(modules, made)  # fp32, whatever the backbone's dtype (copies too)
         self.tasks[name] = task.to(next(self.backbone.parameters()).device, torch.float32)
         task.train(self.training)  # a task added to a model in eval mode evaluates (no dropout)
@@ -238,10 +236,6 @@ class AdaptedModel(nn.Module):
         with self.low_precision(input_ids.device):
             hidden = self.backbone(**inputs).last_hidden_state  # [B, T, d]
         return self._task(self.router.name).head(hidden.float(), attention_mask)
-
-    def lm_logits(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """STAND-IN until gen-model lands: [B, T, V] teacher-forced logits of the active task."""
-        return self.forward(input_ids, attention_mask)
 
     def can_mix(self, name: str) -> bool:
         """Whether task ``name``'s rows can share a forward pass with other tasks' rows: each

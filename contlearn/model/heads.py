@@ -41,19 +41,7 @@ class TokenHead(nn.Module):
         return self.out(self.dropout(hidden))  # [B, T, num_outputs]
 
 
-class LMHead(nn.Module):
-    """STAND-IN until gen-model lands: the backbone's input embedding matrix as the output
-    projection (tied), held outside the module's state (never saved per task)."""
-
-    def __init__(self, d: int, num_outputs: int, dropout: float, pooling: str = "first"):
-        super().__init__()
-        self.__dict__["weight"] = None  # set by AdaptedModel.add_task
-
-    def forward(self, hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        return hidden @ self.__dict__["weight"].float().t()  # [B, T, V]
-
-
-HEADS: dict[str, type[nn.Module]] = {"pooled": TaskHead, "token": TokenHead, "lm": LMHead}
+HEADS: dict[str, type[nn.Module]] = {"pooled": TaskHead, "token": TokenHead}
 
 
 def make_head(kind: str, d: int, num_outputs: int, dropout: float, pooling: str) -> nn.Module:
