@@ -306,7 +306,9 @@ def build_context(
         devices.check_backbone_dtype(devices.short_dtype(recorded.dtype), target)
     loaded = load_recorded_backbone(ledger, store.root)
     layout = from_layout(workspace.layout) if workspace.layout else None
-    model = AdaptedModel(loaded.model, layout=layout).to(target)
+    model = AdaptedModel(
+        loaded.model, layout=layout, output_embeddings=loaded.output_embeddings
+    ).to(target)
     ctx = ModelContext(ledger, store, loaded, model, target, world=world)
     ctx.residency.limit = workspace.resident_tasks
     return ctx
