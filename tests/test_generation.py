@@ -241,6 +241,18 @@ def test_predict_prints_the_generated_text(trained) -> None:
     assert row["probabilities"] is None and row["tokens"] >= 2
 
 
+def test_predict_takes_a_prompt_as_chat_turns(trained) -> None:
+    from contlearn.errors import BadData
+
+    ws, _ = trained
+    turns = [{"role": "user", "content": "the film was good"}]
+    (row,) = ws.predict("chat", [{"prompt": turns}])
+    assert row["text"] == ws.predict("chat", [{"prompt": "the film was good"}])[0]["text"]
+    with pytest.raises(BadData, match="row 1") as info:
+        ws.predict("chat", [{"prompt": [*turns, {"role": "assistant", "content": "yes"}]}])
+    assert "\n" not in str(info.value)
+
+
 def test_generate_answers_an_argument_and_stdin(trained) -> None:
     ws, _ = trained
     one = invoke(ws, "generate", "chat", "the film was good")
