@@ -26,8 +26,13 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from functools import cache, lru_cache
 
-from ..config import GENERATION_METRICS
 from .squad import normalize_answer
+
+# With a closed set of responses (a sentiment, a topic name), the share answering the right one,
+# then exact match and ROUGE-L; else ROUGE-L and exact match (``contlearn.config`` lists them
+# with the other kinds' metrics; defined here so that the metrics import no configuration).
+GENERATION_METRICS = ("accuracy", "exact_match", "rouge_l")
+OPEN_GENERATION_METRICS = ("rouge_l", "exact_match")
 
 # Chinese and Japanese (written without spaces between words): one token per character.
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
