@@ -156,11 +156,13 @@ class Workspace:
         options: dict[str, Any] | None = None,
         position: int | None = None,
         kind: str | None = None,
+        max_new_tokens: int | None = None,
     ) -> TaskRecord:
         """Register a task from a data folder (appended, or inserted before ``position``);
         ``method`` and its ``options`` (e.g. ``method="lora", options={"rank": 16}``) default
         to the workspace's ``[adapter]``; ``kind`` (``contlearn.kinds``) to the kind the data
-        is recognised as."""
+        is recognised as; ``max_new_tokens``: a generation task's decoding budget (default
+        ``[train] max_new_tokens``)."""
         from .ops.intake import add_tasks
 
         entry = cfg.TaskEntry(
@@ -174,6 +176,7 @@ class Workspace:
             method=method,
             options=dict(options) if options else None,
             kind=kind,
+            max_new_tokens=max_new_tokens,
         )
         add_tasks(self.ledger, self.config, [entry], position=position)
         return self.ledger.task(name)
@@ -399,6 +402,33 @@ class Workspace:
         from .ops.reporting import rebuild_report
 
         return rebuild_report(self.ledger, self.root, comparison_id, out)
+
+    def generate(
+        self,
+        task: str,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int | None = None,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        device: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Answer ``prompts`` with the generation task ``task``: per prompt ``{"index",
+        "prompt", "text", "tokens"}``. Greedy unless ``temperature`` > 0 (then sampled, top-p
+        ``top_p``, reproducible with ``seed``); ``max_new_tokens`` defaults to the task's."""
+        from .ops.generate import Sampling, generate
+
+        sampling = Sampling(max_new_tokens, temperature, top_p, seed)
+        return generate(
+            self.ledger,
+            self.store,
+            task,
+            prompts,
+            sampling,
+            device=device or self.config.device,
+            workspace=self.config,
+        )
 
     def predict(
         self,

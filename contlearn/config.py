@@ -12,6 +12,8 @@ from typing import Any
 
 from .devices import PRECISIONS, check_spec
 from .errors import ConfigError
+from .eval.generation import GENERATION_METRICS, OPEN_GENERATION_METRICS  # noqa: F401 (data.labels)
+from .kinds.generation import DEFAULT_MAX_NEW_TOKENS, MAX_NEW_TOKENS
 from .model.backbone import DEFAULT_BACKBONE
 from .model.methods.registry import DEFAULT_METHOD, METHODS, default_config, get_method
 from .naming import check_task_name
@@ -25,7 +27,18 @@ REGRESSION_METRICS = ("pearson", "spearman")
 # Entity-level scores by the CoNLL definition, then the share of words tagged right.
 TAGGING_METRICS = ("entity_f1", "entity_precision", "entity_recall", "token_accuracy")
 QA_METRICS = ("qa_f1", "qa_exact_match")  # SQuAD's token F1 and exact match, over questions
-METRICS = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS, *TAGGING_METRICS, *QA_METRICS)
+# Generation (free-text responses): eval.generation's, with and without a closed label set.
+METRICS = tuple(  # "accuracy" is both a classification and a generation metric: listed once
+    dict.fromkeys(
+        (
+            *CLASSIFICATION_METRICS,
+            *REGRESSION_METRICS,
+            *TAGGING_METRICS,
+            *QA_METRICS,
+            *GENERATION_METRICS,
+        )
+    )
+)
 # Settings added to TrainConfig after release 0.1, with the value every run before them used.
 ADDED_TRAIN_SETTINGS = {
     "backbone_attention_dropout": True,
@@ -33,6 +46,7 @@ ADDED_TRAIN_SETTINGS = {
     "precision": "fp32",
     "cache_frozen_prefix": False,
     "selection": "dev",
+    "max_new_tokens": DEFAULT_MAX_NEW_TOKENS,  # read by generation tasks, which came after it
 }
 SELECTIONS = ("holdout", "dev")
 
@@ -64,6 +78,9 @@ class TrainConfig:
     training split (10%, at most 1,000 rows) that is not trained on, so the dev split stays
     untouched until the score that is reported; ``dev``: the dev split itself (optimistic,
     as in release 0.1, whose runs it replays, and in papers that select on dev).
+
+    max_new_tokens: what a generation task's canonical evaluation decodes at most per dev
+    prompt (greedy; recorded, so that every replay decodes as much). Other kinds ignore it.
     """
 
     epochs: int = 3
@@ -82,6 +99,7 @@ class TrainConfig:
     cache_frozen_prefix: bool = False
     prefix_cache_mb: int = 2048
     selection: str = "holdout"
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -93,6 +111,10 @@ class TrainConfig:
         _check(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
         _check(8 <= self.max_length <= 4096, f"max length must be 8-4096, got {self.max_length}")
         _check(self.max_train_examples >= 0, "max train examples must be >= 0 (0 = all)")
+        _check(
+            1 <= self.max_new_tokens <= MAX_NEW_TOKENS,
+            f"max new tokens must be 1-{MAX_NEW_TOKENS}, got {self.max_new_tokens}",
+        )
         _check(0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)")
         _check(self.grad_clip > 0, "grad_clip must be > 0")
         _check(0 <= self.dropout < 1, "dropout must be in [0, 1)")
@@ -156,6 +178,7 @@ class TaskEntry:
     method: str | None = None  # default: the workspace's [adapter] method
     options: dict[str, Any] | None = None  # the method's options for this task
     kind: str | None = None  # the task kind (contlearn.kinds); default: recognised from the data
+    max_new_tokens: int | None = None  # a generation task's decoding budget (TrainConfig's)
 
     def __post_init__(self) -> None:
         check_task_name(self.name)
@@ -177,7 +200,7 @@ class TaskEntry:
             and all(isinstance(t, str) for t in self.text_fields)
         )
         _check(fields_ok, f"task {self.name!r}: text_fields must be column names")
-        for key in ("max_length", "bottleneck"):
+        for key in ("max_length", "bottleneck", "max_new_tokens"):
             value = getattr(self, key)
             ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
             _check(ok, f"task {self.name!r}: {key} must be an integer")

@@ -59,7 +59,7 @@ def per_window(model: torch.nn.Module, backbone: Path, data: Path) -> torch.Tens
     context token (the first two columns of contlearn's logits file)."""
     from transformers import AutoTokenizer
 
-    from contlearn.eval.recipe import at_positions
+    from contlearn.eval.logits import at_positions
 
     tokenizer = AutoTokenizer.from_pretrained(backbone)
     encoded = kinds.get("extractive-qa").encode(tokenizer, dev_rows(data), MAX_LENGTH, True)

@@ -11,7 +11,7 @@ import torch
 
 from contlearn import kinds
 from contlearn.api import Workspace
-from contlearn.eval.recipe import at_positions
+from contlearn.eval.logits import at_positions
 from contlearn.report.content import overview
 from contlearn.train.batching import Encoded, encode_words, first_pieces
 from tests.conftest import write_keyword_task

@@ -77,7 +77,7 @@ def per_word(model: torch.nn.Module, backbone: Path, data: Path) -> torch.Tensor
     [N, W, C], NaN past a sentence's last word: what contlearn's logits file holds."""
     from transformers import AutoTokenizer
 
-    from contlearn.eval.recipe import at_positions
+    from contlearn.eval.logits import at_positions
     from contlearn.train.batching import first_pieces
 
     words = dev_words(data)

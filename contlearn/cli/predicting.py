@@ -1,4 +1,5 @@
-"""``predict``: label new rows with trained tasks."""
+"""``predict``: label new rows with trained tasks; ``generate``: answer prompts with a
+generation task."""
 
 from __future__ import annotations
 
@@ -116,3 +117,63 @@ def predict(
         emit_json({**summary, "seconds": seconds, "examples_per_second": rate, **skipped})
     else:
         click.echo(f"wrote {len(results)} predictions to {output} ({rate:.1f} examples/s)")
+
+
+@main.command()
+@click.argument("task")
+@click.argument("prompt", required=False)
+@click.option(
+    "--max-new-tokens",
+    type=int,
+    help="Tokens to generate at most, 1-1024 (default: the task's recorded budget).",
+)
+@click.option(
+    "--temperature", type=float, default=0.0, show_default=True, help="0: greedy; > 0 samples."
+)
+@click.option("--top-p", type=float, default=1.0, show_default=True, help="Nucleus sampling.")
+@click.option("--seed", type=int, help="Seed that makes sampling reproducible.")
+@device_option
+@json_option("Print each prompt's answer as JSON.")
+@workspace_options
+def generate(
+    workspace: Path,
+    db: str | None,
+    task: str,
+    prompt: str | None,
+    max_new_tokens: int | None,
+    temperature: float,
+    top_p: float,
+    seed: int | None,
+    device: str | None,
+    as_json: bool,
+) -> None:
+    """Answer PROMPT with a trained generation task (no PROMPT, or -: one prompt per line of
+    standard input); prints each answer. Sampling (--temperature, --top-p, --seed) is for use:
+    the task's recorded evaluation always decodes greedily.
+
+    \b
+    Example:
+        contlearn generate chat "Is this review positive? A gripping, funny film."
+        printf 'first prompt\\nsecond prompt\\n' | contlearn generate chat --json
+        contlearn generate chat "Write a tagline" --temperature 0.8 --top-p 0.9 --seed 1
+    """
+    if prompt is None or prompt == "-":
+        prompts = [line for line in click.get_text_stream("stdin").read().splitlines() if line]
+    else:
+        prompts = [prompt]
+    ws = open_workspace(workspace, db)
+    with interruptible():
+        results = ws.generate(
+            task,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            device=device,
+        )
+    if as_json:
+        emit_json({"task": task, "answers": results})
+        return
+    for row in results:
+        click.echo(row["text"])

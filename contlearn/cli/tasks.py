@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ..config import METRICS
+from ..kinds.generation import MAX_NEW_TOKENS
 from ..model.converted import summary
 from .app import main
 from .options import json_option, method_options, open_workspace, workspace_options
@@ -121,7 +122,13 @@ def _split_fields(value: str | None) -> list[str] | None:
 )
 @click.option(
     "--kind",
-    help="The task kind (classification, regression; default: recognised from the data).",
+    help="The task kind (classification, regression, tagging, extractive-qa, generation; "
+    "default: recognised from the data).",
+)
+@click.option(
+    "--max-new-tokens",
+    type=click.IntRange(1, MAX_NEW_TOKENS),
+    help="A generation task's answer budget: tokens its evaluation decodes at most (default 32).",
 )
 @click.option("--from-config", is_flag=True, help="Register the tasks listed in tasks.toml.")
 @json_option("Print the registered task(s) as JSON.")
@@ -139,6 +146,7 @@ def add_task(
         contlearn add-task rte --data ../shared/data/glue/RTE
         contlearn add-task reviews --data ./reviews --text-fields text --label-field stars
         contlearn add-task mrpc --data ../shared/data/glue/MRPC --method lora --set rank=16
+        contlearn add-task chat --data ./instructions --max-new-tokens 64
         contlearn add-task --from-config
     """
     ws = open_workspace(workspace, db)

@@ -71,7 +71,7 @@ def given_fields(text_fields: Sequence[str] | str | None) -> tuple[str, ...] | N
 
 
 def _infer_texts(table: Table) -> tuple[str, ...]:
-    by_name = _by_lower_name(table.columns)
+    by_name = by_lower_name(table.columns)
     options = [
         (x, y) for a, b in _TEXT_PAIRS for x in by_name.get(a, []) for y in by_name.get(b, [])
     ]
@@ -86,7 +86,7 @@ def _infer_texts(table: Table) -> tuple[str, ...]:
 
 
 def _infer_label(table: Table) -> str:
-    by_name = _by_lower_name(table.columns)
+    by_name = by_lower_name(table.columns)
     options = [x for n in _LABEL_NAMES for x in by_name.get(n, [])]
     if len(options) != 1:
         raise BadData(
@@ -97,7 +97,8 @@ def _infer_label(table: Table) -> str:
     return options[0]
 
 
-def _by_lower_name(columns: Sequence[str]) -> dict[str, list[str]]:
+def by_lower_name(columns: Sequence[str]) -> dict[str, list[str]]:
+    """Each lower-cased column name -> the columns of that name, for case-insensitive lookup."""
     by_name: dict[str, list[str]] = {}
     for column in columns:
         by_name.setdefault(column.lower(), []).append(column)

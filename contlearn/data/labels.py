@@ -11,7 +11,9 @@ from typing import Any
 
 from ..config import (
     CLASSIFICATION_METRICS,
+    GENERATION_METRICS,
     METRICS,
+    OPEN_GENERATION_METRICS,
     QA_METRICS,
     REGRESSION_METRICS,
     TAGGING_METRICS,
@@ -158,37 +160,52 @@ def _dev_classes(table: Table, values: Sequence[Any], vocab: tuple[str, ...]) ->
     return labels
 
 
-# What each problem type (TaskData.problem_type) may be scored by, and by default.
+# What each problem type (TaskData.problem_type) may be scored by, and by default. Generation
+# data with a closed set of responses is scored as "closed generation" (accuracy fits it).
 _FITTING = {
     "classification": CLASSIFICATION_METRICS,
     "regression": REGRESSION_METRICS,
     "tagging": TAGGING_METRICS,
     "extractive-qa": QA_METRICS,
+    "generation": OPEN_GENERATION_METRICS,
+    "closed generation": GENERATION_METRICS,
 }
 _DEFAULTS = {
     "classification": ("accuracy",),
     "regression": REGRESSION_METRICS,
     "tagging": TAGGING_METRICS,
     "extractive-qa": QA_METRICS,
+    "generation": OPEN_GENERATION_METRICS,
+    "closed generation": GENERATION_METRICS,
 }
 _LABELS_ARE = {
     "classification": "classes",
     "regression": "numbers (regression)",
     "tagging": "one tag per word (tagging)",
     "extractive-qa": "answer spans (extractive QA)",
+    "generation": "free-text responses without a closed set (generation)",
+    "closed generation": "responses from a closed set (generation)",
 }
+_GENERATION = ("generation", "closed generation")
 
 
-def choose_metrics(glue: Glue | None, problem: str, metric: str | None) -> tuple[str, ...]:
+def choose_metrics(
+    glue: Glue | None, problem: str, metric: str | None, *, closed: bool = False
+) -> tuple[str, ...]:
     """GLUE's metrics for its task, else the usual ones for the ``problem`` type
-    (classification, regression or tagging); an explicit ``metric`` goes first."""
+    (classification, regression, tagging, extractive-qa or generation); an explicit ``metric``
+    goes first. ``closed``, for generation only: the training responses form a closed label
+    set, so accuracy (the share answering the right label) fits as well."""
+    if problem == "generation" and closed:
+        problem = "closed generation"
     fits, defaults = _FITTING[problem], _DEFAULTS[problem]
     if glue and glue.metrics[0] in fits:
         defaults = glue.metrics
     if metric is None:
         return defaults
     if metric not in METRICS:
-        raise BadData(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+        choices = fits if problem in _GENERATION else METRICS
+        raise BadData(f"unknown metric {metric!r}; use one of {', '.join(choices)}")
     if metric not in fits:
         raise BadData(
             f"metric {metric!r} does not fit this task, whose labels are {_LABELS_ARE[problem]}; "

@@ -5,11 +5,18 @@ original TSV layout (``glue``: ``train.tsv`` + ``dev.tsv``, the task recognised 
 header row); a folder of ``train.*`` and ``validation.*`` / ``dev.*`` files in csv, tsv, jsonl,
 json or parquet (``readers``); a ``datasets`` ``save_to_disk`` folder (``saved``); or CoNLL
 column files, one word and its tag per line (``conll``). It chooses the text and label columns
-(``columns``), validates every row, decides classification, regression or tagging (one tag per
-word: ``tagging``) and the metrics (``labels``), and fingerprints the bytes it read so that a
-later run can prove it trains on the same data. Every problem a user can fix raises
-:class:`~contlearn.errors.BadData` with a one-line message naming the problem and the fix.
-This module holds the entry points.
+(``columns``), validates every row, decides classification, regression, tagging (one tag per
+word: ``tagging``), extractive QA (``squad``) or generation (``generation``), and the metrics
+(``labels``), and fingerprints the bytes it read so that a later run can prove it trains on the
+same data. Every problem a user can fix raises :class:`~contlearn.errors.BadData` with a
+one-line message naming the problem and the fix. This module holds the entry points.
+
+Generation data (a prompt in, a free-text response out) is a table with ``prompt`` and
+``response`` (or ``completion`` / ``output``) columns, Alpaca's ``instruction`` + optional
+``input`` + ``output`` (the prompt: the instruction, then two newlines and the input when it is
+not empty), or a ``messages`` column of ``{"role", "content"}`` turns whose last turn, the
+assistant's, is the response. Each row's text is its prompt as a flattened conversation
+``(role1, content1, ...)`` ending with a user turn; its label is the response (a ``str``).
 """
 
 from __future__ import annotations
@@ -25,6 +32,14 @@ from typing import Any
 from . import rules
 from .columns import choose_fields, require_columns
 from .folder import data_folder, read_folder
+from .generation import (
+    GENERATION,
+    closed_labels,
+    generation_layout,
+    is_generation,
+    note_unseen_responses,
+    read_generation,
+)
 from .glue import GLUE_TASKS
 from .labels import choose_metrics, read_labels, read_texts
 from .messages import unreadable
@@ -45,7 +60,10 @@ log = logging.getLogger(__name__)
 class Split:
     """One split's rows: ``texts[i]`` holds row i's text fields in order, ``labels[i]`` its label
     (a ``str`` class for classification, a ``float`` for regression). For tagging, row i is a
-    sentence: ``texts[i]`` its words and ``labels[i]`` their tags, one ``str`` per word."""
+    sentence: ``texts[i]`` its words and ``labels[i]`` their tags, one ``str`` per word. For
+    generation, ``texts[i]`` is row i's prompt as a flattened conversation (role1, content1,
+    role2, content2, ...; roles system, user, assistant) ending with a user turn, and
+    ``labels[i]`` the response, a ``str``."""
 
     texts: tuple[tuple[str, ...], ...]
     labels: tuple
@@ -94,14 +112,20 @@ def load_task_data(
     column names. ``metric`` becomes the primary metric. ``kind`` is the task kind the data is
     registered for: ``"tagging"`` reads it as tagging data (a list of words and of their tags
     per row), which is otherwise recognised from the files (CoNLL files, or ``tokens`` and
-    ``tags`` / ``ner_tags`` columns of lists); other kinds read as recognised. Raises
+    ``tags`` / ``ner_tags`` columns of lists); ``"generation"`` reads it as generation data
+    (``data.generation``), otherwise recognised by its columns (prompt + response, Alpaca's
+    instruction + output, or chat messages); other kinds read as recognised. Raises
     :class:`BadData`.
     """
     source = data_folder(path)
     if kind == QA or looks_like_qa(source):
         return _qa_data(source, metric)
     folder = read_folder(source)
-    if kind == "tagging" or is_tagging(folder, text_fields, label_field):
+    if kind == GENERATION or (
+        kind != "tagging" and is_generation(folder.train, text_fields, label_field)
+    ):
+        fields = _generation_fields(folder, text_fields, label_field, metric)
+    elif kind == "tagging" or is_tagging(folder, text_fields, label_field):
         fields = _tagging_fields(folder, text_fields, label_field, metric)
     else:
         fields = _labelled_fields(folder, text_fields, label_field, metric)
@@ -156,6 +180,29 @@ def _tagging_fields(
         "problem_type": "tagging",
         "labels": vocab,
         "metrics": choose_metrics(None, "tagging", metric),
+        "train": train,
+        "dev": dev,
+    }
+
+
+def _generation_fields(
+    folder: Folder, text_fields: Sequence[str] | str | None, label: str | None, metric: str | None
+) -> dict[str, Any]:
+    """The TaskData fields of generation data: each row's prompt as a flattened conversation
+    (role, content, ...) ending with a user turn, and its response."""
+    layout = generation_layout(folder.train, text_fields, label)
+    for table in (folder.train, folder.dev):
+        require_columns(table, layout.columns)
+    train, dev = (Split(*read_generation(t, layout)) for t in (folder.train, folder.dev))
+    labels = closed_labels(train.labels)
+    if labels is not None:
+        note_unseen_responses(folder.dev, dev.labels, labels)
+    return {
+        "text_fields": layout.text_fields,
+        "label_field": layout.response,
+        "problem_type": GENERATION,
+        "labels": labels,
+        "metrics": choose_metrics(None, GENERATION, metric, closed=labels is not None),
         "train": train,
         "dev": dev,
     }

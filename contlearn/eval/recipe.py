@@ -17,19 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ..devices import recipe, reproducible
 from ..kinds import TaskKind
-from ..train.batching import Encoded, canonical_batches, collate
+from ..train.batching import Encoded
 from .digests import logits_digest, predictions_digest
-
-CANONICAL_BATCH_SIZE = 32  # recorded per run; audits replay the recorded size
+from .logits import CANONICAL_BATCH_SIZE, predict_logits
 
 
 @dataclass(frozen=True)
 class EvalResult:
-    logits: torch.Tensor  # [N, C] float32, original order
+    logits: torch.Tensor  # [N, C] float32, original order (the kind's canonical outputs)
     metrics: dict[str, float]
     primary: str
     example_count: int
@@ -60,69 +58,6 @@ def torch_threads(count: int | None) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
-@torch.no_grad()
-def predict_logits(
-    model: Any,
-    encoded: Encoded,
-    *,
-    batch_size: int = CANONICAL_BATCH_SIZE,
-    device: torch.device | None = None,
-    progress: bool = False,
-    desc: str = "evaluating",
-    width: int | None = None,
-) -> torch.Tensor:
-    """Logits [N, C] for every example, in original order, by the canonical recipe (a batch size
-    other than the canonical one changes the padding, so the bytes may differ in the last bit).
-    With per-token outputs (``encoded.positions``): [N, W, C], row w of an example the logits at
-    its w-th position, NaN past its last (``width``: W, by default the split's widest example).
-
-    The batches run on ``device`` (the CPU by default) into a buffer there; the logits come back
-    to the CPU once, at the end."""
-    device = device or torch.device("cpu")
-    was_training = model.training
-    if was_training:  # switching visits every module: only when it is needed
-        model.eval()
-    out: torch.Tensor | None = None
-    batches = canonical_batches(encoded.lengths, batch_size)
-    for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
-        batch = {k: v.to(device, non_blocking=True) for k, v in collate(encoded, idx).items()}
-        logits = model(**batch).float()
-        if encoded.positions is not None:
-            wide = encoded.width if width is None else width
-            logits = at_positions(logits, [encoded.positions[i] for i in idx], wide)
-            if encoded.notes is not None:
-                logits = torch.cat([logits, noted(encoded, idx, wide, device)], dim=-1)
-        if out is None:
-            shape = (len(encoded), *logits.shape[1:])
-            out = torch.empty(shape, dtype=torch.float32, device=device)
-        out[torch.tensor(idx, device=device)] = logits
-    if was_training:
-        model.train()
-    return out.cpu() if out is not None else torch.empty((0, 0))
-
-
-def at_positions(logits: torch.Tensor, positions: Sequence[Sequence[int]], width: int):
-    """[B, T, C] per-token logits -> [B, width, C]: row w of example b the logits at
-    ``positions[b][w]``; NaN where an example has no such position (past its last, or -1)."""
-    index = torch.full((len(positions), width), -1, dtype=torch.long)
-    for row, where in enumerate(positions):
-        index[row, : len(where)] = torch.tensor(where, dtype=torch.long)
-    index = index.to(logits.device)
-    rows = torch.arange(len(positions), device=logits.device)[:, None]
-    picked = logits[rows, index.clamp(min=0)]  # [B, width, C]
-    return picked.masked_fill((index < 0)[..., None], float("nan"))
-
-
-def noted(encoded: Encoded, idx: Sequence[int], width: int, device: Any) -> torch.Tensor:
-    """[B, width, k] float32: each example's notes per position, NaN past its last."""
-    k = len(encoded.notes[idx[0]][0]) if encoded.notes[idx[0]] else 0
-    out = torch.full((len(idx), width, k), float("nan"), dtype=torch.float32)
-    for row, i in enumerate(idx):
-        if encoded.notes[i]:
-            out[row, : len(encoded.notes[i])] = torch.tensor(encoded.notes[i], dtype=torch.float32)
-    return out.to(device)
-
-
 def evaluate_rows(
     model: Any,
     encoded: Encoded,
@@ -131,15 +66,16 @@ def evaluate_rows(
     threads: int | None,
     batch_size: int,
     device: torch.device | None = None,
+    kind: TaskKind | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Logits [n, C] of one canonical batch (``rows``, as ``canonical_batches`` ordered them)
-    computed exactly as the whole split's evaluation computes that batch, and the recipe."""
+    """Outputs [n, ...] of one canonical batch (``rows``, as ``canonical_batches`` ordered
+    them) computed exactly as the whole split's evaluation computes that batch (by ``kind``'s
+    canonical outputs; the logits when none is given), and the recipe."""
     device = device or torch.device("cpu")
     batch = encoded.rows(rows)
+    run = predict_logits if kind is None else kind.canonical_outputs
     with torch_threads(threads) as used, reproducible(device) as pinned:
-        logits = predict_logits(
-            model, batch, batch_size=batch_size, device=device, width=encoded.width
-        )
+        logits = run(model, batch, batch_size=batch_size, device=device, width=encoded.width)
     made = recipe(
         device, batch_size=batch_size, threads=used, pinned=pinned, dtype=computes_in(model)
     )
@@ -170,10 +106,10 @@ def evaluate(
     device = device or torch.device("cpu")
     start = time.perf_counter()
     with torch_threads(threads) as used, reproducible(device) as pinned:
-        logits = predict_logits(
+        logits = kind.canonical_outputs(
             model, encoded, batch_size=batch_size, device=device, progress=progress, desc=desc
         )
-    preds = kind.predictions(logits)
+    preds = kind.read(logits, encoded)
     values = kind.score(metrics, list(targets), preds, labels)
     return EvalResult(
         logits=logits,

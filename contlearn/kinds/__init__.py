@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from .base import TaskKind
 from .classification import Classification
 from .extractive_qa import ExtractiveQA
+from .generation import Generation
 from .regression import Regression
 from .tagging import Tagging
 
@@ -50,5 +51,6 @@ register(Classification())
 register(Regression())
 register(Tagging())
 register(ExtractiveQA())
+register(Generation())
 
 __all__ = ["KINDS", "TaskKind", "get", "kind_of", "register"]

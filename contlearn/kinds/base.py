@@ -36,6 +36,8 @@ class TaskKind:
     predicts: str = ""  # what one prediction is: "class", "value"...
 
     labels_name_outputs = True  # the head's output i scores label i (they can be reordered)
+    needs_decoder = False  # only a decoder backbone (a causal LM) can learn it
+    generates = False  # its predictions are generated text (``contlearn generate`` answers it)
 
     @property
     def role(self) -> str:
@@ -71,6 +73,22 @@ class TaskKind:
 
         return encode(tokenizer, texts, max_length, token_types=token_types)
 
+    def encode_split(
+        self,
+        tokenizer: Any,
+        texts: Sequence[Sequence[str]],
+        max_length: int,
+        token_types: bool,
+        targets: Sequence[Any],
+        *,
+        training: bool,
+        max_new_tokens: int | None = None,
+    ) -> Encoded:
+        """A data split with its ``targets``: :meth:`encode`, given the targets only for a
+        ``training`` split (a kind whose evaluation reads its references, generation, takes
+        them for every split; ``max_new_tokens``: its recorded decoding budget)."""
+        return self.encode(tokenizer, texts, max_length, token_types, targets if training else None)
+
     def predict_inputs(self, texts: Sequence[Sequence[str]]) -> list[tuple[str, ...]]:
         """Rows as ``predict`` was given them (each row's text fields) -> what :meth:`encode`
         takes."""
@@ -103,10 +121,41 @@ class TaskKind:
         :meth:`target_tensor` (any dtype: cast here)."""
         raise NotImplementedError
 
+    def canonical_outputs(
+        self,
+        model: Any,
+        encoded: Encoded,
+        *,
+        batch_size: int,
+        device: Any,
+        progress: bool = False,
+        desc: str = "evaluating",
+        width: int | None = None,
+    ) -> torch.Tensor:
+        """The canonical evaluation's output tensor for ``encoded`` (the stored and digested
+        ``logits``), in original order, by the canonical batches of ``batch_size`` rows:
+        the model's logits (``eval.recipe.predict_logits``), unless the kind says otherwise."""
+        from ..eval.logits import predict_logits
+
+        return predict_logits(
+            model,
+            encoded,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            desc=desc,
+            width=width,
+        )
+
     def predictions(self, logits: torch.Tensor) -> list:
         """What the model predicts for each row of ``logits`` [N, C]: what the canonical
         evaluation scores and digests."""
         raise NotImplementedError
+
+    def read(self, logits: torch.Tensor, encoded: Encoded) -> list:
+        """The predictions the canonical evaluation scores, from its outputs and the split
+        they were computed on: :meth:`predictions`, unless the kind needs the encoding too."""
+        return self.predictions(logits)
 
     def agreement(self, saved: torch.Tensor, now: torch.Tensor) -> tuple[float, float]:
         """(share of identical predictions, max |logit change|) between two evaluations of the
@@ -175,9 +224,11 @@ class TaskKind:
         logits: torch.Tensor,
         labels: Sequence[str] | None,
         texts: Sequence[Sequence[str]] | None = None,
+        encoded: Encoded | None = None,
     ) -> list[dict[str, Any]]:
-        """What ``predict`` returns per row (``texts``: each row's text fields as given):
-        ``label`` and ``probabilities`` (or None), and what the kind adds."""
+        """What ``predict`` returns per row (``texts``: each row's text fields as given;
+        ``encoded``: what they were encoded as): ``label`` and ``probabilities`` (or None),
+        and what the kind adds."""
         raise NotImplementedError
 
     def describe_outputs(self, labels: Sequence[str] | None) -> str:

@@ -5,25 +5,34 @@
 holds one :class:`TaskModules` per task: the modules its method built and its head. The
 backbone's weights are never edited; with no task active, or a head-only task, its forward is
 exactly the original's.
+
+A generation task (head type ``lm``) reads next-token logits through the backbone's own output
+projection (:mod:`contlearn.model.output`), built once and shared; with no task active,
+:meth:`AdaptedModel.lm_logits` is the original causal language model. Training and the
+classification forward run the backbone without a key/value cache (``use_cache`` off, as the
+model is built); only :mod:`contlearn.model.decoding` hands it a cache, through
+:meth:`AdaptedModel.lm_hidden`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import ArtifactError
+from ..errors import ArtifactError, ConfigError, UnsupportedArchitecture
 from ..naming import check_task_name
 from . import families
-from .heads import make_head
+from .heads import LMHead, make_head
 from .methods.base import Hook, MethodModules
 from .methods.hooks import mixable
 from .methods.registry import DEFAULT_METHOD, get_method
 from .mixing import task_order
+from .output import OutputProjection, OutputWeights
+from .output import build as build_output
 from .prefix import PrefixCache, first_trainable_layer
 from .routing import LayerWrapper, Router, SiteWrapper
 
@@ -62,11 +71,17 @@ class AdaptedModel(nn.Module):
 
     ``family`` names the backbone family to use (as a run recorded it); None resolves it from the
     backbone's model type or structure. ``layout`` is a family the user described (tasks.toml's
-    ``[backbone.layout]``), used instead of a built-in one.
+    ``[backbone.layout]``), used instead of a built-in one. ``output_embeddings``: what reads
+    an untied decoder's output projection (``LoadedBackbone.output_embeddings``), called when a
+    generation task first needs it.
     """
 
     def __init__(
-        self, backbone: Any, family: str | None = None, layout: families.Family | None = None
+        self,
+        backbone: Any,
+        family: str | None = None,
+        layout: families.Family | None = None,
+        output_embeddings: Callable[[], OutputWeights] | None = None,
     ):
         super().__init__()
         if family is None:  # raises before anything is changed
@@ -90,6 +105,8 @@ class AdaptedModel(nn.Module):
         self.dtype = next(backbone.parameters()).dtype  # the backbone's, as loaded
         self.router.dtype = None if self.dtype == torch.float32 else self.dtype
         self.hidden_size = families.projection_shape(self.base_modules("attention_output")[0])[1]
+        self.read_output = output_embeddings
+        self.lm_output: OutputProjection | None = None  # built when first needed
 
     def adapt(self, kinds: tuple[str, ...]) -> None:
         """Wrap the sites of ``kinds`` not wrapped yet, after checking every layer has them
@@ -160,7 +177,14 @@ class AdaptedModel(nn.Module):
             method = get_method(adapter.method)
             self.adapt(method.needs(adapter, self))
             modules = method.build(adapter, self)
-        made = make_head(head, self.hidden_size, num_outputs, dropout, self.family.pooling)
+        made = make_head(
+            head,
+            self.hidden_size,
+            num_outputs,
+            dropout,
+            self.family.pooling,
+            shared=self.output_projection,
+        )
         task = TaskModules(modules, made)  # fp32, whatever the backbone's dtype (copies too)
         self.tasks[name] = task.to(next(self.backbone.parameters()).device, torch.float32)
         task.train(self.training)  # a task added to a model in eval mode evaluates (no dropout)
@@ -255,32 +279,123 @@ class AdaptedModel(nn.Module):
         its task's head. Returns (task, its rows [n], their logits [n, C]) per task present.
         Every task must be able to mix (``can_mix``)."""
         order, slices = task_order(tasks)
-        stuck = [name for name in slices if not self.can_mix(name)]
-        if stuck:
-            raise ValueError(f"task {stuck[0]!r} cannot share a forward pass: group its rows")
         perm = torch.tensor(order, device=input_ids.device)
         inputs = {"input_ids": input_ids[perm], "attention_mask": attention_mask[perm]}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids[perm]
-        saved = self.router.name, self.router.task
-        self.router.groups = [(self._task(name), rows) for name, rows in slices.items()]
-        self.router.name = self.router.task = None
-        try:
-            with self.low_precision(input_ids.device):
-                hidden = self.backbone(**inputs).last_hidden_state.float()  # [B, T, d]
-        finally:
-            self.router.groups = None
-            self.router.name, self.router.task = saved
+        with self.mixed_rows(slices), self.low_precision(input_ids.device):
+            hidden = self.backbone(**inputs).last_hidden_state.float()  # [B, T, d]
         mask = inputs["attention_mask"]
         return [
             (name, perm[rows], self._task(name).head(hidden[rows], mask[rows]))
             for name, rows in slices.items()
         ]
 
+    @contextmanager
+    def mixed_rows(self, slices: Mapping[str, slice]) -> Iterator[None]:
+        """Within the block, the backbone serves a batch ordered by task: ``slices[name]`` are
+        task ``name``'s rows. Every task must be able to mix (``can_mix``)."""
+        stuck = [name for name in slices if not self.can_mix(name)]
+        if stuck:
+            raise ValueError(f"task {stuck[0]!r} cannot share a forward pass: group its rows")
+        saved = self.router.name, self.router.task
+        self.router.groups = [(self._task(name), rows) for name, rows in slices.items()]
+        self.router.name = self.router.task = None
+        try:
+            yield
+        finally:
+            self.router.groups = None
+            self.router.name, self.router.task = saved
+
+    # -- language modelling (generation tasks) ---------------------------------------------
+    def output_projection(self) -> OutputProjection:
+        """The backbone's own LM head (built the first time; refused for an encoder, or an
+        untied decoder whose projection was not handed over)."""
+        if self.lm_output is None:
+            if not self.family.causal:
+                raise UnsupportedArchitecture(
+                    f"cannot generate with {families.describe_model(self.backbone)}: an encoder "
+                    "has no causal language model head; use a decoder backbone (Llama, Qwen2, "
+                    "Mistral, Gemma, Phi-3, GPT-2) for generation tasks"
+                )
+            self.lm_output = build_output(
+                self.backbone, self.read_output, families.describe_model(self.backbone)
+            )
+        return self.lm_output
+
+    def lm_head(self, name: str | None) -> nn.Module:
+        """What turns task ``name``'s final hidden states into next-token logits (its ``lm``
+        head), or for None the base model's output projection."""
+        if name is None:
+            return self.output_projection()
+        head = self._task(name).head
+        if not isinstance(head, LMHead):
+            raise ConfigError(
+                f"task {name!r} has no language-model head (its kind's head is "
+                f"{type(head).__name__}): only a generation task generates text"
+            )
+        return head
+
+    def lm_logits(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Teacher-forced next-token logits [B, T, V] (float32) of the active task, or with no
+        task active of the base causal language model; positions from the attention mask, so a
+        left-padded row gets what it gets alone."""
+        head = self.lm_head(self.active)
+        return head(self.lm_hidden(input_ids, attention_mask, position_ids(attention_mask)))
+
+    def lm_hidden(
+        self, input_ids: Tensor, attention_mask: Tensor, positions: Tensor, cache: Any = None
+    ) -> Tensor:
+        """The backbone's final hidden states [B, t, d] (float32) for the ``t`` new tokens
+        ``input_ids`` at ``positions`` [B, t]; ``attention_mask`` [B, past + t] covers the
+        tokens ``cache`` (a transformers ``DynamicCache``, extended in place) holds too. Without
+        a cache the backbone runs as in training: no key/value cache at all."""
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        inputs["position_ids"] = positions
+        if cache is not None:
+            inputs |= {"cache": cache, "use_cache": True}
+        with self.low_precision(input_ids.device):
+            return self.backbone(**inputs).last_hidden_state.float()
+
+    def new_cache(self) -> Any:
+        """An empty key/value cache for one generation with this backbone (its layer types:
+        full or sliding-window attention)."""
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.backbone.config)
+
+    @contextmanager
+    def generating(self, slices: Mapping[str | None, slice]) -> Iterator[list]:
+        """Within the block, the model serves one generation batch: eval mode (no dropout), no
+        frozen prefix (a training-time cache whose rows are training examples), and the rows
+        routed, ``slices`` mapping each task (None: the base model) to its rows of a batch
+        ordered by task. Yields (its LM head, its rows) per task; restores everything after."""
+        heads = [(self.lm_head(name), rows) for name, rows in slices.items()]
+        modes = [(module, module.training) for module in self.modules()]
+        prefix, saved = self.router.prefix, (self.router.name, self.router.task)
+        self.router.prefix = None
+        self.eval()
+        try:
+            if len(slices) > 1:
+                with self.mixed_rows(slices):
+                    yield heads
+            else:
+                (name,) = slices
+                self.router.name = name
+                self.router.task = None if name is None else self._task(name)
+                yield heads
+        finally:
+            self.router.prefix = prefix
+            self.router.name, self.router.task = saved
+            for module, mode in modes:
+                module.training = mode
+
     def upcast(self) -> None:
         """Make a low-precision backbone fp32, for a baseline that trains its weights (whose
         master copy must be fp32): it starts from the same values."""
         self.backbone.float()
+        if self.lm_output is not None:
+            self.lm_output.float()
         self.dtype, self.router.dtype = torch.float32, None
 
     def low_precision(self, device: torch.device) -> Any:
@@ -324,6 +439,14 @@ class AdaptedModel(nn.Module):
         if name not in self.tasks:
             raise KeyError(f"no task {name!r}; known: {', '.join(self.tasks) or 'none'}")
         return self.tasks[name]
+
+
+def position_ids(attention_mask: Tensor) -> Tensor:
+    """Each token's position [B, T] from the mask (transformers' rule for generation): the
+    count of real tokens before it, so a left-padded row's positions are what they are alone;
+    pads get 1 (masked out, never read)."""
+    positions = attention_mask.long().cumsum(-1) - 1
+    return positions.masked_fill(attention_mask == 0, 1)
 
 
 def _attention_dropouts(layers: nn.ModuleList, family: families.Family) -> list[tuple[Any, str]]:

@@ -5,14 +5,20 @@ that differs in a single weight gets a different fingerprint. Wrapping sites for
 ``.base`` segment to parameter names; the fingerprint ignores it, so it is the same before and
 after injection. It is taken over the weights as loaded, in the workspace's backbone dtype
 (``init --backbone-dtype``): those are what every task computes with.
+
+The backbone is loaded with ``AutoModel``, without a causal LM's output projection; an untied
+decoder's is handed over as a reader (``LoadedBackbone.output_embeddings``) that a generation
+task calls (:mod:`contlearn.model.output`). It is not part of the fingerprint, which stays what
+it was for every existing workspace.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +41,9 @@ class LoadedBackbone:
     dtype: str = "float32"  # what its weights were loaded in (torch's name)
     pad: str = "own"  # "own" pad token, or "eos": padded with the end-of-text token
     positions: int | None = None  # the longest token sequence it takes (None: it states none)
+    # reads an untied decoder's output projection (output.OutputWeights) when first needed;
+    # None for a model whose config ties it to the input embeddings
+    output_embeddings: Callable[[], Any] | None = None
 
 
 def resolve(identity: str) -> str:
@@ -97,7 +106,12 @@ def load(identity: str, dtype: str = "float32", root: Path | None = None) -> Loa
     model.requires_grad_(False)
     pad = with_pad_token(tokenizer, identity)
     limit = positions(model.config.to_dict())
-    return LoadedBackbone(identity, model, tokenizer, fingerprint(model), dtype, pad, limit)
+    loaded = LoadedBackbone(identity, model, tokenizer, fingerprint(model), dtype, pad, limit)
+    if not getattr(model.config, "tie_word_embeddings", False):
+        from .output import read_output_weights
+
+        loaded.output_embeddings = partial(read_output_weights, source, dtype)
+    return loaded
 
 
 def positions(config: Mapping[str, object]) -> int | None:

@@ -107,6 +107,12 @@ class Family:
     def fused_qkv(self) -> bool:
         return "qkv" in self.sites
 
+    @property
+    def causal(self) -> bool:
+        """Whether it is a decoder (a causal language model): the families whose head reads the
+        last real token, the only one that has seen the whole text."""
+        return self.pooling == "last"
+
 
 def _bert_like(name: str, model_types: tuple[str, ...], **overrides: str) -> Family:
     sites = {

@@ -20,6 +20,7 @@ from ..errors import ConfigError, ContlearnError, TaskExists
 from ..faults import guarded, require_space
 from ..files import atomic_write, file_mode, sha256_file
 from ..interrupts import checkpoint
+from ..kinds.generation import check_max_new_tokens
 from ..ledger.engine import make_engine, sqlite_path, upgrade
 from ..ledger.records import BackboneRecord, TaskRecord
 from ..ledger.store import Ledger
@@ -112,14 +113,19 @@ def converted_backbone(root: Path, backbone: str) -> Iterator[dict[str, Any] | N
         raise
 
 
-def task_spec(entry: cfg.TaskEntry, data: TaskData) -> dict[str, Any]:
+def task_spec(
+    entry: cfg.TaskEntry, data: TaskData, backbone: BackboneRecord | None = None
+) -> dict[str, Any]:
     """The ledger's fields for a task registered from ``data`` (of the entry's kind, which
-    must fit the data, or the kind the data was recognised as)."""
+    must fit the data and the workspace's ``backbone``, or the kind the data was recognised
+    as)."""
     kind = kinds.get(entry.kind or data.kind)
     kind.check_data(entry.name, data.problem_type)
+    if backbone is not None:
+        check_backbone_fits(entry.name, kind, backbone)
     settings = {
         key: getattr(entry, key)
-        for key in ("max_length", "bottleneck", "method", "options")
+        for key in ("max_length", "bottleneck", "method", "options", "max_new_tokens")
         if getattr(entry, key) is not None
     }
     return {
@@ -140,6 +146,20 @@ def task_spec(entry: cfg.TaskEntry, data: TaskData) -> dict[str, Any]:
         "metrics": list(data.metrics),
         "settings": settings,
     }
+
+
+def check_backbone_fits(name: str, kind: kinds.TaskKind, backbone: BackboneRecord) -> None:
+    """Refuse a kind the backbone cannot learn: generation on an encoder (a backbone whose
+    family reads no last token: BERT and its kin)."""
+    from ..model.families import FAMILIES
+
+    decoder = any(backbone.model_type in f.model_types and f.pooling == "last" for f in FAMILIES)
+    if kind.needs_decoder and not decoder:
+        raise ConfigError(
+            f"task {name!r}: a {kind.name} task needs a decoder backbone (a causal LM such as "
+            f"Llama, Qwen2 or GPT-2), but this workspace's is {backbone.model_type!r}: "
+            "init a workspace on a decoder"
+        )
 
 
 def read_entry(config: cfg.WorkspaceConfig, entry: cfg.TaskEntry) -> TaskData:
@@ -179,7 +199,10 @@ def add_tasks(
     for entry in entries:  # the method, its options and max length, before any data is read
         _check_method(config, entry, layers)
         check_max_length(entry.max_length, limit, identity, "give --max-length")
-    specs = [task_spec(entry, read_entry(config, entry)) for entry in entries]
+        if entry.max_new_tokens is not None:
+            check_max_new_tokens(entry.max_new_tokens)
+    backbone = ledger.backbone()
+    specs = [task_spec(entry, read_entry(config, entry), backbone) for entry in entries]
     checkpoint()  # a signal while the data was read: stop before registering anything
     ledger.add_tasks(specs, position=position)
 

@@ -277,10 +277,15 @@ def _why_alone(meta: dict[str, Any], task: TaskRecord) -> str | None:
 
 
 def _encode(
-    ctx: ModelContext, task: TaskRecord, texts: Sequence[tuple[str, ...]], max_length: int
+    ctx: ModelContext,
+    task: TaskRecord,
+    texts: Sequence[tuple[str, ...]],
+    max_length: int,
+    max_new_tokens: int | None = None,
 ) -> Any:
     kind = kind_of(task)
-    return ctx.encode_texts(kind.predict_inputs(texts), max_length, kind=kind)
+    inputs = kind.predict_inputs(texts)
+    return ctx.encode_texts(inputs, max_length, kind=kind, max_new_tokens=max_new_tokens)
 
 
 def _predict_task(
@@ -292,14 +297,16 @@ def _predict_task(
     batch_size: int | None,
     progress: bool,
 ) -> list[dict[str, Any]]:
-    """Results for one task's rows, in the order given."""
-    from ..eval.recipe import CANONICAL_BATCH_SIZE, predict_logits
+    """Results for one task's rows, in the order given (by the canonical evaluation's model
+    call: a generation task decodes greedily, as much as its run recorded)."""
+    from ..eval.recipe import CANONICAL_BATCH_SIZE
 
     batch_size = batch_size or CANONICAL_BATCH_SIZE
-    encoded = _encode(ctx, task, texts, meta["train"]["max_length"])
+    train = meta["train"]
+    encoded = _encode(ctx, task, texts, train["max_length"], train.get("max_new_tokens"))
     ctx.ensure([task])
     ctx.model.activate(task.name)
-    logits = predict_logits(  # [N, C] float32, input order
+    logits = kind_of(task).canonical_outputs(  # [N, C] float32 (logits), input order
         ctx.model,
         encoded,
         batch_size=batch_size,
@@ -307,11 +314,14 @@ def _predict_task(
         progress=progress,
         desc=f"predicting {task.name}",
     )
-    return _outputs(task, logits, texts)
+    return _outputs(task, logits, texts, encoded)
 
 
 def _outputs(
-    task: TaskRecord, logits: torch.Tensor, texts: Sequence[tuple[str, ...]]
+    task: TaskRecord,
+    logits: torch.Tensor,
+    texts: Sequence[tuple[str, ...]],
+    encoded: Any = None,
 ) -> list[dict[str, Any]]:
-    rows = kind_of(task).outputs(logits, task.labels, texts)
+    rows = kind_of(task).outputs(logits, task.labels, texts, encoded)
     return [{"task": task.name, **row} for row in rows]

@@ -158,14 +158,24 @@ class ModelContext:
         """The digest of task ``name``'s tensors as they are in memory now."""
         return tensor_digest(self.model.task_state(name))
 
-    def dev_split(self, task: TaskRecord, max_length: int, data: TaskData | None = None) -> Split:
-        """The task's dev split, encoded at ``max_length``: read (and checked against its
-        recorded fingerprint; ``data`` if the caller has read it) and tokenised the first time
-        a process asks, then kept."""
-        key = (task.data_fingerprint, max_length)
+    def dev_split(
+        self,
+        task: TaskRecord,
+        max_length: int,
+        data: TaskData | None = None,
+        *,
+        max_new_tokens: int | None = None,
+    ) -> Split:
+        """The task's dev split, encoded at ``max_length`` (a generation task's with the
+        ``max_new_tokens`` its run records): read (and checked against its recorded
+        fingerprint; ``data`` if the caller has read it) and tokenised the first time a process
+        asks, then kept."""
+        key = (task.data_fingerprint, max_length, kind_of(task).name, max_new_tokens)
         if key not in self.splits:
             data = data or read_task_data(task)
-            self.splits[key] = self.encode(task, data.dev, max_length)
+            self.splits[key] = self.encode(
+                task, data.dev, max_length, max_new_tokens=max_new_tokens
+            )
         return self.splits[key]
 
     def _check_family(self, task: TaskRecord, meta: dict[str, Any]) -> None:
@@ -177,28 +187,56 @@ class ModelContext:
             )
 
     def encode(
-        self, task: TaskRecord, rows: Any, max_length: int, *, training: bool = False
+        self,
+        task: TaskRecord,
+        rows: Any,
+        max_length: int,
+        *,
+        training: bool = False,
+        max_new_tokens: int | None = None,
     ) -> Split:
         """Tokenize a data split's rows and map its labels to targets (``training``: a split
-        the model learns from, whose encoding may depend on its targets)."""
+        the model learns from, whose encoding may depend on its targets; ``max_new_tokens``:
+        a generation task's decoding budget, as its run records it)."""
         wanted = targets(task, rows.labels)
-        given = wanted if training else None
-        encoded = self.encode_texts(rows.texts, max_length, kind=kind_of(task), targets=given)
+        kind = kind_of(task)
+        encoded = kind.encode_split(
+            self.backbone.tokenizer,
+            rows.texts,
+            self.capped(max_length),
+            uses_token_types(self.backbone.model),
+            wanted,
+            training=training,
+            max_new_tokens=max_new_tokens,
+        )
         return Split(encoded, wanted)
 
+    def capped(self, max_length: int) -> int:
+        """``max_length``, never beyond the backbone's positions."""
+        positions = self.backbone.positions
+        return max_length if positions is None else min(max_length, positions)
+
     def encode_texts(
-        self, texts: Any, max_length: int, *, kind: Any = None, targets: Any = None
+        self, texts: Any, max_length: int, *, kind: Any = None, max_new_tokens: int | None = None
     ) -> Encoded:
-        """Token ids of ``texts`` (single texts or pairs), truncated at ``max_length`` and never
-        beyond the backbone's positions: a task recorded by release 0.2 with a longer max length
-        trained only on rows that fit (a longer one failed), so capping changes none of them."""
+        """Token ids of ``texts`` (single texts or pairs, or what ``kind`` reads), truncated at
+        ``max_length`` and never beyond the backbone's positions: a task recorded by release 0.2
+        with a longer max length trained only on rows that fit (a longer one failed), so
+        capping changes none of them. ``max_new_tokens``: a generation task's budget."""
         backbone = self.backbone
-        if backbone.positions is not None:
-            max_length = min(max_length, backbone.positions)
+        max_length = self.capped(max_length)
         token_types = uses_token_types(backbone.model)
         if kind is None:
             return encode(backbone.tokenizer, texts, max_length, token_types=token_types)
-        return kind.encode(backbone.tokenizer, texts, max_length, token_types, targets)
+        return kind.encode_split(
+            backbone.tokenizer,
+            texts,
+            max_length,
+            token_types,
+            None,
+            training=False,
+            max_new_tokens=max_new_tokens,
+        )
 
 
 def tensor_digest(state: dict[str, Any]) -> str:
@@ -268,7 +306,9 @@ def build_context(
         devices.check_backbone_dtype(devices.short_dtype(recorded.dtype), target)
     loaded = load_recorded_backbone(ledger, store.root)
     layout = from_layout(workspace.layout) if workspace.layout else None
-    model = AdaptedModel(loaded.model, layout=layout).to(target)
+    model = AdaptedModel(
+        loaded.model, layout=layout, output_embeddings=loaded.output_embeddings
+    ).to(target)
     ctx = ModelContext(ledger, store, loaded, model, target, world=world)
     ctx.residency.limit = workspace.resident_tasks
     return ctx

@@ -157,11 +157,19 @@ def _rerun(ctx: ModelContext, fact: Recorded, batch: int) -> Rerun:
     if task.name not in ctx.model.tasks or ctx.loaded.get(task.name) != files["weights"].sha256:
         ctx.load_task(task)  # in eval mode, as the model is
     meta = ctx.metas.get(task.name) or ctx.store.load_json(files["config"].path)
-    dev = ctx.dev_split(task, meta["train"]["max_length"])
+    dev = ctx.dev_split(
+        task, meta["train"]["max_length"], max_new_tokens=meta["train"].get("max_new_tokens")
+    )
     rows = canonical_batches(dev.encoded.lengths, size)[batch]
     ctx.model.activate(task.name)
     logits, recipe = evaluate_rows(
-        ctx.model, dev.encoded, rows, threads=fact.post.threads, batch_size=size, device=ctx.device
+        ctx.model,
+        dev.encoded,
+        rows,
+        threads=fact.post.threads,
+        batch_size=size,
+        device=ctx.device,
+        kind=kind_of(task),
     )
     path, bitwise = _compared_with(fact, recipe)
     if path != files["logits"].path:

@@ -133,7 +133,11 @@ def task_configs(
 ) -> tuple[TrainConfig, Any]:
     """Workspace defaults, then the task's own settings, then command-line overrides."""
     settings = task.settings
-    train = with_overrides(defaults.train, max_length=settings.get("max_length"))
+    train = with_overrides(
+        defaults.train,
+        max_length=settings.get("max_length"),
+        max_new_tokens=settings.get("max_new_tokens"),
+    )
     train = with_overrides(train, **{k: overrides.get(k) for k in TRAIN_KEYS})
     return train, method_config(defaults.adapter, settings, overrides)
 

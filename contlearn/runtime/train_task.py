@@ -164,8 +164,11 @@ def fit_task(
     data = read_task_data(task)
     rows, held = training_rows(data.train, train_cfg)
     train_split = ctx.encode(task, rows, train_cfg.max_length, training=True)
-    dev = ctx.dev_split(task, train_cfg.max_length, data)
-    pick = dev if held is None else ctx.encode(task, held, train_cfg.max_length)
+    budget = train_cfg.max_new_tokens
+    dev = ctx.dev_split(task, train_cfg.max_length, data, max_new_tokens=budget)
+    pick = (
+        dev if held is None else ctx.encode(task, held, train_cfg.max_length, max_new_tokens=budget)
+    )
     model = ctx.model
     seed_everything(train_cfg.seed)  # the adapter and head initialisation follow the run's seed
     model.add_task(

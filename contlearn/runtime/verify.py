@@ -64,7 +64,9 @@ def reproduce(ctx: ModelContext, task: TaskRecord, *, events: Events = QUIET) ->
     run = ctx.ledger.trained_run(task.id)
     meta = ctx.load_task(task)
     batch_size = canonical_batch_size(ctx.ledger, task)
-    dev = ctx.dev_split(task, meta["train"]["max_length"])
+    dev = ctx.dev_split(
+        task, meta["train"]["max_length"], max_new_tokens=meta["train"].get("max_new_tokens")
+    )
     now = evaluate_task(
         ctx, task, dev, threads=recorded.threads, batch_size=batch_size, events=events
     )

@@ -1,0 +1,264 @@
+"""Generation data (instruction tuning: a prompt in, a free-text response out): recognising its
+layout, reading each row's prompt as a conversation and its response, and the closed label set.
+
+A table (any format the folder readers take: jsonl, json, csv, tsv, parquet, a ``datasets``
+folder) holds one of three layouts, its column names compared case-insensitively:
+
+- ``prompt`` + ``response`` (or ``completion`` or ``output``): the prompt is the user's turn;
+- Alpaca's ``instruction`` + optional ``input`` + ``output``: the prompt is the instruction, then
+  two newlines and the input when the input is not empty (the Alpaca data's convention);
+- chat: a ``messages`` column holding a list of ``{"role", "content"}`` turns per row (so not
+  csv or tsv), roles among system, user and assistant; one system turn may come first, then
+  user and assistant turns alternate, and the last turn, the assistant's, is the response.
+
+``--text-fields`` / ``--label-field`` name other columns for the prompt and the response (a
+column of turns given as the prompt reads as chat). Each row's prompt becomes a flattened
+conversation ``(role1, content1, role2, content2, ...)`` that ends with a user turn, and its
+label the response, stripped of surrounding whitespace. When the training responses take at
+most 20 distinct values of at most 5 words each (a sentiment, a topic name), they form a closed
+label set and accuracy scores the task as well.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import BadData
+from .columns import by_lower_name, given_fields
+from .labels import read_texts
+from .messages import listing, show
+from .tables import Table
+
+log = logging.getLogger(__name__)
+
+GENERATION = "generation"
+ROLES = ("system", "user", "assistant")
+MAX_CLOSED_LABELS = 20  # distinct training responses ...
+MAX_LABEL_WORDS = 5  # ... of at most this many words each: a closed label set
+_RESPONSE_NAMES = ("response", "completion", "output")
+LAYOUTS = (
+    "prompt + response (or completion / output) columns, Alpaca's instruction + optional "
+    "input + output, or a messages column of {role, content} turns"
+)
+Turns = tuple[str, ...]  # a flattened conversation: role1, content1, role2, content2, ...
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a table holds each row's prompt and response. ``kind``: "prompt" (a prompt column
+    and a response column), "alpaca" (``prompt`` is the instruction column, ``input`` the
+    optional input column) or "chat" (``prompt`` and ``response`` are both the turns column)."""
+
+    kind: str
+    prompt: str
+    response: str
+    input: str | None = None
+
+    @property
+    def text_fields(self) -> tuple[str, ...]:
+        return ("prompt",) if self.kind == "alpaca" else (self.prompt,)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns every split must have (Alpaca's input may be left out)."""
+        return tuple(dict.fromkeys((self.prompt, self.response)))
+
+
+def is_generation(table: Table, text_fields: Any, label_field: str | None) -> bool:
+    """Whether the training ``table`` holds generation data: its columns fit a layout (a chat
+    column holding lists), and the fields given, if any, are that layout's."""
+    layout = _inferred_layout(table)
+    if layout is None or not _agrees(layout, given_fields(text_fields), label_field):
+        return False
+    return layout.kind != "chat" or _holds_lists(table, layout.prompt)
+
+
+def generation_layout(table: Table, text_fields: Any, label_field: str | None) -> Layout:
+    """The layout of the training ``table``: inferred from the column names, or the given
+    columns (a prompt column, or a column of turns, and a response column)."""
+    given = given_fields(text_fields)
+    inferred = _inferred_layout(table)
+    if inferred is not None and _agrees(inferred, given, label_field):
+        return inferred
+    if given is not None and len(given) != 1:
+        raise BadData(
+            f"a generation task reads one prompt column, not {len(given)} ({listing(given)}); "
+            "pass --text-fields P"
+        )
+    prompt = given[0] if given else _named(table, "prompt")
+    if prompt is not None and prompt in table.columns and _holds_lists(table, prompt):
+        if label_field not in (None, prompt):
+            raise BadData(
+                f"column {prompt!r} of {table.file} holds conversations, whose last turn is the "
+                "response; leave out --label-field"
+            )
+        return Layout("chat", prompt, prompt)
+    response = label_field or _response_column(table)
+    if prompt is None or response is None:
+        raise BadData(
+            f"{table.file} fits no generation layout (columns are {listing(table.columns)}); "
+            f"write {LAYOUTS}, or pass --text-fields P --label-field R"
+        )
+    if prompt == response:
+        raise BadData(f"column {prompt!r} cannot be both the prompt and the response")
+    return Layout("prompt", prompt, response)
+
+
+def _agrees(layout: Layout, given: tuple[str, ...] | None, label_field: str | None) -> bool:
+    """Whether the fields given (as a task records them, or typed) are ``layout``'s own."""
+    return given in (None, layout.text_fields) and label_field in (None, layout.response)
+
+
+def _inferred_layout(table: Table) -> Layout | None:
+    """The layout the column names show, or None."""
+    messages = _named(table, "messages")
+    if messages is not None:
+        return Layout("chat", messages, messages)
+    prompt, response = _named(table, "prompt"), _response_column(table)
+    if prompt is not None:
+        return Layout("prompt", prompt, response) if response is not None else None
+    instruction, output = _named(table, "instruction"), _named(table, "output")
+    if instruction is not None and output is not None:
+        return Layout("alpaca", instruction, output, _named(table, "input"))
+    return None
+
+
+def _named(table: Table, name: str) -> str | None:
+    """The column called ``name`` whatever its case, or None; two such columns are refused."""
+    found = by_lower_name(table.columns).get(name, [])
+    if len(found) > 1:
+        raise BadData(f"{table.file} has the columns {listing(found)}; rename all but one")
+    return found[0] if found else None
+
+
+def _response_column(table: Table) -> str | None:
+    found = [c for n in _RESPONSE_NAMES if (c := _named(table, n)) is not None]
+    if len(found) > 1:
+        raise BadData(
+            f"{table.file} has several response columns ({listing(found)}); pass --label-field "
+            "to say which holds the response"
+        )
+    return found[0] if found else None
+
+
+def _holds_lists(table: Table, field: str) -> bool:
+    first = next((v for v in table.column(field) if v is not None), None)
+    return isinstance(first, (list, tuple))
+
+
+def read_generation(table: Table, layout: Layout) -> tuple[tuple[Turns, ...], tuple[str, ...]]:
+    """Each row's prompt, as a flattened conversation ending with a user turn, and response."""
+    if layout.kind == "chat":
+        turns = table.column(layout.prompt)
+        rows = [_chat_row(table, i, value, layout.prompt) for i, value in enumerate(turns)]
+        return tuple(p for p, _ in rows), tuple(r for _, r in rows)
+    pairs = read_texts(table, (layout.prompt, layout.response))
+    prompts = [p for p, _ in pairs]
+    if layout.input is not None and layout.input in table.columns:
+        prompts = [_with_input(table, i, p, layout.input) for i, p in enumerate(prompts)]
+    return tuple(("user", p) for p in prompts), tuple(r.strip() for _, r in pairs)
+
+
+def _with_input(table: Table, i: int, instruction: str, field: str) -> str:
+    """Alpaca's prompt: the instruction, then a blank line and the input when there is one."""
+    value = table.column(field)[i]
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+        value = str(value)
+    if value is None or (isinstance(value, float) and value != value):  # a hole (NaN) in a table
+        return instruction
+    if not isinstance(value, str):
+        raise BadData(
+            f"{table.where(i)}: column {field!r} holds a {type(value).__name__}, not text; "
+            "write the input as text, or leave it empty"
+        )
+    return f"{instruction}\n\n{value}" if value.strip() else instruction
+
+
+def _chat_row(table: Table, i: int, value: Any, field: str) -> tuple[Turns, str]:
+    where = table.where(i)
+    if not isinstance(value, (list, tuple)):
+        raise BadData(
+            f"{where}: column {field!r} holds {show(value)}, not a list of {{role, content}} "
+            "turns; write chat data as jsonl, json, parquet or a datasets folder"
+        )
+    if not value:
+        raise BadData(f"{where}: an empty conversation in column {field!r}; drop the row")
+    turns = [_turn(f"{where} turn {j + 1}", turn) for j, turn in enumerate(value)]
+    _check_order(where, [role for role, _ in turns])
+    response = turns[-1][1].strip()
+    if not response:
+        raise BadData(
+            f"{where}: empty response (the last, assistant turn); write it or drop the row"
+        )
+    return tuple(part for turn in turns[:-1] for part in turn), response
+
+
+def _turn(where: str, turn: Any) -> tuple[str, str]:
+    role = turn.get("role") if isinstance(turn, dict) else None
+    content = turn.get("content") if isinstance(turn, dict) else None
+    if not isinstance(role, str) or not isinstance(content, str):
+        raise BadData(
+            f"{where}: {show(turn)} is not a {{role, content}} turn; write each turn as "
+            '{"role": "user", "content": "..."}'
+        )
+    if role not in ROLES:
+        raise BadData(f"{where}: unknown role {show(role)}; use {', '.join(ROLES)}")
+    if not content.strip() and role != "assistant":
+        raise BadData(f"{where}: empty {role} content; write it or drop the turn")
+    return role, content
+
+
+def _check_order(where: str, roles: Sequence[str]) -> None:
+    """One system turn may come first; then user and assistant alternate, from a user turn to
+    the assistant's last turn (what chat templates accept)."""
+    if "system" in roles[1:]:
+        turn = roles.index("system", 1) + 1
+        raise BadData(f"{where} turn {turn}: a system turn after the first; put it first, once")
+    if roles[-1] != "assistant":
+        raise BadData(
+            f"{where}: the conversation ends with a {roles[-1]} turn, not the assistant's; end it "
+            "with the assistant's reply (the response to learn)"
+        )
+    if "user" not in roles:
+        raise BadData(f"{where}: no user turn; add the user's message before the assistant's")
+    start = 1 if roles[0] == "system" else 0
+    for j, role in enumerate(roles[start:], start):
+        expected = ("user", "assistant")[(j - start) % 2]
+        if role != expected:
+            problem = f"two {role} turns in a row" if j > start else f"a first {role} turn"
+            raise BadData(
+                f"{where} turn {j + 1}: {problem}; user and assistant turns alternate, from "
+                "the user's"
+            )
+
+
+def closed_labels(responses: Sequence[str]) -> tuple[str, ...] | None:
+    """The sorted distinct training responses when they form a closed label set (at most
+    MAX_CLOSED_LABELS of them, each of at most MAX_LABEL_WORDS words), else None."""
+    distinct = set(responses)
+    if len(distinct) > MAX_CLOSED_LABELS:
+        return None
+    if any(len(r.split()) > MAX_LABEL_WORDS for r in distinct):
+        return None
+    return tuple(sorted(distinct))
+
+
+def note_unseen_responses(table: Table, responses: Sequence[str], labels: Sequence[str]) -> None:
+    """Log dev responses outside the closed label set: allowed (no prediction can name them, so
+    they score as wrong), but not silently."""
+    known = set(labels)
+    unseen = [i for i, r in enumerate(responses) if r not in known]
+    if unseen:
+        log.warning(
+            "%s: %d of %d responses are outside the training responses' label set (%s), "
+            "first at %s: %s; they score as wrong",
+            table.file,
+            len(unseen),
+            len(responses),
+            listing(labels),
+            table.where(unseen[0]),
+            show(responses[unseen[0]]),
+        )
