@@ -70,7 +70,7 @@ class Layout:
 def is_generation(table: Table, text_fields: Any, label_field: str | None) -> bool:
     """Whether the training ``table`` holds generation data: its columns fit a layout (a chat
     column holding lists), and the fields given, if any, are that layout's."""
-    layout = _inferred_layout(table)
+    layout = _inferred_layout(table, label_field)
     if layout is None or not _agrees(layout, given_fields(text_fields), label_field):
         return False
     return layout.kind != "chat" or _holds_lists(table, layout.prompt)
@@ -80,7 +80,7 @@ def generation_layout(table: Table, text_fields: Any, label_field: str | None) -
     """The layout of the training ``table``: inferred from the column names, or the given
     columns (a prompt column, or a column of turns, and a response column)."""
     given = given_fields(text_fields)
-    inferred = _inferred_layout(table)
+    inferred = _inferred_layout(table, label_field)
     if inferred is not None and _agrees(inferred, given, label_field):
         return inferred
     if given is not None and len(given) != 1:
@@ -107,20 +107,39 @@ def generation_layout(table: Table, text_fields: Any, label_field: str | None) -
     return Layout("prompt", prompt, response)
 
 
+def require_layout(table: Table, layout: Layout) -> None:
+    """Refuse a split that lacks one of ``layout``'s columns, naming what it holds."""
+    roles = {
+        "chat": (("the conversations", "--text-fields C"),),
+        "alpaca": (
+            ("Alpaca's instruction", "--text-fields P"),
+            ("the response", "--label-field R"),
+        ),
+        "prompt": (("the prompt", "--text-fields P"), ("the response", "--label-field R")),
+    }[layout.kind]
+    for column, (what, option) in zip(layout.columns, roles, strict=True):
+        if column not in table.columns:
+            raise BadData(
+                f"{table.file} has no column {column!r} ({what}); columns are "
+                f"{listing(table.columns)}: add it, or name the column with {option}"
+            )
+
+
 def _agrees(layout: Layout, given: tuple[str, ...] | None, label_field: str | None) -> bool:
     """Whether the fields given (as a task records them, or typed) are ``layout``'s own."""
     return given in (None, layout.text_fields) and label_field in (None, layout.response)
 
 
-def _inferred_layout(table: Table) -> Layout | None:
-    """The layout the column names show, or None."""
+def _inferred_layout(table: Table, label_field: str | None) -> Layout | None:
+    """The layout the column names show (with the response column given, if it is), or None."""
     messages = _named(table, "messages")
     if messages is not None:
         return Layout("chat", messages, messages)
-    prompt, response = _named(table, "prompt"), _response_column(table)
+    prompt = _named(table, "prompt")
     if prompt is not None:
+        response = label_field or _response_column(table)
         return Layout("prompt", prompt, response) if response is not None else None
-    instruction, output = _named(table, "instruction"), _named(table, "output")
+    instruction, output = _named(table, "instruction"), label_field or _named(table, "output")
     if instruction is not None and output is not None:
         return Layout("alpaca", instruction, output, _named(table, "input"))
     return None
@@ -158,13 +177,13 @@ def read_generation(table: Table, layout: Layout) -> tuple[tuple[Turns, ...], tu
     pairs = read_texts(table, (layout.prompt, layout.response))
     prompts = [p for p, _ in pairs]
     if layout.input is not None and layout.input in table.columns:
-        prompts = [_with_input(table, i, p, layout.input) for i, p in enumerate(prompts)]
+        inputs = table.column(layout.input)
+        prompts = [_with_input(table, i, p, inputs[i], layout.input) for i, p in enumerate(prompts)]
     return tuple(("user", p) for p in prompts), tuple(r.strip() for _, r in pairs)
 
 
-def _with_input(table: Table, i: int, instruction: str, field: str) -> str:
+def _with_input(table: Table, i: int, instruction: str, value: Any, field: str) -> str:
     """Alpaca's prompt: the instruction, then a blank line and the input when there is one."""
-    value = table.column(field)[i]
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
         value = str(value)
     if value is None or (isinstance(value, float) and value != value):  # a hole (NaN) in a table
@@ -188,12 +207,7 @@ def _chat_row(table: Table, i: int, value: Any, field: str) -> tuple[Turns, str]
         raise BadData(f"{where}: an empty conversation in column {field!r}; drop the row")
     turns = [_turn(f"{where} turn {j + 1}", turn) for j, turn in enumerate(value)]
     _check_order(where, [role for role, _ in turns])
-    response = turns[-1][1].strip()
-    if not response:
-        raise BadData(
-            f"{where}: empty response (the last, assistant turn); write it or drop the row"
-        )
-    return tuple(part for turn in turns[:-1] for part in turn), response
+    return tuple(part for turn in turns[:-1] for part in turn), turns[-1][1].strip()
 
 
 def _turn(where: str, turn: Any) -> tuple[str, str]:
@@ -206,8 +220,9 @@ def _turn(where: str, turn: Any) -> tuple[str, str]:
         )
     if role not in ROLES:
         raise BadData(f"{where}: unknown role {show(role)}; use {', '.join(ROLES)}")
-    if not content.strip() and role != "assistant":
-        raise BadData(f"{where}: empty {role} content; write it or drop the turn")
+    if not content.strip():
+        what = "response" if role == "assistant" else f"{role} message"
+        raise BadData(f"{where}: empty {what}; write it or drop the row")
     return role, content
 
 

@@ -39,6 +39,7 @@ from .generation import (
     is_generation,
     note_unseen_responses,
     read_generation,
+    require_layout,
 )
 from .glue import GLUE_TASKS
 from .labels import choose_metrics, read_labels, read_texts
@@ -192,7 +193,7 @@ def _generation_fields(
     (role, content, ...) ending with a user turn, and its response."""
     layout = generation_layout(folder.train, text_fields, label)
     for table in (folder.train, folder.dev):
-        require_columns(table, layout.columns)
+        require_layout(table, layout)
     train, dev = (Split(*read_generation(t, layout)) for t in (folder.train, folder.dev))
     labels = closed_labels(train.labels)
     if labels is not None:
