@@ -548,6 +548,11 @@ def methods_of(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[str, ..
     return methods, baselines
 
 
+def compared(baselines: tuple[str, ...]) -> tuple[str, ...]:
+    """compare's ``--methods``: the adapters and the baselines (``all`` holds the adapters)."""
+    return ("all",) if "all" in baselines else ("adapter", *baselines)
+
+
 def stage(start: float, name: str) -> None:
     print(f"[{time.perf_counter() - start:.0f} s] {name}", flush=True)
 
@@ -589,7 +594,7 @@ def run(args: argparse.Namespace) -> list[str]:
         workspaces[method] = workspace
         stage(start, f"2. {method}: train-next --all")
         trained = train_sequence(workspace)
-        wanted = ("adapter", *baselines) if method == methods[0] else ("adapter",)
+        wanted = ("adapter",) if method != methods[0] else compared(baselines)
         stage(start, f"2. {method}: compare --methods {','.join(wanted)}")
         results = compare(workspace, wanted, out / f"report-{method}")
         stage(start, f"2. {method}: contlearn audit")
