@@ -115,6 +115,21 @@ def save_family_backbone(folder: Path, label: str, pad: bool = True) -> Path:
     return folder
 
 
+def save_causal_backbone(folder: Path, label: str, **save) -> Path:
+    """A tiny random causal LM of decoder family ``label`` (its output projection saved too:
+    ``lm_head.weight`` for an untied one) with the tiny WordPiece tokenizer, saved like a hub
+    model; ``save``: ``save_pretrained``'s options (``max_shard_size`` for a sharded folder)."""
+    from transformers import BertTokenizerFast
+
+    from tests.family_configs import tiny_causal_lm
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {word: i for i, word in enumerate(tiny_vocab())}
+    BertTokenizerFast(vocab=vocab, do_lower_case=True).save_pretrained(folder)
+    tiny_causal_lm(label).save_pretrained(folder, **save)
+    return folder
+
+
 def tiny_adapted(num_layers: int = 2, hidden: int = 16):
     """A random BERT of ``num_layers`` layers, width ``hidden``, with its sites wrapped (no
     files, no ledger)."""

@@ -79,3 +79,15 @@ def tiny_model(label: str, seed: int = 0):
     model_type, values = CONFIGS[label]
     torch.manual_seed(seed)
     return AutoModel.from_config(AutoConfig.for_model(model_type, **values))
+
+
+def tiny_causal_lm(label: str, seed: int = 0):
+    """A tiny random causal language model of decoder family ``label`` (its base model is
+    what :func:`tiny_model` builds, plus the output projection: tied for GPT-2, untied for
+    the Llama-like configs), in eval mode."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    model_type, values = CONFIGS[label]
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **values)).eval()

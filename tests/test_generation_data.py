@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contlearn import config as cfg
+from contlearn.data.generation import alpaca_prompt, conversation_prompt
 from contlearn.data.labels import choose_metrics
 from contlearn.data.task import load_task_data
 from contlearn.errors import BadData
 from contlearn.eval import generation as gen
 from contlearn.eval.squad import normalize_answer
 from contlearn.ledger.records import TaskRecord
+from contlearn.ops.intake import read_entry, task_spec
 from contlearn.runtime.context import read_task_data
 
 LONG = "a reply of quite a few words, more than five"
@@ -289,6 +294,29 @@ def test_classification_and_tagging_data_stay_what_they_were(tmp_path: Path) -> 
     assert load_task_data(mixed).kind == "generation"
 
 
+def test_generation_data_registered_as_classification_is_refused(tmp_path: Path) -> None:
+    config = cfg.WorkspaceConfig(root=tmp_path)
+    path = write(tmp_path, "parquet", CHAT_TRAIN, CHAT_DEV)
+    entry = cfg.TaskEntry(name="chat", data=str(path), kind="classification")
+    with pytest.raises(BadData, match="its data holds generation labels, which a classification"):
+        task_spec(entry, read_entry(config, entry))
+
+
+def test_a_task_of_another_kind_that_named_prompt_and_response_columns_stays_it(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "csv", SENTIMENT_TRAIN, SENTIMENT_DEV[1:])
+    named = {"text_fields": ("prompt",), "label_field": "output"}
+    d = load_task_data(path, kind="classification", **named)  # a re-read of such a task
+    assert (d.kind, d.labels, d.metrics) == (
+        "classification",
+        ("negative", "positive"),
+        ("accuracy",),
+    )
+    assert load_task_data(path, **named).kind == "generation"  # no kind: recognised
+    assert load_task_data(path, kind="classification").kind == "generation"  # the kind refuses it
+
+
 # ---------------------------------------------------------------------------------------------
 # Metrics chosen
 
@@ -388,7 +416,7 @@ U, A, S = (
             [{"role": "bot", "content": "x"}, A],
             "turn 1: unknown role 'bot'; use system, user, assistant",
         ),
-        ([U, A, U], "ends with a user turn, not the assistant's"),
+        ([U, A, U], "ends with the user's turn, not the assistant's"),
         ([S, A], "no user turn"),
         ([U, S, A], "turn 2: a system turn after the first"),
         ([U, U, A], "turn 2: two user turns in a row"),
@@ -400,6 +428,26 @@ U, A, S = (
 def test_bad_conversations(tmp_path: Path, turns: list, words: str) -> None:
     message = bad(_chat(tmp_path, turns), "train.jsonl line 3", words)
     assert len(message) < 300
+
+
+def test_a_prompt_to_answer_given_as_turns() -> None:
+    assert conversation_prompt([S, U], "row 1") == ("system", "s", "user", "u")
+    assert conversation_prompt([U, A, U], "row 1") == ("user", "u", "assistant", "a", "user", "u")
+    cases = [
+        ([U, A], "row 2: the conversation ends with the assistant's turn, not the user's"),
+        ([S], "row 2: the conversation ends with the system's turn"),
+        ([A, U], "row 2 turn 1: a first assistant turn"),
+        ([U, {"role": "assistant", "content": ""}, U], "row 2 turn 2: empty assistant message"),
+        ("hi", "row 2: column 'messages' holds 'hi', not a list of {role, content} turns"),
+    ]
+    for turns, message in cases:
+        with pytest.raises(BadData, match=f"^{re.escape(message)}"):
+            conversation_prompt(turns, "row 2")
+
+
+def test_alpaca_prompt() -> None:
+    assert alpaca_prompt("Translate.", "cat") == "Translate.\n\ncat"
+    assert alpaca_prompt("Translate.", " ") == alpaca_prompt("Translate.", None) == "Translate."
 
 
 def test_a_dev_split_missing_a_column(tmp_path: Path) -> None:
@@ -455,6 +503,24 @@ def test_ambiguous_columns_ask_which(tmp_path: Path) -> None:
     two = {"text_fields": "prompt,response", "label_field": "output"}
     bad(path, "one prompt column, not 2", kind="generation", **two)
     assert load_task_data(path, **two).kind == "classification"  # as asked, without the kind
+
+
+def test_a_prompt_column_of_turns_asks_for_messages(tmp_path: Path) -> None:
+    rows = [{"prompt": [U], "completion": [A]}]  # TRL's conversational prompt-completion
+    path = files(tmp_path, {"train.jsonl": jsonl(rows), "dev.jsonl": jsonl(rows)})
+    bad(path, "train.jsonl: column 'prompt' holds lists, not prompt text", "messages column")
+
+
+def test_one_column_as_prompt_and_response(tmp_path: Path) -> None:
+    path = write(tmp_path, "jsonl", OPEN_TRAIN, OPEN_DEV)
+    bad(path, "column 'prompt' cannot be both the prompt and the response", label_field="prompt")
+
+
+def test_alpaca_instruction_named_as_the_prompt_keeps_the_input(tmp_path: Path) -> None:
+    path = write(tmp_path, "jsonl", ALPACA_TRAIN, ALPACA_DEV)
+    d = load_task_data(path, text_fields="instruction", label_field="output", kind="generation")
+    assert d == load_task_data(path)
+    assert d.train.texts[0] == ("user", "Translate to French.\n\ncat")
 
 
 def test_an_alpaca_input_that_is_not_text(tmp_path: Path) -> None:
@@ -514,6 +580,10 @@ def test_rouge_l_empty_and_non_latin_text() -> None:
     # CJK: a token per character; 4 of 5 characters in order
     assert gen.rouge_l_pair("猫が座った", "猫が立った") == pytest.approx(0.8)
     assert gen.rouge_l_pair("café au lait", "cafe au lait") == pytest.approx(2 / 3)
+    assert gen.rouge_l_pair("café", "cafe\u0301") == 1.0  # composed or not, the same word
+    # Devanagari's vowel signs and virama are combining marks: they stay in their word
+    assert gen.UnicodeTokenizer().tokenize("नमस्ते दुनिया") == ["नमस्ते", "दुनिया"]
+    assert gen.UnicodeTokenizer().tokenize("안녕 세상") == ["안녕", "세상"]  # Korean: words
     for pred in ("", "   ", "?!"):
         assert gen.rouge_l_pair("some answer", pred) == 0.0
     assert gen.rouge_l(["some answer", "x"], ["", "x"]) == 0.5
@@ -580,3 +650,23 @@ def test_wrong_metric_input_is_a_value_error() -> None:
         gen.generation_scores(["accuracy"], ["a"], ["a"], None)
     with pytest.raises(ValueError, match="unknown generation metric 'bleu'"):
         gen.per_example("bleu", ["a"], ["a"])
+
+
+_TEXTS = st.text(alphabet="ab .,!Éé猫Ж_-", max_size=12)
+_RESPONSES = _TEXTS.map(str.strip).filter(bool)  # as the data layer gives them
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_RESPONSES, _TEXTS), min_size=1, max_size=6))
+def test_scores_are_fractions_and_the_means_of_their_parts(pairs: list[tuple[str, str]]) -> None:
+    golds, preds = [g for g, _ in pairs], [p for _, p in pairs]
+    labels = tuple(sorted(set(golds)))
+    scores = gen.generation_scores(["exact_match"], golds, preds, labels)
+    for name, value in scores.items():
+        parts = gen.per_example(name, golds, preds, labels)
+        assert 0 <= value <= 1 and sum(parts) / len(parts) == pytest.approx(value)
+    same = gen.generation_scores([], golds, golds, labels)
+    assert same["exact_match"] == 1.0 and same["accuracy"] == 1.0
+    for gold in golds:  # a text against itself: ROUGE-L 1 when it has a token, else 0
+        has_tokens = bool(gen.UnicodeTokenizer().tokenize(gold))
+        assert gen.rouge_l_pair(gold, gold) == float(has_tokens)

@@ -3,6 +3,7 @@ generation task."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -158,7 +159,7 @@ def generate(
         contlearn generate chat "Write a tagline" --temperature 0.8 --top-p 0.9 --seed 1
     """
     if prompt is None or prompt == "-":
-        prompts = [line for line in click.get_text_stream("stdin").read().splitlines() if line]
+        prompts = [line for line in sys.stdin.read().splitlines() if line.strip()]
     else:
         prompts = [prompt]
     ws = open_workspace(workspace, db)

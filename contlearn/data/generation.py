@@ -15,8 +15,10 @@ folder) holds one of three layouts, its column names compared case-insensitively
 column of turns given as the prompt reads as chat). Each row's prompt becomes a flattened
 conversation ``(role1, content1, role2, content2, ...)`` that ends with a user turn, and its
 label the response, stripped of surrounding whitespace. When the training responses take at
-most 20 distinct values of at most 5 words each (a sentiment, a topic name), they form a closed
-label set and accuracy scores the task as well.
+most 20 distinct values of at most 5 words each (``rules``; a sentiment, a topic name), they
+form a closed label set and accuracy scores the task as well; a dev response outside that set
+is allowed (it scores as wrong) and logged. :func:`conversation_prompt` and
+:func:`alpaca_prompt` give the same prompts for rows to answer, which have no response.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadData
+from . import rules
 from .columns import by_lower_name, given_fields
 from .labels import read_texts
 from .messages import listing, show
@@ -36,8 +39,6 @@ log = logging.getLogger(__name__)
 
 GENERATION = "generation"
 ROLES = ("system", "user", "assistant")
-MAX_CLOSED_LABELS = 20  # distinct training responses ...
-MAX_LABEL_WORDS = 5  # ... of at most this many words each: a closed label set
 _RESPONSE_NAMES = ("response", "completion", "output")
 LAYOUTS = (
     "prompt + response (or completion / output) columns, Alpaca's instruction + optional "
@@ -48,18 +49,18 @@ Turns = tuple[str, ...]  # a flattened conversation: role1, content1, role2, con
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a table holds each row's prompt and response. ``kind``: "prompt" (a prompt column
+    """Where a table holds each row's prompt and response. ``name``: "prompt" (a prompt column
     and a response column), "alpaca" (``prompt`` is the instruction column, ``input`` the
     optional input column) or "chat" (``prompt`` and ``response`` are both the turns column)."""
 
-    kind: str
+    name: str
     prompt: str
     response: str
     input: str | None = None
 
     @property
     def text_fields(self) -> tuple[str, ...]:
-        return ("prompt",) if self.kind == "alpaca" else (self.prompt,)
+        return ("prompt",) if self.name == "alpaca" else (self.prompt,)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -73,7 +74,7 @@ def is_generation(table: Table, text_fields: Any, label_field: str | None) -> bo
     layout = _inferred_layout(table, label_field)
     if layout is None or not _agrees(layout, given_fields(text_fields), label_field):
         return False
-    return layout.kind != "chat" or _holds_lists(table, layout.prompt)
+    return layout.name != "chat" or _holds_lists(table, layout.prompt)
 
 
 def generation_layout(table: Table, text_fields: Any, label_field: str | None) -> Layout:
@@ -82,7 +83,7 @@ def generation_layout(table: Table, text_fields: Any, label_field: str | None) -
     given = given_fields(text_fields)
     inferred = _inferred_layout(table, label_field)
     if inferred is not None and _agrees(inferred, given, label_field):
-        return inferred
+        return _distinct(inferred)
     if given is not None and len(given) != 1:
         raise BadData(
             f"a generation task reads one prompt column, not {len(given)} ({listing(given)}); "
@@ -102,9 +103,16 @@ def generation_layout(table: Table, text_fields: Any, label_field: str | None) -
             f"{table.file} fits no generation layout (columns are {listing(table.columns)}); "
             f"write {LAYOUTS}, or pass --text-fields P --label-field R"
         )
-    if prompt == response:
-        raise BadData(f"column {prompt!r} cannot be both the prompt and the response")
-    return Layout("prompt", prompt, response)
+    return _distinct(Layout("prompt", prompt, response))
+
+
+def _distinct(layout: Layout) -> Layout:
+    if layout.name != "chat" and layout.prompt == layout.response:
+        raise BadData(
+            f"column {layout.prompt!r} cannot be both the prompt and the response; pass "
+            "--label-field R naming the response column"
+        )
+    return layout
 
 
 def require_layout(table: Table, layout: Layout) -> None:
@@ -116,7 +124,7 @@ def require_layout(table: Table, layout: Layout) -> None:
             ("the response", "--label-field R"),
         ),
         "prompt": (("the prompt", "--text-fields P"), ("the response", "--label-field R")),
-    }[layout.kind]
+    }[layout.name]
     for column, (what, option) in zip(layout.columns, roles, strict=True):
         if column not in table.columns:
             raise BadData(
@@ -126,8 +134,10 @@ def require_layout(table: Table, layout: Layout) -> None:
 
 
 def _agrees(layout: Layout, given: tuple[str, ...] | None, label_field: str | None) -> bool:
-    """Whether the fields given (as a task records them, or typed) are ``layout``'s own."""
-    return given in (None, layout.text_fields) and label_field in (None, layout.response)
+    """Whether the fields given (as a task records them, or typed) are ``layout``'s own
+    (Alpaca's instruction column named as the prompt still reads with its input)."""
+    prompts = (None, layout.text_fields, (layout.prompt,))
+    return given in prompts and label_field in (None, layout.response)
 
 
 def _inferred_layout(table: Table, label_field: str | None) -> Layout | None:
@@ -170,10 +180,16 @@ def _holds_lists(table: Table, field: str) -> bool:
 
 def read_generation(table: Table, layout: Layout) -> tuple[tuple[Turns, ...], tuple[str, ...]]:
     """Each row's prompt, as a flattened conversation ending with a user turn, and response."""
-    if layout.kind == "chat":
+    if layout.name == "chat":
         turns = table.column(layout.prompt)
         rows = [_chat_row(table, i, value, layout.prompt) for i, value in enumerate(turns)]
         return tuple(p for p, _ in rows), tuple(r for _, r in rows)
+    if _holds_lists(table, layout.prompt):
+        raise BadData(
+            f"{table.file}: column {layout.prompt!r} holds lists, not prompt text; write a "
+            "conversation as a messages column of {role, content} turns ending with the "
+            "assistant's reply"
+        )
     pairs = read_texts(table, (layout.prompt, layout.response))
     prompts = [p for p, _ in pairs]
     if layout.input is not None and layout.input in table.columns:
@@ -183,7 +199,6 @@ def read_generation(table: Table, layout: Layout) -> tuple[tuple[Turns, ...], tu
 
 
 def _with_input(table: Table, i: int, instruction: str, value: Any, field: str) -> str:
-    """Alpaca's prompt: the instruction, then a blank line and the input when there is one."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
         value = str(value)
     if value is None or (isinstance(value, float) and value != value):  # a hole (NaN) in a table
@@ -193,11 +208,31 @@ def _with_input(table: Table, i: int, instruction: str, value: Any, field: str) 
             f"{table.where(i)}: column {field!r} holds a {type(value).__name__}, not text; "
             "write the input as text, or leave it empty"
         )
-    return f"{instruction}\n\n{value}" if value.strip() else instruction
+    return alpaca_prompt(instruction, value)
+
+
+def alpaca_prompt(instruction: str, input: str | None) -> str:
+    """Alpaca's prompt: the instruction, then a blank line and the input when there is one."""
+    return f"{instruction}\n\n{input}" if input and input.strip() else instruction
 
 
 def _chat_row(table: Table, i: int, value: Any, field: str) -> tuple[Turns, str]:
     where = table.where(i)
+    turns = _turns(where, value, field)
+    _check_order(where, [role for role, _ in turns], "assistant")
+    return tuple(part for turn in turns[:-1] for part in turn), turns[-1][1].strip()
+
+
+def conversation_prompt(value: Any, where: str, field: str = "messages") -> Turns:
+    """A prompt given as a list of ``{role, content}`` turns (a row to answer, as ``predict``
+    or a server gets it), checked and flattened: one system turn may come first, then user and
+    assistant turns alternate, ending with the user's. ``where`` names the row in messages."""
+    turns = _turns(where, value, field)
+    _check_order(where, [role for role, _ in turns], "user")
+    return tuple(part for turn in turns for part in turn)
+
+
+def _turns(where: str, value: Any, field: str) -> list[tuple[str, str]]:
     if not isinstance(value, (list, tuple)):
         raise BadData(
             f"{where}: column {field!r} holds {show(value)}, not a list of {{role, content}} "
@@ -205,12 +240,11 @@ def _chat_row(table: Table, i: int, value: Any, field: str) -> tuple[Turns, str]
         )
     if not value:
         raise BadData(f"{where}: an empty conversation in column {field!r}; drop the row")
-    turns = [_turn(f"{where} turn {j + 1}", turn) for j, turn in enumerate(value)]
-    _check_order(where, [role for role, _ in turns])
-    return tuple(part for turn in turns[:-1] for part in turn), turns[-1][1].strip()
+    last = len(value) - 1
+    return [_turn(f"{where} turn {j + 1}", turn, j == last) for j, turn in enumerate(value)]
 
 
-def _turn(where: str, turn: Any) -> tuple[str, str]:
+def _turn(where: str, turn: Any, last: bool) -> tuple[str, str]:
     role = turn.get("role") if isinstance(turn, dict) else None
     content = turn.get("content") if isinstance(turn, dict) else None
     if not isinstance(role, str) or not isinstance(content, str):
@@ -221,21 +255,26 @@ def _turn(where: str, turn: Any) -> tuple[str, str]:
     if role not in ROLES:
         raise BadData(f"{where}: unknown role {show(role)}; use {', '.join(ROLES)}")
     if not content.strip():
-        what = "response" if role == "assistant" else f"{role} message"
+        what = "response" if last and role == "assistant" else f"{role} message"
         raise BadData(f"{where}: empty {what}; write it or drop the row")
     return role, content
 
 
-def _check_order(where: str, roles: Sequence[str]) -> None:
-    """One system turn may come first; then user and assistant alternate, from a user turn to
-    the assistant's last turn (what chat templates accept)."""
+def _check_order(where: str, roles: Sequence[str], last: str) -> None:
+    """One system turn may come first; then user and assistant turns alternate, from a user
+    turn to a ``last`` one (the assistant's reply to learn, or the user's message of a prompt):
+    what chat templates accept."""
     if "system" in roles[1:]:
         turn = roles.index("system", 1) + 1
         raise BadData(f"{where} turn {turn}: a system turn after the first; put it first, once")
-    if roles[-1] != "assistant":
+    if roles[-1] != last:
+        fix = (
+            "end it with the assistant's reply (the response to learn)"
+            if last == "assistant"
+            else "a prompt ends with the user's message, which the model answers"
+        )
         raise BadData(
-            f"{where}: the conversation ends with a {roles[-1]} turn, not the assistant's; end it "
-            "with the assistant's reply (the response to learn)"
+            f"{where}: the conversation ends with the {roles[-1]}'s turn, not the {last}'s; {fix}"
         )
     if "user" not in roles:
         raise BadData(f"{where}: no user turn; add the user's message before the assistant's")
@@ -252,11 +291,12 @@ def _check_order(where: str, roles: Sequence[str]) -> None:
 
 def closed_labels(responses: Sequence[str]) -> tuple[str, ...] | None:
     """The sorted distinct training responses when they form a closed label set (at most
-    MAX_CLOSED_LABELS of them, each of at most MAX_LABEL_WORDS words), else None."""
+    ``rules.MAX_CLOSED_LABELS`` of them, each of at most ``rules.MAX_LABEL_WORDS`` words), else
+    None."""
     distinct = set(responses)
-    if len(distinct) > MAX_CLOSED_LABELS:
+    if len(distinct) > rules.MAX_CLOSED_LABELS:
         return None
-    if any(len(r.split()) > MAX_LABEL_WORDS for r in distinct):
+    if any(len(r.split()) > rules.MAX_LABEL_WORDS for r in distinct):
         return None
     return tuple(sorted(distinct))
 

@@ -19,6 +19,7 @@ from ..config import (
     TAGGING_METRICS,
 )
 from ..errors import BadData
+from . import rules
 from .glue import Glue
 from .messages import listing, show
 from .tables import Folder, Table
@@ -183,7 +184,10 @@ _LABELS_ARE = {
     "regression": "numbers (regression)",
     "tagging": "one tag per word (tagging)",
     "extractive-qa": "answer spans (extractive QA)",
-    "generation": "free-text responses without a closed set (generation)",
+    "generation": (
+        f"free text, not a closed set (at most {rules.MAX_CLOSED_LABELS} distinct training "
+        f"responses of at most {rules.MAX_LABEL_WORDS} words)"
+    ),
     "closed generation": "responses from a closed set (generation)",
 }
 _GENERATION = ("generation", "closed generation")

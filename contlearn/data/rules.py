@@ -26,3 +26,9 @@ DEV_STEMS = ("validation", "dev")
 # names, which add CoNLL-2003's "valid".
 CONLL_FORMATS = ("txt", "conll", "iob", "iob2", "bio")
 CONLL_DEV_STEMS = ("valid", *DEV_STEMS)
+
+
+# Generation: training responses form a closed label set (a sentiment, a topic name; accuracy
+# then fits) when they take at most this many distinct values, each of at most this many words.
+MAX_CLOSED_LABELS = 20
+MAX_LABEL_WORDS = 5

@@ -122,9 +122,7 @@ def load_task_data(
     if kind == QA or looks_like_qa(source):
         return _qa_data(source, metric)
     folder = read_folder(source)
-    if kind == GENERATION or (
-        kind != "tagging" and is_generation(folder.train, text_fields, label_field)
-    ):
+    if _reads_as_generation(folder, kind, text_fields, label_field):
         fields = _generation_fields(folder, text_fields, label_field, metric)
     elif kind == "tagging" or is_tagging(folder, text_fields, label_field):
         fields = _tagging_fields(folder, text_fields, label_field, metric)
@@ -140,6 +138,19 @@ def load_task_data(
     )
     log.info("read %s: %d train / %d dev rows", data.source, folder.train.rows, folder.dev.rows)
     return data
+
+
+def _reads_as_generation(
+    folder: Folder, kind: str | None, text_fields: Any, label_field: str | None
+) -> bool:
+    """Generation data: registered as such, or recognised by its columns. Under another kind,
+    only columns found by their usual names count: a task of that kind may have named a prompt
+    and a response column as its text and label, and it stays what it was registered as."""
+    if kind == GENERATION:
+        return True
+    if kind == "tagging" or (kind is not None and (text_fields, label_field) != (None, None)):
+        return False
+    return is_generation(folder.train, text_fields, label_field)
 
 
 def _labelled_fields(

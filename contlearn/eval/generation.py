@@ -7,9 +7,9 @@
   ``rouge-score`` package. Its default tokenizer keeps only ``[a-z0-9]`` runs, so text in other
   scripts becomes no tokens at all and two identical Russian sentences would score 0; the
   tokenizer here (:class:`UnicodeTokenizer`) gives the same tokens on ASCII text and keeps the
-  letters and digits of every script, each CJK character a token of its own (those scripts do
-  not separate words by spaces). A side with no tokens (an empty text, or only punctuation)
-  scores 0.
+  letters, digits and combining marks of every script (NFC-normalised), each Chinese or
+  Japanese character a token of its own (those scripts do not separate words by spaces). A
+  side with no tokens (an empty text, or only punctuation) scores 0.
 - ``accuracy``, for a closed label set (a sentiment, a topic name): the share of generated
   texts that answer their gold label (:func:`label_of`).
 
@@ -22,8 +22,9 @@ programming errors, as in :mod:`contlearn.eval.metrics`.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
-from functools import cache
+from functools import cache, lru_cache
 
 from .squad import normalize_answer
 
@@ -33,10 +34,8 @@ from .squad import normalize_answer
 GENERATION_METRICS = ("accuracy", "exact_match", "rouge_l")
 OPEN_GENERATION_METRICS = ("rouge_l", "exact_match")
 
-# CJK ideographs, kana and hangul: one token per character; elsewhere a run of letters and
-# digits of any script ([^\W_]: word characters but the underscore) is a token.
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-_TOKEN = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+")
+# Chinese and Japanese (written without spaces between words): one token per character.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 
 
 def normalize(text: str) -> str:
@@ -45,12 +44,28 @@ def normalize(text: str) -> str:
 
 
 class UnicodeTokenizer:
-    """rouge-score's tokenizer interface (``tokenize(text) -> list[str]``): lower-cased runs of
-    letters and digits of any script, each CJK character alone. On ASCII text the tokens are
-    those of rouge-score's default tokenizer (without stemming)."""
+    """rouge-score's tokenizer interface (``tokenize(text) -> list[str]``): the NFC-normalised,
+    lower-cased text's runs of letters, digits and combining marks of any script (Devanagari's
+    vowel signs belong to their word), each Chinese or Japanese character alone. On ASCII text
+    the tokens are those of rouge-score's default tokenizer (without stemming)."""
+
+    def __init__(self) -> None:
+        self._token = _token_pattern()
 
     def tokenize(self, text: str) -> list[str]:
-        return _TOKEN.findall(text.lower())
+        return self._token.findall(unicodedata.normalize("NFC", text).lower())
+
+
+@cache
+def _token_pattern() -> re.Pattern[str]:
+    """CJK characters one by one, else runs of word characters (not ``_``) and combining marks,
+    which Python's ``\\w`` leaves out. The marks are those of the Basic Multilingual Plane
+    (scanning it takes some tens of milliseconds, once); a mark beyond it, of a rare or historic
+    script, splits its word."""
+    marks = "".join(
+        f"\\u{cp:04x}" for cp in range(0x10000) if unicodedata.category(chr(cp)).startswith("M")
+    )
+    return re.compile(f"[{_CJK}]|(?:[^\\W_{_CJK}]|[{marks}])+")
 
 
 @cache
@@ -85,15 +100,20 @@ def label_of(text: str, labels: Sequence[str]) -> str | None:
     stripped = text.strip()
     if stripped in labels:
         return stripped
-    words = normalize(text).split()
+    words = _words(text)
     fitting = [
         label
         for label in labels
-        if (label_words := normalize(label).split()) and words[: len(label_words)] == label_words
+        if (label_words := _words(label)) and words[: len(label_words)] == label_words
     ]
     if not fitting:
         return None
-    return max(fitting, key=lambda label: (len(normalize(label).split()), len(label)))
+    return max(fitting, key=lambda label: (len(_words(label)), len(label)))
+
+
+@lru_cache(maxsize=1024)  # a closed set's few labels, normalised once per run, not per example
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(normalize(text).split())
 
 
 def accuracy(golds: Sequence[str], preds: Sequence[str], labels: Sequence[str]) -> float:

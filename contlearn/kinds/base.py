@@ -224,12 +224,21 @@ class TaskKind:
         logits: torch.Tensor,
         labels: Sequence[str] | None,
         texts: Sequence[Sequence[str]] | None = None,
-        encoded: Encoded | None = None,
     ) -> list[dict[str, Any]]:
-        """What ``predict`` returns per row (``texts``: each row's text fields as given;
-        ``encoded``: what they were encoded as): ``label`` and ``probabilities`` (or None),
-        and what the kind adds."""
+        """What ``predict`` returns per row (``texts``: each row's text fields as given):
+        ``label`` and ``probabilities`` (or None), and what the kind adds."""
         raise NotImplementedError
+
+    def predict_outputs(
+        self,
+        logits: torch.Tensor,
+        labels: Sequence[str] | None,
+        texts: Sequence[Sequence[str]],
+        encoded: Encoded,
+    ) -> list[dict[str, Any]]:
+        """:meth:`outputs` of rows ``predict`` encoded as ``encoded`` (a kind that needs the
+        encoding to describe its outputs, generation's tokenizer, reads it)."""
+        return self.outputs(logits, labels, texts)
 
     def describe_outputs(self, labels: Sequence[str] | None) -> str:
         """A task's outputs in words, for messages: ``3 labels``, ``a regression (1 output)``."""

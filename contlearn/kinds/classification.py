@@ -10,8 +10,6 @@ from .base import TRAIN_MORE, TaskKind
 if TYPE_CHECKING:
     import torch
 
-    from ..train.batching import Encoded
-
 
 class Classification(TaskKind):
     name = "classification"
@@ -67,7 +65,6 @@ class Classification(TaskKind):
         logits: torch.Tensor,
         labels: Sequence[str] | None,
         texts: Sequence[Sequence[str]] | None = None,
-        encoded: Encoded | None = None,
     ) -> list[dict[str, Any]]:
         """Each row's label and the softmax probability of every label."""
         import torch

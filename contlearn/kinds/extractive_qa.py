@@ -174,7 +174,6 @@ class ExtractiveQA(TaskKind):
         logits: torch.Tensor,
         labels: Sequence[str] | None,
         texts: Sequence[Sequence[str]] | None = None,
-        encoded: Encoded | None = None,
     ) -> list[dict[str, Any]]:
         """Per question: the answer (``label``), its character offsets in the context and its
         score (start + end logit); SQuAD v2 tasks answer "" when the null score wins."""

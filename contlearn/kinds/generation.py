@@ -244,6 +244,15 @@ class Generation(TaskKind):
             for text, row in zip(made, ids, strict=True)
         ]
 
+    def predict_outputs(
+        self,
+        logits: torch.Tensor,
+        labels: Sequence[str] | None,
+        texts: Sequence[Sequence[str]],
+        encoded: Encoded,
+    ) -> list[dict[str, Any]]:
+        return self.outputs(logits, labels, texts, encoded)
+
     def describe_outputs(self, labels: Sequence[str] | None) -> str:
         return "generated text"
 

@@ -11,8 +11,6 @@ from .base import TaskKind
 if TYPE_CHECKING:
     import torch
 
-    from ..train.batching import Encoded
-
 # A regression task's prediction is its value: across machines a value within this relative
 # tolerance (of max(1, |value|)) is the same prediction, and a metric within it the same value.
 TOLERANCE = 1e-5
@@ -54,7 +52,6 @@ class Regression(TaskKind):
         logits: torch.Tensor,
         labels: Sequence[str] | None,
         texts: Sequence[Sequence[str]] | None = None,
-        encoded: Encoded | None = None,
     ) -> list[dict[str, Any]]:
         """Each row's value; a regression has no probabilities."""
         return [{"label": v, "probabilities": None} for v in self.predictions(logits)]

@@ -172,7 +172,6 @@ class Tagging(TaskKind):
         logits: torch.Tensor,
         labels: Sequence[str] | None,
         texts: Sequence[Sequence[str]] | None = None,
-        encoded: Encoded | None = None,
     ) -> list[dict[str, Any]]:
         """Per row: its tags (``label``, space-separated), each word with its tag and character
         offsets, and the entity spans with their types and offsets."""

@@ -251,9 +251,12 @@ class AdaptedModel(nn.Module):
         self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None
     ) -> Tensor:
         """Logits [B, num_outputs] of the active task for input_ids [B, T] ([B, T,
-        num_outputs] for a task with a per-token head)."""
+        num_outputs] for a task with a per-token head; a generation task's are
+        :meth:`lm_logits`, positions from the mask)."""
         if self.router.task is None:
             raise RuntimeError("no active task: call activate(name) first")
+        if isinstance(self._task(self.router.name).head, LMHead):
+            return self.lm_logits(input_ids, attention_mask)
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:  # DistilBERT takes no token_type_ids
             inputs["token_type_ids"] = token_type_ids

@@ -87,8 +87,10 @@ def generate(
     """Generated ids [B, max_new_tokens] (int64) for the left-padded prompts ``input_ids`` [B, T]:
     ``-1`` after a row stopped (its stop token kept). ``tasks``: row i's task ``tasks[i]``;
     None: the active task's, or with none active the base model's."""
-    _check_batch(model, input_ids, attention_mask, decoding, tasks)
     rows = input_ids.shape[0]
+    if rows == 0:
+        return input_ids.new_full((0, decoding.max_new_tokens), -1)
+    _check_batch(model, input_ids, attention_mask, decoding, tasks)
     if tasks is None:
         return _generate(model, input_ids, attention_mask, decoding, {model.active: slice(0, rows)})
     names = list(dict.fromkeys(tasks))

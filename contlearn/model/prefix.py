@@ -2,6 +2,8 @@
 module. Nothing there needs a backward pass; run without dropout, their output for an example is
 the same in every epoch, so it is computed once, kept (up to a byte limit), and later batches
 whose examples are all kept skip the prefix. The layers above it run as usual.
+It is a training-time cache only: it is switched off while a batch generates
+(``AdaptedModel.generating``), whose rows are not training examples.
 """
 
 from __future__ import annotations

@@ -153,7 +153,7 @@ def check_backbone_fits(name: str, kind: kinds.TaskKind, backbone: BackboneRecor
     family reads no last token: BERT and its kin)."""
     from ..model.families import FAMILIES
 
-    decoder = any(backbone.model_type in f.model_types and f.pooling == "last" for f in FAMILIES)
+    decoder = any(backbone.model_type in f.model_types and f.causal for f in FAMILIES)
     if kind.needs_decoder and not decoder:
         raise ConfigError(
             f"task {name!r}: a {kind.name} task needs a decoder backbone (a causal LM such as "

@@ -323,5 +323,9 @@ def _outputs(
     texts: Sequence[tuple[str, ...]],
     encoded: Any = None,
 ) -> list[dict[str, Any]]:
-    rows = kind_of(task).outputs(logits, task.labels, texts, encoded)
+    kind = kind_of(task)
+    if encoded is None:  # a mixed batch's row
+        rows = kind.outputs(logits, task.labels, texts)
+    else:
+        rows = kind.predict_outputs(logits, task.labels, texts, encoded)
     return [{"task": task.name, **row} for row in rows]

@@ -1,5 +1,9 @@
 """The head alone (a linear probe on the frozen backbone; ``topk`` with k = 0): the task trains
-only its classifier or regressor, which every method has."""
+only its classifier or regressor, which every method has.
+
+Generation's key/value cache: the base model's (a generation task's ``lm`` head is the
+backbone's own output projection, so a head-only generation task is the base model).
+"""
 
 from __future__ import annotations
 

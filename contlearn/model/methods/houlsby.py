@@ -5,6 +5,10 @@ task's own copies of those LayerNorms (``norms = "task"``, the paper's choice).
 AdapterHub calls this preset ``DoubleSeqBnConfig``. The state of a task keeps the layout of
 release 0.1: ``adapters.{slot}`` and ``layer_norms.{slot}`` with slot ``2*i`` for layer i's
 attention site and ``2*i + 1`` for its feed-forward site.
+
+Generation's key/value cache (:mod:`contlearn.model.decoding`): the adapters and norm copies
+act on each token's state alone, so the keys and values the cache keeps are the task's, and
+each step runs them on the new token only.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@ the feed-forward block's inner activation, ones at init (exactly the backbone). 
 ``IA3Config`` computes it: a projection is scaled after it (``base(x) * l``), or, if it is
 among ``on_input`` (peft's ``feedforward_modules``), on its input (``base(x * l)``). State:
 ``scales.{site}.{layer}.weight``.
+
+Generation's key/value cache: it keeps the rescaled keys and values, computed once per token.
 """
 
 from __future__ import annotations

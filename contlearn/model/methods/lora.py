@@ -4,6 +4,9 @@ exactly the backbone. Computes what peft's ``LoraConfig`` computes for the same 
 default initialisation: ``A`` Kaiming-uniform, ``B`` zero). State:
 ``lora.{site}.{layer}.lora_A.weight`` and ``.lora_B.weight``; with ``norms = "task"`` also
 ``layer_norms.{slot}`` (slot ``2*i`` and ``2*i + 1`` for layer i's two norms).
+
+Generation's key/value cache: with the key or value projection targeted, the cache keeps the
+updated keys and values, computed once per token as every step's recomputation would.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@ bottleneck in parallel with the feed-forward block, reading the block's input an
 ``scaling * up(act(down(x)))`` to its output before the residual add and LayerNorm (AdapterHub's
 ``ParBnConfig``). ``up`` starts at zero, so a new task computes exactly what the backbone does.
 State: ``adapters.{layer}`` and, with ``norms = "task"``, ``layer_norms.{layer}``.
+
+Generation's key/value cache: the block input kept for the adapter is the current forward's,
+the new token's alone in a cached step; the cache keeps the task's keys and values.
 """
 
 from __future__ import annotations

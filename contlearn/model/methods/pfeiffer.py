@@ -5,6 +5,9 @@ the norm's input (the block's output plus its residual) and ``LN`` the norm,
 is applied again after it. On a pre-LN layer (the norm before the block) the adapter, with its
 residual, acts on the block's output before the residual add. State: ``adapters.{layer}`` and,
 with ``norms = "task"``, ``layer_norms.{layer}``.
+
+Generation's key/value cache: the adapter acts on each token's state alone (after the
+attention), so the cache keeps the task's keys and values; each step adapts the new token only.
 """
 
 from __future__ import annotations

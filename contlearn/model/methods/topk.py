@@ -2,6 +2,10 @@
 its own trainable copies of the top k layers and runs them instead of the backbone's; the
 layers below stay frozen and shared, and the backward pass stops at the first copy. State:
 ``layers.{index}.<the layer's own parameter names>``.
+
+Generation's key/value cache: a copy keeps its layer's index and is called with the layer's
+own arguments (the cache among them), so the cache's slots for the top k layers hold the
+copies' keys and values; its rows never share a forward pass with other tasks' rows.
 """
 
 from __future__ import annotations
