@@ -13,6 +13,7 @@ import pytest
 
 from contlearn.data.instructions import INSTRUCTIONS, first_words, jsonl_bytes
 from contlearn.data.prepare import prepare_dataset
+from contlearn.data.task import load_task_data
 from contlearn.errors import ConfigError
 from contlearn.files import sha256_file
 from tests.test_prepare import LABELS, folder_bytes, needs_corpora, read_split, run
@@ -197,3 +198,25 @@ def test_a_classification_folder_is_not_taken_for_a_generation_one(tmp_path: Pat
     with pytest.raises(ConfigError, match="already holds other files; pass another --out"):
         prepare_dataset("rt-sentiment", tmp_path / "rt", max_per_class=4, form="generation")
     assert folder_bytes(tmp_path / "rt") == before
+
+
+@needs_corpora
+@pytest.mark.parametrize(
+    ("name", "labels", "metrics"),
+    [
+        ("rt-sentiment", LABELS["rt-sentiment"], ("accuracy", "exact_match", "rouge_l")),
+        ("bbc-topic", LABELS["bbc-topic"], ("accuracy", "exact_match", "rouge_l")),
+        ("bbc-headline", None, ("rouge_l", "exact_match")),
+    ],
+)
+def test_generation_folders_load_as_generation_tasks(
+    tmp_path: Path, name: str, labels: tuple[str, ...] | None, metrics: tuple[str, ...]
+) -> None:
+    result = prepare_dataset(name, tmp_path / name, max_per_class=10, form="generation")
+    data = load_task_data(tmp_path / name)
+    assert data.kind == "generation" and data.labels == labels and data.metrics == metrics
+    assert data.files == ("dev.jsonl", "train.jsonl")  # prepare.json is not taken for a split
+    assert len(data.train.texts) == result["rows"]["train"]
+    prompt = read_jsonl(tmp_path / name, "dev")[0]
+    assert tuple(data.dev.texts[0]) == ("user", prompt["prompt"])
+    assert data.dev.labels[0] == prompt["response"]
