@@ -19,10 +19,10 @@ The corpora, as checked against the installed files:
   Rotten Tomatoes snippets (source ``rotten_tomatoes``), both balanced; label 0 is a negative
   review and 1 a positive one.
 - ``bbc-headline`` (generation form only): the BBC News documents again, the prompt asking for the
-  headline of the body and the response the title (each document's first line). 31 titles head
-  two near-identical articles; one of each pair is kept (the first by the body's sha256), so
-  that no headline sits on both sides of the split, which is seeded but not stratified: the
-  corpus is one group, which ``max_per_class`` caps.
+  headline of the body and the response the title (each document's first line). Once exact
+  copies are dropped, 29 titles still head two near-identical articles; one of each pair is
+  kept (the first by the body's sha256), so that no headline sits on both sides of the split,
+  which is seeded but not stratified: the corpus is one group, which ``max_per_class`` caps.
 """
 
 from __future__ import annotations
