@@ -92,7 +92,7 @@ bench-squad: install
 # and without an adapter and the KV cache. Offline once installed (nothing from a model hub).
 LLM_STAMP := $(VENV)/.llm-installed
 GENERATION_OUT ?= benchmarks/out/generation
-DEMO_LLM_FLAGS ?= --train-examples 48 --dev-examples 24 --max-words 40 --max-length 128 \
+DEMO_LLM_FLAGS ?= --train-examples 48 --dev-examples 24 --max-words 32 --max-length 128 \
 	--max-new-tokens 4/4/16 --throughput-prompts 8 --throughput-tokens 16
 BENCH_GENERATION_FLAGS ?= --train-examples 1000 --dev-examples 200 --epochs 2 \
 	--methods lora,houlsby --baselines all

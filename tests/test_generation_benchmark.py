@@ -43,6 +43,8 @@ def test_tiny_generation_benchmark_trains_compares_audits_and_times_generation(
         ["headline", "bbc-headline"],
     ]
     assert [row[4] for row in tasks] == ["3", "3", "6"]  # each task's max new tokens
+    template = out / "ws-lora" / "backbone" / "chat_template.jinja"  # kept by the conversion
+    assert "add_generation_prompt" in template.read_text()
     for task in ("rt", "topic", "headline"):
         first = json.loads((out / "data" / task / "train.jsonl").read_text().splitlines()[0])
         assert list(first) == ["prompt", "response"]
