@@ -187,7 +187,7 @@ def test_a_generation_task_trains_and_stays_identical_while_others_train(trained
     checked = {v["task"]: v for v in chat2["verifications"]}
     assert set(checked) == {"chat", "words"} and all(v["identical"] for v in checked.values())
     assert {v["mode"] for v in checked.values()} == {"probe"}
-    assert sum(v["examples_rerun"] for v in checked.values()) > 0
+    assert checked["chat"]["examples_rerun"] == 8  # a generation batch re-run bit for bit
     run = ws.ledger.trained_run(ws.ledger.task("chat").id)
     assert run.config["train"]["max_new_tokens"] == 4  # recorded: every replay decodes as much
 
@@ -239,6 +239,18 @@ def test_predict_prints_the_generated_text(trained) -> None:
     (row,) = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
     assert row["text"] == row["label"] == "yes good"
     assert row["probabilities"] is None and row["tokens"] >= 2
+
+
+def test_predict_takes_a_prompt_as_chat_turns(trained) -> None:
+    from contlearn.errors import BadData
+
+    ws, _ = trained
+    turns = [{"role": "user", "content": "the film was good"}]
+    (row,) = ws.predict("chat", [{"prompt": turns}])
+    assert row["text"] == ws.predict("chat", [{"prompt": "the film was good"}])[0]["text"]
+    with pytest.raises(BadData, match="row 1") as info:
+        ws.predict("chat", [{"prompt": [*turns, {"role": "assistant", "content": "yes"}]}])
+    assert "\n" not in str(info.value)
 
 
 def test_generate_answers_an_argument_and_stdin(trained) -> None:

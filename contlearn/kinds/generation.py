@@ -110,9 +110,12 @@ class Generation(TaskKind):
 
         if training:
             return self.encode(tokenizer, texts, max_length, token_types, targets)
-        rows = None if targets is None else training_rows(tokenizer, texts, targets, max_length)
+        whole = [full_prompt_ids(tokenizer, row) for row in texts]
+        rows = None
+        if targets is not None:
+            rows = training_rows(tokenizer, texts, targets, max_length, prompts=whole)
         return Prompts(
-            [prompt_ids(tokenizer, row, max_length) for row in texts],
+            [ids[-max_length:] for ids in whole],
             None,
             pad_id(tokenizer),
             forced=None if rows is None else [ids for ids, _ in rows],
@@ -125,6 +128,15 @@ class Generation(TaskKind):
     def predict_inputs(self, texts: Sequence[Sequence[str]]) -> list[tuple[str, ...]]:
         """A row given as one text is the user's prompt; a flattened conversation stays."""
         return [("user", row[0]) if len(row) == 1 else tuple(row) for row in texts]
+
+    def structured_text(self, value: Any, where: str, field: str) -> tuple[str, ...] | None:
+        """A prompt given as chat turns (a list of ``{role, content}``, ending with the
+        user's): the flattened conversation (checked by the data layer's rule)."""
+        from ..data.generation import conversation_prompt
+
+        if not isinstance(value, (list, tuple)):
+            return None
+        return conversation_prompt(value, where, field)
 
     def num_outputs(self, labels: Sequence[str] | None) -> int:
         return 0  # the shared output projection: the vocabulary, nothing of the task's own
@@ -214,9 +226,6 @@ class Generation(TaskKind):
 
         return generation_scores(list(metrics), list(targets), list(predictions), labels)
 
-    def metrics_agree(self, recorded: dict[str, float], now: dict[str, float]) -> bool:
-        return recorded == now
-
     def warnings(
         self, task: str, labels: Sequence[str] | None, targets: Sequence, logits: torch.Tensor
     ) -> list[str]:
@@ -293,12 +302,6 @@ def full_prompt_ids(tokenizer: Any, row: Sequence[str]) -> list[int]:
     return tokenizer(prompt_text(tokenizer, row), add_special_tokens=False)["input_ids"]
 
 
-def prompt_ids(tokenizer: Any, row: Sequence[str], max_length: int) -> list[int]:
-    """The prompt's ids, its beginning cut to ``max_length`` tokens."""
-    ids = full_prompt_ids(tokenizer, row)
-    return ids[-max_length:]
-
-
 def response_text(tokenizer: Any, row: Sequence[str], response: str) -> str:
     """What follows the prompt in a conversation the assistant answered ``response``: the
     template's assistant turn past the prompt (the response and its end-of-turn marker), or
@@ -315,14 +318,18 @@ def response_text(tokenizer: Any, row: Sequence[str], response: str) -> str:
 
 
 def training_rows(
-    tokenizer: Any, texts: Sequence[Sequence[str]], responses: Sequence[Any], max_length: int
+    tokenizer: Any,
+    texts: Sequence[Sequence[str]],
+    responses: Sequence[Any],
+    max_length: int,
+    prompts: Sequence[list[int]] | None = None,
 ) -> list[tuple[list[int], int]]:
     """Each row's (prompt + response ids, number of prompt ids), cut to ``max_length``: the
     prompt's beginning goes first; a response that alone fills it keeps one prompt token and
-    loses its end (counted and logged)."""
+    loses its end (counted and logged). ``prompts``: the rows' whole prompt ids, if known."""
     rows, cut = [], 0
-    for row, response in zip(texts, responses, strict=True):
-        prompt = full_prompt_ids(tokenizer, row)
+    for i, (row, response) in enumerate(zip(texts, responses, strict=True)):
+        prompt = full_prompt_ids(tokenizer, row) if prompts is None else prompts[i]
         answer = tokenizer(response_text(tokenizer, row, str(response)), add_special_tokens=False)
         answer = answer["input_ids"]
         if len(answer) > max_length - 1:

@@ -248,12 +248,22 @@ def _row_texts(row: Any, i: int, task: TaskRecord) -> tuple[str, ...]:
                 f"{', '.join(task.text_fields)}); fill it in or drop the row"
             )
         if not isinstance(value, str):
-            raise BadData(
-                f"row {i + 1}: field {name!r} holds a {type(value).__name__}, not text; "
-                "pass the text as a string"
-            )
+            texts += _structured(task, value, i, name)
+            continue
         texts.append(value)
     return tuple(texts)
+
+
+def _structured(task: TaskRecord, value: Any, i: int, name: str) -> tuple[str, ...]:
+    """A field holding a structure its kind reads (a generation task's chat turns), else
+    refused."""
+    given = kind_of(task).structured_text(value, f"row {i + 1}", name)
+    if given is None:
+        raise BadData(
+            f"row {i + 1}: field {name!r} holds a {type(value).__name__}, not text; "
+            "pass the text as a string"
+        )
+    return given
 
 
 def _require_mapping(row: Any, i: int) -> None:
