@@ -94,12 +94,6 @@ class TaskKind:
         takes."""
         return [tuple(row) for row in texts]
 
-    def structured_text(self, value: Any, where: str, field: str) -> tuple[str, ...] | None:
-        """The text a row to predict gives as a structure rather than a string, in field
-        ``field`` (``where`` names the row), as :meth:`predict_inputs` takes it; None: this
-        kind reads text only (the value is refused)."""
-        return None
-
     def num_outputs(self, labels: Sequence[str] | None) -> int:
         """The width of the head's output for a task with these labels."""
         raise NotImplementedError

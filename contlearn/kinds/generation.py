@@ -129,15 +129,6 @@ class Generation(TaskKind):
         """A row given as one text is the user's prompt; a flattened conversation stays."""
         return [("user", row[0]) if len(row) == 1 else tuple(row) for row in texts]
 
-    def structured_text(self, value: Any, where: str, field: str) -> tuple[str, ...] | None:
-        """A prompt given as chat turns (a list of ``{role, content}``, ending with the
-        user's): the flattened conversation (checked by the data layer's rule)."""
-        from ..data.generation import conversation_prompt
-
-        if not isinstance(value, (list, tuple)):
-            return None
-        return conversation_prompt(value, where, field)
-
     def num_outputs(self, labels: Sequence[str] | None) -> int:
         return 0  # the shared output projection: the vocabulary, nothing of the task's own
 

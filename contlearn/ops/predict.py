@@ -255,15 +255,17 @@ def _row_texts(row: Any, i: int, task: TaskRecord) -> tuple[str, ...]:
 
 
 def _structured(task: TaskRecord, value: Any, i: int, name: str) -> tuple[str, ...]:
-    """A field holding a structure its kind reads (a generation task's chat turns), else
-    refused."""
-    given = kind_of(task).structured_text(value, f"row {i + 1}", name)
-    if given is None:
-        raise BadData(
-            f"row {i + 1}: field {name!r} holds a {type(value).__name__}, not text; "
-            "pass the text as a string"
-        )
-    return given
+    """A prompt a task that generates text is given as chat turns (a list of ``{role,
+    content}`` ending with the user's): the flattened conversation; any other non-text value
+    is refused."""
+    from ..data.generation import conversation_prompt
+
+    if kind_of(task).generates and isinstance(value, (list, tuple)):
+        return conversation_prompt(value, f"row {i + 1}", name)
+    raise BadData(
+        f"row {i + 1}: field {name!r} holds a {type(value).__name__}, not text; "
+        "pass the text as a string"
+    )
 
 
 def _require_mapping(row: Any, i: int) -> None:
