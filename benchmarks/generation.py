@@ -60,20 +60,19 @@ TINY_TEMPLATE = (
 
 
 @dataclass(frozen=True)
-class Corpus:
-    """A task of the sequence: its name, the corpus it is prepared from, how many label
-    classes split it (1: free text, split as one group) and its decoding budget."""
+class SequenceTask:
+    """A task of the sequence: its name, the corpus it is prepared from, and how many label
+    classes split it (1: free text, split as one group)."""
 
     task: str
     corpus: str
     classes: int
-    max_new_tokens: int
 
 
 TASKS = (
-    Corpus("rt", "rt-sentiment", 2, 8),
-    Corpus("topic", "bbc-topic", 5, 8),
-    Corpus("headline", "bbc-headline", 1, 24),
+    SequenceTask("rt", "rt-sentiment", 2),
+    SequenceTask("topic", "bbc-topic", 5),
+    SequenceTask("headline", "bbc-headline", 1),
 )
 
 
@@ -124,7 +123,7 @@ TINY = Budget(8, 2, 1, 40, 6, 4, (3, 3, 6), 2, 6)
 
 
 # -- the data and the workspaces ---------------------------------------------------------
-def prepare(out: Path, budget: Budget) -> list[tuple[Corpus, Path, dict]]:
+def prepare(out: Path, budget: Budget) -> list[tuple[SequenceTask, Path, dict]]:
     """Each task's folder under ``out``/data (a rerun with the same options changes nothing)."""
     from contlearn.data.prepare import prepare_dataset
 
@@ -172,7 +171,8 @@ def open_workspace(ws: Path, backbone: str, budget: Budget, compare: dict[str, s
     from contlearn.api import Workspace
     from kinds import _set
 
-    stamp = {"backbone": backbone, "budget": asdict(budget), "compare": compare}
+    trained = {k: v for k, v in asdict(budget).items() if not k.startswith("throughput")}
+    stamp = {"backbone": backbone, "budget": trained, "compare": compare}
     made = ws / STAMP
     stamp = json.loads(json.dumps(stamp))  # as the file holds it (tuples as lists)
     if made.is_file() and json.loads(made.read_text()) != stamp:
