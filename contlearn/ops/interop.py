@@ -288,7 +288,12 @@ def _record(ctx, task, run_id, train_cfg, adapter, imported, events, verify) -> 
     written: list[Path] = []
     verifications: list = []
     try:
-        dev = ctx.dev_split(task, train_cfg.max_length, read_task_data(task))
+        dev = ctx.dev_split(
+            task,
+            train_cfg.max_length,
+            read_task_data(task),
+            max_new_tokens=train_cfg.max_new_tokens,
+        )
         final = evaluate_task(ctx, task, dev, events=events)
         extra = {"imported": {k: v for k, v in imported.items() if k != "config"}}
         records = write_artifact(ctx, task, run_id, train_cfg, adapter, final, written, extra)

@@ -287,7 +287,8 @@ class _Trainer:
 
         train = replace(train, precision=ctx.precision(train.precision))
         result, _ = fine_tune(ctx, {self.task.name: train}, self.task, train, self.events)
-        dev = ctx.encode(self.task, read_task_data(self.task).dev, train.max_length)
+        rows = read_task_data(self.task).dev
+        dev = ctx.encode(self.task, rows, train.max_length, max_new_tokens=train.max_new_tokens)
         final = evaluate_task(ctx, self.task, dev, events=self.events)
         trainable = count_parameters(ctx.model.backbone)
         trainable += count_parameters(ctx.model.tasks[self.task.name])
