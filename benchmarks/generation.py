@@ -239,10 +239,39 @@ def summary(result: dict) -> dict:
 
 def compare(workspace, methods: tuple[str, ...], report: Path) -> dict:
     """``compare --methods ...`` (finished baselines reused), its report written to
-    ``report``, and its results as the report's JSON holds them."""
+    ``report``, and its results as the report's JSON holds them; ``{"refused": message}``
+    when compare refuses the sequence (contlearn 0.2's compare takes no generation task)."""
+    from contlearn.errors import ContlearnError
+
     shutil.rmtree(report, ignore_errors=True)
-    workspace.write_report(workspace.compare(methods=methods), report)
+    try:
+        results = workspace.compare(methods=methods)
+    except ContlearnError as exc:
+        print(f"compare refused: {exc}", flush=True)
+        return {"refused": str(exc)}
+    workspace.write_report(results, report)
     return json.loads((report / "report.json").read_text())
+
+
+def adapters_as_trained(trained: list[dict]) -> dict:
+    """compare's entry for the adapters built from train-next's own results: each task's
+    score as trained, and below the diagonal that same score where the later step verified
+    the task's outputs identical (None where it did not)."""
+    scores = [r["metrics"][r["metric"]] for r in trained]
+    matrix = []
+    for k, result in enumerate(trained):
+        same = {v["task"] for v in result["verifications"] if v["outcome"] == "identical"}
+        row = [scores[j] if j == k or trained[j]["task"] in same else None for j in range(k + 1)]
+        matrix.append(row + [None] * (len(trained) - k - 1))
+    final = matrix[-1] if matrix else []
+    known = None not in final and bool(final)
+    drops = [final[j] - matrix[j][j] for j in range(len(final) - 1)] if known else []
+    summary = {
+        "acc": sum(final) / len(final) if known else None,
+        "bwt": sum(drops) / len(drops) if drops else None,
+    }
+    seconds = [r["seconds"] for r in trained]
+    return {"matrix": matrix, "summary": summary, "cost": {"train_seconds": seconds}}
 
 
 def audit(ws: Path) -> dict:
@@ -372,9 +401,10 @@ def rows_of(record: dict) -> list[tuple[str, dict]]:
     adapters and baselines, then the other methods' adapters."""
     rows = []
     for name, method in record["methods"].items():
-        for key, row in method["compare"]["methods"].items():
+        compared = method["compare"].get("methods") or {"adapter": None}
+        for key, row in compared.items():
             if key == "adapter":
-                rows.append((f"{name} adapters", row))
+                rows.append((f"{name} adapters", row or adapters_as_trained(method["trained"])))
             elif name == record["first"]:
                 rows.append((key, row))
     return rows
@@ -383,7 +413,7 @@ def rows_of(record: dict) -> list[tuple[str, dict]]:
 def scores_table(record: dict) -> list[str]:
     """Each task's final primary dev score (with its 95% bootstrap interval where compare
     gives one), ACC, BWT and training seconds; the base model's scores (no training)."""
-    tasks = record["compare"]["tasks"]
+    tasks = record["tasks"]
     names = [f"{t['name']} ({t['metric']})" for t in tasks]
     lines = [
         "| method | " + " | ".join(names) + " | ACC | BWT | train s |",
@@ -416,7 +446,7 @@ def interval(value, ci) -> str:
 
 def matrices(record: dict) -> list[str]:
     """Each way's matrix: row k holds every task's primary dev score after step k."""
-    tasks = [t["name"] for t in record["compare"]["tasks"]]
+    tasks = [t["name"] for t in record["tasks"]]
     lines = []
     for label, row in rows_of(record):
         lines += [f"{label}:", "", "| after | " + " | ".join(tasks) + " |"]
@@ -457,13 +487,22 @@ def checks_line(record: dict) -> str:
     parts = []
     for name, method in record["methods"].items():
         outcomes = [v["outcome"] for r in method.get("trained", []) for v in r["verifications"]]
-        same = method["compare"]["methods"]["adapter"].get("identical") or {}
         parts.append(
             f"{name}: {outcomes.count('identical')} of {len(outcomes)} verifications identical "
-            f"while training, compare's re-evaluations {same.get('identical', '?')} of "
-            f"{same.get('total', '?')} identical, `audit` {method['audit']['verdict']}"
+            f"while training, {compare_check(method['compare'])}, "
+            f"`audit` {method['audit']['verdict']}"
         )
     return "Checks: " + "; ".join(parts) + "."
+
+
+def compare_check(compared: dict) -> str:
+    if "refused" in compared:
+        return f"`compare` refused ({compared['refused']})"
+    same = compared["methods"]["adapter"].get("identical") or {}
+    return (
+        f"compare's re-evaluations {same.get('identical', '?')} of {same.get('total', '?')} "
+        "identical"
+    )
 
 
 def render(record: dict) -> list[str]:
@@ -483,7 +522,7 @@ def render(record: dict) -> list[str]:
         *data_table(record["prepared"]),
         "",
     ]
-    if "compare" in record:
+    if "tasks" in record:
         lines += [
             "### Each task's final dev scores, ACC and BWT (primary metrics)",
             "",
@@ -627,7 +666,7 @@ def run(args: argparse.Namespace) -> list[str]:
         results = compare(workspace, wanted, out / f"report-{method}")
         stage(start, f"2. {method}: contlearn audit")
         record["methods"][method] = {"trained": trained, "compare": results, "audit": audit(ws)}
-        record["compare"] = record["methods"][methods[0]]["compare"]
+        record["tasks"] = [{"name": r["task"], "metric": r["metric"]} for r in trained]
         save(out, record, start)
     ctx = model_context(workspaces[methods[0]])
     stage(start, "2. the base model, no task active")
