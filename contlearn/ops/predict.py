@@ -164,7 +164,10 @@ class _Run:
             prepare=lambda present: self.ctx.ensure([records[n] for n in present]),
         )
         pairs = zip(where, logits, strict=True)
-        return [_outputs(records[names[i]], row[None], [self.texts[i]])[0] for i, row in pairs]
+        return [
+            _outputs(records[names[i]], row[None], [self.texts[i]], metas[names[i]])[0]
+            for i, row in pairs
+        ]
 
 
 OUTPUT_FIELDS = ("index", "id", "task", "label", "probabilities")
@@ -307,11 +310,19 @@ def _predict_task(
         progress=progress,
         desc=f"predicting {task.name}",
     )
-    return _outputs(task, logits, texts)
+    return _outputs(task, logits, texts, meta)
 
 
 def _outputs(
-    task: TaskRecord, logits: torch.Tensor, texts: Sequence[tuple[str, ...]]
+    task: TaskRecord,
+    logits: torch.Tensor,
+    texts: Sequence[tuple[str, ...]],
+    meta: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    rows = kind_of(task).outputs(logits, task.labels, texts)
+    """What the task's kind says of each row, deciding as its artifact config (``meta``)
+    records it chose on the selection split."""
+    from ..runtime.current import recorded_calibration
+
+    kind = kind_of(task).calibrated(recorded_calibration(meta))
+    rows = kind.outputs(logits, task.labels, texts)
     return [{"task": task.name, **row} for row in rows]
