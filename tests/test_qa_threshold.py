@@ -167,3 +167,20 @@ def test_only_a_v2_task_chooses_a_threshold() -> None:
     ((*_, margin),) = qa.calibrated({"null_threshold": -0.5}).predictions(logits)
     ((*_, diff),) = qa.predictions(logits)
     assert margin == diff + 0.5
+
+
+def test_compare_scores_the_adapters_dev_predictions_by_their_thresholds(ws: Workspace) -> None:
+    """The intervals of ``compare`` resample the adapters' recorded dev predictions: decided by
+    each task's recorded threshold, they score what its post-train evaluation recorded."""
+    from contlearn.ops.baselines.base import Recorded
+    from contlearn.ops.baselines.registry import ADAPTERS
+
+    tasks = ws.ledger.tasks()
+    runs = [ws.ledger.trained_run(t.id) for t in tasks]
+    recorded = Recorded(ws.ledger, 0, tasks, runs, ws.store, intervals=True)
+    final, _ = ADAPTERS.collect(ADAPTERS, recorded)["predictions"]
+    for task, run, predictions in zip(tasks, runs, final, strict=True):
+        metrics = run.result["metrics"]
+        kind = kinds.kind_of(task)
+        scored = kind.score([task.metric], dev_targets(ws, task.name), predictions, task.labels)
+        assert scored[task.metric] == metrics[task.metric]

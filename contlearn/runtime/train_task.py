@@ -23,13 +23,14 @@ from ..model.adapted import count_parameters
 from ..train.distributed import allreduce_bytes
 from ..train.loop import TrainResult
 from ..version import library_versions
-from .context import ModelContext, Split, read_task_data, training_rows
+from .context import ModelContext, read_task_data, training_rows
 from .current import CALIBRATION, recorded_post_train
 from .evaluate import evaluate_task, evaluation_record
 from .events import QUIET, Events
 from .pace import chain, estimator, training_plan
 from .results import RunResult, Verification
 from .runs import heartbeat, record_failure
+from .selection import Selection
 from .settings import Resolved
 from .verify import require_identical, verify_earlier
 
@@ -171,14 +172,7 @@ def fit_task(
     train_split = ctx.encode(task, rows, train_cfg.max_length, training=True)
     dev = ctx.dev_split(task, train_cfg.max_length, data)
     pick = dev if held is None else ctx.encode(task, held, train_cfg.max_length)
-    selected: list[EvalResult] = []  # each epoch's evaluation of the held-out selection rows
-
-    def select() -> float:
-        result = evaluate_task(ctx, task, pick)
-        if held is not None:  # the dev split picks the epoch, but never calibrates
-            selected.append(result)
-        return result.primary_value
-
+    select = Selection(ctx, task, pick, held_out=held is not None)
     model = ctx.model
     seed_everything(train_cfg.seed)  # the adapter and head initialisation follow the run's seed
     model.add_task(
@@ -218,7 +212,7 @@ def fit_task(
         )
     if not main:
         return Fitted(result)
-    chosen = calibrate(task, pick, selected[result.best_epoch - 1]) if selected else None
+    chosen = select.chosen(result.best_epoch)
     final = evaluate_task(ctx, task, dev, events=events, calibration=chosen)
     sent = allreduce_bytes(model.trainable_parameters(task.name)) if world.distributed else 0
     return Fitted(
@@ -229,12 +223,6 @@ def fit_task(
         None if cache is None else cache.summary(),
         chosen,
     )
-
-
-def calibrate(task: TaskRecord, pick: Split, best: EvalResult) -> dict[str, Any] | None:
-    """What ``task``'s kind chooses on the selection split from ``best``, its evaluation at the
-    best epoch (the weights the model holds now, so the logits are theirs)."""
-    return kind_of(task).calibrate(best.logits, pick.targets, task.labels, task.metric)
 
 
 def artifact_config(
