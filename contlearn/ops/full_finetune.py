@@ -80,7 +80,7 @@ def run_sequence(
             task,
             tasks[: i + 1],
             events,
-            chosen,
+            chosen=chosen,
             method=method,
             strategy=strategy,
         )
@@ -159,8 +159,8 @@ def _train_and_evaluate(
     task,
     so_far,
     events,
-    chosen: dict[str, dict[str, Any] | None],
     *,
+    chosen: dict[str, dict[str, Any] | None],
     method: str = METHOD,
     strategy: Strategy | None = None,
 ) -> None:
