@@ -184,3 +184,21 @@ def test_compare_scores_the_adapters_dev_predictions_by_their_thresholds(ws: Wor
         kind = kinds.kind_of(task)
         scored = kind.score([task.metric], dev_targets(ws, task.name), predictions, task.labels)
         assert scored[task.metric] == metrics[task.metric]
+
+
+def test_an_import_whose_provenance_holds_a_bad_threshold_is_refused_in_one_line(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    from contlearn.errors import InteropError
+    from contlearn.interop.folder import PROVENANCE
+
+    out = tmp_path / "out"
+    ws.export("squad", "adapterhub", out, include_norms=True)
+    provenance = json.loads((out / PROVENANCE).read_text())
+    provenance["calibration"] = {"null_threshold": "high"}
+    (out / PROVENANCE).write_text(json.dumps(provenance))
+    data = Path(ws.ledger.task("squad").data_source)
+    with pytest.raises(InteropError, match="'calibration' is not an object of numbers") as caught:
+        ws.import_adapter("again", out, data)
+    assert "\n" not in str(caught.value)
+    assert [t.name for t in ws.ledger.tasks()] == ["squad", "words"]
