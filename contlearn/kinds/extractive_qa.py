@@ -156,9 +156,8 @@ class ExtractiveQA(TaskKind):
 
     def calibrated(self, calibration: dict[str, Any] | None) -> ExtractiveQA:
         """The kind answering by the recorded no-answer threshold (itself without one)."""
-        if not calibration:
-            return self
-        return ExtractiveQA(float(calibration["null_threshold"]))
+        threshold = (calibration or {}).get("null_threshold")
+        return self if threshold is None else ExtractiveQA(float(threshold))
 
     def agreement(self, saved: torch.Tensor, now: torch.Tensor) -> tuple[float, float]:
         """Per question: the share of identical answers (spans, and with a recorded threshold
