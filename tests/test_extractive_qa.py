@@ -169,7 +169,18 @@ def test_compare_runs_every_baseline_on_classification_then_qa(
         (first, _), (after, last) = method["matrix"]
         assert None not in (first, after, last)
         assert "intervals" in method and method["intervals"]["acc"]["value"] is not None
+        # the final predictions score what the evaluations recorded: both answer by the
+        # no-answer threshold each method chose on the v2 task's selection split
+        assert [t["score"] for t in method["intervals"]["tasks"]] == [after, last]
     assert results["methods"]["adapter"]["identical"] == {"identical": 1, "total": 1}
+    squad = workspace.ledger.task("squad")
+    chose = {
+        r.method: r.result["calibration"][str(squad.id)]["null_threshold"]
+        for r in workspace.ledger.runs()
+        if r.comparison_id is not None and r.result and "calibration" in (r.result or {})
+    }
+    assert set(chose) == {"sequential", "ewc", "replay", "joint", "separate"}
+    assert all(isinstance(t, float) for t in chose.values())
 
 
 def test_an_answer_not_in_its_context_is_refused_at_intake_with_nothing_written(

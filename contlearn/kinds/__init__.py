@@ -3,7 +3,9 @@ every layer, behind one seam.
 
 A :class:`~.base.TaskKind` owns, for its kind: how many outputs its head has and which head
 type it attaches; how a batch's targets are built and the loss over them; the predictions the
-canonical evaluation compares and digests; how a replay under another recipe is compared; the
+canonical evaluation compares and digests; what it chooses on the selection split after
+training (``calibrate``: SQuAD v2's no-answer threshold), which the task records and every
+later use hands back (``calibrated``); how a replay under another recipe is compared; the
 metrics; what ``predict`` prints per row. The rest of the package asks ``kind_of(task)`` and
 never "is this regression?". A new kind is one module plus one :func:`register` call.
 """

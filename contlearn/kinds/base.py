@@ -157,6 +157,23 @@ class TaskKind:
         they were computed on: :meth:`predictions`, unless the kind needs the encoding too."""
         return self.predictions(logits)
 
+    def calibrate(
+        self,
+        logits: torch.Tensor,
+        targets: Sequence[Any],
+        labels: Sequence[str] | None,
+        metric: str,
+    ) -> dict[str, Any] | None:
+        """What the kind chooses from the canonical ``logits`` of the selection split (never the
+        dev split) after training, to maximise ``metric``: recorded with the task and handed
+        back through :meth:`calibrated`; None (the default) when the kind chooses nothing."""
+        return None
+
+    def calibrated(self, calibration: dict[str, Any] | None) -> TaskKind:
+        """This kind deciding as ``calibration`` (what :meth:`calibrate` chose) says; itself
+        when there is none or the kind chooses nothing."""
+        return self
+
     def agreement(self, saved: torch.Tensor, now: torch.Tensor) -> tuple[float, float]:
         """(share of identical predictions, max |logit change|) between two evaluations of the
         same rows under different recipes; (0, inf) when their shapes differ."""

@@ -9,7 +9,11 @@ by the characters the token covers and the window's example: [W, P, 5], NaN past
 last context token. Its digest covers every window's start and end logits; decoding needs
 nothing else: n-best spans (``N_BEST``, ``MAX_ANSWER_TOKENS``) mapped back to characters, and
 for SQuAD v2 (a task whose data has unanswerable questions) no answer when the null score
-beats the best span. Metrics: the official SQuAD exact match and F1, over questions.
+beats the best span by more than the task's no-answer threshold. The threshold is chosen after
+training on the selection split (``calibrate``: the official v2 script's best threshold over
+the null-score differences), recorded with the task and handed back (``calibrated``); a task
+recorded without one answers by threshold 0. Metrics: the official SQuAD exact match and F1,
+over questions.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ class ExtractiveQA(TaskKind):
     labels_name_outputs = False  # the outputs are start and end, whatever the labels
     reads = "extractive-qa"
     predicts = "span"
+
+    def __init__(self, null_threshold: float | None = None) -> None:
+        # SQuAD v2's recorded no-answer threshold; None: none recorded (v1.1, or threshold 0)
+        self.null_threshold = null_threshold
 
     def encode(
         self,
@@ -109,21 +117,58 @@ class ExtractiveQA(TaskKind):
 
     def predictions(self, logits: torch.Tensor) -> list:
         """Per question present (in question order): (start character, end character, score,
-        null-score difference) of its best span; (0, 0, score, None) when no span is valid."""
+        margin) of its best span, the margin its null-score difference less the recorded
+        no-answer threshold (SQuAD v2 answers nothing when it is above 0; with no threshold
+        recorded, the difference itself); (0, 0, score, None) when no span is valid."""
         by_example: dict[int, list[Any]] = {}
         for row in logits:
             real = row[~row[:, 0].isnan()]
             by_example.setdefault(int(real[0, 4]), []).append(real)
-        return [_best(by_example[i]) for i in sorted(by_example)]  # a batch: some questions
+        found = [_best(by_example[i]) for i in sorted(by_example)]  # a batch: some questions
+        if self.null_threshold is None:
+            return found
+        return [_less(p, self.null_threshold) for p in found]
+
+    def calibrate(
+        self,
+        logits: torch.Tensor,
+        targets: Sequence[Any],
+        labels: Sequence[str] | None,
+        metric: str,
+    ) -> dict[str, Any] | None:
+        """SQuAD v2: ``{"null_threshold": t}``, the official script's best threshold over the
+        selection questions' null-score differences, each answered by its best span at or
+        below ``t``; it maximises exact match for a task scored by it, else F1. v1.1: None."""
+        from ..eval.squad import best_threshold, raw_scores
+
+        if NO_ANSWER not in (labels or ()) or not len(targets):
+            return None
+        predictions = ExtractiveQA().predictions(logits)  # the differences, before any threshold
+        golds = {str(i): [a[0] for a in t[1]] for i, t in enumerate(targets)}
+        spans = {
+            str(i): answer_text(t[0], p, False)
+            for i, (t, p) in enumerate(zip(targets, predictions, strict=True))
+        }
+        diffs = {str(i): math.inf if p[3] is None else p[3] for i, p in enumerate(predictions)}
+        exact, f1 = raw_scores(spans, golds)
+        chosen = exact if metric == "qa_exact_match" else f1
+        return {"null_threshold": best_threshold(spans, chosen, diffs, golds)[1]}
+
+    def calibrated(self, calibration: dict[str, Any] | None) -> ExtractiveQA:
+        """The kind answering by the recorded no-answer threshold (itself without one)."""
+        threshold = (calibration or {}).get("null_threshold")
+        return self if threshold is None else ExtractiveQA(float(threshold))
 
     def agreement(self, saved: torch.Tensor, now: torch.Tensor) -> tuple[float, float]:
-        """Per question: the share of identical answers, and the largest logit change."""
+        """Per question: the share of identical answers (spans, and with a recorded threshold
+        whether it answers), and the largest logit change."""
         if saved.shape != now.shape:
             return 0.0, float("inf")
         if len(saved) == 0:
             return 1.0, 0.0
         before, after = self.predictions(saved), self.predictions(now)
-        same = sum(a[:2] == b[:2] for a, b in zip(before, after, strict=True)) / len(before)
+        same = sum(self._said(a) == self._said(b) for a, b in zip(before, after, strict=True))
+        same /= len(before)
         change = (saved[..., :LOGITS] - now[..., :LOGITS]).abs().nan_to_num()
         return float(same), float(change.max())
 
@@ -176,7 +221,8 @@ class ExtractiveQA(TaskKind):
         texts: Sequence[Sequence[str]] | None = None,
     ) -> list[dict[str, Any]]:
         """Per question: the answer (``label``), its character offsets in the context and its
-        score (start + end logit); SQuAD v2 tasks answer "" when the null score wins."""
+        score (start + end logit); SQuAD v2 tasks answer "" when the null score beats the best
+        span by more than the recorded threshold (0 without one)."""
         v2 = NO_ANSWER in (labels or ())
         rows = []
         for i, p in enumerate(self.predictions(logits)):
@@ -187,6 +233,14 @@ class ExtractiveQA(TaskKind):
                 {"label": text, "probabilities": None, "start": start, "end": end, "score": p[2]}
             )
         return rows
+
+    def _said(self, prediction: Sequence[Any]) -> tuple:
+        """What a prediction answers: its span, and with a recorded threshold whether the null
+        answer wins (a task recorded without one compares spans, as it always did)."""
+        if self.null_threshold is None:
+            return tuple(prediction[:2])
+        margin = prediction[3]
+        return (*prediction[:2], margin is None or margin > 0)
 
     def shown_metrics(self, metrics: Sequence[str], primary: str) -> list[str]:
         """The primary metric alone: the others include breakdowns (a row would run wide)."""
@@ -219,12 +273,18 @@ def first_answer(target: Any) -> tuple[int, int] | None:
 
 
 def answer_text(context: str, prediction: Sequence[Any], v2: bool) -> str:
-    """The predicted answer: its span of ``context``, or "" (no answer: a v2 task whose null
-    score beats the best span, or no valid span)."""
+    """The predicted answer: its span of ``context``, or "" (no answer: a v2 task whose
+    margin, the null-score difference less the threshold, is above 0, or no valid span)."""
     start, end, _, diff = prediction
     if start == end or (v2 and diff is not None and diff > 0):
         return ""
     return context[start:end]
+
+
+def _less(prediction: tuple, threshold: float) -> tuple:
+    """``prediction`` with its null-score difference less ``threshold`` (None stays None)."""
+    start, end, score, diff = prediction
+    return start, end, score, None if diff is None else diff - threshold
 
 
 def _best(windows: list[Any]) -> tuple[int, int, float, float | None]:

@@ -1,7 +1,12 @@
 """Sequential full fine-tuning, the baseline that forgets: every weight trainable, one head per
 task, tasks in ledger order on one copy of the backbone, resumable from a checkpoint. A
 ``Strategy`` (``ops/baselines``: EWC, replay) changes what each training step minimises and
-keeps state of its own across tasks, saved in the same checkpoint."""
+keeps state of its own across tasks, saved in the same checkpoint.
+
+Like the adapters, a baseline chooses what a task's kind calibrates (SQuAD v2's no-answer
+threshold) on that task's own selection split, when it has just learned the task (under the
+``dev`` rule it chooses nothing: threshold 0); every later evaluation of the task answers by
+it. Each run records what it chose in its result (``calibration``, by task id)."""
 
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from ..runtime.evaluate import evaluate_task, evaluation_record
 from ..runtime.events import QUIET, Events
 from ..runtime.pace import estimator, training_plan
 from ..runtime.runs import recorded_run, run_values
+from ..runtime.selection import Selection
 from ..train.loop import StepHooks
 
 METHOD = "sequential"
@@ -56,10 +62,12 @@ def run_sequence(
 ) -> None:
     """Train the tasks not yet done in this comparison by ``method``, each with its recorded
     settings, on ``device``, saving a checkpoint after each."""
-    done = set(finished_runs(ledger, comparison_id, method))
+    finished = finished_runs(ledger, comparison_id, method)
+    done = set(finished)
     if len(done) == len(tasks):
         remove_checkpoint(store, comparison_id, method)
         return
+    chosen = {t.name: recorded_choice(finished[t.id], t) for t in tasks if t.id in done}
     ctx = open_baseline_context(ledger, store, device)
     _restore(ctx, settings, comparison_id, [t for t in tasks if t.id in done], method, strategy)
     for i, task in enumerate(tasks):
@@ -72,6 +80,7 @@ def run_sequence(
             task,
             tasks[: i + 1],
             events,
+            chosen=chosen,
             method=method,
             strategy=strategy,
         )
@@ -85,6 +94,11 @@ def open_baseline_context(ledger: Ledger, store: ArtifactStore, device: str) -> 
     ctx = open_context(ledger, store, device)
     ctx.model.upcast()
     return ctx
+
+
+def recorded_choice(run: Any, task: TaskRecord) -> dict[str, Any] | None:
+    """What baseline run ``run`` recorded it chose for ``task`` (None: nothing)."""
+    return ((run.result or {}).get("calibration") or {}).get(str(task.id))
 
 
 def finished_runs(ledger: Ledger, comparison_id: int, method: str) -> dict[int, Any]:
@@ -146,24 +160,36 @@ def _train_and_evaluate(
     so_far,
     events,
     *,
+    chosen: dict[str, dict[str, Any] | None],
     method: str = METHOD,
     strategy: Strategy | None = None,
 ) -> None:
+    """Fine-tune ``task``, then evaluate it and every task before it, each answering by what
+    was chosen when it was learned (``chosen``, by task name, gains this task's)."""
     config = settings[task.name]
     values = comparison_run_values(comparison_id, task, config, ctx.model.family.name, method)
     with recorded_run(ctx.ledger, values, "fine-tuning") as run_id:
         hooks = None if strategy is None else strategy.hooks(ctx, task, config)
-        result, split = fine_tune(ctx, settings, task, config, events, hooks, label=method)
+        tuned = fine_tune(ctx, settings, task, config, events, hooks, label=method)
+        result, split, chosen[task.name] = tuned
         if strategy is not None:
             strategy.after_task(ctx, task, split)
-        evaluated = [evaluate_on_dev(ctx, settings, earlier, task, events) for earlier in so_far]
+        evaluated = [
+            evaluate_on_dev(ctx, settings, earlier, task, events, chosen.get(earlier.name))
+            for earlier in so_far
+        ]
     trainable = count_parameters(ctx.model.backbone) + count_parameters(ctx.model.tasks[task.name])
-    finish_baseline_run(ctx, run_id, result, evaluated, trainable, 4 * trainable)
+    choice = {task.id: chosen[task.name]}
+    finish_baseline_run(ctx, run_id, result, evaluated, trainable, 4 * trainable, choice)
 
 
-def finish_baseline_run(ctx, run_id, result, evaluated, trainable: int, stored: int) -> None:
-    """Record a baseline run as succeeded, with its evaluations and each one's predictions
-    (for the comparison's confidence intervals)."""
+def finish_baseline_run(
+    ctx, run_id, result, evaluated, trainable: int, stored: int, chosen=None
+) -> None:
+    """Record a baseline run as succeeded, with its evaluations, each one's predictions (for
+    the comparison's confidence intervals) and what it chose for its tasks on their selection
+    splits (``chosen``: task id -> calibration or None; recorded only when something was)."""
+    calibration = {str(k): v for k, v in (chosen or {}).items() if v is not None}
     ctx.ledger.finish_run(
         run_id,
         status="succeeded",
@@ -177,7 +203,8 @@ def finish_baseline_run(ctx, run_id, result, evaluated, trainable: int, stored: 
             "best_epoch": result.best_epoch,
             "history": result.history,
             "predictions": {str(r.task_id): preds for r, preds in evaluated},
-        },
+        }
+        | ({"calibration": calibration} if calibration else {}),
     )
 
 
@@ -191,8 +218,9 @@ def fine_tune(
     label: str = "full fine-tuning",
 ):
     """Fine-tune the whole backbone and the task's new head on the task; returns the training
-    result and the encoded training split. ``label`` names what trains (a baseline's name) in
-    the progress bar and the time estimate."""
+    result, the encoded training split and what the task's kind chose on its held-out selection
+    rows (None: nothing). ``label`` names what trains (a baseline's name) in the progress bar
+    and the time estimate."""
     from ..train.loop import train
     from ..train.seeding import seed_everything
 
@@ -200,6 +228,7 @@ def fine_tune(
     rows, held = training_rows(data.train, config)
     split = ctx.encode(task, rows, config.max_length, training=True)
     pick = ctx.encode(task, data.dev if held is None else held, config.max_length)
+    select = Selection(ctx, task, pick, held_out=held is not None)
     seed_everything(config.seed)
     _add_head(ctx, settings, task)
     ctx.model.activate(task.name)
@@ -215,7 +244,7 @@ def fine_tune(
         config,
         kind=kind_of(task),
         progress=events.bars,
-        evaluate=lambda: evaluate_task(ctx, task, pick).primary_value,
+        evaluate=select,
         desc=f"{task.name} ({label})",
         device=ctx.device,
         on_step=estimator(
@@ -224,18 +253,21 @@ def fine_tune(
         hooks=hooks,
     )
     ctx.model.backbone.requires_grad_(False)
-    return result, split
+    return result, split, select.chosen(result.best_epoch)
 
 
-def evaluate_on_dev(ctx, settings, task: TaskRecord, after: TaskRecord, events) -> tuple:
-    """Task ``task``'s canonical dev evaluation now (after training ``after``): its ledger
-    record, and its predictions."""
+def evaluate_on_dev(
+    ctx, settings, task: TaskRecord, after: TaskRecord, events, calibration=None
+) -> tuple:
+    """Task ``task``'s canonical dev evaluation now (after training ``after``), answering by
+    ``calibration`` (what was chosen for it on its selection split): its ledger record, and
+    its predictions."""
     config = settings[task.name]
     dev = ctx.encode(task, read_task_data(task).dev, config.max_length)
     with torch.no_grad():
-        result = evaluate_task(ctx, task, dev, events=events)
+        result = evaluate_task(ctx, task, dev, events=events, calibration=calibration)
     record = evaluation_record(task, result, "comparison", after_task_id=after.id)
-    return record, kind_of(task).predictions(result.logits)
+    return record, kind_of(task).calibrated(calibration).predictions(result.logits)
 
 
 def comparison_run_values(

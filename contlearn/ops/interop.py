@@ -24,7 +24,7 @@ from ..kinds import kind_of
 from ..ledger.store import Ledger
 from ..model.methods.registry import UNNAMED, method_config
 from ..naming import check_task_name
-from ..runtime.current import trained_artifacts
+from ..runtime.current import CALIBRATION, recorded_calibration, trained_artifacts
 from ..runtime.events import QUIET, Events
 from ..runtime.runs import stamp
 from ..runtime.settings import resolve
@@ -78,6 +78,9 @@ def export_task(
     if norms:
         content[folder.NORMS] = norms
     content[folder.PROVENANCE] = _provenance(ctx, task, run, recorded, adapter, fmt, bool(norms))
+    chosen = recorded_calibration(meta)
+    if chosen is not None:  # an importing workspace answers as this one does
+        content[folder.PROVENANCE][CALIBRATION] = chosen
     written = folder.write(out, _serialised(content))
     return {"task": name, "format": fmt, "out": str(out), "files": [p.name for p in written]}
 
@@ -190,6 +193,7 @@ def import_adapter(
     if name in {t.name for t in ledger.tasks()}:
         raise TaskExists(f"task {name!r} is already registered: choose another name")
     found = folder.read(Path(source), fmt)
+    chosen = _calibration(found)
     max_length = max_length or (found.provenance or {}).get("max_length")
     entry = TaskEntry(
         name=check_task_name(name), data=str(Path(data).resolve()), max_length=max_length
@@ -208,6 +212,8 @@ def import_adapter(
     train_cfg = replace(train_cfg, precision=ctx.precision(train_cfg.precision))
     _load(ctx, name, converted["state"], spec, adapter, train_cfg.dropout)
     imported = _imported(found, converted, ctx.backbone.identity)
+    if chosen is not None:
+        imported[CALIBRATION] = chosen
     task, run_id = ledger.add_claimed_task(spec, _claim(ctx, train_cfg, adapter, imported))
     return _record(ctx, task, run_id, train_cfg, adapter, imported, events, defaults.verify)
 
@@ -269,6 +275,22 @@ def _imported(found: folder.Folder, converted: dict[str, Any], identity: str) ->
     }
 
 
+def _calibration(found: folder.Folder) -> dict[str, float] | None:
+    """What the exporting workspace's task chose on its selection split (a SQuAD v2 task's
+    no-answer threshold), as its provenance file records it; None when it records nothing."""
+    chosen = (found.provenance or {}).get(CALIBRATION)
+    if chosen is None:
+        return None
+    if not isinstance(chosen, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in chosen.values()
+    ):
+        raise InteropError(
+            f"{found.path / folder.PROVENANCE}: {CALIBRATION!r} is not an object of numbers: "
+            "export the task again, or delete the key to answer by the defaults"
+        )
+    return chosen
+
+
 def _claim(ctx, train_cfg, adapter, imported) -> dict[str, Any]:
     from ..runtime.train_task import run_config
 
@@ -294,8 +316,11 @@ def _record(ctx, task, run_id, train_cfg, adapter, imported, events, verify) -> 
             read_task_data(task),
             max_new_tokens=train_cfg.max_new_tokens,
         )
-        final = evaluate_task(ctx, task, dev, events=events)
-        extra = {"imported": {k: v for k, v in imported.items() if k != "config"}}
+        chosen = imported.get(CALIBRATION)
+        final = evaluate_task(ctx, task, dev, events=events, calibration=chosen)
+        extra = {"imported": _described(imported)}
+        if chosen is not None:
+            extra[CALIBRATION] = chosen
         records = write_artifact(ctx, task, run_id, train_cfg, adapter, final, written, extra)
         verifications = verify_earlier(ctx, task, settings=verify, events=events)
         require_identical(ctx.ledger, task, verifications)
@@ -308,7 +333,7 @@ def _record(ctx, task, run_id, train_cfg, adapter, imported, events, verify) -> 
     result = {
         "task": task.name,
         "run_id": run_id,
-        "imported_from": {k: v for k, v in imported.items() if k != "config"},
+        "imported_from": _described(imported),
         "method": adapter.method,
         "metrics": final.metrics,
         "metric": task.metric,
@@ -333,3 +358,9 @@ def _record(ctx, task, run_id, train_cfg, adapter, imported, events, verify) -> 
         result=result,
     )
     return result
+
+
+def _described(imported: dict[str, Any]) -> dict[str, Any]:
+    """Where an imported adapter came from, as its run and artifact record it (its folder's
+    config and what it chose are recorded apart)."""
+    return {k: v for k, v in imported.items() if k not in ("config", CALIBRATION)}

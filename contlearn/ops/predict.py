@@ -164,7 +164,10 @@ class _Run:
             prepare=lambda present: self.ctx.ensure([records[n] for n in present]),
         )
         pairs = zip(where, logits, strict=True)
-        return [_outputs(records[names[i]], row[None], [self.texts[i]])[0] for i, row in pairs]
+        return [
+            _outputs(records[names[i]], row[None], [self.texts[i]], metas[names[i]])[0]
+            for i, row in pairs
+        ]
 
 
 OUTPUT_FIELDS = ("index", "id", "task", "label", "probabilities")
@@ -326,16 +329,21 @@ def _predict_task(
         progress=progress,
         desc=f"predicting {task.name}",
     )
-    return _outputs(task, logits, texts, encoded)
+    return _outputs(task, logits, texts, meta, encoded)
 
 
 def _outputs(
     task: TaskRecord,
     logits: torch.Tensor,
     texts: Sequence[tuple[str, ...]],
+    meta: dict[str, Any],
     encoded: Any = None,
 ) -> list[dict[str, Any]]:
-    kind = kind_of(task)
+    """What the task's kind says of each row, deciding as its artifact config (``meta``)
+    records it chose on the selection split."""
+    from ..runtime.current import recorded_calibration
+
+    kind = kind_of(task).calibrated(recorded_calibration(meta))
     if encoded is None:  # a mixed batch's row
         rows = kind.outputs(logits, task.labels, texts)
     else:

@@ -286,10 +286,11 @@ class _Trainer:
         from .full_finetune import fine_tune
 
         train = replace(train, precision=ctx.precision(train.precision))
-        result, _ = fine_tune(ctx, {self.task.name: train}, self.task, train, self.events)
+        tuned = fine_tune(ctx, {self.task.name: train}, self.task, train, self.events)
+        result, _, chosen = tuned
         rows = read_task_data(self.task).dev
         dev = ctx.encode(self.task, rows, train.max_length, max_new_tokens=train.max_new_tokens)
-        final = evaluate_task(ctx, self.task, dev, events=self.events)
+        final = evaluate_task(ctx, self.task, dev, events=self.events, calibration=chosen)
         trainable = count_parameters(ctx.model.backbone)
         trainable += count_parameters(ctx.model.tasks[self.task.name])
         return {"train": result, "eval": final, "trainable": trainable}

@@ -3,6 +3,8 @@ files and its post-train evaluation."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import TaskNotTrained
 from ..ledger.records import ArtifactRecord, EvaluationRecord, RunRecord, TaskRecord
 from ..ledger.store import Ledger
@@ -36,3 +38,12 @@ def recorded_post_train(ledger: Ledger, task: TaskRecord) -> EvaluationRecord:
     """The post-train evaluation of the run that trained ``task``."""
     run = ledger.trained_run(task.id)
     return ledger.evaluations(run_id=run.id, task_id=task.id, kind="post-train")[-1]
+
+
+CALIBRATION = "calibration"  # the artifact config's key for what the kind chose after training
+
+
+def recorded_calibration(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """What a task's artifact config records its kind chose on the selection split (None: a
+    kind that chooses nothing, or a run recorded before kinds chose: it replays without)."""
+    return meta.get(CALIBRATION)

@@ -19,16 +19,18 @@ def evaluate_task(
     threads: int | None = None,
     batch_size: int = CANONICAL_BATCH_SIZE,
     events: Events = QUIET,
+    calibration: dict[str, Any] | None = None,
 ) -> EvalResult:
     """The canonical evaluation of ``task`` with its own modules and head (a progress bar if
-    ``events`` draws them)."""
+    ``events`` draws them), its predictions decided by ``calibration`` (what its kind chose on
+    the selection split: ``current.recorded_calibration`` of a trained task)."""
     ctx.model.activate(task.name)
     return evaluate(
         ctx.model,
         split.encoded,
         split.targets,
         metrics=task.metrics,
-        kind=kind_of(task),
+        kind=kind_of(task).calibrated(calibration),
         labels=task.labels,
         threads=threads,
         batch_size=batch_size,

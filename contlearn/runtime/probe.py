@@ -24,7 +24,7 @@ from ..kinds import kind_of
 from ..ledger.records import EvaluationRecord, TaskRecord
 from ..train.batching import canonical_batches
 from .context import ModelContext
-from .current import run_batch_size
+from .current import recorded_calibration, run_batch_size
 from .references import Reference, adopted_references, matching
 
 
@@ -175,7 +175,7 @@ def _rerun(ctx: ModelContext, fact: Recorded, batch: int) -> Rerun:
     if path != files["logits"].path:
         ctx.store.verify(path, matching(fact.references, recipe).logits.sha256, task.name)
     saved = ctx.store.load_tensors(path)["logits"][rows]
-    share, worst = kind_of(task).agreement(saved, logits)
+    share, worst = kind_of(task).calibrated(recorded_calibration(meta)).agreement(saved, logits)
     if bitwise:
         same = bitwise_equal(saved, logits)
         kind, verdict = "bit for bit", "identical" if same else "DIFFERENT"

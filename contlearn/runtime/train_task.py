@@ -24,12 +24,13 @@ from ..train.distributed import allreduce_bytes
 from ..train.loop import TrainResult
 from ..version import library_versions
 from .context import ModelContext, read_task_data, training_rows
-from .current import recorded_post_train
+from .current import CALIBRATION, recorded_post_train
 from .evaluate import evaluate_task, evaluation_record
 from .events import QUIET, Events
 from .pace import chain, estimator, training_plan
 from .results import RunResult, Verification
 from .runs import heartbeat, record_failure
+from .selection import Selection
 from .settings import Resolved
 from .verify import require_identical, verify_earlier
 
@@ -61,7 +62,10 @@ def train_one(
         outcome = fit_task(ctx, task, run_id, train_cfg, adapter_cfg, events)
         interrupts.checkpoint()
         stage = "writing artifacts"
-        records = write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, outcome.final, written)
+        chose = None if outcome.calibration is None else {CALIBRATION: outcome.calibration}
+        records = write_artifact(
+            ctx, task, run_id, train_cfg, adapter_cfg, outcome.final, written, chose
+        )
         stage = "verifying earlier tasks"
         began = time.perf_counter()
         with interrupts.interruptible():
@@ -141,13 +145,15 @@ def _distributed(ctx: ModelContext, train: TrainConfig) -> dict[str, Any]:
 class Fitted:
     """What fitting one task produced: the training (every rank) and, on rank 0, the final
     canonical dev evaluation, what the user should know about it, the bytes summed across
-    processes per step and the frozen prefix cache's summary."""
+    processes per step, the frozen prefix cache's summary and what the task's kind chose on
+    the selection split (``TaskKind.calibrate``; None: nothing)."""
 
     train: TrainResult
     final: EvalResult | None = None
     warnings: list[str] = field(default_factory=list)
     allreduce_bytes: int = 0
     prefix_cache: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
 
 
 def fit_task(
@@ -169,6 +175,7 @@ def fit_task(
     pick = (
         dev if held is None else ctx.encode(task, held, train_cfg.max_length, max_new_tokens=budget)
     )
+    select = Selection(ctx, task, pick, held_out=held is not None)
     model = ctx.model
     seed_everything(train_cfg.seed)  # the adapter and head initialisation follow the run's seed
     model.add_task(
@@ -198,7 +205,7 @@ def fit_task(
             train_split.targets,
             train_cfg,
             kind=kind_of(task),
-            evaluate=lambda: evaluate_task(ctx, task, pick).primary_value,
+            evaluate=select,
             progress=events.bars,
             desc=task.name,
             on_step=on_step,
@@ -208,7 +215,8 @@ def fit_task(
         )
     if not main:
         return Fitted(result)
-    final = evaluate_task(ctx, task, dev, events=events)
+    chosen = select.chosen(result.best_epoch)
+    final = evaluate_task(ctx, task, dev, events=events, calibration=chosen)
     sent = allreduce_bytes(model.trainable_parameters(task.name)) if world.distributed else 0
     return Fitted(
         result,
@@ -216,6 +224,7 @@ def fit_task(
         kind_of(task).warnings(task.name, task.labels, dev.targets, final.logits),
         sent,
         None if cache is None else cache.summary(),
+        chosen,
     )
 
 

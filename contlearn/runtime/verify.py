@@ -25,7 +25,12 @@ from ..kinds import kind_of
 from ..ledger.records import EvaluationRecord, TaskRecord
 from ..ledger.store import Ledger
 from .context import ModelContext
-from .current import canonical_batch_size, recorded_post_train, trained_artifacts
+from .current import (
+    canonical_batch_size,
+    recorded_calibration,
+    recorded_post_train,
+    trained_artifacts,
+)
 from .evaluate import evaluate_task, evaluation_record
 from .events import QUIET, Events
 from .references import adopted_references, matching
@@ -67,8 +72,15 @@ def reproduce(ctx: ModelContext, task: TaskRecord, *, events: Events = QUIET) ->
     dev = ctx.dev_split(
         task, meta["train"]["max_length"], max_new_tokens=meta["train"].get("max_new_tokens")
     )
+    calibration = recorded_calibration(meta)
     now = evaluate_task(
-        ctx, task, dev, threads=recorded.threads, batch_size=batch_size, events=events
+        ctx,
+        task,
+        dev,
+        threads=recorded.threads,
+        batch_size=batch_size,
+        events=events,
+        calibration=calibration,
     )
     logits = trained_artifacts(ctx.ledger, task)["logits"]
     adopted = matching(adopted_references(ctx.ledger, {task.id: recorded})[task.id], now.recipe)
@@ -82,7 +94,7 @@ def reproduce(ctx: ModelContext, task: TaskRecord, *, events: Events = QUIET) ->
     )
     if same_recipe(was, now.recipe):
         return _bit_for_bit(recorded, now, logits.path)
-    return _elsewhere(ctx, task, recorded, now, was, logits)
+    return _elsewhere(ctx, task, recorded, now, was, logits, calibration)
 
 
 def _bit_for_bit(
@@ -95,13 +107,15 @@ def _bit_for_bit(
     )
 
 
-def _elsewhere(ctx, task, recorded, now, was: dict[str, Any], logits_file) -> Reproduction:
+def _elsewhere(
+    ctx, task, recorded, now, was: dict[str, Any], logits_file, calibration=None
+) -> Reproduction:
     """A replay under another recipe, compared prediction by prediction with the stored logits:
     equivalent when every prediction and metric value is the same (the weights were proven
     unchanged when they loaded)."""
     ctx.store.verify(logits_file.path, logits_file.sha256, task.name)
     saved = ctx.store.load_tensors(logits_file.path)["logits"]
-    kind = kind_of(task)
+    kind = kind_of(task).calibrated(calibration)
     share, worst = kind.agreement(saved, now.logits)
     identical = now.logits_sha256 == recorded.logits_sha256 and now.metrics == recorded.metrics
     agree = share == 1.0 and kind.metrics_agree(recorded.metrics, now.metrics)

@@ -1,7 +1,9 @@
 """Joint multi-task training, the upper bound without a sequence: one copy of the backbone and
 every task's head trained on all tasks' training data at once. Each batch holds one task's
 examples (batches of every task, shuffled together), so each goes through its own head; the
-epoch with the best mean dev score is kept, and every task is evaluated once at the end."""
+epoch with the best mean selection score is kept, and every task is evaluated once at the end,
+answering by what it chose on its own selection split at that epoch (SQuAD v2's no-answer
+threshold; none under the ``dev`` rule: threshold 0)."""
 
 from __future__ import annotations
 
@@ -15,9 +17,9 @@ from ...kinds import TaskKind, kind_of
 from ...ledger.records import TaskRecord
 from ...model.adapted import count_parameters
 from ...runtime.context import read_task_data, training_rows
-from ...runtime.evaluate import evaluate_task
 from ...runtime.events import QUIET, Events
 from ...runtime.runs import recorded_run
+from ...runtime.selection import Selection
 from ...train.batching import Encoded, training_batches
 from ...train.loop import StepHooks
 from ..full_finetune import (
@@ -54,12 +56,12 @@ def run_joint(ledger, store, comparison_id, tasks, settings, *, events=QUIET, de
     config = joint_config(tasks, settings)
     values = comparison_run_values(comparison_id, last, config, ctx.model.family.name, NAME)
     with recorded_run(ledger, values, "training jointly") as run_id:
-        result = _train(ctx, tasks, settings, config, events)
-        evaluated = [evaluate_on_dev(ctx, settings, t, last, events) for t in tasks]
+        result, chosen = _train(ctx, tasks, settings, config, events)
+        evaluated = [evaluate_on_dev(ctx, settings, t, last, events, chosen[t.id]) for t in tasks]
     trainable = count_parameters(ctx.model.backbone) + sum(
         count_parameters(ctx.model.tasks[t.name]) for t in tasks
     )
-    finish_baseline_run(ctx, run_id, result, evaluated, trainable, 4 * trainable)
+    finish_baseline_run(ctx, run_id, result, evaluated, trainable, 4 * trainable, chosen)
 
 
 def joint_config(tasks: list[TaskRecord], settings: dict[str, TrainConfig]) -> TrainConfig:
@@ -70,6 +72,8 @@ def joint_config(tasks: list[TaskRecord], settings: dict[str, TrainConfig]) -> T
 
 
 def _train(ctx, tasks, settings, config: TrainConfig, events: Events):
+    """Train every task jointly; returns the training result and what each task's kind chose
+    on its selection split (task id -> calibration or None)."""
     from ...train.loop import train
     from ...train.seeding import seed_everything
 
@@ -78,7 +82,8 @@ def _train(ctx, tasks, settings, config: TrainConfig, events: Events):
         data, own = read_task_data(task), settings[task.name]
         rows, held = training_rows(data.train, own)
         splits.append(ctx.encode(task, rows, own.max_length, training=True))
-        picks.append(ctx.encode(task, data.dev if held is None else held, own.max_length))
+        pick = ctx.encode(task, data.dev if held is None else held, own.max_length)
+        picks.append(Selection(ctx, task, pick, held_out=held is not None))
     seed_everything(config.seed)
     for task in tasks:
         _add_head(ctx, settings, task)
@@ -104,7 +109,7 @@ def _train(ctx, tasks, settings, config: TrainConfig, events: Events):
         return kind_of(task)
 
     def evaluate() -> float:
-        scores = [evaluate_task(ctx, t, p).primary_value for t, p in zip(tasks, picks, strict=True)]
+        scores = [select() for select in picks]
         return sum(scores) / len(scores)
 
     hooks = StepHooks(route=route, batches=per_task_batches(owner))
@@ -126,7 +131,8 @@ def _train(ctx, tasks, settings, config: TrainConfig, events: Events):
         hooks=hooks,
     )
     ctx.model.backbone.requires_grad_(False)
-    return result
+    pairs = zip(tasks, picks, strict=True)  # each task's choice at the joint best epoch
+    return result, {t.id: pick.chosen(result.best_epoch) for t, pick in pairs}
 
 
 def _joined(splits: list[Any], field: str, empty: Any) -> list | None:

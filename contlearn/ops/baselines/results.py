@@ -93,17 +93,22 @@ def _utc(moment: datetime) -> datetime:
 
 def _adapter_predictions(recorded: Recorded) -> tuple[list, list] | None:
     """Each task's dev predictions from its adapter run's recorded dev logits (verified
-    identical after every later task: the final predictions are these too); None when a run
-    has none, or gc deleted them before it kept those of compared runs (no intervals then)."""
+    identical after every later task: the final predictions are these too), decided as its
+    artifact config records (a SQuAD v2 task's no-answer threshold, chosen on its selection
+    split); None when a run has none, or gc deleted them before it kept those of compared runs
+    (no intervals then)."""
+    from ...runtime.current import recorded_calibration
+
     if recorded.store is None:
         return None
     out = []
     for run, task in zip(recorded.adapter_runs, recorded.tasks, strict=True):
         files = {a.role: a for a in recorded.ledger.artifacts(run.id)}
-        if "logits" not in files or files["logits"].deleted_at is not None:
+        if any(r not in files or files[r].deleted_at is not None for r in ("logits", "config")):
             return None
         logits = recorded.store.load_tensors(files["logits"].path)["logits"]
-        out.append(kind_of(task).predictions(logits))
+        meta = recorded.store.load_json(files["config"].path)
+        out.append(kind_of(task).calibrated(recorded_calibration(meta)).predictions(logits))
     return out, out
 
 

@@ -1,6 +1,8 @@
 """Separate models: one full fine-tuning of the pretrained backbone per task, nothing shared.
 Nothing is forgotten (each task keeps its own model), at the price of a whole model stored per
-task. Each task's run starts from the pretrained weights again."""
+task. Each task's run starts from the pretrained weights again, and answers by what it chose on
+the task's own selection split (SQuAD v2's no-answer threshold; none under the ``dev`` rule:
+threshold 0)."""
 
 from __future__ import annotations
 
@@ -60,7 +62,8 @@ def _one(ctx, settings, comparison_id, task, events) -> None:
     config = settings[task.name]
     values = comparison_run_values(comparison_id, task, config, ctx.model.family.name, NAME)
     with recorded_run(ctx.ledger, values, "fine-tuning") as run_id:
-        result, _ = fine_tune(ctx, settings, task, config, events, label=NAME)
-        evaluated = [evaluate_on_dev(ctx, settings, task, task, events)]
+        result, _, chosen = fine_tune(ctx, settings, task, config, events, label=NAME)
+        evaluated = [evaluate_on_dev(ctx, settings, task, task, events, chosen)]
     trainable = count_parameters(ctx.model.backbone) + count_parameters(ctx.model.tasks[task.name])
-    finish_baseline_run(ctx, run_id, result, evaluated, trainable, 4 * trainable)
+    stored = 4 * trainable
+    finish_baseline_run(ctx, run_id, result, evaluated, trainable, stored, {task.id: chosen})
