@@ -175,6 +175,18 @@ def test_models_lists_the_generation_tasks(ws: Workspace, client, server: str) -
     (model,) = models.data
     assert model.object == "model" and model.owned_by == "contlearn"
     assert model.created == int(ws.ledger.task("chat").trained_at.timestamp())
+    tasks = {t["name"]: t["kind"] for t in call(server, "GET", "/v1/tasks")[1]["tasks"]}
+    assert tasks == {"chat": "generation", "words": "classification"}
+
+
+def test_the_token_limit_is_a_checked_setting() -> None:
+    from contlearn.errors import ConfigError
+    from contlearn.serve.config import ServeConfig
+
+    assert ServeConfig().max_tokens == 256
+    for bad in (0, 1025):
+        with pytest.raises(ConfigError, match=f"max_tokens must be 1-1024, got {bad}"):
+            ServeConfig(max_tokens=bad)
 
 
 def test_generation_and_predictions_share_the_model_thread(ws: Workspace, server: str) -> None:
