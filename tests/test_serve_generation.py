@@ -84,6 +84,9 @@ def test_generate_answers_as_the_workspace_does(ws: Workspace, server: str) -> N
     assert body["prompt_tokens"] > len(PROMPTS[0].split())  # the chat template's tokens too
     turns = {"messages": [{"role": "user", "content": PROMPTS[0]}]}
     assert call(server, "POST", "/v1/tasks/chat/generate", turns) == (200, body)
+    parts = [{"type": "text", "text": "the film "}, {"type": "text", "text": "was good"}]
+    turns = {"messages": [{"role": "user", "content": parts}]}  # OpenAI's content parts
+    assert call(server, "POST", "/v1/tasks/chat/generate", turns) == (200, body)
     short = call(server, "POST", "/v1/tasks/chat/generate", {"prompt": PROMPTS[0], "max_tokens": 1})
     assert short[1]["finish_reason"] == "length" and short[1]["tokens"] == 1
     assert short[1]["text"] == alone(ws, PROMPTS[0], max_new_tokens=1)["text"]
@@ -238,6 +241,11 @@ USER = [{"role": "user", "content": "good"}]
         (GENERATE, {"prompt": "good", "top_p": 0}, 400, "top_p must be in (0, 1], got 0.0"),
         (GENERATE, {"prompt": "good", "top_p": 1.5}, 400, "top_p must be in (0, 1]"),
         (GENERATE, {"prompt": "good", "seed": "x"}, 400, "seed must be an integer"),
+        (GENERATE, {"prompt": "good", "seed": 2**70}, 400, "seed must be -9223372036854775808"),
+        (GENERATE, b'{"prompt": "a", "temperature": 1e400}', 400, "a finite number, got inf"),
+        (GENERATE, b'{"prompt": "a", "top_p": NaN}', 400, "top_p must be a finite number"),
+        (GENERATE, {"prompt": "good", "temperature": 10**400}, 400, "must be a finite number"),
+        (GENERATE, {"prompt": "good", "temperature": "hot"}, 400, "must be a number, not 'hot'"),
         (GENERATE, {"prompt": "good", "stream": "yes"}, 400, "stream must be true or false"),
         (GENERATE, {}, 400, "give either 'prompt' (a string) or 'messages'"),
         (GENERATE, {"prompt": "a", "messages": USER}, 400, "give either 'prompt'"),
@@ -248,6 +256,9 @@ USER = [{"role": "user", "content": "good"}]
         (GENERATE, {"messages": []}, 400, "messages must be a non-empty list"),
         (GENERATE, {"messages": [{"role": "user"}]}, 400, "is not a {role, content} turn"),
         (GENERATE, {"messages": [{"role": "bot", "content": "x"}]}, 400, "unknown role 'bot'"),
+        (GENERATE, {"messages": [{"role": ["user"], "content": "x"}]}, 400, "role, content"),
+        (GENERATE, {"messages": ["hi"]}, 400, "is not a {role, content} turn"),
+        (GENERATE, {"messages": [{"role": "user", "content": [{"type": "image"}]}]}, 400, "text"),
         (
             GENERATE,
             {"messages": [*USER, {"role": "assistant", "content": "yes"}]},

@@ -12,6 +12,7 @@ default 0, greedy, unlike OpenAI's 1: a task's canonical answers are greedy), ``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from .bodies import SHOWN_NAME, kind_name, require_unicode, served_task, short
 from .catalog import ServedTask, Snapshot
 from .config import ServeConfig
 
+SEEDS = (-(2**63), 2**64 - 1)  # what a torch generator takes
 ROLE_ALIASES = {"developer": "system"}  # OpenAI's newer name for the system turn
 
 
@@ -133,7 +135,9 @@ def _turn(turn: Any, where: str, config: ServeConfig) -> Any:
         content = "".join(parts)
     if isinstance(content, str):
         text(content, f"{where}.content", config, empty_ok=True)
-    return {"role": ROLE_ALIASES.get(role, role), "content": content}
+    if isinstance(role, str):
+        role = ROLE_ALIASES.get(role, role)
+    return {"role": role, "content": content}
 
 
 def text(value: Any, where: str, config: ServeConfig, *, empty_ok: bool = False) -> str:
@@ -177,6 +181,8 @@ def sampling(doc: dict[str, Any], config: ServeConfig) -> Sampling:
     seed = doc.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise _bad(f"seed must be an integer, not a {kind_name(seed)}", field="seed")
+    if seed is not None and not SEEDS[0] <= seed <= SEEDS[1]:
+        raise _bad(f"seed must be {SEEDS[0]} to {SEEDS[1]}", field="seed")
     try:
         return Sampling(tokens, temperature, top_p, seed)
     except ConfigError as exc:  # checked above; kept so that no setting reaches a 500
@@ -204,9 +210,15 @@ def _number(doc: dict[str, Any], key: str, default: float) -> float:
     value = doc.get(key)
     if value is None:
         return default
-    if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
+    if not isinstance(value, int | float) or isinstance(value, bool):
         raise _bad(f"{key} must be a number, not {_shown(value)}", field=key)
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        number = math.inf
+    if not math.isfinite(number):
+        raise _bad(f"{key} must be a finite number, got {_shown(value)}", field=key)
+    return number
 
 
 def _flag(doc: dict[str, Any], key: str) -> bool:
