@@ -329,3 +329,37 @@ def test_pieces_never_split_a_multibyte_character(tmp_path: Path) -> None:
     assert "".join(sent) == pieces.text == text.strip()
     assert all("\ufffd" not in piece for piece in sent)
     assert sum(1 for piece in sent if piece) >= 5  # sent as it came, not all at the end
+
+
+def test_a_stream_nobody_reads_stops_its_generation(ws: Workspace) -> None:
+    """Once the client left (the stream closed), the model's thread stops that generation at
+    its next piece (499, nothing logged) and goes on answering."""
+    import asyncio
+
+    from contlearn.errors import BadRequest
+    from contlearn.serve.completions import END, _Stream
+    from contlearn.serve.config import ServeConfig
+    from contlearn.serve.generating import native
+    from contlearn.serve.runner import worker_for
+
+    worker = worker_for(ws, ServeConfig(threads=1))
+    worker.start()
+
+    async def both() -> tuple[Any, list[Any]]:
+        req = native({"prompt": PROMPTS[0], "stream": True}, "chat", worker.snapshot, worker.config)
+        left = _Stream(worker, req)
+        left.closed.set()  # before its first piece
+        with pytest.raises(BadRequest) as stopped:
+            while await left.next() is not END:
+                pass
+        read, items = _Stream(worker, req), []
+        while (item := await read.next()) is not END:
+            items.append(item)
+        return stopped.value, items
+
+    try:
+        stopped, items = asyncio.run(both())
+    finally:
+        worker.stop()
+    assert stopped.status == 499 and "the client left" in str(stopped)
+    assert "".join(piece for _, piece in items) == alone(ws, PROMPTS[0])["text"]
