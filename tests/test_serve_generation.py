@@ -182,6 +182,14 @@ def test_models_lists_the_generation_tasks(ws: Workspace, client, server: str) -
     assert tasks == {"chat": "generation", "words": "classification"}
 
 
+def test_without_max_tokens_the_task_s_budget_is_cut_to_the_limit(ws: Workspace) -> None:
+    """The task records 4 new tokens; a server whose max_tokens is 2 generates 2 at most."""
+    with thread_server(ws, max_tokens=2) as base:
+        status, body = call(base, "POST", "/v1/tasks/chat/generate", {"prompt": PROMPTS[0]})
+    assert status == 200 and body["tokens"] == 2 and body["finish_reason"] == "length"
+    assert body["text"] == alone(ws, PROMPTS[0], max_new_tokens=2)["text"]
+
+
 def test_the_token_limit_is_a_checked_setting() -> None:
     from contlearn.errors import ConfigError
     from contlearn.serve.config import ServeConfig

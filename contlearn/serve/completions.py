@@ -17,6 +17,7 @@ piece.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..errors import BadRequest, ContlearnError
+from ..kinds.generation import DEFAULT_MAX_NEW_TOKENS
 from ..ops.generate import Answer, answer, generation_task
 from . import bodies, generating, openai, reading
 from .generating import GenerationRequest
@@ -74,7 +76,7 @@ def _created(stamp: str | None) -> int:
 # -- running a request ------------------------------------------------------------------------
 async def _answer(worker: ModelWorker, req: GenerationRequest, frames: Any) -> Response:
     if not req.stream:
-        answers = await worker.run(_rows(req), _work(req, None))
+        answers = await worker.run(_rows(req), _work(req, worker.config.max_tokens, None))
         return JSONResponse(frames.whole(answers))
     stream = _Stream(worker, req)
     try:
@@ -93,16 +95,21 @@ def _rows(req: GenerationRequest) -> list[dict[str, Any]]:
 
 
 def _work(
-    req: GenerationRequest, heard: Callable[[int, str], None] | None
+    req: GenerationRequest, limit: int, heard: Callable[[int, str], None] | None
 ) -> Callable[[Any], list[Answer]]:
-    """What the model's thread runs: each prompt answered alone, in order."""
+    """What the model's thread runs: each prompt answered alone, in order; without a
+    max_tokens, as many as the task's recorded budget, at most the server's ``limit``."""
 
     def work(ctx: Any) -> list[Answer]:
         record = generation_task(ctx.ledger, req.task)
+        sampling = req.sampling
+        if sampling.max_new_tokens is None:
+            budget = ctx.task_config(record)["train"].get("max_new_tokens")
+            tokens = min(budget or DEFAULT_MAX_NEW_TOKENS, limit)
+            sampling = dataclasses.replace(sampling, max_new_tokens=tokens)
         told = (lambda i: None) if heard is None else (lambda i: functools.partial(heard, i))
         return [
-            answer(ctx, record, prompt, req.sampling, told(i))
-            for i, prompt in enumerate(req.prompts)
+            answer(ctx, record, prompt, sampling, told(i)) for i, prompt in enumerate(req.prompts)
         ]
 
     return work
@@ -122,7 +129,8 @@ class _Stream:
                 raise BadRequest("the client left before its answer", status=CLIENT_CLOSED)
             loop.call_soon_threadsafe(self.queue.put_nowait, (index, piece))
 
-        self.task = asyncio.ensure_future(worker.run(_rows(req), _work(req, heard)))
+        work = _work(req, worker.config.max_tokens, heard)
+        self.task = asyncio.ensure_future(worker.run(_rows(req), work))
         # called after every piece's put (call_soon_threadsafe keeps their order)
         self.task.add_done_callback(lambda _: self.queue.put_nowait(END))
 

@@ -4,10 +4,11 @@ decoding settings. Every refusal is a :class:`~contlearn.errors.BadRequest` (400
 otherwise) naming the field, and the limit when there is one.
 
 Settings, as OpenAI names them: ``max_tokens`` (``max_completion_tokens`` too; default the
-task's recorded max new tokens; at most the server's ``max_tokens``), ``temperature`` (>= 0;
-default 0, greedy, unlike OpenAI's 1: a task's canonical answers are greedy), ``top_p`` in
-(0, 1], ``seed`` (an integer: sampling is then reproducible), ``stream``; ``n`` must be 1 and
-``stop`` absent (neither is supported); other OpenAI fields are ignored.
+task's recorded max new tokens, cut to the server's ``max_tokens``; more than that is
+refused), ``temperature`` (>= 0; default 0, greedy, unlike OpenAI's 1: a task's canonical
+answers are greedy), ``top_p`` in (0, 1], ``seed`` (an integer: sampling is then
+reproducible), ``stream``; ``n`` must be 1 and ``stop`` absent (neither is supported); other
+OpenAI fields are ignored.
 """
 
 from __future__ import annotations
