@@ -190,6 +190,28 @@ def test_without_max_tokens_the_task_s_budget_is_cut_to_the_limit(ws: Workspace)
     assert body["text"] == alone(ws, PROMPTS[0], max_new_tokens=2)["text"]
 
 
+def test_a_job_with_its_own_work_is_handed_out_alone_at_once() -> None:
+    import time
+
+    from contlearn.serve.batching import Batcher, Job
+
+    batcher = Batcher(max_batch=8, max_wait=5.0, max_queued_rows=64)
+    jobs = [
+        Job([{"r": 1}], print),
+        Job([{"r": 2}], print, work=len),
+        Job([{"r": 3}], print),
+        Job([{"r": 4}], print),
+    ]
+    for job in jobs:
+        batcher.put(job)
+    start = time.monotonic()
+    assert batcher.take(1.0) == [jobs[0]]  # a batch never holds a generation
+    assert batcher.take(1.0) == [jobs[1]]  # nor waits for others to join one
+    assert time.monotonic() - start < 1.0
+    batcher.close()
+    assert batcher.take(1.0) == jobs[2:]
+
+
 def test_the_token_limit_is_a_checked_setting() -> None:
     from contlearn.errors import ConfigError
     from contlearn.serve.config import ServeConfig

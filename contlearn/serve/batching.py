@@ -5,7 +5,7 @@ it, up to ``max_batch`` rows (a request is never split: one larger than that run
 waiting at most ``max_wait`` after the oldest one arrived for others to join: under load the
 queue fills while a batch runs, so the next batch forms at once; alone, a request waits
 ``max_wait`` at most. A job with its own ``work`` (a generation) runs alone, as soon as
-the jobs before it have run.
+the jobs before it have run (a batch before it does not wait for others: none could join).
 """
 
 from __future__ import annotations
@@ -72,13 +72,17 @@ class Batcher:
             ):
                 return []
             deadline = self._jobs[0].queued_at + self.max_wait
-            alone = self._jobs[0].work is not None
-            while not alone and self._rows < self.max_batch and not self._closed:
+            while self._can_grow() and not self._closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
             return self._pop()
+
+    def _can_grow(self) -> bool:
+        """Whether more jobs could join the oldest one's batch: not past a job with its own
+        work (it runs alone, and the batch ends before it), nor past ``max_batch`` rows."""
+        return self._rows < self.max_batch and all(job.work is None for job in self._jobs)
 
     def _pop(self) -> list[Job]:
         batch = [self._jobs.popleft()]
