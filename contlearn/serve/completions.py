@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import threading
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -68,8 +69,6 @@ async def _doc(request: Request, worker: ModelWorker) -> dict[str, Any]:
 
 
 def _created(stamp: str | None) -> int:
-    from datetime import datetime
-
     return int(datetime.fromisoformat(stamp).timestamp()) if stamp else 0
 
 
