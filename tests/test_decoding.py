@@ -218,6 +218,36 @@ def test_a_mixed_task_batch_generates_what_each_task_generates_alone(
     assert not torch.equal(mixed[[0, 2]], generate(model, ids[[0, 2]], mask[[0, 2]], greedy(6)))
 
 
+@pytest.mark.parametrize("methods", [("lora", "houlsby"), ("lora", "topk")])
+def test_on_token_hears_each_step_in_row_order_and_changes_nothing(folders, methods) -> None:
+    """The columns ``on_token`` is told, stacked, are the result (-1 for a stopped row and,
+    task by task, for the other task's rows while one generates); the result is unchanged."""
+    model = adapted(folders["llama"])
+    for i, method in enumerate(methods):
+        add_task(model, method, method, seed=i)
+    ids, mask = prompts((5, 3, 7, 4))
+    tasks = [methods[1], methods[0], methods[1], methods[0]]
+    decoding = greedy(6, stops=(STOP,))
+    heard: dict[int, torch.Tensor] = {}
+
+    def on_token(step: int, tokens: torch.Tensor) -> None:
+        heard[step] = torch.maximum(heard.get(step, tokens), tokens)  # task by task: merged
+
+    out = generate(model, ids, mask, decoding, tasks, on_token=on_token)
+    assert torch.equal(out, generate(model, ids, mask, decoding, tasks))
+    told = torch.full_like(out, -1)
+    for step, tokens in heard.items():
+        told[:, step] = tokens
+    assert torch.equal(told, out) and len(heard) >= 1
+    model.activate(methods[0])
+
+    def stop(step: int, tokens: torch.Tensor) -> None:
+        raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):  # what on_token raises stops it
+        generate(model, ids, mask, decoding, on_token=stop)
+
+
 def test_generation_leaves_the_model_as_it_found_it(folders) -> None:
     model = adapted(folders["llama"])
     add_task(model, "a", "lora")

@@ -79,6 +79,13 @@ from .options import device_option, open_workspace, workspace_options
     show_default=True,
     help="Connections open at once; one more is answered 503 and closed.",
 )
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(1, 1024),
+    default=256,
+    show_default=True,
+    help="The most tokens a generation request may ask for (its max_tokens).",
+)
 @workspace_options
 def serve(
     workspace: Path, db: str | None, token_file: Path | None, device: str | None, **settings
@@ -88,7 +95,9 @@ def serve(
     Concurrent requests are batched together (rows of several tasks in one batch); tasks
     trained while the server runs are served once their artifact verifies. Endpoints: POST
     /v1/tasks/TASK/predict, POST /v1/predict (mixed tasks), GET /v1/tasks, GET /healthz,
-    GET /metrics. It listens on 127.0.0.1 unless --host says otherwise.
+    GET /metrics; for generation tasks POST /v1/tasks/TASK/generate and the OpenAI-compatible
+    POST /v1/chat/completions, POST /v1/completions and GET /v1/models. It listens on
+    127.0.0.1 unless --host says otherwise.
 
     \b
     Example:

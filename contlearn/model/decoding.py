@@ -25,7 +25,7 @@ while a batch generates; so is dropout.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,8 @@ from .mixing import task_order
 
 if TYPE_CHECKING:
     from .adapted import AdaptedModel
+
+OnToken = Callable[[int, Tensor], None]  # (step, the step's tokens [B], -1 for a stopped row)
 
 
 @dataclass(frozen=True)
@@ -83,35 +85,57 @@ def generate(
     attention_mask: Tensor,
     decoding: Decoding,
     tasks: Sequence[str] | None = None,
+    on_token: OnToken | None = None,
 ) -> Tensor:
     """Generated ids [B, max_new_tokens] (int64) for the left-padded prompts ``input_ids`` [B, T]:
     ``-1`` after a row stopped (its stop token kept). ``tasks``: row i's task ``tasks[i]``;
-    None: the active task's, or with none active the base model's."""
+    None: the active task's, or with none active the base model's. ``on_token(step, tokens)``
+    is called after each step with that step's column of the result [B] (a server streams
+    text from it; an exception it raises stops the generation); it changes no result."""
     rows = input_ids.shape[0]
     if rows == 0:
         return input_ids.new_full((0, decoding.max_new_tokens), -1)
     _check_batch(model, input_ids, attention_mask, decoding, tasks)
     if tasks is None:
-        return _generate(model, input_ids, attention_mask, decoding, {model.active: slice(0, rows)})
+        whole = {model.active: slice(0, rows)}
+        return _generate(model, input_ids, attention_mask, decoding, whole, on_token)
     names = list(dict.fromkeys(tasks))
     if len(names) > 1 and not all(model.can_mix(name) for name in names):
-        return _task_by_task(model, input_ids, attention_mask, decoding, tasks)
+        return _task_by_task(model, input_ids, attention_mask, decoding, tasks, on_token)
     order, slices = task_order(tasks)
     perm = torch.tensor(order, device=input_ids.device)
-    out = _generate(model, input_ids[perm], attention_mask[perm], decoding, slices)
-    return out[torch.argsort(perm)]  # back in the caller's row order
+    back = torch.argsort(perm)  # the caller's row order
+    told = None if on_token is None else lambda step, tokens: on_token(step, tokens[back])
+    out = _generate(model, input_ids[perm], attention_mask[perm], decoding, slices, told)
+    return out[back]
 
 
 def _task_by_task(
-    model: AdaptedModel, input_ids: Tensor, mask: Tensor, decoding: Decoding, tasks: Sequence[str]
+    model: AdaptedModel,
+    input_ids: Tensor,
+    mask: Tensor,
+    decoding: Decoding,
+    tasks: Sequence[str],
+    on_token: OnToken | None,
 ) -> Tensor:
-    """Each task's rows generated in a batch of their own (a task that cannot mix)."""
+    """Each task's rows generated in a batch of their own (a task that cannot mix); each
+    step's ``on_token`` sees -1 for the rows of the other tasks."""
     out = input_ids.new_full((input_ids.shape[0], decoding.max_new_tokens), -1)
     for name in dict.fromkeys(tasks):
         rows = torch.tensor([i for i, t in enumerate(tasks) if t == name], device=out.device)
         slices = {name: slice(0, len(rows))}
-        out[rows] = _generate(model, input_ids[rows], mask[rows], decoding, slices)
+        told = None if on_token is None else _scattered(on_token, rows, input_ids.shape[0])
+        out[rows] = _generate(model, input_ids[rows], mask[rows], decoding, slices, told)
     return out
+
+
+def _scattered(on_token: OnToken, rows: Tensor, size: int) -> OnToken:
+    """``on_token`` told a step of ``rows`` alone, as a column of all ``size`` rows."""
+
+    def told(step: int, tokens: Tensor) -> None:
+        on_token(step, tokens.new_full((size,), -1).index_copy(0, rows, tokens))
+
+    return told
 
 
 def _generate(
@@ -120,17 +144,23 @@ def _generate(
     mask: Tensor,
     decoding: Decoding,
     slices: dict[str | None, slice],
+    on_token: OnToken | None = None,
 ) -> Tensor:
     """:func:`generate` on a batch ordered by task (``slices``: each task's rows)."""
     real = mask.any(dim=0).nonzero()
     start = int(real[0]) if len(real) else 0  # columns that pad every row: left out
     input_ids, mask = input_ids[:, start:], mask[:, start:]
     with torch.no_grad(), model.generating(slices) as heads:
-        return _decode(model, heads, input_ids, mask, decoding)
+        return _decode(model, heads, input_ids, mask, decoding, on_token)
 
 
 def _decode(
-    model: AdaptedModel, heads: list, input_ids: Tensor, mask: Tensor, decoding: Decoding
+    model: AdaptedModel,
+    heads: list,
+    input_ids: Tensor,
+    mask: Tensor,
+    decoding: Decoding,
+    on_token: OnToken | None = None,
 ) -> Tensor:
     """The decoding loop: the prompt once, then one token per step (fed alone with the cache,
     the whole sequence again without)."""
@@ -145,6 +175,8 @@ def _decode(
         hidden = model.lm_hidden(new, mask, positions, cache)[:, -1]  # [B, d]
         token = _choose(_logits(hidden, heads), decoding, generator)  # [B]
         out[:, step] = token.masked_fill(done, -1)
+        if on_token is not None:
+            on_token(step, out[:, step].clone())
         done |= torch.isin(token, stops)
         if bool(done.all()):
             break

@@ -8,7 +8,7 @@ a sampled answer is reproducible for the same prompts, settings and seed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ..runtime.context import ModelContext
 
 BATCH_SIZE = 8
+Prompt = str | tuple[str, ...]  # the user's prompt, or a flattened conversation ending with it
 
 
 @dataclass(frozen=True)
@@ -96,17 +97,61 @@ def checked_prompts(prompts: Sequence[str]) -> list[str]:
     return prompts
 
 
-def _answers(
-    ctx: ModelContext, task: TaskRecord, prompts: list[str], sampling: Sampling
-) -> list[tuple[int, ...]]:
-    """Each prompt's generated ids (the stop token kept), in order."""
-    from ..kinds.generated import decoded_batches
+@dataclass(frozen=True)
+class Answer:
+    """One prompt answered: its ``text`` (stripped, special tokens skipped), the tokens of
+    its prompt as the model read it and of the answer (a stop token counted), and why it
+    ended: ``"stop"`` (a stop token) or ``"length"`` (``max_new_tokens`` reached)."""
+
+    text: str
+    prompt_tokens: int
+    tokens: int
+    finish_reason: str
+
+
+def answer(
+    ctx: ModelContext,
+    task: TaskRecord,
+    prompt: Prompt,
+    sampling: Sampling,
+    on_text: Callable[[str], None] | None = None,
+) -> Answer:
+    """``prompt`` answered by the loaded generation task ``task`` alone (a batch of one, so
+    it is what ``generate`` answers); ``on_text(piece)`` hears the text as it is generated
+    (:mod:`contlearn.kinds.pieces`), and the answer's text is those pieces joined."""
+    from ..kinds.generated import left_padded
+    from ..kinds.pieces import TextPieces
+    from ..model.decoding import generate as decode
+
+    encoded, decoding = _prepared(ctx, task, [prompt], sampling)
+    pieces = TextPieces(ctx.backbone.tokenizer)
+
+    def heard(piece: str) -> None:
+        if piece and on_text is not None:
+            on_text(piece)
+
+    def on_token(step: int, tokens: Any) -> None:
+        if int(tokens[0]) >= 0:
+            heard(pieces.add(int(tokens[0])))
+
+    ids, mask = left_padded(encoded.input_ids, encoded.pad_id)
+    made = decode(ctx.model, ids.to(ctx.device), mask.to(ctx.device), decoding, on_token=on_token)
+    heard(pieces.finish())
+    row = [t for t in made[0].tolist() if t >= 0]
+    reason = "stop" if row and row[-1] in decoding.stop_ids else "length"
+    return Answer(pieces.text, len(encoded.input_ids[0]), len(row), reason)
+
+
+def _prepared(
+    ctx: ModelContext, task: TaskRecord, prompts: Sequence[Prompt], sampling: Sampling
+) -> tuple[Any, Any]:
+    """The prompts encoded as the task reads them, and the decoding rule; the task active."""
     from ..model.decoding import Decoding
 
     kind = kind_of(task)
     train = ctx.task_config(task)["train"]
     budget = sampling.max_new_tokens or train.get("max_new_tokens")
-    inputs = kind.predict_inputs([(p,) for p in prompts])
+    inputs = kind.predict_inputs([p if isinstance(p, tuple) else (p,) for p in prompts])
     encoded = ctx.encode_texts(inputs, train["max_length"], kind=kind, max_new_tokens=budget)
     decoding = Decoding(
         max_new_tokens=encoded.max_new_tokens,
@@ -118,6 +163,16 @@ def _answers(
     ctx.ensure([task])
     ctx.model.eval()
     ctx.model.activate(task.name)
+    return encoded, decoding
+
+
+def _answers(
+    ctx: ModelContext, task: TaskRecord, prompts: list[str], sampling: Sampling
+) -> list[tuple[int, ...]]:
+    """Each prompt's generated ids (the stop token kept), in order."""
+    from ..kinds.generated import decoded_batches
+
+    encoded, decoding = _prepared(ctx, task, prompts, sampling)
     out: list[tuple[int, ...]] = [()] * len(prompts)
     for idx, made in decoded_batches(ctx.model, encoded, decoding, BATCH_SIZE, ctx.device):
         for i, row in zip(idx, made.tolist(), strict=True):

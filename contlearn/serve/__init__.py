@@ -4,7 +4,9 @@
 what the command does (the model loaded first, then uvicorn until SIGTERM or Ctrl-C). The
 modules: ``config`` (ServeConfig), ``catalog`` (the served tasks, hot-loaded and verified),
 ``batching`` (the queue), ``worker`` (the model's thread), ``bodies`` (request checks),
-``metrics`` (Prometheus text), ``asgi`` (the endpoints), ``runner`` (uvicorn).
+``metrics`` (Prometheus text), ``asgi`` (the endpoints), ``runner`` (uvicorn); for generation
+tasks ``generating`` (request checks), ``completions`` (the endpoints, streaming) and
+``openai`` (OpenAI's shapes).
 """
 
 from __future__ import annotations

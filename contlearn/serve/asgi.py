@@ -6,6 +6,9 @@ POST /v1/predict                {"items": [{"task": name, field: text, ...}, ...
 GET  /v1/tasks                  the tasks served (and the names of those refused)
 GET  /healthz                   liveness, the tasks served and refused (no token needed)
 GET  /metrics                   Prometheus text
+POST /v1/tasks/{task}/generate, /v1/chat/completions, /v1/completions, GET /v1/models:
+                                generation tasks (:mod:`.completions`); the OpenAI routes
+                                answer refusals in OpenAI's error shape
 
 A request answered 408 or 413 (its body not wholly read) or framed twice closes its
 connection; a client that goes away before its answer is counted as status 499 (nginx's
@@ -32,13 +35,15 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..errors import ArtifactError, BadRequest, ContlearnError, TaskNotFound, TaskNotTrained
-from . import bodies, reading
+from . import bodies, completions, openai, reading
 from .worker import ModelWorker
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Request], Awaitable[Response]]
 PREDICT_ONE = "/v1/tasks/{task}/predict"
-ENDPOINTS = ("/v1/predict", "/v1/tasks", "/healthz", "/metrics")
+GENERATE_ONE = "/v1/tasks/{task}/generate"
+OPENAI = ("/v1/chat/completions", "/v1/completions", "/v1/models")
+ENDPOINTS = ("/v1/predict", "/v1/tasks", "/healthz", "/metrics", *OPENAI)
 CLIENT_CLOSED = 499  # the status a request whose client went away is counted under
 CLOSING = (408, 413)  # refusals whose body was not (wholly) read: the connection ends with them
 
@@ -53,8 +58,13 @@ def build(worker: ModelWorker) -> Starlette:
         await asyncio.to_thread(worker.stop)
 
     guard = functools.partial(_guarded, worker)
+    shaped = functools.partial(_guarded, worker, shape=_openai_error)
     routes = [
         Route(PREDICT_ONE, guard(_predict_one), methods=["POST"]),
+        Route(GENERATE_ONE, guard(completions.generate_one), methods=["POST"]),
+        Route(OPENAI[0], shaped(completions.chat_completions), methods=["POST"]),
+        Route(OPENAI[1], shaped(completions.completions), methods=["POST"]),
+        Route(OPENAI[2], shaped(completions.list_models), methods=["GET"]),
         Route("/v1/predict", guard(_predict_mixed), methods=["POST"]),
         Route("/v1/tasks", guard(_tasks), methods=["GET"]),
         Route("/healthz", guard(_health, token=False), methods=["GET"]),
@@ -75,8 +85,11 @@ def _guarded(
     handler: Callable[[Request, ModelWorker], Awaitable[Response]],
     *,
     token: bool = True,
+    shape: Callable[[BadRequest], JSONResponse] | None = None,
 ) -> Handler:
-    """``handler`` behind the token check, with every refusal a JSON error."""
+    """``handler`` behind the token check, with every refusal a JSON error (``shape``'s; by
+    default :func:`error`'s)."""
+    refuse = shape or error
 
     async def endpoint(request: Request) -> Response:
         try:
@@ -84,15 +97,15 @@ def _guarded(
                 _authorize(request, worker.config.token)
             return await handler(request, worker)
         except BadRequest as exc:
-            return error(exc)
+            return refuse(exc)
         except ClientDisconnect:  # the client's doing: one line, counted apart (never sent)
             log.info("%s %s: the client left before its answer", request.method, _path(request))
             return Response(status_code=CLIENT_CLOSED)
         except ContlearnError as exc:
-            return error(_refusal(exc))
+            return refuse(_refusal(exc))
         except Exception:  # a fault of the server, never of the request: logged, not shown
             log.exception("%s %s failed", request.method, _path(request))
-            return error(BadRequest("the server failed to answer: see its log", status=500))
+            return refuse(BadRequest("the server failed to answer: see its log", status=500))
 
     return endpoint
 
@@ -132,6 +145,14 @@ def error(exc: BadRequest, *, close: bool = False) -> JSONResponse:
     if close or exc.status in CLOSING:
         headers["Connection"] = "close"
     return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
+def _openai_error(exc: BadRequest) -> JSONResponse:
+    """A refusal in OpenAI's error shape (what its clients read), with :func:`error`'s
+    headers."""
+    plain = error(exc)
+    headers = {k: v for k, v in plain.headers.items() if k in ("www-authenticate", "connection")}
+    return JSONResponse(openai.error(exc), status_code=exc.status, headers=headers)
 
 
 async def _http(request: Request, exc: Exception) -> Response:
@@ -235,4 +256,6 @@ def _endpoint(path: str) -> str:
     parts = path.split("/")
     if len(parts) == 5 and parts[:3] == ["", "v1", "tasks"] and parts[4] == "predict":
         return PREDICT_ONE
+    if len(parts) == 5 and parts[:3] == ["", "v1", "tasks"] and parts[4] == "generate":
+        return GENERATE_ONE
     return "other"

@@ -4,7 +4,8 @@ Requests join the queue whole. The model's thread takes the oldest request and t
 it, up to ``max_batch`` rows (a request is never split: one larger than that runs alone),
 waiting at most ``max_wait`` after the oldest one arrived for others to join: under load the
 queue fills while a batch runs, so the next batch forms at once; alone, a request waits
-``max_wait`` at most.
+``max_wait`` at most. A job with its own ``work`` (a generation) runs alone, as soon as
+the jobs before it have run (a batch before it does not wait for others: none could join).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from ..errors import BadRequest
 @dataclass
 class Job:
     """One request's rows (each naming its task), and what to call with their results (a list,
-    in row order) or with the exception that stopped them."""
+    in row order) or with the exception that stopped them. ``work``: what the model's thread
+    calls (with its model context) instead of predicting the rows, in a batch of its own."""
 
     rows: list[dict[str, Any]]
     done: Callable[[Any], None]
     queued_at: float = field(default_factory=time.monotonic)
+    work: Callable[[Any], Any] | None = None
 
 
 class Batcher:
@@ -69,17 +72,27 @@ class Batcher:
             ):
                 return []
             deadline = self._jobs[0].queued_at + self.max_wait
-            while self._rows < self.max_batch and not self._closed:
+            while self._can_grow() and not self._closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
             return self._pop()
 
+    def _can_grow(self) -> bool:
+        """Whether more jobs could join the oldest one's batch: not past a job with its own
+        work (it runs alone, and the batch ends before it), nor past ``max_batch`` rows."""
+        return self._rows < self.max_batch and all(job.work is None for job in self._jobs)
+
     def _pop(self) -> list[Job]:
         batch = [self._jobs.popleft()]
         rows = len(batch[0].rows)
-        while self._jobs and rows + len(self._jobs[0].rows) <= self.max_batch:
+        while (
+            batch[0].work is None
+            and self._jobs
+            and self._jobs[0].work is None
+            and rows + len(self._jobs[0].rows) <= self.max_batch
+        ):
             rows += len(self._jobs[0].rows)
             batch.append(self._jobs.popleft())
         self._rows -= rows

@@ -37,7 +37,7 @@ def parse_json(body: bytes) -> dict[str, Any]:
     except ValueError:  # an integer of more digits than Python converts
         raise BadRequest("the body holds a number too long to read", status=400) from None
     if not isinstance(doc, dict):
-        raise BadRequest(f"the body is a JSON {_kind(doc)}, not an object", status=400)
+        raise BadRequest(f"the body is a JSON {kind_name(doc)}, not an object", status=400)
     return doc
 
 
@@ -61,7 +61,7 @@ def mixed_rows(
             raise BadRequest(
                 f"{where}.task: name the item's task (a string)", field=f"{where}.task"
             )
-        _require_unicode(name, f"{where}.task")
+        require_unicode(name, f"{where}.task")
         rows.append(_row(item, where, served_task(snapshot, name, f"{where}.task"), config))
     return rows
 
@@ -71,7 +71,7 @@ def served_task(snapshot: Snapshot, name: str, where: str = "task") -> ServedTas
     task = snapshot.served.get(name)
     if task is not None:
         return task
-    shown = _short(name, SHOWN_NAME)
+    shown = short(name, SHOWN_NAME)
     if name in snapshot.refused:
         raise BadRequest(
             f"task {shown!r} is not served: its artifact does not match the ledger's sha256 "
@@ -96,7 +96,7 @@ def _list(doc: dict[str, Any], key: str, config: ServeConfig) -> list[Any]:
         raise BadRequest(f"the body has no {key!r}: send {{{key!r}: [...]}}", field=key)
     value = doc[key]
     if not isinstance(value, list):
-        raise BadRequest(f"{key} must be a list, not a {_kind(value)}", field=key)
+        raise BadRequest(f"{key} must be a list, not a {kind_name(value)}", field=key)
     if len(value) > config.max_rows:
         raise BadRequest(
             f"{key} holds {len(value)} rows; max_rows is {config.max_rows} per request: "
@@ -119,7 +119,7 @@ def _row(item: Any, where: str, task: ServedTask, config: ServeConfig) -> dict[s
         if not isinstance(item["id"], str | int) or isinstance(item["id"], bool):
             raise BadRequest(f"{where}.id must be a string or an integer", field=f"{where}.id")
         if isinstance(item["id"], str):
-            _require_unicode(item["id"], f"{where}.id")
+            require_unicode(item["id"], f"{where}.id")
         row["id"] = item["id"]
     return row
 
@@ -131,10 +131,10 @@ def _text(item: dict, name: str, where: str, task: ServedTask, config: ServeConf
         raise BadRequest(f"{where} is missing: task {task.name!r} reads {fields}", field=where)
     value = item[name]
     if not isinstance(value, str):
-        raise BadRequest(f"{where} must be a string, not a {_kind(value)}", field=where)
+        raise BadRequest(f"{where} must be a string, not a {kind_name(value)}", field=where)
     if not value.strip():
         raise BadRequest(f"{where} is empty: give the text to label", field=where)
-    _require_unicode(value, where)
+    require_unicode(value, where)
     if len(value) > config.max_text_chars:
         raise BadRequest(
             f"{where} holds {len(value)} characters; max_text_chars is {config.max_text_chars}",
@@ -147,10 +147,10 @@ def _text(item: dict, name: str, where: str, task: ServedTask, config: ServeConf
 
 def _require_object(item: Any, where: str) -> None:
     if not isinstance(item, dict):
-        raise BadRequest(f"{where} must be an object, not a {_kind(item)}", field=where)
+        raise BadRequest(f"{where} must be an object, not a {kind_name(item)}", field=where)
 
 
-def _require_unicode(value: str, where: str) -> None:
+def require_unicode(value: str, where: str) -> None:
     """Refuse a lone UTF-16 surrogate (``"\\ud800"`` in JSON): no tokenizer reads it and no
     answer could carry it back."""
     try:
@@ -164,10 +164,10 @@ def _require_unicode(value: str, where: str) -> None:
         ) from None
 
 
-def _kind(value: Any) -> str:
+def kind_name(value: Any) -> str:
     names = {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}
     return names.get(type(value), "number")
 
 
-def _short(text: str, limit: int = 200) -> str:
+def short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."

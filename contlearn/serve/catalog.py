@@ -27,13 +27,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ServedTask:
-    """A task the server answers for; ``info`` is what ``GET /v1/tasks`` shows of it."""
+    """A task the server answers for; ``info`` is what ``GET /v1/tasks`` shows of it;
+    ``generates``: its kind generates text (served by the generation endpoints too)."""
 
     name: str
     text_fields: tuple[str, ...]
     weights_sha256: str
     info: dict[str, Any]
     aliases: dict[str, str] = field(default_factory=dict)  # text field -> its other name
+    generates: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,8 @@ class Catalog:
             return str(exc)
         log.info("%s task %r", "reloaded" if known else "serving", task.name)
         aliases = text_aliases(task.glue_task, task.text_fields)
-        return ServedTask(task.name, tuple(task.text_fields), sha256, _info(task, row), aliases)
+        fields, generates = tuple(task.text_fields), kind_of(task).generates
+        return ServedTask(task.name, fields, sha256, _info(task, row), aliases, generates)
 
     def _unload(self, names: set[str]) -> None:
         for name in sorted(names):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..devices import check_spec
 from ..errors import ConfigError
+from ..kinds.generation import MAX_NEW_TOKENS
 from ..validation import check, check_types
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: 64 rows of 10,000 characters fit with room to spare
@@ -18,6 +19,7 @@ MAX_TEXT_CHARS = 10_000
 MAX_QUEUED_ROWS = 4096
 HEADER_TIMEOUT = 10.0  # seconds for a request's head: a client's headers fit in one packet
 BODY_TIMEOUT = 30.0  # seconds for a whole body: 1 MiB at 35 KB/s
+MAX_TOKENS = 256  # tokens a generation request may ask for (its max_tokens) at most
 MAX_CONNECTIONS = 256  # open connections: a quarter of the usual 1,024 open files
 
 
@@ -35,6 +37,7 @@ class ServeConfig:
     seconds a connection has to send a request's head (from its opening, or from the previous
     answer; 408 and closed after); body_timeout: seconds to receive a whole body (408);
     max_connections: connections open at once (one more is answered 503 and closed).
+    max_tokens: the most tokens a generation request may ask for (1-1024; more is a 400).
     header_timeout and max_connections hold under ``contlearn serve`` (its uvicorn protocol);
     another ASGI server applies its own.
     """
@@ -54,6 +57,7 @@ class ServeConfig:
     header_timeout: float = HEADER_TIMEOUT
     body_timeout: float = BODY_TIMEOUT
     max_connections: int = MAX_CONNECTIONS
+    max_tokens: int = MAX_TOKENS
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -75,6 +79,10 @@ class ServeConfig:
         )
         for name in names:
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        check(
+            1 <= self.max_tokens <= MAX_NEW_TOKENS,
+            f"max_tokens must be 1-{MAX_NEW_TOKENS}, got {self.max_tokens}",
+        )
         check(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
         check(self.token is None or self.token.strip() == self.token != "", "token is empty")
         _check_host(self.host)

@@ -2,6 +2,9 @@
 tasks current, and runs each batch of queued requests through the predict use case in one call
 (``task_field``: every row names its task), so rows of several tasks go through together.
 
+A generation request is a job with its own work (:meth:`ModelWorker.run`): the same thread
+runs it alone, between batches, so every use of the model stays on that one thread.
+
 A batch that fails is run again request by request, so that one request's failure (a task whose
 artifact was modified after it was loaded, say) reaches that request alone.
 """
@@ -12,6 +15,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..artifacts import ArtifactStore
@@ -76,6 +80,17 @@ class ModelWorker:
         )
         return await future
 
+    async def run(self, rows: list[dict[str, Any]], work: Callable[[Any], Any]) -> Any:
+        """What ``work(model_context)`` returns, called on the model's thread alone once the
+        jobs queued before it have run; ``rows`` (one per prompt, naming its task) count
+        against the queue's bound. Raises what ``work`` raised."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.batcher.put(
+            Job(rows, lambda result: loop.call_soon_threadsafe(_settle, future, result), work=work)
+        )
+        return await future
+
     # -- the model's thread ----------------------------------------------------------------------
     def _run(self) -> None:
         try:
@@ -114,6 +129,8 @@ class ModelWorker:
             log.exception("reading the ledger for new tasks failed (still serving)")
 
     def _run_batch(self, batch: list[Job]) -> None:
+        if batch[0].work is not None:  # the batcher hands such a job out alone
+            return self._run_work(batch[0])
         rows = [row for job in batch for row in job.rows]
         try:
             results = predict(
@@ -131,6 +148,15 @@ class ModelWorker:
         for job in batch:
             _deliver(job, _local(results[start : start + len(job.rows)], start))
             start += len(job.rows)
+
+    def _run_work(self, job: Job) -> None:
+        try:
+            result = job.work(self.catalog.ctx)
+        except Exception as exc:
+            self._fail(job, exc)
+            return
+        self.metrics.batch(len(job.rows), len({row[TASK_KEY] for row in job.rows}))
+        _deliver(job, result)
 
     def _fail(self, job: Job, exc: Exception) -> None:
         if isinstance(exc, ArtifactError):  # a served task's files changed: verify them again
