@@ -169,6 +169,10 @@ class TaskKind:
         back through :meth:`calibrated`; None (the default) when the kind chooses nothing."""
         return None
 
+    def calibrates(self, labels: Sequence[str] | None) -> bool:
+        """Whether :meth:`calibrate` chooses anything for a task with these labels."""
+        return False
+
     def calibrated(self, calibration: dict[str, Any] | None) -> TaskKind:
         """This kind deciding as ``calibration`` (what :meth:`calibrate` chose) says; itself
         when there is none or the kind chooses nothing."""

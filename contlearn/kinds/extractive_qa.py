@@ -141,7 +141,7 @@ class ExtractiveQA(TaskKind):
         below ``t``; it maximises exact match for a task scored by it, else F1. v1.1: None."""
         from ..eval.squad import best_threshold, raw_scores
 
-        if NO_ANSWER not in (labels or ()) or not len(targets):
+        if not self.calibrates(labels) or not len(targets):
             return None
         predictions = ExtractiveQA().predictions(logits)  # the differences, before any threshold
         golds = {str(i): [a[0] for a in t[1]] for i, t in enumerate(targets)}
@@ -153,6 +153,10 @@ class ExtractiveQA(TaskKind):
         exact, f1 = raw_scores(spans, golds)
         chosen = exact if metric == "qa_exact_match" else f1
         return {"null_threshold": best_threshold(spans, chosen, diffs, golds)[1]}
+
+    def calibrates(self, labels: Sequence[str] | None) -> bool:
+        """SQuAD v2 tasks (with no-answer questions) choose a no-answer threshold."""
+        return NO_ANSWER in (labels or ())
 
     def calibrated(self, calibration: dict[str, Any] | None) -> ExtractiveQA:
         """The kind answering by the recorded no-answer threshold (itself without one)."""

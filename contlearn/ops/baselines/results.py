@@ -96,7 +96,8 @@ def _adapter_predictions(recorded: Recorded) -> tuple[list, list] | None:
     identical after every later task: the final predictions are these too), decided as its
     artifact config records (a SQuAD v2 task's no-answer threshold, chosen on its selection
     split); None when a run has none, or gc deleted them before it kept those of compared runs
-    (no intervals then)."""
+    (no intervals then), or deleted the config of a task that chose something on its selection
+    split (a removed task's config goes; a kind that chooses nothing needs none)."""
     from ...runtime.current import recorded_calibration
 
     if recorded.store is None:
@@ -104,11 +105,12 @@ def _adapter_predictions(recorded: Recorded) -> tuple[list, list] | None:
     out = []
     for run, task in zip(recorded.adapter_runs, recorded.tasks, strict=True):
         files = {a.role: a for a in recorded.ledger.artifacts(run.id)}
-        if any(r not in files or files[r].deleted_at is not None for r in ("logits", "config")):
+        kind, kept = kind_of(task), {r for r, a in files.items() if a.deleted_at is None}
+        if "logits" not in kept or ("config" not in kept and kind.calibrates(task.labels)):
             return None
         logits = recorded.store.load_tensors(files["logits"].path)["logits"]
-        meta = recorded.store.load_json(files["config"].path)
-        out.append(kind_of(task).calibrated(recorded_calibration(meta)).predictions(logits))
+        meta = recorded.store.load_json(files["config"].path) if "config" in kept else {}
+        out.append(kind.calibrated(recorded_calibration(meta)).predictions(logits))
     return out, out
 
 
