@@ -6,7 +6,7 @@ kind import torch only inside the methods that compute.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadData
@@ -155,6 +155,12 @@ class TaskKind:
     def read(self, logits: torch.Tensor, encoded: Encoded) -> list:
         """The predictions the canonical evaluation scores, from its outputs and the split
         they were computed on: :meth:`predictions`, unless the kind needs the encoding too."""
+        return self.predictions(logits)
+
+    def stored_predictions(self, logits: torch.Tensor, tokenizer: Callable[[], Any]) -> list:
+        """What the metric scores, from stored canonical outputs without their split (a
+        comparison's recorded dev logits): :meth:`predictions`, unless the kind decodes them
+        (``tokenizer()`` loads the backbone's tokenizer; only such a kind calls it)."""
         return self.predictions(logits)
 
     def agreement(self, saved: torch.Tensor, now: torch.Tensor) -> tuple[float, float]:

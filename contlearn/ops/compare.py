@@ -39,12 +39,6 @@ def trained_sequence(ledger: Ledger) -> list[TaskRecord]:
             f"compare needs every task trained with adapters first ({what} not trained): "
             "run `contlearn train-next --all`"
         )
-    generating = [t.name for t in tasks if kind_of(t).generates]
-    if generating:  # the baselines score predictions without the tokenizer that reads them
-        raise ContlearnError(
-            f"compare does not handle generation tasks yet ({', '.join(generating)}): "
-            "compare a workspace whose tasks classify, tag or answer spans"
-        )
     return tasks
 
 

@@ -199,7 +199,7 @@ def fine_tune(
     data = read_task_data(task)
     rows, held = training_rows(data.train, config)
     split = ctx.encode(task, rows, config.max_length, training=True)
-    pick = ctx.encode(task, data.dev if held is None else held, config.max_length)
+    pick = dev_encoded(ctx, task, config, data.dev if held is None else held)
     seed_everything(config.seed)
     _add_head(ctx, settings, task)
     ctx.model.activate(task.name)
@@ -229,13 +229,18 @@ def fine_tune(
 
 def evaluate_on_dev(ctx, settings, task: TaskRecord, after: TaskRecord, events) -> tuple:
     """Task ``task``'s canonical dev evaluation now (after training ``after``): its ledger
-    record, and its predictions."""
-    config = settings[task.name]
-    dev = ctx.encode(task, read_task_data(task).dev, config.max_length)
+    record, and its predictions as the metric scores them (a generation task's texts)."""
+    dev = dev_encoded(ctx, task, settings[task.name], read_task_data(task).dev)
     with torch.no_grad():
         result = evaluate_task(ctx, task, dev, events=events)
     record = evaluation_record(task, result, "comparison", after_task_id=after.id)
-    return record, kind_of(task).predictions(result.logits)
+    return record, kind_of(task).read(result.logits, dev.encoded)
+
+
+def dev_encoded(ctx: ModelContext, task: TaskRecord, config: TrainConfig, rows: Any):
+    """Rows the task is evaluated on, encoded as its canonical evaluation reads them (a
+    generation task's decoding at most its recorded ``max_new_tokens``)."""
+    return ctx.encode(task, rows, config.max_length, max_new_tokens=config.max_new_tokens)
 
 
 def comparison_run_values(

@@ -23,6 +23,7 @@ from ...train.loop import StepHooks
 from ..full_finetune import (
     _add_head,
     comparison_run_values,
+    dev_encoded,
     evaluate_on_dev,
     finish_baseline_run,
     finished_runs,
@@ -78,7 +79,7 @@ def _train(ctx, tasks, settings, config: TrainConfig, events: Events):
         data, own = read_task_data(task), settings[task.name]
         rows, held = training_rows(data.train, own)
         splits.append(ctx.encode(task, rows, own.max_length, training=True))
-        picks.append(ctx.encode(task, data.dev if held is None else held, own.max_length))
+        picks.append(dev_encoded(ctx, task, own, data.dev if held is None else held))
     seed_everything(config.seed)
     for task in tasks:
         _add_head(ctx, settings, task)
