@@ -56,7 +56,15 @@ def trained(trained_once: Path, tmp_path: Path) -> Workspace:
 def test_every_method_runs_records_and_reports(trained: Workspace, tmp_path: Path) -> None:
     results = trained.compare(epochs=1)
     methods = results["methods"]
-    assert list(methods) == ["adapter", "sequential", "ewc", "replay", "joint", "separate"]
+    assert list(methods) == [
+        "adapter",
+        "sequential",
+        "ewc",
+        "replay",
+        "joint",
+        "separate",
+        "lora-merged",
+    ]
     runs = [r for r in trained.ledger.runs(purpose="compare")]
     counts = {m: sum(r.method == m for r in runs) for m in methods}
     assert counts == {
@@ -66,6 +74,7 @@ def test_every_method_runs_records_and_reports(trained: Workspace, tmp_path: Pat
         "replay": 3,
         "joint": 1,
         "separate": 3,
+        "lora-merged": 3,
     }
     assert all(r.status == "succeeded" for r in runs)
     separate, joint = methods["separate"], methods["joint"]
@@ -85,6 +94,15 @@ def test_every_method_runs_records_and_reports(trained: Workspace, tmp_path: Pat
     sizes = {k: m["cost"]["total_bytes"] for k, m in methods.items()}
     assert sizes["separate"] > 2 * sizes["joint"]  # three whole models against one
     assert sizes["joint"] < sizes["ewc"]  # EWC keeps its Fisher and anchor to go on
+    # LoRA merged: one model and its heads, as sequential fine-tuning; only the LoRA and the
+    # head train, at LoRA's defaults (the adapters here are Houlsby's)
+    merged = methods["lora-merged"]
+    assert sizes["lora-merged"] == sizes["sequential"]
+    backbone = trained.ledger.backbone().num_parameters
+    assert all(0 < p < backbone for p in merged["cost"]["trainable_params"])
+    assert all(cell is not None for i, row in enumerate(merged["matrix"]) for cell in row[: i + 1])
+    ranks = {r.config["adapter"]["rank"] for r in runs if r.method == "lora-merged"}
+    assert ranks == {8}
     assert not checkpoint_path(trained.store, results["comparison_id"]).parent.exists()
     assert trained.audit()["verdict"] == "clean"  # the baselines never touched the adapters
     again, files = trained.rebuild_report(out=tmp_path / "report")
@@ -92,6 +110,7 @@ def test_every_method_runs_records_and_reports(trained: Workspace, tmp_path: Pat
     assert files["storage"].read_bytes().startswith(b"\x89PNG")
     text = files["md"].read_text()
     assert "Experience replay" in text and "Intransigence" in text and "95% CI" in text
+    assert "Sequential LoRA merged into the weights" in text
 
 
 def test_ewc_with_lambda_zero_trains_exactly_as_sequential(trained: Workspace) -> None:

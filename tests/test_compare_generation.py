@@ -21,13 +21,19 @@ METHODS = ["adapter", "sequential", "ewc", "replay", "joint", "separate", "lora-
 
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, dict]:
-    """Two generation tasks learned with adapters, then compared by every method (one epoch,
-    a few examples each)."""
+    """Two generation tasks learned with LoRA adapters (rank 2, own LayerNorm copies), then
+    compared by every method (one epoch, a few examples each)."""
     tmp = tmp_path_factory.mktemp("gencmp")
     ws = fast_workspace(tmp / "ws", save_chat_llama(tmp / "llama"))
     text = (ws.root / "tasks.toml").read_text()
-    for key, value in {"replay_buffer": 4, "fisher_examples": 2, "bootstrap_resamples": 100}.items():
+    for key, value in {
+        "replay_buffer": 4,
+        "fisher_examples": 2,
+        "bootstrap_resamples": 100,
+    }.items():
         text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
+    lora = '[adapter]\nmethod = "lora"\nrank = 2\nalpha = 4.0\nnorms = "task"\n\n[train]'
+    text = re.sub(r"(?s)\[adapter\].*?\[train\]", lambda _: lora, text)
     (ws.root / "tasks.toml").write_text(text)
     ws = Workspace.open(ws.root)
     ws.add_task("chat", write_generation_task(tmp / "chat", n_train=12, n_dev=6), max_new_tokens=3)
@@ -54,7 +60,14 @@ def test_every_method_compares_generation_tasks(compared) -> None:
     assert adapters["summary"]["bwt"] == 0.0 and adapters["intervals"]["bwt"]["ci"] == [0.0, 0.0]
     runs = [r for r in ws.ledger.runs(purpose="compare") if r.method == "lora-merged"]
     assert len(runs) == 2 and all(r.status == "succeeded" for r in runs)
+    # the workspace's LoRA settings, the norms shared (a norm copy is no update to merge)
+    assert [(r.config["adapter"]["rank"], r.config["adapter"]["alpha"]) for r in runs] == [
+        (2, 4.0),
+        (2, 4.0),
+    ]
     assert all(r.config["adapter"]["norms"] == "shared" for r in runs)
+    adapter_lr = ws.ledger.trained_run(ws.ledger.task("chat").id).config["train"]["lr"]
+    assert runs[0].config["train"]["lr"] == adapter_lr  # a LoRA's learning rate
     assert ws.audit()["verdict"] == "clean"  # no baseline touched the adapters' backbone
 
 
@@ -92,9 +105,7 @@ def test_the_generation_metric_resamples_as_its_per_example_scores() -> None:
     assert list(additive.combine(sums)) == [1.0, pytest.approx((1 + parts[1][0]) / 2)]
 
 
-def test_the_report_renders_generation_metrics_and_the_merged_row(
-    compared, tmp_path: Path
-) -> None:
+def test_the_report_renders_generation_metrics_and_the_merged_row(compared, tmp_path: Path) -> None:
     ws, results = compared
     files = ws.write_report(results, tmp_path / "report")
     text = files["md"].read_text()
