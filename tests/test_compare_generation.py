@@ -1,4 +1,5 @@
-"""``compare`` on a sequence of generation tasks (a tiny random Llama with a chat template): every
+"""``compare`` on a sequence of generation tasks and a classification task between them (a tiny
+random Llama with a chat template): every
 baseline and sequential LoRA merged, scored by each task's canonical greedy evaluation (its
 recorded ``max_new_tokens``) and its primary metric, with bootstrap intervals from the
 per-example scores, and the report rendered."""
@@ -13,7 +14,7 @@ import pytest
 from contlearn.api import Workspace
 from contlearn.eval.generation import per_example
 from contlearn.kinds import get
-from tests.conftest import fast_workspace
+from tests.conftest import fast_workspace, write_keyword_task
 from tests.test_generation import save_chat_llama, write_generation_task
 
 METHODS = ["adapter", "sequential", "ewc", "replay", "joint", "separate", "lora-merged"]
@@ -21,8 +22,9 @@ METHODS = ["adapter", "sequential", "ewc", "replay", "joint", "separate", "lora-
 
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, dict]:
-    """Two generation tasks learned with LoRA adapters (rank 2, own LayerNorm copies), then
-    compared by every method (one epoch, a few examples each)."""
+    """Two generation tasks with a classification task between them, learned with LoRA
+    adapters (rank 2, own LayerNorm copies), then compared by every method (one epoch, a few
+    examples each)."""
     tmp = tmp_path_factory.mktemp("gencmp")
     ws = fast_workspace(tmp / "ws", save_chat_llama(tmp / "llama"))
     text = (ws.root / "tasks.toml").read_text()
@@ -37,6 +39,7 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, dict]
     (ws.root / "tasks.toml").write_text(text)
     ws = Workspace.open(ws.root)
     ws.add_task("chat", write_generation_task(tmp / "chat", n_train=12, n_dev=6), max_new_tokens=3)
+    ws.add_task("words", write_keyword_task(tmp / "words", n_train=8, n_dev=4))
     ws.add_task(
         "chat2", write_generation_task(tmp / "chat2", n_train=12, n_dev=6, seed=3), max_new_tokens=2
     )
@@ -48,23 +51,23 @@ def test_every_method_compares_generation_tasks(compared) -> None:
     ws, results = compared
     methods = results["methods"]
     assert list(methods) == METHODS
-    assert [t["metric"] for t in results["tasks"]] == ["accuracy", "accuracy"]
+    assert [t["name"] for t in results["tasks"]] == ["chat", "words", "chat2"]
+    assert results["tasks"][0]["metric"] == "accuracy"  # a closed set of answers
     for name, method in methods.items():
         matrix = method["matrix"]
-        assert len(matrix) == 2 and all(len(row) == 2 for row in matrix), name
-        assert matrix[0][1] is None and None not in (matrix[0][0], matrix[1][0], matrix[1][1])
+        assert len(matrix) == 3 and all(len(row) == 3 for row in matrix), name
+        for i, row in enumerate(matrix):
+            assert all(cell is None for cell in row[i + 1 :]), name
+            assert all(0 <= cell <= 1 for cell in row[: i + 1]), name
         acc = method["intervals"]["acc"]
         assert acc["ci"][0] <= acc["value"] <= acc["ci"][1], name
         assert acc["value"] == pytest.approx(method["summary"]["acc"]), name
     adapters = methods["adapter"]
     assert adapters["summary"]["bwt"] == 0.0 and adapters["intervals"]["bwt"]["ci"] == [0.0, 0.0]
     runs = [r for r in ws.ledger.runs(purpose="compare") if r.method == "lora-merged"]
-    assert len(runs) == 2 and all(r.status == "succeeded" for r in runs)
+    assert len(runs) == 3 and all(r.status == "succeeded" for r in runs)
     # the workspace's LoRA settings, the norms shared (a norm copy is no update to merge)
-    assert [(r.config["adapter"]["rank"], r.config["adapter"]["alpha"]) for r in runs] == [
-        (2, 4.0),
-        (2, 4.0),
-    ]
+    assert {(r.config["adapter"]["rank"], r.config["adapter"]["alpha"]) for r in runs} == {(2, 4.0)}
     assert all(r.config["adapter"]["norms"] == "shared" for r in runs)
     adapter_lr = ws.ledger.trained_run(ws.ledger.task("chat").id).config["train"]["lr"]
     assert runs[0].config["train"]["lr"] == adapter_lr  # a LoRA's learning rate
@@ -86,7 +89,7 @@ def test_the_recorded_scores_are_the_generated_texts_scored(compared) -> None:
     assert all(isinstance(t, str) for t in texts) and len(texts) == len(gold) == 6
     assert all(len(t.split()) <= 3 for t in texts)  # at most 3 tokens generated
     scores = per_example("accuracy", gold, texts, chat.labels)
-    assert results["methods"]["sequential"]["matrix"][1][0] == pytest.approx(sum(scores) / 6)
+    assert results["methods"]["sequential"]["matrix"][2][0] == pytest.approx(sum(scores) / 6)
 
 
 def results_targets(ws: Workspace, name: str) -> list:
