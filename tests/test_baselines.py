@@ -255,3 +255,34 @@ def test_without_separate_models_fwt_is_against_the_majority_class(trained: Work
         shares.append(max(labels.count(k) for k in set(labels)) / len(labels))
     expected = sum(matrix[j][j] - shares[j] for j in range(1, 3)) / 2
     assert results["methods"]["adapter"]["summary"]["fwt"] == pytest.approx(expected)
+
+
+def test_an_interrupted_lora_merged_comparison_resumes_to_the_same_numbers(
+    trained: Workspace, tmp_path: Path, monkeypatch
+) -> None:
+    """The checkpoint after each task holds the merged weights and the heads: a comparison
+    interrupted at task c trains c alone and gives the uninterrupted matrix."""
+    import shutil
+
+    import contlearn.ops.baselines.lora_merged as merged
+
+    copy = Workspace.open(shutil.copytree(trained.root, tmp_path / "copy"))
+    whole = copy.compare(methods=("lora-merged",), epochs=1, max_train_examples=16)
+    real, trained_tasks = merged._one, []
+
+    def crash_on_third(ctx, job, configs, config, task, so_far):
+        if len(trained_tasks) == 2:
+            raise KeyboardInterrupt
+        trained_tasks.append(task.name)
+        return real(ctx, job, configs, config, task, so_far)
+
+    monkeypatch.setattr(merged, "_one", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        trained.compare(methods=("lora-merged",), epochs=1, max_train_examples=16)
+    (running,) = trained.ledger.comparisons(status="running")
+    assert checkpoint_path(trained.store, running["id"], "lora-merged").is_file()
+    trained_tasks.clear()
+    resumed = trained.compare(methods=("lora-merged",), epochs=1, max_train_examples=16)
+    assert trained_tasks == ["c"]  # a and b came back from the checkpoint
+    assert resumed["methods"]["lora-merged"]["matrix"] == whole["methods"]["lora-merged"]["matrix"]
+    assert not checkpoint_path(trained.store, running["id"], "lora-merged").parent.exists()
