@@ -1,7 +1,14 @@
 """Sequential full fine-tuning, the baseline that forgets: every weight trainable, one head per
 task, tasks in ledger order on one copy of the backbone, resumable from a checkpoint. A
 ``Strategy`` (``ops/baselines``: EWC, replay) changes what each training step minimises and
-keeps state of its own across tasks, saved in the same checkpoint."""
+keeps state of its own across tasks, saved in the same checkpoint.
+
+A generation task's head is the backbone's own output projection (head type ``lm``, nothing of
+the task's own): a tied one is the input embedding matrix, a backbone weight, so it trains with
+the backbone as in standard causal-LM fine-tuning; an untied one (Llama's by default) is the
+fixed buffer the kind reads, as the adapters read it, and stays as loaded. Every task is scored
+by its canonical evaluation (a generation task's greedy decoding within its recorded
+``max_new_tokens``), and its predictions are recorded as the metric reads them (texts)."""
 
 from __future__ import annotations
 
