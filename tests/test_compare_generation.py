@@ -114,3 +114,28 @@ def test_the_report_renders_generation_metrics_and_the_merged_row(compared, tmp_
     text = files["md"].read_text()
     assert "Sequential LoRA merged into the weights" in text and "95% CI" in text
     assert files["html"].is_file() and files["heatmaps"].read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_full_fine_tuning_trains_a_tied_lm_head_and_leaves_an_untied_one(tied: bool) -> None:
+    """What the fine-tuning baselines train (the backbone's weights and the task's own): a
+    tied output projection is the input embedding matrix among them; an untied one is the
+    fixed buffer the generation kind reads."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    from contlearn.model.adapted import AdaptedModel
+    from contlearn.model.output import OutputWeights
+    from tests.family_configs import CONFIGS, VOCAB
+
+    _, values = CONFIGS["llama"]
+    backbone = AutoModel.from_config(
+        AutoConfig.for_model("llama", **values, tie_word_embeddings=tied)
+    )
+    read = None if tied else (lambda: OutputWeights(torch.randn(VOCAB, 32)))
+    model = AdaptedModel(backbone, output_embeddings=read)
+    model.add_task("g", num_outputs=0, adapter=None, head="lm")
+    trained = [*model.backbone.parameters(), *model.trainable_parameters("g")]
+    weight = model.output_projection().weight
+    assert any(p is weight for p in trained) == tied
+    assert model.trainable_parameters("g") == []  # nothing of the task's own
