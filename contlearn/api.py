@@ -336,7 +336,8 @@ class Workspace:
         **budget: Any,
     ) -> dict[str, Any]:
         """Adapters vs the baselines on the task sequence (resumable): ``methods`` from
-        adapter, sequential, ewc, replay, joint, separate (``all``: every one that fits).
+        adapter, sequential, ewc, replay, joint, separate, lora-merged (``all``: every one that
+        fits).
         ``budget``: ``epochs``, ``max_train_examples``, ``batch_size``, ``max_length``,
         ``seed`` and ``lr`` (the baselines') override the settings taken from each task's
         adapter run."""

@@ -56,7 +56,15 @@ def trained(trained_once: Path, tmp_path: Path) -> Workspace:
 def test_every_method_runs_records_and_reports(trained: Workspace, tmp_path: Path) -> None:
     results = trained.compare(epochs=1)
     methods = results["methods"]
-    assert list(methods) == ["adapter", "sequential", "ewc", "replay", "joint", "separate"]
+    assert list(methods) == [
+        "adapter",
+        "sequential",
+        "ewc",
+        "replay",
+        "joint",
+        "separate",
+        "lora-merged",
+    ]
     runs = [r for r in trained.ledger.runs(purpose="compare")]
     counts = {m: sum(r.method == m for r in runs) for m in methods}
     assert counts == {
@@ -66,6 +74,7 @@ def test_every_method_runs_records_and_reports(trained: Workspace, tmp_path: Pat
         "replay": 3,
         "joint": 1,
         "separate": 3,
+        "lora-merged": 3,
     }
     assert all(r.status == "succeeded" for r in runs)
     separate, joint = methods["separate"], methods["joint"]
@@ -85,6 +94,15 @@ def test_every_method_runs_records_and_reports(trained: Workspace, tmp_path: Pat
     sizes = {k: m["cost"]["total_bytes"] for k, m in methods.items()}
     assert sizes["separate"] > 2 * sizes["joint"]  # three whole models against one
     assert sizes["joint"] < sizes["ewc"]  # EWC keeps its Fisher and anchor to go on
+    # LoRA merged: one model and its heads, as sequential fine-tuning; only the LoRA and the
+    # head train, at LoRA's defaults (the adapters here are Houlsby's)
+    merged = methods["lora-merged"]
+    assert sizes["lora-merged"] == sizes["sequential"]
+    backbone = trained.ledger.backbone().num_parameters
+    assert all(0 < p < backbone for p in merged["cost"]["trainable_params"])
+    assert all(cell is not None for i, row in enumerate(merged["matrix"]) for cell in row[: i + 1])
+    ranks = {r.config["adapter"]["rank"] for r in runs if r.method == "lora-merged"}
+    assert ranks == {8}
     assert not checkpoint_path(trained.store, results["comparison_id"]).parent.exists()
     assert trained.audit()["verdict"] == "clean"  # the baselines never touched the adapters
     again, files = trained.rebuild_report(out=tmp_path / "report")
@@ -92,6 +110,7 @@ def test_every_method_runs_records_and_reports(trained: Workspace, tmp_path: Pat
     assert files["storage"].read_bytes().startswith(b"\x89PNG")
     text = files["md"].read_text()
     assert "Experience replay" in text and "Intransigence" in text and "95% CI" in text
+    assert "Sequential LoRA merged into the weights" in text
 
 
 def test_ewc_with_lambda_zero_trains_exactly_as_sequential(trained: Workspace) -> None:
@@ -236,3 +255,34 @@ def test_without_separate_models_fwt_is_against_the_majority_class(trained: Work
         shares.append(max(labels.count(k) for k in set(labels)) / len(labels))
     expected = sum(matrix[j][j] - shares[j] for j in range(1, 3)) / 2
     assert results["methods"]["adapter"]["summary"]["fwt"] == pytest.approx(expected)
+
+
+def test_an_interrupted_lora_merged_comparison_resumes_to_the_same_numbers(
+    trained: Workspace, tmp_path: Path, monkeypatch
+) -> None:
+    """The checkpoint after each task holds the merged weights and the heads: a comparison
+    interrupted at task c trains c alone and gives the uninterrupted matrix."""
+    import shutil
+
+    import contlearn.ops.baselines.lora_merged as merged
+
+    copy = Workspace.open(shutil.copytree(trained.root, tmp_path / "copy"))
+    whole = copy.compare(methods=("lora-merged",), epochs=1, max_train_examples=16)
+    real, trained_tasks = merged._one, []
+
+    def crash_on_third(ctx, job, configs, config, task, so_far):
+        if len(trained_tasks) == 2:
+            raise KeyboardInterrupt
+        trained_tasks.append(task.name)
+        return real(ctx, job, configs, config, task, so_far)
+
+    monkeypatch.setattr(merged, "_one", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        trained.compare(methods=("lora-merged",), epochs=1, max_train_examples=16)
+    (running,) = trained.ledger.comparisons(status="running")
+    assert checkpoint_path(trained.store, running["id"], "lora-merged").is_file()
+    trained_tasks.clear()
+    resumed = trained.compare(methods=("lora-merged",), epochs=1, max_train_examples=16)
+    assert trained_tasks == ["c"]  # a and b came back from the checkpoint
+    assert resumed["methods"]["lora-merged"]["matrix"] == whole["methods"]["lora-merged"]["matrix"]
+    assert not checkpoint_path(trained.store, running["id"], "lora-merged").parent.exists()

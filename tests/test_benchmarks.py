@@ -188,7 +188,7 @@ def test_baselines_compares_every_method_on_two_tasks(tmp_path: Path) -> None:
     done = bench("baselines.py", "--tiny", "--out", tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary, _, final = (tmp_path / "BASELINES.md").read_text().partition("Final dev scores")
-    methods = ["adapter", "sequential", "ewc", "replay", "joint", "separate"]
+    methods = ["adapter", "sequential", "ewc", "replay", "joint", "separate", "lora-merged"]
     rows = markdown_rows(summary)
     assert [row[0] for row in rows] == methods
     assert rows[4][2] == "—" and all(row[2] != "—" for row in rows[:4])  # joint: no BWT
@@ -315,7 +315,7 @@ def test_kinds_compares_methods_on_ner_and_every_baseline_on_a_sequence_of_kinds
     assert all(0 <= float(cell) <= 1 for row in rows for cell in row[1:5])
     params = [int(row[5].replace(",", "")) for row in rows]
     assert params[1] < params[0] < params[2]  # lora rank 8 < houlsby 64 < the whole backbone
-    methods = ["adapter", "sequential", "ewc", "replay", "joint", "separate"]
+    methods = ["adapter", "sequential", "ewc", "replay", "joint", "separate", "lora-merged"]
     scores = markdown_rows(sequence)
     assert [row[0] for row in scores] == methods
     assert scores[0][5].startswith("0.0000 [0.000, 0.000]")  # adapters: BWT exactly 0

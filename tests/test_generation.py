@@ -317,11 +317,3 @@ def test_an_encoder_workspace_refuses_a_generation_task(word_workspace, tmp_path
     with pytest.raises(ConfigError, match="a generation task needs a decoder backbone") as info:
         word_workspace.add_task("chat", data)
     assert "\n" not in str(info.value) and word_workspace.tasks() == []
-
-
-def test_compare_refuses_generation_tasks_in_one_line(trained) -> None:
-    from contlearn.errors import ContlearnError
-
-    ws, _ = trained
-    with pytest.raises(ContlearnError, match="compare does not handle generation tasks yet"):
-        ws.plan_comparison()

@@ -34,8 +34,8 @@ SETTINGS_SHOWN += ("precision",)
     "--methods",
     default="all",
     show_default=True,
-    help="Comma-separated: adapter, sequential, ewc, replay, joint, separate; or all (every "
-    "one that fits the sequence). Their settings: [compare] in tasks.toml.",
+    help="Comma-separated: adapter, sequential, ewc, replay, joint, separate, lora-merged; or "
+    "all (every one that fits the sequence). Their settings: [compare] in tasks.toml.",
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report folder.")
 @budget_options
@@ -54,7 +54,8 @@ def compare(
     **budget: Any,
 ) -> None:
     """Compare adapters with the baselines on the same task sequence: sequential full
-    fine-tuning, EWC, experience replay, joint multi-task training and separate models.
+    fine-tuning, EWC, experience replay, joint multi-task training, separate models and
+    sequential LoRA merged into the weights.
 
     Adapters reuse the runs of train-next (every task must be trained: run
     `contlearn train-next --all` first). The baselines fine-tune the whole backbone with each

@@ -6,7 +6,7 @@ kind import torch only inside the methods that compute.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadData
@@ -177,6 +177,12 @@ class TaskKind:
         """This kind deciding as ``calibration`` (what :meth:`calibrate` chose) says; itself
         when there is none or the kind chooses nothing."""
         return self
+
+    def stored_predictions(self, logits: torch.Tensor, tokenizer: Callable[[], Any]) -> list:
+        """What the metric scores, from stored canonical outputs without their split (a
+        comparison's recorded dev logits): :meth:`predictions`, unless the kind decodes them
+        (``tokenizer()`` loads the backbone's tokenizer; only such a kind calls it)."""
+        return self.predictions(logits)
 
     def agreement(self, saved: torch.Tensor, now: torch.Tensor) -> tuple[float, float]:
         """(share of identical predictions, max |logit change|) between two evaluations of the

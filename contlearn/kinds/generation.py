@@ -38,7 +38,7 @@ Predictions are the generated texts (special tokens skipped, stripped); metrics 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
@@ -47,6 +47,7 @@ from .base import TRAIN_MORE, TaskKind
 if TYPE_CHECKING:
     import torch
 
+    from ..eval.bootstrap import Additive
     from ..train.batching import Encoded
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,10 @@ class Generation(TaskKind):
         """The generated texts: special tokens skipped, stripped."""
         return texts_of(encoded.tokenizer, self.predictions(logits))
 
+    def stored_predictions(self, logits: torch.Tensor, tokenizer: Callable[[], Any]) -> list:
+        """The generated texts of stored outputs, decoded with the backbone's tokenizer."""
+        return texts_of(tokenizer(), self.predictions(logits))
+
     def agreement(self, saved: torch.Tensor, now: torch.Tensor) -> tuple[float, float]:
         """The share of identical generated tokens (slots where either generated one), and
         the largest change of a reference token's logit, log-sum-exp or max."""
@@ -216,6 +221,20 @@ class Generation(TaskKind):
         from ..eval.generation import generation_scores
 
         return generation_scores(list(metrics), list(targets), list(predictions), labels)
+
+    def additive(self, metric: str, labels: Sequence[str] | None) -> Additive | None:
+        """Every generation metric is a mean of per-example scores
+        (:func:`contlearn.eval.generation.per_example`): each example's score and a count."""
+        from ..eval.bootstrap import Additive
+        from ..eval.generation import per_example
+
+        def parts(targets: Sequence[Any], predictions: Sequence[Any]) -> list[tuple]:
+            scores = per_example(
+                metric, [str(t) for t in targets], [str(p) for p in predictions], labels
+            )
+            return [(score, 1.0) for score in scores]
+
+        return Additive(parts, lambda sums: sums[..., 0] / sums[..., 1])
 
     def warnings(
         self, task: str, labels: Sequence[str] | None, targets: Sequence, logits: torch.Tensor

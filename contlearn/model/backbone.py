@@ -62,6 +62,15 @@ def resolve(identity: str) -> str:
     return identity
 
 
+def load_tokenizer(identity: str, root: Path | None = None) -> Any:
+    """The backbone's tokenizer alone (no weights): what reads a generation task's stored
+    token ids back as text when no model is loaded."""
+    from transformers import AutoTokenizer
+
+    source = source_folder(identity, root)
+    return AutoTokenizer.from_pretrained(source, local_files_only=Path(source).is_dir())
+
+
 def source_folder(identity: str, root: Path | None = None) -> str:
     """What ``from_pretrained`` reads for ``identity``: :func:`resolve`'s answer, except for a
     GGUF file, which the workspace at ``root`` holds converted (``init`` converts it once)."""

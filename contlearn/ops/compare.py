@@ -5,7 +5,8 @@ the diagonal, the verifications of earlier tasks below it). Sequential full fine
 of the backbone is fine-tuned on task 1 with task 1's head, then task 2 with task 2's head, and so
 on; after each task every task so far is evaluated with its own head on the current backbone.
 EWC and replay are that sequence with a penalty or with earlier examples mixed in; joint trains
-one model on every task at once; separate fine-tunes one model per task. Each of these ways is a
+one model on every task at once; separate fine-tunes one model per task; lora-merged trains a
+LoRA per task and merges it into the weights before the next. Each of these ways is a
 ``Baseline`` registered in ``ops/baselines``: this module asks it how it runs, what it records,
 how its results are read back and what it stores, and never branches on its name.
 Each finished task leaves a temporary checkpoint, so an interrupted comparison resumes per
@@ -38,12 +39,6 @@ def trained_sequence(ledger: Ledger) -> list[TaskRecord]:
         raise ContlearnError(
             f"compare needs every task trained with adapters first ({what} not trained): "
             "run `contlearn train-next --all`"
-        )
-    generating = [t.name for t in tasks if kind_of(t).generates]
-    if generating:  # the baselines score predictions without the tokenizer that reads them
-        raise ContlearnError(
-            f"compare does not handle generation tasks yet ({', '.join(generating)}): "
-            "compare a workspace whose tasks classify, tag or answer spans"
         )
     return tasks
 

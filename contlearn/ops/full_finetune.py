@@ -3,6 +3,13 @@ task, tasks in ledger order on one copy of the backbone, resumable from a checkp
 ``Strategy`` (``ops/baselines``: EWC, replay) changes what each training step minimises and
 keeps state of its own across tasks, saved in the same checkpoint.
 
+A generation task's head is the backbone's own output projection (head type ``lm``, nothing of
+the task's own): a tied one is the input embedding matrix, a backbone weight, so it trains with
+the backbone as in standard causal-LM fine-tuning; an untied one (Llama's by default) is the
+fixed buffer the kind reads, as the adapters read it, and stays as loaded. Every task is scored
+by its canonical evaluation (a generation task's greedy decoding within its recorded
+``max_new_tokens``), and its predictions are recorded as the metric reads them (texts).
+
 Like the adapters, a baseline chooses what a task's kind calibrates (SQuAD v2's no-answer
 threshold) on that task's own selection split, when it has just learned the task (under the
 ``dev`` rule it chooses nothing: threshold 0); every later evaluation of the task answers by
@@ -227,7 +234,7 @@ def fine_tune(
     data = read_task_data(task)
     rows, held = training_rows(data.train, config)
     split = ctx.encode(task, rows, config.max_length, training=True)
-    pick = ctx.encode(task, data.dev if held is None else held, config.max_length)
+    pick = dev_encoded(ctx, task, config, data.dev if held is None else held)
     select = Selection(ctx, task, pick, held_out=held is not None)
     seed_everything(config.seed)
     _add_head(ctx, settings, task)
@@ -261,13 +268,18 @@ def evaluate_on_dev(
 ) -> tuple:
     """Task ``task``'s canonical dev evaluation now (after training ``after``), answering by
     ``calibration`` (what was chosen for it on its selection split): its ledger record, and
-    its predictions."""
-    config = settings[task.name]
-    dev = ctx.encode(task, read_task_data(task).dev, config.max_length)
+    its predictions as the metric scores them (a generation task's texts)."""
+    dev = dev_encoded(ctx, task, settings[task.name], read_task_data(task).dev)
     with torch.no_grad():
         result = evaluate_task(ctx, task, dev, events=events, calibration=calibration)
     record = evaluation_record(task, result, "comparison", after_task_id=after.id)
-    return record, kind_of(task).calibrated(calibration).predictions(result.logits)
+    return record, kind_of(task).calibrated(calibration).read(result.logits, dev.encoded)
+
+
+def dev_encoded(ctx: ModelContext, task: TaskRecord, config: TrainConfig, rows: Any):
+    """Rows the task is evaluated on, encoded as its canonical evaluation reads them (a
+    generation task's decoding at most its recorded ``max_new_tokens``)."""
+    return ctx.encode(task, rows, config.max_length, max_new_tokens=config.max_new_tokens)
 
 
 def comparison_run_values(

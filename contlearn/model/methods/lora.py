@@ -12,7 +12,7 @@ updated keys and values, computed once per token as every step's recomputation w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...validation import check, check_types
 from .base import Hook, Method, MethodModules, Sites
@@ -118,3 +118,32 @@ METHOD = Method(
     added_parameters=added_parameters,
     summary="LoRA: low-rank updates of the query and value projections (targets configurable)",
 )
+
+
+def merge(model: Any, name: str) -> None:
+    """Add task ``name``'s LoRA updates into the weights of ``model``'s backbone (``model``: an
+    ``AdaptedModel``): each adapted projection's ``W += alpha / r * B @ A`` ([out, in]; its
+    rows of a fused projection; a Conv1D's transposed layout). The task's LoRA modules are left
+    as they are: remove them, or its forward adds the update twice."""
+    import torch
+
+    lora = model.tasks[name].lora  # {target: {layer: LowRank}}
+    with torch.no_grad():
+        for target, per_layer in lora.items():
+            site, part = model.projection(target)
+            bases = model.base_modules(site)
+            for layer, update in per_layer.items():
+                delta = update.scaling * (update.lora_B.weight @ update.lora_A.weight)
+                _add_to(bases[int(layer)], delta, part)
+
+
+def _add_to(base: nn.Module, delta: Any, part: slice | None) -> None:
+    """``base.weight`` += ``delta`` [out, in] (on the output rows ``part`` when given)."""
+    from torch import nn
+
+    rows = slice(None) if part is None else part
+    weight = base.weight
+    if isinstance(base, nn.Linear):  # [out, in]
+        weight[rows] += delta.to(weight.dtype)
+    else:  # GPT-2's Conv1D: [in, out]
+        weight[:, rows] += delta.T.to(weight.dtype)

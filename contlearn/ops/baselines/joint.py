@@ -25,6 +25,7 @@ from ...train.loop import StepHooks
 from ..full_finetune import (
     _add_head,
     comparison_run_values,
+    dev_encoded,
     evaluate_on_dev,
     finish_baseline_run,
     finished_runs,
@@ -82,7 +83,7 @@ def _train(ctx, tasks, settings, config: TrainConfig, events: Events):
         data, own = read_task_data(task), settings[task.name]
         rows, held = training_rows(data.train, own)
         splits.append(ctx.encode(task, rows, own.max_length, training=True))
-        pick = ctx.encode(task, data.dev if held is None else held, own.max_length)
+        pick = dev_encoded(ctx, task, own, data.dev if held is None else held)
         picks.append(Selection(ctx, task, pick, held_out=held is not None))
     seed_everything(config.seed)
     for task in tasks:

@@ -47,8 +47,15 @@ def _run_separate(job: Job) -> None:
     run(job)
 
 
+def _run_lora_merged(job: Job) -> None:
+    from .lora_merged import run
+
+    run(job)
+
+
 def adapters_bytes(backbone: int, params: list[int], sizes: list[int]) -> int:
-    """The shared backbone in fp32 and every task's adapter files."""
+    """The shared backbone in fp32 and every task's adapter files (sequential LoRA merged:
+    the merged backbone and every task's head)."""
     return 4 * backbone + sum(sizes)
 
 
@@ -160,6 +167,14 @@ SEPARATE = Baseline(
     keeps_each=True,
     fwt_reference="separate models",
 )
+LORA_MERGED = Baseline(
+    "lora-merged",
+    "Sequential LoRA merged into the weights",
+    PlotStyle((0, (3, 1, 1, 1)), "X"),
+    collect=results.per_task,
+    memory=adapters_bytes,
+    run=_run_lora_merged,
+)
 
 BASELINES: dict[str, Baseline] = {}
 
@@ -174,7 +189,7 @@ def register(baseline: Baseline) -> Baseline:
     return baseline
 
 
-for _baseline in (ADAPTERS, SEQUENTIAL, EWC, REPLAY, JOINT, SEPARATE):
+for _baseline in (ADAPTERS, SEQUENTIAL, EWC, REPLAY, JOINT, SEPARATE, LORA_MERGED):
     register(_baseline)
 
 

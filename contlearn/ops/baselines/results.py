@@ -5,7 +5,9 @@ per task, or from one run for every task."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from ...errors import ContlearnError
@@ -102,6 +104,7 @@ def _adapter_predictions(recorded: Recorded) -> tuple[list, list] | None:
 
     if recorded.store is None:
         return None
+    tokenizer = _tokenizer(recorded)
     out = []
     for run, task in zip(recorded.adapter_runs, recorded.tasks, strict=True):
         files = {a.role: a for a in recorded.ledger.artifacts(run.id)}
@@ -110,8 +113,22 @@ def _adapter_predictions(recorded: Recorded) -> tuple[list, list] | None:
             return None
         logits = recorded.store.load_tensors(files["logits"].path)["logits"]
         meta = recorded.store.load_json(files["config"].path) if "config" in kept else {}
-        out.append(kind.calibrated(recorded_calibration(meta)).predictions(logits))
+        calibrated = kind.calibrated(recorded_calibration(meta))
+        out.append(calibrated.stored_predictions(logits, tokenizer))
     return out, out
+
+
+def _tokenizer(recorded: Recorded) -> Callable[[], Any]:
+    """Loads the backbone's tokenizer the first time a kind asks (a generation task's stored
+    token ids are scored as text), once."""
+
+    @cache
+    def load() -> Any:
+        from ...model.backbone import load_tokenizer
+
+        return load_tokenizer(recorded.ledger.backbone().identity, recorded.store.root)
+
+    return load
 
 
 def finished(baseline: Baseline, recorded: Recorded) -> dict[int, RunRecord]:
