@@ -163,6 +163,7 @@ def test_compare_runs_every_baseline_on_classification_then_qa(
         "replay",
         "joint",
         "separate",
+        "lora-merged",
     }
     assert [t["metric"] for t in results["tasks"]] == ["accuracy", "qa_f1"]
     for method in results["methods"].values():
@@ -179,7 +180,7 @@ def test_compare_runs_every_baseline_on_classification_then_qa(
         for r in workspace.ledger.runs()
         if r.comparison_id is not None and r.result and "calibration" in (r.result or {})
     }
-    assert set(chose) == {"sequential", "ewc", "replay", "joint", "separate"}
+    assert set(chose) == {"sequential", "ewc", "replay", "joint", "separate", "lora-merged"}
     assert all(isinstance(t, float) for t in chose.values())
 
 
