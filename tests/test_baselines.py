@@ -270,11 +270,11 @@ def test_an_interrupted_lora_merged_comparison_resumes_to_the_same_numbers(
     whole = copy.compare(methods=("lora-merged",), epochs=1, max_train_examples=16)
     real, trained_tasks = merged._one, []
 
-    def crash_on_third(ctx, job, configs, config, task, so_far):
+    def crash_on_third(ctx, job, configs, config, task, so_far, chosen):
         if len(trained_tasks) == 2:
             raise KeyboardInterrupt
         trained_tasks.append(task.name)
-        return real(ctx, job, configs, config, task, so_far)
+        return real(ctx, job, configs, config, task, so_far, chosen)
 
     monkeypatch.setattr(merged, "_one", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
