@@ -172,6 +172,7 @@ def test_compare_runs_every_baseline_on_a_sequence_that_mixes_kinds(
         "replay",
         "joint",
         "separate",
+        "lora-merged",
     }
     assert [t["metric"] for t in results["tasks"]] == ["accuracy", "entity_f1"]
     for method in results["methods"].values():
