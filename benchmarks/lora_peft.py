@@ -188,12 +188,19 @@ def summarise(seen: dict, tokens: list[int], params: dict[str, list]) -> dict:
             "step_seconds": record["seconds"],
             "tokens_per_second": rates,
             "tokens_per_second_summary": spread(rates),
+            "overall_tokens_per_second": sum(tokens) / sum(record["seconds"]),
         }
     ours, theirs = sides["contlearn"], sides["peft"]
     ratios = [
         a / b for a, b in zip(ours["tokens_per_second"], theirs["tokens_per_second"], strict=True)
     ]
-    return {"sides": sides, "ratio_per_round": spread(ratios)}
+    overall = ours["overall_tokens_per_second"] / theirs["overall_tokens_per_second"]
+    return {
+        "sides": sides,
+        "ratio_per_round": spread(ratios),
+        "ratio_overall": overall,
+        "first_loss_difference": abs(ours["first_loss"] - theirs["first_loss"]),
+    }
 
 
 def profile(sides: dict[str, Callable], idx: list[int], out: Path) -> dict[str, str]:
@@ -218,18 +225,22 @@ def profile(sides: dict[str, Callable], idx: list[int], out: Path) -> dict[str, 
 def table(record: dict) -> str:
     sides, ratio = record["results"]["sides"], record["results"]["ratio_per_round"]
     rows = [
-        "| side | trainable params | first-step loss | median tokens/s | min-max tokens/s |",
-        "|---|---:|---:|---:|---:|",
+        "| side | trainable params | first-step loss | median tokens/s | min-max tokens/s "
+        "| all timed tokens / all timed seconds |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, side in sides.items():
         rate = side["tokens_per_second_summary"]
         rows.append(
             f"| {name} | {side['trainable_parameters']:,} | {side['first_loss']:.6f} | "
-            f"{rate['median']:,.0f} | {rate['min']:,.0f}-{rate['max']:,.0f} |"
+            f"{rate['median']:,.1f} | {rate['min']:,.1f}-{rate['max']:,.1f} | "
+            f"{side['overall_tokens_per_second']:,.1f} |"
         )
     rows.append(
         f"\ncontlearn / peft tokens/s, per round: median {ratio['median']:.3f}x "
-        f"(min {ratio['min']:.3f}x, max {ratio['max']:.3f}x) over {record['steps']} timed "
+        f"(min {ratio['min']:.3f}x, max {ratio['max']:.3f}x); overall "
+        f"{record['results']['ratio_overall']:.3f}x; first-step losses differ by "
+        f"{record['results']['first_loss_difference']:.1e}; over {record['steps']} timed "
         f"rounds of batch {record['batch']}, length <= {record['length']} "
         f"({record['data']}; {record['real_tokens_per_batch']:.0f} real tokens per batch on "
         f"average), {record['threads']} threads, load average before "
