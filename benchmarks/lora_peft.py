@@ -13,9 +13,9 @@ padding), then the same clipping, AdamW groups and schedule (``contlearn.train.o
 
 Both get the same batches (rt-sentiment prepared ``--form generation``, encoded with the
 backbone's tokenizer and chat template by the generation kind; ``--synthetic``: random ids,
-first half prompt), in fp32, on the same torch threads. The steps alternate (a, b, a, b, ...)
-so that a change of the machine's load hits both alike. Tokens/s counts the real (unpadded)
-tokens of each batch. Both sides start as the base model (LoRA's B is zero), so their
+first half prompt), in fp32, on the same torch threads. The steps alternate (a b, b a, a b, ...: each
+goes first in every other round) so that a change of the machine's load hits both alike.
+Tokens/s counts the real (unpadded) tokens of each batch. Both sides start as the base model (LoRA's B is zero), so their
 first-step losses agree: the proof they compute the same loss on the same data.
 
 Writes ``lora-peft.json`` and ``LORA_PEFT.md`` under ``--out`` and prints the table.
@@ -152,11 +152,13 @@ def peft_side(args, encoded, config, total_steps: int) -> tuple[Callable, list]:
 
 # -- timing ----------------------------------------------------------------------------------
 def alternate(sides: dict[str, Callable], batches: list[list[int]], warmup: int) -> dict:
-    """Each side's losses and step seconds over ``batches``, the sides alternating per batch;
+    """Each side's losses and step seconds over ``batches``, the sides alternating per batch
+    and taking turns to go first (a b, b a, a b, ...: neither always runs after the other);
     the first ``warmup`` batches are run but not timed."""
     seen = {name: {"losses": [], "seconds": []} for name in sides}
     for i, idx in enumerate(batches):
-        for name, step in sides.items():
+        order = list(sides.items())
+        for name, step in order if i % 2 == 0 else order[::-1]:
             start = time.perf_counter()
             loss = float(step(idx))
             seconds = time.perf_counter() - start
