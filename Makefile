@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo
 GLUE ?=
 
-.PHONY: install postgres test test-fast demo lint format bench bench-methods bench-backbones bench-baselines bench-serving bench-scale bench-kinds bench-squad demo-llm bench-generation stress gpu-check gpu-scale-check interop-check clean
+.PHONY: install postgres test test-fast demo lint format bench bench-methods bench-backbones bench-baselines bench-serving bench-scale bench-kinds bench-squad demo-llm bench-generation bench-lora-peft stress gpu-check gpu-scale-check interop-check clean
 
 install: $(STAMP)
 
@@ -108,6 +108,12 @@ demo-llm: install $(LLM_STAMP)
 
 bench-generation: install $(LLM_STAMP)
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/generation.py --out $(GENERATION_OUT) $(BENCH_GENERATION_FLAGS)
+
+# Training tokens/s of contlearn's LoRA vs peft's on the SmolLM2 folder `make demo-llm` converted
+# (alternating steps, same batches; a few minutes on 2 CPU cores).
+LORA_PEFT_BACKBONE ?= $(GENERATION_OUT)-demo/ws-lora/backbone
+bench-lora-peft: install
+	$(PY) benchmarks/lora_peft.py --backbone $(LORA_PEFT_BACKBONE) $(BENCH_LORA_PEFT_FLAGS)
 
 # Exported adapters loaded by the real libraries: AdapterHub 1.3 (peer venv) and peft (~20 min on 2 CPU cores).
 interop-check: install
