@@ -13,10 +13,11 @@ padding), then the same clipping, AdamW groups and schedule (``contlearn.train.o
 
 Both get the same batches (rt-sentiment prepared ``--form generation``, encoded with the
 backbone's tokenizer and chat template by the generation kind; ``--synthetic``: random ids,
-first half prompt), in fp32, on the same torch threads. The steps alternate (a b, b a, a b, ...: each
-goes first in every other round) so that a change of the machine's load hits both alike.
-Tokens/s counts the real (unpadded) tokens of each batch. Both sides start as the base model (LoRA's B is zero), so their
-first-step losses agree: the proof they compute the same loss on the same data.
+first half prompt), in fp32, on the same torch threads. The steps alternate (a b, b a, a b,
+...: each goes first in every other round) so that a change of the machine's load hits both
+alike. Tokens/s counts the real (unpadded) tokens of each batch. Both sides start as the base
+model (LoRA's B is zero), so their first-step losses agree: the proof they compute the same
+loss on the same data.
 
 Writes ``lora-peft.json`` and ``LORA_PEFT.md`` under ``--out`` and prints the table.
 
