@@ -23,12 +23,15 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
 
+# Tests run in parallel, one process per core (at most 4), each with one torch thread: tiny
+# models gain nothing from intra-op threads, and threads of several processes on few cores fight.
+TEST_FLAGS ?= -n auto --maxprocesses 4 --durations 10
 test: install postgres
-	$(VENV)/bin/pytest
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest $(TEST_FLAGS)
 
 # The suite without the tests marked slow (other processes, PostgreSQL): for quick iterations.
 test-fast: install
-	$(VENV)/bin/pytest -m "not slow"
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest $(TEST_FLAGS) -m "not slow"
 
 stress: install postgres
 	CONTLEARN_KILLS=20 $(VENV)/bin/pytest tests/test_crash.py tests/test_workers.py
