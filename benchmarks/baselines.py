@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 
 import clirun
+from common import set_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "baselines"
@@ -64,18 +64,12 @@ def sh(*args: str, capture: bool = False, here: bool = False) -> subprocess.Comp
     return done
 
 
-def _set(text: str, values: dict[str, str]) -> str:
-    for key, value in values.items():
-        text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
-    return text
-
-
 def setup(ws: Path, glue: Path) -> None:
     w = ["-w", str(ws)]
     if not (ws / "tasks.toml").exists():
         sh("init", *w)
         text = (ws / "tasks.toml").read_text()
-        (ws / "tasks.toml").write_text(_set(_set(text, SETTINGS), COMPARE))
+        (ws / "tasks.toml").write_text(set_settings(set_settings(text, SETTINGS), COMPARE))
     have = {t["name"] for t in json.loads(sh("status", "--json", *w, capture=True).stdout)["tasks"]}
     for name, folder in SEQUENCE:
         if name in have:
@@ -98,7 +92,7 @@ def setup_tiny(ws: Path) -> None:
     backbone = save_tiny_backbone(ws.parent / "tiny-bert")
     sh("init", "-w", str(ws), "--backbone", str(backbone), here=True)
     text = (ws / "tasks.toml").read_text()
-    (ws / "tasks.toml").write_text(_set(_set(text, TINY_SETTINGS), TINY_COMPARE))
+    (ws / "tasks.toml").write_text(set_settings(set_settings(text, TINY_SETTINGS), TINY_COMPARE))
     keywords = ({"pos": "good", "neg": "bad"}, {"x": "cat", "y": "dog"})
     for seed, words in enumerate(keywords):
         data = write_keyword_task(

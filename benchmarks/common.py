@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import resource
 import statistics
 import time
@@ -188,6 +189,13 @@ def grad_check(params: list) -> dict:
         "with_grad": len(grads),
         "finite": all(bool(torch.isfinite(g).all()) for g in grads),
     }
+
+
+def set_settings(text: str, values: dict[str, str]) -> str:
+    """``text`` (a tasks.toml) with each ``key = ...`` line set to ``key = value``."""
+    for key, value in values.items():
+        text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
+    return text
 
 
 def write_json(path: str | Path, obj: object) -> None:

@@ -47,6 +47,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from common import set_settings
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "generation"
 CONTLEARN = [sys.executable, "-m", "contlearn.cli"]
@@ -173,7 +175,6 @@ def open_workspace(ws: Path, backbone: str, budget: Budget, compare: dict[str, s
     """The workspace at ``ws`` (created on ``backbone`` with the budget and the baselines'
     settings in its tasks.toml when new)."""
     from contlearn.api import Workspace
-    from kinds import _set
 
     trained = {k: v for k, v in asdict(budget).items() if not k.startswith("throughput")}
     stamp = {"backbone": backbone, "budget": trained, "compare": compare}
@@ -186,7 +187,7 @@ def open_workspace(ws: Path, backbone: str, budget: Budget, compare: dict[str, s
         print(f"$ contlearn init -w {ws} --backbone {backbone}", flush=True)
         Workspace.create(ws, backbone=backbone)
         text = (ws / "tasks.toml").read_text()
-        (ws / "tasks.toml").write_text(_set(_set(text, budget.settings()), compare))
+        (ws / "tasks.toml").write_text(set_settings(set_settings(text, budget.settings()), compare))
         made.write_text(json.dumps(stamp))
     return Workspace.open(ws)
 

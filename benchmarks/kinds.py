@@ -29,13 +29,14 @@ import argparse
 import datetime
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from common import set_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -78,12 +79,6 @@ class Budget:
 TINY = Budget(examples=48, epochs=1, max_length=32)
 
 
-def _set(text: str, values: dict[str, str]) -> str:
-    for key, value in values.items():
-        text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
-    return text
-
-
 # -- the workspace -----------------------------------------------------------------------
 def open_workspace(ws: Path, budget: Budget, compare: dict[str, str], backbone: str | None):
     """The workspace at ``ws`` (created on ``backbone``, default the packaged MiniLM, with the
@@ -93,7 +88,7 @@ def open_workspace(ws: Path, budget: Budget, compare: dict[str, str], backbone: 
     if not (ws / "tasks.toml").exists():
         Workspace.create(ws, backbone=backbone)
         text = (ws / "tasks.toml").read_text()
-        (ws / "tasks.toml").write_text(_set(_set(text, budget.settings()), compare))
+        (ws / "tasks.toml").write_text(set_settings(set_settings(text, budget.settings()), compare))
     return Workspace.open(ws)
 
 
