@@ -116,6 +116,29 @@ def test_the_report_renders_generation_metrics_and_the_merged_row(compared, tmp_
     assert files["html"].is_file() and files["heatmaps"].read_bytes().startswith(b"\x89PNG")
 
 
+def test_the_base_row_shows_what_each_method_does_to_the_base_model(compared, tmp_path) -> None:
+    """Adapters leave the base model identical after every step (measured by train-next's
+    check, not assumed); full fine-tuning changes its perplexity; the report shows the row."""
+    ws, results = compared
+    (reference,) = [r for r in ws.ledger.runs(purpose="base-reference")]
+    assert results["base_reference"]["perplexity"] == reference.result["perplexity"]
+    methods = results["methods"]
+    adapters = methods["adapter"]["base"]
+    assert len(adapters) == 3 and all(step["identical"] for step in adapters)
+    assert {step["perplexity"] for step in adapters} == {reference.result["perplexity"]}
+    assert {step["answers_identical"] for step in adapters} == {1.0}
+    for name in ("sequential", "ewc", "replay", "lora-merged", "separate"):
+        steps = methods[name]["base"]
+        assert len(steps) == 3 and not any(step["identical"] for step in steps), name
+    sequential = [step["perplexity"] for step in methods["sequential"]["base"]]
+    assert all(p != reference.result["perplexity"] for p in sequential)
+    joint = methods["joint"]["base"]
+    assert len(joint) == 3 and joint[0] == joint[2] and not joint[0]["identical"]
+    text = ws.write_report(results, tmp_path / "report")["md"].read_text()
+    assert text.count("Base model (every task switched off):") == len(METHODS)
+    assert "| answers identical | 100% | 100% | 100% | 100% |" in text
+
+
 @pytest.mark.parametrize("tied", [True, False])
 def test_full_fine_tuning_trains_a_tied_lm_head_and_leaves_an_untied_one(tied: bool) -> None:
     """What the fine-tuning baselines train (the backbone's weights and the task's own): a

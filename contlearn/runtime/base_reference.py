@@ -74,6 +74,25 @@ def check(ctx: ModelContext) -> dict[str, Any] | None:
     return _row(reference, now, found, time.perf_counter() - start)
 
 
+def measured(ctx: ModelContext) -> dict[str, Any] | None:
+    """The model of ``ctx`` as it is now (a baseline's changed backbone), every task switched
+    off, on the recorded base reference set: its perplexity and the share of greedy answers
+    identical to the reference's (None: the workspace records no base reference)."""
+    from ..eval.base_model import answer_share, measure
+
+    reference = reference_run(ctx.ledger)
+    if reference is None:
+        return None
+    base_set = from_dict(reference.config["set"], f"the base reference of run {reference.id}")
+    now = measure(ctx.model, ctx.backbone.tokenizer, base_set, device=ctx.device)
+    was = [a["ids"] for a in reference.result["answers"]]
+    return {
+        "perplexity": now.perplexity,
+        "answers_identical": answer_share(was, [a["ids"] for a in now.answers]),
+        "identical": now.digest == reference.result["digest"],
+    }
+
+
 def _row(reference: RunRecord, now: Any, found: Any, seconds: float) -> dict[str, Any]:
     """What a table and ``--json`` show of one check of the base model."""
     was = reference.result
