@@ -72,13 +72,12 @@ def test_the_measure_is_the_base_model_with_every_task_off(kept) -> None:
 
 def test_audit_checks_the_base_model_and_prints_it(kept) -> None:
     ws, _ = kept
-    audit = ws.audit()
-    assert audit["verdict"] == "clean" and audit["base"]["outcome"] == "identical"
     shown = invoke(ws, "audit")
     assert shown.exit_code == 0, shown.output
     assert "(base model): perplexity" in shown.output and "100% of the greedy" in shown.output
     as_json = json.loads(invoke(ws, "audit", "--json").output)
-    assert as_json["base"]["task"] == "(base model)" and as_json["verdict"] == "clean"
+    assert as_json["verdict"] == "clean" and as_json["base"]["outcome"] == "identical"
+    assert as_json["base"]["task"] == "(base model)" and as_json["base"]["recipe"] == "same"
     assert ws.audit(task="chat")["base"] is None  # one task audited: that task alone
 
 
@@ -128,3 +127,29 @@ def test_a_workspace_gives_its_own_base_reference_set(tmp_path: Path) -> None:
     with pytest.raises(BadData, match="texts must be a non-empty list of texts") as info:
         for_workspace(tmp_path)
     assert "\n" not in str(info.value) and str(tmp_path / FILE) in str(info.value)
+
+
+def test_a_changed_output_projection_fails_the_audit_naming_the_base_reference(
+    tmp_path: Path,
+) -> None:
+    """An untied decoder's ``lm_head.weight`` is outside the backbone fingerprint: changed on
+    disk, only the base reference (and the generation task that reads it) notice."""
+    from safetensors.torch import load_file, save_file
+
+    from tests.conftest import save_causal_backbone
+
+    folder = save_causal_backbone(tmp_path / "untied", "llama")
+    ws = fast_workspace(tmp_path / "ws", folder)
+    ws.add_task(
+        "chat", write_generation_task(tmp_path / "chat", n_train=4, n_dev=2), max_new_tokens=2
+    )
+    (result,) = ws.train_next(epochs=1)
+    assert result["base"]["outcome"] == "identical"
+    weights = load_file(folder / "model.safetensors")
+    weights["lm_head.weight"] = weights["lm_head.weight"].flip(0).contiguous()
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    audit = Workspace.open(ws.root).audit()
+    assert audit["verdict"] == "drift" and audit["base"]["outcome"] == "changed"
+    assert audit["base"]["findings"][0].startswith("the base reference (run ")
+    shown = invoke(ws, "audit", "--json")
+    assert shown.exit_code == 1 and json.loads(shown.output)["base"]["ok"] is False

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ..devices import recipe, reproducible
 from ..kinds.generation import full_prompt_ids, pad_id, stop_ids, texts_of
+from ..model.backbone import positions
 from ..model.decoding import Decoding, generate
 from .digests import logits_digest
 from .recipe import computes_in, torch_threads
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
     from ..data.base_set import BaseSet
     from ..model.adapted import AdaptedModel
 
-MAX_TEXT_TOKENS = 256  # a text longer than this is scored on its first tokens only
+# a text longer than this (or than the backbone's positions) is scored on its first tokens only
+MAX_TEXT_TOKENS = 256
 PERPLEXITY_RTOL = 1e-3  # how close the perplexity must come under another recipe
 
 
@@ -105,10 +107,11 @@ def digest_of(losses_sha256: str, ids: list[list[int]]) -> str:
 
 def _losses(model: AdaptedModel, tokenizer: Any, texts: tuple[str, ...], device) -> torch.Tensor:
     """Each text's per-token losses [n_i - 1], one text at a time, concatenated (float32)."""
+    limit = min(MAX_TEXT_TOKENS, positions(model.backbone.config.to_dict()) or MAX_TEXT_TOKENS)
     out = []
     with model.generating({None: slice(0, 1)}):  # eval mode, the base model, restored after
         for text in texts:
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"][:MAX_TEXT_TOKENS]
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"][:limit]
             row = torch.tensor([ids], dtype=torch.long, device=device)
             logits = model.lm_logits(row, torch.ones_like(row))[0]  # [n, V]
             out.append(F.cross_entropy(logits[:-1], row[0, 1:], reduction="none").cpu())
