@@ -79,6 +79,8 @@ def test_audit_checks_the_base_model_and_prints_it(kept) -> None:
     assert as_json["verdict"] == "clean" and as_json["base"]["outcome"] == "identical"
     assert as_json["base"]["task"] == "(base model)" and as_json["base"]["recipe"] == "same"
     assert ws.audit(task="chat")["base"] is None  # one task audited: that task alone
+    (row,) = [r for r in ws.runs() if r["purpose"] == "base-reference"]
+    assert row["metric"] == reference_runs(ws)[0].result["perplexity"] and row["task"] is None
 
 
 def test_a_changed_base_reference_fails_the_audit_naming_it(kept, tmp_path: Path) -> None:

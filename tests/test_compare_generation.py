@@ -14,7 +14,7 @@ import pytest
 from contlearn.api import Workspace
 from contlearn.eval.generation import per_example
 from contlearn.kinds import get
-from tests.conftest import fast_workspace, write_keyword_task
+from tests.conftest import fast_workspace, invoke, write_keyword_task
 from tests.test_generation import save_chat_llama, write_generation_task
 
 METHODS = ["adapter", "sequential", "ewc", "replay", "joint", "separate", "lora-merged"]
@@ -137,6 +137,11 @@ def test_the_base_row_shows_what_each_method_does_to_the_base_model(compared, tm
     text = ws.write_report(results, tmp_path / "report")["md"].read_text()
     assert text.count("Base model (every task switched off):") == len(METHODS)
     assert "| answers identical | 100% | 100% | 100% | 100% |" in text
+    shown = invoke(ws, "compare", "--epochs", "1", "--batch-size", "8")  # the finished one
+    assert shown.exit_code == 0, shown.output
+    assert "base model (no task): perplexity" in shown.output
+    (adapter_line,) = [line for line in shown.output.splitlines() if line.startswith("adapter ")]
+    assert adapter_line.rstrip().endswith("100%")
 
 
 @pytest.mark.parametrize("tied", [True, False])
