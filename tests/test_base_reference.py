@@ -22,6 +22,7 @@ def kept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, list]:
     tmp = tmp_path_factory.mktemp("base")
     llama = save_chat_llama(tmp / "tiny-llama")
     ws = fast_workspace(tmp / "ws", llama)
+    (ws.root / "base_reference.json").unlink()  # the built-in set, as a workspace has it
     ws.add_task("words", write_keyword_task(tmp / "words", n_train=8, n_dev=4))
     ws.add_task("chat", write_generation_task(tmp / "chat", n_train=8, n_dev=4), max_new_tokens=3)
     ws.add_task("words2", write_keyword_task(tmp / "words2", n_train=8, n_dev=4))
@@ -135,7 +136,8 @@ def test_a_changed_output_projection_fails_the_audit_naming_the_base_reference(
     tmp_path: Path,
 ) -> None:
     """An untied decoder's ``lm_head.weight`` is outside the backbone fingerprint: changed on
-    disk, only the base reference (and the generation task that reads it) notice."""
+    disk, only the base reference (and the generation task that reads it) notice. The set is
+    the workspace's own (``fast_workspace`` writes a small one)."""
     from safetensors.torch import load_file, save_file
 
     from tests.conftest import save_causal_backbone
@@ -147,6 +149,8 @@ def test_a_changed_output_projection_fails_the_audit_naming_the_base_reference(
     )
     (result,) = ws.train_next(epochs=1)
     assert result["base"]["outcome"] == "identical"
+    (run,) = reference_runs(ws)
+    assert run.config["set"]["instructions"] == ["the film", "good or bad"]
     weights = load_file(folder / "model.safetensors")
     weights["lm_head.weight"] = weights["lm_head.weight"].flip(0).contiguous()
     save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
