@@ -89,6 +89,7 @@ def test_a_changed_base_reference_fails_the_audit_naming_it(kept, tmp_path: Path
     them): the audit's verdict is drift and its finding names the base reference."""
     from sqlalchemy import update
 
+    from contlearn.errors import VerificationFailed
     from contlearn.ledger.schema import RunRow
 
     ws, _ = kept
@@ -107,6 +108,10 @@ def test_a_changed_base_reference_fails_the_audit_naming_it(kept, tmp_path: Path
         assert {t["outcome"] for t in audit["tasks"]} == {"identical"}
         shown = invoke(ws, "audit")
         assert "! the base reference" in shown.output
+        ws.add_task("more", write_keyword_task(tmp_path / "more", n_train=8, n_dev=4))
+        with pytest.raises(VerificationFailed, match=rf"the base reference \(run {run.id}\)"):
+            ws.train_next(epochs=1)
+        assert ws.ledger.task("more").status == "pending"  # not marked trained
     finally:
         with ws.ledger.session() as s:
             s.execute(update(RunRow).where(RunRow.id == run.id).values(result=run.result))

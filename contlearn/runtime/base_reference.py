@@ -59,18 +59,14 @@ def ensure_recorded(ctx: ModelContext) -> RunRecord:
 def check(ctx: ModelContext) -> dict[str, Any] | None:
     """The base model measured again with every task switched off and compared with its
     recorded reference, as a row of a verification or audit table (None: none recorded)."""
-    from ..eval.base_model import compare, measure
+    from ..eval.base_model import compare
 
     reference = reference_run(ctx.ledger)
     if reference is None:
         return None
-    was = reference.result
-    base_set = from_dict(reference.config["set"], f"the base reference of run {reference.id}")
-    threads = was["recipe"].get("threads")
     start = time.perf_counter()
-    now = measure(ctx.model, ctx.backbone.tokenizer, base_set, device=ctx.device, threads=threads)
-    same = same_recipe(was["recipe"], now.recipe)
-    found = compare(was, now, same)
+    now = _replay(ctx, reference)
+    found = compare(reference.result, now, same_recipe(reference.result["recipe"], now.recipe))
     return _row(reference, now, found, time.perf_counter() - start)
 
 
@@ -78,19 +74,27 @@ def measured(ctx: ModelContext) -> dict[str, Any] | None:
     """The model of ``ctx`` as it is now (a baseline's changed backbone), every task switched
     off, on the recorded base reference set: its perplexity and the share of greedy answers
     identical to the reference's (None: the workspace records no base reference)."""
-    from ..eval.base_model import answer_share, measure
+    from ..eval.base_model import answer_share
 
     reference = reference_run(ctx.ledger)
     if reference is None:
         return None
-    base_set = from_dict(reference.config["set"], f"the base reference of run {reference.id}")
-    now = measure(ctx.model, ctx.backbone.tokenizer, base_set, device=ctx.device)
+    now = _replay(ctx, reference)
     was = [a["ids"] for a in reference.result["answers"]]
     return {
         "perplexity": now.perplexity,
         "answers_identical": answer_share(was, [a["ids"] for a in now.answers]),
         "identical": now.digest == reference.result["digest"],
     }
+
+
+def _replay(ctx: ModelContext, reference: RunRecord) -> Any:
+    """The model of ``ctx`` measured on the set ``reference`` recorded, with its thread count."""
+    from ..eval.base_model import measure
+
+    base_set = from_dict(reference.config["set"], f"the base reference of run {reference.id}")
+    threads = reference.result["recipe"].get("threads")
+    return measure(ctx.model, ctx.backbone.tokenizer, base_set, device=ctx.device, threads=threads)
 
 
 def _row(reference: RunRecord, now: Any, found: Any, seconds: float) -> dict[str, Any]:
