@@ -66,7 +66,8 @@ def test_the_measure_is_the_base_model_with_every_task_off(kept) -> None:
     loaded = load(ws.ledger.backbone().identity)
     plain = AdaptedModel(loaded.model, output_embeddings=loaded.output_embeddings)
     base_set = from_dict(run.config["set"])
-    now = measure(plain, loaded.tokenizer, base_set, device=torch.device("cpu"), threads=1)
+    threads = run.result["recipe"]["threads"]  # the recorded recipe: bit for bit
+    now = measure(plain, loaded.tokenizer, base_set, device=torch.device("cpu"), threads=threads)
     assert now.digest == run.result["digest"] and now.perplexity == run.result["perplexity"]
     assert [a["text"] for a in now.answers] == [a["text"] for a in run.result["answers"]]
 
