@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import string
 from pathlib import Path
@@ -168,14 +169,24 @@ def word_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+# a base reference set a generation test measures in milliseconds (the built-in set: its own test)
+SMALL_BASE_SET = {
+    "texts": ["the movie was very good", "this film was bad"],
+    "instructions": ["the film", "good or bad"],
+    "max_new_tokens": 4,
+}
+
+
 def fast_workspace(root: Path, backbone: Path):
-    """An initialised workspace at ``root`` on ``backbone``, with fast training defaults."""
+    """An initialised workspace at ``root`` on ``backbone``, with fast training defaults and a
+    small base reference set."""
     from contlearn.api import Workspace
 
     Workspace.create(root, backbone=str(backbone))
     text = (root / "tasks.toml").read_text()
     text = text.replace("epochs = 3", "epochs = 2").replace("max_length = 128", "max_length = 32")
     (root / "tasks.toml").write_text(text.replace("lr = 0.001", "lr = 0.005"))
+    (root / "base_reference.json").write_text(json.dumps(SMALL_BASE_SET))
     return Workspace.open(root)
 
 

@@ -14,7 +14,7 @@ import pytest
 from contlearn.api import Workspace
 from contlearn.eval.generation import per_example
 from contlearn.kinds import get
-from tests.conftest import fast_workspace, write_keyword_task
+from tests.conftest import fast_workspace, invoke, write_keyword_task
 from tests.test_generation import save_chat_llama, write_generation_task
 
 METHODS = ["adapter", "sequential", "ewc", "replay", "joint", "separate", "lora-merged"]
@@ -114,6 +114,34 @@ def test_the_report_renders_generation_metrics_and_the_merged_row(compared, tmp_
     text = files["md"].read_text()
     assert "Sequential LoRA merged into the weights" in text and "95% CI" in text
     assert files["html"].is_file() and files["heatmaps"].read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_base_row_shows_what_each_method_does_to_the_base_model(compared, tmp_path) -> None:
+    """Adapters leave the base model identical after every step (measured by train-next's
+    check, not assumed); full fine-tuning changes its perplexity; the report shows the row."""
+    ws, results = compared
+    (reference,) = [r for r in ws.ledger.runs(purpose="base-reference")]
+    assert results["base_reference"]["perplexity"] == reference.result["perplexity"]
+    methods = results["methods"]
+    adapters = methods["adapter"]["base"]
+    assert len(adapters) == 3 and all(step["identical"] for step in adapters)
+    assert {step["perplexity"] for step in adapters} == {reference.result["perplexity"]}
+    assert {step["answers_identical"] for step in adapters} == {1.0}
+    for name in ("sequential", "ewc", "replay", "lora-merged", "separate"):
+        steps = methods[name]["base"]
+        assert len(steps) == 3 and not any(step["identical"] for step in steps), name
+    sequential = [step["perplexity"] for step in methods["sequential"]["base"]]
+    assert all(p != reference.result["perplexity"] for p in sequential)
+    joint = methods["joint"]["base"]
+    assert len(joint) == 3 and joint[0] == joint[2] and not joint[0]["identical"]
+    text = ws.write_report(results, tmp_path / "report")["md"].read_text()
+    assert text.count("Base model (every task switched off):") == len(METHODS)
+    assert "| answers identical | 100% | 100% | 100% | 100% |" in text
+    shown = invoke(ws, "compare", "--epochs", "1", "--batch-size", "8")  # the finished one
+    assert shown.exit_code == 0, shown.output
+    assert "base model (no task): perplexity" in shown.output
+    (adapter_line,) = [line for line in shown.output.splitlines() if line.startswith("adapter ")]
+    assert adapter_line.rstrip().endswith("100%")
 
 
 @pytest.mark.parametrize("tied", [True, False])

@@ -91,13 +91,20 @@ def _print_audit(result: dict[str, Any]) -> None:
     cols = ["position", "task", "metric", "recorded", "now", "delta"]
     cols += ["outcome", "logits_identical", "artifact_ok", "data_ok"]
     click.echo(format_table(result["tasks"], cols))
+    base = result.get("base")
+    if base is not None:
+        click.echo(
+            f"{base['task']}: perplexity {base['recorded']['perplexity']:.6g} -> "
+            f"{base['now']['perplexity']:.6g}, {base['answers_identical']:.0%} of the greedy "
+            f"answers identical ({base['outcome']})"
+        )
     adopted = [row["task"] for row in result["tasks"] if row.get("adopted")]
     if adopted:
         click.echo(
             f"adopted this host's logits as the reference of {', '.join(adopted)}: later "
             "checks here compare with them bit for bit"
         )
-    for row in result["tasks"]:
+    for row in [*result["tasks"], *([base] if base is not None else [])]:
         for finding in row["findings"]:
             click.echo(f"! {finding}")
         for note in row.get("notes", []):

@@ -130,9 +130,23 @@ def _print_results(results: dict[str, Any], files: dict[str, Path], as_json: boo
         row = {"method": name, **method["summary"]}
         same = method.get("identical")
         row["identical"] = f"{same['identical']}/{same['total']}" if same else None
-        rows.append(row)
-    click.echo(format_table(rows, ["method", "acc", "bwt", "forgetting", "identical"]))
+        rows.append(row | _base_cells(method.get("base")))
+    columns = ["method", "acc", "bwt", "forgetting", "identical"]
+    if results.get("base_reference") is not None:
+        base = results["base_reference"]["perplexity"]
+        click.echo(f"base model (no task): perplexity {base:.4f} on the base reference set")
+        columns += ["base_perplexity", "base_answers_same"]
+    click.echo(format_table(rows, columns))
     click.echo(f"report: {files['html']}")
+
+
+def _base_cells(steps: list | None) -> dict[str, Any]:
+    """The base model after the last step: its perplexity and share of identical answers."""
+    last = steps[-1] if steps else None
+    if last is None:
+        return {"base_perplexity": None, "base_answers_same": None}
+    share = f"{last['answers_identical']:.0%}"
+    return {"base_perplexity": round(last["perplexity"], 4), "base_answers_same": share}
 
 
 @main.command()

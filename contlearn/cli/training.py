@@ -171,8 +171,25 @@ def print_verifications(result: dict[str, Any]) -> None:
         }
         for v in result["verifications"]
     ]
+    base = result.get("base")
+    if base is not None:
+        rows.append(base_row(base))
     if rows:
         others = "the other trained tasks" if result.get("supersedes") else "earlier tasks"
         click.echo(f"verification of {others}:")
         columns = ["task", "mode", "rerun", "recorded", "now", "logits", "identical", "outcome"]
         click.echo(format_table(rows, columns))
+
+
+def base_row(base: dict[str, Any]) -> dict[str, Any]:
+    """The base model's check as a verification table row: perplexity before and now."""
+    return {
+        "task": base["task"],
+        "mode": "full",
+        "rerun": "",
+        "recorded": scores(base["recorded"]),
+        "now": scores(base["now"]),
+        "logits": base["digest"][:16],
+        "identical": base["identical"],
+        "outcome": base["outcome"],
+    }

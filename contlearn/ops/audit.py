@@ -3,7 +3,9 @@
 Per task, in ledger order: the artifact files' checksums (a modified file is never loaded), the
 data files' fingerprint (a change is data drift, not forgetting), then the canonical evaluation
 of the dev split compared with the recorded post-train evaluation. The backbone is checked once,
-before anything is evaluated. Every audit is recorded as a run with one evaluation per task.
+before anything is evaluated; where the workspace records a base reference
+(:mod:`contlearn.runtime.base_reference`), the base model is measured again with every task
+switched off and compared with it. Every audit is recorded as a run with one evaluation per task.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..interrupts import interruptible
 from ..ledger.records import ArtifactRecord, EvaluationRecord, TaskRecord
 from ..ledger.schema import HOST_LOGITS, HOST_REFERENCE
 from ..ledger.store import Ledger
+from ..runtime import base_reference
 from ..runtime.current import recorded_post_train, trained_artifacts
 from ..runtime.events import QUIET, Events
 from ..runtime.runs import failure_recorded, run_values
@@ -63,7 +66,9 @@ def audit(
     with failure_recorded(ledger, run_id, "auditing"), interruptible():
         audited = [_audit_task(ctx, record, events) for record in tasks]
         adopted = adopt(ctx, run_id, audited) if adopt_host else ([], [])
-    summary = _summary([row for row, _, _ in audited], time.perf_counter() - start, run_id)
+        base = None if task is not None else base_reference.check(ctx)
+    rows = [row for row, _, _ in audited]
+    summary = _summary(rows, time.perf_counter() - start, run_id, base)
     ledger.finish_run(
         run_id,
         status="succeeded",
@@ -78,12 +83,16 @@ def audit(
     return summary
 
 
-def _summary(rows: list[dict[str, Any]], seconds: float, run_id: int) -> dict[str, Any]:
-    """The audit's result: the verdict, the per-task rows and the speed."""
+def _summary(
+    rows: list[dict[str, Any]], seconds: float, run_id: int, base: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The audit's result: the verdict, the per-task rows, the base model's check (None: the
+    workspace records no base reference, or one task was audited) and the speed."""
     examples = sum(r["examples"] for r in rows)
     return {
-        "verdict": verdict(rows),
+        "verdict": verdict(rows, base),
         "tasks": rows,
+        "base": base,
         "seconds": seconds,
         "examples": examples,
         "examples_per_second": examples / seconds if seconds else 0.0,
@@ -91,12 +100,14 @@ def _summary(rows: list[dict[str, Any]], seconds: float, run_id: int) -> dict[st
     }
 
 
-def verdict(rows: list[dict[str, Any]]) -> str:
+def verdict(rows: list[dict[str, Any]], base: dict[str, Any] | None = None) -> str:
     """ "tampered" when an artifact file is missing, modified or unreadable; else "drift" when
-    anything else changed (the data files, or the predictions); else "clean"."""
+    anything else changed (the data files, the predictions, or the base model with every task
+    switched off); else "clean"."""
     if not all(r["artifact_ok"] for r in rows):
         return "tampered"
-    return "clean" if all(r["ok"] for r in rows) else "drift"
+    kept = base is None or base["ok"]
+    return "clean" if kept and all(r["ok"] for r in rows) else "drift"
 
 
 def _tasks_to_audit(ledger: Ledger, name: str | None) -> list[TaskRecord]:

@@ -236,7 +236,16 @@ def build_results(
         "config": _shared_config(tasks, runs, meta["config"]),
         "fwt_reference": fwt_reference,
         "notes": plan_notes(meta["config"].get("baselines", {})),
+        "base_reference": _base_reference(ledger),
     }
+
+
+def _base_reference(ledger: Ledger) -> dict[str, Any] | None:
+    """The base model's recorded perplexity on the base reference set (None: none recorded)."""
+    from ..runtime.base_reference import reference_run
+
+    run = reference_run(ledger)
+    return None if run is None else {"run_id": run.id, "perplexity": run.result["perplexity"]}
 
 
 def _add_references(methods: dict[str, Any], meta: dict, tasks: list[TaskRecord]) -> str | None:

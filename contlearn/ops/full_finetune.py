@@ -30,6 +30,7 @@ from ..kinds import kind_of
 from ..ledger.records import TaskRecord
 from ..ledger.store import Ledger
 from ..model.adapted import count_parameters
+from ..runtime import base_reference
 from ..runtime.context import ModelContext, open_context, read_task_data, training_rows
 from ..runtime.evaluate import evaluate_task, evaluation_record
 from ..runtime.events import QUIET, Events
@@ -194,9 +195,12 @@ def finish_baseline_run(
     ctx, run_id, result, evaluated, trainable: int, stored: int, chosen=None
 ) -> None:
     """Record a baseline run as succeeded, with its evaluations, each one's predictions (for
-    the comparison's confidence intervals) and what it chose for its tasks on their selection
-    splits (``chosen``: task id -> calibration or None; recorded only when something was)."""
+    the comparison's confidence intervals), what it chose for its tasks on their selection
+    splits (``chosen``: task id -> calibration or None; recorded only when something was) and,
+    where the workspace records a base reference, what the baseline's backbone now does to it
+    (``base``: every task switched off)."""
     calibration = {str(k): v for k, v in (chosen or {}).items() if v is not None}
+    base = base_reference.measured(ctx)
     ctx.ledger.finish_run(
         run_id,
         status="succeeded",
@@ -211,7 +215,8 @@ def finish_baseline_run(
             "history": result.history,
             "predictions": {str(r.task_id): preds for r, preds in evaluated},
         }
-        | ({"calibration": calibration} if calibration else {}),
+        | ({"calibration": calibration} if calibration else {})
+        | ({"base": base} if base is not None else {}),
     )
 
 

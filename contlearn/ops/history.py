@@ -9,6 +9,7 @@ from ..errors import ContlearnError
 from ..ledger.records import RunRecord
 from ..ledger.store import Ledger
 from ..model.methods.registry import UNNAMED
+from ..runtime.base_reference import PURPOSE as BASE_REFERENCE
 from ..runtime.runs import is_abandoned
 
 SCORED_AS = {"train": "post-train", "tradeoff": "tradeoff"}  # purpose -> its evaluation's kind
@@ -70,9 +71,11 @@ def _status(run: RunRecord) -> str:
 
 def _score(ledger: Ledger, run: RunRecord) -> Any:
     """A training run's post-train score, an audit's verdict, a baseline step's or a
-    trade-off point's score."""
+    trade-off point's score, the base model's perplexity on its reference set."""
     if run.purpose == "audit":
         return run.verdict
+    if run.purpose == BASE_REFERENCE:
+        return (run.result or {}).get("perplexity")
     kind = SCORED_AS.get(run.purpose, "comparison")
     for e in reversed(ledger.evaluations(run_id=run.id, kind=kind)):
         if e.task_id == run.task_id:

@@ -190,6 +190,23 @@ def matrix_table(results: dict, key: str) -> tuple[list[str], list[list[str]]]:
     return ["after task", *names], rows
 
 
+def base_table(results: dict, key: str) -> tuple[list[str], list[list[str]]] | None:
+    """The base model's row beside a method's matrix: its perplexity on the base reference set
+    before any task and after each, and the share of its greedy answers identical to the base
+    model's, every task switched off (None: nothing measured it)."""
+    steps = results["methods"][key].get("base")
+    reference = results.get("base_reference")
+    if not steps or reference is None:
+        return None
+    names = task_names(results)
+    header = ["base model", "before", *(f"after {name}" for name in names)]
+    perplexity = ["perplexity", _num(reference["perplexity"])]
+    perplexity += [_num(None if s is None else s["perplexity"]) for s in steps]
+    same = ["answers identical", "100%"]
+    same += ["—" if s is None else f"{s['answers_identical']:.0%}" for s in steps]
+    return header, [perplexity, same]
+
+
 def cost_rows(results: dict, key: str) -> list[list[str]]:
     cost = results["methods"][key].get("cost") or {}
     columns = [

@@ -17,6 +17,7 @@ from .content import (
     DEFINITIONS_NOTE,
     FIGURES,
     HEADLINE_HEADER,
+    base_table,
     cost_rows,
     findings,
     headline_rows,
@@ -39,6 +40,9 @@ def render_markdown(results: dict, images: dict[str, str]) -> str:
     for key, method in results["methods"].items():
         lines += ["", f"## {md_escape(method_label(key, method))}", "", "Accuracy matrix R:", ""]
         lines += md_table(*matrix_table(results, key))
+        base = base_table(results, key)
+        if base is not None:
+            lines += ["", "Base model (every task switched off):", "", *md_table(*base)]
         lines += ["", "Costs:", "", *md_table(COST_HEADER, cost_rows(results, key))]
     figures = [name for name in FIGURES if name in images]
     if figures:
@@ -64,7 +68,11 @@ def render_html(results: dict, images_b64: dict[str, str]) -> str:
     parts.append("</ul>")
     for key, method in results["methods"].items():
         parts += [f"<h2>{esc(method_label(key, method))}</h2>", "<p>Accuracy matrix R:</p>"]
-        parts += [html_table(*matrix_table(results, key)), "<p>Costs:</p>"]
+        parts.append(html_table(*matrix_table(results, key)))
+        base = base_table(results, key)
+        if base is not None:
+            parts += ["<p>Base model (every task switched off):</p>", html_table(*base)]
+        parts.append("<p>Costs:</p>")
         parts.append(html_table(COST_HEADER, cost_rows(results, key)))
     figures = [name for name in FIGURES if name in images_b64]
     if figures:

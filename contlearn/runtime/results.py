@@ -37,7 +37,8 @@ class RunResult:
     its trainable parameters (and their share of the backbone's), the training (best epoch,
     history, seconds, speed, real-token share), what the user should know, the data-parallel
     world and bytes summed per step, the frozen prefix cache's summary, the verifications of
-    the other trained tasks, the run a retrain replaces and the seconds verification took."""
+    the other trained tasks, the run a retrain replaces, the seconds verification took and the
+    check of the base model (None: the workspace records no base reference)."""
 
     task: str
     run_id: int
@@ -58,6 +59,7 @@ class RunResult:
     verifications: tuple[Verification, ...]
     supersedes: int | None
     verification_seconds: float
+    base: dict[str, Any] | None = None  # the base model checked (runtime.base_reference)
 
     def as_dict(self) -> dict[str, Any]:
         """The result as the ledger records it and ``--json`` prints it."""

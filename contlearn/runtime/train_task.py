@@ -23,6 +23,7 @@ from ..model.adapted import count_parameters
 from ..train.distributed import allreduce_bytes
 from ..train.loop import TrainResult
 from ..version import library_versions
+from . import base_reference
 from .context import ModelContext, read_task_data, training_rows
 from .current import CALIBRATION, recorded_post_train
 from .evaluate import evaluate_task, evaluation_record
@@ -58,6 +59,9 @@ def train_one(
         train_cfg, adapter_cfg = _configs(ctx, settings, task)
         ctx.ledger.update_run(run_id, **run_config(ctx, train_cfg, adapter_cfg))
         ctx.check_backbone()
+        if kind_of(task).generates:  # the first generation task: the base model's reference
+            stage = "recording the base reference"
+            base_reference.ensure_recorded(ctx)
         stage = "training"
         outcome = fit_task(ctx, task, run_id, train_cfg, adapter_cfg, events)
         interrupts.checkpoint()
@@ -70,8 +74,10 @@ def train_one(
         began = time.perf_counter()
         with interrupts.interruptible():
             verifications = verify_earlier(ctx, task, settings=settings.verify, events=events)
+            base = base_reference.check(ctx)
         verify_seconds = time.perf_counter() - began
         require_identical(ctx.ledger, task, verifications)
+        base_reference.require_kept(base, task.name)
         ctx.check_backbone()
         stage = "committing"
         interrupts.checkpoint()  # the last safe point: after it the run commits
@@ -82,7 +88,7 @@ def train_one(
         raise
     post = evaluation_record(task, outcome.final, "post-train")
     ran = (supersedes, verify_seconds)
-    result = _result(ctx, task, run_id, outcome, records, verifications, ran)
+    result = replace(_result(ctx, task, run_id, outcome, records, verifications, ran), base=base)
     ctx.ledger.finish_run(
         run_id,
         status="succeeded",

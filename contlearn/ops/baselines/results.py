@@ -47,6 +47,24 @@ def method_entry(label, tasks, cells, identical, runs, bytes_per_task, total_byt
     }
 
 
+def base_row(runs: list[RunRecord]) -> list[dict[str, Any] | None] | None:
+    """What each step did to the base model, every task switched off (perplexity and the share
+    of greedy answers identical to the base reference's), as its run measured it: a baseline
+    run on its changed backbone, an adapter run in its verification; None for a step that
+    measured nothing (a run before the base reference was recorded), and None for the whole
+    row when no step did."""
+    row = [_base_step((run.result or {}).get("base")) for run in runs]
+    return row if any(step is not None for step in row) else None
+
+
+def _base_step(found: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A step's base measure; a verification's check (``now`` beside ``recorded``) read as one."""
+    if found is None or "now" not in found:
+        return found
+    keys = ("answers_identical", "identical")
+    return {"perplexity": found["now"]["perplexity"]} | {k: found[k] for k in keys}
+
+
 def fill_unverified(tasks: list[TaskRecord], cells: dict[tuple[int, int], float]) -> None:
     """Every cell below the diagonal that nothing measured repeats the task's own score."""
     for i, later in enumerate(tasks):
@@ -68,6 +86,7 @@ def adapters(baseline: Baseline, recorded: Recorded) -> dict[str, Any]:
     stored = baseline.memory(ledger.backbone().num_parameters, params, sizes)
     identical = {"identical": same, "total": total}
     method = method_entry(baseline.label, tasks, cells, identical, runs, sizes, stored, params)
+    method["base"] = base_row(runs)
     if recorded.intervals:
         method["predictions"] = _adapter_predictions(recorded)
     return method
@@ -162,6 +181,7 @@ def per_task(baseline: Baseline, recorded: Recorded) -> dict[str, Any]:
     sizes = [r.result["bytes_if_kept"] for r in ordered]
     stored = baseline.memory(ledger.backbone().num_parameters, params, sizes)
     method = method_entry(baseline.label, tasks, cells, None, ordered, sizes, stored, params)
+    method["base"] = base_row(ordered)
     method["predictions"] = _recorded_predictions(ordered, tasks, baseline.keeps_each)
     return method
 
@@ -197,6 +217,7 @@ def once(baseline: Baseline, recorded: Recorded) -> dict[str, Any]:
     sizes = [run.result["bytes_if_kept"]]
     stored = baseline.memory(ledger.backbone().num_parameters, params, sizes)
     method = method_entry(baseline.label, tasks, cells, None, [run], sizes, stored, params)
+    method["base"] = base_row([run] * len(tasks))
     preds = run.result.get("predictions")
     final = [preds[str(t.id)] for t in tasks] if preds else None
     method["predictions"] = None if final is None else (final, None)
