@@ -123,6 +123,9 @@ def retrain(
     settings = resolve(defaults, overrides, device, _backbone_dtype(ledger))
     check_queue_lengths(defaults, [ledger.task(name)], overrides, _identity(ledger))
     _check_init(ledger, settings, [ledger.task(name)], world_from_environment())
+    from ..runtime.fusion import refuse_if_read
+
+    refuse_if_read(ledger, name, "retrain")
     task, run_id, current = ledger.claim_retrain(name, _claim(), is_abandoned)
     ctx = _open_and_load(ledger, store, settings, run_id, None)
     ctx.model.remove_task(task.name)  # the current version; the new run builds its own
@@ -140,20 +143,24 @@ def retrain(
 
 def _check_init(ledger: Ledger, settings: Resolved, tasks: list, world: World) -> None:
     """Before a task is claimed: the ``--init-from`` each of ``tasks`` asks for names a trained
-    task it can start from (``runtime.init_from``); refused under a data-parallel world (only
+    task it can start from (``runtime.init_from``), and a fusion task's fused tasks are
+    trained pfeiffer tasks (``runtime.fusion``); both refused under a data-parallel world (only
     rank 0 loads the trained tasks)."""
+    from ..runtime import fusion
     from ..runtime.init_from import check_init_from, requested
 
     for task in tasks:
         name = requested(task, settings.overrides)
-        if name is None:
-            continue
-        if world.distributed:
+        adapter = fusion.resolved(ledger, task, settings.task_configs(task)[1])
+        reads = "--init-from" if name is not None else None
+        reads = reads or ("method fusion" if adapter.method == fusion.METHOD else None)
+        if reads is not None and world.distributed:
             raise ConfigError(
-                f"task {task.name!r}: --init-from cannot train data-parallel yet: train it in "
-                "one process (without --nproc or torchrun)"
+                f"task {task.name!r}: {reads} cannot train data-parallel yet (only rank 0 loads "
+                "the trained tasks): train it in one process (without --nproc or torchrun)"
             )
-        check_init_from(ledger, task, settings.task_configs(task)[1], name)
+        if name is not None:
+            check_init_from(ledger, task, adapter, name)
 
 
 def _claim() -> dict[str, Any]:

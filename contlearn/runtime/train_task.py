@@ -23,7 +23,7 @@ from ..model.adapted import count_parameters
 from ..train.distributed import allreduce_bytes
 from ..train.loop import TrainResult
 from ..version import library_versions
-from . import init_from
+from . import fusion, init_from
 from .context import ModelContext, read_task_data, training_rows
 from .current import CALIBRATION, recorded_post_train
 from .evaluate import evaluate_task, evaluation_record
@@ -58,7 +58,8 @@ def train_one(
     try:
         train_cfg, adapter_cfg = _configs(ctx, settings, task)
         init = _init_plan(ctx, settings, task, train_cfg, adapter_cfg)
-        ctx.ledger.update_run(run_id, **run_config(ctx, train_cfg, adapter_cfg, init))
+        reads = _fused(ctx, adapter_cfg)
+        ctx.ledger.update_run(run_id, **run_config(ctx, train_cfg, adapter_cfg, init, reads))
         ctx.check_backbone()
         stage = "training"
         outcome = fit_task(ctx, task, run_id, train_cfg, adapter_cfg, events, init)
@@ -67,6 +68,8 @@ def train_one(
         chose = None if outcome.calibration is None else {CALIBRATION: outcome.calibration}
         if init is not None:
             chose = (chose or {}) | {"init_from": init.record()}
+        if reads:
+            chose = (chose or {}) | {"fused": reads}
         records = write_artifact(
             ctx, task, run_id, train_cfg, adapter_cfg, outcome.final, written, chose
         )
@@ -105,6 +108,7 @@ def _configs(ctx: ModelContext, settings: Resolved, task: TaskRecord) -> tuple:
     """The run's training and method configs, the precision resolved on the context's device
     (a run records what it used, never "auto")."""
     train_cfg, adapter_cfg = settings.task_configs(task)
+    adapter_cfg = fusion.resolved(ctx.ledger, task, adapter_cfg)  # the tasks a fusion reads
     return replace(train_cfg, precision=ctx.precision(train_cfg.precision)), adapter_cfg
 
 
@@ -120,6 +124,16 @@ def _init_plan(
     return init_from.plan(ctx, task, candidates, name, train.max_length)
 
 
+def _fused(ctx: ModelContext, adapter: Any) -> dict[str, str]:
+    """For a fusion task: the tasks it reads, loaded (checksums verified), and the sha256 of
+    their weights files by name, which its run and artifact record; else nothing."""
+    if adapter.method != fusion.METHOD:
+        return {}
+    reads = fusion.weight_hashes(ctx.ledger, adapter.fuse)
+    ctx.ensure([ctx.ledger.task(name) for name in adapter.fuse])
+    return reads
+
+
 def _made_with(ctx: ModelContext, adapter: Any) -> dict[str, str]:
     """The method and backbone family by name, so that a later release loads them by name, and
     how batches were padded (the tokenizer's own pad token, or its end-of-text token)."""
@@ -127,9 +141,16 @@ def _made_with(ctx: ModelContext, adapter: Any) -> dict[str, str]:
 
 
 def run_config(
-    ctx: ModelContext, train: TrainConfig, adapter: Any, init: init_from.InitPlan | None = None
+    ctx: ModelContext,
+    train: TrainConfig,
+    adapter: Any,
+    init: init_from.InitPlan | None = None,
+    reads: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """What a run records of its configuration (``init``: where its modules started;
+    ``reads``: a fusion task's fused tasks' weights sha256)."""
     started = {} if init is None else {"init_from": init.record()}
+    started |= {"fused": reads} if reads else {}
     return {
         "config": {
             **_made_with(ctx, adapter),
