@@ -47,7 +47,7 @@ def train_pending(
         defaults, pending if all_tasks else pending[:1], overrides, _identity(ledger)
     )
     world = world_from_environment()
-    _check_init(ledger, settings, pending[:1], world)
+    _check_sources(ledger, settings, pending[:1], world)
     if world.distributed:
         return _train_distributed(ledger, store, settings, world, all_tasks, events)
     ctx: ModelContext | None = None
@@ -122,7 +122,7 @@ def retrain(
     until then, and if it fails, the run before it serves the task."""
     settings = resolve(defaults, overrides, device, _backbone_dtype(ledger))
     check_queue_lengths(defaults, [ledger.task(name)], overrides, _identity(ledger))
-    _check_init(ledger, settings, [ledger.task(name)], world_from_environment())
+    _check_sources(ledger, settings, [ledger.task(name)], world_from_environment())
     from ..runtime.fusion import refuse_if_read
 
     refuse_if_read(ledger, name, "retrain")
@@ -141,7 +141,7 @@ def retrain(
     )
 
 
-def _check_init(ledger: Ledger, settings: Resolved, tasks: list, world: World) -> None:
+def _check_sources(ledger: Ledger, settings: Resolved, tasks: list, world: World) -> None:
     """Before a task is claimed: the ``--init-from`` each of ``tasks`` asks for names a trained
     task it can start from (``runtime.init_from``), and a fusion task's fused tasks are
     trained pfeiffer tasks (``runtime.fusion``); both refused under a data-parallel world (only
