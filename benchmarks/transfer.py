@@ -269,7 +269,7 @@ def run(args: argparse.Namespace) -> list[str]:
     if args.tiny:
         shutil.rmtree(out, ignore_errors=True)
         backbone, pairs = tiny_pairs(out)
-        args.train_examples, args.seeds, args.epochs, args.max_length = [16, 0], 1, 1, 32
+        args.train_examples, args.seeds, args.epochs, args.max_length = [16], 1, 1, 32
         args.source_examples = 0
     else:
         backbone, pairs = None, real_pairs(args, out)

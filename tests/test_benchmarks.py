@@ -348,13 +348,13 @@ def write_tiny_squad(folder: Path, *, n_train: int = 48, n_dev: int = 16) -> Pat
 
 
 def test_transfer_compares_fresh_init_from_and_fusion_with_intervals(tmp_path: Path) -> None:
-    """benchmarks/transfer.py at the tiny size: one pair, two budgets, one seed, three arms;
+    """benchmarks/transfer.py at the tiny size: one pair, one budget, one seed, three arms;
     FWT against fresh with an interval, and every verification identical."""
     done = bench("transfer.py", "--tiny", "--out", tmp_path / "out")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = markdown_rows((tmp_path / "out" / "TRANSFER.md").read_text())
     assert [(r[0], r[1].split(" ")[0]) for r in rows] == [
-        (budget, arm) for budget in ("16", "all") for arm in ("fresh", "init", "fusion")
+        ("16", arm) for arm in ("fresh", "init", "fusion")
     ]
     assert all(r[4] == "—" for r in rows if r[1] == "fresh")
     assert all(

@@ -15,8 +15,8 @@ from contlearn.runtime import init_from
 from contlearn.runtime.context import open_context
 from contlearn.runtime.evaluate import evaluate_task
 from contlearn.runtime.settings import task_configs
-from tests.conftest import add_two_tasks
 from tests.conftest import invoke as cli
+from tests.conftest import write_keyword_task
 
 
 def file_hashes(folder: Path) -> dict[str, str]:
@@ -85,7 +85,13 @@ def test_train_next_records_the_source_and_leaves_its_files_identical(trained) -
 def test_auto_picks_the_most_similar_inputs_and_records_the_similarities(
     word_workspace, tmp_path: Path
 ) -> None:
-    ws = add_two_tasks(word_workspace, tmp_path)  # a tokenizer that tells the words apart
+    ws = word_workspace  # a tokenizer that tells the words apart
+    b = {"x": "cat", "y": "dog", "z": "news"}
+    for name, seed, keywords in (("a", 1, None), ("b", 2, b)):
+        ws.add_task(
+            name,
+            write_keyword_task(tmp_path / name, n_train=24, n_dev=8, seed=seed, keywords=keywords),
+        )
     ws.add_task("a2", tmp_path / "a", init_from="auto")
     done = cli(ws, "train-next", "--all", "--epochs", "1", "--json", "-q")
     assert done.exit_code == 0, done.output

@@ -36,7 +36,6 @@ CASES = [
     ("topk", {}),
     ("topk", {"k": 2}),
     ("head", {}),
-    ("fusion", {}),
     ("fusion", {"bottleneck": 4, "leave_out": [0], "nonlinearity": "gelu"}),
 ]
 EXACT = {"parallel", "lora", "ia3", "topk", "head"}  # exactly the backbone at init
