@@ -148,13 +148,16 @@ def _check_sources(ledger: Ledger, settings: Resolved, tasks: list, world: World
     rank 0 loads the trained tasks)."""
     from ..runtime import fusion
     from ..runtime.init_from import check_init_from, requested
+    from ..runtime.settings import method_name
 
     for task in tasks:
         name = requested(task, settings.overrides)
+        method = method_name(settings.workspace.adapter, task.settings, settings.overrides)
+        if name is None and method != fusion.METHOD:
+            continue  # nothing read from other tasks (and the settings merged once, for the run)
         adapter = fusion.resolved(ledger, task, settings.task_configs(task)[1])
-        reads = "--init-from" if name is not None else None
-        reads = reads or ("method fusion" if adapter.method == fusion.METHOD else None)
-        if reads is not None and world.distributed:
+        reads = "--init-from" if name is not None else "method fusion"
+        if world.distributed:
             raise ConfigError(
                 f"task {task.name!r}: {reads} cannot train data-parallel yet (only rank 0 loads "
                 "the trained tasks): train it in one process (without --nproc or torchrun)"
