@@ -168,3 +168,19 @@ def test_no_gradient_reaches_the_fused_adapters_and_a_forward_is_deterministic()
     assert all(torch.equal(before[k], state[k]) for k in before)
     assert set(model.tasks["f"].state_dict()) >= {"fusion.0.value.weight", "adapters.1.up.bias"}
     assert not any(k.startswith("a.") for k in model.tasks["f"].state_dict())
+
+
+def test_serve_answers_mixed_rows_of_a_fusion_task_and_the_tasks_it_reads(fused) -> None:
+    from tests.test_serve import call, thread_server
+
+    items = [{"task": n, "text": t} for t in ("good film", "bad cat") for n in "fab"]
+    with thread_server(fused) as base:
+        status, body = call(base, "POST", "/v1/predict", {"items": items}, token=None)
+    assert status == 200, body
+    expected = fused.predict(None, items, task_field="task")
+    assert [p["task"] for p in body["predictions"]] == [i["task"] for i in items]
+    for got, want in zip(body["predictions"], expected, strict=True):
+        assert got["label"] == want["label"]
+        assert all(
+            abs(got["probabilities"][k] - p) < 1e-6 for k, p in want["probabilities"].items()
+        )
