@@ -184,3 +184,33 @@ def test_serve_answers_mixed_rows_of_a_fusion_task_and_the_tasks_it_reads(fused)
         assert all(
             abs(got["probabilities"][k] - p) < 1e-6 for k, p in want["probabilities"].items()
         )
+
+
+@pytest.mark.parametrize("label", ["bert", "llama"])  # a post-LN and a pre-LN family
+def test_fusing_a_copy_of_ones_own_adapter_computes_that_pfeiffer_task(label: str) -> None:
+    """Every adapter's output the same (the own adapter a copy of the fused one) and the value
+    projection the identity: whatever the attention weighs, the fusion task computes what the
+    pfeiffer task computes (the formula at each site is Pfeiffer's with the fused output)."""
+    from contlearn.model.adapted import AdaptedModel
+    from tests.family_configs import VOCAB, tiny_model
+
+    model = AdaptedModel(tiny_model(label)).eval()
+    model.add_task("a", num_outputs=2, adapter=PfeifferConfig(bottleneck=4))
+    model.add_task("f", num_outputs=2, adapter=FusionConfig(fuse=("a",), bottleneck=4))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.tasks["a"].parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.3)
+        own = model.tasks["f"]
+        own.adapters.load_state_dict(model.tasks["a"].adapters.state_dict())
+        own.head.load_state_dict(model.tasks["a"].head.state_dict())
+        for attention in own.fusion.values():
+            attention.value.weight.copy_(torch.eye(attention.value.weight.shape[0]))
+    ids = torch.randint(4, VOCAB, (2, 7), generator=g)
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        model.activate("a")
+        theirs = model(ids, mask)
+        model.activate("f")
+        ours = model(ids, mask)
+    assert torch.allclose(theirs, ours, atol=1e-5)
