@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= .demo
 GLUE ?=
 
-.PHONY: install postgres test test-fast demo lint format bench bench-methods bench-backbones bench-baselines bench-serving bench-scale bench-kinds bench-squad demo-llm bench-generation bench-lora-peft stress gpu-check gpu-scale-check interop-check clean
+.PHONY: install postgres test test-fast demo lint format bench bench-methods bench-backbones bench-baselines bench-serving bench-scale bench-kinds bench-squad demo-llm bench-generation bench-lora-peft bench-transfer stress gpu-check gpu-scale-check interop-check clean
 
 install: $(STAMP)
 
@@ -61,6 +61,10 @@ bench-backbones: install
 	{ echo "### Training step by family"; echo; $(PY) benchmarks/family_step.py; echo; \
 	  echo "### Backbone dtype"; echo; $(PY) benchmarks/backbone_dtype.py; } > $(BACKBONES_MD).tmp
 	mv $(BACKBONES_MD).tmp $(BACKBONES_MD)
+
+# Forward transfer: fresh vs --init-from vs fusion, imdb -> rt and SST-2 -> rt, 3 budgets x 3 seeds.
+bench-transfer: install
+	$(PY) benchmarks/transfer.py --glue $(GLUE_DIR)
 
 # Section 8: five real tasks (demo corpora + GLUE), adapters and every baseline (~30 min).
 GLUE_DIR ?= ../shared/data/glue

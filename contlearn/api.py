@@ -157,12 +157,14 @@ class Workspace:
         position: int | None = None,
         kind: str | None = None,
         max_new_tokens: int | None = None,
+        init_from: str | None = None,
     ) -> TaskRecord:
         """Register a task from a data folder (appended, or inserted before ``position``);
         ``method`` and its ``options`` (e.g. ``method="lora", options={"rank": 16}``) default
         to the workspace's ``[adapter]``; ``kind`` (``contlearn.kinds``) to the kind the data
         is recognised as; ``max_new_tokens``: a generation task's decoding budget (default
-        ``[train] max_new_tokens``)."""
+        ``[train] max_new_tokens``); ``init_from``: a trained task whose modules this one's
+        start from when it trains, or ``"auto"`` (``runtime.init_from``)."""
         from .ops.intake import add_tasks
 
         entry = cfg.TaskEntry(
@@ -177,6 +179,7 @@ class Workspace:
             options=dict(options) if options else None,
             kind=kind,
             max_new_tokens=max_new_tokens,
+            init_from=init_from,
         )
         add_tasks(self.ledger, self.config, [entry], position=position)
         return self.ledger.task(name)

@@ -179,9 +179,13 @@ class TaskEntry:
     options: dict[str, Any] | None = None  # the method's options for this task
     kind: str | None = None  # the task kind (contlearn.kinds); default: recognised from the data
     max_new_tokens: int | None = None  # a generation task's decoding budget (TrainConfig's)
+    init_from: str | None = None  # a trained task its modules start from, or "auto"
 
     def __post_init__(self) -> None:
         check_task_name(self.name)
+        if self.init_from is not None and self.init_from != "auto":
+            _check(isinstance(self.init_from, str), f"task {self.name!r}: init_from is a name")
+            check_task_name(self.init_from)
         if self.kind is not None:
             from . import kinds
 

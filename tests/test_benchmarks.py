@@ -8,6 +8,7 @@ runs here."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -344,3 +345,25 @@ def write_tiny_squad(folder: Path, *, n_train: int = 48, n_dev: int = 16) -> Pat
         folder.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(json.dumps(doc))
     return folder
+
+
+def test_transfer_compares_fresh_init_from_and_fusion_with_intervals(tmp_path: Path) -> None:
+    """benchmarks/transfer.py at the tiny size: one pair, one budget, one seed, three arms;
+    FWT against fresh with an interval, and every verification identical."""
+    done = bench("transfer.py", "--tiny", "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = markdown_rows((tmp_path / "out" / "TRANSFER.md").read_text())
+    assert [(r[0], r[1].split(" ")[0]) for r in rows] == [
+        ("16", arm) for arm in ("fresh", "init", "fusion")
+    ]
+    assert all(r[4] == "—" for r in rows if r[1] == "fresh")
+    assert all(
+        re.fullmatch(r"[+-]\d\.\d{4} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", r[4]) for r in rows[1:3]
+    )
+    record = json.loads((tmp_path / "out" / "transfer.json").read_text())
+    (pair,) = record["pairs"]
+    assert pair["checks"]["verifications"] > 0
+    assert pair["checks"]["identical"] == pair["checks"]["verifications"]
+    cells = {(c["budget"], c["seed"], c["arm"]): c for c in pair["cells"]}
+    assert cells[(16, 0, "init")]["init_from"]["source"] == "src"
+    assert list(cells[(16, 0, "fusion")]["fused"]) == ["src"]

@@ -22,6 +22,7 @@ CASES = [
     ("ia3", {"targets": ["query", "key", "value", "ffn_intermediate", "ffn_output"]}),
     ("topk", {}),
     ("head", {}),
+    ("fusion", {"bottleneck": 8}),
 ]
 EXACT = {"parallel", "lora", "ia3", "topk", "head"}
 

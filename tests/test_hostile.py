@@ -596,7 +596,9 @@ CASES: list[tuple[str, Build, tuple[str, ...], Fails | Refused | Works]] = [
         "toml-unknown-method",
         in_toml(lambda t: t.replace('method = "houlsby"', 'method = "prefix"')),
         ("status",),
-        fails("tasks.toml", "unknown method 'prefix': choose one of head, houlsby, ia3, lora"),
+        fails(
+            "tasks.toml", "unknown method 'prefix': choose one of fusion, head, houlsby, ia3, lora"
+        ),
     ),
     (
         "toml-task-named-sql",

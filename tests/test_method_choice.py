@@ -18,12 +18,13 @@ from tests.conftest import write_keyword_task
 
 ALL = {
     "houlsby": ["--set", "bottleneck=4", "--set", "leave_out=0"],
-    "pfeiffer": ["--set", "norms=task"],
+    "pfeiffer": ["--set", "bottleneck=8", "--set", "nonlinearity=gelu"],
     "parallel": ["--set", "scaling=2.0"],
     "lora": ["--set", "rank=2", "--set", "targets=query,value,ffn_output"],
     "ia3": [],
     "topk": ["--set", "k=1"],
     "head": [],
+    "fusion": [],  # reads pfeiffer's adapters (the one pfeiffer task with shared norms)
 }
 
 

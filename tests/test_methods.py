@@ -22,11 +22,21 @@ from tests.test_families import _rerecord
 
 def test_the_registry_knows_houlsby_by_name() -> None:
     assert DEFAULT_METHOD == "houlsby"
-    assert set(METHODS) == {"houlsby", "pfeiffer", "parallel", "lora", "ia3", "topk", "head"}
+    assert set(METHODS) == {
+        "houlsby",
+        "pfeiffer",
+        "parallel",
+        "lora",
+        "ia3",
+        "topk",
+        "head",
+        "fusion",
+    }
     method = get_method("houlsby")
     assert method.config_cls is HoulsbyConfig and HoulsbyConfig.method == "houlsby"
     assert method.config({"bottleneck": 8}) == HoulsbyConfig(bottleneck=8)
-    with pytest.raises(ConfigError, match="unknown method 'nope': choose one of head, houlsby"):
+    known = "choose one of fusion, head, houlsby"
+    with pytest.raises(ConfigError, match=f"unknown method 'nope': {known}"):
         get_method("nope")
 
 

@@ -36,6 +36,7 @@ CASES = [
     ("topk", {}),
     ("topk", {"k": 2}),
     ("head", {}),
+    ("fusion", {"bottleneck": 4, "leave_out": [0], "nonlinearity": "gelu"}),
 ]
 EXACT = {"parallel", "lora", "ia3", "topk", "head"}  # exactly the backbone at init
 IDS = [f"{m}-{'-'.join(map(str, o)) or 'defaults'}" for m, o in CASES]

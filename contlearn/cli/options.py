@@ -236,9 +236,48 @@ def method_options(func: Callable) -> Callable:
                 metavar="KEY=VALUE",
                 help="A method option, repeatable: --set rank=16 --set targets=query,value.",
             ),
+            click.option(
+                "--fuse",
+                callback=_names,
+                metavar="TASK,TASK",
+                help="The fusion method's earlier tasks (pfeiffer adapters), comma-separated; "
+                "implies --method fusion (default with --method fusion: every trained pfeiffer "
+                "task with shared norms).",
+            ),
+            click.option(
+                "--init-from",
+                metavar="TASK|auto",
+                help="Start the task's modules as a copy of an earlier trained task's (same "
+                "method and options; its head too when the label sets are equal), or auto: "
+                "the one whose training inputs are most similar.",
+            ),
         ),
         func,
+        fused,
     )
+
+
+def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise click.BadParameter(f"{value!r} names no task", param=param)
+    return names
+
+
+def fused(func: Callable) -> Callable:
+    """``--fuse a,b`` as the ``fuse`` option of method fusion (``--method`` defaults to it)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        names = kwargs.pop("fuse", None)
+        if names is not None:
+            kwargs["options"] = {**(kwargs.get("options") or {}), "fuse": names}
+            kwargs["method"] = kwargs.get("method") or "fusion"
+        return func(*args, **kwargs)
+
+    return wrapper
 
 
 def apply_options(options: tuple[Callable, ...]) -> Callable[[Callable], Callable]:
@@ -246,7 +285,11 @@ def apply_options(options: tuple[Callable, ...]) -> Callable[[Callable], Callabl
     return functools.partial(_apply, options)
 
 
-def _apply(options: tuple[Callable, ...], func: Callable) -> Callable:
+def _apply(
+    options: tuple[Callable, ...], func: Callable, inner: Callable | None = None
+) -> Callable:
+    """``options`` applied to ``func`` (first wrapped in ``inner``, which sees their values)."""
+    func = func if inner is None else inner(func)
     for option in reversed(options):
         func = option(func)
     return func

@@ -125,7 +125,7 @@ def task_spec(
         check_backbone_fits(entry.name, kind, backbone)
     settings = {
         key: getattr(entry, key)
-        for key in ("max_length", "bottleneck", "method", "options", "max_new_tokens")
+        for key in ("max_length", "bottleneck", "method", "options", "max_new_tokens", "init_from")
         if getattr(entry, key) is not None
     }
     return {

@@ -100,6 +100,11 @@ def _check_format(fmt: str) -> None:
 
 
 def _check_method(method: str, fmt: str) -> None:
+    if method == "fusion":
+        raise InteropError(
+            f"method 'fusion' cannot be exported as {fmt}: its attention reads other tasks' "
+            "adapters, which the export would not carry; export the fused tasks one by one"
+        )
     known = adapterhub.PRESETS if fmt == "adapterhub" else peft_format.KINDS
     if method not in known:
         other = "peft" if fmt == "adapterhub" else "adapterhub"

@@ -12,7 +12,11 @@ from ..runtime.runs import is_abandoned
 
 
 def remove_task(ledger: Ledger, name: str) -> dict[str, Any]:
-    """Take task ``name`` out of the sequence (one transaction); its history stays."""
+    """Take task ``name`` out of the sequence (one transaction); its history stays. Refused
+    while a fusion task reads its adapters (remove that one first)."""
+    from ..runtime.fusion import refuse_if_read
+
+    refuse_if_read(ledger, name, "remove")
     task = ledger.remove_task(name, is_abandoned)
     runs = ledger.runs(task_id=task.id)
     return {"task": task.name, "removed_at": task.removed_at, "runs": len(runs)}

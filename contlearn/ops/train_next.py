@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .. import interrupts
 from ..artifacts import ArtifactStore
 from ..config import WorkspaceConfig
-from ..errors import NoPendingTask, PeerFailed
+from ..errors import ConfigError, NoPendingTask, PeerFailed
 from ..ledger.store import Ledger
 from ..runtime.events import QUIET, Events
 from ..runtime.runs import is_abandoned, record_failure, stamp
@@ -47,6 +47,7 @@ def train_pending(
         defaults, pending if all_tasks else pending[:1], overrides, _identity(ledger)
     )
     world = world_from_environment()
+    _check_sources(ledger, settings, pending[:1], world)
     if world.distributed:
         return _train_distributed(ledger, store, settings, world, all_tasks, events)
     ctx: ModelContext | None = None
@@ -121,6 +122,10 @@ def retrain(
     until then, and if it fails, the run before it serves the task."""
     settings = resolve(defaults, overrides, device, _backbone_dtype(ledger))
     check_queue_lengths(defaults, [ledger.task(name)], overrides, _identity(ledger))
+    _check_sources(ledger, settings, [ledger.task(name)], world_from_environment())
+    from ..runtime.fusion import refuse_if_read
+
+    refuse_if_read(ledger, name, "retrain")
     task, run_id, current = ledger.claim_retrain(name, _claim(), is_abandoned)
     ctx = _open_and_load(ledger, store, settings, run_id, None)
     ctx.model.remove_task(task.name)  # the current version; the new run builds its own
@@ -134,6 +139,31 @@ def retrain(
         events=events,
         supersedes=current,
     )
+
+
+def _check_sources(ledger: Ledger, settings: Resolved, tasks: list, world: World) -> None:
+    """Before a task is claimed: the ``--init-from`` each of ``tasks`` asks for names a trained
+    task it can start from (``runtime.init_from``), and a fusion task's fused tasks are
+    trained pfeiffer tasks (``runtime.fusion``); both refused under a data-parallel world (only
+    rank 0 loads the trained tasks)."""
+    from ..runtime import fusion
+    from ..runtime.init_from import check_init_from, requested
+    from ..runtime.settings import method_name
+
+    for task in tasks:
+        name = requested(task, settings.overrides)
+        method = method_name(settings.workspace.adapter, task.settings, settings.overrides)
+        if name is None and method != fusion.METHOD:
+            continue  # nothing read from other tasks (and the settings merged once, for the run)
+        adapter = fusion.resolved(ledger, task, settings.task_configs(task)[1])
+        reads = "--init-from" if name is not None else "method fusion"
+        if world.distributed:
+            raise ConfigError(
+                f"task {task.name!r}: {reads} cannot train data-parallel yet (only rank 0 loads "
+                "the trained tasks): train it in one process (without --nproc or torchrun)"
+            )
+        if name is not None:
+            check_init_from(ledger, task, adapter, name)
 
 
 def _claim() -> dict[str, Any]:

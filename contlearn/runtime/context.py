@@ -25,6 +25,7 @@ from ..model.methods.registry import UNNAMED, method_config
 from ..model.resident import Residency
 from ..train.batching import Encoded, encode, subsample
 from ..train.world import SINGLE, World
+from . import fusion
 from .current import trained_artifacts
 
 
@@ -141,6 +142,8 @@ class ModelContext:
             self.model.remove_task(task.name)
         adapter, dropout = _task_settings(task, CONFIG, meta)
         self._check_family(task, meta)
+        if adapter.method == fusion.METHOD:  # the tasks it reads, loaded first and checked
+            self._load_fused(task, meta)
         self.model.load_task(
             task.name,
             state,
@@ -153,6 +156,18 @@ class ModelContext:
         self.digests[task.name] = tensor_digest(state)
         self.residency.use(task.name)
         return meta
+
+    def _load_fused(self, task: TaskRecord, meta: dict[str, Any]) -> None:
+        """The tasks a fusion task reads, on the model, with the weights its artifact names."""
+        for record in fusion.check_recorded(self.ledger, task, meta):
+            if record.name not in self.model.tasks:
+                self._load(record)
+            if self.loaded[record.name] != meta["fused"][record.name]:
+                raise ArtifactError(
+                    f"task {task.name!r} fuses {record.name!r} weights "
+                    f"{meta['fused'][record.name][:12]}, but {self.loaded[record.name][:12]} "
+                    f"are loaded: retrain {task.name!r}"
+                )
 
     def in_memory_digest(self, name: str) -> str:
         """The digest of task ``name``'s tensors as they are in memory now."""

@@ -30,7 +30,8 @@ TRAIN_KEYS = (
 )
 ADAPTER_KEYS = ("bottleneck", "method", "options")
 VERIFY_KEYS = ("verify",)
-SETTINGS = TRAIN_KEYS + ADAPTER_KEYS + VERIFY_KEYS
+INIT_KEYS = ("init_from",)  # where the task's modules start (runtime.init_from)
+SETTINGS = TRAIN_KEYS + ADAPTER_KEYS + VERIFY_KEYS + INIT_KEYS
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from ..model.adapted import count_parameters
 from ..train.distributed import allreduce_bytes
 from ..train.loop import TrainResult
 from ..version import library_versions
-from . import base_reference
+from . import base_reference, fusion, init_from
 from .context import ModelContext, read_task_data, training_rows
 from .current import CALIBRATION, recorded_post_train
 from .evaluate import evaluate_task, evaluation_record
@@ -57,16 +57,22 @@ def train_one(
     stage = "preparing"  # what an interrupted run records it was doing
     try:
         train_cfg, adapter_cfg = _configs(ctx, settings, task)
-        ctx.ledger.update_run(run_id, **run_config(ctx, train_cfg, adapter_cfg))
+        init = _init_plan(ctx, settings, task, train_cfg, adapter_cfg)
+        reads = _fused(ctx, adapter_cfg)
+        ctx.ledger.update_run(run_id, **run_config(ctx, train_cfg, adapter_cfg, init, reads))
         ctx.check_backbone()
         if kind_of(task).generates:  # the first generation task: the base model's reference
             stage = "recording the base reference"
             base_reference.ensure_recorded(ctx)
         stage = "training"
-        outcome = fit_task(ctx, task, run_id, train_cfg, adapter_cfg, events)
+        outcome = fit_task(ctx, task, run_id, train_cfg, adapter_cfg, events, init)
         interrupts.checkpoint()
         stage = "writing artifacts"
         chose = None if outcome.calibration is None else {CALIBRATION: outcome.calibration}
+        if init is not None:
+            chose = (chose or {}) | {"init_from": init.record()}
+        if reads:
+            chose = (chose or {}) | {"fused": reads}
         records = write_artifact(
             ctx, task, run_id, train_cfg, adapter_cfg, outcome.final, written, chose
         )
@@ -107,7 +113,30 @@ def _configs(ctx: ModelContext, settings: Resolved, task: TaskRecord) -> tuple:
     """The run's training and method configs, the precision resolved on the context's device
     (a run records what it used, never "auto")."""
     train_cfg, adapter_cfg = settings.task_configs(task)
+    adapter_cfg = fusion.resolved(ctx.ledger, task, adapter_cfg)  # the tasks a fusion reads
     return replace(train_cfg, precision=ctx.precision(train_cfg.precision)), adapter_cfg
+
+
+def _init_plan(
+    ctx: ModelContext, settings: Resolved, task: TaskRecord, train: TrainConfig, adapter: Any
+) -> init_from.InitPlan | None:
+    """Where the task's modules start (``--init-from``), checked again now that earlier runs of
+    this command may have trained more tasks; None: fresh."""
+    name = init_from.requested(task, settings.overrides)
+    if name is None:
+        return None
+    candidates = init_from.check_init_from(ctx.ledger, task, adapter, name)
+    return init_from.plan(ctx, task, candidates, name, train.max_length)
+
+
+def _fused(ctx: ModelContext, adapter: Any) -> dict[str, str]:
+    """For a fusion task: the tasks it reads, loaded (checksums verified), and the sha256 of
+    their weights files by name, which its run and artifact record; else nothing."""
+    if adapter.method != fusion.METHOD:
+        return {}
+    reads = fusion.weight_hashes(ctx.ledger, adapter.fuse)
+    ctx.ensure([ctx.ledger.task(name) for name in adapter.fuse])
+    return reads
 
 
 def _made_with(ctx: ModelContext, adapter: Any) -> dict[str, str]:
@@ -116,7 +145,17 @@ def _made_with(ctx: ModelContext, adapter: Any) -> dict[str, str]:
     return {"method": adapter.method, "family": ctx.model.family.name, "pad": ctx.backbone.pad}
 
 
-def run_config(ctx: ModelContext, train: TrainConfig, adapter: Any) -> dict[str, Any]:
+def run_config(
+    ctx: ModelContext,
+    train: TrainConfig,
+    adapter: Any,
+    init: init_from.InitPlan | None = None,
+    reads: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """What a run records of its configuration (``init``: where its modules started;
+    ``reads``: a fusion task's fused tasks' weights sha256)."""
+    started = {} if init is None else {"init_from": init.record()}
+    started |= {"fused": reads} if reads else {}
     return {
         "config": {
             **_made_with(ctx, adapter),
@@ -126,6 +165,7 @@ def run_config(ctx: ModelContext, train: TrainConfig, adapter: Any) -> dict[str,
             "device": {"type": ctx.device.type, "model": devices.device_model(ctx.device)},
             **_distributed(ctx, train),
             "backbone": ctx.backbone.identity,
+            **started,
         },
         "seed": train.seed,
         "versions": library_versions(),
@@ -169,6 +209,7 @@ def fit_task(
     train_cfg: TrainConfig,
     adapter_cfg: Any,
     events: Events = QUIET,
+    init: init_from.InitPlan | None = None,
 ) -> Fitted:
     from ..train.loop import train
     from ..train.seeding import seed_everything
@@ -191,6 +232,8 @@ def fit_task(
         dropout=train_cfg.dropout,
         head=kind_of(task).head,
     )
+    if init is not None:  # the earlier task's modules, copied (read, never written)
+        init_from.apply(ctx, task.name, init)
     model.activate(task.name)
     main, world = ctx.world.main, ctx.world
     size = training_plan(

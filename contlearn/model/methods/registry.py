@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ConfigError
-from . import head, houlsby, ia3, lora, parallel, pfeiffer, topk
+from . import fusion, head, houlsby, ia3, lora, parallel, pfeiffer, topk
 from .base import Method
 
 METHODS: dict[str, Method] = {
@@ -23,6 +23,7 @@ METHODS: dict[str, Method] = {
         ia3.METHOD,
         topk.METHOD,
         head.METHOD,
+        fusion.METHOD,
     )
 }
 DEFAULT_METHOD = houlsby.METHOD.name
