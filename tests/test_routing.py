@@ -80,3 +80,97 @@ def test_routing_file_of_an_earlier_task_never_changes(routed_once: Path, routed
     assert after == before
     files = routed.artifact_files("film")
     assert files["routing"].read_bytes().hex() == before["routing.safetensors"]
+
+
+def rows_of(ws, task: str) -> list[dict]:
+    return [{"text": t} for t in dev_texts(Path(ws.ledger.task(task).data_source))]
+
+
+def test_audit_recomputes_routing_files_and_finds_one_tampered(routed) -> None:
+    clean = routed.audit()
+    assert clean["verdict"] == "clean"
+    assert [t["routing"] for t in clean["tasks"]] == ["reproduced", "reproduced"]
+    path = routed.artifact_files("pets")["routing-meta"]
+    path.write_text(path.read_text().replace('"max_length"', '"max_length" '))
+    found = routed.audit()
+    assert found["verdict"] == "tampered"
+    pets = next(t for t in found["tasks"] if t["task"] == "pets")
+    assert not pets["artifact_ok"] and "routing.json was modified" in pets["findings"][0]
+
+
+def test_predict_task_auto_on_the_command_line(routed) -> None:
+    lines = "".join(json.dumps(r) + "\n" for r in rows_of(routed, "pets")[:4])
+    done = invoke(routed, "predict", "--task", "auto", "--input", "-", stdin=lines)
+    assert done.exit_code == 0, done.output
+    results = [json.loads(line) for line in done.output.splitlines()]
+    assert [r["task"] for r in results] == ["pets"] * 4
+    assert all(r["label"] in ("a", "b") and r["confidence"] > 0.5 for r in results)
+    routes = invoke(routed, "route", "--input", "-", stdin=lines)
+    assert [json.loads(line)["task"] for line in routes.output.splitlines()] == ["pets"] * 4
+
+
+def test_the_routing_report_measures_every_step(routed) -> None:
+    done = invoke(routed, "routing", "--json", "--max-rows", "12")
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.output)
+    assert report["tasks"] == ["film", "pets"]
+    assert [s["after"] for s in report["steps"]] == ["film", "pets"]
+    assert report["steps"][1]["matrix"][0][:2] == [1.0, 0.0]  # film's inputs: all to film
+    assert report["steps"][1]["matrix"][1][:2] == [0.0, 1.0]
+    assert report["out_of_scope"]["pets"]["auroc"] == 1.0  # pets far from a film-only router
+    e2e = report["end_to_end"]["film"]
+    assert e2e["routed"] == e2e["task_given"] and e2e["routed_to_own_task"] == 1.0
+    assert report["throughput"]["rows"] == 24 and report["throughput"]["ratio"] > 0
+    text = invoke(routed, "routing", "--max-rows", "12")
+    assert text.exit_code == 0 and "routing after pets" in text.output
+
+
+def forget_routing(ws) -> None:
+    """Make ``ws`` look trained before routing existed: no routing rows, no routing files."""
+    from sqlalchemy import delete
+
+    from contlearn.ledger.schema import ROUTING_ROLES, ArtifactRow
+
+    for path in ws.root.rglob("routing.*"):
+        path.unlink()
+    with ws.ledger.session() as s:
+        s.execute(delete(ArtifactRow).where(ArtifactRow.role.in_(ROUTING_ROLES)))
+
+
+def test_tasks_trained_before_routing_get_statistics_from_route_stats(routed) -> None:
+    forget_routing(routed)
+    weights = {n: routed.artifact_files(n) for n in ("film", "pets")}
+    refused = invoke(routed, "predict", "--task", "auto", "--input", "-", stdin='{"text": "cat"}')
+    assert refused.exit_code == 1
+    assert refused.output.strip() == (
+        "Error: task 'film' has no routing statistics (trained before routing existed): run "
+        "`contlearn route-stats` to compute them (nothing trained is changed)"
+    )
+    done = invoke(routed, "route-stats", "--json")
+    assert done.exit_code == 0, done.output
+    assert [r["task"] for r in json.loads(done.output)["recorded"]] == ["film", "pets"]
+    assert {n: routed.artifact_files(n) for n in ("film", "pets")} == weights  # runs untouched
+    again = invoke(routed, "route-stats")
+    assert "every trained task has routing statistics (2 tasks)" in again.output
+    assert [r["task"] for r in routed.route(rows_of(routed, "film")[:3])] == ["film"] * 3
+    audit = routed.audit()
+    assert audit["verdict"] == "clean"
+    assert [t["routing"] for t in audit["tasks"]] == ["reproduced", "reproduced"]
+    assert routed.gc()["deleted"] == []  # route-stats' files serve the current runs
+    assert [r["task"] for r in routed.route(rows_of(routed, "pets")[:3])] == ["pets"] * 3
+
+
+def test_bad_input_is_refused_in_one_line(routed, tmp_path: Path, word_backbone: Path) -> None:
+    from contlearn.errors import BadData, InvalidTaskName, RoutingUnavailable, TaskNotFound
+
+    with pytest.raises(BadData, match=r"^row 2 holds none of the trained tasks' text fields"):
+        routed.predict("auto", [{"text": "cat"}, {"review": "a dog"}])
+    with pytest.raises(TaskNotFound):
+        routed.audit(task="auto")
+    with pytest.raises(InvalidTaskName, match="'auto' is reserved"):
+        routed.add_task("auto", Path(routed.ledger.task("film").data_source))
+    workspace = fast_workspace(tmp_path / "empty", word_backbone)
+    with pytest.raises(RoutingUnavailable, match="^no task is trained, so none can be chosen"):
+        workspace.route([{"text": "cat"}])
+    done = invoke(workspace, "predict", "--task", "auto", "--input", "-", stdin='{"text": "x"}')
+    assert done.exit_code == 1 and done.output.count("\n") == 1

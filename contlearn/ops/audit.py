@@ -1,8 +1,10 @@
 """``audit``: re-evaluate every trained task and prove it still behaves as when it was trained.
 
-Per task, in ledger order: the artifact files' checksums (a modified file is never loaded), the
-data files' fingerprint (a change is data drift, not forgetting), then the canonical evaluation
-of the dev split compared with the recorded post-train evaluation. The backbone is checked once,
+Per task, in ledger order: the artifact files' checksums (a modified file is never loaded; the
+routing statistics' files too), the data files' fingerprint (a change is data drift, not
+forgetting), then the canonical evaluation of the dev split compared with the recorded
+post-train evaluation, and the routing statistics recomputed (the same bytes under the recipe
+they were recorded with). The backbone is checked once,
 before anything is evaluated. Every audit is recorded as a run with one evaluation per task.
 """
 
@@ -21,6 +23,7 @@ from ..interrupts import interruptible
 from ..ledger.records import ArtifactRecord, EvaluationRecord, TaskRecord
 from ..ledger.schema import HOST_LOGITS, HOST_REFERENCE
 from ..ledger.store import Ledger
+from ..runtime import routing
 from ..runtime.current import recorded_post_train, trained_artifacts
 from ..runtime.events import QUIET, Events
 from ..runtime.runs import failure_recorded, run_values
@@ -117,6 +120,7 @@ def _audit_task(ctx: ModelContext, task: TaskRecord, events: Events):
     if row["artifact_ok"] and row["data_ok"]:
         try:
             check = _reevaluate(ctx, task, recorded, row, events)
+            _recheck_routing(ctx, task, row)
         except ArtifactError as exc:  # checksum matched but the file does not load
             row["artifact_ok"] = False
             row["findings"].append(str(exc))
@@ -155,6 +159,7 @@ def _blank_row(task: TaskRecord, recorded: EvaluationRecord) -> dict[str, Any]:
         "max_abs_diff": None,
         "artifact_ok": True,
         "data_ok": True,
+        "routing": None,
         "findings": [],
         "notes": [],
         "recipe": None,
@@ -164,8 +169,20 @@ def _blank_row(task: TaskRecord, recorded: EvaluationRecord) -> dict[str, Any]:
     }
 
 
+def _recheck_routing(ctx: ModelContext, task: TaskRecord, row: dict[str, Any]) -> None:
+    """The task's routing statistics recomputed and compared (``routing``: "reproduced",
+    "changed", or None for a task without them)."""
+    if routing.recorded(ctx.ledger, task) is None:
+        return
+    found = routing.recheck(ctx, task)
+    row["routing"] = "changed" if found else "reproduced"
+    row["findings"] += found
+
+
 def _check_files(ctx: ModelContext, task: TaskRecord, row: dict[str, Any]) -> None:
-    for record in trained_artifacts(ctx.ledger, task).values():
+    files = trained_artifacts(ctx.ledger, task)
+    extra = routing.recorded(ctx.ledger, task) or {}  # route-stats' files, recorded apart
+    for record in [*files.values(), *(r for r in extra.values() if r not in files.values())]:
         try:
             ctx.store.verify(record.path, record.sha256, task.name)
         except ContlearnError as exc:

@@ -165,6 +165,12 @@ class Loaded:
 def router_for(ledger: Ledger, store: Any, tasks: list[TaskRecord]) -> Loaded:
     """The router over ``tasks`` (trained, in ledger order) from their verified files; refused
     in one line when there are none or one has no statistics."""
+    stats, max_length = load_stats(ledger, store, tasks)
+    return Loaded(Router([t.name for t in tasks], stats), {t.name: t for t in tasks}, max_length)
+
+
+def load_stats(ledger: Ledger, store: Any, tasks: list[TaskRecord]) -> tuple[list, int]:
+    """Each task's statistics (verified) and the max length routing reads inputs at."""
     if not tasks:
         raise RoutingUnavailable(
             "no task is trained, so none can be chosen: train one with `contlearn train-next`"
@@ -180,7 +186,7 @@ def router_for(ledger: Ledger, store: Any, tasks: list[TaskRecord]) -> Loaded:
         one, meta = load(store, task, records)
         stats.append(one)
         lengths.add(meta["max_length"])
-    return Loaded(Router([t.name for t in tasks], stats), {t.name: t for t in tasks}, min(lengths))
+    return stats, min(lengths)
 
 
 def recheck(ctx: ModelContext, task: TaskRecord) -> list[str]:
