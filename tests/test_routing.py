@@ -174,3 +174,36 @@ def test_bad_input_is_refused_in_one_line(routed, tmp_path: Path, word_backbone:
         workspace.route([{"text": "cat"}])
     done = invoke(workspace, "predict", "--task", "auto", "--input", "-", stdin='{"text": "x"}')
     assert done.exit_code == 1 and done.output.count("\n") == 1
+
+
+def test_serve_routes_rows_without_a_task_and_never_fails_with_500(routed) -> None:
+    from tests.test_serve import call, thread_server
+
+    film, pets = rows_of(routed, "film")[:2], rows_of(routed, "pets")[:2]
+    with thread_server(routed) as base:
+        status, body = call(base, "POST", "/v1/predict", {"items": [*film, *pets]})
+        assert status == 200, body
+        got = body["predictions"]
+        assert [r["task"] for r in got] == ["film", "film", "pets", "pets"]
+        want = routed.predict("auto", [*film, *pets])
+        assert [r["label"] for r in got] == [r["label"] for r in want]
+        named = {"task": "pets", **pets[0]}
+        status, body = call(base, "POST", "/v1/predict", {"items": [named, {"id": 7, **film[0]}]})
+        assert status == 200 and [r["task"] for r in body["predictions"]] == ["pets", "film"]
+        assert "confidence" not in body["predictions"][0] and body["predictions"][1]["id"] == 7
+        status, body = call(base, "POST", "/v1/route", {"inputs": [*pets, *film]})
+        assert status == 200, body
+        assert [r["task"] for r in body["routes"]] == ["pets", "pets", "film", "film"]
+        assert all(0.5 < r["confidence"] <= 1 for r in body["routes"])
+        for doc, where in (
+            ({"inputs": [{"review": "a cat"}]}, "inputs[0]"),
+            ({"inputs": [{"text": ""}]}, "inputs[0].text"),
+            ({"inputs": [3]}, "inputs[0]"),
+            ({"rows": []}, "inputs"),
+        ):
+            status, body = call(base, "POST", "/v1/route", doc)
+            assert status == 422 and body["field"] == where, body
+        status, body = call(base, "POST", "/v1/predict", {"items": [{"task": "auto"}]})
+        assert status == 422 and "holds no text field of a served task" in body["error"]
+        assert call(base, "POST", "/v1/route", {"inputs": []}) == (200, {"routes": []})
+        assert 'status="500"' not in call(base, "GET", "/metrics")[1]
