@@ -121,8 +121,21 @@ def test_the_routing_report_measures_every_step(routed) -> None:
     e2e = report["end_to_end"]["film"]
     assert e2e["routed"] == e2e["task_given"] and e2e["routed_to_own_task"] == 1.0
     assert report["throughput"]["rows"] == 24 and report["throughput"]["ratio"] > 0
-    text = invoke(routed, "routing", "--max-rows", "12")
-    assert text.exit_code == 0 and "routing after pets" in text.output
+
+
+def test_the_routing_benchmark_writes_its_tables(routed, tmp_path: Path) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "routing.py"
+    spec = importlib.util.spec_from_file_location("routing_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "out"
+    assert bench.main(["--workspace", str(routed.root), "--out", str(out), "--max-rows", "6"]) == 0
+    record = json.loads((out / "routing.json").read_text())
+    assert record["report"]["steps"][-1]["accuracy"] == 1.0
+    table = (out / "ROUTING.md").read_text()
+    assert "| film | 1.000 | 0.000 | 0.000 |" in table and "with routing" in table
 
 
 def forget_routing(ws) -> None:
