@@ -178,8 +178,10 @@ def test_bad_input_is_refused_in_one_line(routed, tmp_path: Path, word_backbone:
 
     with pytest.raises(BadData, match=r"^row 2 holds none of the trained tasks' text fields"):
         routed.predict("auto", [{"text": "cat"}, {"review": "a dog"}])
-    with pytest.raises(TaskNotFound):
+    with pytest.raises(TaskNotFound, match="^'auto' names no task: routing chooses tasks only"):
         routed.audit(task="auto")
+    done = invoke(routed, "retrain", "auto")
+    assert done.exit_code == 2 and done.output.startswith("Error: 'auto' names no task")
     with pytest.raises(InvalidTaskName, match="'auto' is reserved"):
         routed.add_task("auto", Path(routed.ledger.task("film").data_source))
     workspace = fast_workspace(tmp_path / "empty", word_backbone)

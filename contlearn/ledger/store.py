@@ -28,6 +28,7 @@ from ..errors import (
     TaskNotFound,
     TaskNotTrained,
 )
+from ..naming import AUTO
 from .connect import connected, describe, fault
 from .records import ArtifactRecord, BackboneRecord, EvaluationRecord, RunRecord, TaskRecord
 from .schema import (
@@ -124,6 +125,11 @@ class Ledger:
         active = select(TaskRow).where(TaskRow.name == name, TaskRow.removed_at.is_(None))
         row = s.scalars(active).first()
         if row is None:
+            if name == AUTO:  # a task name where routing is not offered
+                raise TaskNotFound(
+                    f"{AUTO!r} names no task: routing chooses tasks only in predict, route and "
+                    "serve; name a task here (`contlearn status` lists them)"
+                )
             raise TaskNotFound(f"no task named {name!r}: `contlearn status` lists the tasks")
         return row
 
