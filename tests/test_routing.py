@@ -71,6 +71,10 @@ def test_disjoint_vocabularies_route_perfectly(routed) -> None:
     named = routed.predict("film", rows[:3])
     assert [r["label"] for r in results[:3]] == [r["label"] for r in named]
     assert {"confidence", "label", "probabilities"} <= set(results[0])
+    # words neither task ever saw: beyond the threshold, none of these
+    (stranger,) = routed.predict("auto", [{"id": "x", "text": "true false and that yes no"}])
+    assert stranger["task"] is None and stranger["label"] is None
+    assert stranger["nearest"] in ("film", "pets") and stranger["id"] == "x"
 
 
 def test_routing_file_of_an_earlier_task_never_changes(routed_once: Path, routed) -> None:

@@ -54,14 +54,16 @@ def predict(
     "probabilities"}``; ``index`` is the row's 0-based place in ``rows``.
 
     ``task`` names the task of every row; or ``task_field`` names the field in which each row
-    names its own (exactly one of the two). ``keep_columns`` echoes input fields (``"*"``: all
-    of them; one named like an output field comes back as ``input_<name>``). ``batch_size``
-    defaults to the evaluation's; ``context`` reuses a loaded backbone (else one is loaded with
-    ``workspace``, tasks.toml as the caller read it). Every row is checked
-    before the backbone loads. Rows of several tasks run together in mixed-task batches (one
-    forward pass per batch); a task whose method cannot mix runs its rows in batches of their
-    own, which ``events`` hears as a note. Without progress bars, it also hears when the
-    prediction of many rows begins.
+    names its own (exactly one of the two). A row whose task is ``auto`` is routed first
+    (:mod:`.route`): its result adds the routing ``confidence``, and a row like none of the
+    trained tasks gets ``task`` None (with the ``nearest`` one) and no label.
+    ``keep_columns`` echoes input fields (``"*"``: all of them; one named like an output field
+    comes back as ``input_<name>``). ``batch_size`` defaults to the evaluation's; ``context``
+    reuses a loaded backbone (else one is loaded with ``workspace``, tasks.toml as the caller
+    read it). Every row is checked before the backbone loads. Rows of several tasks run
+    together in mixed-task batches (one forward pass per batch); a task whose method cannot mix
+    runs its rows in batches of their own, which ``events`` hears as a note. Without progress
+    bars, it also hears when the prediction of many rows begins.
     """
     _check_request(task, task_field, batch_size)
     rows = list(rows)

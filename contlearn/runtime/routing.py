@@ -137,13 +137,13 @@ def recorded(ledger: Ledger, task: TaskRecord) -> dict[str, ArtifactRecord] | No
     return found if set(found) == set(ROUTING_ROLES) else None
 
 
-def load(ctx_store: Any, task: TaskRecord, records: dict[str, ArtifactRecord]) -> tuple:
+def load(store: Any, task: TaskRecord, records: dict[str, ArtifactRecord]) -> tuple:
     """(statistics, their JSON) from verified files; a file that does not read is refused."""
     for record in records.values():
-        ctx_store.verify(record.path, record.sha256, task.name)
+        store.verify(record.path, record.sha256, task.name)
     try:
-        stats = RoutingStats.from_tensors(ctx_store.load_tensors(records[ROUTING].path))
-        meta = ctx_store.load_json(records[ROUTING_META].path)
+        stats = RoutingStats.from_tensors(store.load_tensors(records[ROUTING].path))
+        meta = store.load_json(records[ROUTING_META].path)
         meta["max_length"] = int(meta["max_length"])
     except (KeyError, TypeError, ValueError, IndexError, ArtifactError) as exc:
         raise ArtifactError(
