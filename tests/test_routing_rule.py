@@ -98,3 +98,21 @@ def test_a_misrouted_answer_counts_when_its_label_is_right() -> None:
     assert routed_classes([0, 1, 1], ["neg", "pos"], ["neg", "pos", "neg"]) == [0, 1, 0]
     # an answer from a task with other labels, or none, is wrong
     assert routed_classes([0, 1, 2], ["x", "y", "z"], ["sport", None, "cat"]) == [1, 2, 0]
+
+
+def test_each_kind_says_what_routing_reads_of_a_row() -> None:
+    from contlearn.kinds import get
+
+    classification, tagging, generation = (
+        get(n) for n in ("classification", "tagging", "generation")
+    )
+    assert classification.routing_text(("a film",)) == ("a film",)
+    assert classification.routing_text(("premise", "hypothesis")) == ("premise", "hypothesis")
+    assert classification.routing_text(("a", "b", "c")) == ("a\nb\nc",)
+    # a tagging row is its words; given to predict as one text, it reads the same
+    assert tagging.routing_text(("the", "cat", "sat")) == ("the cat sat",)
+    assert tagging.routing_text(tagging.predict_inputs([("the  cat sat",)])[0]) == ("the cat sat",)
+    # a conversation: its contents, not its roles
+    turns = ("system", "be brief", "user", "hello")
+    assert generation.routing_text(turns) == ("be brief\nhello",)
+    assert generation.routing_text(generation.predict_inputs([("hello",)])[0]) == ("hello",)
