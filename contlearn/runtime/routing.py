@@ -13,20 +13,20 @@ recomputes them (bit for bit under the same recipe).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import files
 from ..config import TrainConfig
 from ..devices import same_recipe
 from ..errors import ArtifactError, RoutingUnavailable
-from ..eval.routing import HELD_OUT_ROWS, STATS_ROWS, Router, RoutingStats
 from ..kinds import kind_of
 from ..ledger.records import ArtifactRecord, TaskRecord
 from ..ledger.schema import ROUTING, ROUTING_META, ROUTING_ROLES
 from ..ledger.store import Ledger
-from ..model.families import uses_token_types
-from ..train.batching import subsample
-from .context import ModelContext, read_task_data, training_rows
+
+if TYPE_CHECKING:  # torch: imported by the functions that compute (`status` stays light)
+    from ..eval.routing import Router, RoutingStats
+    from .context import ModelContext
 
 FILES = {ROUTING: "routing.safetensors", ROUTING_META: "routing.json"}
 FORMAT = 1
@@ -54,6 +54,9 @@ def compute(
     of (at most ``STATS_ROWS`` of) its training rows, and of (at most ``HELD_OUT_ROWS`` of) its
     selection split's rows (the held-out slice, or the dev split when the dev split selects)."""
     from ..eval.features import ROUTING_MAX_LENGTH, routing_features
+    from ..eval.routing import HELD_OUT_ROWS, STATS_ROWS, RoutingStats
+    from ..train.batching import subsample
+    from .context import read_task_data, training_rows
 
     data = read_task_data(task)
     rows, held = training_rows(data.train, train)
@@ -95,6 +98,7 @@ def features_of(ctx: ModelContext, texts: list[tuple[str, ...]], max_length: int
 
 def _encode(ctx: ModelContext, texts: list[tuple[str, ...]], max_length: int) -> Any:
     from ..eval.features import encode_for_routing
+    from ..model.families import uses_token_types
 
     token_types = uses_token_types(ctx.backbone.model)
     return encode_for_routing(ctx.backbone.tokenizer, texts, max_length, token_types)
@@ -139,6 +143,8 @@ def recorded(ledger: Ledger, task: TaskRecord) -> dict[str, ArtifactRecord] | No
 
 def load(store: Any, task: TaskRecord, records: dict[str, ArtifactRecord]) -> tuple:
     """(statistics, their JSON) from verified files; a file that does not read is refused."""
+    from ..eval.routing import RoutingStats
+
     for record in records.values():
         store.verify(record.path, record.sha256, task.name)
     try:
@@ -165,6 +171,8 @@ class Loaded:
 def router_for(ledger: Ledger, store: Any, tasks: list[TaskRecord]) -> Loaded:
     """The router over ``tasks`` (trained, in ledger order) from their verified files; refused
     in one line when there are none or one has no statistics."""
+    from ..eval.routing import Router
+
     stats, max_length = load_stats(ledger, store, tasks)
     return Loaded(Router([t.name for t in tasks], stats), {t.name: t for t in tasks}, max_length)
 
