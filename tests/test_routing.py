@@ -100,6 +100,11 @@ def test_audit_recomputes_routing_files_and_finds_one_tampered(routed) -> None:
     assert found["verdict"] == "tampered"
     pets = next(t for t in found["tasks"] if t["task"] == "pets")
     assert not pets["artifact_ok"] and "routing.json was modified" in pets["findings"][0]
+    from contlearn.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match=r"^task 'pets': artifact .*routing.json was modif"):
+        routed.retrain("film", epochs=1)  # verifying the earlier tasks checks them too
+    assert routed.ledger.task("film").status == "trained"
 
 
 def test_predict_task_auto_on_the_command_line(routed) -> None:
