@@ -436,18 +436,51 @@ class Workspace:
 
     def predict(
         self,
-        task: str,
+        task: str | None,
         rows: Iterable[dict[str, Any]],
         *,
         progress: bool = False,
         on_note: Any = None,
         **kwargs: Any,
     ) -> list[dict]:
-        """One result per row: the predicted label (or value) and the class probabilities."""
+        """One result per row: the predicted label (or value) and the class probabilities.
+        ``task`` None (without ``task_field``) or ``"auto"``: routing chooses each row's task,
+        and each result adds its ``confidence`` (``task`` None: none of the trained tasks)."""
         from .ops.predict import predict
         from .runtime.events import Events
 
+        if task is None and kwargs.get("task_field") is None:
+            from .naming import AUTO
+
+            task = AUTO
         kwargs["device"] = kwargs.get("device") or self.config.device
         events = Events(bars=progress, on_note=on_note)
         kwargs |= {"events": events, "workspace": self.config}
         return predict(self.ledger, self.store, task, rows, **kwargs)
+
+    def route(self, rows: Iterable[dict[str, Any]], *, device: str | None = None) -> list[dict]:
+        """Which trained task each row belongs to: per row ``{"index", "id"?, "task",
+        "confidence"}`` (``task`` None, with the ``nearest`` one: none of these)."""
+        from .ops.route import route
+
+        where = device or self.config.device
+        return route(self.ledger, self.store, rows, device=where, workspace=self.config)
+
+    def route_stats(self, *, device: str | None = None) -> dict[str, Any]:
+        """Record routing statistics for every trained task that has none (tasks trained before
+        routing existed), each under a run of its own; their training runs stay untouched."""
+        from .ops.route_stats import route_stats
+
+        where = device or self.config.device
+        return route_stats(self.ledger, self.store, device=where, workspace=self.config)
+
+    def routing_report(self, *, device: str | None = None, max_rows: int = 1000) -> dict:
+        """How routing decides over the trained tasks' dev inputs: the routing matrix after
+        each task, "none of these" AUROC per held-out task, the end-to-end metric with routing
+        and with the true task, and throughput with routing and with the task given."""
+        from .ops.route_report import routing_report
+
+        where = device or self.config.device
+        return routing_report(
+            self.ledger, self.store, device=where, workspace=self.config, max_rows=max_rows
+        )

@@ -91,6 +91,11 @@ class ArtifactError(ContlearnError):
     """An artifact is missing, modified or unreadable."""
 
 
+class RoutingUnavailable(ContlearnError):
+    """Routing without a task name where a trained task has no routing statistics, or where
+    no task is trained."""
+
+
 class VerificationFailed(ContlearnError):
     """An earlier task's results changed after a new task was trained."""
 

@@ -141,8 +141,9 @@ def test_predict_help_examples_run_as_written(
     monkeypatch.chdir(tmp_path)  # the examples name files in the current folder
     (tmp_path / "reviews.csv").write_text("sentence\na gripping film\na dull one\n")
     (tmp_path / "mixed.jsonl").write_text('{"task": "sst2", "sentence": "fine"}\n')
+    (tmp_path / "inbox.jsonl").write_text('{"sentence": "a gripping film"}\n')
     examples = _help_examples("predict")
-    assert len(examples) == 3
+    assert len(examples) == 4
     for example in examples:
         stdin = None
         if "|" in example:

@@ -160,11 +160,12 @@ def test_gc_frees_superseded_and_removed_files_and_strays_only(trained: Workspac
     result = cli(ws, "gc", "--json")
     assert result.exit_code == 0, result.output
     done = json.loads(result.stdout)
-    assert (done["artifacts"], done["files"], done["bytes"]) == (6, 7, expected)
+    # two runs' five files each (weights, config, logits, routing statistics) and the stray
+    assert (done["artifacts"], done["files"], done["bytes"]) == (10, 11, expected)
     assert not any(p.exists() for p in garbage) and busy.is_file()
     assert not stray.parent.exists()  # emptied folders go too
     deleted = [a for r in ws.ledger.runs() for a in ws.ledger.artifacts(r.id) if a.deleted_at]
-    assert len(deleted) == 6
+    assert len(deleted) == 10
     assert all(p.is_file() for p in ws.artifact_files("a").values())
     assert ws.audit()["verdict"] == "clean"
     assert cli(ws, "gc").stdout == "freed 0 bytes (0 files)\n"

@@ -314,7 +314,7 @@ BAD = [
         "inputs[0].sentence2",
     ),
     ("POST", "/v1/predict", {"inputs": []}, 422, "items"),
-    ("POST", "/v1/predict", {"items": [{"text": "good"}]}, 422, "items[0].task"),
+    ("POST", "/v1/predict", {"items": [{"task": "", "text": "good"}]}, 422, "items[0].task"),
     ("POST", "/v1/predict", {"items": [{"task": 3, "text": "good"}]}, 422, "items[0].task"),
     ("POST", "/v1/predict", {"items": [{"task": "a"}]}, 422, "items[0].text"),
     ("POST", "/v1/predict", {"items": [{"task": "zz", "text": "good"}]}, 404, "items[0].task"),

@@ -38,7 +38,7 @@ def test_artifacts_match_the_ledger_and_hold_the_task_state(two_tasks: Workspace
     task = ws.ledger.task("a")
     run = ws.ledger.trained_run(task.id)
     files = {a.role: a for a in ws.ledger.artifacts(run.id)}
-    assert set(files) == {"weights", "config", "logits"}
+    assert set(files) == {"weights", "config", "logits", "routing", "routing-meta"}
     for record in files.values():
         path = ws.root / record.path
         assert sha256_file(path) == record.sha256 and path.stat().st_size == record.bytes

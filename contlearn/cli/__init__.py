@@ -13,6 +13,7 @@ from . import (  # noqa: F401
     interop,
     maintenance,
     predicting,
+    routing,
     serving,
     tasks,
     training,

@@ -53,6 +53,11 @@ def _columns(value: str | None) -> tuple[str, ...]:
 )
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--task-field", help="Field in which each row names its task (instead of TASK).")
+@click.option(
+    "--task",
+    "task_option",
+    help="The task of every row (as TASK); auto: routing chooses each row's task.",
+)
 @device_option
 @quiet_option
 @json_option("With --output: print a summary as JSON.")
@@ -67,6 +72,7 @@ def predict(
     keep_columns: str | None,
     batch_size: int,
     task_field: str | None,
+    task_option: str | None,
     device: str | None,
     quiet: bool,
     as_json: bool,
@@ -77,16 +83,22 @@ def predict(
     row, or --task-field names the field in which each row names its own task. Each result
     carries the row's 0-based "index" (and its "id" when the row has one) to join it back to
     the input. Blank lines are skipped; their count is reported on standard error. Rows of
-    several tasks run together, one forward pass per mixed batch.
+    several tasks run together, one forward pass per mixed batch. With the task auto, routing
+    chooses each row's task among the trained ones (a row's field may name auto too): each
+    result adds its "confidence", and "task" is null for a row like none of them.
 
     \b
     Example:
         echo '{"sentence": "a gripping, funny film"}' | contlearn predict sst2 --input -
         contlearn predict sst2 --input reviews.csv --output labels.csv --format csv
         contlearn predict --task-field task --input mixed.jsonl --keep-columns '*'
+        contlearn predict --task auto --input inbox.jsonl
     """
     from ..ops.predict_files import read_rows, write_rows
 
+    if task is not None and task_option is not None:
+        raise click.ClickException("give the task once: as TASK or as --task, not both")
+    task = task if task is not None else task_option
     if (task is None) == (task_field is None):
         raise click.ClickException("give a TASK or --task-field FIELD: one of them, not both")
     keep = _columns(keep_columns)

@@ -94,6 +94,12 @@ class TaskKind:
         takes."""
         return [tuple(row) for row in texts]
 
+    def routing_text(self, row: Sequence[str]) -> tuple[str, ...]:
+        """What routing encodes of one row as :meth:`encode` takes it (a training row, or
+        :meth:`predict_inputs` of a row ``predict`` was given): a text or a text pair as they
+        are; more fields joined by line breaks into one text."""
+        return tuple(row) if len(row) <= 2 else ("\n".join(row),)
+
     def num_outputs(self, labels: Sequence[str] | None) -> int:
         """The width of the head's output for a task with these labels."""
         raise NotImplementedError

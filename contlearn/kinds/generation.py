@@ -130,6 +130,10 @@ class Generation(TaskKind):
         """A row given as one text is the user's prompt; a flattened conversation stays."""
         return [("user", row[0]) if len(row) == 1 else tuple(row) for row in texts]
 
+    def routing_text(self, row: Sequence[str]) -> tuple[str, ...]:
+        """A flattened conversation's contents (not its roles), as one text."""
+        return ("\n".join(row[1::2]),)
+
     def num_outputs(self, labels: Sequence[str] | None) -> int:
         return 0  # the shared output projection: the vocabulary, nothing of the task's own
 

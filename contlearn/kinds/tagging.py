@@ -48,6 +48,10 @@ class Tagging(TaskKind):
         """A row given as text (one field) becomes its whitespace-separated words."""
         return [tuple(word for field in row for word in field.split()) for row in texts]
 
+    def routing_text(self, row: Sequence[str]) -> tuple[str, ...]:
+        """A row's words, as one text."""
+        return (" ".join(row),)
+
     def num_outputs(self, labels: Sequence[str] | None) -> int:
         return len(labels or ())
 

@@ -34,6 +34,11 @@ OUTCOMES = ("identical", "equivalent", "changed")
 # and an artifact of this role holding the logits), so that later replays here are bit for bit.
 HOST_REFERENCE = "host-reference"
 HOST_LOGITS = "host-logits"
+# A task's routing statistics (safetensors) and how they were computed (JSON): written by its
+# training run, or later by ``route-stats`` for a task trained before routing existed.
+ROUTING = "routing"
+ROUTING_META = "routing-meta"
+ROUTING_ROLES = (ROUTING, ROUTING_META)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -169,7 +174,7 @@ class ArtifactRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
-    role: Mapped[str] = mapped_column(String(16))  # weights | config | logits | host-logits
+    role: Mapped[str] = mapped_column(String(16))  # weights | config | logits | host-logits...
     path: Mapped[str] = mapped_column(String(4096))  # relative to the workspace
     sha256: Mapped[str] = mapped_column(String(64))
     bytes: Mapped[int]

@@ -28,11 +28,13 @@ from ..errors import (
     TaskNotFound,
     TaskNotTrained,
 )
+from ..naming import AUTO
 from .connect import connected, describe, fault
 from .records import ArtifactRecord, BackboneRecord, EvaluationRecord, RunRecord, TaskRecord
 from .schema import (
     HOST_LOGITS,
     HOST_REFERENCE,
+    ROUTING_ROLES,
     ArtifactRow,
     BackboneRow,
     ComparisonRow,
@@ -123,6 +125,11 @@ class Ledger:
         active = select(TaskRow).where(TaskRow.name == name, TaskRow.removed_at.is_(None))
         row = s.scalars(active).first()
         if row is None:
+            if name == AUTO:  # a task name where routing is not offered
+                raise TaskNotFound(
+                    f"{AUTO!r} names no task: routing chooses tasks only in predict, route and "
+                    "serve; name a task here (`contlearn status` lists them)"
+                )
             raise TaskNotFound(f"no task named {name!r}: `contlearn status` lists the tasks")
         return row
 
@@ -365,6 +372,17 @@ class Ledger:
             rows = s.scalars(select(ArtifactRow).where(ArtifactRow.run_id == run_id))
             return [_record(ArtifactRecord, r) for r in rows]
 
+    def task_artifacts(self, task_id: int, roles: Sequence[str]) -> list[ArtifactRecord]:
+        """The task's artifacts of these roles whose files gc has not deleted, oldest first."""
+        with self.session() as s:
+            rows = s.scalars(
+                select(ArtifactRow)
+                .where(ArtifactRow.task_id == task_id, ArtifactRow.role.in_(list(roles)))
+                .where(ArtifactRow.deleted_at.is_(None))
+                .order_by(ArtifactRow.id)
+            )
+            return [_record(ArtifactRecord, r) for r in rows]
+
     def current_records(
         self, task_ids: Sequence[int]
     ) -> dict[int, tuple[RunRecord, list[ArtifactRecord], list[EvaluationRecord]]]:
@@ -521,9 +539,11 @@ class Ledger:
 
 
 def _live_reference(row: ArtifactRow, current_runs: dict[int, int]) -> bool:
-    """Whether ``row`` is a host reference's logits recorded after its task's current run (one
-    recorded before it, or for a removed task, refers to weights no longer served)."""
-    return row.role == HOST_LOGITS and row.run_id > current_runs.get(row.task_id, row.run_id)
+    """Whether ``row`` is a host reference's logits or a task's routing statistics recorded
+    after its task's current run (one recorded before it, or for a removed task, refers to
+    weights no longer served)."""
+    later = row.run_id > current_runs.get(row.task_id, row.run_id)
+    return row.role in (HOST_LOGITS, *ROUTING_ROLES) and later
 
 
 def _rollback(session: Session) -> None:

@@ -264,6 +264,25 @@ class AdaptedModel(nn.Module):
             hidden = self.backbone(**inputs).last_hidden_state  # [B, T, d]
         return self._task(self.router.name).head(hidden.float(), attention_mask)
 
+    def base_features(
+        self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None
+    ) -> Tensor:
+        """[B, d] float32: the final hidden states of the backbone with no task active (exactly
+        the base model), averaged over each row's real tokens: what routing reads. The active
+        task is restored afterwards."""
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        saved = self.router.name, self.router.task
+        self.router.name = self.router.task = None
+        try:
+            with self.low_precision(input_ids.device):
+                hidden = self.backbone(**inputs).last_hidden_state.float()  # [B, T, d]
+        finally:
+            self.router.name, self.router.task = saved
+        mask = attention_mask.to(hidden.dtype)[..., None]  # [B, T, 1]
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
     def can_mix(self, name: str) -> bool:
         """Whether task ``name``'s rows can share a forward pass with other tasks' rows: each
         of its hooks splits into a part every row shares and its own (``topk``'s whole layers

@@ -1,11 +1,13 @@
 """``audit``: re-evaluate every trained task and prove it still behaves as when it was trained.
 
-Per task, in ledger order: the artifact files' checksums (a modified file is never loaded), the
-data files' fingerprint (a change is data drift, not forgetting), then the canonical evaluation
-of the dev split compared with the recorded post-train evaluation. The backbone is checked once,
-before anything is evaluated; where the workspace records a base reference
-(:mod:`contlearn.runtime.base_reference`), the base model is measured again with every task
-switched off and compared with it. Every audit is recorded as a run with one evaluation per task.
+Per task, in ledger order: the artifact files' checksums (a modified file is never loaded; the
+routing statistics' files too), the data files' fingerprint (a change is data drift, not
+forgetting), then the canonical evaluation of the dev split compared with the recorded
+post-train evaluation, and the routing statistics recomputed (the same bytes under the recipe
+they were recorded with). The backbone is checked once, before anything is evaluated; where the
+workspace records a base reference (:mod:`contlearn.runtime.base_reference`), the base model is
+measured again with every task switched off and compared with it. Every audit is recorded as a
+run with one evaluation per task.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ..interrupts import interruptible
 from ..ledger.records import ArtifactRecord, EvaluationRecord, TaskRecord
 from ..ledger.schema import HOST_LOGITS, HOST_REFERENCE
 from ..ledger.store import Ledger
-from ..runtime import base_reference
+from ..runtime import base_reference, routing
 from ..runtime.current import recorded_post_train, trained_artifacts
 from ..runtime.events import QUIET, Events
 from ..runtime.runs import failure_recorded, run_values
@@ -128,6 +130,7 @@ def _audit_task(ctx: ModelContext, task: TaskRecord, events: Events):
     if row["artifact_ok"] and row["data_ok"]:
         try:
             check = _reevaluate(ctx, task, recorded, row, events)
+            _recheck_routing(ctx, task, row)
         except ArtifactError as exc:  # checksum matched but the file does not load
             row["artifact_ok"] = False
             row["findings"].append(str(exc))
@@ -166,6 +169,7 @@ def _blank_row(task: TaskRecord, recorded: EvaluationRecord) -> dict[str, Any]:
         "max_abs_diff": None,
         "artifact_ok": True,
         "data_ok": True,
+        "routing": None,
         "findings": [],
         "notes": [],
         "recipe": None,
@@ -175,8 +179,20 @@ def _blank_row(task: TaskRecord, recorded: EvaluationRecord) -> dict[str, Any]:
     }
 
 
+def _recheck_routing(ctx: ModelContext, task: TaskRecord, row: dict[str, Any]) -> None:
+    """The task's routing statistics recomputed and compared (``routing``: "reproduced",
+    "changed", or None for a task without them)."""
+    if routing.recorded(ctx.ledger, task) is None:
+        return
+    found = routing.recheck(ctx, task)
+    row["routing"] = "changed" if found else "reproduced"
+    row["findings"] += found
+
+
 def _check_files(ctx: ModelContext, task: TaskRecord, row: dict[str, Any]) -> None:
-    for record in trained_artifacts(ctx.ledger, task).values():
+    files = trained_artifacts(ctx.ledger, task)
+    extra = routing.recorded(ctx.ledger, task) or {}  # route-stats' files, recorded apart
+    for record in [*files.values(), *(r for r in extra.values() if r not in files.values())]:
         try:
             ctx.store.verify(record.path, record.sha256, task.name)
         except ContlearnError as exc:

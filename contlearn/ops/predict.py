@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..artifacts import ArtifactStore
 from ..config import WorkspaceConfig
-from ..data.columns import text_aliases, text_value
 from ..errors import BadData, ConfigError, TaskNotFound
 from ..kinds import kind_of
 from ..ledger.records import TaskRecord
 from ..ledger.store import Ledger
+from ..naming import AUTO
 from ..runtime.current import trained_artifacts
 from ..runtime.events import QUIET, Events
+from .route import RoutedRows
+from .rows import require_mapping, row_texts
 
 if TYPE_CHECKING:
     import torch
@@ -52,35 +54,64 @@ def predict(
     "probabilities"}``; ``index`` is the row's 0-based place in ``rows``.
 
     ``task`` names the task of every row; or ``task_field`` names the field in which each row
-    names its own (exactly one of the two). ``keep_columns`` echoes input fields (``"*"``: all
-    of them; one named like an output field comes back as ``input_<name>``). ``batch_size``
-    defaults to the evaluation's; ``context`` reuses a loaded backbone (else one is loaded with
-    ``workspace``, tasks.toml as the caller read it). Every row is checked
-    before the backbone loads. Rows of several tasks run together in mixed-task batches (one
-    forward pass per batch); a task whose method cannot mix runs its rows in batches of their
-    own, which ``events`` hears as a note. Without progress bars, it also hears when the
-    prediction of many rows begins.
+    names its own (exactly one of the two). A row whose task is ``auto`` is routed first
+    (:mod:`.route`): its result adds the routing ``confidence``, and a row like none of the
+    trained tasks gets ``task`` None (with the ``nearest`` one) and no label.
+    ``keep_columns`` echoes input fields (``"*"``: all of them; one named like an output field
+    comes back as ``input_<name>``). ``batch_size`` defaults to the evaluation's; ``context``
+    reuses a loaded backbone (else one is loaded with ``workspace``, tasks.toml as the caller
+    read it). Every row is checked before the backbone loads. Rows of several tasks run
+    together in mixed-task batches (one forward pass per batch); a task whose method cannot mix
+    runs its rows in batches of their own, which ``events`` hears as a note. Without progress
+    bars, it also hears when the prediction of many rows begins.
     """
     _check_request(task, task_field, batch_size)
     rows = list(rows)
-    names = [task] * len(rows) if task is not None else _row_tasks(rows, task_field)
-    records = _trained_records(ledger, [task] if task is not None else names, task_field)
-    texts = [
-        _row_texts(row, i, records[n]) for i, (row, n) in enumerate(zip(rows, names, strict=True))
+    names: list[str | None] = (
+        [task] * len(rows) if task is not None else list(_row_tasks(rows, task_field))
+    )
+    auto = [i for i, n in enumerate(names) if n == AUTO]
+    routed = RoutedRows(ledger, store, rows, auto) if auto else None
+    records = _trained_records(ledger, [n for n in names if n != AUTO], task_field)
+    texts: list[tuple[str, ...]] = [
+        () if n == AUTO else row_texts(row, i, records[n])
+        for i, (row, n) in enumerate(zip(rows, names, strict=True))
     ]
     if not rows:
         return []
     from ..runtime.context import open_context  # every row checked: only now load the model
 
     ctx = context or open_context(ledger, store, device, workspace=workspace)
-    show = events.bars and len(rows) >= PROGRESS_MIN_ROWS
-    if not events.bars and len(rows) >= PROGRESS_MIN_ROWS:
+    decisions = _apply_routes(routed, ctx, names, texts, records) if routed else {}
+    kept = [i for i, n in enumerate(names) if n is not None]  # routed to none: nothing runs
+    show = events.bars and len(kept) >= PROGRESS_MIN_ROWS
+    if not events.bars and len(kept) >= PROGRESS_MIN_ROWS:
         # no bars (a log file, a pipe): one line says the long part has begun
-        events.note(f"predicting {len(rows)} rows of {', '.join(map(repr, records))}")
-    run = _Run(ctx, records, names, texts, batch_size, show)
-    outputs = run.outputs(events.note)
+        events.note(f"predicting {len(kept)} rows of {', '.join(map(repr, records))}")
+    used = {n: records[n] for n in dict.fromkeys(names[i] for i in kept)}
+    run = _Run(ctx, used, [names[i] for i in kept], [texts[i] for i in kept], batch_size, show)
+    found = dict(zip(kept, run.outputs(events.note) if kept else [], strict=True))
+    outputs = [found.get(i, NO_TASK) for i in range(len(rows))]
+    for i, decision in decisions.items():
+        outputs[i] = {**decision.fields(), **outputs[i]}
     pairs = enumerate(zip(rows, outputs, strict=True))
     return [_result(i, row, output, keep_columns) for i, (row, output) in pairs]
+
+
+NO_TASK = {"task": None, "label": None, "probabilities": None}  # a row routed to none
+
+
+def _apply_routes(routed, ctx, names, texts, records) -> dict[int, Any]:
+    """Route the rows named ``auto``: each one's task (None: none of these) written into
+    ``names``, its text fields into ``texts``, its task's record into ``records``; returns
+    each routed row's decision by index."""
+    decisions = dict(zip(routed.where, routed.decide(ctx), strict=True))
+    for k, (i, decision) in enumerate(decisions.items()):
+        names[i] = decision.task
+        if decision.task is not None:
+            records.setdefault(decision.task, routed.loaded.tasks[decision.task])
+            texts[i] = routed.texts[k][decision.task]
+    return decisions
 
 
 @dataclass
@@ -170,7 +201,7 @@ class _Run:
         ]
 
 
-OUTPUT_FIELDS = ("index", "id", "task", "label", "probabilities")
+OUTPUT_FIELDS = ("index", "id", "task", "confidence", "nearest", "label", "probabilities")
 
 
 def _check_request(task: str | None, task_field: str | None, batch_size: int | None) -> None:
@@ -198,7 +229,7 @@ def _row_tasks(rows: Sequence[dict[str, Any]], field: str) -> list[str]:
     """Each row's task name, from its ``field``."""
     names = []
     for i, row in enumerate(rows):
-        _require_mapping(row, i)
+        require_mapping(row, i)
         name = row.get(field)
         if not isinstance(name, str) or not name.strip():
             raise BadData(
@@ -228,52 +259,6 @@ def _trained_records(
             ) from exc
         trained_artifacts(ledger, records[name])  # raises TaskNotTrained, naming the fix
     return records
-
-
-def _row_texts(row: Any, i: int, task: TaskRecord) -> tuple[str, ...]:
-    """The row's text fields, in the task's order (a GLUE pair also as sentence1/sentence2);
-    every one a non-empty string."""
-    _require_mapping(row, i)
-    aliases = text_aliases(task.glue_task, task.text_fields)
-    texts = []
-    for field in task.text_fields:
-        name, value = text_value(row, field, aliases)
-        if name not in row:
-            also = f" (or {aliases[field]!r})" if field in aliases else ""
-            raise BadData(
-                f"row {i + 1} has no column {field!r}{also} (task {task.name!r} reads "
-                f"{', '.join(task.text_fields)}); the input's columns are "
-                f"{', '.join(map(str, row)) or 'none'}: rename the column to {field!r}{also}"
-            )
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise BadData(
-                f"row {i + 1}: no text in field {name!r} (task {task.name!r} reads "
-                f"{', '.join(task.text_fields)}); fill it in or drop the row"
-            )
-        if not isinstance(value, str):
-            texts += _structured(task, value, i, name)
-            continue
-        texts.append(value)
-    return tuple(texts)
-
-
-def _structured(task: TaskRecord, value: Any, i: int, name: str) -> tuple[str, ...]:
-    """A prompt a task that generates text is given as chat turns (a list of ``{role,
-    content}`` ending with the user's): the flattened conversation; any other non-text value
-    is refused."""
-    from ..data.generation import conversation_prompt
-
-    if kind_of(task).generates and isinstance(value, (list, tuple)):
-        return conversation_prompt(value, f"row {i + 1}", name)
-    raise BadData(
-        f"row {i + 1}: field {name!r} holds a {type(value).__name__}, not text; "
-        "pass the text as a string"
-    )
-
-
-def _require_mapping(row: Any, i: int) -> None:
-    if not isinstance(row, dict):
-        raise BadData(f"row {i + 1} is a {type(row).__name__}, not an object with named fields")
 
 
 def _why_alone(meta: dict[str, Any], task: TaskRecord) -> str | None:

@@ -1,5 +1,6 @@
 """Training one claimed task: its adapter in isolation, its artifact written atomically into a
-folder of its own, every other trained task verified bit-identical, and all of it recorded.
+folder of its own with the task's routing statistics (:mod:`.routing`), every other trained
+task verified bit-identical, and all of it recorded.
 
 Any failure marks the run failed with its error, removes what the run wrote and registers no
 artifact; a first training's task goes back to pending, a retrained task stays trained.
@@ -23,7 +24,7 @@ from ..model.adapted import count_parameters
 from ..train.distributed import allreduce_bytes
 from ..train.loop import TrainResult
 from ..version import library_versions
-from . import base_reference, fusion, init_from
+from . import base_reference, fusion, init_from, routing
 from .context import ModelContext, read_task_data, training_rows
 from .current import CALIBRATION, recorded_post_train
 from .evaluate import evaluate_task, evaluation_record
@@ -76,6 +77,8 @@ def train_one(
         records = write_artifact(
             ctx, task, run_id, train_cfg, adapter_cfg, outcome.final, written, chose
         )
+        stage = "computing routing statistics"
+        records += routing.write(ctx, task, run_id, routing.compute(ctx, task, train_cfg), written)
         stage = "verifying earlier tasks"
         began = time.perf_counter()
         with interrupts.interruptible():

@@ -24,6 +24,7 @@ from ..eval.recipe import EvalResult
 from ..kinds import kind_of
 from ..ledger.records import EvaluationRecord, TaskRecord
 from ..ledger.store import Ledger
+from . import routing
 from .context import ModelContext
 from .current import (
     canonical_batch_size,
@@ -149,9 +150,13 @@ def verify_earlier(
     events: Events = QUIET,
 ) -> list[EvaluationRecord]:
     """Prove every other trained task unchanged, fully or by the probe (``settings.mode``;
-    ``auto`` chooses by the earlier tasks' dev examples), one record each."""
+    ``auto`` chooses by the earlier tasks' dev examples), one record each; their routing files
+    are checked against their sha256 first (an audit also recomputes them)."""
     settings = settings or VerifyConfig(mode="full")
     earlier = [t for t in ctx.ledger.tasks() if t.status == "trained" and t.id != current.id]
+    for task in earlier:  # their routing files, like their weights: refused if modified
+        for record in (routing.recorded(ctx.ledger, task) or {}).values():
+            ctx.store.verify(record.path, record.sha256, task.name)
     ctx.model.eval()  # once: switching modes visits every task's modules
     if choose_mode(ctx.ledger, earlier, settings) == "probe":
         from .probe import probe_earlier

@@ -2,7 +2,11 @@
 refusal, the request metrics, and the model's thread started and stopped with the app.
 
 POST /v1/tasks/{task}/predict   {"inputs": [{field: text, ...}, ...]}
-POST /v1/predict                {"items": [{"task": name, field: text, ...}, ...]}
+POST /v1/predict                {"items": [{"task": name, field: text, ...}, ...]}; an item
+                                without a task (or "auto") is routed: its result adds
+                                "confidence", and "task" is null for one like none of them
+POST /v1/route                  {"inputs": [{field: text, ...}, ...]}: each input's task and
+                                confidence, nothing predicted
 GET  /v1/tasks                  the tasks served (and the names of those refused)
 GET  /healthz                   liveness, the tasks served and refused (no token needed)
 GET  /metrics                   Prometheus text
@@ -43,7 +47,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 PREDICT_ONE = "/v1/tasks/{task}/predict"
 GENERATE_ONE = "/v1/tasks/{task}/generate"
 OPENAI = ("/v1/chat/completions", "/v1/completions", "/v1/models")
-ENDPOINTS = ("/v1/predict", "/v1/tasks", "/healthz", "/metrics", *OPENAI)
+ENDPOINTS = ("/v1/predict", "/v1/route", "/v1/tasks", "/healthz", "/metrics", *OPENAI)
 CLIENT_CLOSED = 499  # the status a request whose client went away is counted under
 CLOSING = (408, 413)  # refusals whose body was not (wholly) read: the connection ends with them
 
@@ -66,6 +70,7 @@ def build(worker: ModelWorker) -> Starlette:
         Route(OPENAI[1], shaped(completions.completions), methods=["POST"]),
         Route(OPENAI[2], shaped(completions.list_models), methods=["GET"]),
         Route("/v1/predict", guard(_predict_mixed), methods=["POST"]),
+        Route("/v1/route", guard(_route), methods=["POST"]),
         Route("/v1/tasks", guard(_tasks), methods=["GET"]),
         Route("/healthz", guard(_health, token=False), methods=["GET"]),
         Route("/metrics", guard(_metrics), methods=["GET"]),
@@ -174,6 +179,14 @@ async def _predict_mixed(request: Request, worker: ModelWorker) -> Response:
     doc = bodies.parse_json(await _body(request, worker))
     rows = bodies.mixed_rows(doc, worker.snapshot, worker.config)
     return JSONResponse({"predictions": await _run(worker, rows)})
+
+
+async def _route(request: Request, worker: ModelWorker) -> Response:
+    doc = bodies.parse_json(await _body(request, worker))
+    rows = bodies.auto_rows(doc, worker.snapshot, worker.config)
+    if not rows:
+        return JSONResponse({"routes": []})
+    return JSONResponse({"routes": await worker.run(rows, worker.router_work(rows))})
 
 
 async def _run(worker: ModelWorker, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

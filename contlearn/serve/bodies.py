@@ -11,6 +11,7 @@ from typing import Any
 
 from ..data.columns import text_value
 from ..errors import BadRequest
+from ..naming import AUTO
 from .catalog import ServedTask, Snapshot
 from .config import ServeConfig
 from .worker import TASK_KEY
@@ -56,7 +57,10 @@ def mixed_rows(
     for i, item in enumerate(items):
         where = f"items[{i}]"
         _require_object(item, where)
-        name = item.get("task")
+        name = item.get("task", AUTO)
+        if name == AUTO:  # no task named: routing chooses it
+            rows.append(auto_row(item, where, snapshot, config))
+            continue
         if not isinstance(name, str) or not name:
             raise BadRequest(
                 f"{where}.task: name the item's task (a string)", field=f"{where}.task"
@@ -64,6 +68,33 @@ def mixed_rows(
         require_unicode(name, f"{where}.task")
         rows.append(_row(item, where, served_task(snapshot, name, f"{where}.task"), config))
     return rows
+
+
+def auto_rows(doc: dict[str, Any], snapshot: Snapshot, config: ServeConfig) -> list[dict]:
+    """The rows of ``{"inputs": [...]}`` whose task routing chooses."""
+    inputs = _list(doc, "inputs", config)
+    return [auto_row(item, f"inputs[{i}]", snapshot, config) for i, item in enumerate(inputs)]
+
+
+def auto_row(item: Any, where: str, snapshot: Snapshot, config: ServeConfig) -> dict[str, Any]:
+    """A queued row whose task routing chooses: every text field of a served task the item
+    holds (at least one task's), its id when given."""
+    _require_object(item, where)
+    row: dict[str, Any] = {TASK_KEY: AUTO}
+    for task in snapshot.served.values():
+        for name in task.text_fields:
+            given, _ = text_value(item, name, task.aliases)
+            if given in item and given not in row:
+                row[given] = _text(item, given, f"{where}.{given}", task, config)
+    if len(row) == 1:
+        fields = sorted({f for t in snapshot.served.values() for f in t.text_fields})
+        raise BadRequest(
+            f"{where} holds no text field of a served task (they read "
+            f"{', '.join(fields) or 'nothing: no task is served'}): name the item's task "
+            "in 'task' or give one of those fields",
+            field=where,
+        )
+    return _with_id(item, where, row)
 
 
 def served_task(snapshot: Snapshot, name: str, where: str = "task") -> ServedTask:
@@ -115,6 +146,11 @@ def _row(item: Any, where: str, task: ServedTask, config: ServeConfig) -> dict[s
     for name in task.text_fields:  # a GLUE pair's fields also as sentence1/sentence2
         given, _ = text_value(item, name, task.aliases)
         row[name] = _text(item, given, f"{where}.{given}", task, config)
+    return _with_id(item, where, row)
+
+
+def _with_id(item: dict[str, Any], where: str, row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with the item's id when it has one (a string or an integer)."""
     if "id" in item:
         if not isinstance(item["id"], str | int) or isinstance(item["id"], bool):
             raise BadRequest(f"{where}.id must be a string or an integer", field=f"{where}.id")

@@ -22,6 +22,7 @@ from ..artifacts import ArtifactStore
 from ..errors import ArtifactError, ContlearnError
 from ..ledger.store import Ledger
 from ..ops.predict import predict
+from ..ops.route import route
 from .batching import Batcher, Job
 from .catalog import Catalog, Snapshot
 from .config import ServeConfig
@@ -90,6 +91,10 @@ class ModelWorker:
             Job(rows, lambda result: loop.call_soon_threadsafe(_settle, future, result), work=work)
         )
         return await future
+
+    def router_work(self, rows: list[dict[str, Any]]) -> Callable[[Any], Any]:
+        """What routes ``rows`` (no prediction) on the model's thread."""
+        return lambda ctx: route(self.ledger, self.store, rows, context=ctx)
 
     # -- the model's thread ----------------------------------------------------------------------
     def _run(self) -> None:
