@@ -1,7 +1,9 @@
 """benchmarks/generation.py at the tiny size, in a subprocess: a tiny random Llama written as a
 GGUF file with a chat template, three generation tasks prepared from the demo corpora, LoRA
-adapters by train-next against sequential fine-tuning and replay, the audit, the base model's
-row, and the throughput table with and without the adapter and the KV cache."""
+adapters by train-next against sequential fine-tuning and replay (matrices, ACC and BWT with
+their bootstrap intervals), the audit, the base model with every task switched off before any
+task and after each step per way, its zero-shot scores, and the throughput table with and
+without the adapter and the KV cache."""
 
 from __future__ import annotations
 
