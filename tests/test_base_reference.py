@@ -165,3 +165,64 @@ def test_a_changed_output_projection_fails_the_audit_naming_the_base_reference(
     assert audit["base"]["findings"][0].startswith("the base reference (run ")
     shown = invoke(ws, "audit", "--json")
     assert shown.exit_code == 1 and json.loads(shown.output)["base"]["ok"] is False
+
+
+def base_recorded_elsewhere(ws: Workspace, run, *, flip: bool = False) -> None:
+    """Rewrite the base reference ``run`` as another host would have recorded it: its recipe
+    names a host with 96 cores, its perplexity a relative 1e-6 away (so another digest), the
+    answers the same (``flip``: the first one changed)."""
+    from sqlalchemy import update
+
+    from contlearn.ledger.schema import RunRow
+
+    moved = dict(run.result)
+    moved["recipe"] = {**moved["recipe"], "host": {**moved["recipe"]["host"], "cores": 96}}
+    moved["perplexity"] = run.result["perplexity"] * (1 + 1e-6)
+    moved["digest"] = "0" * 64
+    if flip:
+        moved["answers"] = [{"ids": [0], "text": "x"}, *run.result["answers"][1:]]
+    with ws.ledger.session() as s:
+        s.execute(update(RunRow).where(RunRow.id == run.id).values(result=moved))
+
+
+def test_adopting_the_host_makes_the_base_reference_bit_for_bit_again(tmp_path: Path) -> None:
+    """A base reference recorded on another host checks as "equivalent" here; a changed answer
+    is never adopted; ``audit --adopt-host`` records this host's measurement as its reference
+    (a base-reference run naming the one it was adopted for), and later checks here, the
+    audit's and train-next's, compare with it bit for bit."""
+    from contlearn.runtime.base_reference import reference_run
+
+    ws = fast_workspace(tmp_path / "ws", save_chat_llama(tmp_path / "llama"))
+    ws.add_task("chat", write_generation_task(tmp_path / "chat", n_train=4, n_dev=2))
+    ws.train_next(epochs=1)
+    (run,) = reference_runs(ws)
+    base_recorded_elsewhere(ws, run, flip=True)
+    flipped = invoke(ws, "audit", "--adopt-host", "--json")
+    assert flipped.exit_code == 1 and json.loads(flipped.output)["base"]["outcome"] == "changed"
+    assert json.loads(flipped.output)["base"]["adopted"] is None
+    assert [r.id for r in reference_runs(ws)] == [run.id]  # nothing adopted
+
+    base_recorded_elsewhere(ws, run)
+    audit = ws.audit()
+    assert audit["verdict"] == "clean" and audit["base"]["adopted"] is None
+    assert (audit["base"]["outcome"], audit["base"]["recipe"]) == ("equivalent", "different")
+    shown = invoke(ws, "audit", "--adopt-host")
+    assert shown.exit_code == 0, shown.output
+    assert "adopted this host's outputs as the reference of (base model)" in shown.output
+    (adopting,) = [r for r in ws.ledger.runs(purpose="audit") if r.config.get("adopt_host")][1:]
+    (original, host) = reference_runs(ws)
+    assert original.id == run.id and reference_run(ws.ledger).id == run.id  # still in force
+    assert host.config["host_of"] == run.id and host.config["audit_run"] == adopting.id
+    assert host.config["set"] == run.config["set"]
+    assert adopting.result["base"]["adopted"] == host.id
+    assert host.result["recipe"]["host"]["cores"] != 96  # this host's measurement
+
+    again = ws.audit()
+    assert again["verdict"] == "clean" and again["base"]["adopted"] is None
+    assert (again["base"]["outcome"], again["base"]["recipe"]) == ("identical", "same")
+    assert again["base"]["reference"] == f"host (audit run {adopting.id})"
+    assert again["base"]["digest"] == host.result["digest"] != "0" * 64
+    ws.add_task("words", write_keyword_task(tmp_path / "words", n_train=8, n_dev=4))
+    (trained,) = ws.train_next(epochs=1)
+    assert trained["base"]["outcome"] == "identical" and trained["base"]["recipe"] == "same"
+    assert len(reference_runs(ws)) == 2  # no further reference recorded

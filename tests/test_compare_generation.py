@@ -134,8 +134,13 @@ def test_the_base_row_shows_what_each_method_does_to_the_base_model(compared, tm
     assert all(p != reference.result["perplexity"] for p in sequential)
     joint = methods["joint"]["base"]
     assert len(joint) == 3 and joint[0] == joint[2] and not joint[0]["identical"]
-    text = ws.write_report(results, tmp_path / "report")["md"].read_text()
+    files = ws.write_report(results, tmp_path / "report")
+    text = files["md"].read_text()
     assert text.count("Base model (every task switched off):") == len(METHODS)
+    rows = [line.split(",") for line in files["csv_sequential"].read_text().splitlines()]
+    assert rows[0][-2:] == ["base_perplexity", "base_answers_identical"]
+    assert [float(row[-2]) for row in rows[1:4]] == sequential
+    assert rows[4][0] == "before" and float(rows[4][-2]) == reference.result["perplexity"]
     assert "| answers identical | 100% | 100% | 100% | 100% |" in text
     shown = invoke(ws, "compare", "--epochs", "1", "--batch-size", "8")  # the finished one
     assert shown.exit_code == 0, shown.output

@@ -198,6 +198,37 @@ def test_csv_matches_matrix(written):
         assert cells == results["methods"][key]["matrix"]
 
 
+def test_csv_adds_the_base_model_columns_and_its_before_row(tmp_path):
+    """Where compare measured the base model (every task switched off), each step's row gets
+    its perplexity and share of identical greedy answers, and a last row the reference; a
+    method that measured nothing keeps the plain matrix."""
+    results = copy.deepcopy(three_tasks())
+    results["base_reference"] = {"run_id": 2, "perplexity": 12.5}
+    steps = [
+        {"perplexity": 12.5 + i, "answers_identical": 1.0 - i / 4, "identical": i == 0}
+        for i in range(3)
+    ]
+    results["methods"]["full-finetune"]["base"] = steps[:2] + [None]
+    paths = write_report(results, tmp_path)
+    with open(paths["csv_full-finetune"], newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == [
+        "after_task",
+        "rte",
+        "mrpc",
+        "sst2",
+        "base_perplexity",
+        "base_answers_identical",
+    ]
+    assert rows[1] == ["rte", "0.63", "", "", "12.5", "1.0"]
+    assert rows[2][4:] == ["13.5", "0.75"] and rows[3][4:] == ["", ""]  # nothing measured
+    assert rows[4] == ["before", "", "", "", "12.5", "1.0"]
+    cells = [[None if c == "" else float(c) for c in row[1:4]] for row in rows[1:4]]
+    assert cells == FULL_R  # the matrix as it was
+    with open(paths["csv_adapter"], newline="") as handle:
+        assert next(csv.reader(handle)) == ["after_task", "rte", "mrpc", "sst2"]
+
+
 def test_markdown_has_formulas_numbers_and_figures(written):
     results, paths, _ = written
     md = paths["md"].read_text()

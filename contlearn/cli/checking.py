@@ -98,10 +98,10 @@ def _print_audit(result: dict[str, Any]) -> None:
             f"{base['now']['perplexity']:.6g}, {base['answers_identical']:.0%} of the greedy "
             f"answers identical ({base['outcome']})"
         )
-    adopted = [row["task"] for row in result["tasks"] if row.get("adopted")]
+    adopted = [row["task"] for row in [*result["tasks"], base or {}] if row.get("adopted")]
     if adopted:
         click.echo(
-            f"adopted this host's logits as the reference of {', '.join(adopted)}: later "
+            f"adopted this host's outputs as the reference of {', '.join(adopted)}: later "
             "checks here compare with them bit for bit"
         )
     for row in [*result["tasks"], *([base] if base is not None else [])]:

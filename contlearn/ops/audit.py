@@ -47,8 +47,9 @@ def audit(
     """Audit the trained tasks (or one) on ``device``; returns per-task rows and a verdict.
     ``adopt_host``: every task that passed under another recipe (equivalent, or identical but
     recorded without this host's identity) gets this host's logits as its reference, so that
-    later replays here are bit for bit (:mod:`.references`). ``workspace``: ``tasks.toml`` as
-    the caller read it (read here when not given)."""
+    later replays here are bit for bit (:mod:`.references`); so does the base reference, with
+    this host's measurement of it (:mod:`contlearn.runtime.base_reference`). ``workspace``:
+    ``tasks.toml`` as the caller read it (read here when not given)."""
     tasks = _tasks_to_audit(ledger, task)  # before anything loads: an unknown task is quick
     from .. import devices
     from ..runtime.context import build_context, read_workspace
@@ -68,7 +69,8 @@ def audit(
     with failure_recorded(ledger, run_id, "auditing"), interruptible():
         audited = [_audit_task(ctx, record, events) for record in tasks]
         adopted = adopt(ctx, run_id, audited) if adopt_host else ([], [])
-        base = None if task is not None else base_reference.check(ctx)
+        adopting = run_id if adopt_host else None
+        base = None if task is not None else base_reference.check(ctx, adopt_for=adopting)
     rows = [row for row, _, _ in audited]
     summary = _summary(rows, time.perf_counter() - start, run_id, base)
     ledger.finish_run(

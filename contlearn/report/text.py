@@ -124,10 +124,27 @@ def _html_figure(name: str, b64: str) -> str:
 
 
 def matrix_csv(results: dict, key: str) -> str:
+    """A method's matrix, a row per step; where the base model was measured, two more columns
+    (its perplexity and share of greedy answers identical to it after that step, every task
+    switched off) and a last row ``before`` with the recorded reference and no task scores."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     names = task_names(results)
-    writer.writerow(["after_task", *names])
-    for name, row in zip(names, results["methods"][key]["matrix"], strict=True):
-        writer.writerow([name, *("" if v is None else v for v in row)])
+    steps = results["methods"][key].get("base")
+    reference = results.get("base_reference")
+    base = bool(steps) and reference is not None
+    writer.writerow(["after_task", *names, *(BASE_COLUMNS if base else ())])
+    rows = zip(names, results["methods"][key]["matrix"], steps or [None] * len(names), strict=True)
+    for name, row, step in rows:
+        cells = [name, *("" if v is None else v for v in row)]
+        writer.writerow(cells + (_base_cells(step) if base else []))
+    if base:
+        writer.writerow(["before", *[""] * len(names), reference["perplexity"], 1.0])
     return buffer.getvalue()
+
+
+BASE_COLUMNS = ("base_perplexity", "base_answers_identical")
+
+
+def _base_cells(step: dict | None) -> list:
+    return ["", ""] if step is None else [step["perplexity"], step["answers_identical"]]
