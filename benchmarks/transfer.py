@@ -156,12 +156,10 @@ def outcome(ws, name: str) -> dict:
 
 
 def checks(ws) -> dict:
-    """Every run's verification of the earlier tasks: how many, and whether all identical."""
-    rows = [
-        v
-        for t in ws.tasks()
-        for v in (ws.ledger.trained_run(t.id).result or {}).get("verifications", [])
-    ]
+    """Every run's verification of the earlier tasks: how many, and whether all identical (a
+    task added by an interrupted run and not trained yet has none)."""
+    runs = [ws.ledger.trained_run(t.id) for t in ws.tasks()]
+    rows = [v for r in runs if r is not None for v in (r.result or {}).get("verifications", [])]
     return {"verifications": len(rows), "identical": sum(bool(v["identical"]) for v in rows)}
 
 
