@@ -146,6 +146,8 @@ def _check_sources(ledger: Ledger, settings: Resolved, tasks: list, world: World
     task it can start from (``runtime.init_from``), and a fusion task's fused tasks are
     trained pfeiffer tasks (``runtime.fusion``); both refused under a data-parallel world (only
     rank 0 loads the trained tasks)."""
+    if not tasks:
+        return  # nothing pending: the error that follows needs no model (nor torch)
     from ..runtime import fusion
     from ..runtime.init_from import check_init_from, requested
     from ..runtime.settings import method_name
