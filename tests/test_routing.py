@@ -231,3 +231,17 @@ def test_serve_routes_rows_without_a_task_and_never_fails_with_500(routed) -> No
         assert status == 422 and "holds no text field of a served task" in body["error"]
         assert call(base, "POST", "/v1/route", {"inputs": []}) == (200, {"routes": []})
         assert 'status="500"' not in call(base, "GET", "/metrics")[1]
+
+
+def test_the_routing_report_on_a_workspace_with_a_tagging_task(routed, tmp_path: Path) -> None:
+    """A tagging task's targets are tag sequences: the report routes its rows like any task's
+    and leaves its end-to-end cell empty (a routed tag sequence is not scored as a class)."""
+    from tests.test_tagging import write_tagging_task
+
+    routed.add_task("tags", write_tagging_task(tmp_path / "tags", n_train=24, n_dev=8))
+    routed.train_next(epochs=1)
+    report = routed.routing_report(max_rows=8)
+    assert report["tasks"] == ["film", "pets", "tags"]
+    assert len(report["steps"][2]["matrix"]) == 3
+    assert report["end_to_end"]["tags"]["routed"] is None
+    assert report["end_to_end"]["film"]["routed_to_own_task"] == 1.0
