@@ -16,7 +16,7 @@ from ..config import TrainConfig, WorkspaceConfig
 from ..data.task import TaskData, load_task_data
 from ..errors import ArtifactError, BackboneError, BadData, ContlearnError
 from ..kinds import kind_of
-from ..ledger.records import TaskRecord
+from ..ledger.records import ArtifactRecord, TaskRecord
 from ..ledger.store import Ledger
 from ..model import backbone as bb
 from ..model.adapted import AdaptedModel
@@ -390,3 +390,22 @@ def subsampled(rows: Any, train_cfg: TrainConfig) -> Any:
     if len(keep) == len(rows.labels):
         return rows
     return _rows(rows, keep)
+
+
+def write_record(
+    store: ArtifactStore, path: Path, blob: bytes, *, run_id: int, task_id: int, role: str, **params
+) -> ArtifactRecord:
+    """Write ``blob`` to ``path`` (atomically) and return its ledger record (``params``: the
+    weights' parameter counts)."""
+    from .. import files
+
+    store.write(path, blob)
+    return ArtifactRecord(
+        run_id=run_id,
+        task_id=task_id,
+        role=role,
+        path=store.relative(path),
+        sha256=files.sha256_bytes(blob),
+        bytes=len(blob),
+        **params,
+    )

@@ -109,22 +109,16 @@ def write(
 ) -> list[ArtifactRecord]:
     """Write the statistics into run ``run_id``'s folder (atomically, each file) and return
     their ledger records; every path written is appended to ``written``."""
+    from .context import write_record
+
     records = []
     folder = ctx.store.run_dir(task.name, run_id)
     for role, blob in computed.blobs().items():
         path = folder / FILES[role]
-        ctx.store.write(path, blob)
-        written.append(path)
         records.append(
-            ArtifactRecord(
-                run_id=run_id,
-                task_id=task.id,
-                role=role,
-                path=ctx.store.relative(path),
-                sha256=files.sha256_bytes(blob),
-                bytes=len(blob),
-            )
+            write_record(ctx.store, path, blob, run_id=run_id, task_id=task.id, role=role)
         )
+        written.append(path)
     return records
 
 

@@ -18,14 +18,14 @@ from .. import devices, faults, files, interrupts
 from ..config import TrainConfig
 from ..eval.recipe import CANONICAL_BATCH_SIZE, EvalResult
 from ..kinds import kind_of
-from ..ledger.records import ArtifactRecord, EvaluationRecord, TaskRecord
+from ..ledger.records import EvaluationRecord, TaskRecord
 from ..ledger.store import Ledger
 from ..model.adapted import count_parameters
 from ..train.distributed import allreduce_bytes
 from ..train.loop import TrainResult
 from ..version import library_versions
 from . import base_reference, fusion, init_from, routing
-from .context import ModelContext, read_task_data, training_rows
+from .context import ModelContext, read_task_data, training_rows, write_record
 from .current import CALIBRATION, recorded_post_train
 from .evaluate import evaluate_task, evaluation_record
 from .events import QUIET, Events
@@ -323,20 +323,19 @@ def write_artifact(ctx, task, run_id, train_cfg, adapter_cfg, final, written, ex
     backbone_params = count_parameters(ctx.model.backbone)
     records = []
     for role, blob in blobs.items():
-        ctx.store.write(paths[role], blob)
-        written.append(paths[role])
+        counts = {"trainable_params": trainable, "backbone_params": backbone_params}
         records.append(
-            ArtifactRecord(
+            write_record(
+                ctx.store,
+                paths[role],
+                blob,
                 run_id=run_id,
                 task_id=task.id,
                 role=role,
-                path=ctx.store.relative(paths[role]),
-                sha256=files.sha256_bytes(blob),
-                bytes=len(blob),
-                trainable_params=trainable if role == "weights" else None,
-                backbone_params=backbone_params if role == "weights" else None,
+                **(counts if role == "weights" else {}),
             )
         )
+        written.append(paths[role])
     return records
 
 
