@@ -167,3 +167,32 @@ def test_a_third_kind_trains_verifies_audits_and_predicts(
     assert workspace.audit()["verdict"] == "clean"
     (row,) = workspace.predict("lengths", [{"text": "cat dog news tech good bad movie film cat"}])
     assert row["label"] in BUCKETS and row["probabilities"] is None
+
+
+def test_each_kind_scores_predicted_answers_from_any_task() -> None:
+    """``score_answers``: a kind's metric over answers as ``predict`` gives them; another
+    task's answer or none counts as wrong (an empty answer for tags, a span, a text)."""
+    from contlearn.kinds import get
+
+    labels = ["neg", "pos"]
+    assert (
+        get("classification").score_answers("accuracy", ["pos", "neg"], ["pos", "x"], labels) == 0.5
+    )
+    tags = ["O", "B-PER", "I-PER"]
+    gold = [["B-PER", "I-PER", "O"], ["O", "B-PER"]]
+    tagging = get("tagging")
+    assert tagging.score_answers("entity_f1", gold, ["B-PER I-PER O", "O B-PER"], tags) == 1.0
+    assert tagging.score_answers("entity_recall", gold, ["B-PER I-PER O", "positive"], tags) == 0.5
+    assert tagging.score_answers("entity_recall", gold, ["B-PER I-PER", None], tags) == 0.5
+    qa = get("extractive-qa")
+    values = [("Ann met Bob.", [("Bob", 8)], "q1"), ("Cy ran.", [("Cy", 0)], "q2")]
+    assert qa.score_answers("qa_exact_match", values, ["Bob", None], ["answer"]) == 0.5
+    assert qa.score_answers("qa_f1", values, ["met Bob", "positive"], ["answer"]) == pytest.approx(
+        1 / 3
+    )
+    gen = get("generation")
+    assert (
+        gen.score_answers("exact_match", ["yes good", "no bad"], ["Yes good.", None], None) == 0.5
+    )
+    assert gen.score_answers("accuracy", ["yes", "no"], ["yes", "pets"], ["no", "yes"]) == 0.5
+    assert get("regression").score_answers("pearson", [1.0, 2.0], ["1.0", "2.0"], None) is None

@@ -234,14 +234,51 @@ def test_serve_routes_rows_without_a_task_and_never_fails_with_500(routed) -> No
 
 
 def test_the_routing_report_on_a_workspace_with_a_tagging_task(routed, tmp_path: Path) -> None:
-    """A tagging task's targets are tag sequences: the report routes its rows like any task's
-    and leaves its end-to-end cell empty (a routed tag sequence is not scored as a class)."""
+    """A tagging task's rows are routed like any task's and scored end to end: its entity F1
+    with the task given is the one training recorded on the same dev rows, and routing that
+    sends every row home changes nothing."""
     from tests.test_tagging import write_tagging_task
 
     routed.add_task("tags", write_tagging_task(tmp_path / "tags", n_train=24, n_dev=8))
-    routed.train_next(epochs=1)
+    (trained,) = routed.train_next(epochs=4, lr=0.02)
     report = routed.routing_report(max_rows=8)
     assert report["tasks"] == ["film", "pets", "tags"]
     assert len(report["steps"][2]["matrix"]) == 3
-    assert report["end_to_end"]["tags"]["routed"] is None
+    tags = report["end_to_end"]["tags"]
+    assert tags["metric"] == "entity_f1"
+    assert tags["task_given"] == pytest.approx(trained["metrics"]["entity_f1"])
+    if tags["routed_to_own_task"] == 1.0:
+        assert tags["routed"] == tags["task_given"]
+    else:
+        assert tags["routed"] <= tags["task_given"]
     assert report["end_to_end"]["film"]["routed_to_own_task"] == 1.0
+
+
+def test_routing_to_a_generation_task_answers_with_its_text(tmp_path: Path) -> None:
+    """On a decoder: a generation task and a classification task of disjoint vocabularies;
+    ``predict auto`` sends most prompts to the task they belong to (a tiny random decoder's
+    features separate them less cleanly than the tiny encoder's) and answers a prompt routed to
+    the generation task with that task's text; the report scores it end to end."""
+    from tests.test_generation import save_chat_llama, write_generation_task
+
+    ws = fast_workspace(tmp_path / "ws", save_chat_llama(tmp_path / "llama"))
+    ws.add_task("chat", write_generation_task(tmp_path / "chat", n_train=32), max_new_tokens=4)
+    ws.add_task("pets", write_words_task(tmp_path / "pets", PETS, {"a": "cat", "b": "dog"}, 2))
+    chat, _ = ws.train_next(all_tasks=True, epochs=3, lr=0.02, batch_size=8)
+    lines = (tmp_path / "chat" / "dev.jsonl").read_text(encoding="utf-8").splitlines()
+    prompts = [json.loads(line)["prompt"] for line in lines]
+    pets = dev_texts(tmp_path / "pets")[:8]
+    got = ws.predict("auto", [{"prompt": p} for p in prompts] + [{"text": t} for t in pets])
+    want = ["chat"] * len(prompts) + ["pets"] * len(pets)
+    assert sum(r["task"] == w for r, w in zip(got, want, strict=True)) >= 0.75 * len(got)
+    home = [(p, r["text"]) for p, r in zip(prompts, got, strict=False) if r["task"] == "chat"]
+    assert home
+    given = ws.predict("chat", [{"prompt": p} for p, _ in home])
+    assert [text for _, text in home] == [r["text"] for r in given]
+    report = ws.routing_report(max_rows=8)
+    e2e = report["end_to_end"]["chat"]
+    assert e2e["metric"] == "accuracy" and e2e["routed_to_own_task"] >= 0.75
+    assert e2e["task_given"] == pytest.approx(chat["metrics"]["accuracy"])
+    assert e2e["routed"] <= e2e["task_given"]
+    if e2e["routed_to_own_task"] == 1.0:
+        assert e2e["routed"] == e2e["task_given"]

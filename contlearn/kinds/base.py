@@ -226,6 +226,18 @@ class TaskKind:
         or None where the kind does not give one."""
         return None
 
+    def score_answers(
+        self,
+        metric: str,
+        values: Sequence[Any],
+        answers: Sequence[str | None],
+        labels: Sequence[str] | None,
+    ) -> float | None:
+        """``metric`` of answers as ``predict`` gives them (each row's ``label``, whichever
+        task gave it; None: no task answered) against the rows' dev ``values``: routed
+        prediction's end-to-end score. None where the kind does not score its answers."""
+        return None
+
     def metrics_agree(self, recorded: dict[str, float], now: dict[str, float]) -> bool:
         """Whether a replay under another recipe scored what was recorded."""
         return recorded == now

@@ -45,6 +45,21 @@ class Classification(TaskKind):
 
         return majority_class_score([metric], targets, len(labels or ()))[metric]
 
+    def score_answers(
+        self,
+        metric: str,
+        values: Sequence[Any],
+        answers: Sequence[str | None],
+        labels: Sequence[str] | None,
+    ) -> float | None:
+        """A label of this task's scores as that class (another task with the same labels
+        can be right), anything else as a wrong class."""
+        from ..eval.routing_measures import routed_classes
+
+        targets = self.encode_targets(values, labels)
+        preds = routed_classes(targets, list(labels or ()), answers)
+        return self.score([metric], targets, preds, labels)[metric]
+
     def warnings(
         self, task: str, labels: Sequence[str] | None, targets: Sequence, logits: torch.Tensor
     ) -> list[str]:

@@ -218,6 +218,26 @@ class ExtractiveQA(TaskKind):
 
         return Additive(parts, lambda sums: sums[..., 0] / sums[..., 1])
 
+    def score_answers(
+        self,
+        metric: str,
+        values: Sequence[Any],
+        answers: Sequence[str | None],
+        labels: Sequence[str] | None,
+    ) -> float | None:
+        """Each answer as the question's answer text (no answer: the empty one), scored as
+        the SQuAD script does."""
+        from ..eval.squad import question_scores
+
+        if metric not in ("qa_f1", "qa_exact_match") or not values:
+            return None
+        targets = self.encode_targets(values, labels)
+        golds = {str(i): [a[0] for a in t[1]] for i, t in enumerate(targets)}
+        said = {str(i): a or "" for i, a in enumerate(answers)}
+        exact, f1 = question_scores(said, golds, v2=NO_ANSWER in (labels or ()))
+        chosen = f1 if metric == "qa_f1" else exact
+        return sum(chosen.values()) / len(chosen)
+
     def outputs(
         self,
         logits: torch.Tensor,

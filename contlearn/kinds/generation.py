@@ -226,6 +226,19 @@ class Generation(TaskKind):
 
         return generation_scores(list(metrics), list(targets), list(predictions), labels)
 
+    def score_answers(
+        self,
+        metric: str,
+        values: Sequence[Any],
+        answers: Sequence[str | None],
+        labels: Sequence[str] | None,
+    ) -> float | None:
+        """Each answer as the generated text (no answer: the empty one)."""
+        from ..eval.generation import generation_scores
+
+        golds = self.encode_targets(values, labels)
+        return generation_scores([metric], golds, [a or "" for a in answers], labels)[metric]
+
     def additive(self, metric: str, labels: Sequence[str] | None) -> Additive | None:
         """Every generation metric is a mean of per-example scores
         (:func:`contlearn.eval.generation.per_example`): each example's score and a count."""

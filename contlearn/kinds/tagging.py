@@ -155,6 +155,26 @@ class Tagging(TaskKind):
 
         return Additive(parts, partial(from_counts, metric))
 
+    def score_answers(
+        self,
+        metric: str,
+        values: Sequence[Any],
+        answers: Sequence[str | None],
+        labels: Sequence[str] | None,
+    ) -> float | None:
+        """Each answer's space-separated tags, word by word; a word without one of this
+        task's tags (another task's answer, no answer) as ``O``."""
+        from ..eval.tagging import entity_scores
+
+        names = set(labels or ())
+        gold = [list(tags) for tags in values]
+        pred = [
+            [t if t in names else OUTSIDE for t in (a or "").split()][: len(g)]
+            for a, g in zip(answers, gold, strict=True)
+        ]
+        pred = [p + [OUTSIDE] * (len(g) - len(p)) for p, g in zip(pred, gold, strict=True)]
+        return entity_scores(gold, pred)[metric]
+
     @staticmethod
     def tag_names(predicted: Sequence[int], names: Sequence[str], words: int) -> list[str]:
         """A row's predicted tags as names, ``O`` for a word without a prediction."""

@@ -7,9 +7,10 @@
 - "none of these": per task held out, the router over the others scores every dev input by its
   distance to the nearest task; the AUROC of that score with the held-out task's inputs as the
   out-of-scope ones, and the share of them the threshold answers with no task;
-- the end-to-end metric of each task that predicts classes: its primary metric on its dev rows
-  predicted with routing (a row routed elsewhere answered by that task: right only if its label
-  is the right one) and with the true task given;
+- the end-to-end metric of each task: its primary metric on its dev rows predicted with routing
+  (a row routed elsewhere is answered by that task: a class label, tags, an answer or a text
+  scores only where it is right for this task; a row routed to none is unanswered) and with
+  the true task given (regression: not scored);
 - throughput: the same rows predicted with their task given and with routing, side by side.
 
 In the matrix every task is a candidate for every input (its text as its own task reads it).
@@ -24,7 +25,7 @@ from typing import Any
 from ..artifacts import ArtifactStore
 from ..config import WorkspaceConfig
 from ..eval.routing import Router
-from ..eval.routing_measures import accuracy, auroc, routed_classes, share_matrix
+from ..eval.routing_measures import accuracy, auroc, share_matrix
 from ..kinds import kind_of
 from ..ledger.records import TaskRecord
 from ..ledger.store import Ledger
@@ -162,27 +163,26 @@ def _fields(task: TaskRecord, texts: tuple) -> tuple:
 
 
 def _end_to_end(tasks, dev, given: list, routed: list) -> dict[str, Any]:
-    """Per task predicting classes: its primary metric with the task given and with routing."""
+    """Per task: its primary metric with the task given and with routing (each row answered by
+    the task routing chose, or by none), where its kind scores answers."""
     found: dict[str, Any] = {}
     start = 0
     for task in tasks:
-        count = len(dev[task.name][0])
-        mine = slice(start, start + count)
-        start += count
+        values = dev[task.name][1]
+        mine = slice(start, start + len(values))
+        start += len(values)
         kind = kind_of(task)
-        if kind.predicts != "class" or not count:  # one class per row: a routed label scores
-            found[task.name] = {"metric": task.metric, "task_given": None, "routed": None}
-            continue
-        targets = kind.encode_targets(dev[task.name][1], task.labels)
-        scores = []
-        for results in (given[mine], routed[mine]):
-            preds = routed_classes(targets, task.labels, [r.get("label") for r in results])
-            scores.append(kind.score([task.metric], targets, preds, task.labels)[task.metric])
-        correct = sum(r.get("task") == task.name for r in routed[mine]) / count
+        scores = [
+            kind.score_answers(task.metric, values, [r.get("label") for r in rows], task.labels)
+            if values
+            else None
+            for rows in (given[mine], routed[mine])
+        ]
+        own = [r.get("task") == task.name for r in routed[mine]]
         found[task.name] = {
             "metric": task.metric,
             "task_given": scores[0],
             "routed": scores[1],
-            "routed_to_own_task": correct,
+            "routed_to_own_task": sum(own) / len(own) if own else None,
         }
     return found
