@@ -14,9 +14,10 @@
 Sequences: ``--workspace WS`` measures a workspace already trained (the demo's ``.demo/ws``:
 bbc-topic, imdb-sentiment, rt-sentiment); ``--glue DIR`` trains RTE, MRPC, SST-2 and QNLI (in
 that order, at most ``--train-examples`` each) on the packaged MiniLM into ``--out``/ws first,
-or resumes it; ``--tiny`` (the test suite) trains two generated keyword tasks with disjoint
-vocabularies on tests' tiny BERT. Writes ``--out``/ROUTING.md and routing.json and prints the
-tables.
+or resumes it (GLUE's QNLI is its dev split alone: ``--out``/QNLI holds it cut in two, seeded,
+``QNLI_DEV`` rows as dev and the rest as train); ``--tiny`` (the test suite) trains two
+generated keyword tasks with disjoint vocabularies on tests' tiny BERT. Writes
+``--out``/ROUTING.md and routing.json and prints the tables.
 
 Example:
     python benchmarks/routing.py --workspace .demo/ws
@@ -37,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "routing"
 GLUE = ("RTE", "MRPC", "SST-2", "QNLI")
+QNLI_DEV = 1000  # dev rows kept of QNLI's (the rest train)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,11 +66,27 @@ def glue_workspace(args: argparse.Namespace):
     have = {t.name for t in ws.tasks()}
     for name in GLUE:
         if name.lower().replace("-", "") not in have:
-            ws.add_task(name.lower().replace("-", ""), args.glue / name)
+            folder = qnli_split(args.glue, args.out) if name == "QNLI" else args.glue / name
+            ws.add_task(name.lower().replace("-", ""), folder)
     settings = {"epochs": args.epochs, "max_train_examples": args.train_examples}
     if any(t.status != "trained" for t in ws.tasks()):
         ws.train_next(all_tasks=True, **settings)
     return ws
+
+
+def qnli_split(glue: Path, out: Path) -> Path:
+    """QNLI's dev.tsv cut in two under ``out``/QNLI: ``QNLI_DEV`` seeded rows as dev.tsv, the
+    others as train.tsv, each with the header (written once; a rerun reads it again)."""
+    import random
+
+    folder = out / "QNLI"
+    if not (folder / "dev.tsv").exists():
+        header, *rows = (glue / "QNLI" / "dev.tsv").read_text(encoding="utf-8").splitlines()
+        random.Random(0).shuffle(rows)
+        folder.mkdir(parents=True, exist_ok=True)
+        for split, part in (("train", rows[QNLI_DEV:]), ("dev", rows[:QNLI_DEV])):
+            (folder / f"{split}.tsv").write_text("\n".join([header, *part]) + "\n", "utf-8")
+    return folder
 
 
 def tiny_workspace(out: Path):
