@@ -12,7 +12,7 @@ from contlearn.api import Workspace
 from contlearn.cli import main
 from contlearn.errors import ContlearnError
 from contlearn.ops.full_finetune import checkpoint_path
-from tests.conftest import write_keyword_task
+from tests.conftest import invoke, write_keyword_task
 
 
 @pytest.fixture()
@@ -91,6 +91,39 @@ def test_an_interrupted_comparison_resumes_from_the_last_finished_task(
     by_task = [(three.ledger.task_by_id(r.task_id).name, r.status) for r in runs]
     assert by_task == [("a", "succeeded"), ("b", "succeeded"), ("c", "succeeded")]  # a not redone
     assert not checkpoint_path(three.store, running["id"]).parent.exists()
+
+
+def test_a_wider_comparison_reads_a_finished_baselines_runs_instead_of_training_it(
+    three: Workspace, tmp_path: Path
+) -> None:
+    """Adding a method to a finished comparison trains only the new one: the baseline it
+    already ran (same tasks, adapter runs and settings) is read from the earlier comparison,
+    with the same matrix and intervals; another setting trains it again."""
+    three.train_next(all_tasks=True, epochs=1)
+    first = three.compare(methods=("adapter", "sequential"))
+    planned = three.plan_comparison(methods=("adapter", "sequential", "joint"))
+    assert planned["config"]["reused"] == {"sequential": first["comparison_id"]}
+    assert any(f"comparison {first['comparison_id']}'s runs" in n for n in planned["notes"])
+    wider = three.compare(methods=("adapter", "sequential", "joint"))
+    assert wider["comparison_id"] != first["comparison_id"]
+
+    def trained(method: str) -> int:
+        return sum(r.method == method for r in three.ledger.runs(purpose="compare"))
+
+    assert (trained("sequential"), trained("joint")) == (3, 1)
+    now, before = wider["methods"]["sequential"], first["methods"]["sequential"]
+    assert now["matrix"] == before["matrix"] and now["intervals"] == before["intervals"]
+    for key in ("acc", "bwt", "forgetting"):  # intransigence: joint is its reference now
+        assert now["summary"][key] == before["summary"][key]
+    assert "joint" in wider["methods"] and any("reusing" in n for n in wider["notes"])
+    listed = invoke(three, "comparisons").output
+    assert f"sequential from {first['comparison_id']}" in listed
+    rebuilt, _ = three.rebuild_report(wider["comparison_id"], tmp_path / "report")
+    assert rebuilt["methods"]["sequential"]["matrix"] == first["methods"]["sequential"]["matrix"]
+    again = three.compare(methods=("adapter", "sequential", "joint"))
+    assert again["comparison_id"] == wider["comparison_id"] and trained("sequential") == 3
+    three.compare(methods=("adapter", "sequential"), lr=1e-4)  # another learning rate
+    assert trained("sequential") == 6
 
 
 def test_cli_compare_writes_the_report_and_report_rebuilds_it(

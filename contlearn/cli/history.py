@@ -87,7 +87,9 @@ def comparisons(workspace: Path, db: str | None, as_json: bool) -> None:
             **r,
             "started": f"{r['started_at']:%Y-%m-%d %H:%M}",
             "finished": "yes" if r["finished"] else "no (`compare` resumes it)",
+            "reused": ", ".join(f"{m} from {c}" for m, c in r["reused"].items()),
         }
         for r in rows
     ]
-    click.echo(format_table(table, ["id", "methods", "tasks", "started", "finished", "report"]))
+    columns = ["id", "methods", "tasks", "started", "finished", "reused", "report"]
+    click.echo(format_table(table, columns))

@@ -95,8 +95,48 @@ def plan(
     config = {"full_finetune": full, "adapter_runs": {n: r.id for n, r in runs.items()}}
     config["baselines"] = baseline_settings(methods, settings, tasks, configs)
     config["dev_targets"] = {t.name: dev_targets(t) for t in tasks}
-    planned = {"methods": list(methods), "task_names": [t.name for t in tasks], "config": config}
-    return planned | {"notes": plan_notes(config["baselines"])}
+    names = [t.name for t in tasks]
+    config["reused"] = reusable(ledger, methods, names, config)
+    planned = {"methods": list(methods), "task_names": names, "config": config}
+    return planned | {"notes": plan_notes(config["baselines"]) + reuse_notes(config["reused"])}
+
+
+def reusable(ledger: Ledger, methods, names: list[str], config: dict[str, Any]) -> dict[str, int]:
+    """Per baseline that trains: the finished comparison whose runs of it this one reads
+    instead of training it again, the latest one of the same tasks, adapter runs, full
+    fine-tuning settings, dev targets and settings of that baseline (the one it reused in turn)."""
+    found: dict[str, int] = {}
+    for row in reversed(ledger.comparisons(status="done")):
+        recorded = row["config"]
+        if row["task_names"] != names or not _same_runs(recorded, config):
+            continue
+        for name in map(current_name, row["methods"]):
+            baseline = get_baseline(name)
+            same = recorded["baselines"].get(name) == config["baselines"].get(name)
+            if name in methods and name not in found and baseline.run is not None and same:
+                found[name] = recorded.get("reused", {}).get(name, row["id"])
+    return found
+
+
+def _same_runs(recorded: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Whether a recorded comparison trained its baselines as ``config`` would: the same
+    adapter runs, full fine-tuning settings and dev targets (one recorded before dev targets
+    were has no predictions for intervals: never reused)."""
+    if "dev_targets" not in recorded or "baselines" not in recorded:
+        return False
+    return (
+        recorded["adapter_runs"] == config["adapter_runs"]
+        and _full_settings(recorded) == config["full_finetune"]
+        and recorded["dev_targets"] == config["dev_targets"]
+    )
+
+
+def reuse_notes(reused: dict[str, int]) -> list[str]:
+    return [
+        f"{name}: reusing comparison {source}'s runs (same tasks, adapter runs and settings); "
+        "nothing is trained again for it"
+        for name, source in reused.items()
+    ]
 
 
 def plan_notes(baselines: dict[str, Any]) -> list[str]:
@@ -147,8 +187,9 @@ def compare(
         for name, values in meta["config"]["full_finetune"].items()
     }
     job = Job(ledger, store, comparison_id, tasks, configs, settings, events, device)
+    reused = meta["config"].get("reused", {})
     for baseline in map(get_baseline, planned["methods"]):
-        if baseline.run is not None:  # loads models: only once the plan is sound
+        if baseline.run is not None and baseline.name not in reused:  # only once the plan is sound
             baseline.run(job)
     results = build_results(ledger, comparison_id, store)
     ledger.finish_comparison(comparison_id, results)
@@ -168,14 +209,21 @@ def _same_config(recorded: dict[str, Any], config: dict[str, Any]) -> bool:
     """Whether a recorded comparison ran with ``config``; settings added to TrainConfig since it
     ran read as the values it used, and one recorded before the baselines' settings and dev
     targets were (adapters and sequential fine-tuning only) is the same without them: it is
-    reused as it is, without intervals."""
-    full = {
+    reused as it is, without intervals. Which comparisons' runs it reads is not a setting."""
+    config = {k: v for k, v in config.items() if k != "reused"}
+    if "baselines" not in recorded:
+        config = {k: v for k, v in config.items() if k not in ("baselines", "dev_targets")}
+    recorded = {k: v for k, v in recorded.items() if k != "reused"}
+    return {**recorded, "full_finetune": _full_settings(recorded)} == config
+
+
+def _full_settings(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A recorded comparison's full fine-tuning settings per task, settings added to
+    TrainConfig since it ran read as the values it used."""
+    return {
         name: asdict(recorded_train_config(values))
         for name, values in recorded.get("full_finetune", {}).items()
     }
-    if "baselines" not in recorded:
-        config = {k: v for k, v in config.items() if k not in ("baselines", "dev_targets")}
-    return {**recorded, "full_finetune": full} == config
 
 
 def _resolved(configs: dict[str, TrainConfig], device: str) -> dict[str, TrainConfig]:
@@ -216,7 +264,8 @@ def build_results(
     runs = compared_runs(ledger, meta)
     tasks = [ledger.task_by_id(r.task_id) for r in runs]
     bb = ledger.backbone()
-    recorded = Recorded(ledger, comparison_id, tasks, runs, store, _wants_intervals(meta))
+    reused = meta["config"].get("reused", {})
+    recorded = Recorded(ledger, comparison_id, tasks, runs, store, _wants_intervals(meta), reused)
     methods = {}
     for baseline in map(get_baseline, meta["methods"]):
         methods[baseline.name] = baseline.collect(baseline, recorded)
@@ -235,7 +284,7 @@ def build_results(
         "methods": methods,
         "config": _shared_config(tasks, runs, meta["config"]),
         "fwt_reference": fwt_reference,
-        "notes": plan_notes(meta["config"].get("baselines", {})),
+        "notes": plan_notes(meta["config"].get("baselines", {})) + reuse_notes(reused),
         "base_reference": _base_reference(ledger),
     }
 

@@ -94,6 +94,7 @@ def comparison_rows(ledger: Ledger) -> list[dict[str, Any]]:
             "finished": c["status"] == "done",
             "finished_at": c["finished_at"],
             "report": c["report_path"],
+            "reused": (c["config"] or {}).get("reused", {}),  # baseline: comparison read from
         }
         for c in ledger.comparisons()
     ]

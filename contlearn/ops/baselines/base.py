@@ -6,7 +6,7 @@ branch on a name. Nothing here imports torch: a baseline's training is loaded wh
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ...artifacts import ArtifactStore
@@ -35,8 +35,9 @@ class Job:
 @dataclass(frozen=True)
 class Recorded:
     """What a baseline's results are read from: the comparison, its tasks and the adapter run
-    of each, the artifact store (the adapters' dev logits) and whether the comparison recorded
-    what its intervals need (dev targets and bootstrap settings)."""
+    of each, the artifact store (the adapters' dev logits), whether the comparison recorded
+    what its intervals need (dev targets and bootstrap settings), and the earlier comparison
+    whose runs it reads for each baseline it reused."""
 
     ledger: Ledger
     comparison_id: int
@@ -44,6 +45,11 @@ class Recorded:
     adapter_runs: list[RunRecord]
     store: ArtifactStore | None
     intervals: bool
+    reused: dict[str, int] = field(default_factory=dict)
+
+    def source(self, baseline: str) -> int:
+        """The comparison whose runs of ``baseline`` are this comparison's."""
+        return self.reused.get(baseline, self.comparison_id)
 
 
 # (backbone parameters, trainable parameters per task, bytes per task) -> bytes stored to

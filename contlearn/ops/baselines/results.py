@@ -151,9 +151,10 @@ def _tokenizer(recorded: Recorded) -> Callable[[], Any]:
 
 
 def finished(baseline: Baseline, recorded: Recorded) -> dict[int, RunRecord]:
-    """The comparison's succeeded runs of ``baseline`` (under any name it had), by task id."""
+    """The comparison's succeeded runs of ``baseline`` (under any name it had; those of the
+    comparison it reused them from), by task id."""
     names = set(baseline.names)
-    return recorded.ledger.finished_comparison_runs(recorded.comparison_id, methods=names)
+    return recorded.ledger.finished_comparison_runs(recorded.source(baseline.name), methods=names)
 
 
 def _comparison_cells(ledger, runs: dict[int, RunRecord]) -> dict[tuple[int, int], float]:
