@@ -277,6 +277,13 @@ class Workspace:
 
         return run_rows(self.ledger, task)
 
+    def record_abandoned_runs(self, reason: str) -> list[int]:
+        """Record failed, with ``reason``, every running training run of this host whose
+        process is gone (its task pending again); returns their ids."""
+        from .runtime.runs import fail_abandoned
+
+        return fail_abandoned(self.ledger, reason)
+
     def comparisons(self) -> list[dict[str, Any]]:
         """Every comparison, oldest first."""
         from .ops.history import comparison_rows

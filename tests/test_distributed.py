@@ -97,14 +97,14 @@ def test_a_second_task_trained_in_parallel_verifies_the_first(
     assert [(v["task"], v["identical"]) for v in second["verifications"]] == [("a", True)]
 
 
-def _rank_one_of(launcher: int) -> int | None:
-    """The pid of rank 1 among the descendants of process ``launcher``."""
+def _rank_of(launcher: int, rank: int = 1) -> int | None:
+    """The pid of rank ``rank`` among the descendants of process ``launcher``."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             environ = (proc / "environ").read_bytes().split(b"\0")
-            if b"RANK=1" in environ and _descends_from(int(proc.name), launcher):
+            if f"RANK={rank}".encode() in environ and _descends_from(int(proc.name), launcher):
                 return int(proc.name)
         except OSError:
             continue
@@ -120,9 +120,12 @@ def _descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
+@pytest.mark.parametrize("rank", [1, 0])
 def test_a_killed_rank_fails_the_run_on_every_rank_and_a_rerun_completes(
-    still_backbone: Path, tmp_path: Path
+    still_backbone: Path, tmp_path: Path, rank: int
 ) -> None:
+    """Rank 1 killed: rank 0 records the run failed; rank 0 killed (it can record nothing):
+    the launcher records it once torchrun has stopped every process."""
     data = write_keyword_task(tmp_path / "data", n_train=96, seed=4)
     ws = workspace_on(tmp_path / "ws", still_backbone, data)
     args = ["train-next", "--nproc", "2", "--device", "cpu", "--epochs", "400", "--batch-size", "4"]
@@ -133,7 +136,7 @@ def test_a_killed_rank_fails_the_run_on_every_rank_and_a_rerun_completes(
     rank_one = None
     while time.monotonic() < deadline and rank_one is None:
         running = [r for r in ws.ledger.runs(purpose="train") if r.status == "running"]
-        rank_one = _rank_one_of(launcher.pid) if running and running[0].config else None
+        rank_one = _rank_of(launcher.pid, rank) if running and running[0].config else None
         time.sleep(0.2)
     assert rank_one is not None, "training never started"
     time.sleep(1.0)  # well inside training
@@ -148,6 +151,8 @@ def test_a_killed_rank_fails_the_run_on_every_rank_and_a_rerun_completes(
     )
     (run_record,) = ws.ledger.runs(purpose="train")
     assert run_record.status == "failed", run_record
+    if rank == 0:  # recorded by the launcher
+        assert run_record.error == "the data-parallel training stopped (torchrun exit 1)"
     assert ws.ledger.task("a").status == "pending" and ws.ledger.artifacts(run_record.id) == []
     result = CliRunner().invoke(main, ["train-next", "--epochs", "1", "-q", "-w", str(ws.root)])
     assert result.exit_code == 0, result.output

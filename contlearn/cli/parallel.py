@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -18,9 +19,11 @@ from ..errors import ContlearnError, DeviceError
 from ..train.world import World
 
 
-def launch(nproc: int, device: str | None) -> int:
+def launch(nproc: int, device: str | None, opened: Callable[[], Any]) -> int:
     """Run the current command again under ``torchrun`` with ``nproc`` processes, without
-    ``--nproc``; returns 0, or raises naming where the failure is recorded."""
+    ``--nproc``; returns 0, or raises naming where the failure is recorded (a run whose
+    process was killed before it could record it is recorded failed here, in the workspace
+    ``opened`` gives)."""
     _check_gpus(nproc, device)
     command = [
         sys.executable,
@@ -36,6 +39,7 @@ def launch(nproc: int, device: str | None) -> int:
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
     code = subprocess.run(command, check=False, env=env).returncode
     if code != 0:
+        opened().record_abandoned_runs(f"the data-parallel training stopped (torchrun exit {code})")
         raise ContlearnError(
             f"the data-parallel training stopped (torchrun exit {code}); a run it had not "
             "finished is recorded failed and its task is pending again: `contlearn runs` shows "

@@ -70,7 +70,7 @@ def train_next(
     """
     world = from_environment()
     if nproc is not None and not world.distributed:
-        sys.exit(launch(nproc, settings.get("device")))
+        sys.exit(launch(nproc, settings.get("device"), lambda: open_workspace(workspace, db)))
     join(world)
     quiet, as_json = (quiet, as_json) if world.main else (True, False)
     ws = open_workspace(workspace, db)

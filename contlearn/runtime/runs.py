@@ -52,6 +52,21 @@ def is_abandoned(run: RunRecord) -> bool:
     return datetime.now(UTC) - beat > LEASE
 
 
+def fail_abandoned(ledger: Ledger, reason: str) -> list[int]:
+    """Record every running training run of this host whose process is gone failed with
+    ``reason``, its task pending again (a process killed before it could record its own
+    failure); returns their ids."""
+    gone = [
+        run
+        for run in ledger.runs(purpose="train")
+        if run.status == "running" and run.host == HOST and run.pid is not None
+        if run.pid != os.getpid() and not process_alive(run.pid)
+    ]
+    for run in gone:
+        ledger.finish_run(run.id, status="failed", task_status="pending", error=reason)
+    return [run.id for run in gone]
+
+
 def heartbeat(ledger: Ledger, run_id: int) -> Callable[[], None]:
     """A training-step callback that refreshes the run's heartbeat every 30 s at most."""
     last = [time.monotonic()]
