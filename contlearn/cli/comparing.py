@@ -62,8 +62,9 @@ def compare(
     task's adapter-run settings unless the budget options say otherwise (printed first); the
     sequential ones evaluate every earlier task after each. An interrupted comparison resumes
     per method from the last finished task; a baseline a finished comparison already ran on
-    the same tasks and settings is read from it, not trained again. Reports ACC, BWT, forgetting, FWT and
-    intransigence with 95% bootstrap intervals; writes report.md/html/json, CSVs and PNGs.
+    the same tasks and settings is read from it, not trained again. Reports ACC, BWT,
+    forgetting, FWT and intransigence with 95% bootstrap intervals; writes report.md/html/json,
+    CSVs and PNGs.
 
     \b
     Example:
