@@ -144,7 +144,7 @@ class ExtractiveQA(TaskKind):
         if not self.calibrates(labels) or not len(targets):
             return None
         predictions = ExtractiveQA().predictions(logits)  # the differences, before any threshold
-        golds = {str(i): [a[0] for a in t[1]] for i, t in enumerate(targets)}
+        golds = gold_answers(targets)
         spans = {
             str(i): answer_text(t[0], p, False)
             for i, (t, p) in enumerate(zip(targets, predictions, strict=True))
@@ -232,7 +232,7 @@ class ExtractiveQA(TaskKind):
         if metric not in ("qa_f1", "qa_exact_match") or not values:
             return None
         targets = self.encode_targets(values, labels)
-        golds = {str(i): [a[0] for a in t[1]] for i, t in enumerate(targets)}
+        golds = gold_answers(targets)
         said = {str(i): a or "" for i, a in enumerate(answers)}
         exact, f1 = question_scores(said, golds, v2=NO_ANSWER in (labels or ()))
         chosen = f1 if metric == "qa_f1" else exact
@@ -278,12 +278,17 @@ def _answers(
     targets: Sequence[Any], predictions: Sequence[Any], v2: bool
 ) -> tuple[dict[str, list[str]], dict[str, str]]:
     """Per question (keyed by its index): the gold answers, and the predicted answer."""
-    golds = {str(i): [a[0] for a in target[1]] for i, target in enumerate(targets)}
+    golds = gold_answers(targets)
     answered = {
         str(i): answer_text(target[0], p, v2)
         for i, (target, p) in enumerate(zip(targets, predictions, strict=True))
     }
     return golds, answered
+
+
+def gold_answers(targets: Sequence[Any]) -> dict[str, list[str]]:
+    """Per question (keyed by its index): its gold answer texts."""
+    return {str(i): [a[0] for a in target[1]] for i, target in enumerate(targets)}
 
 
 def first_answer(target: Any) -> tuple[int, int] | None:

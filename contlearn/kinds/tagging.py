@@ -168,11 +168,8 @@ class Tagging(TaskKind):
 
         names = set(labels or ())
         gold = [list(tags) for tags in values]
-        pred = [
-            [t if t in names else OUTSIDE for t in (a or "").split()][: len(g)]
-            for a, g in zip(answers, gold, strict=True)
-        ]
-        pred = [p + [OUTSIDE] * (len(g) - len(p)) for p, g in zip(pred, gold, strict=True)]
+        said = [[t if t in names else OUTSIDE for t in (a or "").split()] for a in answers]
+        pred = [(p + [OUTSIDE] * len(g))[: len(g)] for p, g in zip(said, gold, strict=True)]
         return entity_scores(gold, pred)[metric]
 
     @staticmethod

@@ -111,9 +111,9 @@ def reusable(ledger: Ledger, methods, names: list[str], config: dict[str, Any]) 
         if row["task_names"] != names or not _same_runs(recorded, config):
             continue
         for name in map(current_name, row["methods"]):
-            baseline = get_baseline(name)
-            same = recorded["baselines"].get(name) == config["baselines"].get(name)
-            if name in methods and name not in found and baseline.run is not None and same:
+            if name not in methods or name in found or get_baseline(name).run is None:
+                continue
+            if recorded["baselines"].get(name) == config["baselines"].get(name):
                 found[name] = recorded.get("reused", {}).get(name, row["id"])
     return found
 
@@ -132,6 +132,7 @@ def _same_runs(recorded: dict[str, Any], config: dict[str, Any]) -> bool:
 
 
 def reuse_notes(reused: dict[str, int]) -> list[str]:
+    """One line per baseline read from an earlier comparison."""
     return [
         f"{name}: reusing comparison {source}'s runs (same tasks, adapter runs and settings); "
         "nothing is trained again for it"

@@ -59,8 +59,7 @@ def fail_abandoned(ledger: Ledger, reason: str) -> list[int]:
     gone = [
         run
         for run in ledger.runs(purpose="train")
-        if run.status == "running" and run.host == HOST and run.pid is not None
-        if run.pid != os.getpid() and not process_alive(run.pid)
+        if run.status == "running" and run.host == HOST and is_abandoned(run)
     ]
     for run in gone:
         ledger.finish_run(run.id, status="failed", task_status="pending", error=reason)
